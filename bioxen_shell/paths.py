@@ -1,0 +1,95 @@
+"""Where bioxen finds its own files and keeps the user's.
+
+Two kinds of location:
+
+* Shipped resources (``lua/``, ``bio_stdlib/``, ``profiles/``).  In an installed
+  wheel they live in ``bioxen_shell/_data/``; in a source checkout (or an
+  editable install) they sit at the top of the repository.  ``resource_dir``
+  hides the difference.
+* Per-user directories (history, config, user profiles, caches), chosen by
+  ``platformdirs`` so they follow the XDG conventions on Linux.  Each can be
+  overridden with an environment variable, which the tests use to keep the
+  user's real home untouched.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+__all__ = [
+    "resource_dir",
+    "lua_dir",
+    "bio_stdlib_dir",
+    "profiles_dir",
+    "config_dir",
+    "state_dir",
+    "cache_dir",
+    "lua_search_path",
+]
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_APP = "bioxen"
+
+
+def resource_dir(name: str) -> Path:
+    """Return the directory of a shipped resource (``lua``, ``bio_stdlib``, ``profiles``)."""
+    for candidate in (_PACKAGE_DIR / "_data" / name, _PACKAGE_DIR.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"bioxen resource directory {name!r} is missing from the installation "
+        f"(looked in {_PACKAGE_DIR / '_data'} and {_PACKAGE_DIR.parent})"
+    )
+
+
+def lua_dir() -> Path:
+    """The shell's and the agent's Lua sources (``lua/``)."""
+    return resource_dir("lua")
+
+
+def bio_stdlib_dir() -> Path:
+    """The Lua sequence library (``bio_stdlib/``, modules ``bio.*``)."""
+    return resource_dir("bio_stdlib")
+
+
+def profiles_dir() -> Path:
+    """The profiles shipped with bioxen."""
+    return resource_dir("profiles")
+
+
+def _user_dir(env_var: str, default: str) -> Path:
+    override = os.environ.get(env_var)
+    return Path(override) if override else Path(default)
+
+
+def config_dir() -> Path:
+    """User configuration: ``config.toml`` and ``profiles/`` (override: ``BIOXEN_CONFIG_DIR``)."""
+    return _user_dir("BIOXEN_CONFIG_DIR", platformdirs.user_config_dir(_APP))
+
+
+def state_dir() -> Path:
+    """User state: REPL history, the record of created VMs (override: ``BIOXEN_STATE_DIR``)."""
+    return _user_dir("BIOXEN_STATE_DIR", platformdirs.user_state_dir(_APP))
+
+
+def cache_dir() -> Path:
+    """Disposable caches (override: ``BIOXEN_CACHE_DIR``)."""
+    return _user_dir("BIOXEN_CACHE_DIR", platformdirs.user_cache_dir(_APP))
+
+
+def lua_search_path(extra_dirs: list[str] | None = None) -> str:
+    """A ``package.path`` value that finds bioxen's Lua modules, ``bio.*`` and the user's.
+
+    Order: the user's extra directories, then ``BIOXEN_PATH`` (colon separated),
+    then the sequence library, then bioxen's own Lua sources.
+    """
+    dirs: list[str] = list(extra_dirs or [])
+    dirs += [d for d in os.environ.get("BIOXEN_PATH", "").split(os.pathsep) if d]
+    dirs += [str(bio_stdlib_dir()), str(lua_dir())]
+    parts = []
+    for d in dirs:
+        parts.append(os.path.join(d, "?.lua"))
+        parts.append(os.path.join(d, "?", "init.lua"))
+    return ";".join(parts)
