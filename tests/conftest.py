@@ -11,6 +11,9 @@ import os
 
 import pytest
 
+# Fixtures shared across test folders: the loopback sshd and the XAPI simulator.
+pytest_plugins = ["tests.remote.sshd_fixture", "tests.xapi_sim.fixtures"]
+
 STRICT = os.environ.get("BIOXEN_REQUIRE_SYSTEM") == "1"
 
 

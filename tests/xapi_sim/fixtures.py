@@ -1,0 +1,1 @@
+"""Pytest fixtures for the XAPI simulator (filled in by the XCP-ng work)."""
