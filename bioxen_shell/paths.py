@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
-
 __all__ = [
     "resource_dir",
     "lua_dir",
@@ -59,24 +57,30 @@ def profiles_dir() -> Path:
     return resource_dir("profiles")
 
 
-def _user_dir(env_var: str, default: str) -> Path:
+def _user_dir(env_var: str, kind: str) -> Path:
     override = os.environ.get(env_var)
-    return Path(override) if override else Path(default)
+    if override:
+        return Path(override)
+    # Imported here, not at module level: platformdirs pulls in a noticeable
+    # share of start-up time and `bioxen -e CODE` rarely needs a user dir.
+    import platformdirs
+
+    return Path(getattr(platformdirs, f"user_{kind}_dir")(_APP))
 
 
 def config_dir() -> Path:
     """User configuration: ``config.toml`` and ``profiles/`` (override: ``BIOXEN_CONFIG_DIR``)."""
-    return _user_dir("BIOXEN_CONFIG_DIR", platformdirs.user_config_dir(_APP))
+    return _user_dir("BIOXEN_CONFIG_DIR", "config")
 
 
 def state_dir() -> Path:
     """User state: REPL history, the record of created VMs (override: ``BIOXEN_STATE_DIR``)."""
-    return _user_dir("BIOXEN_STATE_DIR", platformdirs.user_state_dir(_APP))
+    return _user_dir("BIOXEN_STATE_DIR", "state")
 
 
 def cache_dir() -> Path:
     """Disposable caches (override: ``BIOXEN_CACHE_DIR``)."""
-    return _user_dir("BIOXEN_CACHE_DIR", platformdirs.user_cache_dir(_APP))
+    return _user_dir("BIOXEN_CACHE_DIR", "cache")
 
 
 def lua_search_path(extra_dirs: list[str] | None = None) -> str:

@@ -1,1 +1,116 @@
-"""Pytest fixtures for the XAPI simulator (filled in by the XCP-ng work)."""
+"""Pytest fixtures for the XAPI simulator (loaded as a plugin for the whole suite).
+
+* ``xapi_pool`` (session) — a simulated pool shared by everything that only *uses* xcpng VMs
+  (the conformance suite); never reset, so long-lived VMs of other fixtures stay intact.
+* ``xcpng_vm_options`` (session) — ``vm.create`` options that provision a VM through
+  ``xapi_pool`` and end on the loopback sshd (``sshd_server``): the simulated guest reports
+  127.0.0.1 as its IP, and its boot hook installs the SSH key bioxen injected (xenstore
+  ``vm-data/bioxen/authorized_keys``) into that sshd's ``authorized_keys`` — so the VM is only
+  reachable if the injection worked.
+* ``xapi_sim`` (function) — a second simulated pool, reset before each test, for tests that
+  inject faults or assert on the object tables; ``xcpng_settings`` gives inline pool settings
+  for it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.xapi_sim import RunningPool, XapiSimulator, start_pool
+
+SIM_USER = "root"
+SIM_PASSWORD = "xapi-sim-password"
+TEMPLATE = "Debian Bookworm 12 (bioxen)"
+NETWORK = "Pool-wide network associated with eth0"
+AUTHORIZED_KEYS_KEY = "vm-data/bioxen/authorized_keys"
+
+
+def install_injected_key_hook(sim: XapiSimulator, authorized_keys: Path) -> None:
+    """Make the simulated guests honour bioxen's key-injection convention.
+
+    A real template runs a boot script that copies xenstore ``vm-data/bioxen/authorized_keys``
+    into the guest user's ``~/.ssh/authorized_keys``; our "guest" is the loopback sshd, so the
+    hook appends the key to its AuthorizedKeysFile.
+    """
+    def on_boot(sim: XapiSimulator, vm: str) -> None:
+        key = sim.db.row("VM", vm)["xenstore_data"].get(AUTHORIZED_KEYS_KEY)
+        if not key:
+            return
+        lines = authorized_keys.read_text().splitlines() if authorized_keys.exists() else []
+        if key not in lines:
+            with open(authorized_keys, "a") as f:
+                f.write(key + "\n")
+
+    sim.guest.on_boot.append(on_boot)
+
+
+def _password_file(directory: Path) -> Path:
+    path = directory / "xapi-password"
+    path.write_text(SIM_PASSWORD + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def pool_settings(pool: RunningPool, password_file: Path, sshd_server, key: Path) -> dict:
+    """Inline pool settings (what a ``[pools.NAME]`` section holds) for a simulated pool."""
+    return {
+        "url": pool.url, "user": SIM_USER, "password_file": str(password_file),
+        "template": TEMPLATE, "network": NETWORK,
+        "ssh_user": sshd_server.user, "ssh_key": str(key), "ssh_port": sshd_server.port,
+        "known_hosts": str(sshd_server.known_hosts), "ip_timeout": 20,
+        "shutdown_timeout": 10,
+    }
+
+
+@pytest.fixture(scope="session")
+def xapi_pool(tmp_path_factory) -> RunningPool:
+    pool = start_pool(tmp_path_factory.mktemp("xapi-sim"))
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture(scope="session")
+def _xcpng_client_key(tmp_path_factory) -> Path:
+    from tests.remote.sshd_fixture import write_keypair
+    key = tmp_path_factory.mktemp("xcpng-key") / "id_ed25519"
+    write_keypair(key, "bioxen-xcpng-test")
+    return key
+
+
+@pytest.fixture(scope="session")
+def xcpng_vm_options(xapi_pool, sshd_server, tmp_path_factory, _xcpng_client_key) -> dict:
+    password_file = _password_file(tmp_path_factory.mktemp("xapi-secret"))
+    install_injected_key_hook(xapi_pool.sim, sshd_server.directory / "authorized_keys")
+    return {"type": "xcpng",
+            "pool": pool_settings(xapi_pool, password_file, sshd_server, _xcpng_client_key),
+            "memory": "512MiB", "vcpus": 1}
+
+
+@pytest.fixture(scope="session")
+def _xapi_test_pool(tmp_path_factory) -> RunningPool:
+    pool = start_pool(tmp_path_factory.mktemp("xapi-sim-tests"))
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+def xapi_test_pool(_xapi_test_pool) -> RunningPool:
+    """The private simulated pool, reset to a pristine state for this test."""
+    _xapi_test_pool.sim.reset()
+    for server in _xapi_test_pool.servers():
+        server.drop_next.clear()
+    return _xapi_test_pool
+
+
+@pytest.fixture
+def xapi_sim(xapi_test_pool) -> XapiSimulator:
+    return xapi_test_pool.sim
+
+
+@pytest.fixture
+def xcpng_settings(xapi_test_pool, sshd_server, tmp_path, _xcpng_client_key) -> dict:
+    """Inline pool settings for the private pool; its guests accept bioxen's injected key."""
+    install_injected_key_hook(xapi_test_pool.sim, sshd_server.directory / "authorized_keys")
+    return pool_settings(xapi_test_pool, _password_file(tmp_path), sshd_server,
+                         _xcpng_client_key)

@@ -1,0 +1,265 @@
+"""Sequence-kernel throughput: bio_stdlib on LuaJIT and Lua 5.4 beside Biopython and seqkit.
+
+    python bench/bio_kernels.py [--mb 100] [--repeat 3] [--workdir DIR]
+
+One run, one file: a deterministic random FASTA file of --mb megabytes (bench/make_fasta.py,
+kept in --workdir and reused when it is already there).  Measured, in this order:
+
+* kernels on the file's sequences joined into one string: GC content (gc_fraction, default
+  "remove" mode), reverse complement, translation (standard table) -- in the stock `luajit`
+  (FFI kernels) and `lua5.4` (portable kernels) binaries, and in Biopython 1.88;
+* FASTA parsing of the file into records (id, description, sequence);
+* a per-record GC table of the file, end to end (process start, parsing, output to /dev/null):
+  `seqkit fx2tab -n -g` against examples/gc_table.lua run by `luajit` and by `bioxen run`.
+
+Kernel times are CPU times measured inside each runtime (os.clock, time.process_time) around
+the call only; the table shows the best of --repeat runs ("warm") and the first run ("first",
+which includes allocating the output buffers).  Whole-program times are wall-clock, best of
+--repeat.  MB/s is 10**6 bytes of input per second.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.make_fasta import make_fasta  # noqa: E402
+
+LUA_DRIVER = r"""
+local path, repeat_n = arg[1], tonumber(arg[2])
+local fasta = require "bio.fasta"
+local seq = require "bio.seq"
+local translate = require "bio.translate"
+local F = require "bio._fast"
+local clock = os.clock
+
+local function timeit(f)
+  local first, best
+  for i = 1, repeat_n do
+    collectgarbage()
+    local t0 = clock()
+    f()
+    local dt = clock() - t0
+    if i == 1 then first = dt end
+    if not best or dt < best then best = dt end
+  end
+  return { first = first, best = best }
+end
+
+local result = { runtime = F.runtime, kernels = F.kernels }
+local f = assert(io.open(path, "rb"))
+result.file_bytes = f:seek("end")
+f:close()
+
+local parts, nrec = {}, 0
+result.fasta = timeit(function()
+  parts, nrec = {}, 0
+  for rec in fasta.records(path) do nrec = nrec + 1; parts[nrec] = rec.seq end
+end)
+result.records = nrec
+local all = table.concat(parts)
+parts = nil
+local n = #all
+local cds = all:sub(1, n - n % 3)
+result.seq_bytes = n
+result.gc = timeit(function() seq.gc_fraction(all) end)
+result.revcomp = timeit(function() seq.reverse_complement(all) end)
+result.translate = timeit(function() translate.translate(cds) end)
+result.gc_value = seq.gc_fraction(all)
+io.write(require("bio._bench_json")(result))
+"""
+
+# A small JSON writer for the driver (numbers, strings, nested tables).
+JSON_LUA = r"""
+local function enc(v)
+  local t = type(v)
+  if t == "table" then
+    local parts = {}
+    for k, x in pairs(v) do parts[#parts + 1] = string.format("%q:%s", tostring(k), enc(x)) end
+    return "{" .. table.concat(parts, ",") .. "}"
+  elseif t == "string" then return string.format("%q", v)
+  elseif t == "number" then return string.format("%.17g", v)
+  end
+  return "null"
+end
+return enc
+"""
+
+
+def run_lua(binary: str, fasta: Path, repeat: int, workdir: Path) -> dict | None:
+    exe = shutil.which(binary)
+    if exe is None:
+        return None
+    helper = workdir / "luamods" / "bio"
+    helper.mkdir(parents=True, exist_ok=True)
+    (helper / "_bench_json.lua").write_text(JSON_LUA)
+    driver = workdir / "bio_kernels_driver.lua"
+    driver.write_text(LUA_DRIVER)
+    lua_path = ";".join([f"{REPO}/bio_stdlib/?.lua", f"{REPO}/bio_stdlib/?/init.lua", f"{workdir}/luamods/?.lua", ";"])
+    proc = subprocess.run([exe, str(driver), str(fasta), str(repeat)], capture_output=True, text=True,
+                          env={**os.environ, "LUA_PATH": lua_path}, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{binary} failed: {proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+def run_biopython(fasta: Path, repeat: int) -> dict:
+    from Bio import BiopythonWarning, SeqIO
+    from Bio.Seq import reverse_complement, translate
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+    from Bio.SeqUtils import gc_fraction
+
+    def timeit(f, n=repeat):
+        times = []
+        for _ in range(n):
+            t0 = time.process_time()
+            f()
+            times.append(time.process_time() - t0)
+        return {"first": times[0], "best": min(times)}
+
+    res: dict = {"file_bytes": fasta.stat().st_size}
+    seqs: list[str] = []
+
+    def parse_simple():
+        seqs.clear()
+        with open(fasta) as h:
+            for _title, s in SimpleFastaParser(h):
+                seqs.append(s)
+
+    def parse_seqio():
+        with open(fasta) as h:
+            for rec in SeqIO.parse(h, "fasta"):
+                _ = rec.seq
+
+    res["fasta"] = timeit(parse_simple)
+    res["fasta_seqio"] = timeit(parse_seqio)
+    all_seq = "".join(seqs)
+    seqs.clear()
+    n = len(all_seq)
+    cds = all_seq[: n - n % 3]
+    res["seq_bytes"] = n
+    res["gc"] = timeit(lambda: gc_fraction(all_seq))
+    res["revcomp"] = timeit(lambda: reverse_complement(all_seq))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BiopythonWarning)
+        res["translate"] = timeit(lambda: translate(cds), n=1)  # ~10 s per run: once
+    res["gc_value"] = gc_fraction(all_seq)
+    return res
+
+
+def wall(cmd: list[str], repeat: int, env=None) -> float | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    best = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
+        dt = time.perf_counter() - t0
+        if proc.returncode != 0:
+            print(f"  ({' '.join(cmd[:3])} failed: {proc.stderr.decode(errors='replace').strip()[:200]})")
+            return None
+        best = dt if best is None else min(best, dt)
+    return best
+
+
+def mbps(nbytes: int, seconds: float | None) -> str:
+    if not seconds:
+        return "n/a"
+    return f"{nbytes / seconds / 1e6:,.0f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=100.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bioxen-bench")
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    fasta = args.workdir / f"random_{args.mb:g}mb_seed42.fa"
+    if not fasta.exists():
+        print(f"making {fasta} ...")
+        make_fasta(fasta, args.mb, 42)
+    size = fasta.stat().st_size
+    print(f"file: {fasta} ({size / 1e6:.1f} MB)")
+
+    print("running luajit ..."); jit = run_lua("luajit", fasta, args.repeat, args.workdir)
+    print("running lua5.4 ..."); l54 = run_lua("lua5.4", fasta, args.repeat, args.workdir)
+    print("running Biopython ..."); bp = run_biopython(fasta, args.repeat)
+    for r in (jit, l54):
+        if r and abs(r["gc_value"] - bp["gc_value"]) > 1e-12:
+            raise SystemExit(f"GC disagrees with Biopython: {r['gc_value']} vs {bp['gc_value']}")
+
+    print("running the per-record GC table ...")
+    lua_env = {**os.environ, "LUA_PATH": f"{REPO}/bio_stdlib/?.lua;{REPO}/bio_stdlib/?/init.lua;;"}
+    script = str(REPO / "examples" / "gc_table.lua")
+    t_seqkit = wall(["seqkit", "fx2tab", "-n", "-g", str(fasta)], args.repeat)
+    t_seqkit1 = wall(["seqkit", "fx2tab", "-n", "-g", "-j", "1", str(fasta)], args.repeat)
+    t_luajit = wall(["luajit", script, str(fasta)], args.repeat, lua_env)
+    t_lua54 = wall(["lua5.4", script, str(fasta)], args.repeat, lua_env)
+    bioxen = shutil.which("bioxen") or str(Path(sys.executable).with_name("bioxen"))
+    t_bioxen = wall([bioxen, "run", script, str(fasta)], args.repeat) if Path(bioxen).exists() else None
+
+    def cell(r, key, which="best"):
+        if not r:
+            return "n/a"
+        nbytes = r["file_bytes"] if key.startswith("fasta") else r["seq_bytes"]
+        return mbps(nbytes, r[key][which])
+
+    print()
+    print(f"Kernels, MB/s (CPU time; {bp['seq_bytes'] / 1e6:.1f} Mbp of sequence, {size / 1e6:.1f} MB file)")
+    header = f"{'operation':<26}{'LuaJIT warm':>12}{'(first)':>9}{'Lua 5.4 warm':>14}{'(first)':>9}{'Biopython':>11}"
+    print(header)
+    print("-" * len(header))
+    rows = [("GC content (remove)", "gc"), ("reverse complement", "revcomp"), ("translation (table 1)", "translate"),
+            ("FASTA parsing", "fasta")]
+    for label, key in rows:
+        print(f"{label:<26}{cell(jit, key):>12}{cell(jit, key, 'first'):>9}{cell(l54, key):>14}"
+              f"{cell(l54, key, 'first'):>9}{cell(bp, key):>11}")
+    print(f"{'FASTA parsing (SeqIO)':<26}{'':>12}{'':>9}{'':>14}{'':>9}{cell(bp, 'fasta_seqio'):>11}")
+    print()
+    print("Per-record GC table, whole program (wall clock, MB/s of file)")
+    for label, t in [("seqkit fx2tab -n -g", t_seqkit), ("seqkit fx2tab -n -g -j 1", t_seqkit1),
+                     ("luajit examples/gc_table.lua", t_luajit), ("bioxen run examples/gc_table.lua", t_bioxen),
+                     ("lua5.4 examples/gc_table.lua", t_lua54)]:
+        print(f"  {label:<34}{'n/a' if t is None else f'{t:6.3f} s':>10}{mbps(size, t):>8} MB/s")
+
+    print()
+    print("Targets")
+
+    def rate(r, key):
+        nbytes = r["file_bytes"] if key.startswith("fasta") else r["seq_bytes"]
+        return nbytes / r[key]["best"] / 1e6
+
+    checks = []
+    if jit:
+        checks += [("LuaJIT GC >= 1000 MB/s", rate(jit, "gc") >= 1000),
+                   ("LuaJIT reverse complement >= 1000 MB/s", rate(jit, "revcomp") >= 1000),
+                   ("LuaJIT translation >= 500 MB/s", rate(jit, "translate") >= 500),
+                   ("LuaJIT FASTA parsing >= 300 MB/s", rate(jit, "fasta") >= 300)]
+    if l54:
+        checks += [(f"Lua 5.4 GC within 3x of Biopython ({rate(bp, 'gc') / rate(l54, 'gc'):.2f}x)",
+                    rate(l54, "gc") * 3 >= rate(bp, "gc")),
+                   (f"Lua 5.4 reverse complement within 3x of Biopython ({rate(bp, 'revcomp') / rate(l54, 'revcomp'):.2f}x)",
+                    rate(l54, "revcomp") * 3 >= rate(bp, "revcomp")),
+                   (f"Lua 5.4 translation faster than Biopython ({rate(l54, 'translate') / rate(bp, 'translate'):.1f}x)",
+                    rate(l54, "translate") > rate(bp, "translate"))]
+    if t_seqkit and t_luajit:
+        checks.append((f"luajit gc_table.lua faster than seqkit fx2tab ({t_seqkit / t_luajit:.2f}x)", t_luajit < t_seqkit))
+    if t_seqkit and t_bioxen:
+        checks.append((f"bioxen run gc_table.lua faster than seqkit fx2tab ({t_seqkit / t_bioxen:.2f}x)", t_bioxen < t_seqkit))
+    for label, ok in checks:
+        print(f"  [{'met' if ok else 'MISSED'}] {label}")
+
+
+if __name__ == "__main__":
+    main()

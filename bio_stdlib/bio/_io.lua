@@ -1,0 +1,120 @@
+--- bio._io: sources and sinks shared by bio.fasta and bio.fastq.
+--
+-- A source is a file path, an open file handle, or (through the
+-- *_from_string entry points) a string holding the file's text.  Readers pull
+-- fixed-size chunks, so memory stays bounded by the largest record, never the
+-- file.
+local A = require "bio.alphabet"
+
+local M = {}
+
+M.CHUNK = 1048576 -- bytes per read; tests shrink it to exercise chunk edges
+
+local function io_lib(fname)
+  local lib = rawget(_G, "io")
+  if not lib then error(fname .. ": file access is not available here (the io library is disabled in this sandbox)", 3) end
+  return lib
+end
+
+--- Open a source for reading.  Returns a chunk reader read() -> string|nil,
+-- a close() function, and a display name for error messages.
+function M.open_source(src, fname, chunk_size)
+  chunk_size = chunk_size or M.CHUNK
+  if type(src) == "string" then
+    local f, err = io_lib(fname).open(src, "rb")
+    if not f then error(string.format("%s: cannot open '%s': %s", fname, src, tostring(err)), 3) end
+    return function() return f:read(chunk_size) end, function() f:close() end, src
+  end
+  local iolib = rawget(_G, "io")
+  if iolib and iolib.type(src) == "file" then
+    return function() return src:read(chunk_size) end, function() end, "<file>"
+  end
+  if type(src) == "table" and type(src.read) == "function" then
+    -- anything file-like with read(n)
+    return function() return src:read(chunk_size) end, function() end, "<stream>"
+  end
+  A.arg_error(fname, 1, "source", "expected a file path or an open file, got " .. type(src), 2)
+end
+
+--- A chunk reader over a string's text (in chunk_size slices).
+function M.string_source(text, fname, chunk_size)
+  A.check_string(text, fname, 1, "text")
+  chunk_size = chunk_size or M.CHUNK
+  local pos, n = 1, #text
+  return function()
+    if pos > n then return nil end
+    local piece
+    if pos == 1 and n <= chunk_size then piece = text
+    else piece = text:sub(pos, pos + chunk_size - 1) end
+    pos = pos + chunk_size
+    return piece
+  end, function() end, "<string>"
+end
+
+--- A line reader over a chunk reader: returns next() -> line (without the
+-- "\n"; a trailing "\r" is kept for the caller to strip) or nil at EOF, and
+-- keeps the 1-based number of the last line returned in state.lineno.
+function M.line_reader(read)
+  local buf, pos, eof = "", 1, false
+  local state = { lineno = 0 }
+  local find, sub = string.find, string.sub
+  function state.next()
+    while true do
+      local nl = find(buf, "\n", pos, true)
+      if nl then
+        local line = sub(buf, pos, nl - 1)
+        pos = nl + 1
+        state.lineno = state.lineno + 1
+        return line
+      end
+      if eof then
+        if pos <= #buf then
+          local line = sub(buf, pos)
+          pos = #buf + 1
+          state.lineno = state.lineno + 1
+          return line
+        end
+        return nil
+      end
+      local chunk = read()
+      if chunk == nil then eof = true
+      else
+        buf = (pos <= #buf) and (sub(buf, pos) .. chunk) or chunk
+        pos = 1
+      end
+    end
+  end
+  return state
+end
+
+--- Python's str.rstrip(): drop trailing whitespace.
+function M.rstrip(s)
+  local last = s:find("[ \t\r\n\v\f]+$")
+  if last then return s:sub(1, last - 1) end
+  return s
+end
+
+--- Open a destination for writing: returns write(str), close().
+function M.open_dest(dest, fname)
+  if type(dest) == "string" then
+    local f, err = io_lib(fname).open(dest, "wb")
+    if not f then error(string.format("%s: cannot open '%s' for writing: %s", fname, dest, tostring(err)), 3) end
+    return function(s) assert(f:write(s)) end, function() f:close() end
+  end
+  local iolib = rawget(_G, "io")
+  if (iolib and iolib.type(dest) == "file") or (type(dest) == "table" and type(dest.write) == "function") then
+    return function(s) dest:write(s) end, function() end
+  end
+  A.arg_error(fname, 1, "dest", "expected a file path or an open file, got " .. type(dest), 2)
+end
+
+--- Iterate over `records`: a list of records, or an iterator function.
+function M.each(records, fname)
+  if type(records) == "function" then return records end
+  if type(records) ~= "table" then A.arg_error(fname, 2, "records", "expected a list of records or an iterator, got " .. type(records), 2) end
+  if records.seq ~= nil then records = { records } end -- a single record
+  local i = 0
+  return function() i = i + 1; return records[i] end
+end
+
+return M

@@ -1,0 +1,198 @@
+--- bio.kmer: k-mer counting with optional canonical k-mers (k = 1 .. 31).
+--
+--   local counts, total = kmer.count(seq, 21, {canonical = true})
+--
+-- k-mers are read from the upper-cased sequence; a k-mer is counted only
+-- when all its letters are A, C, G or T (so N, IUPAC codes, gaps and U break
+-- k-mers; back-transcribe RNA first).  The canonical form of a k-mer is the
+-- lexicographically smaller of the k-mer and its reverse complement.
+-- Counting uses rolling 2-bit integer codes (exact in a double up to k = 26);
+-- for k = 27..31 it falls back to string keys.  Reference: docs/bio/kmer.md.
+local F = require "bio._fast"
+local A = require "bio.alphabet"
+local seqmod = require "bio.seq"
+
+local M = {}
+
+M.MAX_K = 31
+
+local ffi = F.ffi
+local byte, char, sub, upper, floor = string.byte, string.char, string.sub, string.upper, math.floor
+
+-- byte -> 0..3 for ACGT (either case), -1 otherwise
+local CODE = {}
+for b = 0, 255 do CODE[b] = -1 end
+for i, c in ipairs({ "A", "C", "G", "T" }) do CODE[byte(c)] = i - 1; CODE[byte(c:lower())] = i - 1 end
+local LETTER = { [0] = "A", "C", "G", "T" }
+
+local function decode(code, k)
+  local t = {}
+  for i = k, 1, -1 do
+    local v = code % 4
+    t[i] = LETTER[v]
+    code = (code - v) / 4
+  end
+  return table.concat(t)
+end
+
+--- The canonical form of one k-mer: min(kmer, reverse complement), upper case.
+function M.canonical(kmer)
+  A.check_letters(kmer, "ACGT", "bio.kmer.canonical", 1, "kmer", true)
+  local up = upper(kmer)
+  local rc = seqmod.reverse_complement(up)
+  return rc < up and rc or up
+end
+
+-- Numeric counting (k <= 26): adds into `counts` (code -> n); returns k-mers seen.
+local function count_numeric(s, k, canonical, counts)
+  local top = 4 ^ (k - 1)
+  local n = #s
+  local code, rc, run, total = 0, 0, 0, 0
+  local i = 1
+  while i <= n do
+    local last = i + 255
+    if last > n then last = n end
+    local bytes = { byte(s, i, last) }
+    for j = 1, #bytes do
+      local v = CODE[bytes[j]]
+      if v < 0 then
+        run, code, rc = 0, 0, 0
+      else
+        code = (code % top) * 4 + v
+        run = run + 1
+        if canonical then rc = floor(rc / 4) + (3 - v) * top end
+        if run >= k then
+          local key = code
+          if canonical and rc < code then key = rc end
+          counts[key] = (counts[key] or 0) + 1
+          total = total + 1
+        end
+      end
+    end
+    i = last + 1
+  end
+  return total
+end
+
+-- Dense counting under FFI for small k: an array of 4^k counters.
+local count_dense
+if ffi then
+  local CODE8 = ffi.new("int8_t[256]")
+  for b = 0, 255 do CODE8[b] = CODE[b] end
+  count_dense = function(s, k, canonical, arr)
+    local top = 4 ^ (k - 1)
+    local mask = 4 ^ k
+    local p = ffi.cast("const uint8_t*", s)
+    local code, rc, run, total = 0, 0, 0, 0
+    for i = 0, #s - 1 do
+      local v = CODE8[p[i]]
+      if v < 0 then
+        run, code, rc = 0, 0, 0
+      else
+        code = (code * 4 + v) % mask
+        run = run + 1
+        if canonical then rc = (rc - rc % 4) / 4 + (3 - v) * top end
+        if run >= k then
+          local key = code
+          if canonical and rc < code then key = rc end
+          arr[key] = arr[key] + 1
+          total = total + 1
+        end
+      end
+    end
+    return total
+  end
+end
+
+-- String-keyed counting for k = 27..31 (beyond a double's exact range).
+local function count_strings(s, k, canonical, counts)
+  local up = upper(s)
+  local total = 0
+  local pos = 1
+  local n = #up
+  while pos <= n - k + 1 do
+    -- next run of ACGT
+    local a, b = up:find("[ACGT]+", pos)
+    if not a then break end
+    for i = a, b - k + 1 do
+      local km = sub(up, i, i + k - 1)
+      if canonical then
+        local rc = seqmod.reverse_complement(km)
+        if rc < km then km = rc end
+      end
+      counts[km] = (counts[km] or 0) + 1
+      total = total + 1
+    end
+    pos = b + 1
+  end
+  return total
+end
+
+local function sequences_of(input, fname)
+  if type(input) == "string" then return { input } end
+  if type(input) == "table" then
+    local out = {}
+    for i, v in ipairs(input) do
+      if type(v) == "table" then v = v.seq end
+      if type(v) ~= "string" then A.arg_error(fname, 1, "seq", "item " .. i .. " is not a sequence string or record", 3) end
+      out[i] = v
+    end
+    return out
+  end
+  A.arg_error(fname, 1, "seq", "expected a sequence string, or a list of strings or records, got " .. type(input), 3)
+end
+
+--- Count k-mers in a sequence (or a list of sequences or records).
+-- opts.canonical: count canonical k-mers.  Returns counts {kmer -> n} and
+-- the total number of k-mers counted.
+function M.count(input, k, opts)
+  local fname = "bio.kmer.count"
+  local seqs = sequences_of(input, fname)
+  A.check_int(k, fname, 2, "k", 1, M.MAX_K)
+  opts = opts or {}
+  local canonical = opts.canonical and true or false
+  local result, total = {}, 0
+  if k <= 10 and ffi then
+    local arr = ffi.new("double[?]", 4 ^ k)
+    for _, s in ipairs(seqs) do total = total + count_dense(s, k, canonical, arr) end
+    for code = 0, 4 ^ k - 1 do
+      local c = arr[code]
+      if c > 0 then result[decode(code, k)] = c end
+    end
+  elseif k <= 26 then
+    local counts = {}
+    for _, s in ipairs(seqs) do total = total + count_numeric(s, k, canonical, counts) end
+    for code, c in pairs(counts) do result[decode(code, k)] = c end
+  else
+    for _, s in ipairs(seqs) do total = total + count_strings(s, k, canonical, result) end
+  end
+  return result, total
+end
+
+--- The k-mer spectrum: a list of {multiplicity, number of distinct k-mers}
+-- sorted by multiplicity.
+function M.spectrum(counts)
+  local by = {}
+  for _, c in pairs(counts) do by[c] = (by[c] or 0) + 1 end
+  local out = {}
+  for m, n in pairs(by) do out[#out + 1] = { m, n } end
+  table.sort(out, function(x, y) return x[1] < y[1] end)
+  return out
+end
+
+--- The `n` most frequent k-mers as a list of {kmer, count}, ties broken
+-- alphabetically.
+function M.top(counts, n)
+  local out = {}
+  for km, c in pairs(counts) do out[#out + 1] = { km, c } end
+  table.sort(out, function(x, y)
+    if x[2] ~= y[2] then return x[2] > y[2] end
+    return x[1] < y[1]
+  end)
+  if n and #out > n then
+    for i = #out, n + 1, -1 do out[i] = nil end
+  end
+  return out
+end
+
+return M

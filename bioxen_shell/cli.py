@@ -1,0 +1,223 @@
+"""The ``bioxen`` command.
+
+    bioxen                       the REPL (prompt_toolkit on a terminal)
+    bioxen FILE.lua [ARGS...]      run a script (as ``bioxen run``)
+    bioxen run FILE.lua [ARGS...]  run a script: ``arg``/``...`` as in ``lua``; a ``#!`` line is allowed
+    bioxen -e CODE               run a chunk (an expression prints its value)
+    bioxen -  /  … | bioxen      run Lua read from stdin (no prompt, no escape codes)
+    bioxen -i [FILE]             run FILE (and -e chunks), then open the REPL
+    bioxen profiles|vm|config …  subcommands of the VM and remote layers
+
+Exit status: 0; ``os.exit(n)`` gives n; an uncaught Lua error gives 1 (message
+and traceback on stderr); bad usage or a missing file gives 2.
+
+This module is on the start-up path of ``bioxen -e``: it must not import
+prompt_toolkit, pygments or the VM layer at module level.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+from typing import Sequence
+
+from . import __version__
+
+__all__ = ["main", "SUBCOMMANDS"]
+
+#: Subcommand -> "module:function"; the function takes argv and returns an exit status.
+SUBCOMMANDS: dict[str, str] = {
+    "profiles": "bioxen_shell.vm.profiles:cli_main",
+    "vm": "bioxen_shell.remote.gc:cli_main",
+    "config": "bioxen_shell.remote.config:cli_main",
+}
+
+USAGE_EXIT = 2
+
+
+class UsageError(Exception):
+    """Bad command line: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's two
+        raise UsageError(f"{message} (see bioxen --help)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="bioxen",
+        description="A Lua shell for biological sequence work, with Lua VMs that run "
+        "locally, over SSH or on XCP-ng.",
+        epilog="Subcommands: bioxen run FILE [args]; bioxen profiles …; bioxen vm …; "
+        "bioxen config …  (each has --help).  See docs/shell.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-e", dest="chunks", action="append", default=[], metavar="CODE",
+                   help="run the Lua chunk CODE (repeatable; an expression prints its value)")
+    p.add_argument("-l", dest="modules", action="append", default=[], metavar="MODULE",
+                   help="require MODULE into the global of the same name (repeatable)")
+    p.add_argument("-i", dest="interactive", action="store_true",
+                   help="open the REPL after running the script and -e chunks")
+    p.add_argument("--runtime", metavar="NAME",
+                   help="Lua runtime: lua51 lua52 lua53 lua54 lua55 luajit (default: %(default)s)")
+    p.add_argument("--path", dest="paths", action="append", default=[], metavar="DIR",
+                   help="also search DIR for Lua modules (repeatable; see also BIOXEN_PATH)")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("script", nargs="?", metavar="FILE",
+                   help="a Lua script to run ('-' reads Lua from stdin)")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG",
+                   help="arguments for the script (its `arg` table and `...`)")
+    return p
+
+
+def _stderr(text: str | bytes) -> None:
+    if isinstance(text, str):
+        text = text.encode(errors="replace")
+    sys.stderr.flush()
+    sys.stderr.buffer.write(text)
+    sys.stderr.buffer.flush()
+
+
+def _run_subcommand(name: str, argv: list[str]) -> int:
+    target = SUBCOMMANDS[name]
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+        func = getattr(module, func_name)
+    except (ImportError, AttributeError) as exc:
+        _stderr(f"bioxen: the '{name}' subcommand is not available ({module_name}: {exc})\n")
+        return USAGE_EXIT
+    return int(func(argv) or 0)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Unwind normally so Engine.close() runs its cleanup hooks (VMs are destroyed).
+    raise SystemExit(128 + signum)
+
+
+def _report(result) -> int:  # noqa: ANN001 - engine.Result, imported lazily
+    """Print a result; return the exit status it means for a script."""
+    if result.ok:
+        if result.output:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(result.output + b"\n")
+        return 0
+    _stderr(b"bioxen: " + result.error_text() + b"\n")
+    return 1
+
+
+def _check_file(path: str) -> None:
+    if path == "-":
+        return
+    if not os.path.exists(path):
+        raise UsageError(f"cannot open {path}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"cannot run {path}: it is a directory")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"cannot open {path}: permission denied")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bioxen`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _run_subcommand(argv[0], argv[1:])
+        if argv and argv[0] == "run":
+            if len(argv) < 2 or argv[1] in ("-h", "--help"):
+                if len(argv) >= 2:
+                    print("usage: bioxen run FILE [ARGS...]\n\nRun a Lua script; `arg` and `...` "
+                          "hold the arguments, a leading #! line is skipped.")
+                    return 0
+                raise UsageError("run: missing FILE (usage: bioxen run FILE [ARGS...])")
+            argv = ["--", *argv[1:]]
+        return _main(_build_parser().parse_args(argv))
+    except UsageError as exc:
+        _stderr(f"bioxen: {exc}\n")
+        return USAGE_EXIT
+
+
+def _main(opts: argparse.Namespace) -> int:
+    from .runtimes import DEFAULT_RUNTIME, UnknownRuntime
+
+    if opts.version:
+        import lupa
+
+        print(f"bioxen {__version__} (lupa {lupa.__version__}; default runtime {DEFAULT_RUNTIME})")
+        return 0
+    script = opts.script
+    if script is not None:
+        _check_file(script)
+    stdin_chunk = script == "-" or (
+        script is None and not opts.chunks and not opts.interactive and not sys.stdin.isatty()
+    )
+    interactive = opts.interactive or (script is None and not opts.chunks and not stdin_chunk)
+
+    from .engine import Engine, ShellExit
+
+    try:
+        engine = Engine(opts.runtime or DEFAULT_RUNTIME, module_paths=opts.paths)
+    except UnknownRuntime as exc:
+        raise UsageError(str(exc)) from None
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    status = 1
+    try:
+        for spec in opts.modules:  # -l mod  or  -l name=mod (as in Lua 5.4)
+            name, _, module = spec.rpartition("=")
+            code = f"{_lua_name(name or module)} = require({_lua_string(module)})"
+            status = _report(engine.execute(code, "=(command line)"))
+            if status:
+                return status
+        for chunk in opts.chunks:
+            status = _report(engine.execute(chunk, "=(command line)"))
+            if status:
+                return status
+        if stdin_chunk:
+            status = _report(engine.execute(sys.stdin.buffer.read(), "=stdin"))
+            if status:
+                return status
+        elif script is not None:
+            status = _report(engine.run_file(script, opts.args))
+            if status:
+                return status
+        status = _interactive(engine) if interactive else 0
+        return status
+    except ShellExit as exc:
+        status = exc.code
+        return status
+    except SystemExit as exc:  # SIGTERM
+        status = exc.code if isinstance(exc.code, int) else 1
+        raise
+    finally:
+        engine.close()
+        signal.signal(signal.SIGTERM, previous)
+        if engine.busy:  # Lua is stuck in a C call: do not wait for it at exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+
+
+def _interactive(engine) -> int:  # noqa: ANN001
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        from .repl.app import run_repl
+    else:
+        from .repl.plain import run_repl
+    return run_repl(engine)
+
+
+def _lua_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _lua_name(module: str) -> str:
+    name = module.replace(".", "_").replace("-", "_")
+    if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+        raise UsageError(f"-l {module}: not a usable global name (use -l NAME=MODULE)")
+    return name
+
+
+def entry_point() -> None:
+    sys.exit(main())

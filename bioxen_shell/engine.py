@@ -1,0 +1,457 @@
+"""The Python side of the shell: one Lua runtime running the Lua REPL engine.
+
+The read-eval-print logic lives in Lua (``lua/bioxen/shell/``).  This class
+creates the runtime, hands the Lua engine a small table of host callbacks
+(output, interrupt polling, directory listing, history), and feeds it input.
+
+User code runs in a worker thread while the calling thread waits on a ``done``
+event; a Ctrl-C (KeyboardInterrupt in the waiting thread) sets a flag that the
+Lua count hook polls, so even ``while true do end`` stops within milliseconds.
+(Waiting on an Event rather than ``Thread.join`` avoids CPython issue 90882.)
+
+Strings: the runtime is created with ``encoding=None``, so Lua strings reach
+Python as ``bytes`` (sequence data may be binary) and Python must pass
+``bytes`` to Lua — a Python ``str`` would arrive as an opaque userdata.  Use
+:meth:`Engine.to_lua` / :meth:`Engine.from_lua` to convert structures.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # typing-only imports stay off the start-up path
+    from typing import Callable, Iterable
+
+from . import paths
+from .runtimes import DEFAULT_RUNTIME, RUNTIMES, canonical_name, load_lupa
+
+__all__ = ["Engine", "Result", "ShellExit", "EXTENSIONS"]
+
+#: Modules whose ``install(engine)`` runs when an engine starts (and after :reset).
+EXTENSIONS: list[str] = ["bioxen_shell.vm.bindings"]
+
+
+class ShellExit(Exception):
+    """Lua called ``os.exit(code)`` or the user asked to quit; the caller should exit."""
+
+    def __init__(self, code: int = 0):
+        super().__init__(code)
+        self.code = code
+
+
+class Result:
+    """What one evaluation produced.  Byte strings: Lua output may be binary.
+
+    kind: ``ok`` | ``error`` | ``syntax`` | ``interrupted``.
+    output: the pretty-printed values (empty when there are none).
+    message, traceback: for failures (traceback holds the user's frames only).
+    (A plain class, not a dataclass: importing dataclasses costs start-up time.)
+    """
+
+    __slots__ = ("ok", "kind", "output", "message", "traceback")
+
+    def __init__(self, ok: bool, kind: str, output: bytes = b"", message: bytes = b"",
+                 traceback: bytes = b"") -> None:
+        self.ok, self.kind, self.output = ok, kind, output
+        self.message, self.traceback = message, traceback
+
+    def __repr__(self) -> str:
+        return (f"Result(ok={self.ok!r}, kind={self.kind!r}, output={self.output!r}, "
+                f"message={self.message!r}, traceback={self.traceback!r})")
+
+    def error_text(self) -> bytes:
+        """Message and traceback as one block, for stderr."""
+        text = self.message
+        if self.traceback:
+            text += b"\n" + self.traceback
+        return text
+
+
+def _field(table: Any, name: str, default: Any = None) -> Any:
+    value = table[name.encode()]
+    return default if value is None else value
+
+
+class Engine:
+    """A Lua runtime running the bioxen REPL engine.
+
+    ``runtime``: a name from :data:`bioxen_shell.runtimes.RUNTIMES` (or alias).
+    ``extensions``: modules to ``install(engine)`` at start.
+    ``module_paths``: extra directories searched by ``require`` (before
+    ``BIOXEN_PATH`` and the sequence library).
+    ``stdout``: a binary stream for Lua output (default: ``sys.stdout`` at write time).
+    """
+
+    def __init__(
+        self,
+        runtime: str = DEFAULT_RUNTIME,
+        *,
+        extensions: Iterable[str] = EXTENSIONS,
+        module_paths: Iterable[str] = (),
+        stdout: Any = None,
+    ) -> None:
+        self.runtime = canonical_name(runtime)
+        self._extensions = list(extensions)
+        self._module_paths = [str(p) for p in module_paths]
+        self._stdout = stdout
+        self._stop = threading.Event()
+        self._exit_code: int | None = None
+        self._close_hooks: list[Callable[[], None]] = []
+        self._status: list[Callable[[], str | None]] = []
+        self._worker_ident: int | None = None
+        self._busy: threading.Event | None = None
+        self._closed = False
+        #: Set by the front end: ``fn(n) -> list[str]``, the last n history entries.
+        self.history_provider: Callable[[int], list[str]] | None = None
+        self._start()
+
+    # ------------------------------------------------------------------ setup
+
+    def _start(self) -> None:
+        self.lupa = load_lupa(self.runtime)
+        self.lua = self.lupa.LuaRuntime(
+            encoding=None,
+            register_eval=False,
+            register_builtins=False,
+            unpack_returned_tuples=True,
+        )
+        search = paths.lua_search_path(self._module_paths)
+        self.lua.globals()[b"package"][b"path"] = search.encode()
+        host = self.lua.table_from(
+            {
+                b"write": self.write,
+                b"flush": self.flush,
+                b"poll": self._poll,
+                b"request_exit": self._request_exit,
+                b"listdir": self._listdir,
+                b"history": self._history,
+                b"clock": time.perf_counter,
+                b"runtimes": lambda: self.lua.table_from([n.encode() for n in RUNTIMES]),
+                b"runtime": self.runtime.encode(),
+            }
+        )
+        shell_module = self.require("bioxen.shell")
+        self.shell = shell_module[b"new"](host)
+        self._api = self.shell[b"api"]
+        self._load_extensions()
+
+    def _load_extensions(self) -> None:
+        for name in self._extensions:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name is not None and name.startswith(exc.name):
+                    continue  # that extension is not installed (yet): fine
+                self._report_extension_error(name, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - report, keep the shell usable
+                self._report_extension_error(name, exc)
+                continue
+            try:
+                module.install(self)
+            except Exception as exc:  # noqa: BLE001
+                self._report_extension_error(name, exc)
+
+    @staticmethod
+    def _report_extension_error(name: str, exc: BaseException) -> None:
+        sys.stderr.write(f"bioxen: extension {name} failed to load: {type(exc).__name__}: {exc}\n")
+        if os.environ.get("BIOXEN_DEBUG"):
+            import traceback
+
+            traceback.print_exception(exc)
+
+    # ---------------------------------------------------------- host callbacks
+
+    def write(self, data: bytes) -> None:
+        """Write bytes to the shell's output (Lua ``print`` lands here too)."""
+        if isinstance(data, str):
+            data = data.encode()
+        out = self._stdout
+        if out is None:
+            text = sys.stdout
+            text.flush()  # keep order with anything printed through the text layer
+            out = getattr(text, "buffer", None)
+            if out is None:
+                text.write(data.decode("utf-8", "replace"))
+                return
+        out.write(data)
+        if self._interactive_output():
+            out.flush()
+
+    def flush(self) -> None:
+        out = self._stdout if self._stdout is not None else getattr(sys.stdout, "buffer", sys.stdout)
+        try:
+            out.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _interactive_output(self) -> bool:
+        try:
+            return (self._stdout or sys.stdout).isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def _poll(self) -> int:
+        if self._exit_code is not None:
+            return 2
+        return 1 if self._stop.is_set() else 0
+
+    def _request_exit(self, code: int) -> None:
+        self._exit_code = int(code)
+
+    def _listdir(self, path: bytes) -> Any:
+        entries = []
+        try:
+            with os.scandir(os.fsdecode(path) or ".") as it:
+                for entry in it:
+                    try:
+                        is_dir = entry.is_dir()
+                    except OSError:
+                        is_dir = False
+                    entries.append(self.lua.table_from([os.fsencode(entry.name), is_dir]))
+        except OSError:
+            pass
+        return self.lua.table_from(entries)
+
+    def _history(self, n: int) -> Any:
+        items = self.history_provider(int(n)) if self.history_provider else []
+        return self.lua.table_from([s.encode() for s in items])
+
+    # ------------------------------------------------------------- running code
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """Run a Lua call in the worker thread; Ctrl-C in this thread interrupts it."""
+        if self._closed:
+            raise RuntimeError("the Lua engine is closed")
+        if threading.get_ident() == self._worker_ident:
+            return fn(*args)  # re-entered from Lua (an extension's callback)
+        self._stop.clear()
+        self._exit_code = None
+        done = threading.Event()
+        box: list[tuple[bool, Any]] = []
+
+        def work() -> None:
+            self._worker_ident = threading.get_ident()
+            try:
+                box.append((True, fn(*args)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box.append((False, exc))
+            finally:
+                self._worker_ident = None
+                done.set()
+
+        self._busy = done
+        threading.Thread(target=work, name="bioxen-lua", daemon=True).start()
+        presses = 0
+        while not done.is_set():
+            try:
+                done.wait(0.1)
+            except KeyboardInterrupt:
+                presses += 1
+                self.interrupt()
+                if presses == 2:
+                    sys.stderr.write(
+                        "\nbioxen: still stopping (a long call inside a C function cannot be "
+                        "interrupted); press Ctrl-C again to quit bioxen\n"
+                    )
+                elif presses >= 3:
+                    raise ShellExit(130) from None
+        self._busy = None
+        self._stop.clear()
+        self.flush()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def _to_result(self, table: Any) -> Result:
+        kind = _field(table, "kind", b"error").decode()
+        if kind == "exit":
+            raise ShellExit(self._exit_code if self._exit_code is not None else 0)
+        return Result(
+            ok=bool(_field(table, "ok", False)),
+            kind=kind,
+            output=_field(table, "output", b""),
+            message=_field(table, "message", b""),
+            traceback=_field(table, "traceback", b""),
+        )
+
+    def eval_line(self, line: str) -> Result:
+        """Evaluate one REPL input: a meta-command (``:help``) or Lua code.
+
+        Expressions print their values (in ``Result.output``).  Raises
+        :class:`ShellExit` for ``os.exit`` and ``:quit``.
+        """
+        table = self._call(self._api[b"handle"], line.encode())
+        action = _field(table, "action")
+        result = self._to_result(table)
+        if action is not None:
+            return self._do_action(action.decode(), _field(table, "arg", b"").decode(), result)
+        return result
+
+    def _do_action(self, action: str, arg: str, result: Result) -> Result:
+        if action == "quit":
+            raise ShellExit(0)
+        if action == "reset":
+            self.reset()
+            return Result(True, "ok", output=b"fresh Lua state (" + self.runtime.encode() + b")")
+        if action == "runtime":
+            try:
+                self.switch_runtime(arg)
+            except ValueError as exc:
+                return Result(False, "error", message=str(exc).encode())
+            return Result(True, "ok", output=f"switched to {self.runtime} (a fresh Lua state)".encode())
+        return result
+
+    def execute(self, src: str | bytes, chunkname: str = "=(command line)") -> Result:
+        """Run a chunk as a script (``-e``, stdin).  An expression prints its values."""
+        if isinstance(src, str):
+            src = src.encode()
+        return self._to_result(self._call(self._api[b"execute"], src, chunkname.encode()))
+
+    def run_file(self, path: str | os.PathLike, args: Iterable[str] = ()) -> Result:
+        """Run a Lua script with ``arg``/``...`` set as ``lua`` does; globals stay in the shell."""
+        lua_args = self.lua.table_from([os.fsencode(a) for a in args])
+        return self._to_result(self._call(self._api[b"run_file"], os.fsencode(path), lua_args))
+
+    def is_complete(self, src: str) -> tuple[str, int]:
+        """``("complete" | "incomplete" | "invalid", indent)`` for the input so far."""
+        status, indent = self._api[b"is_complete"](src.encode())
+        return status.decode(), int(indent)
+
+    def complete(self, text: str, cursor: int | None = None) -> list[tuple[str, int, str]]:
+        """Completions for ``text[:cursor]``: ``(replacement, start_position, meta)``.
+
+        ``start_position`` is negative, as prompt_toolkit's ``Completion`` wants it
+        (bytes counted as characters: identifiers are ASCII).
+        """
+        if cursor is not None:
+            text = text[:cursor]
+        if self._busy is not None:
+            return []  # never touch a runtime that is running user code
+        res = self._api[b"complete"](text.encode())
+        replace = int(res[b"replace"])
+        out = []
+        for item in res[b"items"].values():
+            out.append((item[b"text"].decode(errors="replace"), -replace, (item[b"meta"] or b"").decode()))
+        return out
+
+    def prompt_name(self) -> str | None:
+        """The name of the eval target (``:attach``) or None when evaluating locally."""
+        name = self._api[b"prompt_name"]()
+        return name.decode() if name is not None else None
+
+    def set_option(self, name: str, value: int) -> None:
+        """Set a printing option (depth, items, string_max, width, indent)."""
+        self._api[b"set_option"](name.encode(), value)
+
+    # -------------------------------------------------------------- interrupts
+
+    def interrupt(self) -> None:
+        """Ask the running Lua code to stop (it raises "interrupted!")."""
+        self._stop.set()
+
+    def interrupted(self) -> bool:
+        """True while a Ctrl-C is pending for the running code (VM waits poll this)."""
+        return self._stop.is_set()
+
+    @property
+    def busy(self) -> bool:
+        """True while user code runs in the worker thread."""
+        return self._busy is not None
+
+    # ------------------------------------------------------- extension points
+
+    def set_global(self, name: str, value: Any) -> None:
+        """Set a Lua global (strings are converted to Lua strings)."""
+        self.lua.globals()[name.encode()] = self.to_lua(value)
+
+    def require(self, module: str) -> Any:
+        """``require`` a Lua module in this runtime and return it."""
+        loaded = self.lua.require(module.encode())
+        # Lua 5.4+ `require` also returns the loader data; keep the module only.
+        return loaded[0] if isinstance(loaded, tuple) else loaded
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` when the engine closes, resets or switches runtime (VM cleanup)."""
+        self._close_hooks.append(fn)
+
+    def add_status(self, fn: Callable[[], str | None]) -> None:
+        """Add a toolbar segment: ``fn()`` returns short text, or None to hide it."""
+        self._status.append(fn)
+
+    def status_segments(self) -> list[str]:
+        out = []
+        for fn in self._status:
+            try:
+                text = fn()
+            except Exception as exc:  # noqa: BLE001 - a broken segment must not break the UI
+                text = f"status error: {exc}"
+            if text:
+                out.append(text)
+        return out
+
+    def to_lua(self, value: Any) -> Any:
+        """Python value -> Lua value: str -> Lua string, dict/list/tuple -> tables (recursively)."""
+        if isinstance(value, str):
+            return value.encode()
+        if isinstance(value, dict):
+            return self.lua.table_from({self.to_lua(k): self.to_lua(v) for k, v in value.items()})
+        if isinstance(value, (list, tuple)):
+            return self.lua.table_from([self.to_lua(v) for v in value])
+        return value
+
+    def from_lua(self, value: Any) -> Any:
+        """Lua value -> Python: tables become lists (keys 1..n) or dicts; strings stay bytes."""
+        if self.lupa.lua_type(value) != "table":
+            return value
+        items = {k: self.from_lua(v) for k, v in value.items()}
+        if items and all(isinstance(k, int) for k in items) and sorted(items) == list(range(1, len(items) + 1)):
+            return [items[i] for i in range(1, len(items) + 1)]
+        return items
+
+    # -------------------------------------------------------------- lifecycle
+
+    def _run_close_hooks(self) -> None:
+        if self._busy is not None:  # left by an exception (SIGTERM, 3x Ctrl-C) mid-call
+            self.interrupt()
+            if self._busy.wait(2.0):
+                self._busy = None
+        hooks, self._close_hooks = self._close_hooks, []
+        for fn in reversed(hooks):
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - every hook must get its turn
+                sys.stderr.write(f"bioxen: cleanup failed: {type(exc).__name__}: {exc}\n")
+        self._status = []
+
+    def reset(self) -> None:
+        """A fresh Lua state on the same runtime (close hooks run first)."""
+        self._run_close_hooks()
+        self._start()
+
+    def switch_runtime(self, name: str) -> None:
+        """A fresh Lua state on another runtime (raises ValueError for a bad name)."""
+        new = canonical_name(name)
+        load_lupa(new)  # fail before tearing anything down
+        self._run_close_hooks()
+        self.runtime = new
+        self._start()
+
+    def close(self) -> None:
+        """Stop running code, run the cleanup hooks (VMs are destroyed).  Idempotent."""
+        if self._closed:
+            return
+        self._run_close_hooks()
+        self._closed = True
+        self.flush()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,185 @@
+"""``bioxen vm gc``: find XCP-ng VMs bioxen left behind, and destroy them with ``--yes``.
+
+An *orphan* is a VM bioxen created whose creating process is gone (it crashed, was killed,
+or the machine rebooted).  Two sources, so nothing is missed:
+
+* the local record (:mod:`.registry`), written right after ``VM.clone`` — it names the owner
+  process precisely;
+* the pools themselves: every VM tagged ``bioxen`` or stamped with ``other_config:bioxen-owner``
+  (also VMs whose record was lost).
+
+A VM whose owner still runs is *in use* and never touched.  A tagged VM created from another
+machine is *foreign*: listed, and destroyed only with ``--foreign`` (we cannot see whether its
+owner is alive).  Without ``--yes`` nothing is destroyed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TextIO
+
+from . import registry as registry_mod
+from .xapi import XapiConnectionError, XapiError, XapiSession
+
+__all__ = ["cli_main", "Candidate", "scan"]
+
+
+@dataclass
+class Candidate:
+    """One bioxen VM found on a pool or in the record."""
+
+    pool: str
+    uuid: str
+    name_label: str
+    owner: str          # "host:pid" or "?"
+    status: str         # "orphan" | "in use" | "foreign" | "gone"
+    created: str
+    ref: str | None = None
+
+
+def _owner_of(record: registry_mod.VMRecord | None, other_config: dict) -> registry_mod.Owner | None:
+    if record is not None:
+        return record.owner
+    from .xcpng import OWNER_KEY
+    token = other_config.get(OWNER_KEY)
+    return registry_mod.Owner.from_token(token) if token else None
+
+
+def _status(owner: registry_mod.Owner | None) -> str:
+    if owner is None:
+        return "orphan"  # tagged but unowned: nobody can be using it through bioxen
+    if not owner.is_local():
+        return "foreign"
+    return "in use" if owner.is_alive() else "orphan"
+
+
+def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) -> list[Candidate]:
+    """Classify every bioxen VM on one pool and every record of that pool."""
+    from .xcpng import CREATED_KEY, find_bioxen_vms
+    by_uuid = {r.uuid: r for r in records}
+    found: list[Candidate] = []
+    seen = set()
+    for ref, rec in find_bioxen_vms(session).items():
+        record = by_uuid.get(rec["uuid"])
+        owner = _owner_of(record, rec.get("other_config", {}))
+        seen.add(rec["uuid"])
+        found.append(Candidate(
+            pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
+            owner=f"{owner.host}:{owner.pid}" if owner else "?", status=_status(owner),
+            created=rec.get("other_config", {}).get(CREATED_KEY, "?"), ref=ref))
+    for record in records:
+        if record.uuid not in seen:
+            found.append(Candidate(
+                pool=pool, uuid=record.uuid, name_label=record.name_label,
+                owner=f"{record.owner.host}:{record.owner.pid}", status="gone",
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))))
+    return found
+
+
+def _print_table(rows: list[Candidate], out: TextIO) -> None:
+    header = ("STATUS", "POOL", "NAME", "UUID", "OWNER", "CREATED")
+    table = [header] + [(c.status, c.pool, c.name_label, c.uuid, c.owner, c.created)
+                        for c in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        out.write("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+
+
+def _settings_for(pool: str, records: list[registry_mod.VMRecord]) -> Any:
+    from .xcpng import PoolSettings, load_pool
+    inline = next((r.settings for r in records if r.settings), None)
+    if inline is not None:
+        return PoolSettings.from_mapping(pool, inline, f"the record of pool {pool}")
+    return load_pool(pool)
+
+
+def _configured_pools() -> list[str]:
+    try:
+        from . import config as config_mod
+        cfg = config_mod.load_config()
+    except Exception:  # noqa: BLE001 - no config file: only the record's pools
+        return []
+    return sorted(getattr(cfg, "pools", {}) or {})
+
+
+def cli_main(argv: list[str], *, out: TextIO | None = None, err: TextIO | None = None,
+             open_session: Callable[[Any], XapiSession] | None = None) -> int:
+    """``bioxen vm gc [--pool NAME]… [--yes] [--foreign]``; returns the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = argparse.ArgumentParser(
+        prog="bioxen vm gc",
+        description="List XCP-ng VMs that bioxen created and no running bioxen uses "
+                    "(left by a crash or a kill); destroy them with --yes.")
+    parser.add_argument("--pool", action="append", metavar="NAME",
+                        help="only this pool (repeatable); default: every configured pool "
+                             "and every pool in bioxen's record")
+    parser.add_argument("--yes", action="store_true", help="destroy the orphans listed")
+    parser.add_argument("--foreign", action="store_true",
+                        help="also destroy bioxen VMs created from other machines")
+    args = parser.parse_args(argv)
+
+    reg = registry_mod.Registry()
+    try:
+        records = reg.all()
+    except registry_mod.RegistryError as e:
+        err.write(f"bioxen vm gc: {e}\n")
+        return 2
+    pools = args.pool or sorted({r.pool for r in records} | set(_configured_pools()))
+    if not pools:
+        out.write("no XCP-ng pools configured and no VMs recorded: nothing to do\n")
+        return 0
+
+    from .xcpng import destroy_vm, pool_password
+    status = 0
+    rows: list[Candidate] = []
+    sessions: dict[str, XapiSession] = {}
+    try:
+        for pool in pools:
+            pool_records = [r for r in records if r.pool == pool]
+            try:
+                settings = _settings_for(pool, pool_records)
+                if open_session is not None:
+                    session = open_session(settings)
+                else:
+                    session = XapiSession(settings.url, settings.user, pool_password(settings),
+                                          tls=settings.tls, label=f"pool {pool!r}")
+                    session.login()
+            except Exception as e:  # noqa: BLE001 - report and go on with the other pools
+                err.write(f"bioxen vm gc: pool {pool!r}: {e}\n")
+                status = 1
+                continue
+            sessions[pool] = session
+            rows.extend(scan(session, pool, pool_records))
+        _print_table(rows, out) if rows else out.write("no bioxen VMs found\n")
+
+        doomed = [c for c in rows if c.status == "orphan" or
+                  (args.foreign and c.status == "foreign")]
+        stale = [c for c in rows if c.status == "gone"]
+        if not args.yes:
+            if doomed or stale:
+                out.write(f"{len(doomed)} orphan VM(s)"
+                          f"{f', {len(stale)} stale record(s)' if stale else ''}; "
+                          f"run `bioxen vm gc --yes` to remove them\n")
+            return status
+        for c in stale:
+            reg.remove(c.uuid)
+        for c in doomed:
+            session = sessions[c.pool]
+            try:
+                kept = destroy_vm(session, c.ref)
+            except (XapiError, XapiConnectionError) as e:
+                err.write(f"bioxen vm gc: could not destroy {c.name_label} ({c.uuid}): {e}\n")
+                status = 1
+                continue
+            reg.remove(c.uuid)
+            note = f" (kept disks used by other VMs: {', '.join(kept)})" if kept else ""
+            out.write(f"destroyed {c.name_label} ({c.uuid}) on pool {c.pool}{note}\n")
+        if not doomed:
+            out.write("no orphans to destroy\n")
+        return status
+    finally:
+        for session in sessions.values():
+            session.logout()

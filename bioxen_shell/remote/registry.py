@@ -1,0 +1,208 @@
+"""bioxen's record of the XCP-ng VMs it created (``<state dir>/xcpng-vms.json``).
+
+Why a local record when every VM is also tagged on the pool: the tag tells *that* a VM is
+bioxen's, the record tells *whose* — which process on which machine created it — so
+``bioxen vm gc`` can tell a VM in use by a running shell from one left behind by a crash.
+
+Each entry names its owner as ``host``, ``boot_id`` and ``pid`` plus the process start time
+(``/proc/<pid>/stat`` field 22): a reused pid or a reboot never makes a dead owner look alive.
+
+Crash safety: every change is read-modify-write under an exclusive ``flock`` on a side lock
+file, written to a temporary file in the same directory, fsync'ed and renamed over the old one
+(then the directory is fsync'ed), so a crash leaves either the old or the new file, never a
+torn one.  An unreadable file is never overwritten: the error names it.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .. import paths
+
+__all__ = ["Owner", "VMRecord", "Registry", "RegistryError", "current_owner", "registry_path"]
+
+FILE_NAME = "xcpng-vms.json"
+FORMAT = 1
+
+
+class RegistryError(Exception):
+    """The record file cannot be read or written (the message names the file)."""
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """Process start time in clock ticks since boot, or "" when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # The command name (field 2) may contain spaces and parentheses: split after the last ")".
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The bioxen process that created a VM."""
+
+    host: str
+    boot_id: str
+    pid: int
+    start_time: str
+
+    def token(self) -> str:
+        """A compact form for the VM's ``other_config`` (``host:pid:start_time``)."""
+        return f"{self.host}:{self.pid}:{self.start_time}"
+
+    @classmethod
+    def from_token(cls, token: str) -> "Owner | None":
+        try:
+            host, pid, start = token.rsplit(":", 2)
+            return cls(host, "", int(pid), start)
+        except ValueError:
+            return None
+
+    def is_local(self) -> bool:
+        return self.host == socket.gethostname()
+
+    def is_alive(self) -> bool:
+        """True if this exact process still runs on this machine (pid reuse and reboots
+        excluded).  An owner on another machine is never "alive" from here: check there."""
+        if not self.is_local():
+            return False
+        if self.boot_id and self.boot_id != _boot_id():
+            return False
+        current = _start_time(self.pid)
+        if current:
+            return current == self.start_time
+        try:  # no /proc: fall back to "some process has this pid"
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def current_owner() -> Owner:
+    pid = os.getpid()
+    return Owner(socket.gethostname(), _boot_id(), pid, _start_time(pid))
+
+
+@dataclass
+class VMRecord:
+    """One VM bioxen created on a pool."""
+
+    uuid: str
+    pool: str          # pool name from the config ("lab"), or the URL for inline pools
+    url: str           # where it was created (for messages; gc reconnects via the pool config)
+    name: str          # the bioxen VM name
+    name_label: str    # the VM's name on the pool
+    owner: Owner
+    created: float = field(default_factory=time.time)
+    # For pools given inline (vm.create{pool={…}}): the settings, so gc can reconnect.  Only
+    # references to secrets (password_file/command/env) can be in them, never a password.
+    settings: dict | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "VMRecord":
+        data = dict(data)
+        data["owner"] = Owner(**data["owner"])
+        return cls(**data)
+
+
+def registry_path() -> Path:
+    return paths.state_dir() / FILE_NAME
+
+
+class Registry:
+    """The record file; every method is safe across threads and processes."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or registry_path()
+
+    # -- public operations ---------------------------------------------------------------
+    def add(self, record: VMRecord) -> None:
+        with self._locked() as records:
+            records[record.uuid] = record
+
+    def remove(self, uuid: str) -> None:
+        with self._locked() as records:
+            records.pop(uuid, None)
+
+    def all(self) -> list[VMRecord]:
+        with self._locked(write=False) as records:
+            return sorted(records.values(), key=lambda r: r.created)
+
+    def get(self, uuid: str) -> VMRecord | None:
+        with self._locked(write=False) as records:
+            return records.get(uuid)
+
+    # -- file handling ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self, write: bool = True) -> Iterator[dict[str, VMRecord]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+            try:
+                records = self._read()
+                yield records
+                if write:
+                    self._write(records)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, VMRecord]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}
+        except OSError as e:
+            raise RegistryError(f"cannot read {self.path}: {e.strerror}") from None
+        try:
+            data = json.loads(text)
+            if data.get("format") != FORMAT:
+                raise ValueError(f"unknown format {data.get('format')!r}, expected {FORMAT}")
+            return {r["uuid"]: VMRecord.from_json(r) for r in data["vms"]}
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise RegistryError(
+                f"{self.path} is damaged ({e}); bioxen will not overwrite it. Move it aside "
+                f"to start a new record (the VMs stay findable by their 'bioxen' tag)."
+            ) from None
+
+    def _write(self, records: dict[str, VMRecord]) -> None:
+        data = {"format": FORMAT, "vms": [r.to_json() for r in records.values()]}
+        fd, tmp = tempfile.mkstemp(prefix=".xcpng-vms.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -1,0 +1,876 @@
+"""XCP-ng VMs: ``vm.create{type="xcpng", pool=…, template=…, memory=…, vcpus=…, network=…}``.
+
+:class:`XCPngBackend` creates a guest on an XCP-ng pool through the XenAPI SDK, waits for its
+IP address, and then runs the agent there exactly as an SSH host does, by delegating to
+:class:`bioxen_shell.remote.ssh.SSHBackend`.  The provisioning steps follow ``xe vm-install``:
+
+1. log in (``bioxen`` originator; TLS and pool redirects in :mod:`.xapi`);
+2. find the template by name or uuid (an error if missing or ambiguous);
+3. ``VM.clone``; name it ``bioxen-<name>``, tag it ``bioxen`` and stamp ``other_config``
+   (``bioxen-owner``, ``bioxen-name``, ``bioxen-created``) so bioxen's VMs can always be
+   found; record it locally (:mod:`.registry`) *before* anything else can fail;
+4. point the template's disk spec at the chosen SR, ``VM.provision``;
+5. memory (``VM.set_memory_limits``, one call, so the order constraint always holds) and
+   vCPUs (``VCPUs_max`` first when growing, ``VCPUs_at_startup`` first when shrinking);
+6. ``VIF.create`` on the chosen network;
+7. inject the user's SSH public key as xenstore ``vm-data/bioxen/authorized_keys`` (the
+   template convention in docs/xcpng.md);
+8. ``Async.VM.start`` and wait for the task on ``event.from``;
+9. wait for the guest's IP in ``VM_guest_metrics.networks`` (an error after ``ip_timeout``
+   says the guest tools may be missing);
+10. connect over SSH (retrying while sshd comes up) and start the agent.
+
+Any failure rolls back: the new VM, its disks and VIFs are destroyed and the record removed.
+``stop()`` shuts the guest down cleanly, falling back to a hard shutdown; ``destroy()``
+removes the VM, its own disks and its snapshots, never a disk another VM uses.
+
+Threading: ``count=N`` runs N backends in parallel (the manager does that).  Each operation
+opens its own XAPI session (the SDK's session object is not thread-safe) and logs out; one
+backend's methods are serialised by a lock.  The password is fetched once per pool and
+process and kept only in memory.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from ..vm.transport import AgentProcess, BackendError
+from . import registry as registry_mod
+from .xapi import (
+    NULL_REF, TLSSettings, XapiConnectionError, XapiError, XapiSession, XapiTimeout,
+    normalise_fingerprint,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["XCPngBackend", "PoolSettings", "destroy_vm", "find_bioxen_vms", "TAG",
+           "OWNER_KEY", "AUTHORIZED_KEYS_KEY", "load_pool"]
+
+TAG = "bioxen"
+OWNER_KEY = "bioxen-owner"
+NAME_KEY = "bioxen-name"
+CREATED_KEY = "bioxen-created"
+AUTHORIZED_KEYS_KEY = "vm-data/bioxen/authorized_keys"
+SSH_USER_KEY = "vm-data/bioxen/user"
+NAME_PREFIX = "bioxen-"
+MIN_MEMORY = 128 * 1024 * 1024
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+# Pool keys (config file [pools.NAME] or an inline pool table) and their types.
+_POOL_KEYS: dict[str, type | tuple] = {
+    "url": str, "user": str, "password_file": str, "password_command": str,
+    "password_env": str, "verify_tls": bool, "ca_bundle": str, "fingerprint": str,
+    "template": str, "network": str, "sr": str, "ssh_user": str, "ssh_key": str,
+    "ssh_port": int, "ip_timeout": (int, float), "known_hosts": str,
+    "start_timeout": (int, float), "shutdown_timeout": (int, float),
+}
+# vm.create options the XCP-ng backend itself consumes; anything else goes to SSHBackend.
+_OWN_OPTIONS = {"pool", "template", "memory", "vcpus", "network", "sr", "ssh_user", "ssh_key",
+                "ssh_port", "ip_timeout", "start_timeout", "shutdown_timeout"}
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """One pool's settings, validated.  ``where`` names their source in messages."""
+
+    name: str
+    url: str
+    user: str
+    where: str
+    password: dict[str, str] = field(default_factory=dict)  # the password source keys only
+    tls: TLSSettings = TLSSettings()
+    template: str | None = None
+    network: str | None = None
+    sr: str | None = None
+    ssh_user: str = "bioxen"
+    ssh_key: str = "~/.ssh/id_ed25519"
+    ssh_port: int = 22
+    ip_timeout: float = 300.0
+    start_timeout: float = 600.0
+    shutdown_timeout: float = 120.0
+    known_hosts: str | None = None
+
+    @classmethod
+    def from_mapping(cls, name: str, data: dict[str, Any], where: str) -> "PoolSettings":
+        if not isinstance(data, dict):
+            raise BackendError(f"{where}: expected a table of pool settings, got {data!r}")
+        data = {k: _integral(v) if _POOL_KEYS.get(k) is int else v for k, v in data.items()}
+        if "password" in data:
+            raise BackendError(
+                f"{where}: a password may not be written here; use password_file, "
+                f"password_command or password_env (or be prompted)")
+        for key, value in data.items():
+            expected = _POOL_KEYS.get(key)
+            if expected is None:
+                raise BackendError(f"{where}: unknown key {key!r} (expected one of: "
+                                   f"{', '.join(sorted(_POOL_KEYS))})")
+            if isinstance(value, bool) and expected is not bool:
+                raise BackendError(f"{where}: {key} must be a {_type_name(expected)}, got {value!r}")
+            if not isinstance(value, expected):
+                raise BackendError(f"{where}: {key} must be a {_type_name(expected)}, got {value!r}")
+        for key in ("url", "user"):
+            if key not in data:
+                raise BackendError(f"{where}: missing key {key!r}")
+        if not re.match(r"^https?://[^/]+", data["url"]):
+            raise BackendError(f"{where}: url must start with https:// (or http://), got "
+                               f"{data['url']!r}")
+        fingerprint = data.get("fingerprint")
+        if fingerprint is not None:
+            try:
+                normalise_fingerprint(fingerprint)
+            except ValueError as e:
+                raise BackendError(f"{where}: fingerprint: {e}") from None
+        sources = {k: data[k] for k in ("password_file", "password_command", "password_env")
+                   if k in data}
+        if len(sources) > 1:
+            raise BackendError(f"{where}: give only one of password_file, password_command, "
+                               f"password_env (found {', '.join(sources)})")
+        tls = TLSSettings(verify=data.get("verify_tls", True), ca_bundle=data.get("ca_bundle"),
+                          fingerprint=fingerprint)
+        kwargs = {k: data[k] for k in ("template", "network", "sr", "ssh_user", "ssh_key",
+                                       "ssh_port", "known_hosts") if k in data}
+        for k in ("ip_timeout", "start_timeout", "shutdown_timeout"):
+            if k in data:
+                if data[k] <= 0:
+                    raise BackendError(f"{where}: {k} must be > 0 seconds, got {data[k]!r}")
+                kwargs[k] = float(data[k])
+        return cls(name=name, url=data["url"], user=data["user"], where=where,
+                   password=sources, tls=tls, **kwargs)
+
+
+def _integral(value: Any) -> Any:
+    """Lua 5.1/LuaJIT numbers arrive as floats: accept 2.0 where an integer is expected."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _type_name(expected: type | tuple) -> str:
+    names = {str: "string", bool: "boolean", int: "integer", float: "number"}
+    if isinstance(expected, tuple):
+        return "number"
+    return names.get(expected, expected.__name__)
+
+
+def load_pool(pool: Any) -> PoolSettings:
+    """``pool="lab"`` → the config file's ``[pools.lab]``; a table → inline settings."""
+    if isinstance(pool, dict):
+        return PoolSettings.from_mapping(str(pool.get("url", "inline")), pool,
+                                         "vm.create{pool={…}}")
+    if not isinstance(pool, str) or not pool:
+        raise BackendError("xcpng: vm.create needs pool=<name of a [pools.NAME] section in the "
+                           "config file> (or a table of pool settings)")
+    from . import config as config_mod  # the config file belongs to the config module
+    try:
+        cfg = config_mod.load_config()
+    except Exception as e:  # its errors name file, line and key already
+        raise BackendError(f"xcpng: {e}") from None
+    pools = getattr(cfg, "pools", {}) or {}
+    if pool not in pools:
+        known = ", ".join(sorted(pools)) or "none"
+        raise BackendError(f"xcpng: pool {pool!r} is not in {getattr(cfg, 'path', 'the config')} "
+                           f"(pools defined: {known}); add a [pools.{pool}] section")
+    entry = pools[pool]
+    data = entry if isinstance(entry, dict) else _pool_object_to_mapping(entry)
+    where = f"{getattr(cfg, 'path', 'config')} [pools.{pool}]"
+    return PoolSettings.from_mapping(pool, data, where)
+
+
+def _pool_object_to_mapping(entry: Any) -> dict[str, Any]:
+    """The config module may hand back an object; read the keys we know from it."""
+    raw = getattr(entry, "raw", None)
+    if isinstance(raw, dict):
+        return dict(raw)
+    return {k: getattr(entry, k) for k in _POOL_KEYS if getattr(entry, k, None) is not None}
+
+
+# ------------------------------------------------------------------------------ passwords
+_passwords: dict[tuple, Any] = {}
+_password_lock = threading.Lock()
+
+
+def pool_password(settings: PoolSettings) -> Any:
+    """The pool's password as a secret object (``.reveal()``), fetched once per process.
+
+    Sources (``credentials`` module): password_file (refused if group/world readable),
+    password_command, password_env, else an interactive prompt.
+    """
+    key = (settings.url, settings.user, tuple(sorted(settings.password.items())))
+    with _password_lock:  # count=N: one prompt, not N
+        if key not in _passwords:
+            from . import credentials
+            try:
+                _passwords[key] = credentials.resolve_password(
+                    settings.password, what=f"XCP-ng pool {settings.name} ({settings.user}@"
+                                            f"{_host(settings.url)})", where=settings.where)
+            except Exception as e:  # its messages name the source, never the secret
+                raise BackendError(f"xcpng: {e}") from None
+        return _passwords[key]
+
+
+def forget_passwords() -> None:
+    """Drop cached passwords (after a login failure, and in tests)."""
+    with _password_lock:
+        _passwords.clear()
+
+
+def _host(url: str) -> str:
+    return re.sub(r"^https?://", "", url).split("/")[0]
+
+
+# ------------------------------------------------------------------------------ destroy
+def destroy_vm(session: XapiSession, vm: str) -> list[str]:
+    """Remove ``vm``, its snapshots and its own disks; return the disks that were kept.
+
+    A disk is the VM's own when every VBD of its VDI belongs to the VM or one of its
+    snapshots.  The disks are collected before ``VM.destroy`` (which removes the VBDs but
+    keeps the VDIs).  Raises ``XapiError`` only for failures other than "already gone".
+    """
+    record = session.call("VM.get_record", vm)
+    family = [vm, *record.get("snapshots", [])]
+    own: list[str] = []
+    kept: list[str] = []
+    for member in family:
+        for vbd in session.call("VM.get_VBDs", member):
+            b = session.call("VBD.get_record", vbd)
+            vdi = b["VDI"]
+            if b["type"] != "Disk" or vdi == NULL_REF or vdi in own:
+                continue
+            users = {session.call("VBD.get_VM", v) for v in session.call("VDI.get_VBDs", vdi)}
+            if users <= set(family):
+                own.append(vdi)
+            else:
+                kept.append(session.call("VDI.get_name_label", vdi) or vdi)
+    if record["power_state"] in ("Running", "Paused", "Suspended"):
+        try:
+            session.call("VM.hard_shutdown", vm)
+        except XapiError as e:
+            if not (e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted"):
+                raise
+    for snapshot in family[1:]:
+        _ignore_gone(session.call, "VM.destroy", snapshot)
+    _ignore_gone(session.call, "VM.destroy", vm)
+    for vdi in own:
+        _ignore_gone(session.call, "VDI.destroy", vdi)
+    return kept
+
+
+def _ignore_gone(call: Callable[..., Any], method: str, ref: str) -> None:
+    try:
+        call(method, ref)
+    except XapiError as e:
+        if e.code not in ("HANDLE_INVALID", "UUID_INVALID"):
+            raise
+
+
+def find_bioxen_vms(session: XapiSession) -> dict[str, dict]:
+    """``{ref: record}`` of every VM on the pool carrying bioxen's tag or owner key."""
+    found = {}
+    for ref, rec in session.call("VM.get_all_records").items():
+        if rec.get("is_a_template") or rec.get("is_a_snapshot"):
+            continue
+        if TAG in rec.get("tags", []) or OWNER_KEY in rec.get("other_config", {}):
+            found[ref] = rec
+    return found
+
+
+# ------------------------------------------------------------------------------ backend
+class _Step:
+    """Names the provisioning step in progress, for error messages."""
+
+    def __init__(self) -> None:
+        self.name = "log in"
+
+    def __call__(self, name: str) -> None:
+        self.name = name
+        log.debug("xcpng step: %s", name)
+
+
+class XCPngBackend:
+    """A bioxen VM on an XCP-ng pool.  See the module docstring for the steps."""
+
+    kind = "xcpng"
+
+    def __init__(self, name: str, options: dict[str, Any], profile: Any) -> None:
+        self.name = name
+        self.profile = profile
+        options = dict(options)
+        if "pool" not in options:
+            raise BackendError("xcpng: vm.create{type=\"xcpng\"} needs pool=<pool name> "
+                               "(a [pools.NAME] section of the config file)")
+        self._pool_option = options.pop("pool")
+        self._own = {k: options.pop(k) for k in list(options) if k in _OWN_OPTIONS}
+        self._ssh_extra = options  # passed through to SSHBackend, which validates them
+        for key in ("vcpus", "ssh_port", "memory"):
+            if key in self._own:
+                self._own[key] = _integral(self._own[key])
+        self.memory = self._memory(self._own.get("memory"))
+        self.vcpus = self._vcpus(self._own.get("vcpus"))
+        for key in ("template", "network", "sr", "ssh_user", "ssh_key"):
+            value = self._own.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise BackendError(f"xcpng: {key} must be a non-empty string, got {value!r}")
+        for key in ("ssh_port",):
+            value = self._own.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 < value < 65536):
+                raise BackendError(f"xcpng: {key} must be a port number, got {value!r}")
+        for key in ("ip_timeout", "start_timeout", "shutdown_timeout"):
+            value = self._own.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or value <= 0):
+                raise BackendError(f"xcpng: {key} must be a number of seconds > 0, got {value!r}")
+        self._lock = threading.RLock()
+        self._settings: PoolSettings | None = None
+        self.vm_uuid: str | None = None
+        self.ip: str | None = None
+        self._ssh: Any = None
+        self._registry = registry_mod.Registry()
+
+    # ------------------------------------------------------------------ options
+    @staticmethod
+    def _memory(value: Any) -> int | None:
+        if value is None:
+            return None
+        from ..vm.profiles import ProfileError, parse_size
+        try:
+            size = parse_size(value, "memory")
+        except ProfileError as e:
+            raise BackendError(f"xcpng: {e}") from None
+        if size < MIN_MEMORY:
+            raise BackendError(f"xcpng: memory={value!r} is {size} bytes; give at least 128MiB "
+                               f"(a size like '2GiB' or '512MiB')")
+        return size
+
+    @staticmethod
+    def _vcpus(value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+            raise BackendError(f"xcpng: vcpus must be an integer from 1 to 64, got {value!r}")
+        return value
+
+    def settings(self) -> PoolSettings:
+        """The pool settings with this VM's overrides applied (cached)."""
+        if self._settings is None:
+            base = load_pool(self._pool_option)
+            overrides = {k: self._own[k] for k in ("template", "network", "sr", "ssh_user",
+                                                   "ssh_key", "ssh_port") if k in self._own}
+            for k in ("ip_timeout", "start_timeout", "shutdown_timeout"):
+                if k in self._own:
+                    overrides[k] = float(self._own[k])
+            self._settings = replace(base, **overrides)
+        return self._settings
+
+    def _session(self) -> XapiSession:
+        s = self.settings()
+        return XapiSession(s.url, s.user, pool_password(s), tls=s.tls,
+                           label=f"pool {s.name!r}")
+
+    def _open_session(self) -> XapiSession:
+        """A logged-in session, with errors turned into BackendError."""
+        session = self._session()
+        try:
+            session.login()
+        except XapiError as e:
+            if e.code.startswith("SESSION_AUTH"):
+                forget_passwords()
+            raise BackendError(f"xcpng: {e}") from None
+        except XapiConnectionError as e:
+            raise BackendError(f"xcpng: {e}") from None
+        return session
+
+    # ------------------------------------------------------------------ Backend API
+    def start(self) -> AgentProcess:
+        with self._lock:
+            if self.vm_uuid is None:
+                self._create()
+            else:
+                self._boot_existing()
+            assert self.ip is not None
+            try:
+                return self._connect()
+            except BackendError as e:
+                if not self._created_now:
+                    raise  # an existing VM stays; :restart() can try again
+                raise BackendError(f"{e}{self._rollback_after_failure()}") from None
+
+    def stop(self) -> None:
+        with self._lock:
+            self._close_ssh()
+            if self.vm_uuid is None:
+                return
+            session = self._open_session()
+            try:
+                vm = self._vm_ref(session)
+                if vm is not None:
+                    self._shutdown(session, vm)
+            except (XapiError, XapiConnectionError, XapiTimeout) as e:
+                raise BackendError(f"xcpng: stopping VM {self.name!r} "
+                                   f"(uuid {self.vm_uuid}): {e}") from None
+            finally:
+                session.logout()
+            self.ip = None
+
+    def destroy(self) -> None:
+        with self._lock:
+            self._close_ssh(destroy=True)
+            if self.vm_uuid is None:
+                return
+            try:
+                session = self._open_session()
+            except BackendError as e:
+                raise BackendError(f"{e}; VM {self.vm_uuid} was left on the pool "
+                                   f"(`bioxen vm gc` removes it later)") from None
+            try:
+                vm = self._vm_ref(session)
+                kept = destroy_vm(session, vm) if vm is not None else []
+            except (XapiError, XapiConnectionError) as e:
+                raise BackendError(
+                    f"xcpng: destroying VM {self.name!r} (uuid {self.vm_uuid}) failed: {e}; "
+                    f"`bioxen vm gc` will offer it again") from None
+            finally:
+                session.logout()
+            for disk in kept:
+                log.info("xcpng: kept disk %r of VM %s: another VM uses it", disk, self.name)
+            self._registry.remove(self.vm_uuid)
+            self.vm_uuid = None
+            self.ip = None
+
+    def lua_path(self) -> str:
+        """The ``package.path`` the handle configures: the SSH side knows the guest's layout."""
+        fn = getattr(self._ssh, "lua_path", None)
+        if fn is not None:
+            return fn()
+        return ";".join(f"{d}/?.lua;{d}/?/init.lua" for d in getattr(self.profile, "paths", ()))
+
+    def describe(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"type": self.kind, "host": self.ip}
+        try:
+            s = self.settings()
+            facts.update(pool=s.name, url=s.url, template=s.template, network=s.network)
+        except BackendError:
+            facts.update(pool=self._pool_option if isinstance(self._pool_option, str) else None)
+        facts.update(vm_uuid=self.vm_uuid, memory=self.memory, vcpus=self.vcpus)
+        return facts
+
+    # ------------------------------------------------------------------ creation
+    _created_now = False
+
+    def _create(self) -> None:
+        s = self.settings()
+        if not s.template:
+            raise BackendError(f"xcpng: no template: pass template=… or set template in "
+                               f"{s.where}")
+        public_key = self._public_key(s)
+        step = _Step()
+        session = self._open_session()
+        vm: str | None = None
+        try:
+            step("find the template")
+            template = self._find_template(session, s)
+            label = f"{NAME_PREFIX}{self.name}"
+            step("clone the template")
+            vm = session.call("VM.clone", template, label)
+            self.vm_uuid = session.call("VM.get_uuid", vm)
+            owner = registry_mod.current_owner()
+            self._registry.add(registry_mod.VMRecord(
+                uuid=self.vm_uuid, pool=s.name, url=s.url, name=self.name, name_label=label,
+                owner=owner,
+                settings=dict(self._pool_option) if isinstance(self._pool_option, dict) else None))
+            step("tag the VM")
+            self._tag(session, vm, owner)
+            step("provision disks")
+            self._provision(session, vm, s)
+            step("set memory and vCPUs")
+            self._set_resources(session, vm)
+            step("attach the network")
+            self._attach_network(session, vm, s)
+            step("inject the SSH key")
+            self._inject_key(session, vm, public_key, s)
+            step("start the VM")
+            session.run_async("VM.start", vm, False, False, timeout=s.start_timeout,
+                              what=f"VM {label} to start")
+            step("wait for the guest's IP address")
+            self.ip = self._wait_for_ip(session, vm, s)
+            self._created_now = True
+        except BaseException as e:
+            message = self._describe_failure(e, step.name)
+            leftover = self._rollback(session, vm) if vm is not None else ""
+            session.logout()
+            if isinstance(e, Exception):
+                raise BackendError(message + leftover) from None
+            raise
+        session.logout()
+
+    def _describe_failure(self, e: BaseException, step: str) -> str:
+        if isinstance(e, BackendError):
+            return str(e)
+        detail = str(e) if isinstance(e, Exception) else type(e).__name__
+        return f"xcpng: creating VM {self.name!r} failed at step '{step}': {detail}"
+
+    def _rollback(self, session: XapiSession, vm: str) -> str:
+        """Destroy the half-made VM; return "" or a note on what was left behind."""
+        try:
+            destroy_vm(session, vm)
+        except (XapiError, XapiConnectionError) as cleanup:
+            return (f" (rolling back also failed: {cleanup}; VM {self.vm_uuid} is left on the "
+                    f"pool, tagged '{TAG}'; `bioxen vm gc` removes it)")
+        if self.vm_uuid:
+            self._registry.remove(self.vm_uuid)
+        self.vm_uuid = None
+        self.ip = None
+        return " (rolled back: nothing was left on the pool)"
+
+    def _rollback_after_failure(self) -> str:
+        """Roll back a VM created by this start() whose SSH side failed; return a note."""
+        self._created_now = False
+        try:
+            session = self._open_session()
+        except BackendError as e:
+            return f" (rolling back failed: {e}; `bioxen vm gc` removes VM {self.vm_uuid})"
+        try:
+            vm = self._vm_ref(session)
+            return self._rollback(session, vm) if vm is not None else ""
+        except (XapiError, XapiConnectionError) as e:
+            return f" (rolling back failed: {e}; `bioxen vm gc` removes VM {self.vm_uuid})"
+        finally:
+            session.logout()
+
+    def _find_template(self, session: XapiSession, s: PoolSettings) -> str:
+        wanted = s.template or ""
+        if _UUID_RE.match(wanted):
+            try:
+                ref = session.call("VM.get_by_uuid", wanted)
+            except XapiError as e:
+                if e.code == "UUID_INVALID":
+                    raise BackendError(f"xcpng: template uuid {wanted} is not on pool "
+                                       f"{s.name!r}") from None
+                raise
+            candidates = [ref]
+        else:
+            candidates = session.call("VM.get_by_name_label", wanted)
+        templates = [r for r in candidates if session.call("VM.get_is_a_template", r)
+                     and not session.call("VM.get_is_a_snapshot", r)]
+        if not templates:
+            names = sorted(rec["name_label"] for rec in
+                           session.call("VM.get_all_records").values()
+                           if rec["is_a_template"] and not rec["is_a_snapshot"])
+            shown = ", ".join(repr(n) for n in names[:12]) + (" …" if len(names) > 12 else "")
+            raise BackendError(
+                f"xcpng: template {wanted!r} not found on pool {s.name!r} "
+                f"({'a VM, not a template, has that name; ' if candidates else ''}"
+                f"templates there: {shown or 'none'})")
+        if len(templates) > 1:
+            uuids = ", ".join(session.call("VM.get_uuid", r) for r in templates)
+            raise BackendError(f"xcpng: {len(templates)} templates on pool {s.name!r} are "
+                               f"named {wanted!r} (uuids {uuids}); give template=<uuid>")
+        return templates[0]
+
+    def _tag(self, session: XapiSession, vm: str, owner: registry_mod.Owner) -> None:
+        session.call("VM.add_tags", vm, TAG)
+        stamps = {OWNER_KEY: owner.token(), NAME_KEY: self.name,
+                  CREATED_KEY: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        for key, value in stamps.items():
+            session.call("VM.remove_from_other_config", vm, key)  # a clone inherits keys
+            session.call("VM.add_to_other_config", vm, key, value)
+        session.call("VM.set_name_description", vm,
+                     f"created by bioxen for VM {self.name!r}; destroyed with it")
+
+    def _provision(self, session: XapiSession, vm: str, s: PoolSettings) -> None:
+        if not session.call("VM.get_is_a_template", vm):
+            return  # cloned from a snapshot/VM: nothing to provision
+        other = session.call("VM.get_other_config", vm)
+        spec = other.get("disks")
+        if spec:
+            rewritten = self._disks_on_sr(session, spec, s)
+            if rewritten != spec:
+                session.call("VM.remove_from_other_config", vm, "disks")
+                session.call("VM.add_to_other_config", vm, "disks", rewritten)
+        session.run_async("VM.provision", vm, timeout=s.start_timeout,
+                          what=f"VM {self.name} to be provisioned")
+
+    def _disks_on_sr(self, session: XapiSession, spec: str, s: PoolSettings) -> str:
+        """Point every ``<disk sr=…>`` of the provision spec at the chosen SR (as xe does)."""
+        try:
+            root = ET.fromstring(spec)
+        except ET.ParseError:
+            return spec  # not ours to fix; VM.provision reports it
+        disks = list(root.iter("disk"))
+        if not s.sr and all(d.get("sr") for d in disks):
+            return spec
+        sr_uuid = self._sr_uuid(session, s)
+        for disk in disks:
+            if s.sr or not disk.get("sr"):
+                disk.set("sr", sr_uuid)
+        return ET.tostring(root, encoding="unicode")
+
+    def _sr_uuid(self, session: XapiSession, s: PoolSettings) -> str:
+        if s.sr:
+            if _UUID_RE.match(s.sr):
+                try:
+                    session.call("SR.get_by_uuid", s.sr)
+                    return s.sr
+                except XapiError as e:
+                    if e.code != "UUID_INVALID":
+                        raise
+            refs = session.call("SR.get_by_name_label", s.sr)
+            if len(refs) != 1:
+                raise BackendError(f"xcpng: SR {s.sr!r} {'not found' if not refs else 'is ambiguous'}"
+                                   f" on pool {s.name!r} (set sr in {s.where} to a name or uuid)")
+            return session.call("SR.get_uuid", refs[0])
+        pool = session.call("pool.get_all")[0]
+        sr = session.call("pool.get_default_SR", pool)
+        if sr == NULL_REF:
+            raise BackendError(f"xcpng: pool {s.name!r} has no default SR and the template's "
+                               f"disks name none; set sr in {s.where}")
+        return session.call("SR.get_uuid", sr)
+
+    def _set_resources(self, session: XapiSession, vm: str) -> None:
+        if self.memory is not None:
+            static_min = int(session.call("VM.get_memory_static_min", vm))
+            mem = self.memory
+            session.call("VM.set_memory_limits", vm, str(min(static_min, mem)), str(mem),
+                         str(mem), str(mem))
+        if self.vcpus is not None:
+            current_max = int(session.call("VM.get_VCPUs_max", vm))
+            if self.vcpus >= current_max:  # growing: raise the ceiling first
+                session.call("VM.set_VCPUs_max", vm, str(self.vcpus))
+                session.call("VM.set_VCPUs_at_startup", vm, str(self.vcpus))
+            else:                          # shrinking: lower the start count first
+                session.call("VM.set_VCPUs_at_startup", vm, str(self.vcpus))
+                session.call("VM.set_VCPUs_max", vm, str(self.vcpus))
+
+    def _attach_network(self, session: XapiSession, vm: str, s: PoolSettings) -> None:
+        if not s.network:
+            if session.call("VM.get_VIFs", vm):
+                return  # the template brings its own VIFs
+            raise BackendError(f"xcpng: no network for VM {self.name!r}: pass network=… or "
+                               f"set network in {s.where}")
+        if _UUID_RE.match(s.network):
+            try:
+                networks = [session.call("network.get_by_uuid", s.network)]
+            except XapiError as e:
+                if e.code != "UUID_INVALID":
+                    raise
+                networks = []
+        else:
+            networks = session.call("network.get_by_name_label", s.network)
+        if len(networks) != 1:
+            names = sorted(r["name_label"] for r in
+                           session.call("network.get_all_records").values())
+            problem = "not found" if not networks else f"is ambiguous ({len(networks)} match)"
+            raise BackendError(f"xcpng: network {s.network!r} {problem} on pool {s.name!r} "
+                               f"(networks there: {', '.join(repr(n) for n in names)})")
+        devices = session.call("VM.get_allowed_VIF_devices", vm)
+        if not devices:
+            raise BackendError(f"xcpng: VM {self.name!r} has no free VIF device")
+        session.call("VIF.create", {
+            "device": devices[0], "network": networks[0], "VM": vm, "MAC": "", "MTU": "1500",
+            "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
+        })
+
+    def _public_key(self, s: PoolSettings) -> str:
+        """The OpenSSH public key line matching ``ssh_key`` (its ``.pub`` file)."""
+        private = Path(s.ssh_key).expanduser()
+        public = private.with_name(private.name + ".pub")
+        try:
+            line = public.read_text().strip()
+        except OSError as e:
+            raise BackendError(
+                f"xcpng: cannot read the public key {public} ({e.strerror}) for ssh_key in "
+                f"{s.where}; bioxen injects it into the guest (create one with "
+                f"`ssh-keygen -t ed25519 -f {private}`)") from None
+        if not re.match(r"^(ssh-|ecdsa-|sk-)\S+ \S+", line):
+            raise BackendError(f"xcpng: {public} does not look like an OpenSSH public key")
+        return line
+
+    def _inject_key(self, session: XapiSession, vm: str, public_key: str,
+                    s: PoolSettings) -> None:
+        for key, value in ((AUTHORIZED_KEYS_KEY, public_key), (SSH_USER_KEY, s.ssh_user)):
+            session.call("VM.remove_from_xenstore_data", vm, key)
+            session.call("VM.add_to_xenstore_data", vm, key, value)
+
+    def _wait_for_ip(self, session: XapiSession, vm: str, s: PoolSettings) -> str:
+        def ip_if_ready() -> str | None:
+            record = session.call("VM.get_record", vm)
+            if record["power_state"] != "Running":
+                raise BackendError(f"xcpng: VM {self.name!r} is {record['power_state']} while "
+                                   f"booting (it shut itself down or crashed)")
+            metrics = record["guest_metrics"]
+            if metrics == NULL_REF:
+                return None
+            try:
+                networks = session.call("VM_guest_metrics.get_networks", metrics)
+            except XapiError as e:
+                if e.code == "HANDLE_INVALID":
+                    return None
+                raise
+            return pick_ip(networks)
+
+        try:
+            return session.wait_until([f"vm/{vm}", "vm_guest_metrics"], ip_if_ready,
+                                      s.ip_timeout, f"the IP address of VM {self.name}")
+        except XapiTimeout:
+            raise BackendError(
+                f"xcpng: VM {self.name!r} (uuid {self.vm_uuid}) reported no IP address within "
+                f"{s.ip_timeout:g} s. The guest tools (xe-guest-utilities or xen-guest-agent) may "
+                f"be missing from template {s.template!r} or not running, or the guest got no "
+                f"address on network {s.network!r}. Raise ip_timeout in {s.where} if it only "
+                f"boots slowly.") from None
+
+    # ------------------------------------------------------------------ restart / stop
+    def _vm_ref(self, session: XapiSession) -> str | None:
+        try:
+            return session.call("VM.get_by_uuid", self.vm_uuid)
+        except XapiError as e:
+            if e.code in ("UUID_INVALID", "HANDLE_INVALID"):
+                return None
+            raise
+
+    def _boot_existing(self) -> None:
+        """``:restart()`` / start after ``:stop()``: boot the VM if halted, find its IP."""
+        self._created_now = False
+        s = self.settings()
+        session = self._open_session()
+        try:
+            vm = self._vm_ref(session)
+            if vm is None:
+                raise BackendError(f"xcpng: VM {self.name!r} (uuid {self.vm_uuid}) no longer "
+                                   f"exists on pool {s.name!r}")
+            state = session.call("VM.get_power_state", vm)
+            if state == "Halted":
+                session.run_async("VM.start", vm, False, False, timeout=s.start_timeout,
+                                  what=f"VM {self.name} to start")
+            elif state == "Paused":
+                session.call("VM.unpause", vm)
+            elif state == "Suspended":
+                session.run_async("VM.resume", vm, False, False, timeout=s.start_timeout,
+                                  what=f"VM {self.name} to resume")
+            self.ip = self._wait_for_ip(session, vm, s)
+        except (XapiError, XapiConnectionError, XapiTimeout) as e:
+            raise BackendError(f"xcpng: starting VM {self.name!r} again failed: {e}") from None
+        finally:
+            session.logout()
+
+    def _shutdown(self, session: XapiSession, vm: str) -> None:
+        """Clean shutdown with a deadline; hard shutdown when the guest cannot or will not."""
+        s = self.settings()
+        state = session.call("VM.get_power_state", vm)
+        if state == "Halted":
+            return
+        if state == "Running":
+            try:
+                session.run_async("VM.clean_shutdown", vm, timeout=s.shutdown_timeout,
+                                  what=f"VM {self.name} to shut down")
+                return
+            except XapiError as e:
+                if e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted":
+                    return
+                if e.code not in ("VM_LACKS_FEATURE", "TASK_CANCELLED", "OPERATION_NOT_ALLOWED",
+                                  "VM_BAD_POWER_STATE"):
+                    raise
+                log.info("xcpng: clean shutdown of %s refused (%s); forcing it", self.name, e.code)
+            except XapiTimeout:
+                log.info("xcpng: %s ignored the shutdown request for %g s; forcing it",
+                         self.name, s.shutdown_timeout)
+        try:
+            session.call("VM.hard_shutdown", vm)
+        except XapiError as e:
+            if not (e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted"):
+                raise
+
+    # ------------------------------------------------------------------ SSH
+    def _ssh_options(self) -> dict[str, Any]:
+        s = self.settings()
+        options: dict[str, Any] = {"host": f"{s.ssh_user}@{self.ip}:{s.ssh_port}",
+                                   "key": str(Path(s.ssh_key).expanduser()), "agent": False}
+        if s.known_hosts:
+            options["known_hosts"] = s.known_hosts
+        options.update(self._ssh_extra)
+        return options
+
+    def _connect(self) -> AgentProcess:
+        """Start the agent over SSH, retrying connection failures while sshd comes up."""
+        from . import ssh as ssh_mod
+        retryable = getattr(ssh_mod, "SSHConnectError", None)
+        s = self.settings()
+        deadline = time.monotonic() + s.ip_timeout
+        self._wait_for_sshd(self.ip, s.ssh_port, deadline)
+        delay = 0.2
+        while True:
+            backend = ssh_mod.SSHBackend(self.name, self._ssh_options(), self.profile)
+            try:
+                proc = backend.start()
+                self._ssh = backend
+                return proc
+            except BackendError as e:
+                if retryable is None or not isinstance(e, retryable) \
+                        or time.monotonic() + delay > deadline:
+                    raise BackendError(f"xcpng: VM {self.name!r} at {self.ip}: {e}") from None
+                log.debug("xcpng: sshd on %s not ready yet (%s); retrying", self.ip, e)
+                time.sleep(delay)
+                delay = min(delay * 2, 3.0)
+
+    def _wait_for_sshd(self, ip: str, port: int, deadline: float) -> None:
+        """The guest reports its IP before sshd listens: wait for an SSH banner first."""
+        delay = 0.1
+        last = ""
+        while True:
+            try:
+                with socket.create_connection((ip, port), timeout=5) as sock:
+                    sock.settimeout(5)
+                    if sock.recv(4) == b"SSH-":
+                        return
+                    last = "no SSH banner"
+            except OSError as e:
+                last = e.strerror or type(e).__name__
+            if time.monotonic() + delay > deadline:
+                raise BackendError(f"xcpng: VM {self.name!r} at {ip}: no SSH server answered on "
+                                   f"port {port} ({last}); is sshd enabled in the template?")
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _close_ssh(self, destroy: bool = False) -> None:
+        ssh, self._ssh = self._ssh, None
+        if ssh is None:
+            return
+        try:
+            ssh.destroy() if destroy else ssh.stop()
+        except Exception as e:  # noqa: BLE001 - the guest itself is what we release next
+            log.debug("xcpng: releasing the SSH side of %s: %s", self.name, e)
+
+
+def pick_ip(networks: dict[str, str]) -> str | None:
+    """The address to SSH to from ``VM_guest_metrics.networks``.
+
+    Keys look like ``"0/ip"``, ``"0/ipv4/0"``, ``"0/ipv6/0"`` (device/family/index).  Prefer
+    the first device's IPv4, then any IPv4, then a global IPv6; skip link-local addresses.
+    """
+    import ipaddress
+
+    def usable(value: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(value.split("%")[0])
+        except ValueError:
+            return False
+        return not (addr.is_link_local or addr.is_unspecified or addr.is_multicast)
+
+    def order(key: str) -> tuple:
+        device, _, rest = key.partition("/")
+        family = 0 if rest in ("ip",) or rest.startswith("ipv4") else 1
+        return (family, int(device) if device.isdigit() else 99, key)
+
+    for key in sorted(networks, key=order):
+        value = networks[key]
+        if (key.endswith("/ip") or "/ipv4/" in key or "/ipv6/" in key) and usable(value):
+            return value
+    return None

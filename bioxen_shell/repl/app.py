@@ -1,0 +1,121 @@
+"""The interactive REPL on a terminal: a prompt_toolkit PromptSession around an Engine.
+
+The loop is small on purpose: read a complete chunk (the key bindings decide
+when input is complete), hand it to ``engine.eval_line``, show the result.
+Running code is interrupted by Ctrl-C inside ``Engine`` itself.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.history import History
+from prompt_toolkit.input import Input
+from prompt_toolkit.output import Output
+from prompt_toolkit.styles import Style
+
+from .. import __version__
+from ..engine import ShellExit
+from .completer import LuaCompleter
+from .history import last_entries, open_history
+from .key_bindings import load_shell_bindings
+from .lexer import ShellLexer
+from .printer import show_result
+from .toolbar import make_toolbar
+
+__all__ = ["run_repl", "make_session"]
+
+STYLE = Style.from_dict(
+    {
+        "prompt": "ansigreen bold",
+        "prompt.target": "ansimagenta bold",
+        "continuation": "ansibrightblack",
+        "meta-command": "ansicyan",
+        "bottom-toolbar": "noreverse bg:#222222 #aaaaaa",
+        "toolbar.runtime": "bg:#005f5f #ffffff",
+        "toolbar.target": "bg:#5f005f #ffffff",
+        "toolbar.hint": "#777777",
+    }
+)
+
+
+def _prompt_text(engine) -> str:  # noqa: ANN001
+    return (engine.prompt_name() or "lua") + "> "
+
+
+def make_session(
+    engine,  # noqa: ANN001
+    *,
+    input: Input | None = None,  # noqa: A002 - prompt_toolkit's own name
+    output: Output | None = None,
+    history: History | None = None,
+    toolbar: bool = True,
+) -> PromptSession:
+    """Build the PromptSession: highlighting, Lua-side completion, history, bindings."""
+
+    def message() -> StyleAndTextTuples:
+        name = engine.prompt_name()
+        if name:
+            return [("class:prompt.target", name + "> ")]
+        return [("class:prompt", "lua> ")]
+
+    def continuation(width: int, line_number: int, wrap_count: int) -> StyleAndTextTuples:
+        return [("class:continuation", "...".rjust(width - 1) + " ")]
+
+    return PromptSession(
+        message=message,
+        multiline=True,
+        prompt_continuation=continuation,
+        lexer=ShellLexer(),
+        completer=LuaCompleter(engine),
+        complete_while_typing=False,
+        auto_suggest=AutoSuggestFromHistory(),
+        history=history if history is not None else open_history(),
+        key_bindings=load_shell_bindings(engine),
+        bottom_toolbar=make_toolbar(engine) if toolbar else None,
+        style=STYLE,
+        include_default_pygments_style=True,
+        tempfile_suffix=".lua",
+        input=input,
+        output=output,
+    )
+
+
+def run_repl(
+    engine,  # noqa: ANN001
+    *,
+    input: Input | None = None,  # noqa: A002
+    output: Output | None = None,
+    history: History | None = None,
+    banner: bool = True,
+    color: bool | None = None,
+) -> int:
+    """Run the REPL until Ctrl-D, ``:quit`` or ``os.exit``; return the exit status."""
+    session = make_session(engine, input=input, output=output, history=history, toolbar=input is None)
+    engine.history_provider = lambda n: last_entries(session.history, n)
+    if color is None:  # NO_COLOR: https://no-color.org
+        color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    if banner:
+        engine.write(
+            f"bioxen {__version__} on {engine.runtime}. Type :help for help, Ctrl-D to exit.\n".encode()
+        )
+        engine.flush()
+    while True:
+        try:
+            text = session.prompt()
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt clears the input
+        except EOFError:
+            return 0
+        if not text.strip():
+            continue
+        try:
+            engine.set_option("width", max(20, session.output.get_size().columns))
+            show_result(engine, engine.eval_line(text), color=color)
+        except ShellExit as exc:
+            return exc.code
+        except KeyboardInterrupt:
+            sys.stderr.write("\ninterrupted\n")

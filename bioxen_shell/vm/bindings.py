@@ -1,0 +1,371 @@
+"""The shell extension that gives Lua the ``vm`` table, ``:vms``, ``:attach`` and ``:detach``.
+
+``install(engine)`` (called by ``bioxen_shell.engine`` for every Lua state it starts):
+
+* creates a :class:`~bioxen_shell.vm.manager.Manager` whose VMs print through the shell's
+  output and notice the shell's Ctrl-C (``engine.interrupted()``);
+* hands ``lua/bioxen/vm.lua`` a table of host functions (this module's :class:`Host`) and sets
+  the global ``vm`` to the API it returns;
+* registers the meta-commands (``lua/bioxen/vm_commands.lua``), a toolbar segment, and a close
+  hook that destroys every VM when the shell closes, resets or switches runtime.
+
+The host functions take and return Lua strings (``bytes``; the engine runs with
+``encoding=None``).  Values travel encoded with ``bioxen.wire`` so Lua integers, floats and
+byte strings keep their exact types; this side splices them into requests without decoding.
+Every host function returns ``(true, …)`` or ``(false, kind, message, traceback)`` (the
+engine unpacks tuples), so Lua raises clean errors with the VM-side ``chunk:line:`` message.
+"""
+from __future__ import annotations
+
+import atexit
+import itertools
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # the VM machinery is imported on first use, not at shell start
+    from .handle import VMHandle
+    from .manager import Manager
+
+__all__ = ["install", "Host", "format_vms_table", "HOST_FUNCTIONS"]
+
+_live_managers: "weakref.WeakSet[Manager]" = weakref.WeakSet()
+
+#: The host functions bioxen.vm and bioxen.vm_commands call (``Host.lua_<name>``).
+HOST_FUNCTIONS = ("create", "eval", "call", "set", "get", "require", "info", "stop", "restart",
+                  "destroy", "send", "recv", "pending", "list", "lookup", "destroy_all", "map",
+                  "complete", "interrupt", "vms_table", "summary", "status")
+
+
+def _load_vm_machinery() -> None:
+    """Import what :class:`Host` uses.  Done on the first ``vm`` call, not at shell start."""
+    global wire, VMError, run_map, split_list, status_summary
+    from . import wire
+    from .handle import VMError
+    from .manager import status_summary
+    from .mapper import run_map, split_list
+
+
+def _text(b: Any) -> str:
+    if isinstance(b, bytes):
+        return b.decode("utf-8", "replace")
+    return str(b)
+
+
+def _failure(exc: BaseException) -> tuple:
+    from .handle import VMError
+
+    if isinstance(exc, VMError):
+        return (False, exc.kind.encode(), exc.message.encode(), exc.traceback.encode())
+    if isinstance(exc, KeyError):
+        return (False, b"error", _text(exc.args[0] if exc.args else exc).encode(), b"")
+    return (False, b"error", str(exc).encode(), b"")
+
+
+def _guard(fn: Callable) -> Callable:
+    """Turn exceptions into the ``(false, kind, message, traceback)`` return shape."""
+
+    def wrapper(*args: Any) -> tuple:
+        try:
+            return fn(*args)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # every failure must reach Lua as a clean error
+            return _failure(exc)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+class Host:
+    """The functions ``bioxen.vm`` calls.  Handles are named by an integer id (``uid``) so a
+    Lua handle never silently points at a different VM that got the same name later."""
+
+    def __init__(self, manager: "Manager", write: Callable[[bytes], None]) -> None:
+        self.manager = manager
+        self.write = write
+        self._uids: dict[int, VMHandle] = {}
+        self._uid_of: dict[int, int] = {}  # id(handle) -> uid
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # -- handles ---------------------------------------------------------------------
+
+    def _uid(self, h: "VMHandle") -> int:
+        with self._lock:
+            uid = self._uid_of.get(id(h))
+            if uid is None or self._uids.get(uid) is not h:
+                uid = next(self._counter)
+                self._uids[uid] = h
+                self._uid_of[id(h)] = uid
+            return uid
+
+    def _handle(self, uid: int) -> "VMHandle":
+        from .handle import VMError
+
+        h = self._uids.get(uid)
+        if h is None:
+            raise VMError("this VM was destroyed", kind="state")
+        if h.status == "destroyed":
+            raise VMError(f"{h.name}: VM is destroyed", kind="state", vm=h.name)
+        return h
+
+    def _refs(self, handles: list["VMHandle"]) -> bytes:
+        return wire.encode([{"uid": self._uid(h), "name": h.name} for h in handles])
+
+    # -- functions called from Lua ------------------------------------------------------
+
+
+    def lua_create(self, opts: bytes) -> tuple:
+        options = wire.decode(opts) or {}
+        if isinstance(options, list):
+            raise VMError("vm.create: expected a table of options like {name='w1', profile='standard'}", kind="error")
+        options = {str(k): v for k, v in options.items()}
+        count = options.get("count")
+        progress = None
+        bar = None
+        if count is not None and isinstance(count, int) and count > 1:
+            from .progress import Progress
+
+            bar = Progress(count, "vm.create")
+            progress = bar.set
+        try:
+            created = self.manager.create(progress=progress, **options)
+        except TypeError as exc:
+            raise VMError(f"vm.create: {exc}", kind="error") from None
+        finally:
+            if bar is not None:
+                bar.close()
+        handles = created if isinstance(created, list) else [created]
+        return (True, self._refs(handles), count is not None)
+
+    def lua_eval(self, uid: int, code: bytes, args: bytes, chunkname: bytes | None) -> tuple:
+        h = self._handle(uid)
+        fields = {"code": code, "chunkname": chunkname or b"=" + h.name.encode()}
+        return (True, h.request_encoded("eval", fields, {"args": args}))
+
+    def lua_call(self, uid: int, fname: bytes, args: bytes) -> tuple:
+        return (True, self._handle(uid).request_encoded("call", {"fn": fname}, {"args": args}))
+
+    def lua_set(self, uid: int, name: bytes, value: bytes) -> tuple:
+        return (True, self._handle(uid).request_encoded("set", {"name": name}, {"value": value}))
+
+    def lua_get(self, uid: int, name: bytes) -> tuple:
+        return (True, self._handle(uid).request_encoded("get", {"name": name}))
+
+    def lua_require(self, uid: int, module: bytes) -> tuple:
+        try:
+            return (True, self._handle(uid).request_encoded("require", {"module": module}))
+        except VMError as exc:
+            if exc.kind == "encode":  # a module of functions stays in the VM: report success
+                return (True, b"{1;t}")
+            raise
+
+    def lua_info(self, uid: int) -> tuple:
+        return (True, wire.encode(_lua_info(self._uids[uid].info() if uid in self._uids else {})))
+
+    def lua_status(self, uid: int) -> tuple:
+        h = self._uids.get(uid)
+        return (True, (h.status if h else "destroyed").encode())
+
+    def lua_stop(self, uid: int) -> tuple:
+        self._handle(uid).stop()
+        return (True,)
+
+    def lua_restart(self, uid: int) -> tuple:
+        self._handle(uid).restart()
+        return (True,)
+
+    def lua_destroy(self, uid: int) -> tuple:
+        h = self._uids.get(uid)
+        if h is not None and h.status != "destroyed":
+            try:
+                self.manager.destroy(h.name) if self.manager.get(h.name) is h else h.destroy()
+            finally:
+                self.manager.forget(h)
+        return (True,)
+
+    def lua_send(self, uid: int, code: bytes, args: bytes, chunkname: bytes | None) -> tuple:
+        h = self._handle(uid)
+        fields = {"code": code, "chunkname": chunkname or b"=" + h.name.encode()}
+        return (True, h.send_request("eval", fields, {"args": args}))
+
+    def lua_recv(self, uid: int, timeout: float | None) -> tuple:
+        h = self._handle(uid)
+        try:
+            res = h.recv(timeout, decode=False)
+        except VMError as exc:
+            if exc.output:
+                self.write(exc.output)
+            raise
+        if res is None:
+            return (True, None)
+        if res.output:
+            self.write(res.output)
+        return (True, res.encoded or b"{0;}")
+
+    def lua_pending(self, uid: int) -> tuple:
+        return (True, self._handle(uid).pending)
+
+    def lua_list(self) -> tuple:
+        return (True, self._refs(self.manager.list()))
+
+    def lua_lookup(self, name: bytes) -> tuple:
+        h = self.manager.get(_text(name))
+        return (True, self._refs([h]) if h is not None else None)
+
+    def lua_destroy_all(self) -> tuple:
+        errors = self.manager.destroy_all()
+        if errors:
+            raise VMError("vm.destroy_all: " + "; ".join(errors), kind="error")
+        return (True,)
+
+    def lua_map(self, source: bytes, chunkname: bytes, first_line: int, items: bytes, opts: bytes) -> tuple:
+        options = wire.decode(opts) or {}
+        if isinstance(options, list):
+            options = {}
+        vms_opt = options.pop("vms", None)
+        pool_uids = options.pop("pool", None)
+        progress = options.pop("progress", None)
+        if pool_uids is not None:
+            vms: Any = [self._handle(int(u)) for u in (pool_uids if isinstance(pool_uids, list) else [])]
+        else:
+            vms = vms_opt
+        res = run_map(self.manager, _text(source), split_list(items), chunkname=_text(chunkname),
+                      first_line=int(first_line or 1), vms=vms, create_options=options,
+                      progress=progress, interrupted=self.manager.interrupted)
+        return (True, res.encoded_results(), res.encoded_failures() if res.failures else None)
+
+    def lua_complete(self, uid: int, text: bytes) -> tuple:
+        return (True, wire.encode(self._handle(uid).complete(_text(text))))
+
+    def lua_interrupt(self, uid: int) -> tuple:
+        self._handle(uid).interrupt()
+        return (True,)
+
+    def lua_vms_table(self) -> tuple:
+        return (True, format_vms_table(self.manager.list()).encode())
+
+    def lua_summary(self) -> tuple:
+        return (True, status_summary(self.manager.list()).encode())
+
+
+def _lua_info(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+# =========================================================================== :vms
+
+_COLUMNS = ("NAME", "TYPE", "PROFILE", "STATUS", "CREATED", "UPTIME", "PID/HOST")
+
+
+def format_vms_table(handles: list["VMHandle"]) -> str:
+    """The ``:vms`` table plus its summary line."""
+    from .manager import format_age, format_created, status_summary
+
+    if not handles:
+        return "no VMs (create one with vm.create{name='w1'})"
+    rows = [_COLUMNS]
+    for h in handles:
+        d = h.describe()
+        where = str(d.get("host") or d.get("pid") or "-")
+        if d.get("host") and d.get("pid"):
+            where = f"{d['host']} ({d['pid']})"
+        if d.get("template"):
+            where += f" [{d['template']}]"
+        status = d["status"]
+        if d.get("exit_reason") and status in ("crashed", "lost", "stopped"):
+            status += f" ({d['exit_reason']})"
+        rows.append((
+            d["name"], d["type"], d.get("profile") or "-", status,
+            format_created(d["created"]), format_age(d["uptime"]) if d["uptime"] else "-", where,
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append(status_summary(handles))
+    return "\n".join(lines)
+
+
+# =========================================================================== install
+
+class _LazyHost:
+    """What ``install`` hands to Lua: the host functions, with the VM machinery (manager,
+    handle, codec) imported and created on the first call, so a shell that never touches
+    ``vm`` pays nothing for it."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.host: Host | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Host:
+        host = self.host
+        if host is None:
+            with self._lock:
+                if self.host is None:
+                    _load_vm_machinery()
+                    from .manager import Manager
+
+                    manager = Manager(on_output=self.engine.write, interrupted=self.engine.interrupted)
+                    _live_managers.add(manager)
+                    self.host = Host(manager, self.engine.write)
+                    self.engine.vm_manager = manager
+                host = self.host
+        return host
+
+    def function(self, name: str) -> Callable:
+        method = "lua_" + name
+
+        def call(*args: Any) -> tuple:
+            try:
+                return getattr(self.get(), method)(*args)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # every failure must reach Lua as a clean error
+                return _failure(exc)
+
+        call.__name__ = method
+        return call
+
+    def toolbar(self) -> str | None:
+        if self.host is None:
+            return None
+        from .manager import status_summary
+
+        handles = self.host.manager.list()
+        return status_summary(handles) if handles else None
+
+    def close(self) -> None:
+        if self.host is not None:
+            _close(self.host.manager)
+
+
+def install(engine: Any) -> None:
+    """Engine extension entry point (see docs/extending.md): cheap, nothing heavy imported."""
+    lazy = _LazyHost(engine)
+    host_table = engine.lua.table_from({n.encode(): lazy.function(n) for n in HOST_FUNCTIONS})
+    api = engine.require("bioxen.vm")[b"bind"](host_table)
+    engine.set_global("vm", api)
+    engine.require("bioxen.vm_commands")[b"install"](api, host_table)
+    engine.add_status(lazy.toolbar)
+    engine.on_close(lazy.close)
+    engine.vm_host = lazy  # for tests and the Python side of the REPL
+
+
+def _close(manager: "Manager") -> None:
+    errors = manager.destroy_all()
+    _live_managers.discard(manager)
+    if errors:
+        raise RuntimeError("some VMs could not be destroyed: " + "; ".join(errors))
+
+
+@atexit.register
+def _destroy_everything_at_exit() -> None:
+    # The zygote kills workers when the shell dies anyway; this is the orderly path that also
+    # shuts remote VMs down.
+    for manager in list(_live_managers):
+        try:
+            manager.destroy_all()
+        except Exception:
+            pass

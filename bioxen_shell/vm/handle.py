@@ -1,0 +1,877 @@
+"""The VM handle: one class that runs the agent protocol for every kind of VM.
+
+A :class:`VMHandle` owns one backend (local / ssh / xcpng) and, while the VM runs, one
+``AgentProcess`` (the byte stream to the agent, see transport.py).  It reads the agent's
+hello, sends ``configure`` from the profile and then runs requests: synchronous ones
+(:meth:`eval`, :meth:`call`, :meth:`set`, :meth:`get`, :meth:`require`, :meth:`info`,
+:meth:`complete`) and pipelined ones (:meth:`send` / :meth:`recv`).  It streams the output
+frames of a call to a callback, enforces the call timeout (interrupt, then kill after a grace
+period), forwards Ctrl-C (``interrupted()`` is polled while waiting), and turns the end of the
+stream into "VM crashed (signal 9)".
+
+Fast path: a synchronous request is written and its reply read in the calling thread (no
+thread hand-off), so a round trip costs two pipe writes, two reads and the codec.
+
+Values cross in two forms.  The Python API passes Python values (``wire.py`` encodes them).
+The shell's Lua side encodes values itself with ``bioxen.wire`` (so Lua integers, floats and
+byte strings keep their exact types) and uses the ``*_encoded`` methods, which splice the
+encoded bytes into the request and hand back the encoded ``values`` of the reply untouched.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import wire
+from .transport import TransportClosed, TransportTimeout
+
+__all__ = [
+    "VMHandle",
+    "VMError",
+    "VMCrashed",
+    "VMTimeout",
+    "VMInterrupted",
+    "VMStateError",
+    "Result",
+]
+
+PROTOCOL_VERSION = 1
+_RECV_CHUNK = 1 << 20
+_BIG_FRAME = 1 << 20
+#: How often a waiting call looks at Ctrl-C and its deadline (seconds).
+_POLL_SLICE = 0.05
+
+
+# =========================================================================== errors
+
+class VMError(Exception):
+    """A request failed inside the VM.  ``kind`` is the protocol's error kind
+    (``error``, ``syntax``, ``interrupted``, ``cpu_limit``, ``memory``, ``encode``, ``protocol``)
+    or one of the host-side kinds ``crashed``, ``timeout``, ``state``."""
+
+    def __init__(self, message: str, *, kind: str = "error", traceback: str = "", vm: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.traceback = traceback or ""
+        self.vm = vm
+        #: output the failed request printed before it failed (pipelined requests)
+        self.output = b""
+
+
+class VMCrashed(VMError):
+    """The VM's agent is gone: killed, crashed, or the connection dropped."""
+
+
+class VMTimeout(VMError):
+    """The call ran longer than its timeout and was stopped."""
+
+
+class VMInterrupted(VMError):
+    """The call was interrupted (Ctrl-C)."""
+
+
+class VMStateError(VMError):
+    """The VM is not in a state that allows the operation (stopped, destroyed)."""
+
+
+@dataclass
+class Result:
+    """What one request produced: its values and the output printed while it ran."""
+
+    values: list = field(default_factory=list)
+    output: bytes = b""
+    #: for the ``*_encoded`` path: the reply's ``values`` as encoded bytes
+    encoded: bytes | None = None
+
+
+# =========================================================================== envelope codec
+# Requests and replies are tables of a few scalar fields plus encoded values.  The envelope is
+# built here so encoded arguments from the Lua side can be spliced in without decoding them.
+
+def _enc_str(s: str | bytes) -> bytes:
+    b = s.encode() if isinstance(s, str) else s
+    return b"s%d:%s" % (len(b), b)
+
+
+def _enc_scalar(v: Any) -> bytes:
+    if v is True:
+        return b"t"
+    if v is False:
+        return b"f"
+    if isinstance(v, int):
+        return b"i%d;" % v
+    if isinstance(v, (str, bytes)):
+        return _enc_str(v)
+    return wire.encode(v)
+
+
+def build_request_parts(req_id: int, op: str, fields: dict[str, Any],
+                        raw: dict[str, bytes | list] | None = None) -> list:
+    """The payload of a ``Q`` frame as pieces: ``{0; id=… op=… fields… raw fields…}``.
+
+    ``raw`` values are already encoded: bytes, or a list of pieces (``wire.encode_parts``),
+    which are written as they are, so a 100 MB argument is never copied on this side.
+    """
+    parts = [b"{0;s2:id", b"i%d;" % req_id, b"s2:op", _enc_str(op)]
+    for k, v in fields.items():
+        parts.append(_enc_str(k))
+        parts.append(_enc_scalar(v))
+    if raw:
+        for k, v in raw.items():
+            parts.append(_enc_str(k))
+            if isinstance(v, list):
+                parts.extend(v)
+            else:
+                parts.append(v)
+    parts.append(b"}")
+    return parts
+
+
+def build_request(req_id: int, op: str, fields: dict[str, Any], raw: dict[str, bytes | list] | None = None) -> bytes:
+    """The payload of a ``Q`` frame as one bytes object."""
+    return b"".join(build_request_parts(req_id, op, fields, raw))
+
+
+def _nbytes(part: Any) -> int:
+    return part.nbytes if isinstance(part, memoryview) else len(part)
+
+
+def encode_list_parts(values: list | tuple) -> list:
+    """A value list as pieces (see :func:`build_request_parts`)."""
+    parts: list = [b"{%d;" % len(values)]
+    for i, v in enumerate(values, 1):
+        parts.extend(wire.encode_parts(v, f"value #{i}"))
+    parts.append(b"}")
+    return parts
+
+
+def _skip_value(data: bytes, pos: int) -> int:
+    """Position just after the encoded value starting at ``pos`` (no decoding)."""
+    c = data[pos]
+    if c in b"ntf":
+        return pos + 1
+    if c in b"id":
+        return data.index(b";", pos) + 1
+    if c == 0x73:  # s<len>:<bytes>
+        colon = data.index(b":", pos)
+        return colon + 1 + int(data[pos + 1:colon])
+    if c == 0x7B:  # {N; values pairs }
+        semi = data.index(b";", pos)
+        n = int(data[pos + 1:semi])
+        pos = semi + 1
+        for _ in range(n):
+            pos = _skip_value(data, pos)
+        while data[pos] != 0x7D:
+            pos = _skip_value(data, _skip_value(data, pos))
+        return pos + 1
+    raise ValueError(f"bad encoded value at byte {pos}: {data[pos:pos + 10]!r}")
+
+
+#: ``{0;s2:id i<n>; s2:ok t s6:values …}``: how the agent writes a successful reply.
+_OK_REPLY = re.compile(rb"\{0;s2:idi(-?\d+);s2:okts6:values(?=[{n])")
+
+
+def reply_span(payload: bytes | bytearray) -> tuple[dict[str, Any], tuple[int, int] | None]:
+    """Decode a reply's small fields; return where its ``values`` are (``(start, end)`` in
+    ``payload``, or ``None``), so values can be decoded in place or passed on still encoded."""
+    m = _OK_REPLY.match(payload)
+    if m is not None:  # the common case, in one regex step
+        return {"id": int(m.group(1)), "ok": True}, (m.end(), len(payload) - 1)
+    if not payload.startswith(b"{"):
+        raise ValueError("reply is not a table")
+    semi = payload.index(b";")
+    pos = _skip_value_list(payload, semi + 1, int(payload[1:semi]))
+    fields: dict[str, Any] = {}
+    span: tuple[int, int] | None = None
+    while payload[pos] != 0x7D:
+        kend = _skip_value(payload, pos)
+        key = wire.decode(payload[pos:kend])
+        if key == "values" and "ok" in fields:
+            # The agent writes id, ok, then ``values`` last: take the rest without walking a
+            # possibly huge table.
+            return fields, (kend, len(payload) - 1)
+        vend = _skip_value(payload, kend)
+        if key == "values":
+            span = (kend, vend)
+        else:
+            fields[key] = wire.decode(payload[kend:vend])
+        pos = vend
+    return fields, span
+
+
+def split_reply(payload: bytes | bytearray) -> tuple[dict[str, Any], bytes | None]:
+    """Decode a reply's small fields; return ``values`` still encoded (``None`` if absent)."""
+    fields, span = reply_span(payload)
+    return fields, (bytes(memoryview(payload)[span[0]:span[1]]) if span else None)
+
+
+def _skip_value_list(data: bytes, pos: int, n: int) -> int:
+    for _ in range(n):
+        pos = _skip_value(data, pos)
+    return pos
+
+
+def _as_list(value: Any) -> list:
+    """A decoded value list → Python list (empty tables decode as ``{}``)."""
+    if value is None or value == {}:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):  # an array part with trailing nils decodes as a dict
+        n = max((k for k in value if isinstance(k, int)), default=0)
+        return [value.get(i) for i in range(1, n + 1)]
+    return [value]
+
+
+# =========================================================================== the handle
+
+@dataclass
+class _Pending:
+    """A request written to the agent whose reply has not been read yet."""
+
+    id: int
+    op: str
+    sync: bool
+    output: bytearray = field(default_factory=bytearray)
+    reply: bytes | None = None
+    error: VMError | None = None
+
+
+class VMHandle:
+    """One VM, whatever the backend.  Thread-safe: requests are serialised per VM."""
+
+    def __init__(self, name: str, backend: Any, profile: Any, *,
+                 on_output: Callable[[bytes], None] | None = None,
+                 interrupted: Callable[[], bool] | None = None,
+                 start_timeout: float = 60.0, kill_grace: float = 2.0) -> None:
+        self.name = name
+        self.backend = backend
+        self.profile = profile
+        self.kind: str = getattr(backend, "kind", "local")
+        self.on_output = on_output
+        self.interrupted = interrupted
+        self.start_timeout = start_timeout
+        self.kill_grace = kill_grace
+        self.created = time.time()
+        self.started: float | None = None
+        self.status = "new"
+        self.exit_reason: str | None = None
+        self.hello: dict[str, Any] = {}
+        self.calls = 0
+        self._proc: Any = None
+        self._lock = threading.RLock()
+        self._next_id = 0
+        self._inflight: deque[_Pending] = deque()
+        self._async_done: deque[_Pending] = deque()
+        self._buf = bytearray()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "VMHandle":
+        """Start the agent, check its hello, configure it from the profile."""
+        with self._lock:
+            if self.status == "destroyed":
+                raise VMStateError(f"{self.name}: VM is destroyed", kind="state", vm=self.name)
+            self.status = "starting"
+            self.exit_reason = None
+            self._buf = bytearray()
+            self._inflight.clear()
+            self._async_done.clear()
+            try:
+                self._proc = self.backend.start()
+                # configure goes out before the hello is read: one round trip less at start.
+                configure_id = self._write_request("configure", self._configure_fields(), sync=True)
+                kind, payload = self._read_frame(time.monotonic() + self.start_timeout, starting=True)
+                if kind != b"H":
+                    raise VMError(f"{self.name}: agent did not say hello (got a {kind!r} frame)", vm=self.name)
+                self.hello = wire.decode(payload) or {}
+                if self.hello.get("protocol") != PROTOCOL_VERSION:
+                    raise VMError(
+                        f"{self.name}: agent speaks protocol {self.hello.get('protocol')!r}, "
+                        f"this bioxen speaks {PROTOCOL_VERSION}", vm=self.name)
+                self.status = "running"
+                self.started = time.time()
+                try:
+                    self._finish(self._wait(configure_id, timeout=self.start_timeout), True)
+                except VMError as exc:
+                    raise VMError(
+                        f"{self.name}: profile {self.profile.name!r} ({self.profile.source}) could not be "
+                        f"applied: {exc.message}", kind=exc.kind, traceback=exc.traceback, vm=self.name
+                    ) from None
+            except BaseException:
+                self._discard_proc()
+                self.status = "crashed" if self.status == "starting" else self.status
+                if self.status == "running":
+                    self.status = "crashed"
+                raise
+            return self
+
+    def _configure_fields(self) -> dict[str, Any]:
+        lua_path_fn = getattr(self.backend, "lua_path", None)
+        if lua_path_fn is not None:
+            lua_path = lua_path_fn()
+        else:
+            lua_path = ";".join(f"{d}/?.lua;{d}/?/init.lua" for d in self.profile.paths)
+        return self.profile.configure_fields(self.name, lua_path)
+
+    def stop(self) -> None:
+        """Ask the agent to exit (kill it if it does not within the grace period)."""
+        with self._lock:
+            if self._proc is not None and self.status in ("running", "busy"):
+                try:
+                    rid = self._write_request("exit", {}, sync=True)
+                    self._wait(rid, timeout=self.kill_grace, interruptible=False)
+                except VMError:
+                    pass
+            self._discard_proc()
+            try:
+                self.backend.stop()
+            finally:
+                if self.status != "destroyed":
+                    self.status = "stopped"
+
+    def restart(self) -> "VMHandle":
+        """Kill the agent if it runs, start a fresh one (globals are lost)."""
+        with self._lock:
+            self._discard_proc()
+            return self.start()
+
+    def destroy(self) -> None:
+        """Stop the VM and release everything its backend created.  Idempotent."""
+        with self._lock:
+            if self.status == "destroyed":
+                return
+            self._discard_proc()
+            try:
+                self.backend.destroy()
+            finally:
+                self.status = "destroyed"
+
+    def kill(self) -> None:
+        """Hard stop without asking (used when shutting down in a hurry)."""
+        proc = self._proc
+        if proc is not None:
+            proc.kill()
+
+    def interrupt(self) -> None:
+        """Interrupt the running call (SIGINT to the agent); safe from any thread."""
+        proc = self._proc
+        if proc is not None:
+            proc.interrupt()
+
+    def _discard_proc(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.kill()
+            finally:
+                proc.close()
+        err = VMCrashed(f"{self.name}: VM stopped while the request was pending", kind="crashed", vm=self.name)
+        for p in self._inflight:
+            if not p.sync:
+                p.error = err
+                self._async_done.append(p)
+        self._inflight.clear()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return getattr(proc, "pid", None) if proc is not None else None
+
+    @property
+    def uptime(self) -> float:
+        if self.started is None or self.status not in ("running", "busy"):
+            return 0.0
+        return time.time() - self.started
+
+    def describe(self) -> dict[str, Any]:
+        """name, type, profile, status, created, uptime, pid/host… (no request to the VM)."""
+        d: dict[str, Any] = {"name": self.name, "type": self.kind, "profile": self.profile.name}
+        try:
+            d.update(self.backend.describe())
+        except Exception:  # describe must never break :vms
+            pass
+        if self._proc is not None:
+            try:
+                d.update(self._proc.describe())
+            except Exception:
+                pass
+        d["type"] = self.kind
+        d.update(status=self.status, created=self.created, uptime=self.uptime, calls=self.calls)
+        if self.exit_reason:
+            d["exit_reason"] = self.exit_reason
+        if self.hello:
+            d["runtime"] = self.hello.get("runtime")
+        return d
+
+    def info(self) -> dict[str, Any]:
+        """``describe()`` plus the agent's own numbers (memory, CPU) when the VM is idle."""
+        d = self.describe()
+        if self.status == "running" and self._lock.acquire(timeout=0.2):
+            try:
+                vals = self._request("info", {}, timeout=5.0).values
+                if vals and isinstance(vals[0], dict):
+                    agent = vals[0]
+                    d["memory"] = int((agent.get("memory_kb") or 0) * 1024)
+                    d["memory_kb"] = agent.get("memory_kb")
+                    d["cpu_seconds"] = agent.get("cpu_seconds")
+                    if agent.get("jit"):
+                        d["jit"] = agent.get("jit")
+            except VMError:
+                pass
+            finally:
+                self._lock.release()
+        return d
+
+    # ------------------------------------------------------------------ Python-value requests
+
+    def eval(self, code: str, *args: Any, chunkname: str = "=vm", timeout: float | None = None,
+             on_output: Callable[[bytes], None] | None = None) -> list:
+        """Run Lua source (an expression is accepted) and return its values as a list."""
+        return self._request("eval", {"code": code, "chunkname": chunkname},
+                             raw={"args": encode_list_parts(args)},
+                             timeout=timeout, on_output=on_output).values
+
+    def call(self, fname: str, *args: Any, timeout: float | None = None,
+             on_output: Callable[[bytes], None] | None = None) -> list:
+        """Call the global function ``fname`` (dots allowed: ``bio.seq.gc``)."""
+        return self._request("call", {"fn": fname}, raw={"args": encode_list_parts(args)},
+                             timeout=timeout, on_output=on_output).values
+
+    def set(self, name: str, value: Any) -> None:
+        self._request("set", {"name": name}, raw={"value": wire.encode_parts(value, name)})
+
+    def get(self, name: str) -> Any:
+        vals = self._request("get", {"name": name}).values
+        return vals[0] if vals else None
+
+    def require(self, module: str) -> Any:
+        """Load ``module`` in the VM.  Returns what ``require`` returned when that value can
+        travel (data), else ``True`` (a module of functions stays in the VM)."""
+        try:
+            vals = self._request("require", {"module": module}).values
+        except VMError as exc:
+            if exc.kind == "encode":
+                return True
+            raise
+        return vals[0] if vals else None
+
+    def complete(self, text: str) -> list[str]:
+        """Completion candidates from the VM (for ``:attach``)."""
+        vals = self._request("complete", {"text": text}, timeout=2.0, interruptible=False).values
+        cands = vals[0] if vals else []
+        return [c for c in _as_list(cands) if isinstance(c, str)]
+
+    def execute(self, code: str, *args: Any, timeout: float | None = None) -> Result:
+        """Run code and return values *and* the output it printed (the Python API's base)."""
+        out = bytearray()
+        res = self._request("eval", {"code": code, "chunkname": "=vm"}, raw={"args": encode_list_parts(args)},
+                            timeout=timeout, on_output=out.extend)
+        res.output = bytes(out)
+        return res
+
+    def execute_string(self, code: str, timeout: float | None = None) -> dict[str, Any]:
+        """The prior art's call shape: ``{stdout, stderr, values, success, return_code, error}``.
+
+        Unlike :meth:`eval` it does not raise for an error in the code: ``success`` is False,
+        ``error`` holds the VM-side message and ``return_code`` is 1.  A crashed VM still raises.
+        """
+        try:
+            res = self.execute(code, timeout=timeout)
+        except (VMCrashed, VMStateError):
+            raise
+        except VMError as exc:
+            return {"stdout": "", "stderr": "", "values": [], "success": False, "return_code": 1,
+                    "error": exc.message, "kind": exc.kind, "traceback": exc.traceback}
+        return {"stdout": res.output.decode("utf-8", "replace"), "stderr": "", "values": res.values,
+                "success": True, "return_code": 0, "error": None}
+
+    # ------------------------------------------------------------------ encoded requests (Lua side)
+
+    def request_encoded(self, op: str, fields: dict[str, Any], raw: dict[str, bytes] | None = None, *,
+                        timeout: float | None = None,
+                        on_output: Callable[[bytes], None] | None = None) -> bytes:
+        """Run one request with pre-encoded fields; return the reply's encoded value list."""
+        res = self._request(op, fields, raw=raw, timeout=timeout, on_output=on_output, decode=False)
+        return res.encoded if res.encoded is not None else b"{0;}"
+
+    # ------------------------------------------------------------------ pipelining
+
+    def send(self, code: str, *args: Any, chunkname: str = "=vm", encoded_args: bytes | None = None) -> int:
+        """Start ``code`` without waiting; :meth:`recv` collects the result.  Returns the request id."""
+        raw = {"args": encoded_args if encoded_args is not None else encode_list_parts(args)}
+        return self.send_request("eval", {"code": code, "chunkname": chunkname}, raw=raw)
+
+    def send_request(self, op: str, fields: dict[str, Any], raw: dict[str, bytes] | None = None) -> int:
+        """Write any request without waiting for its reply (see :meth:`recv`)."""
+        with self._lock:
+            self._check_usable()
+            return self._write_request(op, fields, raw=raw, sync=False)
+
+    @property
+    def pending(self) -> int:
+        """Requests started with :meth:`send` whose results were not collected yet."""
+        return sum(1 for p in self._inflight if not p.sync) + len(self._async_done)
+
+    def recv(self, timeout: float | None = None, *, decode: bool = True) -> Result | None:
+        """The next result of :meth:`send`, in order; ``None`` if it is not there within
+        ``timeout`` seconds (``None`` = wait).  Raises the request's error."""
+        with self._lock:
+            if not self._async_done:
+                target = next((p for p in self._inflight if not p.sync), None)
+                if target is None:
+                    raise VMStateError(f"{self.name}: nothing to receive (no vm.send pending)",
+                                       kind="state", vm=self.name)
+                try:
+                    self._pump_until(target, timeout)
+                except VMTimeout:
+                    return None
+            p = self._async_done.popleft()
+            return self._finish(p, decode)
+
+    def wait(self, timeout: float | None = None, *, decode: bool = True) -> Result | None:
+        """Same as :meth:`recv`."""
+        return self.recv(timeout, decode=decode)
+
+    # ------------------------------------------------------------------ request machinery
+
+    def _check_usable(self) -> None:
+        if self.status in ("running", "busy") and self._proc is not None:
+            return
+        if self.status in ("crashed", "lost"):
+            raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
+        raise VMStateError(f"{self.name}: VM is {self.status}" +
+                           ("; start it with :restart()" if self.status == "stopped" else ""),
+                           kind="state", vm=self.name)
+
+    def _crash_message(self) -> str:
+        reason = self.exit_reason or "unknown reason"
+        if reason == "connection lost":
+            return f"{self.name}: VM lost (connection lost); :restart() reconnects"
+        return f"{self.name}: VM crashed ({reason}); :restart() starts it again"
+
+    def _request(self, op: str, fields: dict[str, Any], *, raw: dict[str, bytes] | None = None,
+                 timeout: float | None = None, on_output: Callable[[bytes], None] | None = None,
+                 decode: bool = True, interruptible: bool = True) -> Result:
+        with self._lock:
+            self._check_usable()
+            rid = self._write_request(op, fields, raw=raw, sync=True, on_output=on_output)
+            if timeout is None:
+                timeout = self.profile.call_timeout or None
+            p = self._wait(rid, timeout=timeout, interruptible=interruptible)
+            self.calls += 1
+            return self._finish(p, decode)
+
+    def _finish(self, p: _Pending, decode: bool) -> Result:
+        if p.error is not None:
+            raise p.error
+        payload = p.reply or b"{0;}"
+        fields, span = reply_span(payload)
+        if not fields.get("ok"):
+            err = self._reply_error(fields)
+            err.output = bytes(p.output)
+            raise err
+        res = Result(output=bytes(p.output) if not p.sync else b"")
+        if span is None:
+            return res
+        if decode:
+            # In place: the only copy is the Python object for each value.
+            res.values = _as_list(wire.decode_at(payload, span[0])[0])
+        elif span == (0, len(payload)):
+            res.encoded = bytes(payload)
+        else:
+            res.encoded = bytes(memoryview(payload)[span[0]:span[1]])
+        return res
+
+    def _reply_error(self, fields: dict[str, Any]) -> VMError:
+        kind = fields.get("kind") or "error"
+        msg = fields.get("error")
+        if isinstance(msg, bytes):
+            msg = msg.decode("utf-8", "replace")
+        msg = str(msg) if msg is not None else "(no message)"
+        cls = {"interrupted": VMInterrupted}.get(kind, VMError)
+        tb = fields.get("traceback") or ""
+        if isinstance(tb, bytes):
+            tb = tb.decode("utf-8", "replace")
+        return cls(msg, kind=kind, traceback=tb, vm=self.name)
+
+    def _write_request(self, op: str, fields: dict[str, Any], *, raw: dict[str, bytes] | None = None,
+                       sync: bool, on_output: Callable[[bytes], None] | None = None) -> int:
+        self._next_id += 1
+        rid = self._next_id
+        parts = build_request_parts(rid, op, fields, raw)
+        total = sum(_nbytes(x) for x in parts)
+        p = _Pending(rid, op, sync)
+        p.on_output = on_output  # type: ignore[attr-defined]
+        self._inflight.append(p)
+        try:
+            self._send_parts(b"Q%d\n" % total, parts, total)
+        except TransportClosed:
+            self._on_stream_end()
+            if p in self._async_done:
+                self._async_done.remove(p)
+            if p.error is not None:
+                raise p.error from None
+            return rid
+        if self.status == "running":
+            self.status = "busy"
+        return rid
+
+    def _send_parts(self, header: bytes, parts: list, total: int) -> None:
+        """Write a frame: small ones in one write, big pieces as they are (no copy)."""
+        send = self._proc.send
+        if total < _BIG_FRAME:
+            send(b"".join([header, *parts]))
+            return
+        small: list = [header]
+        for part in parts:
+            if _nbytes(part) < 65536:
+                small.append(part)
+                continue
+            if small:
+                send(b"".join(small))
+                small = []
+            send(part)
+        if small:
+            send(b"".join(small))
+
+    def _wait(self, rid: int, *, timeout: float | None, interruptible: bool = True) -> _Pending:
+        """Read frames until the reply to ``rid``; replies to earlier ``send``s are queued."""
+        target = next(p for p in self._inflight if p.id == rid)
+        try:
+            self._pump_until(target, None, call_timeout=timeout, interruptible=interruptible)
+        finally:
+            if not self._inflight and self.status == "busy":
+                self.status = "running"
+        if target.error is not None:
+            raise target.error
+        return target
+
+    def _pump_until(self, target: _Pending, recv_timeout: float | None, *,
+                    call_timeout: float | None = None, interruptible: bool = True) -> None:
+        """Process frames until ``target`` has its reply.
+
+        ``recv_timeout``: give up (VMTimeout, request stays pending) after that long.
+        ``call_timeout``: interrupt the call after that long, kill it ``kill_grace`` later.
+        """
+        start = time.monotonic()
+        recv_deadline = None if recv_timeout is None else start + recv_timeout
+        call_deadline = None if not call_timeout else start + call_timeout
+        interrupted_at: float | None = None
+        why: str | None = None
+        while target in self._inflight:
+            now = time.monotonic()
+            slice_ = _POLL_SLICE
+            if recv_deadline is not None:
+                slice_ = max(0.0, min(slice_, recv_deadline - now))
+            try:
+                try:
+                    frame = self._read_frame(now + slice_)
+                except KeyboardInterrupt:
+                    # Ctrl-C in the thread that waits (Python API): interrupt the VM, wait
+                    # for its answer so the stream stays in step, then let Ctrl-C go on.
+                    self.interrupt()
+                    try:
+                        self._pump_until(target, self.kill_grace, interruptible=False)
+                    except VMTimeout:
+                        self._kill_stuck("interrupt", None)
+                    except VMError:
+                        pass
+                    raise
+            except TransportTimeout:
+                frame = None
+            if frame is not None:
+                self._dispatch(*frame)
+                continue
+            now = time.monotonic()
+            if recv_deadline is not None and now >= recv_deadline:
+                raise VMTimeout(f"{self.name}: no result within {recv_timeout:g} s",
+                                kind="timeout", vm=self.name)
+            if interrupted_at is None:
+                if interruptible and self.interrupted is not None and self.interrupted():
+                    why = "interrupt"
+                elif call_deadline is not None and now >= call_deadline:
+                    why = "timeout"
+                if why is not None:
+                    interrupted_at = now
+                    self.interrupt()
+            elif now - interrupted_at >= self.kill_grace:
+                self._kill_stuck(why, call_timeout)
+        if why == "timeout" and target.error is None and target.reply is not None:
+            fields, _ = split_reply(target.reply)
+            if fields.get("kind") == "interrupted":
+                target.error = VMTimeout(
+                    f"{self.name}: call timed out after {call_timeout:g} s and was stopped",
+                    kind="timeout", vm=self.name)
+
+    def _kill_stuck(self, why: str | None, call_timeout: float | None) -> None:
+        """The agent ignored SIGINT for the grace period (a long C call): kill it, report it."""
+        what = (f"call timed out after {call_timeout:g} s" if why == "timeout" else "call was interrupted")
+        self.exit_reason = f"killed by bioxen: {what}, no answer to SIGINT within {self.kill_grace:g} s"
+        err_cls = VMTimeout if why == "timeout" else VMInterrupted
+        err = err_cls(f"{self.name}: {what} and did not stop within {self.kill_grace:g} s; "
+                      f"the VM was killed (:restart() starts it again)", kind="timeout" if why == "timeout" else "interrupted",
+                      vm=self.name)
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.close()
+        self.status = "crashed"
+        self._fail_inflight(err)
+
+    def _fail_inflight(self, err: VMError) -> None:
+        while self._inflight:
+            p = self._inflight.popleft()
+            p.error = err
+            if not p.sync:
+                self._async_done.append(p)
+
+    def _dispatch(self, kind: bytes, payload: bytes) -> None:
+        if not self._inflight:
+            return  # output or a reply nobody waits for (cannot happen with a correct agent)
+        head = self._inflight[0]
+        if kind == b"O":
+            sink = getattr(head, "on_output", None)
+            if head.sync:
+                (sink or self.on_output or _default_output)(payload)
+            else:
+                head.output += payload
+        elif kind == b"R":
+            self._inflight.popleft()
+            head.reply = payload
+            if not head.sync:
+                self._async_done.append(head)
+            if not self._inflight and self.status == "busy":
+                self.status = "running"
+
+    def _on_stream_end(self) -> None:
+        """The agent's stream ended: find out why, fail every pending request."""
+        proc = self._proc
+        reason = None
+        if proc is not None:
+            waiter = getattr(proc, "wait_exit_reason", None)
+            if waiter is not None:
+                reason = waiter(1.0)
+            else:
+                deadline = time.monotonic() + 1.0
+                while reason is None and time.monotonic() < deadline:
+                    reason = proc.exit_reason()
+                    if reason is None:
+                        time.sleep(0.01)
+        self.exit_reason = reason or "connection lost"
+        expected_exit = bool(self._inflight) and self._inflight[0].op == "exit"
+        if expected_exit:
+            for p in list(self._inflight):
+                p.reply = b"{0;s2:ok;t}"
+            self._inflight.clear()
+            self.status = "stopped"
+        else:
+            self.status = "lost" if self.exit_reason == "connection lost" else "crashed"
+            self._fail_inflight(VMCrashed(self._crash_message(), kind="crashed", vm=self.name))
+        self._proc = None
+        if proc is not None:
+            proc.close()
+
+    # ------------------------------------------------------------------ framing
+
+    def _read_frame(self, deadline: float, starting: bool = False) -> tuple[bytes, bytes]:
+        """One frame ``(kind, payload)``; TransportTimeout at ``deadline``."""
+        buf = self._buf
+        while True:
+            nl = buf.find(b"\n", 0, 24)
+            if nl > 0:
+                size = int(buf[1:nl])
+                end = nl + 1 + size
+                if len(buf) >= end:
+                    kind = bytes(buf[:1])
+                    payload = bytes(buf[nl + 1:end])
+                    del buf[:end]
+                    return kind, payload
+                if size >= _BIG_FRAME:
+                    return self._read_big_frame(buf, nl, size, deadline)
+            elif len(buf) >= 24:
+                raise VMError(f"{self.name}: protocol error: bad frame header {bytes(buf[:24])!r}",
+                              kind="protocol", vm=self.name)
+            self._fill(buf, _RECV_CHUNK, deadline, starting)
+
+    def _read_big_frame(self, buf: bytearray, nl: int, size: int, deadline: float) -> tuple[bytes, Any]:
+        kind = bytes(buf[:1])
+        recv_into = getattr(self._proc, "recv_into", None)
+        if recv_into is not None:
+            # Read straight into the payload's final buffer: no copy on this side.
+            payload = bytearray(size)
+            view = memoryview(payload)
+            have = len(buf) - nl - 1
+            view[:have] = buf[nl + 1:]
+            del buf[:]
+            while have < size:
+                n = recv_into(view[have:], None)
+                if n == 0:
+                    self._on_stream_end()
+                    raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
+                have += n
+            return kind, payload
+        # Otherwise collect the pieces and join once.
+        chunks = [bytes(buf[nl + 1:])]
+        have = len(chunks[0])
+        del buf[:]
+        # Mid-frame: the rest follows at once; never give up half-way (a dead agent ends
+        # the stream, which _recv reports).
+        deadline = time.monotonic() + 3600
+        while have < size:
+            data = self._recv(min(size - have, 16 << 20), deadline)
+            chunks.append(data)
+            have += len(data)
+        payload = b"".join(chunks)
+        if have > size:  # the start of the next frame came along
+            buf += payload[size:]
+            payload = payload[:size]
+        return kind, payload
+
+    def _recv(self, n: int, deadline: float, starting: bool = False) -> bytes:
+        proc = self._proc
+        if proc is None:
+            raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
+        # Once a frame has started, the rest follows at once: do not let a slow pipe look like
+        # a timeout in the middle of a frame.
+        timeout = max(0.0, deadline - time.monotonic())
+        data = proc.recv(n, timeout)
+        if not data:
+            if starting:
+                reason = getattr(proc, "wait_exit_reason", lambda t: proc.exit_reason())(1.0)
+                self.exit_reason = reason or "connection lost"
+                raise VMCrashed(f"{self.name}: the agent exited while starting ({self.exit_reason})",
+                                kind="crashed", vm=self.name)
+            self._on_stream_end()
+            raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
+        return data
+
+    def _fill(self, buf: bytearray, n: int, deadline: float, starting: bool) -> None:
+        if buf:
+            # mid-frame: wait as long as needed (a dead agent ends the stream anyway)
+            deadline = max(deadline, time.monotonic() + 3600)
+        try:
+            buf += self._recv(n, deadline, starting)
+        except VMCrashed as exc:
+            # requests already failed in _on_stream_end; surface as a finished wait
+            if not self._inflight:
+                raise TransportTimeout("stream ended") from exc
+            raise
+
+
+def _default_output(data: bytes) -> None:
+    out = getattr(sys.stdout, "buffer", None)
+    if out is not None:
+        sys.stdout.flush()
+        out.write(data)
+        out.flush()
+    else:
+        sys.stdout.write(data.decode("utf-8", "replace"))

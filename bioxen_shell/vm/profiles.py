@@ -1,0 +1,387 @@
+"""VM profiles: named, validated TOML files that say how a VM is set up.
+
+A profile is data, applied when a VM starts (the handle turns it into the agent's
+``configure`` request).  Profiles are looked up by name in two places, the user's first so a
+user can override a shipped one:
+
+1. ``paths.config_dir() / "profiles" / NAME.toml``
+2. ``paths.profiles_dir() / NAME.toml`` (shipped: minimal, standard, bioinformatics, sandboxed)
+
+Every key is checked: an unknown key, a wrong type or a bad value raises
+:class:`ProfileError` naming the file, the key and what was expected.  See docs/profiles.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from .. import paths
+
+__all__ = [
+    "Profile",
+    "ProfileError",
+    "RUNTIMES",
+    "DEFAULT_PROFILE",
+    "load_profile",
+    "load_profile_file",
+    "list_profiles",
+    "parse_size",
+    "format_size",
+    "cli_main",
+]
+
+#: Runtime names a profile may ask for (lupa modules locally, interpreter binaries remotely).
+RUNTIMES = ("lua51", "lua52", "lua53", "lua54", "lua55", "luajit")
+#: What a local VM runs when neither the profile nor vm.create names a runtime.
+LOCAL_DEFAULT_RUNTIME = "lua54"
+DEFAULT_PROFILE = "standard"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1, "B": 1,
+    "K": 1024, "KB": 1000, "KIB": 1024,
+    "M": 1024**2, "MB": 1000**2, "MIB": 1024**2,
+    "G": 1024**3, "GB": 1000**3, "GIB": 1024**3,
+    "T": 1024**4, "TB": 1000**4, "TIB": 1024**4,
+}
+
+
+class ProfileError(ValueError):
+    """A profile is missing or invalid.  The message names the file, the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated profile.  Sizes are bytes and times are seconds; 0 means "no limit"."""
+
+    name: str
+    #: None = the backend's default (local: lua54; remote: the best interpreter found there).
+    runtime: str | None = None
+    description: str = ""
+    preload: tuple[str, ...] = ()
+    sandbox: bool = False
+    memory_limit: int = 0
+    call_timeout: float = 0.0
+    cpu_limit: float = 0.0
+    paths: tuple[str, ...] = ()
+    globals: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    allow_ffi: bool = False
+    source: str = "<built-in>"
+
+    def with_runtime(self, runtime: str | None) -> "Profile":
+        """This profile with another runtime (``vm.create{runtime=…}``); checks the name."""
+        if runtime is None or runtime == self.runtime:
+            return self
+        _check_runtime(runtime, "vm.create", "runtime")
+        return dataclasses.replace(self, runtime=runtime)
+
+    def configure_fields(self, vm_name: str, lua_path: str) -> dict[str, Any]:
+        """The fields of the agent's ``configure`` request (docs/protocol.md)."""
+        return {
+            "sandbox": self.sandbox,
+            "preload": list(self.preload),
+            "path": lua_path,
+            "cpu_limit": self.cpu_limit,
+            "memory_limit": self.memory_limit // 1024,
+            "allow_ffi": self.allow_ffi,
+            "globals": dict(self.globals),
+            "name": vm_name,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The profile as plain data (for ``bioxen profiles show`` and ``:info()``)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "runtime": self.runtime,
+            "preload": list(self.preload),
+            "sandbox": self.sandbox,
+            "memory_limit": format_size(self.memory_limit),
+            "call_timeout": self.call_timeout,
+            "cpu_limit": self.cpu_limit,
+            "paths": list(self.paths),
+            "globals": dict(self.globals),
+            "env": dict(self.env),
+            "allow_ffi": self.allow_ffi,
+            "source": self.source,
+        }
+
+
+# --------------------------------------------------------------------------- sizes
+
+def parse_size(value: Any, where: str = "size") -> int:
+    """``"256MiB"`` / ``"1GB"`` / ``1048576`` / ``0`` → bytes.  ``where`` names the key in errors."""
+    if isinstance(value, bool):
+        raise ProfileError(f"{where}: expected a size like '256MiB' or a number of bytes, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ProfileError(f"{where}: expected a size >= 0, got {value}")
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            unit = (m.group(2) or "").upper()
+            if unit in _SIZE_UNITS:
+                return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    raise ProfileError(
+        f"{where}: expected a size like '256MiB', '1GB' or a number of bytes (0 = no limit), got {value!r}"
+    )
+
+
+def format_size(n: int) -> str:
+    """Bytes → ``"256MiB"`` (``"none"`` for 0)."""
+    if n == 0:
+        return "none"
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor:
+            return f"{n / factor:.1f}{unit}"
+    return f"{n}B"
+
+
+# --------------------------------------------------------------------------- validation
+
+def _check_runtime(value: Any, where: str, key: str) -> str:
+    if not isinstance(value, str) or value not in RUNTIMES:
+        raise ProfileError(f"{where}: key '{key}': expected one of {', '.join(RUNTIMES)}, got {value!r}")
+    return value
+
+
+def _seconds(value: Any, where: str, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ProfileError(f"{where}: key '{key}': expected a number of seconds >= 0 (0 = no limit), got {value!r}")
+    return float(value)
+
+
+def _boolean(value: Any, where: str, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProfileError(f"{where}: key '{key}': expected true or false, got {value!r}")
+    return value
+
+
+def _string_list(value: Any, where: str, key: str, pattern: re.Pattern | None, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ProfileError(f"{where}: key '{key}': expected a list of {what}, got {value!r}")
+    for i, item in enumerate(value, 1):
+        if not isinstance(item, str) or (pattern is not None and not pattern.match(item)):
+            raise ProfileError(f"{where}: key '{key}' item {i}: expected {what}, got {item!r}")
+    return tuple(value)
+
+
+def _lua_value(value: Any, where: str, key: str) -> Any:
+    """TOML values that map onto Lua values (dates do not)."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_lua_value(v, where, f"{key}[{i}]") for i, v in enumerate(value, 1)]
+    if isinstance(value, dict):
+        return {k: _lua_value(v, where, f"{key}.{k}") for k, v in value.items()}
+    raise ProfileError(f"{where}: key '{key}': expected a string, number, boolean, array or table, got {value!r}")
+
+
+def _globals(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where}: key 'globals': expected a table of Lua globals, got {value!r}")
+    out = {}
+    for k, v in value.items():
+        if not _IDENT_RE.match(k):
+            raise ProfileError(f"{where}: key 'globals.{k}': expected a Lua identifier as the name")
+        out[k] = _lua_value(v, where, f"globals.{k}")
+    return out
+
+
+def _env(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where}: key 'env': expected a table of environment variables, got {value!r}")
+    for k, v in value.items():
+        if not isinstance(v, str) or not k or "=" in k:
+            raise ProfileError(f"{where}: key 'env.{k}': expected a string value and a name without '='")
+    return dict(value)
+
+
+_FIELDS = {
+    "description": lambda v, w: _str(v, w, "description"),
+    "runtime": lambda v, w: _check_runtime(v, w, "runtime"),
+    "preload": lambda v, w: _string_list(v, w, "preload", _MODULE_RE, "Lua module names like 'bio.seq'"),
+    "sandbox": lambda v, w: _boolean(v, w, "sandbox"),
+    "memory_limit": lambda v, w: _size(v, w, "memory_limit"),
+    "call_timeout": lambda v, w: _seconds(v, w, "call_timeout"),
+    "cpu_limit": lambda v, w: _seconds(v, w, "cpu_limit"),
+    "paths": lambda v, w: _string_list(v, w, "paths", None, "directory paths"),
+    "globals": lambda v, w: _globals(v, w),
+    "env": lambda v, w: _env(v, w),
+    "allow_ffi": lambda v, w: _boolean(v, w, "allow_ffi"),
+}
+
+
+def _str(value: Any, where: str, key: str) -> str:
+    if not isinstance(value, str):
+        raise ProfileError(f"{where}: key '{key}': expected a string, got {value!r}")
+    return value
+
+
+def _size(value: Any, where: str, key: str) -> int:
+    return parse_size(value, f"{where}: key '{key}'")
+
+
+def profile_from_dict(name: str, data: dict[str, Any], source: str) -> Profile:
+    """Validate a parsed TOML document into a :class:`Profile`."""
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        check = _FIELDS.get(key)
+        if check is None:
+            raise ProfileError(
+                f"{source}: unknown key '{key}' (expected one of: {', '.join(sorted(_FIELDS))})"
+            )
+        kwargs[key] = check(value, source)
+    if kwargs.get("sandbox") and kwargs.get("allow_ffi"):
+        raise ProfileError(f"{source}: key 'allow_ffi': expected false when sandbox = true (ffi escapes any sandbox)")
+    # Extra module paths are relative to the profile file, so a profile can ship its modules.
+    base = Path(source).parent if source != "<built-in>" else Path.cwd()
+    if "paths" in kwargs:
+        kwargs["paths"] = tuple(str((base / Path(p).expanduser()).resolve()) for p in kwargs["paths"])
+    return Profile(name=name, source=source, **kwargs)
+
+
+# --------------------------------------------------------------------------- lookup
+
+def _search_dirs() -> list[Path]:
+    dirs = [paths.config_dir() / "profiles"]
+    try:
+        dirs.append(paths.profiles_dir())
+    except FileNotFoundError:
+        pass
+    return dirs
+
+
+def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
+    """Load and validate one profile file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: profile file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text: {exc}") from None
+    return profile_from_dict(name or path.stem, data, str(path))
+
+
+def load_profile(name: str | None = None) -> Profile:
+    """Find a profile by name (user directory first) or by path (a name ending in ``.toml``)."""
+    name = name or DEFAULT_PROFILE
+    if not isinstance(name, str):
+        raise ProfileError(f"profile: expected a profile name or a path to a .toml file, got {name!r}")
+    if name.endswith(".toml") or "/" in name:
+        return load_profile_file(Path(name).expanduser())
+    if not _NAME_RE.match(name):
+        raise ProfileError(f"profile: {name!r} is not a profile name (letters, digits, '_', '-', '.')")
+    for d in _search_dirs():
+        candidate = d / f"{name}.toml"
+        if candidate.is_file():
+            return load_profile_file(candidate, name)
+    known = ", ".join(sorted(list_profiles())) or "none"
+    raise ProfileError(
+        f"profile {name!r} not found in {' or '.join(str(d) for d in _search_dirs())} (known: {known})"
+    )
+
+
+def list_profiles() -> dict[str, Path]:
+    """Every profile name → the file that defines it (the user's file wins)."""
+    found: dict[str, Path] = {}
+    for d in reversed(_search_dirs()):
+        if d.is_dir():
+            for p in sorted(d.glob("*.toml")):
+                found[p.stem] = p
+    return dict(sorted(found.items()))
+
+
+# --------------------------------------------------------------------------- CLI
+
+_USAGE = """usage: bioxen profiles [list | show NAME | check [NAME_OR_FILE ...] | path]
+
+  list     the profiles and where they come from (default)
+  show     one profile's effective settings
+  check    validate profiles (all of them by default); exit status 1 on the first bad one
+  path     the directories searched, user directory first
+"""
+
+
+def cli_main(argv: list[str]) -> int:
+    """``bioxen profiles …`` (the shell's CLI dispatches here).  Returns the exit status."""
+    args = list(argv)
+    cmd = args.pop(0) if args else "list"
+    out = sys.stdout
+    if cmd in ("-h", "--help", "help"):
+        out.write(_USAGE)
+        return 0
+    if cmd == "path":
+        for d in _search_dirs():
+            out.write(f"{d}\n")
+        return 0
+    if cmd == "list":
+        rows = [("NAME", "RUNTIME", "MEMORY", "TIMEOUT", "SANDBOX", "PRELOAD", "FILE")]
+        status = 0
+        for name, path in list_profiles().items():
+            try:
+                p = load_profile_file(path, name)
+            except ProfileError as exc:
+                rows.append((name, "-", "-", "-", "-", f"INVALID: {exc}", str(path)))
+                status = 1
+                continue
+            rows.append((
+                name, p.runtime or "default", format_size(p.memory_limit),
+                f"{p.call_timeout:g}s" if p.call_timeout else "none",
+                "yes" if p.sandbox else "no",
+                ",".join(p.preload) or "-", str(path),
+            ))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for r in rows:
+            out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] + "\n")
+        return status
+    if cmd == "show":
+        if len(args) != 1:
+            sys.stderr.write("bioxen profiles show: expected one profile name\n")
+            return 2
+        try:
+            p = load_profile(args[0])
+        except ProfileError as exc:
+            sys.stderr.write(f"bioxen profiles: {exc}\n")
+            return 1
+        for k, v in p.summary().items():
+            out.write(f"{k:13} {v}\n")
+        return 0
+    if cmd == "check":
+        targets = args or list(list_profiles())
+        status = 0
+        for t in targets:
+            try:
+                p = load_profile(t)
+                out.write(f"ok       {p.name}  ({p.source})\n")
+            except ProfileError as exc:
+                out.write(f"INVALID  {exc}\n")
+                status = 1
+        return status
+    sys.stderr.write(f"bioxen profiles: unknown command {cmd!r}\n{_USAGE}")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(cli_main(sys.argv[1:]))

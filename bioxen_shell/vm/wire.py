@@ -1,0 +1,419 @@
+"""The agent protocol's value codec and frames, Python side (see docs/protocol.md).
+
+Mirror of ``lua/bioxen/wire.lua``.  Mapping:
+
+=================  =====================================================
+Lua                Python
+=================  =====================================================
+nil                ``None``
+true / false       ``bool``
+integer            ``int`` (|n| < 2**63; Lua 5.1/LuaJIT keep 53 bits)
+float              ``float`` (inf, -inf, nan included)
+string             ``str`` when valid UTF-8, else ``bytes``
+table              ``list`` if it has only an array part, else ``dict``;
+                   the empty table is ``{}``
+=================  =====================================================
+
+Python → Lua: ``str`` is sent as UTF-8; ``bytes``/``bytearray``/``memoryview`` as they are;
+``list``/``tuple`` become arrays (``None`` items kept: the count is exact); ``dict`` becomes
+key/value pairs.  Anything else, a cycle, or nesting deeper than 200 raises
+:class:`WireError` naming the path of the bad value (``value #2.seqs[3]``).
+
+Big strings are the common case (sequences, whole FASTA files), so nothing here loops per
+byte: strings are located with ``bytes.find`` and copied once out of a ``memoryview``, and
+:class:`FrameReader` reads each payload into one preallocated ``bytearray``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Iterator
+
+__all__ = [
+    "WireError",
+    "encode",
+    "encode_list",
+    "decode",
+    "decode_at",
+    "frame",
+    "frame_parts",
+    "request",
+    "decode_reply",
+    "FrameReader",
+    "read_frame",
+    "MAX_DEPTH",
+    "HELLO",
+    "REQUEST",
+    "OUTPUT",
+    "REPLY",
+]
+
+#: Frame kinds.
+HELLO, REQUEST, OUTPUT, REPLY = b"H", b"Q", b"O", b"R"
+
+MAX_DEPTH = 200
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_MAX_FRAME = 2**53
+
+
+class WireError(ValueError):
+    """A value that cannot be encoded, or bytes that are not valid wire data."""
+
+
+# ------------------------------------------------------------------------------------------
+# Paths for error messages
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str) and key.isidentifier() and key.isascii():
+        return "." + key
+    if isinstance(key, bool):
+        return "[true]" if key else "[false]"
+    return f"[{key!r}]"
+
+
+def _path(root: str, keys: list) -> str:
+    return root + "".join(_key_text(k) for k in keys)
+
+
+# ------------------------------------------------------------------------------------------
+# Encoding
+
+
+def _encode_float(v: float) -> bytes:
+    if v != v:
+        return b"dnan;"
+    if v == math.inf:
+        return b"dinf;"
+    if v == -math.inf:
+        return b"d-inf;"
+    return b"d" + repr(v).encode("ascii") + b";"
+
+
+def _encode_into(v: Any, parts: list, keys: list, on_path: set, root: str) -> None:
+    # Most frequent types first.
+    t = type(v)
+    if t is str:
+        b = v.encode("utf-8", "surrogatepass")
+        parts.append(b"s%d:" % len(b))
+        parts.append(b)
+    elif t is bytes or t is bytearray or t is memoryview:
+        n = v.nbytes if t is memoryview else len(v)
+        parts.append(b"s%d:" % n)
+        parts.append(v)
+    elif v is None:
+        parts.append(b"n")
+    elif v is True:
+        parts.append(b"t")
+    elif v is False:
+        parts.append(b"f")
+    elif isinstance(v, int):
+        if not _INT_MIN <= v <= _INT_MAX:
+            raise WireError(f"cannot encode {_path(root, keys)}: integer {v} does not fit in 64 bits")
+        parts.append(b"i%d;" % v)
+    elif isinstance(v, float):
+        parts.append(_encode_float(v))
+    elif isinstance(v, (list, tuple, dict)):
+        if id(v) in on_path:
+            raise WireError(f"cannot encode a cycle at {_path(root, keys)} (the container is its own ancestor)")
+        if len(keys) >= MAX_DEPTH:
+            raise WireError(f"cannot encode {_path(root, keys)}: nesting deeper than {MAX_DEPTH}")
+        on_path.add(id(v))
+        if isinstance(v, dict):
+            parts.append(b"{0;")
+            for k, item in v.items():
+                if isinstance(k, (dict, list, tuple)) or k is None:
+                    raise WireError(
+                        f"cannot encode {_path(root, keys)}: a key of type {type(k).__name__} ({k!r:.40})"
+                    )
+                if isinstance(k, float) and k != k:
+                    raise WireError(f"cannot encode {_path(root, keys)}: nan as a table key")
+                keys.append(k)
+                _encode_into(k, parts, keys, on_path, root)
+                _encode_into(item, parts, keys, on_path, root)
+                keys.pop()
+        else:
+            parts.append(b"{%d;" % len(v))
+            for i, item in enumerate(v, 1):
+                keys.append(i)
+                _encode_into(item, parts, keys, on_path, root)
+                keys.pop()
+        parts.append(b"}")
+        on_path.discard(id(v))
+    else:
+        raise WireError(f"cannot encode a {type(v).__name__} at {_path(root, keys)}")
+
+
+def encode_parts(value: Any, root: str = "value") -> list:
+    """Encode ``value`` as a list of bytes-like pieces (join them, or write them in order)."""
+    parts: list = []
+    _encode_into(value, parts, [], set(), root)
+    return parts
+
+
+def encode(value: Any, root: str = "value") -> bytes:
+    """Encode one value.  ``root`` names it in error messages."""
+    return b"".join(encode_parts(value, root))
+
+
+def encode_list(values: list | tuple) -> bytes:
+    """Encode a value list (arguments or results: ``None`` items kept, count exact)."""
+    parts: list = [b"{%d;" % len(values)]
+    for i, item in enumerate(values, 1):
+        _encode_into(item, parts, [], set(), f"value #{i}")
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+# ------------------------------------------------------------------------------------------
+# Decoding
+
+_TAG_S, _TAG_I, _TAG_D, _TAG_OPEN, _TAG_CLOSE = b"s"[0], b"i"[0], b"d"[0], b"{"[0], b"}"[0]
+_TAG_N, _TAG_T, _TAG_F = b"n"[0], b"t"[0], b"f"[0]
+
+
+def _fail(pos: int, root: str, keys: list, what: str):
+    raise WireError(f"malformed wire data at byte {pos + 1} (in {_path(root, keys)}): {what}")
+
+
+def _string(b: bytes) -> str | bytes:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b
+
+
+def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list) -> tuple[Any, int]:
+    try:
+        tag = data[pos]
+    except IndexError:
+        _fail(pos, root, keys, "unexpected end of data")
+    if tag == _TAG_S:
+        colon = data.find(b":", pos + 1, pos + 22)
+        if colon < 0:
+            _fail(pos, root, keys, "bad string length")
+        try:
+            n = int(data[pos + 1 : colon])
+        except ValueError:
+            _fail(pos, root, keys, "bad string length")
+        end = colon + 1 + n
+        if n < 0 or end > len(data):
+            _fail(pos, root, keys, "string runs past the end of the data")
+        return _string(bytes(mv[colon + 1 : end])), end
+    if tag == _TAG_I or tag == _TAG_D:
+        semi = data.find(b";", pos + 1, pos + 40)
+        if semi < 0:
+            _fail(pos, root, keys, "bad number")
+        text = data[pos + 1 : semi]
+        try:
+            return (int(text) if tag == _TAG_I else float(text)), semi + 1
+        except ValueError:
+            _fail(pos, root, keys, f"bad number {bytes(text)!r}")
+    if tag == _TAG_N:
+        return None, pos + 1
+    if tag == _TAG_T:
+        return True, pos + 1
+    if tag == _TAG_F:
+        return False, pos + 1
+    if tag == _TAG_OPEN:
+        if len(keys) >= MAX_DEPTH:
+            _fail(pos, root, keys, f"nesting deeper than {MAX_DEPTH}")
+        semi = data.find(b";", pos + 1, pos + 22)
+        try:
+            count = int(data[pos + 1 : semi]) if semi > 0 else -1
+        except ValueError:
+            count = -1
+        if count < 0:
+            _fail(pos, root, keys, "bad array count")
+        pos = semi + 1
+        items = []
+        for i in range(1, count + 1):
+            keys.append(i)
+            item, pos = _decode(data, mv, pos, root, keys)
+            keys.pop()
+            items.append(item)
+        if pos < len(data) and data[pos] == _TAG_CLOSE:
+            return items if items else {}, pos + 1
+        table: dict = {i: item for i, item in enumerate(items, 1)}
+        while True:
+            if pos >= len(data):
+                _fail(pos, root, keys, "table not closed with '}'")
+            if data[pos] == _TAG_CLOSE:
+                return table, pos + 1
+            keys.append("?")
+            key, pos = _decode(data, mv, pos, root, keys)
+            keys[-1] = key
+            try:
+                hash(key)
+            except TypeError:
+                _fail(pos, root, keys[:-1], "a table used as a key")
+            table[key], pos = _decode(data, mv, pos, root, keys)
+            keys.pop()
+    _fail(pos, root, keys, f"unknown tag {bytes([tag])!r}")
+
+
+def decode_at(data: bytes | bytearray | memoryview, pos: int = 0, root: str = "value") -> tuple[Any, int]:
+    """Decode one value at offset ``pos``; returns ``(value, next_offset)``."""
+    if isinstance(data, memoryview):
+        data = data.obj if isinstance(data.obj, (bytes, bytearray)) and data.nbytes == len(data.obj) else bytes(data)
+    return _decode(data, memoryview(data), pos, root, [])
+
+
+def decode(data: bytes | bytearray | memoryview, root: str = "value") -> Any:
+    """Decode exactly one value that fills ``data``."""
+    value, end = decode_at(data, 0, root)
+    if end != len(data):
+        raise WireError(f"malformed wire data at byte {end + 1}: {len(data) - end} bytes after the value")
+    return value
+
+
+def decode_reply(payload: bytes | bytearray) -> dict:
+    """Decode an ``R`` payload; ``values`` is always a list (an empty one decodes as ``{}``)."""
+    reply = decode(payload, "reply")
+    if not isinstance(reply, dict):
+        raise WireError(f"a reply must be a table, got {type(reply).__name__}")
+    if reply.get("ok"):
+        values = reply.get("values")
+        if values == {} or values is None:
+            reply["values"] = []
+        elif isinstance(values, dict):  # a sparse list from a non-conforming agent
+            reply["values"] = [values.get(i) for i in range(1, max(values, default=0) + 1)]
+    return reply
+
+
+# ------------------------------------------------------------------------------------------
+# Frames
+
+
+def frame_parts(kind: bytes, parts: list) -> list:
+    """Header plus payload pieces for one frame (for ``os.writev`` or repeated writes)."""
+    size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
+    return [kind + b"%d\n" % size, *parts]
+
+
+def frame(kind: bytes, payload: bytes | bytearray) -> bytes:
+    """One frame as bytes: ``<kind><length>\\n<payload>``."""
+    return b"".join((kind, b"%d\n" % len(payload), payload))
+
+
+def request(op: str, id: int, **fields: Any) -> bytes:
+    """A complete ``Q`` frame.  ``args`` (if given) is encoded as a value list."""
+    parts: list = [b"{0;", b"s2:id", b"i%d;" % id, b"s2:op", b"s%d:" % len(op), op.encode()]
+    for name, value in fields.items():
+        key = name.encode()
+        parts.append(b"s%d:" % len(key))
+        parts.append(key)
+        if name == "args":
+            value = list(value)
+        _encode_into(value, parts, [name], set(), "request")
+    parts.append(b"}")
+    return b"".join(frame_parts(REQUEST, parts))
+
+
+class FrameReader:
+    """Incremental frame decoder: feed it bytes as they arrive, take whole frames out.
+
+    Small frames are cut out of an internal buffer; a big payload goes into one
+    ``bytearray`` preallocated to its announced size, so 100 MB arrive with one copy.
+    """
+
+    def __init__(self, max_header: int = 24) -> None:
+        self._buf = bytearray()
+        self._max_header = max_header
+        self._kind: bytes | None = None
+        self._payload: bytearray | None = None
+        self._filled = 0
+
+    def need(self) -> int:
+        """How many more bytes would complete the frame in progress (a hint for reads)."""
+        if self._payload is not None:
+            return len(self._payload) - self._filled
+        return 65536
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[bytes, bytearray]]:
+        """Add bytes; return the frames they complete, as ``(kind, payload)`` pairs."""
+        frames: list[tuple[bytes, bytearray]] = []
+        mv = memoryview(data)
+        while len(mv):
+            if self._payload is not None:
+                take = min(len(mv), len(self._payload) - self._filled)
+                self._payload[self._filled : self._filled + take] = mv[:take]
+                self._filled += take
+                mv = mv[take:]
+                if self._filled == len(self._payload):
+                    frames.append((self._kind, self._payload))
+                    self._kind, self._payload, self._filled = None, None, 0
+                continue
+            self._buf += mv
+            mv = memoryview(b"")
+            while True:
+                nl = self._buf.find(b"\n", 0, self._max_header)
+                if nl < 0:
+                    if len(self._buf) >= self._max_header:
+                        raise WireError(f"malformed frame header {bytes(self._buf[:self._max_header])!r}")
+                    break
+                kind = bytes(self._buf[:1])
+                digits = bytes(self._buf[1:nl])
+                if not (kind.isalpha() and kind.isupper() and digits.isdigit()):
+                    raise WireError(f"malformed frame header {bytes(self._buf[:nl + 1])!r}")
+                size = int(digits)
+                if size > _MAX_FRAME:
+                    raise WireError(f"frame {kind!r} too large ({size} bytes)")
+                start = nl + 1
+                if len(self._buf) - start >= size:
+                    frames.append((kind, self._buf[start : start + size]))
+                    del self._buf[: start + size]
+                    continue
+                # A frame longer than what we hold: preallocate and stream into it.
+                self._kind = kind
+                self._payload = bytearray(size)
+                have = len(self._buf) - start
+                self._payload[:have] = self._buf[start:]
+                self._filled = have
+                self._buf = bytearray()
+                break
+        return frames
+
+    def pending(self) -> bool:
+        """True while a frame is partly received."""
+        return self._payload is not None or bool(self._buf)
+
+
+def read_frame(fd: int) -> tuple[bytes, bytearray] | None:
+    """Blocking read of one frame from a file descriptor; ``None`` at a clean EOF.
+
+    Reads the header byte by byte (it is short) so that nothing past the frame is consumed,
+    then the payload straight into a preallocated ``bytearray``.
+    """
+    header = bytearray()
+    while True:
+        b = os.read(fd, 1)
+        if not b:
+            if header:
+                raise WireError(f"end of input inside a frame header {bytes(header)!r}")
+            return None
+        if b == b"\n":
+            break
+        header += b
+        if len(header) > 20:
+            raise WireError(f"malformed frame header {bytes(header)!r}")
+    kind, digits = bytes(header[:1]), bytes(header[1:])
+    if not (kind.isalpha() and digits.isdigit()):
+        raise WireError(f"malformed frame header {bytes(header)!r}")
+    size = int(digits)
+    payload = bytearray(size)
+    view = memoryview(payload)
+    got = 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            raise WireError(f"end of input inside frame {kind!r}: {got} of {size} bytes")
+        got += n
+    return kind, payload
+
+
+def iter_frames(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bytearray]]:
+    """Frames from an iterator of byte chunks (tests, tools)."""
+    reader = FrameReader()
+    for chunk in chunks:
+        yield from reader.feed(chunk)

@@ -1,0 +1,180 @@
+"""The lupa worker: runs the bioxen agent (lua/bioxen/agent.lua) in a lupa LuaRuntime.
+
+A local VM is a worker process.  The host side forks it (from a zygote) and calls
+:func:`run_worker` in the child; by hand it is::
+
+    python -m bioxen_shell.vm.worker --runtime lua54 --in-fd 3 --out-fd 4 [--max-memory BYTES]
+
+The agent speaks the protocol itself, reading and writing the two descriptors with Lua's own
+``io`` library (it opens ``/dev/fd/N``, so they must be pipes, FIFOs or files, not
+sockets).  No request data ever crosses into Python, which keeps clear of lupa's
+``max_memory`` hazards (pushing a big Python value into a limited runtime aborts the process).
+
+Python is made unreachable from Lua: the runtime is created without ``python.eval`` and
+``python.builtins``, every attribute access on a Python object is refused, and the
+``python`` module is removed from the globals, ``package.loaded`` and the registry.  The
+only Python objects Lua ever holds are two functions the agent captures into locals before
+user code runs:
+
+* ``BIOXEN_HOST_POLL()`` — true once a SIGINT has arrived (the interrupt request);
+* ``BIOXEN_HOST_SET_MEMORY(x)`` — ``true``/``false`` switches the user memory limit on and
+  off around each call (the agent's own reading and writing is never limited), a number
+  sets the limit in bytes (from ``configure.memory_limit``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from importlib import import_module
+from pathlib import Path
+
+__all__ = ["run_worker", "load_runtime_module", "agent_path", "main"]
+
+#: The runtime names bioxen knows, mapped to lupa's module names.
+RUNTIMES = {
+    "lua51": "lua51",
+    "lua52": "lua52",
+    "lua53": "lua53",
+    "lua54": "lua54",
+    "lua55": "lua55",
+    "luajit": "luajit21",
+    "luajit21": "luajit21",
+}
+
+# A runtime created without max_memory cannot get one later, so workers always have one;
+# "no limit" is this (far above anything the machine has).
+_UNLIMITED = 1 << 50
+
+
+def load_runtime_module(name: str):
+    """The lupa module of runtime ``name`` (``lua54``, ``luajit``…)."""
+    try:
+        from bioxen_shell.runtimes import load_lupa  # the shell's factory, when present
+    except ImportError:
+        load_lupa = None
+    if load_lupa is not None:
+        try:
+            return load_lupa(name)
+        except (AttributeError, TypeError):
+            pass
+    module = RUNTIMES.get(name)
+    if module is None:
+        raise ValueError(f"unknown Lua runtime {name!r} (expected one of {', '.join(sorted(RUNTIMES))})")
+    return import_module(f"lupa.{module}")
+
+
+def agent_path() -> Path:
+    """Where ``agent.lua`` is."""
+    from bioxen_shell.paths import lua_dir
+
+    return lua_dir() / "bioxen" / "agent.lua"
+
+
+def _deny_attribute(obj, name, is_setting):
+    raise AttributeError("Python objects are not accessible from a bioxen VM")
+
+
+class _HostServices:
+    """The two functions the agent gets, plus the SIGINT flag they share."""
+
+    def __init__(self, runtime, max_memory: int | None) -> None:
+        self._runtime = runtime
+        self._user_limit = max_memory or 0
+        self.interrupted = False
+
+    def on_sigint(self, signum, frame) -> None:
+        self.interrupted = True
+
+    def poll(self) -> bool:
+        if self.interrupted:
+            self.interrupted = False
+            return True
+        return False
+
+    def set_memory(self, value) -> None:
+        if value is True:
+            if self._user_limit:
+                self._runtime.set_max_memory(self._user_limit)
+        elif value is False:
+            self._runtime.set_max_memory(_UNLIMITED)
+        else:
+            self._user_limit = int(value)
+
+
+_BOOT = """
+local agent_path, lua_path, poll, set_memory = ...
+package.path = lua_path
+-- Nothing of Python stays reachable by name: not the module, not through require or the
+-- registry.
+python = nil
+package.loaded.python = nil
+package.preload.python = nil
+local reg = debug.getregistry()
+for _, key in ipairs({"python", "eval", "builtins"}) do reg[key] = nil end
+BIOXEN_HOST_POLL, BIOXEN_HOST_SET_MEMORY = poll, set_memory
+local chunk = assert(loadfile(agent_path))
+return chunk(select(5, ...))
+"""
+
+
+def run_worker(
+    runtime: str,
+    *,
+    in_fd: int,
+    out_fd: int,
+    max_memory: int | None = None,
+    lua_path: str | None = None,
+    interrupt_file: str | None = None,
+) -> int:
+    """Run the agent on ``in_fd``/``out_fd`` until ``exit`` or end of input; returns the status.
+
+    ``max_memory`` (bytes) is a hard limit on what user code may allocate; the agent's own
+    work is not counted.  ``configure.memory_limit`` can set or change it later.
+    """
+    from bioxen_shell.paths import lua_search_path
+
+    module = load_runtime_module(runtime)
+    lua = module.LuaRuntime(
+        register_eval=False,
+        register_builtins=False,
+        attribute_filter=_deny_attribute,
+        max_memory=_UNLIMITED,
+    )
+    services = _HostServices(lua, max_memory)
+    signal.signal(signal.SIGINT, services.on_sigint)
+    signal.siginterrupt(signal.SIGINT, False)  # the agent's blocking reads must not see EINTR
+    args = [f"--in=/dev/fd/{in_fd}", f"--out=/dev/fd/{out_fd}"]
+    if interrupt_file:
+        args.append(f"--interrupt-file={interrupt_file}")
+    boot = lua.execute("return function(...) " + _BOOT + " end")
+    status = boot(str(agent_path()), lua_path or lua_search_path(), services.poll, services.set_memory, *args)
+    return int(status or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bioxen_shell.vm.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("--runtime", default="lua54", help="lua51 … lua55, luajit (default lua54)")
+    parser.add_argument("--in-fd", type=int, default=0, help="descriptor the requests arrive on (default 0)")
+    parser.add_argument("--out-fd", type=int, default=1, help="descriptor the frames go to (default 1)")
+    parser.add_argument("--max-memory", type=int, default=None, help="memory limit for user code, bytes")
+    parser.add_argument("--interrupt-file", default=None, help="a file whose growth means 'interrupt'")
+    opts = parser.parse_args(argv)
+    if opts.out_fd == 1:
+        # Keep fd 1 for the protocol only; stray writes (os.execute children) go to stderr.
+        out_fd = os.dup(1)
+        os.dup2(2, 1)
+    else:
+        out_fd = opts.out_fd
+    return run_worker(
+        opts.runtime,
+        in_fd=opts.in_fd,
+        out_fd=out_fd,
+        max_memory=opts.max_memory,
+        interrupt_file=opts.interrupt_file,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

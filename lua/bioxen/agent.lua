@@ -1,0 +1,932 @@
+--- The bioxen VM agent (docs/protocol.md, docs/agent.md).
+--
+-- One pure-Lua file that every VM runs: under lupa in a local worker process
+-- (bioxen_shell/vm/worker.py), and under stock lua5.1-5.4 / luajit on remote hosts:
+--
+--   lua5.4 agent.lua [--in=PATH --out=PATH] [--interrupt-file=PATH]
+--
+-- `bioxen.wire` must be on package.path (the launcher sets it).  By default the protocol
+-- runs on stdin/stdout; launchers pass --in=/dev/fd/3 --out=/dev/fd/4 so that fd 1 can go
+-- to stderr and no child of os.execute can ever write into the channel.
+--
+-- Everything the agent needs is captured in locals before user code runs, so user code
+-- reassigning globals (print, string, table, ...) cannot break it.
+
+local AGENT_VERSION = "1.0"
+
+local _G = _G
+local type, tostring, tonumber, pairs, next, select, error, pcall, xpcall, assert =
+  type, tostring, tonumber, pairs, next, select, error, pcall, xpcall, assert
+local rawget, rawset, rawequal, getmetatable, setmetatable =
+  rawget, rawset, rawequal, getmetatable, setmetatable
+local load, loadstring, setfenv = load, rawget(_G, "loadstring"), rawget(_G, "setfenv")
+local require = require
+local string, table, math, os, io, coroutine = string, table, math, os, io, coroutine
+local debug, package = debug, package
+local s_find, s_sub, s_match, s_format, s_gsub, s_byte, s_rep =
+  string.find, string.sub, string.match, string.format, string.gsub, string.byte, string.rep
+local t_concat, t_sort = table.concat, table.sort
+local unpack = table.unpack or rawget(_G, "unpack")
+local clock = os.clock
+local collectgarbage = collectgarbage
+local co_create, co_wrap, co_running, co_resume, co_status =
+  coroutine.create, coroutine.wrap, coroutine.running, coroutine.resume, coroutine.status
+local d_sethook, d_gethook, d_getinfo, d_traceback =
+  debug.sethook, debug.gethook, debug.getinfo, debug.traceback
+local real_stdout, real_stderr, real_stdin = io.stdout, io.stderr, io.stdin
+local io_write, io_output, io_open, io_read, io_lines, io_input =
+  io.write, io.output, io.open, io.read, io.lines, io.input
+local os_exit = os.exit
+
+local wire = require("bioxen.wire")
+local encode, decode, wire_list, wire_unpack, wire_count =
+  wire.encode, wire.decode, wire.list, wire.unpack, wire.count
+local encode_parts, encode_list_parts = wire.encode_parts, wire.encode_list_parts
+local read_frame, write_frame = wire.read_frame, wire.write_frame
+
+local IS_LUAJIT = type(rawget(_G, "jit")) == "table"
+local jit = rawget(_G, "jit")
+local HAS_FFI = IS_LUAJIT and (pcall(require, "ffi"))
+local LUA51 = setfenv ~= nil and not IS_LUAJIT
+
+-- Host services under lupa: taken into locals and removed from the globals before any user
+-- code runs (docs/protocol.md, "Interrupts and limits").
+local host_poll = rawget(_G, "BIOXEN_HOST_POLL")
+local host_set_memory = rawget(_G, "BIOXEN_HOST_SET_MEMORY")
+rawset(_G, "BIOXEN_HOST_POLL", nil)
+rawset(_G, "BIOXEN_HOST_SET_MEMORY", nil)
+local EMBEDDED = host_poll ~= nil
+
+local HOOK_COUNT = 10000            -- VM instructions between limit/interrupt checks
+local FLUSH_BYTES = 64 * 1024       -- output is flushed at this size ...
+local FLUSH_SECONDS = 0.1           -- ... or after this much CPU time
+
+---------------------------------------------------------------------------------------------
+-- Channel and captured output
+
+local chan_in, chan_out = real_stdin, real_stdout
+
+local out_parts, out_n, out_size, out_last = {}, 0, 0, 0
+
+local function flush_output()
+  if out_n == 0 then return end
+  local n = out_n
+  out_n, out_size = 0, 0
+  write_frame(chan_out, "O", out_parts, n)
+  for i = 1, n do out_parts[i] = nil end
+  chan_out:flush()
+  out_last = clock()
+end
+
+local function emit(s)
+  out_n = out_n + 1
+  out_parts[out_n] = s
+  out_size = out_size + #s
+  if out_size >= FLUSH_BYTES or clock() - out_last >= FLUSH_SECONDS then flush_output() end
+end
+
+local function emit_values(sep, n, ...)
+  for i = 1, n do
+    local v = select(i, ...)
+    local tv = type(v)
+    if tv ~= "string" and tv ~= "number" then
+      error(s_format("bad argument #%d to 'write' (string expected, got %s)", i, tv), 3)
+    end
+    emit(tostring(v))
+  end
+end
+
+local function captured_print(...)
+  local n = select("#", ...)
+  for i = 1, n do
+    if i > 1 then emit("\t") end
+    emit(tostring((select(i, ...))))
+  end
+  emit("\n")
+end
+
+-- io.stdout as user code sees it: a file-like object whose writes become O frames.
+local stdout_proxy
+local stdout_methods = {}
+function stdout_methods.write(self, ...)
+  emit_values(nil, select("#", ...), ...)
+  return self
+end
+function stdout_methods.flush(self) return self end
+function stdout_methods.setvbuf() return true end
+function stdout_methods.close() return nil, "cannot close standard file" end
+function stdout_methods.seek() return nil, "Illegal seek", 29 end
+function stdout_methods.lines() error("file not readable", 2) end
+function stdout_methods.read() return nil, "Bad file descriptor", 9 end
+stdout_proxy = setmetatable({}, {
+  __index = stdout_methods,
+  __tostring = function() return "file (bioxen output)" end,
+  __name = "FILE*",
+  __metatable = false,
+})
+
+-- stdin is the protocol channel (or nothing): user code reads an empty input.
+local stdin_methods = {}
+function stdin_methods.read() return nil end
+function stdin_methods.lines() return function() return nil end end
+function stdin_methods.close() return nil, "cannot close standard file" end
+function stdin_methods.write() return nil, "Bad file descriptor", 9 end
+function stdin_methods.flush(self) return self end
+function stdin_methods.setvbuf() return true end
+function stdin_methods.seek() return nil, "Illegal seek", 29 end
+local stdin_proxy = setmetatable({}, {
+  __index = stdin_methods,
+  __tostring = function() return "file (bioxen empty input)" end,
+  __metatable = false,
+})
+
+local current_output = stdout_proxy -- what io.write writes to
+local function captured_io_write(...)
+  if current_output == stdout_proxy then
+    emit_values(nil, select("#", ...), ...)
+    return stdout_proxy
+  end
+  return current_output:write(...)
+end
+local function captured_io_output(f)
+  if f == nil then return current_output end
+  if f == stdout_proxy or f == real_stdout then
+    current_output = stdout_proxy
+  else
+    current_output = io_output(f)
+  end
+  return current_output
+end
+local current_input = stdin_proxy
+local function captured_io_read(...)
+  return current_input:read(...)
+end
+local function captured_io_input(f)
+  if f == nil then return current_input end
+  if f == stdin_proxy or f == real_stdin then current_input = stdin_proxy
+  else current_input = io_input(f) end
+  return current_input
+end
+local function captured_io_lines(name, ...)
+  if name == nil then return current_input:lines(...) end
+  return io_lines(name, ...)
+end
+
+local function install_io_capture(io_table)
+  io_table.write = captured_io_write
+  io_table.output = captured_io_output
+  io_table.stdout = stdout_proxy
+  io_table.read = captured_io_read
+  io_table.input = captured_io_input
+  io_table.lines = captured_io_lines
+  io_table.stdin = stdin_proxy
+end
+
+---------------------------------------------------------------------------------------------
+-- Limits, interrupts and the count hook
+
+-- Unique error values raised by the hook; the error handler recognises them.
+local INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end })
+local CPU_EXCEEDED = setmetatable({}, { __tostring = function() return "CPU time limit exceeded" end })
+local MEMORY_EXCEEDED = setmetatable({}, { __tostring = function() return "not enough memory" end })
+
+local cpu_limit = 0          -- seconds per call, 0 = none
+local memory_limit_kb = 0    -- soft limit, 0 = none
+local call_started = 0
+local interrupt_file, interrupt_seen = nil, 0
+local main_thread = nil      -- on 5.2+: to see lua.c's SIGINT hook from inside coroutines
+
+local agent_functions = {}   -- never interrupted; their frames are not shown to the user
+local hook
+local stop_error = nil       -- once set, the hook raises it until the call ends
+local in_user = false        -- true while user code runs (the hook does nothing otherwise)
+
+local function raise_from_hook(err)
+  -- Keep raising, on every instruction from now on, so a user pcall cannot swallow it.
+  stop_error = err
+  d_sethook(hook, "", 1)
+  local info = d_getinfo(3, "f")
+  -- Never inside the agent's own functions (output buffer, error handler…): the next user
+  -- instruction gets it instead.
+  if info and agent_functions[info.func] then return end
+  error(err, 0)
+end
+
+local function interrupt_requested()
+  if host_poll and host_poll() then return true end
+  if interrupt_file then
+    local size = interrupt_file:seek("end")
+    if size and size > interrupt_seen then interrupt_seen = size; return true end
+  end
+  return false
+end
+
+hook = function()
+  if not in_user then return end
+  if stop_error then raise_from_hook(stop_error); return end
+  if interrupt_requested() then raise_from_hook(INTERRUPTED) end
+  local now = clock()
+  if cpu_limit > 0 and now - call_started > cpu_limit then raise_from_hook(CPU_EXCEEDED) end
+  if memory_limit_kb > 0 and collectgarbage("count") > memory_limit_kb then
+    collectgarbage()
+    if collectgarbage("count") > memory_limit_kb then raise_from_hook(MEMORY_EXCEEDED) end
+  end
+  if out_n > 0 and now - out_last >= FLUSH_SECONDS then flush_output() end
+end
+
+-- lua.c's SIGINT handler sets a hook on the main thread only; a coroutine's own hook
+-- notices it there ("external hook") and stops the coroutine too.
+local function coroutine_hook()
+  if not in_user then return end
+  if main_thread and d_gethook(main_thread) == "external hook" then error("interrupted!", 0) end
+  hook()
+end
+
+local need_hook = false     -- main thread: only when something needs checking
+local function install_hook()
+  if need_hook then d_sethook(hook, "", HOOK_COUNT) else d_sethook() end
+end
+
+local function hooked_create(f)
+  local co = co_create(f)
+  d_sethook(co, coroutine_hook, "", HOOK_COUNT)
+  return co
+end
+local function hooked_wrap(f)
+  local co = hooked_create(f)
+  return function(...)
+    local r = { co_resume(co, ...) }
+    if r[1] then return unpack(r, 2, wire_count(r)) end
+    error(r[2], 0)
+  end
+end
+-- LuaJIT's hooks are global (not per coroutine) and coroutine.wrap keeps error positions;
+-- there the plain functions are enough once the main hook is on.
+
+---------------------------------------------------------------------------------------------
+-- Compiling user code
+
+local user_env = _G
+
+local function compile(code, chunkname, env)
+  if s_byte(code, 1) == 27 then return nil, "attempt to load a binary chunk (mode is 't')" end
+  if LUA51 then
+    local f, err = loadstring(code, chunkname)
+    if f then setfenv(f, env) end
+    return f, err
+  end
+  return load(code, chunkname, "t", env)
+end
+
+local function prepare(f)
+  -- Interpreted user code keeps the count hook firing under LuaJIT (traces never call it).
+  if jit and jit.off then jit.off(f, true) end
+  return f
+end
+
+---------------------------------------------------------------------------------------------
+-- Running user code: xpcall with a handler that keeps only the user's frames
+
+local run_target             -- the user function of the call in progress
+local last_traceback         -- set by the handler; nil if it never ran (memory errors)
+
+local function frame_text(info)
+  local where = info.short_src
+  if info.currentline and info.currentline > 0 then where = where .. ":" .. info.currentline end
+  local what
+  if info.what == "main" then what = "main chunk"
+  elseif info.name then what = s_format("function '%s'", info.name)
+  elseif info.what == "C" then what = "?"
+  else what = s_format("function <%s:%d>", info.short_src, info.linedefined or 0) end
+  return "\t" .. where .. ": in " .. what
+end
+
+local function handler(err)
+  in_user = false  -- the error has reached the agent's boundary: user code is over
+  local lines = { "stack traceback:" }
+  for level = 2, 60 do
+    local info = d_getinfo(level, "Slnf")
+    if not info or info.func == xpcall then break end
+    if not agent_functions[info.func] then lines[#lines + 1] = frame_text(info) end
+    if info.func == run_target then break end
+  end
+  last_traceback = t_concat(lines, "\n")
+  return err
+end
+
+local function error_kind(err)
+  if rawequal(err, INTERRUPTED) then return "interrupted", "interrupted" end
+  if rawequal(err, CPU_EXCEEDED) then
+    return "cpu_limit", s_format("CPU time limit exceeded (%g s)", cpu_limit)
+  end
+  if rawequal(err, MEMORY_EXCEEDED) then
+    return "memory", s_format("not enough memory (memory limit %d KiB)", memory_limit_kb)
+  end
+  local msg
+  if type(err) == "string" then msg = err
+  elseif type(err) == "number" then msg = tostring(err)
+  else
+    local mt = getmetatable(err)
+    if type(mt) == "table" and rawget(mt, "__tostring") then
+      local ok, s = pcall(tostring, err)
+      msg = ok and type(s) == "string" and s or "(error object is a " .. type(err) .. " value)"
+    elseif err == nil then msg = "nil"
+    else msg = "(error object is a " .. type(err) .. " value)" end
+  end
+  if s_find(msg, "interrupted!$") then return "interrupted", "interrupted" end
+  if s_find(msg, "not enough memory") then return "memory", msg end
+  return "error", msg
+end
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- pcall, xpcall and coroutine.resume as user code sees them: they catch errors as usual,
+-- except an interrupt or an exceeded limit, which always reaches the agent.
+local function is_stop(err)
+  if rawequal(err, INTERRUPTED) or rawequal(err, CPU_EXCEEDED) or rawequal(err, MEMORY_EXCEEDED) then
+    return true
+  end
+  return type(err) == "string" and s_find(err, "interrupted!$") ~= nil
+end
+
+local function pass_stop(ok, ...)
+  if not ok and is_stop((...)) then error((...), 0) end
+  return ok, ...
+end
+
+local function user_pcall(f, ...)
+  return pass_stop(pcall(f, ...))
+end
+
+local function user_xpcall(f, msgh, ...)
+  local stopped
+  local function h(e)
+    if is_stop(e) then stopped = e end
+    return msgh(e)
+  end
+  local n = select("#", ...)
+  local r
+  if LUA51 and n > 0 then
+    local args = { ... }
+    r = pack(xpcall(function() return f(unpack(args, 1, n)) end, h))
+  else
+    r = pack(xpcall(f, h, ...))
+  end
+  if stopped ~= nil then error(stopped, 0) end
+  return unpack(r, 1, r.n)
+end
+
+local function user_resume(co, ...)
+  return pass_stop(co_resume(co, ...))
+end
+
+local calls = 0
+
+-- Results of every operation: { true, values..., n = 1 + count } or
+-- { false, kind, message, traceback, n = 4 }.
+local function ok_values(n, ...)
+  local r = { true, ... }
+  r.n = n + 1
+  return r
+end
+local function failure(kind, msg, tb)
+  return { false, kind, msg, tb or "", n = 4 }
+end
+
+-- Runs f(...) as user code; returns true, n, values... or false, kind, message, traceback.
+local function run_user(f, ...)
+  calls = calls + 1
+  run_target = f
+  last_traceback = nil
+  call_started = clock()
+  stop_error = nil
+  -- Forget interrupts that arrived between calls: they were meant for an earlier one.
+  if host_poll then host_poll() end
+  if interrupt_file then interrupt_seen = interrupt_file:seek("end") or interrupt_seen end
+  if host_set_memory then host_set_memory(true) end
+  install_hook()
+  in_user = true
+  local result
+  if LUA51 then  -- Lua 5.1's xpcall passes no arguments
+    local args = pack(...)
+    result = pack(xpcall(function() return f(unpack(args, 1, args.n)) end, handler))
+  else
+    result = pack(xpcall(f, handler, ...))
+  end
+  in_user = false
+  d_sethook()
+  stop_error = nil
+  if host_set_memory then host_set_memory(false) end
+  run_target = nil
+  if memory_limit_kb > 0 and collectgarbage("count") > memory_limit_kb then
+    -- The soft limit is checked every HOOK_COUNT instructions; one big C allocation (a
+    -- string.rep) can end a call in between, so check again when it returns.
+    collectgarbage()
+    if collectgarbage("count") > memory_limit_kb then
+      result = pack(false, MEMORY_EXCEEDED)
+      last_traceback = nil
+    end
+  end
+  if result[1] then return result end
+  local kind, msg = error_kind(result[2])
+  if kind == "memory" then collectgarbage() end
+  return failure(kind, msg, last_traceback)
+end
+
+---------------------------------------------------------------------------------------------
+-- Names: `a.b.c` lookups in the user environment
+
+local function split_name(name)
+  local parts = {}
+  for part in string.gmatch(name, "[^%.]+") do parts[#parts + 1] = part end
+  return parts
+end
+
+local function get_path(name)
+  if type(name) ~= "string" or not s_find(name, "^[%a_][%w_]*[%.%w_]*$") then
+    return nil, s_format("bad name %q (expected a global name, dots allowed: bio.seq.gc)", tostring(name))
+  end
+  local parts = split_name(name)
+  local v = user_env
+  for i = 1, #parts do
+    if type(v) ~= "table" then
+      return nil, s_format("%s is not a table (while looking up %s)", t_concat(parts, ".", 1, i - 1), name)
+    end
+    v = v[parts[i]]
+  end
+  return true, v
+end
+
+local function set_path(name, value)
+  if type(name) ~= "string" or not s_find(name, "^[%a_][%w_]*[%.%w_]*$") then
+    return nil, s_format("bad name %q (expected a global name, dots allowed: bio.seq.gc)", tostring(name))
+  end
+  local parts = split_name(name)
+  local t = user_env
+  for i = 1, #parts - 1 do
+    local nxt = t[parts[i]]
+    if type(nxt) ~= "table" then
+      return nil, s_format("%s is not a table (while setting %s)", t_concat(parts, ".", 1, i), name)
+    end
+    t = nxt
+  end
+  t[parts[#parts]] = value
+  return true
+end
+
+---------------------------------------------------------------------------------------------
+-- Completion
+
+local KEYWORDS = { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
+  "goto", "if", "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while" }
+
+local function complete(text)
+  local prefix_path, sep, word = s_match(text, "([%a_][%w_%.:]-)([%.:])([%a_]*[%w_]*)$")
+  local candidates, seen = {}, {}
+  local function add(s)
+    if not seen[s] then seen[s] = true; candidates[#candidates + 1] = s end
+  end
+  local function add_keys(t, pfx, methods_only)
+    local depth = 0
+    while type(t) == "table" and depth < 5 do
+      for k, v in next, t do
+        if type(k) == "string" and s_find(k, "^[%a_][%w_]*$") and s_sub(k, 1, #pfx) == pfx then
+          if not methods_only or type(v) == "function" then add(k) end
+        end
+      end
+      local mt = getmetatable(t)
+      t = type(mt) == "table" and rawget(mt, "__index") or nil
+      depth = depth + 1
+    end
+  end
+  if prefix_path then
+    local ok, base = get_path((s_gsub(prefix_path, ":", ".")))
+    if ok then
+      if type(base) == "string" then base = string end
+      add_keys(base, word, sep == ":")
+    end
+  else
+    word = s_match(text, "([%a_][%w_]*)$") or ""
+    add_keys(user_env, word, false)
+    for i = 1, #KEYWORDS do
+      if s_sub(KEYWORDS[i], 1, #word) == word then add(KEYWORDS[i]) end
+    end
+  end
+  t_sort(candidates)
+  return candidates
+end
+
+---------------------------------------------------------------------------------------------
+-- Sandbox (configure sandbox=true): see docs/agent.md for the exact whitelist.
+
+local SAFE_GLOBALS = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber",
+  "tostring", "type", "unpack", "xpcall", "rawequal", "rawlen", "rawget", "rawset", "getmetatable",
+  "setmetatable", "_VERSION" }
+local SAFE_LIBS = {
+  string = { "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match", "rep",
+    "reverse", "sub", "upper", "pack", "packsize", "unpack" },
+  table = { "concat", "insert", "maxn", "remove", "sort", "unpack", "pack", "move" },
+  math = { "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "cosh", "deg", "exp", "floor", "fmod",
+    "frexp", "huge", "ldexp", "log", "log10", "max", "maxinteger", "min", "mininteger", "modf", "pi",
+    "pow", "rad", "random", "randomseed", "sin", "sinh", "sqrt", "tan", "tanh", "tointeger", "type", "ult" },
+  os = { "clock", "time", "date", "difftime" },
+  coroutine = { "create", "isyieldable", "resume", "running", "status", "wrap", "yield", "close" },
+  utf8 = { "char", "charpattern", "codes", "codepoint", "len", "offset" },
+  bit32 = { "arshift", "band", "bnot", "bor", "btest", "bxor", "extract", "lrotate", "lshift",
+    "replace", "rrotate", "rshift" },
+  bit = { "tobit", "tohex", "bnot", "band", "bor", "bxor", "lshift", "rshift", "arshift", "rol", "ror", "bswap" },
+}
+
+local function copy_fields(src, names)
+  local t = {}
+  if type(src) ~= "table" then return nil end
+  for i = 1, #names do t[names[i]] = rawget(src, names[i]) end
+  return t
+end
+
+local module_path = package.path   -- where require (and the sandbox's require) looks
+
+local function sandbox_require_factory(env, loaded)
+  return function(name)
+    if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected)", 2) end
+    local have = loaded[name]
+    if have ~= nil then return have end
+    local fname = s_gsub(name, "%.", "/")
+    local tried = {}
+    for template in string.gmatch(module_path, "[^;]+") do
+      local path = s_gsub(template, "%?", fname)
+      local fh = io_open(path, "rb")
+      if fh then
+        local src = fh:read("*a")
+        fh:close()
+        local f, err = compile(src, "@" .. path, env)
+        if not f then error(s_format("error loading module '%s' from file '%s':\n\t%s", name, path, err), 2) end
+        prepare(f)
+        local r = f(name, path)
+        if r == nil then r = loaded[name]; if r == nil then r = true end end
+        loaded[name] = r
+        return r
+      end
+      tried[#tried + 1] = "\n\tno file '" .. path .. "'"
+    end
+    error(s_format("module '%s' not found:%s", name, t_concat(tried)), 2)
+  end
+end
+
+local function make_sandbox_env(allow_ffi)
+  local env = {}
+  for i = 1, #SAFE_GLOBALS do env[SAFE_GLOBALS[i]] = rawget(_G, SAFE_GLOBALS[i]) end
+  for lib, names in pairs(SAFE_LIBS) do env[lib] = copy_fields(rawget(_G, lib), names) end
+  env._G = env
+  env.print = captured_print
+  env.io = {}
+  install_io_capture(env.io)
+  -- io.lines/io.input with a file name would open files: not in the sandbox.
+  env.io.lines = function(name, ...)
+    if name ~= nil then error("io.lines on files is not available in the sandbox", 2) end
+    return stdin_proxy:lines()
+  end
+  env.io.input = function(f)
+    if f ~= nil then error("io.input is not available in the sandbox", 2) end
+    return stdin_proxy
+  end
+  env.io.output = function(f)
+    if f ~= nil and f ~= stdout_proxy then error("io.output is not available in the sandbox", 2) end
+    return stdout_proxy
+  end
+  env.io.write = function(...) emit_values(nil, select("#", ...), ...); return stdout_proxy end
+  env.io.stderr = stdout_proxy
+  env.pcall = user_pcall
+  env.xpcall = user_xpcall
+  env.coroutine.resume = user_resume
+  if not IS_LUAJIT then
+    env.coroutine.create = hooked_create
+    env.coroutine.wrap = hooked_wrap
+  end
+  -- load: text only, in the sandbox environment (unless the caller passes its own table).
+  env.load = function(chunk, chunkname, mode, fenv)
+    if type(chunk) == "function" then
+      local pieces = {}
+      while true do
+        local piece = chunk()
+        if piece == nil or piece == "" then break end
+        if type(piece) ~= "string" then error("reader function must return a string", 2) end
+        pieces[#pieces + 1] = piece
+      end
+      chunk = t_concat(pieces)
+    end
+    if type(chunk) ~= "string" then return nil, "bad argument #1 to 'load' (string expected)" end
+    if mode ~= nil and mode ~= "t" and mode ~= "bt" and mode ~= "tb" then
+      return nil, "attempt to load a binary chunk (mode is '" .. tostring(mode) .. "')"
+    end
+    local f, err = compile(chunk, chunkname or chunk, type(fenv) == "table" and fenv or env)
+    if f then prepare(f) end
+    return f, err
+  end
+  env.loadstring = function(s, chunkname) return env.load(s, chunkname) end
+  local loaded = {}
+  for name, lib in pairs({ string = env.string, table = env.table, math = env.math, os = env.os,
+    coroutine = env.coroutine, utf8 = env.utf8, bit32 = env.bit32, bit = env.bit, io = env.io }) do
+    loaded[name] = lib
+  end
+  loaded._G = env
+  if allow_ffi and HAS_FFI then
+    loaded.ffi = require("ffi")
+    env.jit = rawget(_G, "jit")
+    loaded.jit = env.jit
+  end
+  env.require = sandbox_require_factory(env, loaded)
+  env.package = { loaded = loaded, path = module_path }
+  return env
+end
+
+---------------------------------------------------------------------------------------------
+-- Requests
+
+local configured = false
+local vm_name = nil
+local sandboxed = false
+local allow_ffi = true
+
+local function protect_string_metatable()
+  -- The shared string metatable must not become a way to change every string's behaviour.
+  local mt = getmetatable("")
+  if type(mt) == "table" then
+    local ok = pcall(rawset, mt, "__metatable", false)
+    return ok
+  end
+end
+
+local function configure(req)
+  if configured then return failure("protocol", "configure may be sent only once, first") end
+  local path = req.path
+  if path ~= nil and type(path) ~= "string" then return failure("protocol", "configure.path must be a string") end
+  if path and path ~= "" then
+    module_path = path .. ";" .. module_path
+    package.path = module_path
+  end
+  local function num(field)
+    local v = req[field]
+    if v == nil then return 0 end
+    if type(v) ~= "number" or v < 0 then error(s_format("configure.%s must be a number >= 0", field), 0) end
+    return v
+  end
+  local ok, err = pcall(function()
+    cpu_limit = num("cpu_limit")
+    memory_limit_kb = num("memory_limit")
+  end)
+  if not ok then return failure("protocol", err) end
+  if req.name ~= nil then vm_name = tostring(req.name) end
+  allow_ffi = req.allow_ffi ~= false
+  need_hook = EMBEDDED or cpu_limit > 0 or memory_limit_kb > 0 or interrupt_file ~= nil
+  if host_set_memory and memory_limit_kb > 0 then
+    -- Under lupa the limit is a hard one (LuaRuntime max_memory), lifted while the agent works.
+    host_set_memory(memory_limit_kb * 1024)
+    memory_limit_kb = 0
+  end
+  if req.sandbox then
+    sandboxed = true
+    user_env = make_sandbox_env(allow_ffi)
+    protect_string_metatable()
+  elseif not allow_ffi then
+    package.loaded.ffi = nil
+    package.preload.ffi = nil
+    rawset(_G, "ffi", nil)
+  end
+  if req.globals ~= nil then
+    if type(req.globals) ~= "table" then return failure("protocol", "configure.globals must be a table") end
+    for k, v in pairs(req.globals) do user_env[k] = v end
+  end
+  configured = true
+  local preload = req.preload
+  if preload ~= nil then
+    if type(preload) ~= "table" then return failure("protocol", "configure.preload must be a list of module names") end
+    for i = 1, wire_count(preload) do
+      local name = preload[i]
+      local r = run_user(user_env.require, name)
+      if not r[1] then
+        return failure(r[2], s_format("preloading module '%s' failed: %s", tostring(name), r[3]), r[4])
+      end
+      local short = s_match(name, "([^%.]+)$")
+      if user_env[short] == nil then user_env[short] = r[2] end
+    end
+  end
+  return ok_values(0)
+end
+
+local function op_eval(req)
+  local code = req.code
+  if type(code) ~= "string" then return failure("protocol", "eval needs a 'code' string") end
+  local chunkname = req.chunkname
+  if chunkname == nil then chunkname = "=vm" end
+  if type(chunkname) ~= "string" then return failure("protocol", "eval chunkname must be a string") end
+  -- An expression is tried first, as lua.c does.  Its values pass through an identity
+  -- function so that a call in it is not a tail call: LuaJIT would otherwise lose the
+  -- caller's frame and `error("x")` would come back without "vm:1:".
+  local f = compile("return (function(...) return ... end)(" .. code .. "\n)", chunkname, user_env)
+  if not f then
+    local err
+    f, err = compile(code, chunkname, user_env)
+    if not f then return failure("syntax", err) end
+  end
+  prepare(f)
+  local args = req.args
+  if args ~= nil and type(args) ~= "table" then return failure("protocol", "eval args must be a value list") end
+  return run_user(f, wire_unpack(args))
+end
+
+local function op_call(req)
+  local ok, fn = get_path(req.fn)
+  if not ok then return failure("error", fn) end
+  if fn == nil then return failure("error", s_format("attempt to call a nil value (global '%s')", req.fn)) end
+  local args = req.args
+  if args ~= nil and type(args) ~= "table" then return failure("protocol", "call args must be a value list") end
+  local mt = getmetatable(fn)
+  if type(fn) ~= "function" and not (type(mt) == "table" and rawget(mt, "__call")) then
+    return failure("error", s_format("attempt to call a %s value (global '%s')", type(fn), req.fn))
+  end
+  return run_user(fn, wire_unpack(args))
+end
+
+local function op_set(req)
+  local ok, err = set_path(req.name, req.value)
+  if not ok then return failure("error", err) end
+  return ok_values(0)
+end
+
+local function op_get(req)
+  local ok, v = get_path(req.name)
+  if not ok then return failure("error", v) end
+  return ok_values(1, v)
+end
+
+local function op_require(req)
+  if type(req.module) ~= "string" then return failure("protocol", "require needs a 'module' string") end
+  return run_user(user_env.require, req.module)
+end
+
+local function op_complete(req)
+  if type(req.text) ~= "string" then return failure("protocol", "complete needs a 'text' string") end
+  return ok_values(1, complete(req.text))
+end
+
+local function op_info()
+  return ok_values(1, {
+    runtime = _VERSION, jit = jit and jit.version or nil, memory_kb = collectgarbage("count"),
+    cpu_seconds = clock(), calls = calls, name = vm_name, sandbox = sandboxed, agent = AGENT_VERSION,
+  })
+end
+
+local OPS = { eval = op_eval, call = op_call, set = op_set, get = op_get, require = op_require,
+  complete = op_complete, info = op_info }
+
+-- The reply is written field by field in a fixed order, `values` last, so that a host can
+-- splice the values out as raw bytes without scanning them.
+local function reply_parts(id, r)
+  local parts = { "{0;" }
+  local n = 1
+  if id ~= nil then
+    parts[2] = "s2:id"
+    n = encode_parts(parts, 2, id, "id")
+  end
+  if r[1] then
+    n = n + 1
+    parts[n] = "s2:okts6:values"
+    n = encode_list_parts(parts, n, r.n - 1, unpack(r, 2, r.n))
+  else
+    parts[n + 1] = "s2:okfs4:kind"
+    n = encode_parts(parts, n + 1, r[2])
+    parts[n + 1] = "s5:error"
+    n = encode_parts(parts, n + 1, tostring(r[3]))
+    parts[n + 1] = "s9:traceback"
+    n = encode_parts(parts, n + 1, r[4] or "")
+  end
+  parts[n + 1] = "}"
+  return parts, n + 1
+end
+
+local function send_reply(id, r)
+  -- r: { true, values..., n = } or { false, kind, message, traceback }
+  local ok, parts, n = pcall(reply_parts, id, r)
+  if not ok then
+    parts, n = reply_parts(id, failure("encode", tostring(parts)))
+  end
+  flush_output()
+  write_frame(chan_out, "R", parts, n)
+  chan_out:flush()
+end
+
+local function handle(payload)
+  local ok, req = pcall(decode, payload, 1, "request")
+  if not ok then return nil, failure("protocol", req) end
+  if type(req) ~= "table" then return nil, failure("protocol", "a request must be a table") end
+  local id, op = req.id, req.op
+  if op == "exit" then return id, ok_values(0), true end
+  if op == "configure" then return id, configure(req) end
+  if not configured and op ~= "info" and op ~= "complete" then
+    -- An unconfigured VM behaves as a plain, unlimited one (handy when run by hand).
+    configure({})
+  end
+  local fn = OPS[op]
+  if not fn then return id, failure("protocol", s_format("unknown op %q", tostring(op))) end
+  return id, fn(req)
+end
+
+---------------------------------------------------------------------------------------------
+-- Main loop
+
+local function parse_args(...)
+  local opts = {}
+  for i = 1, select("#", ...) do
+    local a = select(i, ...)
+    local k, v = s_match(a, "^%-%-([%w%-]+)=(.*)$")
+    if not k then error("bad argument " .. a .. " (expected --in=PATH, --out=PATH, --interrupt-file=PATH)", 0) end
+    opts[k] = v
+  end
+  return opts
+end
+
+local function open_channel(opts)
+  if opts["in"] then chan_in = assert(io_open(opts["in"], "rb")) end
+  if opts.out then chan_out = assert(io_open(opts.out, "wb")) end
+  if opts["interrupt-file"] then
+    interrupt_file = assert(io_open(opts["interrupt-file"], "rb"))
+    interrupt_seen = interrupt_file:seek("end") or 0
+  end
+  chan_out:setvbuf("full", 65536)
+end
+
+local function install_user_io()
+  rawset(_G, "print", captured_print)
+  install_io_capture(io)
+  -- os.exit flushes captured output so that it reaches the host first.
+  os.exit = function(...)
+    pcall(flush_output)
+    return os_exit(...)
+  end
+  rawset(_G, "pcall", user_pcall)
+  rawset(_G, "xpcall", user_xpcall)
+  coroutine.resume = user_resume
+  if not IS_LUAJIT then
+    coroutine.create = hooked_create
+    coroutine.wrap = hooked_wrap
+  end
+end
+
+local function main(...)
+  local opts = parse_args(...)
+  open_channel(opts)
+  install_user_io()
+  if not IS_LUAJIT and co_running then
+    local co, is_main = co_running()
+    if is_main then main_thread = co end
+  end
+  for _, f in pairs({ hook, coroutine_hook, handler, run_user, raise_from_hook, hooked_wrap,
+    hooked_create, emit, emit_values, captured_print, flush_output, captured_io_write, captured_io_output,
+    captured_io_read, captured_io_input, captured_io_lines, user_pcall, user_xpcall, user_resume,
+    pass_stop, pack, stdout_methods.write }) do
+    agent_functions[f] = true
+  end
+  out_last = clock()
+  local hello = { protocol = 1, agent = AGENT_VERSION, runtime = _VERSION,
+    jit = jit and jit.version or nil, ffi = HAS_FFI and true or false, embedded = EMBEDDED }
+  write_frame(chan_out, "H", encode(hello))
+  chan_out:flush()
+  while true do
+    -- Wait for input inside pcall: a SIGINT that lua.c turned into an "interrupted!" hook
+    -- while we were idle fires here, harmlessly, instead of in the middle of a frame.
+    pcall(chan_in.read, chan_in, 0)
+    d_sethook()
+    local ok, kind, payload = pcall(read_frame, chan_in)
+    if not ok then
+      if s_find(tostring(kind), "interrupted!$") then
+        -- The request was consumed by a read the interrupt cut short: answer it in order.
+        send_reply(nil, failure("interrupted", "interrupted"))
+      else
+        real_stderr:write("bioxen agent: ", tostring(kind), "\n")
+        return 1
+      end
+    elseif kind == nil then
+      return 0
+    elseif kind ~= "Q" then
+      real_stderr:write("bioxen agent: unexpected frame kind ", kind, "\n")
+      return 1
+    else
+      local handled, id, r, exit = pcall(handle, payload)
+      payload = nil
+      if not handled then
+        -- A bug in the agent (or an interrupt at a bad moment): answer, and keep serving.
+        id, r = nil, failure(s_find(tostring(id), "interrupted!$") and "interrupted" or "protocol",
+          "agent error: " .. tostring(id))
+      end
+      send_reply(id, r)
+      if exit then return 0 end
+    end
+  end
+end
+
+agent_functions[main] = true
+local status = main(...)
+if EMBEDDED then return status end
+pcall(function() chan_out:flush() end)
+os_exit(status)

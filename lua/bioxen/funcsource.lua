@@ -1,0 +1,142 @@
+-- The Lua source text of a function, so it can be shipped to a VM.
+--
+--   local funcsource = require("bioxen.funcsource")
+--   funcsource.remember(chunkname, src)   -- the shell calls this for every chunk it runs
+--   funcsource.source_of(fn)  -> "function(x) return x * 2 end"   or nil, reason
+--   funcsource.upvalues(fn)   -> {"a", "b"}  names the function captures (not _ENV)
+--
+-- The text returned is always an anonymous function *expression*: the name of
+-- `function M.f(x)` / `local function f(x)` is dropped and `function obj:m(x)`
+-- becomes `function(self, x)`, so `load("return " .. text)` rebuilds it.
+-- Sources are found by chunk name: chunks the shell remembered (REPL lines,
+-- `-e` code, scripts) first, then files for "@path" chunk names.
+-- Runs on Lua 5.1-5.5 and LuaJIT.
+
+local lex = require("bioxen.shell.lex")
+
+local M = {}
+
+local sources = {}         -- chunkname -> source text
+local MAX_REMEMBERED = 2000
+local remembered_order = {}
+
+function M.remember(chunkname, src)
+  if sources[chunkname] == nil then
+    remembered_order[#remembered_order + 1] = chunkname
+    if #remembered_order > MAX_REMEMBERED then
+      sources[table.remove(remembered_order, 1)] = nil
+    end
+  end
+  sources[chunkname] = src
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function chunk_text(source)
+  if sources[source] then return sources[source] end
+  if source:sub(1, 1) == "@" then return read_file(source:sub(2)) end
+  if source:sub(1, 1) ~= "=" then return source end -- loaded from a string without a name
+  return nil
+end
+
+-- Byte offset where line `n` starts.
+local function line_offset(text, n)
+  local pos = 1
+  for _ = 2, n do
+    pos = text:find("\n", pos, true)
+    if not pos then return nil end
+    pos = pos + 1
+  end
+  return pos
+end
+
+-- From toks[i] (a `function` keyword) build the anonymous expression text.
+local function as_expression(text, toks, i, close)
+  local j = i + 1
+  local method = false
+  while toks[j] and toks[j].value ~= "(" do
+    if toks[j].value == ":" then method = true end
+    j = j + 1
+  end
+  if not toks[j] then return nil end
+  local nparams, vararg, k = 0, false, j + 1
+  while toks[k] and toks[k].value ~= ")" do
+    if toks[k].type == "name" then nparams = nparams + 1 end
+    if toks[k].value == "..." then vararg = true end
+    k = k + 1
+  end
+  if method then nparams = nparams + 1 end
+  local params = text:sub(toks[j].e + 1, toks[close].e)
+  if method then
+    params = params:find("^%s*%)") and ("self" .. params) or ("self, " .. params)
+  end
+  return { text = "function(" .. params, nparams = nparams, vararg = vararg }
+end
+
+function M.source_of(fn)
+  if type(fn) ~= "function" then
+    return nil, "expected a function, got " .. type(fn)
+  end
+  local info = debug.getinfo(fn, "Su")
+  if info.what == "C" then return nil, "it is a built-in (C) function" end
+  if info.what == "main" then return nil, "it is a whole chunk, not a function definition" end
+  local text = chunk_text(info.source)
+  if not text then
+    return nil, "the source of " .. info.short_src .. " is not available"
+  end
+  local first, last = info.linedefined, info.lastlinedefined
+  local start = line_offset(text, first)
+  if not start then return nil, "line " .. first .. " is missing from " .. info.short_src end
+  -- Tokenize from the first line on: line numbers stay relative to `first`.
+  local sub = text:sub(start)
+  local toks = {}
+  for _, tok in ipairs(lex.tokenize(sub)) do
+    if tok.type ~= "comment" then toks[#toks + 1] = tok end
+  end
+  local found = {}
+  for i, tok in ipairs(toks) do
+    if tok.line > 1 then break end
+    if tok.type == "keyword" and tok.value == "function" then
+      local close = lex.matching_close(toks, i)
+      if close and toks[close].line + first - 1 == last then
+        found[#found + 1] = as_expression(sub, toks, i, close)
+      end
+    end
+  end
+  if #found == 0 then
+    return nil, "could not find the definition at " .. info.short_src .. ":" .. first
+  end
+  if #found > 1 and info.nparams then
+    -- Several definitions on one line: keep those with the right parameters.
+    local keep = {}
+    for _, f in ipairs(found) do
+      if f.nparams == info.nparams and f.vararg == info.isvararg then keep[#keep + 1] = f end
+    end
+    if #keep > 0 then found = keep end
+  end
+  if #found > 1 then
+    return nil, "more than one function is defined on " .. info.short_src .. ":" .. first
+      .. " and ends on line " .. last .. "; define it on lines of its own"
+  end
+  return found[1].text
+end
+
+function M.upvalues(fn)
+  local names = {}
+  local i = 1
+  while true do
+    local name = debug.getupvalue(fn, i)
+    if not name then break end
+    if name ~= "_ENV" then names[#names + 1] = name end
+    i = i + 1
+  end
+  return names
+end
+
+return M

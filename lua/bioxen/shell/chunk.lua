@@ -1,0 +1,152 @@
+-- Compiling REPL input: is it complete, is it an expression, and how to keep
+-- top-level `local`s alive from one line to the next.
+--
+-- Runs on Lua 5.1-5.5 and LuaJIT.
+
+local lex = require("bioxen.shell.lex")
+
+local M = {}
+
+-- load(src, name, env) on every runtime, text chunks only.
+local function compile(src, chunkname, env)
+  if src:byte(1) == 27 then
+    return nil, chunkname:gsub("^[=@]", "") .. ": binary chunks are not accepted"
+  end
+  if setfenv then -- Lua 5.1 / LuaJIT
+    local fn, err = loadstring(src, chunkname)
+    if fn and env then setfenv(fn, env) end
+    return fn, err
+  end
+  return load(src, chunkname, "t", env)
+end
+M.compile = compile
+
+-- A syntax error that ends at <eof> means "give me more".  Lua 5.1 and LuaJIT
+-- quote it ('<eof>'), 5.2 and later do not: accept both.  An unfinished
+-- *short* string also ends at <eof> but no further line can finish it.
+function M.is_eof_error(err)
+  err = tostring(err)
+  if not (err:find("<eof>'?$") or err:find("<eof>\"?$")) then return false end
+  if err:find("unfinished string") and not err:find("unfinished long string") then
+    return false
+  end
+  return true
+end
+
+-- `=expr` is the Lua 5.1 shorthand for `return expr`; keep it working.
+local function strip_equals(src)
+  local rest = src:match("^%s*=(.*)$")
+  if rest and not rest:find("^=") then return "return " .. rest end
+  return nil
+end
+
+-- is_complete(src) -> "complete" | "incomplete" | "invalid", indent (columns)
+function M.is_complete(src, indent_width)
+  indent_width = indent_width or 2
+  if src:find("^%s*$") then return "complete", 0 end
+  local shorthand = strip_equals(src)
+  if shorthand then src = shorthand end
+  if compile("return " .. src, "=stdin") or compile(src, "=stdin") then
+    return "complete", 0
+  end
+  local _, err = compile(src, "=stdin")
+  if M.is_eof_error(err) then
+    return "incomplete", lex.depth(src) * indent_width
+  end
+  return "invalid", 0
+end
+
+-- Rewrite top-level `local` statements into assignments, so the values land in
+-- the REPL's environment table and the next line still sees them.  Returns the
+-- new source (same line numbers) and the list of names it declared.
+--   local a, b = f()     ->  a, b = f()
+--   local a              ->  a = nil
+--   local function g()   ->  function g()
+-- Statements with attributes (<const>, <close>) are left alone: <close> must
+-- close at the end of the chunk, which a real local already does.
+function M.hoist_locals(src)
+  local toks = {}
+  for _, tok in ipairs(lex.tokenize(src)) do
+    if tok.type ~= "comment" then toks[#toks + 1] = tok end
+  end
+  local edits, names = {}, {}
+  local depth = 0
+  local i = 1
+  while i <= #toks do
+    local tok = toks[i]
+    if depth == 0 and tok.type == "keyword" and tok.value == "local" then
+      local nxt = toks[i + 1]
+      if nxt and nxt.value == "function" and toks[i + 2] and toks[i + 2].type == "name" then
+        edits[#edits + 1] = { s = tok.s, e = tok.e, text = (" "):rep(#tok.value) }
+        names[#names + 1] = toks[i + 2].value
+      elseif nxt and nxt.type == "name" then
+        local list, j, has_attrib = { nxt.value }, i + 2, false
+        while true do
+          local t = toks[j]
+          if t and t.value == "<" then
+            has_attrib = true
+            j = j + 3 -- '<' name '>'
+          elseif t and t.value == "," and toks[j + 1] and toks[j + 1].type == "name" then
+            list[#list + 1] = toks[j + 1].value
+            j = j + 2
+          else
+            break
+          end
+        end
+        if not has_attrib then
+          edits[#edits + 1] = { s = tok.s, e = tok.e, text = (" "):rep(#tok.value) }
+          if not (toks[j] and toks[j].value == "=") then
+            local last = toks[j - 1]
+            edits[#edits + 1] = { s = last.e + 1, e = last.e, text = " = nil" }
+          end
+          for _, name in ipairs(list) do names[#names + 1] = name end
+        end
+        i = j - 1
+      end
+    else
+      depth = depth + lex.block_delta(tok)
+    end
+    i = i + 1
+  end
+  if #edits == 0 then return src, names end
+  table.sort(edits, function(a, b) return a.s > b.s end)
+  local out = src
+  for _, ed in ipairs(edits) do
+    out = out:sub(1, ed.s - 1) .. ed.text .. out:sub(ed.e + 1)
+  end
+  return out, names
+end
+
+-- The values of an expression, passed through a function call so that a call
+-- in the expression is not a tail call: `error("x")` then reports the user's
+-- line rather than the engine's (LuaJIT and Lua 5.1 drop tail-called frames).
+-- The compiled chunk expects this function as its first argument.
+function M.values(...) return ... end
+
+function M.compile_expression(src, chunkname, env)
+  local body = src:gsub(";%s*$", "")
+  if not compile("return " .. body, chunkname, env) then return nil end
+  return compile("local __values = ... return __values(" .. body .. "\n)", chunkname, env)
+end
+
+-- Compile REPL input.  Returns fn, is_expression, declared_names
+-- or nil, error_message.  Call an expression's fn with M.values.
+function M.compile_input(src, chunkname, env)
+  local shorthand = strip_equals(src)
+  if shorthand then src = shorthand end
+  local fn = M.compile_expression(src, chunkname, env)
+  if fn then return fn, true, {} end
+  local hoisted, names = M.hoist_locals(src)
+  if #names > 0 then
+    fn = compile(hoisted, chunkname, env)
+    if fn then return fn, false, names end
+    -- The rewrite is a convenience; if it ever produces bad code, fall back to
+    -- the original (its locals then simply end with the chunk).
+  end
+  local err
+  fn, err = compile(src, chunkname, env)
+  if not fn then return nil, err end
+  return fn, false, {}
+end
+
+return M

@@ -1,0 +1,496 @@
+-- The bioxen REPL engine.  Python (bioxen_shell/engine.py) creates one shell
+-- per Lua runtime and talks to it only through `shell.api`, a table of plain
+-- functions taking and returning strings, numbers and tables:
+--
+--   api.is_complete(src)         -> "complete"|"incomplete"|"invalid", indent
+--   api.handle(line)             -> result   (a REPL line: meta-command or code)
+--   api.execute(src, chunkname)  -> result   (a chunk run as a script: -e, stdin)
+--   api.run_file(path, args)     -> result   (a script file, `arg` set as in lua)
+--   api.complete(text)           -> {replace=n, items={{text=, meta=}, …}}
+--   api.prompt_name()            -> the eval target's name, or nil
+--   api.set_option(name, value)
+--
+-- A result is {ok=bool, kind=, output=, message=, traceback=, action=, arg=}:
+--   kind "ok"          output: the pretty-printed values ("" when none)
+--   kind "error"       message "chunk:line: text", traceback (user frames only)
+--   kind "syntax"      message
+--   kind "interrupted" message "interrupted!", traceback
+--   kind "exit"        os.exit() was called; Python knows the code
+--   action "quit" | "reset" | "runtime" (arg: the runtime name): requests for
+--   the Python side, which owns the runtime.
+--
+-- The host table Python passes in holds the callbacks the engine needs:
+--   write(bytes), flush(), poll() -> 0 | 1 (interrupt) | 2 (exit),
+--   request_exit(code), listdir(path) -> {{name, is_dir}, …},
+--   history(n) -> {line, …}, clock() -> seconds, runtimes() -> {name, …},
+--   runtime -> current runtime name.
+
+local chunk = require("bioxen.shell.chunk")
+local pretty = require("bioxen.shell.pretty")
+local complete = require("bioxen.shell.complete")
+local commands = require("bioxen.shell.commands")
+local funcsource = require("bioxen.funcsource")
+
+local unpack = table.unpack or unpack
+local function pack(...) return { n = select("#", ...), ... } end
+
+local M = {}
+
+-- Sentinel error values: they unwind the user's code and are recognised (not
+-- printed) by the engine.
+local INTERRUPT = setmetatable({}, { __tostring = function() return "interrupted!" end })
+local EXIT = setmetatable({}, { __tostring = function() return "exit" end })
+M.INTERRUPT, M.EXIT = INTERRUPT, EXIT
+
+local HOOK_COUNT = 10000 -- instructions between interrupt polls: ~0.1 ms of work
+
+local current -- the shell of this runtime
+
+-- Where the engine's own Lua files live: their frames are hidden in tracebacks.
+local SHELL_SOURCE = debug.getinfo(1, "S").source:match("^@(.*)init%.lua$")
+
+---------------------------------------------------------------------------
+-- Output: print, io.write and io.stdout go through host.write, so Lua output,
+-- VM output and the front end share one ordered stream.
+
+local function install_output(host)
+  local write, flush = host.write, host.flush
+  local tostring, select, type = tostring, select, type
+
+  local function emit(fname, ...)
+    local n = select("#", ...)
+    local parts = {}
+    for i = 1, n do
+      local v = select(i, ...)
+      local tv = type(v)
+      if tv == "string" then
+        parts[i] = v
+      elseif tv == "number" then
+        parts[i] = tostring(v)
+      else
+        error("bad argument #" .. i .. " to '" .. fname .. "' (string expected, got " .. tv .. ")", 3)
+      end
+    end
+    write(table.concat(parts))
+  end
+
+  _G.print = function(...)
+    local n = select("#", ...)
+    local parts = {}
+    for i = 1, n do parts[i] = tostring((select(i, ...))) end
+    write(table.concat(parts, "\t") .. "\n")
+  end
+
+  local stdout
+  local methods = {
+    write = function(self, ...) emit("write", ...) return self end,
+    flush = function(self) flush() return self end,
+    setvbuf = function() return true end,
+    close = function() return nil, "cannot close standard file" end,
+    seek = function() return nil, "Illegal seek", 29 end,
+    lines = function() error("stdout is not readable", 2) end,
+    read = function() return nil, "Bad file descriptor", 9 end,
+  }
+  stdout = setmetatable({}, {
+    __index = methods,
+    __name = "FILE*",
+    __tostring = function() return "file (stdout)" end,
+  })
+  local real_output, real_type = io.output, io.type
+  local current_out = stdout
+  io.stdout = stdout
+  io.output = function(f)
+    if f == nil then return current_out end
+    if f == stdout then current_out = stdout return stdout end
+    current_out = real_output(f)
+    return current_out
+  end
+  io.write = function(...)
+    if current_out == stdout then
+      emit("write", ...)
+      return stdout
+    end
+    return current_out:write(...)
+  end
+  io.type = function(x)
+    if x == stdout then return "file" end
+    return real_type(x)
+  end
+end
+
+---------------------------------------------------------------------------
+-- Interrupts: a count hook polls the host; once it reports a Ctrl-C (or an
+-- os.exit request) the hook fires on every instruction, so a pcall in the
+-- user's code cannot swallow the interrupt.  New coroutines get the hook too.
+
+local function install_interrupts(host)
+  local poll, sethook, error = host.poll, debug.sethook, error
+  local hook
+  hook = function()
+    local p = poll()
+    if p ~= 0 then
+      sethook(hook, "", 1)
+      error(p == 2 and EXIT or INTERRUPT, 0)
+    end
+  end
+  local co_create, resume = coroutine.create, coroutine.resume
+  coroutine.create = function(f)
+    local co = co_create(f)
+    sethook(co, hook, "", HOOK_COUNT)
+    return co
+  end
+  coroutine.wrap = function(f)
+    local co = coroutine.create(f)
+    return function(...)
+      local res = pack(resume(co, ...))
+      if res[1] then return unpack(res, 2, res.n) end
+      error(res[2], 0)
+    end
+  end
+  local function rearm() sethook(hook, "", HOOK_COUNT) end
+  rearm()
+  return rearm
+end
+
+-- On LuaJIT, compiled loops never call hooks: user chunks (and every function
+-- they define) run in the interpreter; library code keeps the JIT.
+local jit_off = (type(jit) == "table" and jit.off) or function() end
+
+---------------------------------------------------------------------------
+-- Errors: message plus a traceback of the user's frames only.
+
+-- The name under which a global (or REPL local) holds fn, for frames Lua
+-- cannot name itself.
+local function global_name(fn, env)
+  for _, t in ipairs({ env, _G }) do
+    for k, v in next, t do
+      if v == fn and type(k) == "string" then return k end
+    end
+  end
+  return nil
+end
+
+local function frame_text(info, env)
+  if info.what == "tail" then return "\t(...tail calls...)" end
+  local where = info.what == "C" and "[C]" or info.short_src
+  if info.currentline and info.currentline > 0 then where = where .. ":" .. info.currentline end
+  local desc
+  if info.what == "main" then
+    desc = "in main chunk"
+  elseif info.name and info.namewhat ~= "" then
+    desc = "in function '" .. info.name .. "'"
+  elseif global_name(info.func, env) then
+    desc = "in function '" .. global_name(info.func, env) .. "'"
+  elseif info.what == "C" then
+    desc = "in ?"
+  else
+    desc = "in function <" .. info.short_src .. ":" .. info.linedefined .. ">"
+  end
+  return "\t" .. where .. ": " .. desc
+end
+
+-- Frames from where the error was raised down to (not including) stop_fn,
+-- the engine's own wrapper around the user's function.
+local function user_traceback(stop_fn, env)
+  local lines = {}
+  local level = 3 -- 1 is user_traceback, 2 the message handler
+  while true do
+    local info = debug.getinfo(level, "Slnf")
+    if not info or info.func == stop_fn then break end
+    local caller = debug.getinfo(level + 1, "f")
+    if caller and caller.func == stop_fn then
+      info.name = nil -- named after the engine's own variable: not meaningful
+    end
+    local internal = (info.source and SHELL_SOURCE
+        and info.source:sub(1, #SHELL_SOURCE + 1) == "@" .. SHELL_SOURCE)
+      or (#lines == 0 and info.func == error)
+    if not internal then lines[#lines + 1] = frame_text(info, env) end
+    level = level + 1
+  end
+  while lines[#lines] == "\t(...tail calls...)" do lines[#lines] = nil end
+  if #lines == 0 then return "" end
+  return "stack traceback:\n" .. table.concat(lines, "\n")
+end
+
+local function error_message(err)
+  if type(err) == "string" then return err end
+  if type(err) == "number" then return tostring(err) end
+  local mt = getmetatable(err)
+  if type(mt) == "table" and mt.__tostring then
+    local ok, s = pcall(tostring, err)
+    if ok then return tostring(s) end
+  end
+  if type(err) == "userdata" then
+    local ok, s = pcall(tostring, err) -- a Python exception raised into Lua
+    if ok then return tostring(s) end
+  end
+  return "(error object is a " .. type(err) .. " value) " .. pretty.format(err, { depth = 2 })
+end
+
+---------------------------------------------------------------------------
+-- The shell object.
+
+local Shell = {}
+Shell.__index = Shell
+
+local function new_env()
+  -- The REPL's environment: top-level locals live in it as raw fields; every
+  -- other read falls through to _G (a plain table __index: globals stay fast)
+  -- and every other write goes to _G.
+  local declared = {}
+  local env = setmetatable({}, {
+    __index = _G,
+    __newindex = function(t, k, v)
+      if declared[k] then rawset(t, k, v) else _G[k] = v end
+    end,
+  })
+  return env, declared
+end
+
+function M.new(host, options)
+  local self = setmetatable({}, Shell)
+  self.host = host
+  self.runtime = host.runtime
+  self.options = {}
+  for k, v in pairs(pretty.defaults) do self.options[k] = v end
+  for k, v in pairs(options or {}) do self.options[k] = v end
+  self.env, self.declared = new_env()
+  self.counter = 0
+  self.target = nil
+  install_output(host)
+  self.rearm = install_interrupts(host)
+  os.exit = function(code)
+    if code == nil or code == true then
+      code = 0
+    elseif code == false then
+      code = 1
+    end
+    host.request_exit(math.floor(tonumber(code) or 1))
+    error(EXIT, 0)
+  end
+  _G.python = nil -- still reachable as require("python") for extensions
+  -- `shell.set_target{…}` and `shell:set_target{…}` both work.
+  self.set_target = function(a, b)
+    if a == self then a = b end
+    return self:_set_target(a)
+  end
+  current = self
+  self.api = self:_make_api()
+  return self
+end
+
+function M.current()
+  return current
+end
+
+function Shell:write(s)
+  self.host.write(s)
+end
+
+-- Run fn(...) protected.  Returns true, packed results; or false, a failed
+-- result table.  Tracebacks stop at `wrapper`, so no engine frame shows.
+function Shell:_protected(fn, ...)
+  local args = pack(...)
+  local env = self.env
+  local wrapper
+  wrapper = function()
+    local results = pack(fn(unpack(args, 1, args.n)))
+    return results -- not a tail call: keeps this frame as the traceback's floor
+  end
+  local function handler(err)
+    debug.sethook() -- an interrupt keeps the hook firing: not in here (rearmed below)
+    if err == EXIT then return { exit = true } end
+    if err == INTERRUPT then
+      return { kind = "interrupted", message = "interrupted!", traceback = user_traceback(wrapper, env) }
+    end
+    return { kind = "error", message = error_message(err), traceback = user_traceback(wrapper, env) }
+  end
+  local ok, res = xpcall(wrapper, handler)
+  self.rearm()
+  -- os.exit inside a pcall that returned before the hook fired again: still exit.
+  if self.host.poll() == 2 then return false, { ok = false, kind = "exit" } end
+  if ok then return true, res end
+  local err = res
+  if type(err) ~= "table" then
+    err = { kind = "error", message = error_message(err), traceback = "" }
+  end
+  if err.exit then return false, { ok = false, kind = "exit" } end
+  err.ok = false
+  return false, err
+end
+
+function Shell:_show(values)
+  if values.n > 0 then rawset(self.env, "_", values[1]) end
+  return { ok = true, kind = "ok", output = pretty.format_values(values, self.options) }
+end
+
+function Shell:_next_chunkname()
+  self.counter = self.counter + 1
+  return "=repl[" .. self.counter .. "]"
+end
+
+-- Evaluate one complete REPL input (code, not a meta-command) and show it.
+function Shell:eval_input(src)
+  if self.target then return self:_eval_target(src) end
+  local name = self:_next_chunkname()
+  funcsource.remember(name, src)
+  local fn, is_expr_or_err, declared = chunk.compile_input(src, name, self.env)
+  if not fn then
+    return { ok = false, kind = "syntax", message = is_expr_or_err }
+  end
+  jit_off(fn, true)
+  for _, n in ipairs(declared) do self.declared[n] = true end
+  local ok, res
+  if is_expr_or_err == true then
+    ok, res = self:_protected(fn, chunk.values)
+  else
+    ok, res = self:_protected(fn)
+  end
+  if not ok then return res end
+  return self:_show(res)
+end
+
+function Shell:_eval_target(src)
+  local target = self.target
+  local ok, res = self:_protected(target.eval, src)
+  if not ok then return res end
+  local reply = res[1]
+  if type(reply) ~= "table" then
+    return { ok = false, kind = "error",
+             message = "target " .. target.name .. ": eval returned " .. type(reply) .. ", expected a table" }
+  end
+  if reply.ok then
+    local values = reply.values or { n = 0 }
+    values.n = values.n or #values
+    return self:_show(values)
+  end
+  return { ok = false, kind = reply.kind or "error",
+           message = tostring(reply.error or reply.message or "error"),
+           traceback = reply.traceback and tostring(reply.traceback) or "" }
+end
+
+-- Run a chunk with script semantics (-e, stdin).  An input that only makes
+-- sense as an expression (`bioxen -e '1+1'`) prints its values.
+function Shell:execute(src, chunkname)
+  chunkname = chunkname or "=(command line)"
+  funcsource.remember(chunkname, src)
+  local fn, err = chunk.compile(src, chunkname, self.env)
+  local is_expr = false
+  if not fn then
+    local efn = chunk.compile_expression(src, chunkname, self.env)
+    if not efn then return { ok = false, kind = "syntax", message = err } end
+    fn, is_expr = efn, true
+  end
+  jit_off(fn, true)
+  local ok, res = self:_protected(fn, is_expr and chunk.values or nil)
+  if not ok then return res end
+  if is_expr then return self:_show(res) end
+  return { ok = true, kind = "ok", output = "" }
+end
+
+local function read_script(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, "cannot open " .. tostring(err) end
+  local text = f:read("*a")
+  f:close()
+  -- A leading #! line is skipped, keeping line numbers.
+  if text:sub(1, 1) == "#" then text = text:gsub("^[^\n]*", "", 1) end
+  return text
+end
+
+-- Run a script file: `arg` as the lua command sets it, `...` = the arguments.
+function Shell:run_file(path, args)
+  args = args or {}
+  local src, err = read_script(path)
+  if not src then return { ok = false, kind = "error", message = err, traceback = "" } end
+  local chunkname = "@" .. path
+  funcsource.remember(chunkname, src)
+  local fn, cerr = chunk.compile(src, chunkname, self.env)
+  if not fn then return { ok = false, kind = "syntax", message = cerr } end
+  jit_off(fn, true)
+  local arg = { [-1] = "bioxen", [0] = path }
+  for i, a in ipairs(args) do arg[i] = a end
+  _G.arg = arg
+  local ok, res = self:_protected(fn, unpack(args))
+  if not ok then return res end
+  return { ok = true, kind = "ok", output = "" }
+end
+
+-- A REPL line: a meta-command or code.
+function Shell:handle(line)
+  if line:find("^%s*:") then return self:run_command(line) end
+  if line:find("^%s*$") then return { ok = true, kind = "ok", output = "" } end
+  return self:eval_input(line)
+end
+
+function Shell:run_command(line)
+  local name, argstr = commands.parse(line)
+  local spec = commands.get(name)
+  if not spec then
+    return { ok = false, kind = "error",
+             message = "unknown command :" .. name .. " (type :help for the list)" }
+  end
+  self.pending = nil
+  local ok, res = self:_protected(spec.run, self, argstr)
+  if not ok then
+    if res.kind == "error" then res.message = ":" .. spec.name .. ": " .. tostring(res.message) end
+    return res
+  end
+  local out = res[1]
+  local result
+  if type(out) == "table" and out.kind then
+    result = out
+  else
+    local text = out ~= nil and tostring(out) or ""
+    result = { ok = true, kind = "ok", output = text }
+  end
+  if self.pending then
+    result.action, result.arg = self.pending.action, self.pending.arg
+    self.pending = nil
+  end
+  return result
+end
+
+-- Ask the Python side to do something it owns (quit, reset, switch runtime)
+-- once the current command has returned.
+function Shell:request(action, arg)
+  self.pending = { action = action, arg = arg }
+end
+
+function Shell:_set_target(t)
+  if t == nil then
+    self.target = nil
+    return
+  end
+  if type(t) ~= "table" or type(t.name) ~= "string" or type(t.eval) ~= "function" then
+    error("set_target: expected {name=string, eval=function, complete=function|nil}", 3)
+  end
+  if t.complete ~= nil and type(t.complete) ~= "function" then
+    error("set_target: 'complete' must be a function", 3)
+  end
+  self.target = t
+end
+
+function Shell:_make_api()
+  local shell = self
+  return {
+    is_complete = function(src)
+      if src:find("^%s*:") then return "complete", 0 end
+      return chunk.is_complete(src, shell.options.indent)
+    end,
+    handle = function(line) return shell:handle(line) end,
+    execute = function(src, chunkname) return shell:execute(src, chunkname) end,
+    run_file = function(path, args) return shell:run_file(path, args) end,
+    complete = function(text)
+      local ok, res = pcall(complete.complete, shell, text)
+      if ok then return res end
+      return { replace = 0, items = {} }
+    end,
+    prompt_name = function() return shell.target and shell.target.name or nil end,
+    set_option = function(name, value) shell.options[name] = value end,
+    format = function(value) return pretty.format(value, shell.options) end,
+  }
+end
+
+require("bioxen.shell.builtins")
+return M

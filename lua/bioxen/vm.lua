@@ -1,0 +1,231 @@
+--- bioxen.vm: the `vm` table of the shell (docs/vms.md).
+--
+--   local w = vm.create{name="w1", profile="standard"}   -- type="local" by default
+--   w:eval("return 1 + 1")            --> 2
+--   w:set("x", 42); w:get("x")        --> 42
+--   vm.send(w, "return heavy()"); ... ; vm.recv(w [, timeout])
+--   vm.map(function(s) return #s end, seqs, {vms = 2})
+--
+-- Arguments and results are encoded here with bioxen.wire, so integers, floats and byte
+-- strings reach the VM exactly as they are; the Python side (bioxen_shell/vm/bindings.py)
+-- only splices the encoded bytes into requests.  Errors from a VM are raised as Lua errors
+-- carrying the VM-side `chunk:line: message` (level 0: no position of ours is added).
+--
+-- Runs on Lua 5.1-5.4 and LuaJIT.
+
+local wire = require("bioxen.wire")
+
+local type, tostring, select, error, setmetatable, getmetatable, pairs, ipairs, rawget =
+  type, tostring, select, error, setmetatable, getmetatable, pairs, ipairs, rawget
+local encode, encode_list, decode, wire_unpack = wire.encode, wire.encode_list, wire.decode, wire.unpack
+
+local M = {}
+
+--- Build the `vm` API on top of the host functions Python passes in.
+function M.bind(host)
+  local h_create, h_eval, h_call, h_set, h_get, h_require = host.create, host.eval, host.call,
+    host.set, host.get, host.require
+  local h_info, h_stop, h_restart, h_destroy, h_send, h_recv = host.info, host.stop,
+    host.restart, host.destroy, host.send, host.recv
+  local h_list, h_lookup, h_destroy_all, h_map, h_status, h_pending = host.list, host.lookup,
+    host.destroy_all, host.map, host.status, host.pending
+
+  local api = {}
+  local VM = {}
+  VM.__index = VM
+  VM.__tostring = function(self) return "vm " .. self.name end
+  VM.__name = "bioxen.vm"
+
+  -- One Lua object per VM, so vm.get("w1") == w1.
+  local objects = setmetatable({}, { __mode = "v" })
+
+  -- Host functions return (true, ...) or (false, kind, message, traceback).
+  local function check(ok, a, b, ...)
+    if ok then return a, b, ... end
+    error(tostring(b), 0)
+  end
+
+  local function values(s)
+    if s == nil then return end
+    return wire_unpack((decode(s)))
+  end
+
+  local function object(ref)
+    local obj = objects[ref.uid]
+    if obj == nil then
+      obj = setmetatable({ name = ref.name, _uid = ref.uid }, VM)
+      objects[ref.uid] = obj
+    end
+    return obj
+  end
+
+  local function objects_of(encoded)
+    local refs = decode(encoded)
+    local out = {}
+    for i = 1, wire.count(refs) do out[i] = object(refs[i]) end
+    return out
+  end
+
+  local function uid_of(v, fname)
+    if getmetatable(v) ~= VM then
+      error("bad argument #1 to '" .. fname .. "' (a VM expected, got " .. type(v) .. ")", 3)
+    end
+    return v._uid
+  end
+
+  local function need_string(v, n, fname)
+    if type(v) ~= "string" then
+      error("bad argument #" .. n .. " to '" .. fname .. "' (string expected, got " .. type(v) .. ")", 3)
+    end
+  end
+
+  ------------------------------------------------------------------------------------- api
+
+  --- vm.create{name=, profile=, runtime=, type="local"|"ssh"|"xcpng", count=N, …}
+  function api.create(opts)
+    if opts == nil then opts = {} end
+    if type(opts) == "string" then opts = { name = opts } end
+    if type(opts) ~= "table" then
+      error("bad argument #1 to 'create' (table of options expected, got " .. type(opts) .. ")", 2)
+    end
+    local refs, is_list = check(h_create(encode(opts, "options")))
+    local list = objects_of(refs)
+    if is_list then return list end
+    return list[1]
+  end
+
+  function api.list()
+    return objects_of(check(h_list()))
+  end
+
+  function api.get(name)
+    need_string(name, 1, "get")
+    local refs = check(h_lookup(name))
+    if refs == nil then return nil end
+    return objects_of(refs)[1]
+  end
+
+  function api.destroy_all()
+    check(h_destroy_all())
+  end
+
+  function api.send(v, code, ...)
+    local uid = uid_of(v, "send")
+    need_string(code, 2, "send")
+    return (check(h_send(uid, code, encode_list(select("#", ...), ...), nil)))
+  end
+
+  --- Results of the oldest vm.send, in order; nil, "timeout" if not there in time.
+  function api.recv(v, timeout)
+    local uid = uid_of(v, "recv")
+    if timeout ~= nil and type(timeout) ~= "number" then
+      error("bad argument #2 to 'recv' (number of seconds expected, got " .. type(timeout) .. ")", 2)
+    end
+    local vals = check(h_recv(uid, timeout))
+    if vals == nil then return nil, "timeout" end
+    return values(vals)
+  end
+
+  --- vm.map(fn, items [, opts]) -> results, failures
+  -- fn: a function without upvalues, or the source text of one ("function(x) ... end").
+  -- opts: vms = N (VMs created for this map) or a list of VMs (a pool), profile=, runtime=,
+  --       type=, progress = true|false (default: on a terminal).
+  -- failures: nil, or a list of {index = i, error = message}; results[i] is nil for those.
+  function api.map(fn, items, opts)
+    local source, chunkname, line
+    if type(fn) == "function" then
+      local funcsource = require("bioxen.funcsource")
+      local ups = funcsource.upvalues(fn)
+      if ups and #ups > 0 then
+        error("vm.map: the function uses variables from outside it (" .. table.concat(ups, ", ") ..
+          "); pass them in the items or make them globals in the VMs", 2)
+      end
+      local why
+      source, why = funcsource.source_of(fn)
+      if not source then error("vm.map: cannot send this function to a VM: " .. tostring(why), 2) end
+      local info = debug and debug.getinfo and debug.getinfo(fn, "S")
+      chunkname = info and info.source or "=map"
+      if chunkname:sub(1, 1) ~= "=" and chunkname:sub(1, 1) ~= "@" then chunkname = "=map" end
+      line = info and info.linedefined or 1
+    elseif type(fn) == "string" then
+      source, chunkname, line = fn, "=map", 1
+    else
+      error("bad argument #1 to 'map' (function or source text expected, got " .. type(fn) .. ")", 2)
+    end
+    if type(items) ~= "table" then
+      error("bad argument #2 to 'map' (list of items expected, got " .. type(items) .. ")", 2)
+    end
+    opts = opts or {}
+    if type(opts) ~= "table" then
+      error("bad argument #3 to 'map' (table of options expected, got " .. type(opts) .. ")", 2)
+    end
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    local pool = o.pool
+    if pool == nil and type(o.vms) == "table" then pool, o.vms = o.vms, nil end
+    if pool ~= nil then
+      local uids = {}
+      for i, v in ipairs(pool) do uids[i] = uid_of(v, "map") end
+      o.pool = uids
+    end
+    local res, failures = check(h_map(source, chunkname, line, encode(items, "items"), encode(o, "options")))
+    local results = decode(res)
+    if failures ~= nil then failures = (decode(failures)) end
+    return results, failures
+  end
+
+  api.VM = VM
+
+  ------------------------------------------------------------------------------- methods
+
+  function VM:eval(code, ...)
+    need_string(code, 1, "eval")
+    return values(check(h_eval(self._uid, code, encode_list(select("#", ...), ...), nil)))
+  end
+
+  function VM:call(fname, ...)
+    need_string(fname, 1, "call")
+    return values(check(h_call(self._uid, fname, encode_list(select("#", ...), ...))))
+  end
+
+  function VM:set(name, value)
+    need_string(name, 1, "set")
+    check(h_set(self._uid, name, encode(value, name)))
+    return self
+  end
+
+  function VM:get(name)
+    need_string(name, 1, "get")
+    return values(check(h_get(self._uid, name)))
+  end
+
+  function VM:require(module)
+    need_string(module, 1, "require")
+    return values(check(h_require(self._uid, module)))
+  end
+
+  function VM:info()
+    return (decode(check(h_info(self._uid))))
+  end
+
+  function VM:status()
+    return check(h_status(self._uid))
+  end
+
+  function VM:stop() check(h_stop(self._uid)) return self end
+  function VM:restart() check(h_restart(self._uid)) return self end
+  function VM:destroy() check(h_destroy(self._uid)) end
+
+  function VM:send(code, ...) return api.send(self, code, ...) end
+  function VM:recv(timeout) return api.recv(self, timeout) end
+  --- Wait for the oldest vm.send result (nothing to wait for: returns nothing).
+  function VM:wait(timeout)
+    if check(h_pending(self._uid)) == 0 then return end
+    return api.recv(self, timeout)
+  end
+  function VM:pending() return (check(h_pending(self._uid))) end
+
+  return api
+end
+
+return M

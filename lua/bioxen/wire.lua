@@ -1,0 +1,344 @@
+--- bioxen.wire: the value codec and frame format of the agent protocol (docs/protocol.md).
+--
+-- The same file runs in the agent (every VM: lupa, stock lua5.1-5.4, LuaJIT) and in the
+-- shell's Lua side, so it sticks to what all of them share: no string.pack, no goto, no
+-- integer division operator, math.type only when present.
+--
+-- Speed matters more than elegance here (a 100 MB string must cross at >= 500 MB/s): no
+-- per-character work anywhere.  Encoding appends pieces to one parts table that is joined
+-- once; decoding walks the input with string.find/string.byte and cuts strings out with a
+-- single string.sub.
+--
+--   wire.encode(v [, root])        -> string          (error names the path of a bad value)
+--   wire.encode_list(n, ...)       -> string          (a value list: nils kept, count exact)
+--   wire.list(n, ...)              -> table marked as a value list (for nesting in a reply)
+--   wire.decode(s [, pos [, root]])-> value, next_pos
+--   wire.count(t)                  -> the array count of a decoded table (nils included)
+--   wire.unpack(t)                 -> the values of a decoded value list
+--   wire.read_frame(file)          -> kind, payload   (nil at end of input)
+--   wire.write_frame(file, kind, payload)
+
+local type, tostring, tonumber, error, select = type, tostring, tonumber, error, select
+local next, rawget, rawset, rawequal, getmetatable, setmetatable =
+  next, rawget, rawset, rawequal, getmetatable, setmetatable
+local byte, sub, find, format, match = string.byte, string.sub, string.find, string.format, string.match
+local concat = table.concat
+local floor, huge = math.floor, math.huge
+local math_type = math.type            -- nil on 5.1 / 5.2 / LuaJIT
+local unpack = table.unpack or unpack
+
+local M = { VERSION = "1" }
+
+local MAX_DEPTH = 200
+local TWO53 = 2 ^ 53
+
+-- Value lists (arguments, results) carry their own count so nils survive.  Tables made by
+-- wire.list, and decoded tables whose array part holds nils, are recorded in `counts` (weak
+-- keys): wire.count / wire.unpack recover the exact count and the encoder writes it.
+local counts = setmetatable({}, { __mode = "k" })
+
+---------------------------------------------------------------------------------------------
+-- Paths for error messages: `value #2.seqs[3]`.  The codecs keep a stack of keys and only
+-- build the text when something is wrong.
+
+local function key_text(k)
+  if type(k) == "string" then
+    if find(k, "^[%a_][%w_]*$") then return "." .. k end
+    return format("[%q]", k)
+  end
+  return "[" .. tostring(k) .. "]"
+end
+
+local function path_text(root, keys, depth)
+  local parts = { root }
+  for i = 1, depth do parts[#parts + 1] = key_text(keys[i]) end
+  return concat(parts)
+end
+
+---------------------------------------------------------------------------------------------
+-- Encoding
+
+local function encode_float(v)
+  if v ~= v then return "dnan;" end
+  if v == huge then return "dinf;" end
+  if v == -huge then return "d-inf;" end
+  -- Shortest of two precisions that reads back exactly; keeps 0.1 readable as "0.1".
+  local s = format("%.14g", v)
+  if tonumber(s) ~= v then s = format("%.17g", v) end
+  if not find(s, "[%.eEn]") then s = s .. ".0" end
+  return "d" .. s .. ";"
+end
+
+local encode_number
+if math_type then
+  encode_number = function(v)
+    if math_type(v) == "integer" then return "i" .. format("%d", v) .. ";" end
+    return encode_float(v)
+  end
+else
+  -- Lua 5.1 / LuaJIT have only doubles: integral values below 2^53 travel as integers
+  -- (-0.0 stays a float so its sign survives).
+  encode_number = function(v)
+    if v == floor(v) and v > -TWO53 and v < TWO53 and (v ~= 0 or 1 / v > 0) then
+      return "i" .. format("%.0f", v) .. ";"
+    end
+    return encode_float(v)
+  end
+end
+
+-- Appends the encoding of v to parts (n pieces so far); returns the new piece count.
+-- `state` holds the root name, the key stack and the set of tables on the current path.
+local function encode_value(v, parts, n, state, depth)
+  local t = type(v)
+  if t == "string" then
+    parts[n + 1] = "s" .. #v .. ":"
+    parts[n + 2] = v
+    return n + 2
+  elseif t == "number" then
+    parts[n + 1] = encode_number(v)
+    return n + 1
+  elseif t == "boolean" then
+    parts[n + 1] = v and "t" or "f"
+    return n + 1
+  elseif v == nil then
+    parts[n + 1] = "n"
+    return n + 1
+  elseif t ~= "table" then
+    error(format("cannot encode a %s at %s", t, path_text(state.root, state.keys, depth)), 0)
+  end
+  local on_path = state.on_path
+  if on_path[v] then
+    error(format("cannot encode a cycle at %s (the table is its own ancestor)",
+      path_text(state.root, state.keys, depth)), 0)
+  end
+  if depth >= MAX_DEPTH then
+    error(format("cannot encode %s: nesting deeper than %d", path_text(state.root, state.keys, depth),
+      MAX_DEPTH), 0)
+  end
+  on_path[v] = true
+  local keys = state.keys
+  local count = counts[v]
+  if not count then
+    count = 0
+    while rawget(v, count + 1) ~= nil do count = count + 1 end
+  end
+  parts[n + 1] = "{" .. count .. ";"
+  n = n + 1
+  for i = 1, count do
+    keys[depth + 1] = i
+    n = encode_value(rawget(v, i), parts, n, state, depth + 1)
+  end
+  for k, item in next, v do
+    local kt = type(k)
+    if kt == "number" then
+      if not (k >= 1 and k <= count and k == floor(k)) then
+        keys[depth + 1] = k
+        parts[n + 1] = encode_number(k)
+        n = encode_value(item, parts, n + 1, state, depth + 1)
+      end
+    elseif kt == "string" then
+      keys[depth + 1] = k
+      parts[n + 1] = "s" .. #k .. ":"
+      parts[n + 2] = k
+      n = encode_value(item, parts, n + 2, state, depth + 1)
+    elseif kt == "boolean" then
+      keys[depth + 1] = k
+      parts[n + 1] = k and "t" or "f"
+      n = encode_value(item, parts, n + 1, state, depth + 1)
+    else
+      error(format("cannot encode a table with a %s as a key at %s", kt,
+        path_text(state.root, keys, depth)), 0)
+    end
+  end
+  parts[n + 1] = "}"
+  on_path[v] = nil
+  return n + 1
+end
+
+--- Append the encoding of v to the array `parts` (holding n pieces); returns the new count.
+-- With write_frame(f, kind, parts, n) a big string goes out without ever being copied into
+-- one payload string.
+function M.encode_parts(parts, n, v, root)
+  return encode_value(v, parts, n, { root = root or "value", keys = {}, on_path = {} }, 0)
+end
+
+--- Append the encoding of the value list `...` (count n, nils kept) to parts; errors name
+-- the values `value #i`.
+function M.encode_list_parts(parts, pn, n, ...)
+  pn = pn + 1
+  parts[pn] = "{" .. n .. ";"
+  local state = { root = "value", keys = {}, on_path = {} }
+  for i = 1, n do
+    state.root = "value #" .. i
+    pn = encode_value((select(i, ...)), parts, pn, state, 0)
+  end
+  parts[pn + 1] = "}"
+  return pn + 1
+end
+
+--- Encode one value.  `root` names it in error messages (default "value").
+function M.encode(v, root)
+  local parts = {}
+  local n = encode_value(v, parts, 0, { root = root or "value", keys = {}, on_path = {} }, 0)
+  if n == 1 then return parts[1] end
+  return concat(parts, "", 1, n)
+end
+
+--- A table that encodes as a value list of exactly n values (nils included).
+function M.list(n, ...)
+  local t = { ... }
+  counts[t] = n
+  return t
+end
+
+--- Encode the n values `...` as a value list; errors name them `value #i`.
+function M.encode_list(n, ...)
+  local parts = {}
+  local pn = M.encode_list_parts(parts, 0, n, ...)
+  return concat(parts, "", 1, pn)
+end
+
+---------------------------------------------------------------------------------------------
+-- Decoding
+
+local B_n, B_t, B_f, B_i, B_d, B_s, B_open, B_close = byte("ntfids{}", 1, 8)
+
+local function fail(s, pos, state, depth, what)
+  error(format("malformed wire data at byte %d (in %s): %s", pos,
+    path_text(state.root, state.keys, depth), what), 0)
+end
+
+local function decode_value(s, pos, state, depth)
+  local tag = byte(s, pos)
+  if tag == B_s then
+    local colon = find(s, ":", pos + 1, true)
+    local len = colon and tonumber(sub(s, pos + 1, colon - 1))
+    if not len or len < 0 or len ~= floor(len) then fail(s, pos, state, depth, "bad string length") end
+    local last = colon + len
+    if last > #s then fail(s, pos, state, depth, "string runs past the end of the data") end
+    return sub(s, colon + 1, last), last + 1
+  elseif tag == B_i then
+    local semi = find(s, ";", pos + 1, true)
+    local v = semi and tonumber(sub(s, pos + 1, semi - 1))
+    if not v then fail(s, pos, state, depth, "bad integer") end
+    return v, semi + 1
+  elseif tag == B_t then
+    return true, pos + 1
+  elseif tag == B_f then
+    return false, pos + 1
+  elseif tag == B_n then
+    return nil, pos + 1
+  elseif tag == B_d then
+    local semi = find(s, ";", pos + 1, true)
+    if not semi then fail(s, pos, state, depth, "bad float") end
+    local text = sub(s, pos + 1, semi - 1)
+    local v = tonumber(text)
+    if v == nil then
+      if text == "inf" then v = huge
+      elseif text == "-inf" then v = -huge
+      elseif text == "nan" or text == "-nan" then v = 0 / 0 -- luacheck: ignore
+      else fail(s, pos, state, depth, "bad float") end
+    elseif math_type and math_type(v) == "integer" then
+      v = v + 0.0
+    end
+    return v, semi + 1
+  elseif tag == B_open then
+    if depth >= MAX_DEPTH then fail(s, pos, state, depth, "nesting deeper than " .. MAX_DEPTH) end
+    local semi = find(s, ";", pos + 1, true)
+    local count = semi and tonumber(sub(s, pos + 1, semi - 1))
+    if not count or count < 0 or count ~= floor(count) then
+      fail(s, pos, state, depth, "bad array count")
+    end
+    local keys = state.keys
+    local t = {}
+    local has_nil = false
+    pos = semi + 1
+    local v
+    for i = 1, count do
+      keys[depth + 1] = i
+      v, pos = decode_value(s, pos, state, depth + 1)
+      if v == nil then has_nil = true else t[i] = v end
+    end
+    if has_nil then counts[t] = count end
+    while true do
+      local b = byte(s, pos)
+      if b == B_close then return t, pos + 1 end
+      if b == nil then fail(s, pos, state, depth, "table not closed with '}'") end
+      local k
+      keys[depth + 1] = "?"
+      k, pos = decode_value(s, pos, state, depth + 1)
+      local kt = type(k)
+      if k == nil or k ~= k or kt == "table" then fail(s, pos, state, depth, "bad table key") end
+      keys[depth + 1] = k
+      v, pos = decode_value(s, pos, state, depth + 1)
+      t[k] = v
+    end
+  elseif tag == nil then
+    fail(s, pos, state, depth, "unexpected end of data")
+  end
+  fail(s, pos, state, depth, format("unknown tag %q", sub(s, pos, pos)))
+end
+
+--- Decode one value starting at byte `pos` (default 1); returns it and the next position.
+function M.decode(s, pos, root)
+  return decode_value(s, pos or 1, { root = root or "value", keys = {} }, 0)
+end
+
+--- The array count of a table (a decoded value list keeps its nils).
+function M.count(t)
+  local n = counts[t]
+  if n then return n end
+  n = 0
+  while rawget(t, n + 1) ~= nil do n = n + 1 end
+  return n
+end
+
+--- The values of a value list.
+function M.unpack(t)
+  if t == nil then return end
+  return unpack(t, 1, M.count(t))
+end
+
+---------------------------------------------------------------------------------------------
+-- Frames: <kind byte><decimal length>\n<payload>
+
+--- Read one frame; returns kind, payload, or nil at a clean end of input.
+-- Raises on a malformed header or a payload cut short.
+function M.read_frame(f)
+  local header = f:read("*l")
+  if header == nil then return nil end
+  local kind, len = match(header, "^(%u)(%d+)$")
+  len = tonumber(len)
+  if not kind or len > TWO53 then
+    error(format("malformed frame header %q", sub(header, 1, 40)), 0)
+  end
+  if len == 0 then return kind, "" end
+  local payload = f:read(len)
+  if payload == nil or #payload ~= len then
+    error(format("frame %s cut short: expected %d bytes, got %d", kind, len, payload and #payload or 0), 0)
+  end
+  return kind, payload
+end
+
+--- Write one frame (not flushed).  The payload is a string, or an array of `n` pieces
+-- (see encode_parts): pieces are written as they are, so nothing big is copied.
+function M.write_frame(f, kind, payload, n)
+  local ok, err
+  if type(payload) == "string" then
+    ok, err = f:write(kind, format("%d", #payload), "\n", payload)
+  else
+    local size = 0
+    for i = 1, n do size = size + #payload[i] end
+    ok, err = f:write(kind, format("%d", size), "\n")
+    local i = 1
+    while ok and i <= n do
+      local j = i + 199
+      if j > n then j = n end
+      ok, err = f:write(unpack(payload, i, j))
+      i = j + 1
+    end
+  end
+  if not ok then error("cannot write " .. kind .. " frame: " .. tostring(err), 0) end
+end
+
+return M

@@ -1,0 +1,165 @@
+"""A minimal protocol client for the agent tests: one real agent process, driven over pipes.
+
+This is deliberately independent of the VM handle (bioxen_shell/vm/handle.py) so that the
+agent and codec are tested on their own, with the real interpreters.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bioxen_shell.vm import wire
+
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+ROOT = Path(__file__).resolve().parents[2]
+LUA_DIR = ROOT / "lua"
+AGENT = LUA_DIR / "bioxen" / "agent.lua"
+
+#: lupa runtimes the worker is tested on, and the stock binaries.
+LUPA_RUNTIMES = ["lua51", "lua52", "lua53", "lua54", "lua55", "luajit21"]
+STOCK_BINARIES = ["lua5.1", "lua5.2", "lua5.3", "lua5.4", "luajit"]
+
+
+class AgentError(Exception):
+    def __init__(self, reply: dict) -> None:
+        super().__init__(f"{reply.get('kind')}: {reply.get('error')}")
+        self.reply = reply
+        self.kind = reply.get("kind")
+        self.message = reply.get("error")
+        self.traceback = reply.get("traceback")
+
+
+class Agent:
+    """An agent process: `lua5.4 agent.lua …` or the lupa worker."""
+
+    def __init__(self, runtime: str, *, max_memory: int | None = None, extra_args=(), env=None) -> None:
+        self.runtime = runtime
+        to_agent_r, to_agent_w = os.pipe()
+        from_agent_r, from_agent_w = os.pipe()
+        # The agent's ends become fds 3 and 4 in the child.
+        if runtime in STOCK_BINARIES or runtime.startswith("/"):
+            cmd = [runtime, str(AGENT), "--in=/dev/fd/3", "--out=/dev/fd/4", *extra_args]
+        else:
+            cmd = [sys.executable, "-m", "bioxen_shell.vm.worker", "--runtime", runtime,
+                   "--in-fd", "3", "--out-fd", "4", *extra_args]
+            if max_memory:
+                cmd += ["--max-memory", str(max_memory)]
+        child_env = dict(os.environ if env is None else env)
+        child_env["LUA_PATH"] = f"{LUA_DIR}/?.lua;;"
+        child_env["PYTHONPATH"] = str(ROOT)
+
+        def setup():
+            # Move both ends out of the way first: either may already be fd 3 or 4.
+            a, b = os.dup(to_agent_r), os.dup(from_agent_w)
+            a2, b2 = os.dup2(a, 100), os.dup2(b, 101)
+            os.dup2(a2, 3)
+            os.dup2(b2, 4)
+
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=setup, pass_fds=(3, 4), env=child_env,
+        )
+        for fd in (to_agent_w, from_agent_r):
+            try:  # bigger pipe buffers: fewer context switches for 100 MB values
+                fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << 20)
+            except OSError:
+                pass
+        os.close(to_agent_r)
+        os.close(from_agent_w)
+        self.wfd, self.rfd = to_agent_w, from_agent_r
+        self.reader = wire.FrameReader()
+        self.frames: list = []
+        self.next_id = 1
+        kind, payload = self.read_frame(timeout=20)
+        assert kind == wire.HELLO, (kind, payload)
+        self.hello = wire.decode(payload)
+
+    # -- raw frames --------------------------------------------------------------------
+    def read_frame(self, timeout: float = 20.0):
+        import select
+
+        deadline = time.monotonic() + timeout
+        while not self.frames:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no frame from the agent within {timeout} s")
+            ready, _, _ = select.select([self.rfd], [], [], left)
+            if ready:
+                data = os.read(self.rfd, max(65536, min(self.reader.need(), 1 << 24)))
+                if not data:
+                    err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
+                    raise EOFError(f"agent closed the channel (exit {self.proc.poll()}): {err}")
+                self.frames.extend(self.reader.feed(data))
+        return self.frames.pop(0)
+
+    def send(self, op: str, **fields) -> int:
+        rid = self.next_id
+        self.next_id += 1
+        data = wire.request(op, rid, **fields)
+        view = memoryview(data)
+        while view:
+            n = os.write(self.wfd, view)
+            view = view[n:]
+        return rid
+
+    def recv(self, timeout: float = 20.0, on_output=None):
+        """Collect output frames and the reply; returns (reply, output bytes)."""
+        out = bytearray()
+        while True:
+            kind, payload = self.read_frame(timeout)
+            if kind == wire.OUTPUT:
+                if on_output:
+                    on_output(bytes(payload))
+                out += payload
+            elif kind == wire.REPLY:
+                return wire.decode_reply(payload), bytes(out)
+            else:
+                raise AssertionError(f"unexpected frame {kind!r}")
+
+    def request(self, op: str, timeout: float = 20.0, **fields):
+        rid = self.send(op, **fields)
+        reply, out = self.recv(timeout)
+        assert reply.get("id") in (rid, None), reply
+        self.last_output = out
+        return reply
+
+    def values(self, op: str, **fields) -> list:
+        reply = self.request(op, **fields)
+        if not reply["ok"]:
+            raise AgentError(reply)
+        return reply["values"]
+
+    def eval(self, code: str, *args, **fields):
+        return self.values("eval", code=code, args=list(args), **fields)
+
+    def configure(self, **fields):
+        return self.values("configure", **fields)
+
+    def interrupt(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+
+    def close(self) -> int:
+        try:
+            if self.proc.poll() is None:
+                try:
+                    self.request("exit", timeout=5)
+                except Exception:
+                    pass
+            try:
+                return self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait()
+        finally:
+            for fd in (self.wfd, self.rfd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.proc.stdout.close()
+            self.proc.stderr.close()

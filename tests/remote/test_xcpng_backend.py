@@ -1,0 +1,397 @@
+"""XCPngBackend against the XAPI simulator through the unmodified XenAPI SDK, ending on the
+loopback sshd: the full lifecycle, a XAPI failure injected at each provisioning step (nothing
+left behind), template/network errors, IP timeout, stop fallback, destroy keeping a disk
+another VM uses, snapshots, parallel creation, session expiry, pool redirects, and secrets."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from bioxen_shell.remote import registry as registry_mod
+from bioxen_shell.remote import xcpng
+from bioxen_shell.remote.xcpng import AUTHORIZED_KEYS_KEY, OWNER_KEY, TAG, XCPngBackend
+from bioxen_shell.vm.profiles import load_profile
+from bioxen_shell.vm.transport import BackendError
+from tests.xapi_sim import GiB, MiB
+from tests.xapi_sim.fixtures import SIM_PASSWORD, TEMPLATE
+
+
+@pytest.fixture(autouse=True)
+def _fresh_password_cache():
+    xcpng.forget_passwords()
+    yield
+    xcpng.forget_passwords()
+
+
+def backend(settings: dict, name: str = "t1", **options) -> XCPngBackend:
+    return XCPngBackend(name, {"pool": dict(settings), **options}, load_profile(None))
+
+
+def baseline(sim) -> dict:
+    """What the pristine pool holds, to compare with after a failure."""
+    return {cls: set(sim.table(cls)) for cls in ("VM", "VDI", "VBD", "VIF")}
+
+
+def assert_nothing_left(sim, before: dict) -> None:
+    after = {cls: set(sim.table(cls)) for cls in ("VM", "VDI", "VBD", "VIF")}
+    assert after == before, f"left behind: { {c: after[c] - before[c] for c in after} }"
+    assert sim.open_sessions() == [], "a session was not logged out"
+    assert sim.table("task") == {}, "a task was not destroyed"
+    assert registry_mod.Registry().all() == []
+
+
+def the_vm(sim) -> tuple[str, dict]:
+    (item,) = sim.vms().items()
+    return item
+
+
+# ------------------------------------------------------------------------------ lifecycle
+def test_full_lifecycle(xapi_sim, xcpng_settings):
+    from bioxen_shell.vm.manager import Manager
+    manager = Manager()
+    vm = manager.create("life", type="xcpng", pool=xcpng_settings, memory="1GiB", vcpus=2)
+    try:
+        assert vm.eval("return 6 * 7") == 42
+        ref, rec = the_vm(xapi_sim)
+        assert rec["name_label"] == "bioxen-life"
+        assert TAG in rec["tags"] and rec["other_config"][OWNER_KEY].count(":") == 2
+        assert rec["power_state"] == "Running" and not rec["is_a_template"]
+        assert rec["memory_static_max"] == rec["memory_dynamic_max"] == str(GiB)
+        assert (rec["VCPUs_max"], rec["VCPUs_at_startup"]) == ("2", "2")
+        (vif,) = rec["VIFs"]
+        assert xapi_sim.table("VIF")[vif]["network"] == xapi_sim.network
+        public = open(xcpng_settings["ssh_key"] + ".pub").read().strip()
+        assert rec["xenstore_data"][AUTHORIZED_KEYS_KEY] == public
+        assert [r.uuid for r in registry_mod.Registry().all()] == [rec["uuid"]]
+        facts = vm.describe()
+        assert facts["type"] == "xcpng" and facts.get("template") == TEMPLATE
+        assert xapi_sim.logins and {l["originator"] for l in xapi_sim.logins} == {"bioxen"}
+        assert xapi_sim.open_sessions() == []  # no session held while the VM just runs
+
+        vm.stop()
+        assert xapi_sim.table("VM")[ref]["power_state"] == "Halted"
+        vm.start()  # boots the same guest again
+        assert vm.eval("return 1 + 1") == 2
+        assert xapi_sim.table("VM")[ref]["power_state"] == "Running"
+    finally:
+        manager.destroy_all()
+    assert xapi_sim.vms() == {}
+    assert len(xapi_sim.table("VDI")) == 0  # the provisioned disk went with the VM
+    assert xapi_sim.open_sessions() == [] and xapi_sim.table("task") == {}
+    assert registry_mod.Registry().all() == []
+
+
+def test_parallel_count_creates_distinct_vms(xapi_sim, xcpng_settings):
+    from bioxen_shell.vm.manager import Manager
+    manager = Manager()
+    vms = manager.create("par", type="xcpng", pool=xcpng_settings, count=3)
+    try:
+        assert sorted(v.eval("return ...", v.name) for v in vms) == ["par1", "par2", "par3"]
+        labels = sorted(r["name_label"] for r in xapi_sim.vms().values())
+        assert labels == ["bioxen-par1", "bioxen-par2", "bioxen-par3"]
+        assert len(registry_mod.Registry().all()) == 3
+    finally:
+        manager.destroy_all()
+    assert xapi_sim.vms() == {} and xapi_sim.open_sessions() == []
+
+
+# ------------------------------------------------------------------------------ failures
+STEPS = [
+    ("VM.clone", ("SR_FULL", "4294967296", "0"), "clone the template"),
+    ("VM.add_tags", ("INTERNAL_ERROR", "db locked"), "tag the VM"),
+    ("VM.provision", ("PROVISION_FAILED_OUT_OF_SPACE",), "provision disks"),
+    ("VM.set_memory_limits", ("MEMORY_CONSTRAINT_VIOLATION_ORDER",), "set memory and vCPUs"),
+    ("VM.set_VCPUs_max", ("INVALID_VALUE", "VCPUs_max", "2"), "set memory and vCPUs"),
+    ("VIF.create", ("DEVICE_ALREADY_EXISTS", "0"), "attach the network"),
+    ("VM.add_to_xenstore_data", ("MAP_DUPLICATE_KEY", "VM", "xenstore_data", "u", "k"),
+     "inject the SSH key"),
+    ("VM.start", ("NO_HOSTS_AVAILABLE",), "start the VM"),
+    ("VM_guest_metrics.get_networks", ("INTERNAL_ERROR", "boom"),
+     "wait for the guest's IP address"),
+]
+
+
+@pytest.mark.parametrize("method,error,step", STEPS, ids=[s[0] for s in STEPS])
+def test_failure_at_each_step_rolls_back(xapi_sim, xcpng_settings, method, error, step):
+    before = baseline(xapi_sim)
+    xapi_sim.fail_next(method, *error)
+    b = backend(xcpng_settings, memory="1GiB", vcpus=2)
+    with pytest.raises(BackendError) as exc:
+        b.start()
+    message = str(exc.value)
+    assert error[0] in message and f"step '{step}'" in message
+    if method != "VM.clone":
+        assert "rolled back" in message
+    assert_nothing_left(xapi_sim, before)
+    b.destroy()  # idempotent after a failed start
+
+
+def test_start_failure_inside_the_task_rolls_back(xapi_sim, xcpng_settings):
+    """Not enough memory: the Async.VM.start task fails with the code and its params."""
+    before = baseline(xapi_sim)
+    xapi_sim.host_memory = 256 * MiB
+    with pytest.raises(BackendError) as exc:
+        backend(xcpng_settings, memory="1GiB").start()
+    assert "HOST_NOT_ENOUGH_FREE_MEMORY" in str(exc.value)
+    assert f"needed={GiB}" in str(exc.value)
+    assert_nothing_left(xapi_sim, before)
+
+
+def test_ip_timeout_says_guest_tools_may_be_missing(xapi_sim, xcpng_settings):
+    before = baseline(xapi_sim)
+    xapi_sim.guest.tools = False
+    with pytest.raises(BackendError) as exc:
+        backend(xcpng_settings, ip_timeout=0.5).start()
+    assert "guest tools" in str(exc.value) and "ip_timeout" in str(exc.value)
+    assert_nothing_left(xapi_sim, before)
+
+
+def test_ssh_failure_after_boot_rolls_back(xapi_sim, xcpng_settings):
+    """The guest boots but never installs bioxen's key: SSH refuses; the VM is removed."""
+    before = baseline(xapi_sim)
+    xapi_sim.guest.on_boot.clear()
+    xapi_sim.guest.ip = "127.0.0.1"
+    settings = dict(xcpng_settings, ssh_user="no-such-user-bioxen", ip_timeout=3)
+    with pytest.raises(BackendError):
+        backend(settings).start()
+    assert_nothing_left(xapi_sim, before)
+
+
+def test_missing_template_lists_the_templates(xapi_sim, xcpng_settings):
+    with pytest.raises(BackendError) as exc:
+        backend(xcpng_settings, template="Nope 1.0").start()
+    assert "'Nope 1.0' not found" in str(exc.value) and TEMPLATE in str(exc.value)
+    assert xapi_sim.vms() == {} and xapi_sim.open_sessions() == []
+
+
+def test_ambiguous_template_asks_for_a_uuid(xapi_sim, xcpng_settings):
+    xapi_sim.db.create("VM", name_label=TEMPLATE, is_a_template=True)
+    with pytest.raises(BackendError, match="2 templates .* give template=<uuid>"):
+        backend(xcpng_settings).start()
+    assert xapi_sim.vms() == {}
+
+
+def test_unknown_network_is_named(xapi_sim, xcpng_settings):
+    before = baseline(xapi_sim)
+    with pytest.raises(BackendError, match="network 'lan9' not found"):
+        backend(xcpng_settings, network="lan9").start()
+    assert_nothing_left(xapi_sim, before)
+
+
+def test_bad_credentials_create_nothing(xapi_sim, xcpng_settings, tmp_path):
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    with pytest.raises(BackendError) as exc:
+        backend(dict(xcpng_settings, password_file=str(wrong))).start()
+    assert "SESSION_AUTHENTICATION_FAILED" in str(exc.value)
+    assert "not-the-password" not in str(exc.value)
+    assert xapi_sim.vms() == {}
+
+
+@pytest.mark.parametrize("options,needle", [
+    ({"memory": "1KiB"}, "at least 128MiB"),
+    ({"memory": "lots"}, "memory"),
+    ({"vcpus": 0}, "vcpus must be an integer from 1 to 64"),
+    ({"vcpus": True}, "vcpus"),
+    ({"ip_timeout": -1}, "ip_timeout"),
+])
+def test_bad_options_are_named(xcpng_settings, options, needle):
+    with pytest.raises(BackendError, match=needle):
+        backend(xcpng_settings, **options)
+
+
+def test_pool_table_rejects_a_password_and_unknown_keys(xcpng_settings):
+    with pytest.raises(BackendError, match="password may not be written"):
+        backend(dict(xcpng_settings, password="x")).settings()
+    with pytest.raises(BackendError, match="unknown key 'colour'"):
+        backend(dict(xcpng_settings, colour="red")).settings()
+    with pytest.raises(BackendError, match="fingerprint"):
+        backend(dict(xcpng_settings, fingerprint="sha256:zz")).settings()
+
+
+# ------------------------------------------------------------------------------ stop / destroy
+def _started(settings, name="t1", **options) -> tuple[XCPngBackend, object]:
+    b = backend(settings, name, **options)
+    proc = b.start()
+    return b, proc
+
+
+def test_stop_falls_back_to_hard_shutdown_when_the_guest_ignores_it(xapi_sim, xcpng_settings):
+    b, proc = _started(dict(xcpng_settings, shutdown_timeout=0.5))
+    try:
+        proc.kill()
+        proc.close()
+        xapi_sim.guest.clean_shutdown_hangs = True
+        b.stop()
+        ref, rec = the_vm(xapi_sim)
+        assert rec["power_state"] == "Halted"
+        assert xapi_sim.calls("Async.VM.clean_shutdown") and xapi_sim.calls("VM.hard_shutdown")
+        assert xapi_sim.table("task") == {} and xapi_sim.open_sessions() == []
+    finally:
+        b.destroy()
+    assert xapi_sim.vms() == {}
+
+
+def test_stop_without_guest_agent_uses_hard_shutdown(xapi_sim, xcpng_settings):
+    b, proc = _started(xcpng_settings)
+    try:
+        proc.kill()
+        proc.close()
+        ref, _ = the_vm(xapi_sim)
+        xapi_sim.fail_next("VM.clean_shutdown", "VM_LACKS_FEATURE", ref)
+        b.stop()
+        assert xapi_sim.table("VM")[ref]["power_state"] == "Halted"
+        assert xapi_sim.calls("VM.hard_shutdown")
+    finally:
+        b.destroy()
+
+
+def test_destroy_keeps_a_disk_attached_to_another_vm_and_removes_snapshots(xapi_sim,
+                                                                           xcpng_settings):
+    b, proc = _started(xcpng_settings)
+    proc.kill()
+    proc.close()
+    ref, rec = the_vm(xapi_sim)
+    (own_vbd,) = [v for v in rec["VBDs"]]
+    own_disk = xapi_sim.table("VBD")[own_vbd]["VDI"]
+    # a data disk of ours that another VM also uses
+    db = xapi_sim.db
+    shared = db.create("VDI", name_label="shared reference data", SR=xapi_sim.sr,
+                       virtual_size=str(GiB))
+    db.create("VBD", VM=ref, VDI=shared, userdevice="1", type="Disk")
+    other = db.create("VM", name_label="someone else")
+    db.create("VBD", VM=other, VDI=shared, userdevice="0", type="Disk")
+    # a snapshot of our VM, with its own disk copies
+    from bioxen_shell.remote.xapi import XapiSession
+    with XapiSession(xcpng_settings["url"], "root", SIM_PASSWORD) as s:
+        snap = s.call("VM.snapshot", ref, "before")
+    snap_disks = [xapi_sim.table("VBD")[v]["VDI"] for v in xapi_sim.table("VM")[snap]["VBDs"]]
+    assert snap_disks
+
+    b.destroy()
+    vms, vdis = xapi_sim.table("VM"), xapi_sim.table("VDI")
+    assert ref not in vms and snap not in vms and other in vms
+    assert own_disk not in vdis and not set(snap_disks) & set(vdis)
+    assert shared in vdis  # still used by "someone else"
+    assert [xapi_sim.table("VBD")[v]["VM"] for v in vdis[shared]["VBDs"]] == [other]
+    b.destroy()  # idempotent
+
+
+def test_destroy_of_a_vm_removed_behind_our_back(xapi_sim, xcpng_settings):
+    b, proc = _started(xcpng_settings)
+    proc.kill()
+    proc.close()
+    ref, _ = the_vm(xapi_sim)
+    xapi_sim.db.update("VM", ref, power_state="Halted")
+    xapi_sim.db.delete("VM", ref)
+    b.destroy()  # "already gone" is fine
+    assert registry_mod.Registry().all() == []
+
+
+def test_session_expiry_during_create_is_survived(xapi_sim, xcpng_settings):
+    """Sessions expire while we wait for the guest (idle 0.3 s, boot 1 s): the SDK logs in
+    again and provisioning carries on; every session is logged out in the end."""
+    xapi_sim.session_idle_timeout = 0.3
+    xapi_sim.guest.boot_delay = 1.0
+    try:
+        b, proc = _started(xcpng_settings)
+        proc.kill()
+        proc.close()
+        assert len(xapi_sim.logins) > 1
+        assert the_vm(xapi_sim)[1]["power_state"] == "Running"
+        assert xapi_sim.open_sessions() == []
+        xapi_sim.expire_sessions()
+        b.stop()
+        assert the_vm(xapi_sim)[1]["power_state"] == "Halted"
+    finally:
+        xapi_sim.session_idle_timeout = None
+        b.destroy()
+    assert xapi_sim.vms() == {} and xapi_sim.open_sessions() == []
+
+
+def test_pool_member_url_redirects_to_the_coordinator(xapi_test_pool, xcpng_settings):
+    sim = xapi_test_pool.sim
+    settings = dict(xcpng_settings, url=xapi_test_pool.member_http.url)
+    b, proc = _started(settings)
+    try:
+        assert the_vm(sim)[1]["power_state"] == "Running"
+    finally:
+        proc.kill()
+        proc.close()
+        b.destroy()
+    assert sim.vms() == {}
+
+
+def test_tls_pinned_pool(xapi_test_pool, xcpng_settings):
+    settings = dict(xcpng_settings, url=xapi_test_pool.https.url,
+                    fingerprint=xapi_test_pool.certs.fingerprint)
+    b, proc = _started(settings)
+    proc.kill()
+    proc.close()
+    b.destroy()
+    assert xapi_test_pool.sim.vms() == {}
+
+
+def test_tls_unverified_certificate_is_refused_before_anything_happens(xapi_test_pool,
+                                                                       xcpng_settings):
+    settings = dict(xcpng_settings, url=xapi_test_pool.https.url)
+    with pytest.raises(BackendError, match="not trusted"):
+        backend(settings).start()
+    assert xapi_test_pool.sim.logins == []
+
+
+# ------------------------------------------------------------------------------ secrets
+def test_secrets_never_in_logs_errors_or_records(xapi_sim, xcpng_settings, caplog, tmp_path):
+    caplog.set_level(logging.DEBUG)
+    wrong = tmp_path / "wrong"
+    wrong.write_text("Wr0ng-Secret-xyz\n")
+    wrong.chmod(0o600)
+    with pytest.raises(BackendError) as exc:
+        backend(dict(xcpng_settings, password_file=str(wrong))).start()
+    xcpng.forget_passwords()
+    b, proc = _started(xcpng_settings)
+    proc.kill()
+    proc.close()
+    record_file = registry_mod.registry_path().read_text()
+    on_the_pool = json.dumps(xapi_sim.table("VM"))  # names, tags, other_config, xenstore
+    b.destroy()
+    for secret in (SIM_PASSWORD, "Wr0ng-Secret-xyz"):
+        assert secret not in caplog.text
+        assert secret not in str(exc.value)
+        assert secret not in record_file
+        assert secret not in on_the_pool
+    assert xapi_sim.logins  # the logins did happen
+
+
+def test_registry_records_owner_before_provisioning(xapi_sim, xcpng_settings):
+    """The record is written right after the clone, so a crash during provisioning is
+    still found by gc."""
+    seen = {}
+
+    def check(sim, vm):  # runs when the guest boots, i.e. after provisioning
+        seen["records"] = registry_mod.Registry().all()
+
+    xapi_sim.guest.on_boot.append(check)
+    b, proc = _started(xcpng_settings)
+    proc.kill()
+    proc.close()
+    try:
+        (record,) = seen["records"]
+        assert record.owner == registry_mod.current_owner()
+        assert record.uuid == the_vm(xapi_sim)[1]["uuid"]
+    finally:
+        b.destroy()
+
+
+
+def test_lua_numbers_as_floats_are_accepted(xcpng_settings):
+    """Under LuaJIT/Lua 5.1 every Lua number reaches Python as a float."""
+    b = backend(dict(xcpng_settings, ssh_port=float(xcpng_settings["ssh_port"])),
+                vcpus=2.0, memory=float(GiB))
+    assert (b.vcpus, b.memory) == (2, GiB)
+    assert b.settings().ssh_port == xcpng_settings["ssh_port"]
+    with pytest.raises(BackendError, match="vcpus"):
+        backend(xcpng_settings, vcpus=1.5)

@@ -1,0 +1,197 @@
+"""``bioxen vm gc`` and the VM record: orphans left by a killed bioxen process are listed and
+destroyed with --yes; VMs of a live process and of other machines are left alone; the record
+survives concurrent writers and refuses to overwrite a damaged file."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bioxen_shell.remote import gc, registry as registry_mod, xcpng
+from bioxen_shell.remote.xcpng import OWNER_KEY, TAG, XCPngBackend
+from bioxen_shell.vm.profiles import load_profile
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_password_cache():
+    xcpng.forget_passwords()
+    yield
+    xcpng.forget_passwords()
+
+
+def run_gc(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = gc.cli_main(list(argv), out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def _spawn_creator(settings: dict, name: str) -> subprocess.Popen:
+    """A separate bioxen process creating an xcpng VM (it will be SIGKILLed mid-way)."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        from bioxen_shell.vm.manager import Manager
+        Manager().create({name!r}, type="xcpng", pool=json.loads(sys.argv[1]))
+        print("created", flush=True)
+        import time; time.sleep(600)
+    """)
+    return subprocess.Popen([sys.executable, "-c", code, json.dumps(settings)], cwd=REPO,
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_orphan_of_a_process_killed_while_provisioning(xapi_sim, xcpng_settings):
+    """The creating process is SIGKILLed while it waits for the guest's IP: the VM stays on
+    the pool (nothing could clean up); gc lists it as an orphan and --yes destroys it."""
+    xapi_sim.guest.boot_delay = 600  # the guest never gets its IP while the child lives
+    child = _spawn_creator(xcpng_settings, "doomed")
+    try:
+        _wait(lambda: any(v["power_state"] == "Running" for v in xapi_sim.vms().values()),
+              30, "the child's VM to be started")
+        _wait(lambda: registry_mod.Registry().all(), 5, "the record")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    (record,) = registry_mod.Registry().all()
+    assert record.owner.pid == child.pid and not record.owner.is_alive()
+
+    status, out, err = run_gc()
+    assert status == 0, err
+    assert "orphan" in out and "bioxen-doomed" in out and record.uuid in out
+    assert "run `bioxen vm gc --yes`" in out
+    assert len(xapi_sim.vms()) == 1  # listing destroys nothing
+
+    status, out, err = run_gc("--yes")
+    assert status == 0, err
+    assert f"destroyed bioxen-doomed ({record.uuid})" in out
+    assert xapi_sim.vms() == {} and xapi_sim.table("VDI") == {}
+    assert registry_mod.Registry().all() == []
+    assert xapi_sim.open_sessions() == []
+
+
+def test_vm_of_a_live_process_is_left_alone(xapi_sim, xcpng_settings):
+    b = XCPngBackend("alive", {"pool": dict(xcpng_settings)}, load_profile(None))
+    proc = b.start()
+    try:
+        status, out, _ = run_gc("--yes")
+        assert status == 0
+        assert "in use" in out and "bioxen-alive" in out
+        assert "no orphans to destroy" in out
+        assert len(xapi_sim.vms()) == 1
+    finally:
+        proc.kill()
+        proc.close()
+        b.destroy()
+
+
+def _tagged_vm(sim, label: str, owner: str) -> str:
+    ref = sim.db.create("VM", name_label=label, tags=[TAG], other_config={OWNER_KEY: owner})
+    return ref
+
+
+def test_tagged_vms_without_record_dead_local_and_foreign(xapi_sim, xcpng_settings):
+    # A record of another VM of this pool makes gc visit the pool (as a config entry would).
+    b = XCPngBackend("keep", {"pool": dict(xcpng_settings)}, load_profile(None))
+    proc = b.start()
+    try:
+        here = socket.gethostname()
+        dead = _tagged_vm(xapi_sim, "bioxen-lost", f"{here}:999999999:1")
+        foreign = _tagged_vm(xapi_sim, "bioxen-elsewhere", "another-machine:4242:77")
+        status, out, _ = run_gc("--yes")
+        assert status == 0
+        assert "destroyed bioxen-lost" in out
+        assert dead not in xapi_sim.table("VM") and foreign in xapi_sim.table("VM")
+        assert "foreign" in out and "bioxen-elsewhere" in out
+        status, out, _ = run_gc("--yes", "--foreign")
+        assert "destroyed bioxen-elsewhere" in out and foreign not in xapi_sim.table("VM")
+        assert len(xapi_sim.vms()) == 1  # ours, in use, survived both runs
+    finally:
+        proc.kill()
+        proc.close()
+        b.destroy()
+
+
+def test_stale_record_is_removed(xapi_sim, xcpng_settings):
+    reg = registry_mod.Registry()
+    reg.add(registry_mod.VMRecord(
+        uuid="00000000-0000-0000-0000-000000000000", pool=xcpng_settings["url"],
+        url=xcpng_settings["url"], name="ghost", name_label="bioxen-ghost",
+        owner=registry_mod.Owner("h", "", 1, "1"), settings=dict(xcpng_settings)))
+    status, out, _ = run_gc()
+    assert "gone" in out and "bioxen-ghost" in out
+    run_gc("--yes")
+    assert reg.all() == []
+
+
+def test_unreachable_pool_is_reported_not_fatal(xapi_sim, xcpng_settings):
+    reg = registry_mod.Registry()
+    reg.add(registry_mod.VMRecord(
+        uuid="11111111-1111-1111-1111-111111111111", pool="http://127.0.0.1:9/",
+        url="http://127.0.0.1:9/", name="x", name_label="bioxen-x",
+        owner=registry_mod.Owner("h", "", 1, "1"),
+        settings=dict(xcpng_settings, url="http://127.0.0.1:9/")))
+    status, out, err = run_gc()
+    assert status == 1 and "cannot reach 127.0.0.1:9" in err
+    assert len(reg.all()) == 1  # an unreachable pool never loses the record
+
+
+# ------------------------------------------------------------------------------ the record
+def _record(i: int) -> registry_mod.VMRecord:
+    return registry_mod.VMRecord(uuid=f"uuid-{i}", pool="p", url="u", name=f"n{i}",
+                                 name_label=f"bioxen-n{i}", owner=registry_mod.current_owner())
+
+
+def test_registry_concurrent_writers_lose_nothing(tmp_path):
+    reg = registry_mod.Registry(tmp_path / "vms.json")
+    threads = [threading.Thread(target=reg.add, args=(_record(i),)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(reg.all()) == 20
+    code = ("import sys; from bioxen_shell.remote import registry as r; from pathlib import Path;"
+            "reg = r.Registry(Path(sys.argv[1]));"
+            "[reg.add(r.VMRecord(uuid=f'p{sys.argv[2]}-{i}', pool='p', url='u', name='n',"
+            " name_label='l', owner=r.current_owner())) for i in range(10)]")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(reg.path), str(k)], cwd=REPO)
+             for k in range(3)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    assert len(reg.all()) == 50
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".xcpng-vms.")]
+
+
+def test_registry_refuses_to_overwrite_a_damaged_file(tmp_path):
+    path = tmp_path / "vms.json"
+    path.write_text("{ not json")
+    reg = registry_mod.Registry(path)
+    with pytest.raises(registry_mod.RegistryError, match=str(path)):
+        reg.add(_record(1))
+    assert path.read_text() == "{ not json"
+
+
+def test_owner_liveness():
+    me = registry_mod.current_owner()
+    assert me.is_alive()
+    assert not registry_mod.Owner(me.host, me.boot_id, me.pid, "1").is_alive()  # pid reused
+    assert not registry_mod.Owner("elsewhere", "", me.pid, me.start_time).is_alive()
+    assert registry_mod.Owner.from_token(me.token()).is_alive()

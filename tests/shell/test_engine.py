@@ -1,0 +1,260 @@
+"""The REPL engine on every lupa runtime: completeness, printing, errors, locals, interrupts."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from bioxen_shell.engine import ShellExit
+
+# ---------------------------------------------------------------- completeness
+
+
+@pytest.mark.parametrize(
+    "src, status",
+    [
+        ("1 + 1", "complete"),
+        ("x = 1", "complete"),
+        ("for i = 1, 3 do", "incomplete"),       # 'end' expected near <eof> / '<eof>'
+        ("function f(a)", "incomplete"),
+        ("if x then", "incomplete"),
+        ("t = {", "incomplete"),
+        ("print(", "incomplete"),
+        ("x = 1 +", "incomplete"),
+        ("s = [[long", "incomplete"),
+        ("--[[ open comment", "incomplete"),
+        ("repeat", "incomplete"),
+        ("x = = 1", "invalid"),
+        ("end", "invalid"),
+        ("x = 1 )", "invalid"),
+        ("s = 'unfinished", "invalid"),          # no further line can finish a short string
+        (":help", "complete"),
+        ("", "complete"),
+        ("=1+1", "complete"),
+    ],
+)
+def test_is_complete(engine, src, status):
+    assert engine.is_complete(src)[0] == status
+
+
+def test_indent_hint_follows_nesting(engine):
+    assert engine.is_complete("for i = 1, 3 do") == ("incomplete", 2)
+    assert engine.is_complete("function f()\n  if x then") == ("incomplete", 4)
+    assert engine.is_complete("t = {\n  a = {") == ("incomplete", 4)
+    assert engine.is_complete("do\nend\nwhile true do")[1] == 2
+
+
+def test_multiline_chunk_runs_after_completion(engine):
+    src = "function add(a, b)\n  return a + b\nend"
+    assert engine.is_complete(src)[0] == "complete"
+    engine.show(src)
+    assert engine.show("add(2, 3)") == "5"
+
+
+# -------------------------------------------------------------------- printing
+
+
+def test_expressions_print_their_values(engine):
+    assert engine.show("1 + 1") == "2"
+    assert engine.show("'a', nil, true") == '"a"\tnil\ttrue'
+    assert engine.show("x = 1") == ""            # statements print nothing
+    assert engine.show("(function() end)()") == ""  # no values, nothing printed
+
+
+def test_underscore_holds_last_result(engine):
+    engine.show("{10, 20}")
+    assert engine.show("_[2]") == "20"
+    assert engine.show("_ + 1") == "21"
+
+
+def test_print_and_io_write_go_to_the_shell_output(engine):
+    engine.show("print('a', 1, nil)")
+    engine.show("io.write('b', 2, '\\n')")
+    engine.show("io.stdout:write('c\\n')")
+    assert engine.take_output() == b"a\t1\tnil\nb2\nc\n"
+
+
+def test_binary_strings_cross_intact(engine):
+    engine.show("print(string.char(0, 255, 10))")
+    assert engine.take_output() == b"\x00\xff\n\n"
+    assert engine.show("#string.char(0, 255)") == "2"
+
+
+# ---------------------------------------------------------------------- locals
+
+
+def test_top_level_locals_persist(engine):
+    engine.show("local x = 41")
+    assert engine.show("x + 1") == "42"
+    engine.show("local a, b = 1, 2")
+    assert engine.show("a + b") == "3"
+    engine.show("local function sq(n) return n * n end")
+    assert engine.show("sq(7)") == "49"
+    engine.show("local none")
+    assert engine.show("none") == "nil"
+
+
+def test_locals_do_not_leak_into_globals(engine):
+    engine.show("local hidden = 1")
+    assert engine.show("rawget(_G, 'hidden')") == "nil"
+    assert engine.show("hidden") == "1"
+
+
+def test_block_locals_stay_block_locals(engine):
+    engine.show("do local inner = 5 end")
+    assert engine.show("inner") == "nil"
+
+
+def test_closure_sees_later_changes_to_a_repl_local(engine):
+    engine.show("local count = 0")
+    engine.show("function bump() count = count + 1 end")
+    engine.show("bump(); bump()")
+    assert engine.show("count") == "2"
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def test_runtime_error_has_user_frames_only(engine):
+    engine.show("function inner() error('boom') end\nfunction outer() inner() end")
+    result = engine.eval_line("outer()")
+    assert not result.ok and result.kind == "error"
+    assert result.message.decode().endswith(":1: boom")
+    tb = result.traceback.decode()
+    assert tb.startswith("stack traceback:")
+    assert "inner" in tb and "outer" in tb
+    # no shell-internal frames
+    for internal in ("xpcall", "bioxen/shell", "init.lua", "[C]: in ?"):
+        assert internal not in tb
+
+
+def test_syntax_error(engine):
+    result = engine.eval_line("x = = 1")
+    assert result.kind == "syntax"
+    assert "near '='" in result.message.decode()
+
+
+def test_non_string_error_values(engine):
+    result = engine.eval_line("error({code = 42})")
+    assert "code = 42" in result.message.decode()
+    result = engine.eval_line("error(setmetatable({}, {__tostring = function() return 'custom' end}))")
+    assert result.message == b"custom"
+
+
+def test_state_survives_an_error(engine):
+    engine.show("local kept = 'yes'")
+    assert not engine.eval_line("error('x')").ok
+    assert engine.show("kept") == '"yes"'
+
+
+def test_os_exit_unwinds_instead_of_killing(engine):
+    closed = []
+    engine.on_close(lambda: closed.append(True))
+    with pytest.raises(ShellExit) as info:
+        engine.eval_line("pcall(os.exit, 7)")  # pcall cannot swallow it
+    assert info.value.code == 7
+    engine.close()
+    assert closed == [True]
+
+
+def test_os_exit_boolean_codes(engine):
+    with pytest.raises(ShellExit) as info:
+        engine.execute("os.exit(false)")
+    assert info.value.code == 1
+    with pytest.raises(ShellExit) as info:
+        engine.execute("os.exit(true)")
+    assert info.value.code == 0
+
+
+# ------------------------------------------------------------------ interrupts
+
+RUNAWAYS = [
+    "while true do end",
+    "while true do pcall(function() while true do end end) end",   # pcall must not swallow it
+    "coroutine.wrap(function() while true do end end)()",           # nor a coroutine hide it
+    "local function spin() local i = 0 while true do i = i + 1 end end spin()",
+]
+
+
+@pytest.mark.parametrize("code", RUNAWAYS)
+def test_interrupt_runaway_loop(engine, code):
+    engine.show("local state = 'intact'")
+    timer = threading.Timer(0.2, engine.interrupt)
+    timer.start()
+    start = time.monotonic()
+    result = engine.eval_line(code)
+    elapsed = time.monotonic() - start
+    assert result.kind == "interrupted"
+    assert result.message == b"interrupted!"
+    assert elapsed < 1.2
+    # the shell is usable and its state intact; the flag does not leak
+    assert engine.show("state") == '"intact"'
+    assert engine.show("1 + 1") == "2"
+    assert not engine.interrupted()
+
+
+def test_interrupt_reports_where_it_stopped(engine):
+    engine.show("function spin()\n  while true do end\nend")
+    threading.Timer(0.2, engine.interrupt).start()
+    result = engine.eval_line("spin()")
+    assert result.kind == "interrupted"
+    assert "spin" in result.traceback.decode()
+
+
+def test_interrupted_flag_is_visible_to_python_callbacks(make_engine):
+    engine = make_engine("lua54")
+    seen = []
+
+    def wait_like_a_vm():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if engine.interrupted():
+                seen.append(True)
+                return b"stopped"
+            time.sleep(0.01)
+        return b"timeout"
+
+    engine.set_global("wait_vm", wait_like_a_vm)
+    threading.Timer(0.2, engine.interrupt).start()
+    result = engine.eval_line("wait_vm()")
+    assert seen == [True]
+    assert result.kind in ("ok", "interrupted")
+
+
+# ------------------------------------------------------------------ scripts, -e
+
+
+def test_run_file_sets_arg_and_varargs(engine, tmp_path):
+    script = tmp_path / "s.lua"
+    script.write_text("#!/usr/bin/env bioxen\nprint(arg[0] == ..., #arg, ...)\nresult = select('#', ...)\n")
+    result = engine.run_file(str(script), [str(script), "b"])
+    assert result.ok, result.error_text()
+    assert engine.take_output() == b"true\t2\t" + str(script).encode() + b"\tb\n"
+    assert engine.show("result") == "2"
+
+
+def test_run_file_error_names_file_and_line(engine, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Lua shortens long chunk names; keep this one short
+    (tmp_path / "bad.lua").write_text("local x = 1\n\nerror('broken')\n")
+    result = engine.run_file("bad.lua")
+    assert result.message.decode() == "bad.lua:3: broken"
+    assert "in main chunk" in result.traceback.decode()
+
+
+def test_execute_expression_prints(engine):
+    assert engine.execute("1 + 2").output == b"3"
+    assert engine.execute("x = 1").output == b""
+
+
+def test_error_in_an_expression_names_the_users_line(engine):
+    # `error('x')` is compiled as an expression; the call must not be a tail
+    # call, or LuaJIT/5.1 would blame the engine's own frame.
+    result = engine.eval_line("error('oops')")
+    assert result.message == b"repl[1]:1: oops"
+    assert engine.execute("error('again')").message == b"(command line):1: again"
+
+
+def test_trailing_semicolon_and_comment_in_expressions(engine):
+    assert engine.show("1 + 1;") == "2"
+    assert engine.show("2 + 2 -- four") == "4"

@@ -1,0 +1,74 @@
+"""A real pseudo-terminal: type into `bioxen`, interrupt a runaway loop, keep going."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+pexpect = pytest.importorskip("pexpect", reason="pexpect is a test dependency (pip install pexpect)")
+
+PROMPT = "lua> "
+
+
+@pytest.fixture
+def shell():
+    env = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", NO_COLOR="1", COLUMNS="100", LINES="30")
+    child = pexpect.spawn(sys.executable, ["-m", "bioxen_shell"], env=env, encoding="utf-8",
+                          timeout=10, dimensions=(30, 100))
+    child.expect_exact(PROMPT)
+    yield child
+    if child.isalive():
+        child.terminate(force=True)
+
+
+def run(child, line):
+    child.send(line + "\r")
+
+
+def test_interrupt_runaway_loop_and_keep_state(shell):
+    run(shell, "local kept = 'intact'")
+    shell.expect_exact(PROMPT)
+    run(shell, "while true do end")
+    time.sleep(0.5)  # let it spin
+    start = time.monotonic()
+    shell.sendintr()
+    shell.expect_exact("interrupted!")
+    assert time.monotonic() - start < 1.0
+    shell.expect_exact(PROMPT)
+    run(shell, "kept")
+    shell.expect_exact('"intact"')
+    shell.expect_exact(PROMPT)
+    run(shell, "1 + 1")
+    shell.expect_exact("2\r\n")
+
+
+def test_tab_completion_ctrl_c_clears_and_ctrl_d_exits(shell):
+    shell.send("string.rev")
+    shell.send("\t")
+    time.sleep(0.3)
+    run(shell, "('abc')")
+    shell.expect_exact('"cba"')
+    shell.expect_exact(PROMPT)
+    shell.send("broken((")
+    time.sleep(0.2)
+    shell.sendintr()  # Ctrl-C at the prompt: the line is dropped
+    shell.expect_exact(PROMPT)
+    run(shell, "'fresh'")
+    shell.expect_exact('"fresh"')
+    shell.expect_exact(PROMPT)
+    shell.sendcontrol("d")
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 0
+
+
+def test_multiline_input_in_a_terminal(shell):
+    run(shell, "function fact(n)")
+    run(shell, "if n <= 1 then return 1 end")
+    run(shell, "return n * fact(n - 1)")
+    run(shell, "end")
+    shell.expect_exact(PROMPT)
+    run(shell, "fact(10)")
+    shell.expect_exact("3628800")

@@ -1,0 +1,104 @@
+"""The prompt_toolkit front end, driven through prompt_toolkit's pipe input."""
+from __future__ import annotations
+
+import pytest
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from bioxen_shell.repl.app import run_repl
+from bioxen_shell.repl.completer import LuaCompleter
+from bioxen_shell.repl.history import history_path, last_entries, open_history
+from bioxen_shell.repl.lexer import ShellLexer
+
+ENTER, CTRL_C, CTRL_D = "\r", "\x03", "\x04"
+
+
+def drive(engine, keys: str, history=None) -> int:
+    """Type ``keys`` into the REPL, then Ctrl-D; return the exit status."""
+    with create_pipe_input() as pipe:
+        pipe.send_text(keys + CTRL_D)
+        return run_repl(engine, input=pipe, output=DummyOutput(),
+                        history=history if history is not None else InMemoryHistory(),
+                        banner=False, color=False)
+
+
+@pytest.fixture
+def engine(make_engine):
+    return make_engine("luajit")
+
+
+def test_expression_prints_and_ctrl_d_exits(engine):
+    assert drive(engine, "1 + 1" + ENTER) == 0
+    assert engine.take_output() == b"2\n"
+
+
+def test_enter_on_incomplete_input_opens_an_indented_line(engine):
+    keys = "for i = 1, 2 do" + ENTER + "print(i * 10)" + ENTER + "end" + ENTER
+    drive(engine, keys)
+    assert engine.take_output() == b"10\n20\n"
+
+
+def test_locals_persist_between_prompts(engine):
+    drive(engine, "local n = 6" + ENTER + "n * 7" + ENTER)
+    assert engine.take_output() == b"42\n"
+
+
+def test_ctrl_c_at_the_prompt_clears_the_input(engine):
+    drive(engine, "this is not lua (" + CTRL_C + "'after'" + ENTER)
+    assert engine.take_output() == b'"after"\n'
+
+
+def test_errors_go_to_stderr_and_the_loop_continues(engine, capfd):
+    drive(engine, "error('bad')" + ENTER + "'still here'" + ENTER)
+    assert engine.take_output() == b'"still here"\n'
+    assert "repl[1]:1: bad" in capfd.readouterr().err
+
+
+def test_invalid_input_is_submitted_to_show_the_error(engine, capfd):
+    drive(engine, "x = = 1" + ENTER + "3" + ENTER)
+    assert engine.take_output() == b"3\n"
+    assert "near '='" in capfd.readouterr().err
+
+
+def test_bracketed_paste_of_a_multiline_chunk(engine):
+    paste = "\x1b[200~function sq(x)\n  return x * x\nend\n\x1b[201~"
+    drive(engine, paste + ENTER + "sq(9)" + ENTER)
+    assert engine.take_output() == b"81\n"
+
+
+def test_os_exit_and_quit_end_the_loop_with_their_status(engine, make_engine):
+    assert drive(engine, "os.exit(4)" + ENTER + "print('not reached')" + ENTER) == 4
+    assert engine.take_output() == b""
+    assert drive(make_engine(), ":quit" + ENTER) == 0
+
+
+def test_history_persists_in_the_state_dir(make_engine):
+    path = history_path()
+    drive(make_engine(), "x = 1" + ENTER + "for i = 1, 1 do" + ENTER + "end" + ENTER, history=open_history())
+    assert path.is_file()
+    entries = last_entries(FileHistory(str(path)), 10)
+    assert entries == ["x = 1", "for i = 1, 1 do\nend"]  # `end` was dedented
+    engine = make_engine()
+    drive(engine, ":history" + ENTER, history=open_history())
+    out = engine.take_output().decode()
+    assert "   1  x = 1" in out and "   3  :history" in out
+
+
+def test_completer_through_prompt_toolkit(engine):
+    completer = LuaCompleter(engine)
+    doc = Document("x = string.fo")
+    completions = list(completer.get_completions(doc, CompleteEvent(completion_requested=True)))
+    assert [(c.text, c.start_position) for c in completions] == [("format", -2)]
+    assert completions[0].display_meta_text == "function"
+
+
+def test_lexer_highlights_lua_and_meta_commands():
+    lexer = ShellLexer()
+    tokens = lexer.lex_document(Document("local x = 'a'"))(0)
+    styles = {style for style, _ in tokens}
+    assert any("keyword" in s.lower() for s in styles)
+    assert any("string" in s.lower() for s in styles)
+    assert lexer.lex_document(Document(":help run"))(0) == [("class:meta-command", ":help run")]

@@ -1,0 +1,143 @@
+"""Faults and limits: memory, timeouts, kill -9, huge strings, huge output."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from bioxen_shell.vm.bindings import format_vms_table
+from bioxen_shell.vm.handle import VMCrashed, VMError, VMTimeout
+from tests.vm.conftest import profile
+
+MiB = 1024 * 1024
+
+
+def test_memory_limit_gives_a_clear_error_and_the_vm_carries_on(manager):
+    small = manager.create("small", profile=profile(memory_limit=32 * MiB))
+    other = manager.create("other")
+    with pytest.raises(VMError) as info:
+        small.eval("local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(64) .. i end")
+    assert info.value.kind == "memory" and "not enough memory" in str(info.value)
+    assert small.eval("return 1 + 1") == [2]
+    with pytest.raises(VMError, match="not enough memory"):
+        small.eval("return ('x'):rep(64 * 1024 * 1024)")
+    assert small.status == "running"
+    assert other.eval("return #('x'):rep(64 * 1024 * 1024)") == [64 * MiB]
+
+
+def test_call_timeout_stops_an_infinite_loop(manager):
+    h = manager.create("loop", profile=profile(call_timeout=0.5))
+    for code in ("while true do end",
+                 "while true do pcall(function() while true do end end) end",
+                 "coroutine.wrap(function() while true do end end)()"):
+        t0 = time.monotonic()
+        with pytest.raises(VMTimeout, match="timed out after 0.5 s"):
+            h.eval(code)
+        assert time.monotonic() - t0 < 3
+        assert h.eval("return 'alive'") == ["alive"]
+    # a per-call timeout overrides the profile's
+    with pytest.raises(VMTimeout, match="after 0.2 s"):
+        h.eval("while true do end", timeout=0.2)
+
+
+def test_call_stuck_in_c_is_killed_after_the_grace_period(manager):
+    h = manager.create("stuck")
+    h.kill_grace = 0.3
+    t0 = time.monotonic()
+    # exponential backtracking inside string.find: one C call, no hook point
+    with pytest.raises(VMTimeout, match="did not stop within 0.3 s; the VM was killed"):
+        h.eval("return (('a'):rep(40)):find(('a*'):rep(40) .. 'b')", timeout=0.3)
+    assert time.monotonic() - t0 < 5
+    assert h.status == "crashed"
+    h.restart()
+    assert h.eval("return 1") == [1]
+
+
+def test_kill_9_pending_and_next_calls_crash_then_restart(manager):
+    victim = manager.create("victim")
+    bystander = manager.create("bystander")
+    bystander.set("x", 42)
+    victim.send("while true do end")  # pending while it dies
+    errors = []
+
+    def sync_call():
+        try:
+            victim.recv(10)
+        except VMCrashed as exc:
+            errors.append(str(exc))
+
+    t = threading.Thread(target=sync_call)
+    t.start()
+    time.sleep(0.2)
+    os.kill(victim.pid, signal.SIGKILL)
+    t.join(10)
+    assert errors and "VM crashed (signal 9)" in errors[0]
+    with pytest.raises(VMCrashed, match=r"victim: VM crashed \(signal 9\)"):
+        victim.eval("return 1")
+    assert victim.status == "crashed"
+    table = format_vms_table(manager.list())
+    assert "crashed (signal 9)" in table and "2 VMs: 1 running, 1 crashed" in table
+    assert bystander.get("x") == 42  # others unaffected
+    victim.restart()
+    assert victim.eval("return 'back'") == ["back"] and victim.status == "running"
+
+
+def test_kill_9_while_a_sync_call_waits(manager):
+    h = manager.create("sync")
+    threading.Timer(0.2, os.kill, (h.pid, signal.SIGKILL)).start()
+    with pytest.raises(VMCrashed, match=r"VM crashed \(signal 9\)"):
+        h.eval("while true do end")
+
+
+def test_100_mb_strings_in_and_out(manager):
+    h = manager.create("big")
+    data = bytes(range(256)) * (100 * MiB // 256)  # not UTF-8: stays bytes
+    h.set("s", data)
+    assert h.eval("return #s, s:byte(1), s:byte(-1)") == [100 * MiB, 0, 255]
+    back = h.get("s")
+    assert isinstance(back, bytes) and len(back) == len(data) and back == data
+    text = "ACGT" * (25 * MiB)
+    assert h.eval("return #(...)", text) == [100 * MiB]
+    assert h.eval("return string.rep('A', 100 * 1024 * 1024)")[0] == "A" * (100 * MiB)
+
+
+_PRINT_100MB = r"""
+import resource, sys
+from bioxen_shell.vm.manager import Manager
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+m = Manager()
+h = m.create("printer")
+seen = [0]
+h.eval("return 1")
+before = hwm()
+h.eval("local line = ('y'):rep(1023) .. '\n' for i = 1, 100 * 1024 do io.write(line) end",
+       on_output=lambda b: seen.__setitem__(0, seen[0] + len(b)))
+after = hwm()
+print(seen[0], after - before)
+m.destroy_all()
+"""
+
+
+def test_printing_100_mb_streams_in_bounded_memory():
+    out = subprocess.run([sys.executable, "-c", _PRINT_100MB], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert out.returncode == 0, out.stderr
+    seen, growth = map(int, out.stdout.split())
+    assert seen == 100 * MiB
+    assert growth < 20 * MiB, f"host memory grew by {growth / MiB:.1f} MiB while streaming 100 MiB"
+
+
+def test_pipelined_big_request_behind_big_reply_does_not_deadlock(manager):
+    h = manager.create("pipe")
+    h.send("return string.rep('r', 20 * 1024 * 1024)")  # 20 MB reply ...
+    h.send("return #(...)", b"q" * (20 * MiB))           # ... while we write a 20 MB request
+    assert len(h.recv(30).values[0]) == 20 * MiB
+    assert h.recv(30).values == [20 * MiB]

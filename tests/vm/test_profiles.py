@@ -1,0 +1,107 @@
+"""Profiles: shipped ones load, bad ones are refused with file, key and what was expected."""
+from __future__ import annotations
+
+import pytest
+
+from bioxen_shell import paths
+from bioxen_shell.vm.profiles import (
+    ProfileError,
+    cli_main,
+    list_profiles,
+    load_profile,
+    load_profile_file,
+    parse_size,
+)
+
+
+def test_shipped_profiles_exist_and_validate():
+    names = set(list_profiles())
+    assert {"minimal", "standard", "bioinformatics", "sandboxed"} <= names
+    for name in names:
+        p = load_profile(name)
+        assert p.name == name
+
+
+def test_sandboxed_profile_is_tight():
+    p = load_profile("sandboxed")
+    assert p.sandbox is True
+    assert p.allow_ffi is False
+    assert 0 < p.memory_limit <= 256 * 1024**2
+    assert 0 < p.call_timeout <= 30
+    assert 0 < p.cpu_limit <= 30
+
+
+def test_bioinformatics_preloads_bio_modules():
+    p = load_profile("bioinformatics")
+    assert "bio.seq" in p.preload and all(m.startswith("bio.") for m in p.preload)
+
+
+def _write(tmp_path, text, name="bad.toml"):
+    f = tmp_path / name
+    f.write_text(text)
+    return f
+
+
+@pytest.mark.parametrize(
+    "text, key, expected",
+    [
+        ("memroy_limit = '1GiB'\n", "memroy_limit", "unknown key"),
+        ("memory_limit = 'lots'\n", "memory_limit", "expected a size"),
+        ("call_timeout = 'soon'\n", "call_timeout", "expected a number of seconds"),
+        ("call_timeout = -1\n", "call_timeout", "expected a number of seconds >= 0"),
+        ("sandbox = 'yes'\n", "sandbox", "expected true or false"),
+        ("runtime = 'lua99'\n", "runtime", "expected one of lua51"),
+        ("preload = 'bio.seq'\n", "preload", "expected a list of Lua module names"),
+        ("preload = ['bio seq']\n", "preload", "expected Lua module names"),
+        ("[globals]\n'1x' = 2\n", "globals.1x", "Lua identifier"),
+        ("sandbox = true\nallow_ffi = true\n", "allow_ffi", "expected false when sandbox = true"),
+    ],
+)
+def test_bad_profile_names_file_key_and_expectation(tmp_path, text, key, expected):
+    f = _write(tmp_path, text)
+    with pytest.raises(ProfileError) as info:
+        load_profile_file(f)
+    msg = str(info.value)
+    assert str(f) in msg and key in msg and expected in msg
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    f = _write(tmp_path, "memory_limit = \n")
+    with pytest.raises(ProfileError, match=r"bad\.toml: not valid TOML"):
+        load_profile_file(f)
+
+
+def test_user_profile_overrides_shipped_and_paths_are_relative_to_file(tmp_path):
+    user_dir = paths.config_dir() / "profiles"
+    user_dir.mkdir(parents=True)
+    (user_dir / "standard.toml").write_text("memory_limit = '1MiB'\npaths = ['mods']\n")
+    p = load_profile("standard")
+    assert p.memory_limit == 1024**2
+    assert p.paths == (str((user_dir / "mods").resolve()),)
+    assert list_profiles()["standard"] == user_dir / "standard.toml"
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ProfileError, match=r"'nope' not found.*known: .*standard"):
+        load_profile("nope")
+
+
+def test_sizes():
+    assert parse_size("256MiB") == 256 * 1024**2
+    assert parse_size("1GB") == 10**9
+    assert parse_size(0) == 0
+    with pytest.raises(ProfileError):
+        parse_size(True)
+
+
+def test_cli_list_show_check(capsys, tmp_path):
+    assert cli_main([]) == 0
+    out = capsys.readouterr().out
+    assert "sandboxed" in out and "bioinformatics" in out and "64MiB" in out
+    assert cli_main(["show", "sandboxed"]) == 0
+    assert "sandbox       True" in capsys.readouterr().out
+    bad = _write(tmp_path, "oops = 1\n")
+    assert cli_main(["check", str(bad)]) == 1
+    assert "unknown key 'oops'" in capsys.readouterr().out
+    assert cli_main(["show", "nope"]) == 1
+    assert cli_main(["frobnicate"]) == 2

@@ -1,0 +1,181 @@
+"""A local VM through the handle: values, errors, output, state, pipelining, lifecycle."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from bioxen_shell.vm.handle import VMCrashed, VMError, VMStateError
+from bioxen_shell.vm.manager import VMCreateError
+
+
+def test_values_round_trip_exactly(vm):
+    args = [None, True, False, 0, -42, 2**53, 1.5, -0.0, math.inf, "héllo", b"\x00\xff\xfe", [1, 2, [3]],
+            {"a": 1, "b": {"c": "d"}}]
+    got = vm.eval("return ...", *args)
+    assert got[:6] == args[:6]
+    assert isinstance(got[5], int) and isinstance(got[6], float) and got[6] == 1.5
+    assert math.copysign(1, got[7]) == -1 and got[8] == math.inf
+    assert got[9] == "héllo" and got[10] == b"\x00\xff\xfe"
+    assert got[11] == [1, 2, [3]] and got[12] == {"a": 1, "b": {"c": "d"}}
+
+
+def test_integer_and_float_stay_apart(vm):
+    assert vm.eval("return 3, 3.0, math.type(...)", 7) == [3, 3.0, "integer"]
+    assert vm.eval("return math.type(...)", 7.0) == ["float"]
+
+
+def test_nils_in_value_lists_are_kept(vm):
+    assert vm.eval("return nil, 2, nil") == [None, 2, None]
+    assert vm.eval("return select('#', ...)", None, None, None) == [3]
+
+
+def test_expression_and_statement_chunks(vm):
+    assert vm.eval("1 + 1") == [2]
+    assert vm.eval("local x = 1") == []
+
+
+def test_error_has_vm_chunkname_and_line(vm):
+    with pytest.raises(VMError) as info:
+        vm.eval("local a = 1\nerror('boom')", chunkname="=job")
+    assert info.value.kind == "error"
+    assert str(info.value) == "job:2: boom"
+    assert "job:2" in info.value.traceback
+
+
+def test_syntax_error(vm):
+    with pytest.raises(VMError) as info:
+        vm.eval("x = = 1")
+    assert info.value.kind == "syntax" and "vm:1:" in str(info.value)
+
+
+def test_function_values_are_refused_with_a_path(vm):
+    with pytest.raises(VMError) as info:
+        vm.eval("return {seqs = {1, print}}")
+    assert info.value.kind == "encode" and "seqs" in str(info.value)
+
+
+def test_output_is_captured_with_its_call(vm):
+    res = vm.execute("print('a', 1) io.write('b\\n') return 7")
+    assert res.output == b"a\t1\nb\n" and res.values == [7]
+    chunks = []
+    assert vm.eval("print('streamed')", on_output=chunks.append) == []
+    assert b"".join(chunks) == b"streamed\n"
+
+
+def test_state_persists_set_get_call_require(vm):
+    vm.set("seq", "ACGT")
+    assert vm.get("seq") == "ACGT"
+    vm.eval("function count(s, c) local n = 0 for _ in s:gmatch(c) do n = n + 1 end return n end")
+    assert vm.call("count", "AACGA", "A") == [3]
+    assert vm.call("string.rep", "ab", 2) == ["abab"]
+    assert vm.require("bio.seq") is not None
+    assert vm.eval("return require('bio.seq').reverse_complement('AACG')") == ["CGTT"]
+
+
+def test_pipelined_send_recv_keeps_order_and_output(vm):
+    ids = [vm.send("print('job', ...) return ... * 10", i) for i in range(1, 6)]
+    assert ids == sorted(ids)
+    results = [vm.recv(5) for _ in ids]
+    assert [r.values for r in results] == [[10], [20], [30], [40], [50]]
+    assert results[2].output == b"job\t3\n"
+    # a synchronous call in between does not steal a pending result
+    vm.send("return 'late'")
+    assert vm.eval("return 'now'") == ["now"]
+    assert vm.recv(5).values == ["late"]
+
+
+def test_recv_timeout_returns_none_and_keeps_the_request(vm):
+    vm.send("local t = os.clock() while os.clock() - t < 0.3 do end return 'done'")
+    assert vm.recv(0.01) is None
+    assert vm.wait(5).values == ["done"]
+    with pytest.raises(VMStateError, match="nothing to receive"):
+        vm.recv(0.01)
+
+
+def test_recv_raises_the_request_error(vm):
+    vm.send("print('before') error('async boom')")
+    with pytest.raises(VMError, match="async boom") as info:
+        vm.recv(5)
+    assert info.value.output == b"before\n"
+
+
+def test_info_describes_the_vm(vm):
+    info = vm.info()
+    for key in ("name", "type", "profile", "status", "pid", "created", "uptime", "memory"):
+        assert key in info, key
+    assert info["type"] == "local" and info["status"] == "running" and info["memory"] > 0
+    assert info["pid"] == vm.pid and info["runtime"] == "Lua 5.4"
+
+
+def test_stop_restart_destroy(manager):
+    h = manager.create("life")
+    pid = h.pid
+    h.set("x", 1)
+    h.stop()
+    assert h.status == "stopped"
+    with pytest.raises(VMStateError, match="stopped"):
+        h.eval("return 1")
+    h.restart()
+    assert h.status == "running" and h.pid != pid
+    assert h.get("x") is None  # a fresh state
+    h.destroy()
+    assert h.status == "destroyed"
+    with pytest.raises(VMStateError):
+        h.eval("return 1")
+    manager.forget(h)
+    assert manager.get("life") is None
+
+
+def test_names_counts_and_errors(manager):
+    a = manager.create()
+    b = manager.create()
+    assert a.name != b.name
+    with pytest.raises(VMCreateError, match="exists already"):
+        manager.create(a.name)
+    with pytest.raises(VMCreateError, match="not valid"):
+        manager.create("bad name!")
+    with pytest.raises(VMCreateError, match="type 'nope' is not known"):
+        manager.create("x", type="nope")
+    with pytest.raises(VMCreateError, match="option 'hostt' is not known"):
+        manager.create("x", hostt="lab")
+    with pytest.raises(VMCreateError, match="profile 'nope' not found"):
+        manager.create("x", profile="nope")
+    assert manager.get("x") is None
+    many = manager.create("w", count=4)
+    assert [h.name for h in many] == ["w1", "w2", "w3", "w4"]
+    assert len({h.pid for h in many}) == 4
+    assert manager.summary() == "6 VMs: 6 running"
+
+
+def test_runtime_option(manager):
+    h = manager.create("jit", runtime="luajit")
+    assert h.eval("return jit and jit.version ~= nil") == [True]
+    h51 = manager.create("five1", runtime="lua51")
+    assert h51.eval("return _VERSION") == ["Lua 5.1"]
+
+
+def test_missing_preload_module_is_a_clear_error(manager, tmp_path):
+    from tests.vm.conftest import profile
+
+    with pytest.raises(VMError, match=r"could not be applied.*bio\.nope"):
+        manager.create("pre", profile=profile("standard", preload=("bio.nope",)))
+    assert manager.get("pre") is None
+
+
+def test_bioinformatics_profile_preloads(manager):
+    h = manager.create("bio", profile="bioinformatics")
+    assert h.eval("return package.loaded['bio.seq'] ~= nil") == [True]
+
+
+def test_worker_has_only_its_protocol_fds(vm):
+    # 0 = /dev/null, 1 and 2 = the shell's stderr, 3/4 = the protocol pipes; anything else must
+    # be the agent's own reopening of /dev/fd/3 and /dev/fd/4 -- never another VM's pipe or
+    # the zygote's control socket.
+    links = {int(x): os.readlink(f"/proc/{vm.pid}/fd/{x}") for x in os.listdir(f"/proc/{vm.pid}/fd")}
+    assert links[0] == "/dev/null"
+    assert links[1] == links[2]
+    assert links[3].startswith("pipe:") and links[4].startswith("pipe:") and links[3] != links[4]
+    extra = {fd: link for fd, link in links.items() if fd > 4}
+    assert set(extra.values()) <= {links[3], links[4]}, extra
