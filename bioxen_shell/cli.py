@@ -158,8 +158,10 @@ def _main(opts: argparse.Namespace) -> int:
 
     from .engine import Engine, ShellExit
 
+    settings = _shell_settings()
+    runtime = opts.runtime or settings.get("runtime") or DEFAULT_RUNTIME
     try:
-        engine = Engine(opts.runtime or DEFAULT_RUNTIME, module_paths=opts.paths)
+        engine = Engine(runtime, module_paths=[*opts.paths, *settings.get("path", [])])
     except UnknownRuntime as exc:
         raise UsageError(str(exc)) from None
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -198,6 +200,36 @@ def _main(opts: argparse.Namespace) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)
+
+
+def _shell_settings() -> dict:
+    """The ``[shell]`` table of the user's config.toml: ``runtime`` and ``path``.
+
+    Read only when the file exists (tomllib is not imported otherwise).
+    """
+    from . import paths
+
+    path = paths.config_dir() / "config.toml"
+    if not path.is_file():
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f).get("shell", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: [shell] must be a table")
+    runtime = table.get("runtime")
+    if runtime is not None and not isinstance(runtime, str):
+        raise UsageError(f"{path}: shell.runtime must be a string such as \"lua54\"")
+    dirs = table.get("path", [])
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        raise UsageError(f"{path}: shell.path must be a list of directories")
+    return {"runtime": runtime, "path": [os.path.expanduser(d) for d in dirs]}
 
 
 def _interactive(engine) -> int:  # noqa: ANN001

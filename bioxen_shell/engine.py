@@ -119,7 +119,8 @@ class Engine:
             register_builtins=False,
             unpack_returned_tuples=True,
         )
-        search = paths.lua_search_path(self._module_paths)
+        # bioxen's search path, then the current directory as plain `lua` does.
+        search = paths.lua_search_path(self._module_paths) + ";./?.lua;./?/init.lua"
         self.lua.globals()[b"package"][b"path"] = search.encode()
         host = self.lua.table_from(
             {

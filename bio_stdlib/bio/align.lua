@@ -46,10 +46,18 @@ local byte, char, sub, rep, concat, format =
 local floor = math.floor
 local NEG = -math.huge
 
+-- The kernel family is decided once, at load time: bio._fast (shared with the rest of bio.*)
+-- hands out FFI only on LuaJIT with the JIT on, and not when BIOXEN_BIO_PORTABLE forces the
+-- portable path. Without bio._fast, detect LuaJIT ourselves.
 local ffi
-if jit then
-  local ok, lib = pcall(require, "ffi")
-  if ok then ffi = lib end
+do
+  local ok, F = pcall(require, "bio._fast")
+  if ok and type(F) == "table" then
+    ffi = F.ffi
+  elseif rawget(_G, "jit") then
+    local has, lib = pcall(require, "ffi")
+    if has then ffi = lib end
+  end
 end
 
 -- DP rows and score profiles: FFI double arrays on LuaJIT (no type checks, JIT-friendly),
@@ -263,9 +271,10 @@ end
 -- score-only DP: O(m) memory
 
 -- The four kernels are written once, with MAX(dst, x, y, ...) standing for
--- "dst = the largest of x, y, ...". At load time MAX becomes math.max on LuaJIT, which
--- compiles it to branch-free maxsd (4-5x faster than unpredictable branches), and inline
--- comparisons on PUC Lua, where a call per cell would cost more than the comparisons.
+-- "dst = the largest of x, y, ...". At load time MAX becomes math.max on the LuaJIT fast path,
+-- which the JIT compiles to branch-free maxsd (4-5x faster than unpredictable branches), and
+-- inline comparisons on the portable path (PUC Lua, or LuaJIT forced portable / JIT off),
+-- where a call per cell would cost more than the comparisons.
 local KERNELS = [==[
 local NEG, max = ...
 local K = {}
@@ -416,7 +425,7 @@ end
 
 local kernels
 do
-  local source = expand_max(jit ~= nil)
+  local source = expand_max(ffi ~= nil)
   local chunk = assert((loadstring or load)(source, "=bio.align kernels"))
   kernels = chunk(NEG, math.max)
 end

@@ -27,48 +27,83 @@ local byte, sub, find, gsub, concat = string.byte, string.sub, string.find, stri
 
 local new_sink
 
+-- Sinks collect one record's body and hand back the sequence.  Their one
+-- method, add_until(s, i), appends s[i..] up to the next line that starts
+-- with '>' and returns that '>' position, or nil when s ends first.
+
+-- libc memchr through the FFI: a vectorised scan for the next newline.
+local memchr
 if ffi then
-  -- Copy bytes into a growable buffer with a branch-free filter: every byte
-  -- is written, and the write position advances only for kept bytes.
+  local ok = pcall(ffi.cdef, "void *memchr(const void *s, int c, size_t n);")
+  local ok2, fn = pcall(function() return ffi.C.memchr end)
+  if ok2 and fn then memchr = fn elseif not ok then memchr = nil end
+end
+
+if ffi and memchr then
+  -- Copy whole lines with ffi.copy (memcpy), found with memchr; spaces,
+  -- tabs and CRs are removed afterwards, only when memchr sees one.
   local KEEP = F.lut("uint8_t", { [32] = 0, [9] = 0, [13] = 0, [10] = 0 }, 1)
   local buf, cap = ffi.new("uint8_t[?]", 1048576), 1048576
+  local NL, GT = 10, 62
+  local cast, copy = ffi.cast, ffi.copy
   new_sink = function()
     local w = 0
     local sink = {}
-    function sink.add(s, i, j) -- s[i..j], 1-based inclusive
-      local n = j - i + 1
-      if n <= 0 then return end
+    local function reserve(n)
       if w + n > cap then
         local newcap = cap
         while newcap < w + n do newcap = newcap * 2 end
         local nb = ffi.new("uint8_t[?]", newcap)
-        ffi.copy(nb, buf, w)
+        copy(nb, buf, w)
         buf, cap = nb, newcap
       end
-      local p = ffi.cast("const uint8_t*", s) + (i - 1)
-      local out, keep, pos = buf, KEEP, w
-      for k = 0, n - 1 do
-        local b = p[k]
-        out[pos] = b
-        pos = pos + keep[b]
+    end
+    function sink.add_until(s, i)
+      local n = #s
+      if i > n then return nil end
+      local base = cast("const uint8_t*", s)
+      reserve(n - i + 1)
+      local pos = i - 1 -- 0-based
+      while pos < n do
+        local q = memchr(base + pos, NL, n - pos)
+        if q == nil then
+          copy(buf + w, base + pos, n - pos)
+          w = w + (n - pos)
+          return nil
+        end
+        local nl = cast("const uint8_t*", q) - base
+        local len = nl - pos
+        copy(buf + w, base + pos, len)
+        w = w + len
+        pos = nl + 1
+        if pos < n and base[pos] == GT then return pos + 1 end
       end
-      w = pos
+      return nil
     end
     function sink.finish()
-      local s = ffi.string(buf, w)
+      if memchr(buf, 13, w) ~= nil or memchr(buf, 32, w) ~= nil or memchr(buf, 9, w) ~= nil then
+        local out, keep, k = buf, KEEP, 0
+        for j = 0, w - 1 do
+          local b = out[j]
+          out[k] = b
+          k = k + keep[b]
+        end
+        w = k
+      end
+      local seq = ffi.string(buf, w)
       w = 0
       if cap > 16777216 then buf, cap = ffi.new("uint8_t[?]", 1048576), 1048576 end -- do not pin huge buffers
-      return s
+      return seq
     end
     return sink
   end
 else
-  -- Portable: split into lines with plain find (memchr), join once, and
-  -- only run a gsub if a stray space, tab or CR is present.
+  -- Portable: split into lines with plain find (memchr in C), join once,
+  -- and only run a gsub if a stray space, tab or CR is present.
   new_sink = function()
     local parts, np = {}, 0
     local sink = {}
-    function sink.add(s, i, j)
+    local function add(s, i, j)
       local pos = i
       while pos <= j do
         local nl = find(s, "\n", pos, true)
@@ -79,6 +114,15 @@ else
         if nl > pos then np = np + 1; parts[np] = sub(s, pos, nl - 1) end
         pos = nl + 1
       end
+    end
+    function sink.add_until(s, i)
+      local nxt = find(s, "\n>", i, true)
+      if nxt then
+        add(s, i, nxt)
+        return nxt + 1
+      end
+      add(s, i, #s)
+      return nil
     end
     function sink.finish()
       local s = np == 1 and parts[1] or concat(parts, "", 1, np)
@@ -113,14 +157,8 @@ local function reader(read, close, name, fname)
     if eof then return false end
     local chunk = read()
     if chunk == nil then eof = true; return false end
-    -- keep one byte before pos: a "\n>" split across chunks is then found
-    -- by searching from pos - 1
-    if pos > 1 then
-      buf = sub(buf, pos - 1) .. chunk
-      pos = 2
-    else
-      buf = buf .. chunk
-    end
+    if pos > #buf then buf = chunk else buf = sub(buf, pos) .. chunk end
+    pos = 1
     return true
   end
 
@@ -161,30 +199,20 @@ local function reader(read, close, name, fname)
       return rec
     end
     pos = nl + 1
-    -- body: up to the next "\n>" (the '\n' stays in the body and is dropped)
+    -- body: up to the next line that starts with '>'.  Chunks are handed to
+    -- the sink as they are read (no joining); `prev_nl` carries "the last
+    -- byte was a newline" across a chunk boundary.
+    local prev_nl = true -- the header's own newline
     while true do
-      -- from pos - 1: the header's own '\n' may start "\n>" (empty record)
-      local nxt = find(buf, "\n>", pos > 1 and pos - 1 or 1, true)
-      if nxt then
-        sink.add(buf, pos, nxt)
-        pos = nxt + 1
-        break
-      end
-      local n = #buf
-      if eof then
-        sink.add(buf, pos, n)
-        pos = n + 1
-        done = true
-        break
-      end
-      sink.add(buf, pos, n)
-      pos = n + 1
-      if not more() then
-        sink.add(buf, pos, #buf)
-        pos = #buf + 1
-        done = true
-        break
-      end
+      if prev_nl and pos <= #buf and byte(buf, pos) == 62 then break end
+      local gt = sink.add_until(buf, pos)
+      if gt then pos = gt; break end
+      prev_nl = byte(buf, #buf) == 10 or (prev_nl and pos > #buf)
+      pos = #buf + 1
+      if eof then done = true; break end
+      local chunk = read()
+      if chunk == nil then eof = true; done = true; break end
+      buf, pos = chunk, 1
     end
     rec.seq = sink.finish()
     if done then close() end

@@ -17,10 +17,11 @@ local data = require "bio.tm_data"
 
 local M = {}
 
-local floor, sqrt, log, exp = math.floor, math.sqrt, math.log, math.exp
+local floor, sqrt, log = math.floor, math.sqrt, math.log
+-- Lua 5.3+ dropped math.log10; its math.log(x, 10) calls C log10 itself, so results agree.
 local log10 = math.log10 or function(x) return log(x, 10) end
-local byte, char, sub, gsub, upper, rep, reverse =
-  string.byte, string.char, string.sub, string.gsub, string.upper, string.rep, string.reverse
+local char, sub, gsub, upper, rep, reverse =
+  string.char, string.sub, string.gsub, string.upper, string.rep, string.reverse
 
 -- The tables, by name: tm.DNA_NN3 etc. (copies are made by make_table, never mutate these).
 for name, t in pairs(data.tables) do M[name] = t end

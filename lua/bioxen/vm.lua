@@ -40,9 +40,10 @@ function M.bind(host)
   local objects = setmetatable({}, { __mode = "v" })
 
   -- Host functions return (true, ...) or (false, kind, message, traceback).
-  local function check(ok, a, b, ...)
-    if ok then return a, b, ... end
-    error(tostring(b), 0)
+  local function check(ok, ...)
+    if ok then return ... end
+    local _, message = ...
+    error(tostring(message), 0)
   end
 
   local function values(s)

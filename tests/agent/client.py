@@ -90,11 +90,11 @@ class Agent:
                 raise TimeoutError(f"no frame from the agent within {timeout} s")
             ready, _, _ = select.select([self.rfd], [], [], left)
             if ready:
-                data = os.read(self.rfd, max(65536, min(self.reader.need(), 1 << 24)))
-                if not data:
+                got = self.reader.read_from(self.rfd)
+                if got is None:
                     err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
                     raise EOFError(f"agent closed the channel (exit {self.proc.poll()}): {err}")
-                self.frames.extend(self.reader.feed(data))
+                self.frames.extend(got)
         return self.frames.pop(0)
 
     def send(self, op: str, **fields) -> int:

@@ -351,3 +351,24 @@ return {
     assert "bad argument #2 'rows': expected 4 scores" in got[5]
     assert "letter 'A' appears twice" in got[6]
     assert "letter 'N' is not in the alphabet 'ACGT'" in got[7]
+
+
+@runtime_params(["lupa:luajit21", "luajit"])
+def test_portable_kernels_on_luajit_give_the_same_scores(runtime):
+    """BIOXEN_BIO_PORTABLE forces the portable (inline-comparison, table) kernels under LuaJIT."""
+    cases = SCORE_CASES[:60]
+    body = ",\n".join("{" + lua_value(a) + "," + lua_value(b) + "," + lua_value(o) + "}" for a, b, o in cases)
+    got = run(runtime, f"""
+BIOXEN_BIO_PORTABLE = true
+local align = require "bio.align"
+local fast = require "bio._fast"
+local out = {{fast.kernels}}
+for i, c in ipairs({{ {body} }}) do
+  local al = align.new(c[3])
+  out[#out + 1] = {{al:score(c[1], c[2]), al:align(c[1], c[2]) and al:align(c[1], c[2]).score or 0}}
+end
+return out""")
+    assert got[0] == "portable"
+    for (a, b, opts), (score, aligned) in zip(cases, got[1:]):
+        want = _biopython_aligner(opts).score(a, b)
+        assert math.isclose(score, want, abs_tol=1e-9) and math.isclose(aligned, want, abs_tol=1e-9), (a, b, opts)

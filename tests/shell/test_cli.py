@@ -185,3 +185,32 @@ def test_sigterm_while_running_runs_cleanup(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 128 + signal.SIGTERM
     assert (tmp_path / "mark").read_text() == "cleaned\n"
+
+
+def test_config_file_shell_section(tmp_path):
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "cfgmod.lua").write_text("return 'from config path'")
+    (config_dir / "config.toml").write_text(f'[shell]\nruntime = "lua52"\npath = ["{tmp_path / "lib"}"]\n')
+    env = dict(os.environ, BIOXEN_CONFIG_DIR=str(config_dir))
+    assert run("-e", "print(_VERSION, require('cfgmod'))", env=env)[1] == "Lua 5.2\tfrom config path\n"
+    # --runtime wins over the file
+    assert run("--runtime", "lua53", "-e", "print(_VERSION)", env=env)[1] == "Lua 5.3\n"
+    (config_dir / "config.toml").write_text("[shell]\nruntime = 5\n")
+    code, _, err = run("-e", "1", env=env)
+    assert code == 2 and "config.toml: shell.runtime must be a string" in err
+
+
+def test_fast_path_imports_no_front_end_or_vm_layer():
+    probe = textwrap.dedent("""
+        import sys
+        from bioxen_shell.cli import main
+        assert main(["-e", "x = 1"]) == 0
+        heavy = ("prompt_toolkit", "pygments", "paramiko", "XenAPI", "bioxen_shell.vm.manager",
+                 "bioxen_shell.vm.handle", "bioxen_shell.remote")
+        print(sorted(m for m in sys.modules if m.startswith(heavy)))
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -72,3 +72,26 @@ def test_multiline_input_in_a_terminal(shell):
     shell.expect_exact(PROMPT)
     run(shell, "fact(10)")
     shell.expect_exact("3628800")
+
+
+def test_stuck_c_call_third_ctrl_c_leaves(shell):
+    # A pathological pattern keeps Lua inside string.find (C): no hook can fire.
+    run(shell, "x = ('a'):rep(3000):find(('a*'):rep(10) .. 'b')")
+    time.sleep(0.3)
+    shell.sendintr()
+    time.sleep(0.2)
+    shell.sendintr()
+    shell.expect_exact("press Ctrl-C again to quit bioxen")
+    shell.sendintr()
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 130
+
+
+def test_sigterm_at_the_prompt(shell):
+    import signal
+
+    shell.kill(signal.SIGTERM)
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 128 + signal.SIGTERM

@@ -118,7 +118,7 @@ h = m.create("printer")
 seen = [0]
 h.eval("return 1")
 before = hwm()
-h.eval("local line = ('y'):rep(1023) .. '\n' for i = 1, 100 * 1024 do io.write(line) end",
+h.eval("local line = ('y'):rep(1023) .. '\\n' for i = 1, 100 * 1024 do io.write(line) end",
        on_output=lambda b: seen.__setitem__(0, seen[0] + len(b)))
 after = hwm()
 print(seen[0], after - before)

@@ -1,0 +1,128 @@
+"""Process hygiene: no zombies, no leaked descriptors, no worker outliving the shell."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bioxen_shell.vm.forkserver import Zygote
+from tests.system import require_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[1])  # state, ppid
+
+
+def children_of(ppid: int) -> list[tuple[int, str]]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st and st[1] == ppid:
+                out.append((int(entry), st[0]))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def _wait_gone(pids, timeout=5.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in pids if _alive(p)]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def test_1000_create_destroy_cycles_leave_no_zombies_and_no_fds(manager):
+    manager.create("warm").destroy()
+    manager.forget(manager.get("warm")) if manager.get("warm") else None
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    for i in range(1000):
+        h = manager.create(f"c{i}")
+        if i % 100 == 0:
+            assert h.eval("return ...", i) == [i]
+        manager.destroy(h.name)
+    assert manager.list() == []
+    zygote = Zygote.instance().pid
+    deadline = time.monotonic() + 5
+    while children_of(zygote) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children_of(zygote) == [], "workers (or zombies) left behind"
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+_SCRIPT = """
+local ws = vm.create{name = "w", count = 3}
+local pids = {}
+for i, w in ipairs(ws) do pids[i] = tostring(w:info().pid) end
+io.write(table.concat(pids, " "), "\\n")
+io.stdout:flush()
+{tail}
+"""
+
+
+def _run_shell(tmp_path, tail: str) -> tuple[subprocess.Popen, list[int]]:
+    bioxen = require_binary("bioxen")
+    script = tmp_path / "vms.lua"
+    script.write_text(_SCRIPT.replace("{tail}", tail))
+    proc = subprocess.Popen([bioxen, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=ROOT, start_new_session=True)
+    line = proc.stdout.readline().decode()
+    pids = [int(p) for p in line.split()]
+    assert len(pids) == 3, (line, proc.stderr.read1(4096) if proc.poll() is not None else "")
+    assert all(_alive(p) for p in pids)
+    return proc, pids
+
+
+def _zygote_of(pid: int) -> int:
+    st = _stat(pid)
+    assert st is not None
+    return st[1]
+
+
+def test_no_worker_outlives_a_normal_exit(tmp_path):
+    proc, pids = _run_shell(tmp_path, "")
+    zygote = _zygote_of(pids[0])
+    assert proc.wait(30) == 0
+    assert _wait_gone(pids + [zygote]) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_no_worker_outlives_a_killed_shell(tmp_path, sig):
+    # the shell is busy waiting on a VM call when it is killed
+    proc, pids = _run_shell(tmp_path, "vm.get('w1'):eval('while true do end')")
+    zygote = _zygote_of(pids[0])
+    time.sleep(0.2)
+    os.kill(proc.pid, sig)
+    proc.wait(30)
+    assert _wait_gone(pids + [zygote]) == [], f"left alive after signal {sig}"
+
+
+def test_killing_the_zygote_takes_its_workers_along(manager):
+    h = manager.create("orphan-check")
+    zygote = _zygote_of(h.pid)
+    pid = h.pid
+    os.kill(zygote, signal.SIGKILL)
+    assert _wait_gone([pid]) == []
+    with pytest.raises(Exception, match="VM crashed"):
+        h.eval("return 1")
+    # a new zygote is started for the next VM
+    h.restart()
+    assert h.eval("return 2") == [2] and _zygote_of(h.pid) != zygote
