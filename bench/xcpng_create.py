@@ -59,7 +59,7 @@ def bioxen_once(settings: dict, count: int | None = None) -> float:
                              count=count)
     vms = created if isinstance(created, list) else [created]
     for vm in vms:
-        assert vm.eval("return 1") == 1
+        assert vm.eval("return 1") == [1]
     elapsed = time.perf_counter() - t0
     manager.destroy_all()
     return elapsed

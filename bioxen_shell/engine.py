@@ -173,11 +173,9 @@ class Engine:
             data = data.encode()
         out = self._stdout
         if out is None:
-            text = sys.stdout
-            text.flush()  # keep order with anything printed through the text layer
-            out = getattr(text, "buffer", None)
-            if out is None:
-                text.write(data.decode("utf-8", "replace"))
+            out = getattr(sys.stdout, "buffer", None)
+            if out is None:  # a text-only stream (e.g. io.StringIO)
+                sys.stdout.write(data.decode("utf-8", "replace"))
                 return
         out.write(data)
         if self._interactive_output():
@@ -232,6 +230,8 @@ class Engine:
             return fn(*args)  # re-entered from Lua (an extension's callback)
         self._stop.clear()
         self._exit_code = None
+        if self._stdout is None:
+            sys.stdout.flush()  # what Python printed before comes before Lua's output
         done = threading.Event()
         box: list[tuple[bool, Any]] = []
 
@@ -327,18 +327,21 @@ class Engine:
     def complete(self, text: str, cursor: int | None = None) -> list[tuple[str, int, str]]:
         """Completions for ``text[:cursor]``: ``(replacement, start_position, meta)``.
 
-        ``start_position`` is negative, as prompt_toolkit's ``Completion`` wants it
-        (bytes counted as characters: identifiers are ASCII).
+        ``start_position`` is negative (in characters), as prompt_toolkit's
+        ``Completion`` wants it.
         """
         if cursor is not None:
             text = text[:cursor]
         if self._busy is not None:
             return []  # never touch a runtime that is running user code
-        res = self._api[b"complete"](text.encode())
+        encoded = text.encode()
+        res = self._api[b"complete"](encoded)
         replace = int(res[b"replace"])
+        # Lua counts bytes; prompt_toolkit wants characters.
+        start = -len(encoded[len(encoded) - replace:].decode(errors="replace")) if replace else 0
         out = []
         for item in res[b"items"].values():
-            out.append((item[b"text"].decode(errors="replace"), -replace, (item[b"meta"] or b"").decode()))
+            out.append((item[b"text"].decode(errors="replace"), start, (item[b"meta"] or b"").decode()))
         return out
 
     def prompt_name(self) -> str | None:

@@ -29,8 +29,9 @@ if not path then
   os.exit(2)
 end
 
-local out = io.stdout
-out:write("#id\tlength\tgc_percent\n")
+local gc_fraction, format = seq.gc_fraction, string.format
+io.write("#id\tlength\tgc_percent\n")
 for rec in fasta.records(path) do
-  out:write(string.format("%s\t%d\t%.2f\n", rec.id, #rec.seq, 100 * seq.gc_fraction(rec.seq, mode)))
+  local s = rec.seq
+  io.write(format("%s\t%d\t%.2f\n", rec.id, #s, 100 * gc_fraction(s, mode)))
 end

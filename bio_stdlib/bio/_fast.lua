@@ -39,10 +39,14 @@ local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 F.unpack = unpack
 
 if ffi then
-  -- One grow-only scratch buffer per purpose, so kernels on big sequences do
-  -- not allocate (and zero) a fresh buffer on every call.
+  -- One grow-only scratch buffer per purpose, so kernels called record after
+  -- record do not allocate (and zero) a fresh buffer every time.  Buffers
+  -- above SCRATCH_MAX are not kept: a VM with a memory budget must not carry
+  -- a chromosome-sized buffer for ever after one call.
+  local SCRATCH_MAX = 16 * 1048576
   local scratch, scratch_size = {}, {}
   function F.scratch(name, n)
+    if n > SCRATCH_MAX then return ffi.new("uint8_t[?]", n) end
     if (scratch_size[name] or 0) < n then
       local size = math.max(n, 65536)
       scratch[name] = ffi.new("uint8_t[?]", size)

@@ -62,6 +62,24 @@ function A.check_int(value, fname, pos, name, lo, hi)
   return value
 end
 
+--- Require `opts` to be nil or a table whose keys are all in `allowed` (a
+-- list of names), so a misspelt option fails instead of being ignored.
+-- Returns opts (or an empty table).
+function A.check_options(opts, allowed, fname, pos)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    A.arg_error(fname, pos, "opts", "expected a table of options, got " .. type(opts), 3)
+  end
+  for k in pairs(opts) do
+    local ok = false
+    for _, name in ipairs(allowed) do if k == name then ok = true; break end end
+    if not ok then
+      A.arg_error(fname, pos, "opts", string.format("unknown option '%s' (known: %s)", tostring(k), table.concat(allowed, ", ")), 3)
+    end
+  end
+  return opts
+end
+
 --- Describe a byte for error messages: printable as is, others as \ddd.
 function A.show_char(c)
   local b = c:byte()

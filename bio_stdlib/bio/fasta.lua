@@ -43,10 +43,11 @@ if ffi and memchr then
   -- Copy whole lines with ffi.copy (memcpy), found with memchr; spaces,
   -- tabs and CRs are removed afterwards, only when memchr sees one.
   local KEEP = F.lut("uint8_t", { [32] = 0, [9] = 0, [13] = 0, [10] = 0 }, 1)
-  local buf, cap = ffi.new("uint8_t[?]", 1048576), 1048576
   local NL, GT = 10, 62
   local cast, copy = ffi.cast, ffi.copy
   new_sink = function()
+    -- one buffer per reader: readers may be interleaved (zip two files)
+    local buf, cap = ffi.new("uint8_t[?]", 65536), 65536
     local w = 0
     local sink = {}
     local function reserve(n)
@@ -92,7 +93,7 @@ if ffi and memchr then
       end
       local seq = ffi.string(buf, w)
       w = 0
-      if cap > 16777216 then buf, cap = ffi.new("uint8_t[?]", 1048576), 1048576 end -- do not pin huge buffers
+      if cap > 16777216 then buf, cap = ffi.new("uint8_t[?]", 65536), 65536 end -- do not pin huge buffers
       return seq
     end
     return sink
@@ -141,8 +142,7 @@ end
 ---------------------------------------------------------------------------
 
 local function make_record(title)
-  local id = title:match("^[ \t\r\n\v\f]*([^ \t\r\n\v\f]+)") or ""
-  return { id = id, description = title }
+  return { id = IO.first_word(title), description = title }
 end
 
 -- The record iterator over a chunk reader.
@@ -221,22 +221,21 @@ local function reader(read, close, name, fname)
   return next_record
 end
 
-local function opts_of(opts)
-  if opts ~= nil and type(opts) ~= "table" then A.arg_error("bio.fasta", 2, "opts", "expected a table", 3) end
-  return opts or {}
+local function opts_of(opts, fname, allowed)
+  return A.check_options(opts, allowed or { "chunk_size" }, fname, 2)
 end
 
 --- Iterate over the records of a FASTA file (a path or an open file).
--- opts.chunk_size: bytes per read (default 1 MiB).
+-- opts.chunk_size: bytes per read (default 64 KiB on LuaJIT, 1 MiB elsewhere).
 function M.records(source, opts)
-  opts = opts_of(opts)
+  opts = opts_of(opts, "bio.fasta.records")
   local read, close, name = IO.open_source(source, "bio.fasta.records", opts.chunk_size)
   return reader(read, close, name, "bio.fasta.records")
 end
 
 --- Iterate over the records in a string holding FASTA text.
 function M.records_from_string(text, opts)
-  opts = opts_of(opts)
+  opts = opts_of(opts, "bio.fasta.records_from_string")
   local read, close, name = IO.string_source(text, "bio.fasta.records_from_string", opts.chunk_size)
   return reader(read, close, name, "bio.fasta.records_from_string")
 end
@@ -297,7 +296,7 @@ end
 -- fasta.records(...)) to a path or open file.  opts.width (default 60).
 -- Returns the number of records written.
 function M.write(dest, records, opts)
-  opts = opts_of(opts)
+  opts = opts_of(opts, "bio.fasta.write", { "width" })
   local write, close = IO.open_dest(dest, "bio.fasta.write")
   local n = 0
   local ok, err = pcall(function()
@@ -313,7 +312,7 @@ end
 
 --- Records as one FASTA string.
 function M.to_string(records, opts)
-  opts = opts_of(opts)
+  opts = opts_of(opts, "bio.fasta.to_string", { "width" })
   local parts = {}
   for rec in IO.each(records, "bio.fasta.to_string") do parts[#parts + 1] = M.format(rec, opts.width) end
   return concat(parts)

@@ -10,8 +10,11 @@
 -- the line: a header without '@', a truncated record, differing sequence and
 -- quality lengths, a quality character outside the variant's range.
 -- Reference: docs/bio/fastq.md.
+local F = require "bio._fast"
 local A = require "bio.alphabet"
 local IO = require "bio._io"
+
+local ffi = F.ffi
 
 local M = {}
 
@@ -31,16 +34,53 @@ local function variant_of(opts, fname)
   return v, name
 end
 
--- Scores as numbers: byte values minus the offset, 4096 at a time.
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
-function M.decode_qualities(q, offset)
-  offset = offset or 33
-  local out, n = {}, #q
-  for i = 1, n, 4096 do
-    local bytes = { byte(q, i, i + 4095) }
-    for k = 1, #bytes do out[i + k - 1] = bytes[k] - offset end
+
+--- Scores as numbers: byte values minus the offset (33 by default).
+local decode
+if ffi then
+  decode = function(q, offset)
+    local p = ffi.cast("const uint8_t*", q)
+    local out = {}
+    for k = 0, #q - 1 do out[k + 1] = p[k] - offset end
+    return out
   end
-  return out
+else
+  decode = function(q, offset) -- 4096 bytes per string.byte call
+    local out, n = {}, #q
+    for i = 1, n, 4096 do
+      local bytes = { byte(q, i, i + 4095) }
+      for k = 1, #bytes do out[i + k - 1] = bytes[k] - offset end
+    end
+    return out
+  end
+end
+function M.decode_qualities(q, offset)
+  return decode(q, offset or 33)
+end
+
+-- Position of the first byte of q outside [lo, hi], or nil.
+local bad_quality
+if ffi then
+  bad_quality = function(q, lo, hi)
+    local p = ffi.cast("const uint8_t*", q)
+    for k = 0, #q - 1 do
+      local b = p[k]
+      if b < lo or b > hi then return k + 1 end
+    end
+    return nil
+  end
+else
+  local classes = {}
+  bad_quality = function(q, lo, hi)
+    local key = lo * 256 + hi
+    local class = classes[key]
+    if not class then
+      class = "[^" .. char(lo) .. "-" .. char(hi) .. "]" -- endpoints are never magic in a set
+      classes[key] = class
+    end
+    return find(q, class)
+  end
 end
 
 --- Encode scores (numbers) as a quality string.
@@ -65,7 +105,6 @@ end
 local function reader(read, close, name, fname, opts)
   local v, vname = variant_of(opts, fname)
   local lo, hi = v.offset + v.min, v.offset + v.max
-  local bad_class = "[^" .. char(lo) .. "-" .. char(hi) .. "]" -- endpoints are never magic in a set
   local want_numbers = opts.qualities ~= false
   local lines = IO.line_reader(read)
   local pending -- a line read ahead (the next record's header)
@@ -98,22 +137,24 @@ local function reader(read, close, name, fname, opts)
     end
     local title = IO.rstrip(sub(line, 2))
     local header_line = lines.lineno
-    local seq_parts = {}
+    -- sequence lines up to the '+' line (usually exactly one)
+    local seq, seq_parts = "", nil
     while true do
       line = nextline()
       if line == nil then
         fail("unexpected end of file in record '%s' (line %d): no '+' line and no quality", title, header_line)
       end
       if byte(line, 1) == 43 then break end -- '+'
-      seq_parts[#seq_parts + 1] = IO.rstrip(line)
+      if seq_parts then seq_parts[#seq_parts + 1] = IO.rstrip(line)
+      elseif seq == "" then seq = IO.rstrip(line)
+      else seq_parts = { seq, IO.rstrip(line) } end
     end
+    if seq_parts then seq = concat(seq_parts) end
     local second = IO.rstrip(sub(line, 2))
     if second ~= "" and second ~= title then
       fail("the '+' line repeats a different title ('%s') than the record header '%s' (line %d)", second, title, header_line)
     end
-    local seq = concat(seq_parts)
-    local ws = find(seq, "[ \t]")
-    if ws then fail("whitespace in the sequence of record '%s' (line %d)", title, header_line) end
+    if find(seq, " ", 1, true) or find(seq, "\t", 1, true) then fail("whitespace in the sequence of record '%s' (line %d)", title, header_line) end
     local seq_len = #seq
     local qual_parts, qlen = {}, 0
     local any, any_q = false, false
@@ -131,7 +172,7 @@ local function reader(read, close, name, fname, opts)
           title, header_line, #line > 40 and sub(line, 1, 40) .. "..." or line)
       end
       any_q = any_q or q ~= "" or seq_len == 0
-      local bad = find(q, bad_class)
+      local bad = bad_quality(q, lo, hi)
       if bad then
         fail("quality character '%s' (ASCII %d) at column %d is out of range for FASTQ variant %s (scores %d to %d, characters '%s' to '%s')",
           A.show_char(sub(q, bad, bad)), byte(q, bad), bad, vname, v.min, v.max, char(lo), char(hi))
@@ -150,31 +191,30 @@ local function reader(read, close, name, fname, opts)
     end
     at_line = nil
     if not pending then done = true; close() end
-    local quality = concat(qual_parts)
-    local id = title:match("^[ \t\r\n\v\f]*([^ \t\r\n\v\f]+)") or ""
-    local rec = { id = id, description = title, seq = seq, quality = quality }
-    if want_numbers then rec.qualities = M.decode_qualities(quality, v.offset) end
+    local quality = #qual_parts == 1 and qual_parts[1] or concat(qual_parts)
+    local rec = { id = IO.first_word(title), description = title, seq = seq, quality = quality }
+    if want_numbers then rec.qualities = decode(quality, v.offset) end
     return rec
   end
 end
 
-local function opts_of(opts)
-  if opts ~= nil and type(opts) ~= "table" then A.arg_error("bio.fastq", 2, "opts", "expected a table", 3) end
-  return opts or {}
+local READ_OPTS = { "variant", "qualities", "chunk_size" }
+local function opts_of(opts, fname)
+  return A.check_options(opts, READ_OPTS, fname, 2)
 end
 
 --- Iterate over the records of a FASTQ file (a path or an open file).
 -- opts: variant ("sanger" default, "illumina", "solexa"), qualities (false:
 -- skip the numeric scores), chunk_size.
 function M.records(source, opts)
-  opts = opts_of(opts)
+  opts = opts_of(opts, "bio.fastq.records")
   local read, close, name = IO.open_source(source, "bio.fastq.records", opts.chunk_size)
   return reader(read, close, name, "bio.fastq.records", opts)
 end
 
 --- Iterate over the records in a string holding FASTQ text.
 function M.records_from_string(text, opts)
-  opts = opts_of(opts)
+  opts = opts_of(opts, "bio.fastq.records_from_string")
   local read, close, name = IO.string_source(text, "bio.fastq.records_from_string", opts.chunk_size)
   return reader(read, close, name, "bio.fastq.records_from_string", opts)
 end
@@ -197,7 +237,7 @@ end
 -- string) or `qualities` (numbers, encoded with the variant's offset).
 function M.format(rec, opts)
   local fname = "bio.fastq.format"
-  opts = opts or {}
+  opts = A.check_options(opts, { "variant" }, fname, 2)
   if type(rec) ~= "table" or type(rec.seq) ~= "string" then
     A.arg_error(fname, 1, "record", "expected a record with a string field 'seq'", 2)
   end

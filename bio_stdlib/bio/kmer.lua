@@ -25,14 +25,34 @@ for b = 0, 255 do CODE[b] = -1 end
 for i, c in ipairs({ "A", "C", "G", "T" }) do CODE[byte(c)] = i - 1; CODE[byte(c:lower())] = i - 1 end
 local LETTER = { [0] = "A", "C", "G", "T" }
 
-local function decode(code, k)
-  local t = {}
-  for i = k, 1, -1 do
+-- Decoding a code back to letters goes 6 bases at a time through a table
+-- of all 4^w strings of width w <= 6 (5460 strings in all).
+local BY_WIDTH = { [0] = { [0] = "" } }
+for w = 1, 6 do
+  local prev, cur = BY_WIDTH[w - 1], {}
+  for code = 0, 4 ^ w - 1 do
     local v = code % 4
-    t[i] = LETTER[v]
-    code = (code - v) / 4
+    cur[code] = prev[(code - v) / 4] .. LETTER[v]
   end
-  return table.concat(t)
+  BY_WIDTH[w] = cur
+end
+
+local function decode(code, k)
+  local parts, np = {}, 0
+  local rem = k
+  while rem > 0 do
+    local w = rem >= 6 and 6 or rem
+    local base = 4 ^ w
+    local v = code % base
+    code = (code - v) / base
+    np = np + 1
+    parts[np] = BY_WIDTH[w][v]
+    rem = rem - w
+  end
+  if np == 1 then return parts[1] end
+  -- parts hold the k-mer from its right end
+  for i = 1, np / 2 do parts[i], parts[np + 1 - i] = parts[np + 1 - i], parts[i] end
+  return table.concat(parts)
 end
 
 --- The canonical form of one k-mer: min(kmer, reverse complement), upper case.
@@ -43,9 +63,15 @@ function M.canonical(kmer)
   return rc < up and rc or up
 end
 
--- Numeric counting (k <= 26): adds into `counts` (code -> n); returns k-mers seen.
-local function count_numeric(s, k, canonical, counts)
-  local top = 4 ^ (k - 1)
+-- Numeric counting: adds into `counts` (code -> n); returns k-mers seen.
+-- The same loop is compiled twice from this template: with float division
+-- (exact while codes stay below 2^53, k <= 26) and, on Lua 5.3+, with
+-- integer floor division, which keeps k <= 31 exact in 64-bit integers.
+local NUMERIC_TEMPLATE = [[
+local CODE, byte, floor = ...
+return function(s, k, canonical, counts)
+  local top = 1
+  for _ = 1, k - 1 do top = top * 4 end
   local n = #s
   local code, rc, run, total = 0, 0, 0, 0
   local i = 1
@@ -54,13 +80,13 @@ local function count_numeric(s, k, canonical, counts)
     if last > n then last = n end
     local bytes = { byte(s, i, last) }
     for j = 1, #bytes do
-      local v = CODE[bytes[j]]
+      local v = CODE[bytes[j] ]
       if v < 0 then
         run, code, rc = 0, 0, 0
       else
-        code = (code % top) * 4 + v
+        code = (code %% top) * 4 + v
         run = run + 1
-        if canonical then rc = floor(rc / 4) + (3 - v) * top end
+        if canonical then rc = %s + (3 - v) * top end
         if run >= k then
           local key = code
           if canonical and rc < code then key = rc end
@@ -72,6 +98,17 @@ local function count_numeric(s, k, canonical, counts)
     i = last + 1
   end
   return total
+end
+]]
+local load_chunk = rawget(_G, "loadstring") or load
+local function numeric_counter(shift)
+  return assert(load_chunk(string.format(NUMERIC_TEMPLATE, shift), "=bio.kmer.numeric"))(CODE, byte, floor)
+end
+local count_numeric = numeric_counter("floor(rc / 4)")
+local NUMERIC_MAX_K = 26
+if F.int64 then
+  count_numeric = numeric_counter("rc // 4") -- Lua 5.3+ syntax; never parsed elsewhere
+  NUMERIC_MAX_K = 31
 end
 
 -- Dense counting under FFI for small k: an array of 4^k counters.
@@ -149,7 +186,7 @@ function M.count(input, k, opts)
   local fname = "bio.kmer.count"
   local seqs = sequences_of(input, fname)
   A.check_int(k, fname, 2, "k", 1, M.MAX_K)
-  opts = opts or {}
+  opts = A.check_options(opts, { "canonical" }, fname, 3)
   local canonical = opts.canonical and true or false
   local result, total = {}, 0
   if k <= 10 and ffi then
@@ -159,7 +196,7 @@ function M.count(input, k, opts)
       local c = arr[code]
       if c > 0 then result[decode(code, k)] = c end
     end
-  elseif k <= 26 then
+  elseif k <= NUMERIC_MAX_K then
     local counts = {}
     for _, s in ipairs(seqs) do total = total + count_numeric(s, k, canonical, counts) end
     for code, c in pairs(counts) do result[decode(code, k)] = c end

@@ -79,7 +79,7 @@ end
 function M.find(s, pattern, opts)
   local fname = "bio.motif.find"
   A.check_string(s, fname, 1, "seq")
-  opts = opts or {}
+  opts = A.check_options(opts, { "strand", "ignore_case" }, fname, 3)
   local strand = opts.strand or "both"
   if strand ~= "both" and strand ~= "+" and strand ~= "-" then
     A.arg_error(fname, 3, "strand", "must be \"both\", \"+\" or \"-\", got " .. tostring(strand), 2)

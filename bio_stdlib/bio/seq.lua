@@ -66,9 +66,22 @@ local function make_mapper(charmap)
     if size < CAP then size = size + 1; t[k] = v end
     return v
   end })
+  -- A fixed 6-byte window is ~15% faster than an optional-width pattern, so
+  -- the last #s % 6 bytes are mapped on their own.
   return function(s, reversed)
-    if reversed then s = reverse(s) end
-    return (gsub(s, "..?.?.?.?.?", memo))
+    local n = #s
+    local t = n % 6
+    if t == 0 then
+      if reversed then s = reverse(s) end
+      return (gsub(s, "......", memo))
+    end
+    local head, tail
+    if reversed then
+      head, tail = reverse(sub(s, t + 1)), reverse(sub(s, 1, t))
+    else
+      head, tail = sub(s, 1, n - t), sub(s, n - t + 1)
+    end
+    return gsub(head, "......", memo) .. gsub(tail, ".", charmap)
   end
 end
 
@@ -147,8 +160,15 @@ if ffi then
     while pos < j do
       local stop = pos + BLOCK
       if stop > j then stop = j end
-      local acc = 0
-      for k = pos, stop - 1 do acc = acc + lut[p[k]] end
+      -- four accumulators break the add dependency chain (~2x faster)
+      local a1, a2, a3, a4 = 0, 0, 0, 0
+      local last4 = stop - (stop - pos) % 4 -- [pos, last4) is whole groups of 4
+      for k = pos, last4 - 4, 4 do
+        a1 = a1 + lut[p[k]]; a2 = a2 + lut[p[k + 1]]
+        a3 = a3 + lut[p[k + 2]]; a4 = a4 + lut[p[k + 3]]
+      end
+      for k = last4, stop - 1 do a1 = a1 + lut[p[k]] end
+      local acc = a1 + a2 + a3 + a4
       local h = floor(acc / PACK)
       high = high + h
       low = low + (acc - h * PACK)

@@ -271,11 +271,16 @@ end
 -- translate
 ---------------------------------------------------------------------------
 
-local function options(opts)
-  if type(opts) == "table" then return opts end
+-- The second argument is a table id or name, or a table of options.
+local function options(opts, allowed, fname)
+  if type(opts) == "table" then return A.check_options(opts, allowed, fname, 2) end
   if opts == nil then return {} end
   return { table = opts }
 end
+
+local TRANSLATE_OPTS = { "table", "stop_symbol", "to_stop", "cds", "gap" }
+local SIX_FRAME_OPTS = { "table", "stop_symbol" }
+local ORF_OPTS = { "table", "min_length", "start", "partial", "nested", "strand" }
 
 local function check_bool(v, name)
   if v ~= nil and type(v) ~= "boolean" then
@@ -303,7 +308,7 @@ end
 -- codon, its position and the bad character.
 function M.translate(s, opts)
   A.check_string(s, FN, 1, "seq")
-  opts = options(opts)
+  opts = options(opts, TRANSLATE_OPTS, FN)
   local t = resolve(opts.table, FN, 2)
   local c = compile(t)
   local stop_symbol = opts.stop_symbol
@@ -385,7 +390,7 @@ end
 -- opts: table (id or name), stop_symbol.
 function M.six_frames(s, opts)
   A.check_string(s, "bio.translate.six_frames", 1, "seq")
-  opts = options(opts)
+  opts = options(opts, SIX_FRAME_OPTS, "bio.translate.six_frames")
   local t = resolve(opts.table, "bio.translate.six_frames", 2)
   local frames = frame_list(s, t, opts.stop_symbol or "*")
   return frames
@@ -409,6 +414,7 @@ end
 --                a stop codon (default false)
 --   nested       report every start codon, not only the first after a stop
 --                (default false: the longest ORF per stop codon)
+--   strand       "both" (default), "+" or "-"
 --
 -- Returns a list of {start, stop, strand, frame, length (nt), protein}, the
 -- protein without the stop codon, its first residue written as M when it
@@ -417,7 +423,7 @@ end
 function M.orfs(s, opts)
   local fname = "bio.translate.orfs"
   A.check_string(s, fname, 1, "seq")
-  opts = options(opts)
+  opts = options(opts, ORF_OPTS, fname)
   local t = resolve(opts.table, fname, 2)
   local min_length = opts.min_length
   if min_length == nil then min_length = 75 end
@@ -432,7 +438,16 @@ function M.orfs(s, opts)
   elseif mode == "alternative" then
     starts = M.codon_table(t.id).starts
   end
+  local strand = opts.strand or "both"
+  if strand ~= "both" and strand ~= "+" and strand ~= "-" then
+    A.arg_error(fname, 2, "strand", "must be \"both\", \"+\" or \"-\", got " .. tostring(strand), 2)
+  end
   local frames, rc = frame_list(s, t, "*")
+  if strand ~= "both" then
+    local kept = {}
+    for _, fr in ipairs(frames) do if fr.strand == strand then kept[#kept + 1] = fr end end
+    frames = kept
+  end
   local n = #s
   local result = {}
   local norm = { upper(seqmod.back_transcribe(s)), upper(seqmod.back_transcribe(rc)) }

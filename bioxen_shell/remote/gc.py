@@ -34,9 +34,10 @@ class Candidate:
     uuid: str
     name_label: str
     owner: str          # "host:pid" or "?"
-    status: str         # "orphan" | "in use" | "foreign" | "gone"
+    status: str         # "orphan" | "in-use" | "foreign" | "gone"
     created: str
     ref: str | None = None
+    record_id: str | None = None  # the record to drop with it, when not its uuid (pending)
 
 
 def _owner_of(record: registry_mod.VMRecord | None, other_config: dict) -> registry_mod.Owner | None:
@@ -52,12 +53,12 @@ def _status(owner: registry_mod.Owner | None) -> str:
         return "orphan"  # tagged but unowned: nobody can be using it through bioxen
     if not owner.is_local():
         return "foreign"
-    return "in use" if owner.is_alive() else "orphan"
+    return "in-use" if owner.is_alive() else "orphan"
 
 
 def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) -> list[Candidate]:
     """Classify every bioxen VM on one pool and every record of that pool."""
-    from .xcpng import CREATED_KEY, find_bioxen_vms
+    from .xcpng import CREATED_KEY, OWNER_KEY, TAG, find_bioxen_vms
     by_uuid = {r.uuid: r for r in records}
     found: list[Candidate] = []
     seen = set()
@@ -69,12 +70,47 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
             pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
             owner=f"{owner.host}:{owner.pid}" if owner else "?", status=_status(owner),
             created=rec.get("other_config", {}).get(CREATED_KEY, "?"), ref=ref))
+    pending = [r for r in records if r.pending]
+    if pending:
+        everything = session.call("VM.get_all_records")
+        for record in pending:
+            if record.owner.is_alive():
+                seen.add(record.uuid)  # still being created
+                continue
+            for ref, rec in everything.items():
+                # The crash came between VM.clone and tagging: an untagged VM with our label.
+                # (Still a template if provisioning had not run: a clone inherits that flag.)
+                if (rec["name_label"] == record.name_label and rec["uuid"] not in seen
+                        and not rec.get("is_default_template") and not rec.get("is_a_snapshot")
+                        and TAG not in rec.get("tags", [])
+                        and OWNER_KEY not in rec.get("other_config", {})):
+                    seen.update({rec["uuid"], record.uuid})
+                    found.append(Candidate(
+                        pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
+                        owner=f"{record.owner.host}:{record.owner.pid}", status="orphan",
+                        created="?", ref=ref, record_id=record.uuid))
     for record in records:
-        if record.uuid not in seen:
-            found.append(Candidate(
-                pool=pool, uuid=record.uuid, name_label=record.name_label,
-                owner=f"{record.owner.host}:{record.owner.pid}", status="gone",
-                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))))
+        if record.uuid in seen:
+            continue
+        if not record.pending:
+            # Recorded but untagged (a crash before tagging): look it up by uuid.
+            try:
+                ref = session.call("VM.get_by_uuid", record.uuid)
+                rec = session.call("VM.get_record", ref)
+            except XapiError as e:
+                if e.code not in ("UUID_INVALID", "HANDLE_INVALID"):
+                    raise
+            else:
+                found.append(Candidate(
+                    pool=pool, uuid=record.uuid, name_label=rec["name_label"],
+                    owner=f"{record.owner.host}:{record.owner.pid}",
+                    status=_status(record.owner), ref=ref,
+                    created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))))
+                continue
+        found.append(Candidate(
+            pool=pool, uuid=record.uuid, name_label=record.name_label,
+            owner=f"{record.owner.host}:{record.owner.pid}", status="gone",
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))))
     return found
 
 
@@ -104,11 +140,29 @@ def _configured_pools() -> list[str]:
     return sorted(getattr(cfg, "pools", {}) or {})
 
 
+USAGE = "usage: bioxen vm gc [--pool NAME]... [--yes] [--foreign]\n"
+
+
 def cli_main(argv: list[str], *, out: TextIO | None = None, err: TextIO | None = None,
              open_session: Callable[[Any], XapiSession] | None = None) -> int:
-    """``bioxen vm gc [--pool NAME]… [--yes] [--foreign]``; returns the exit status."""
+    """``bioxen vm gc [--pool NAME]… [--yes] [--foreign]`` (argv starts at ``gc``)."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if not argv or argv[0] in ("-h", "--help"):
+        (out if argv else err).write(USAGE + "Subcommands of `bioxen vm`: gc (list and remove "
+                                     "XCP-ng VMs left behind; see `bioxen vm gc --help`)\n")
+        return 0 if argv else 2
+    if argv[0] != "gc":
+        err.write(f"bioxen vm: unknown subcommand {argv[0]!r} (expected: gc)\n")
+        return 2
+    try:
+        return _gc(argv[1:], out, err, open_session)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed
+        return int(e.code or 0)
+
+
+def _gc(argv: list[str], out: TextIO, err: TextIO,
+        open_session: Callable[[Any], XapiSession] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="bioxen vm gc",
         description="List XCP-ng VMs that bioxen created and no running bioxen uses "
@@ -175,6 +229,8 @@ def cli_main(argv: list[str], *, out: TextIO | None = None, err: TextIO | None =
                 status = 1
                 continue
             reg.remove(c.uuid)
+            if c.record_id:
+                reg.remove(c.record_id)
             note = f" (kept disks used by other VMs: {', '.join(kept)})" if kept else ""
             out.write(f"destroyed {c.name_label} ({c.uuid}) on pool {c.pool}{note}\n")
         if not doomed:

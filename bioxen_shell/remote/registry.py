@@ -117,6 +117,9 @@ class VMRecord:
     # For pools given inline (vm.create{pool={…}}): the settings, so gc can reconnect.  Only
     # references to secrets (password_file/command/env) can be in them, never a password.
     settings: dict | None = None
+    # Written *before* VM.clone (uuid = "pending-…"), replaced by the real record right after:
+    # a crash between the clone and the tag still leaves a trace gc can follow (by name_label).
+    pending: bool = False
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -141,6 +144,12 @@ class Registry:
     # -- public operations ---------------------------------------------------------------
     def add(self, record: VMRecord) -> None:
         with self._locked() as records:
+            records[record.uuid] = record
+
+    def replace(self, old_uuid: str, record: VMRecord) -> None:
+        """Swap one record for another in a single write (pending → real)."""
+        with self._locked() as records:
+            records.pop(old_uuid, None)
             records[record.uuid] = record
 
     def remove(self, uuid: str) -> None:

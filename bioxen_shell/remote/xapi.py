@@ -259,7 +259,8 @@ class XapiSession:
 
     # ------------------------------------------------------------------ login / logout
     def __enter__(self) -> "XapiSession":
-        self.login()
+        if self._sdk is None:  # a session opened by login() may be entered as well
+            self.login()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -267,6 +268,8 @@ class XapiSession:
 
     def login(self) -> None:
         """Log in (following one ``HOST_IS_SLAVE`` redirect to the coordinator)."""
+        if self._sdk is not None:
+            self.logout()  # never leak the previous session
         url = self.url
         tls = self.tls
         for _hop in range(2):

@@ -36,6 +36,7 @@ import re
 import socket
 import threading
 import time
+import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -60,6 +61,8 @@ NAME_KEY = "bioxen-name"
 CREATED_KEY = "bioxen-created"
 AUTHORIZED_KEYS_KEY = "vm-data/bioxen/authorized_keys"
 SSH_USER_KEY = "vm-data/bioxen/user"
+HOST_KEY_KEY = "vm-data/bioxen/ssh_host_ed25519_key"
+HOST_KEY_MODES = ("inject", "known-hosts", "tofu")
 NAME_PREFIX = "bioxen-"
 MIN_MEMORY = 128 * 1024 * 1024
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -70,11 +73,11 @@ _POOL_KEYS: dict[str, type | tuple] = {
     "password_env": str, "verify_tls": bool, "ca_bundle": str, "fingerprint": str,
     "template": str, "network": str, "sr": str, "ssh_user": str, "ssh_key": str,
     "ssh_port": int, "ip_timeout": (int, float), "known_hosts": str,
-    "start_timeout": (int, float), "shutdown_timeout": (int, float),
+    "start_timeout": (int, float), "shutdown_timeout": (int, float), "host_keys": str,
 }
 # vm.create options the XCP-ng backend itself consumes; anything else goes to SSHBackend.
 _OWN_OPTIONS = {"pool", "template", "memory", "vcpus", "network", "sr", "ssh_user", "ssh_key",
-                "ssh_port", "ip_timeout", "start_timeout", "shutdown_timeout"}
+                "ssh_port", "ip_timeout", "start_timeout", "shutdown_timeout", "host_keys"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class PoolSettings:
     start_timeout: float = 600.0
     shutdown_timeout: float = 120.0
     known_hosts: str | None = None
+    host_keys: str = "inject"   # how the guest's SSH host key becomes trusted (docs/xcpng.md)
 
     @classmethod
     def from_mapping(cls, name: str, data: dict[str, Any], where: str) -> "PoolSettings":
@@ -135,8 +139,11 @@ class PoolSettings:
                                f"password_env (found {', '.join(sources)})")
         tls = TLSSettings(verify=data.get("verify_tls", True), ca_bundle=data.get("ca_bundle"),
                           fingerprint=fingerprint)
+        if data.get("host_keys", "inject") not in HOST_KEY_MODES:
+            raise BackendError(f"{where}: host_keys must be one of {', '.join(HOST_KEY_MODES)}, "
+                               f"got {data['host_keys']!r}")
         kwargs = {k: data[k] for k in ("template", "network", "sr", "ssh_user", "ssh_key",
-                                       "ssh_port", "known_hosts") if k in data}
+                                       "ssh_port", "known_hosts", "host_keys") if k in data}
         for k in ("ip_timeout", "start_timeout", "shutdown_timeout"):
             if k in data:
                 if data[k] <= 0:
@@ -178,18 +185,10 @@ def load_pool(pool: Any) -> PoolSettings:
         known = ", ".join(sorted(pools)) or "none"
         raise BackendError(f"xcpng: pool {pool!r} is not in {getattr(cfg, 'path', 'the config')} "
                            f"(pools defined: {known}); add a [pools.{pool}] section")
-    entry = pools[pool]
-    data = entry if isinstance(entry, dict) else _pool_object_to_mapping(entry)
-    where = f"{getattr(cfg, 'path', 'config')} [pools.{pool}]"
+    entry = pools[pool]  # a config.PoolConfig, already checked by the config module
+    data = {k: getattr(entry, k) for k in _POOL_KEYS if getattr(entry, k, None) is not None}
+    where = getattr(entry, "source", "") or f"{getattr(cfg, 'path', 'config')} [pools.{pool}]"
     return PoolSettings.from_mapping(pool, data, where)
-
-
-def _pool_object_to_mapping(entry: Any) -> dict[str, Any]:
-    """The config module may hand back an object; read the keys we know from it."""
-    raw = getattr(entry, "raw", None)
-    if isinstance(raw, dict):
-        return dict(raw)
-    return {k: getattr(entry, k) for k in _POOL_KEYS if getattr(entry, k, None) is not None}
 
 
 # ------------------------------------------------------------------------------ passwords
@@ -207,12 +206,13 @@ def pool_password(settings: PoolSettings) -> Any:
     with _password_lock:  # count=N: one prompt, not N
         if key not in _passwords:
             from . import credentials
+            label = f"XCP-ng pool {settings.name} ({settings.user}@{_host(settings.url)})"
             try:
-                _passwords[key] = credentials.resolve_password(
-                    settings.password, what=f"XCP-ng pool {settings.name} ({settings.user}@"
-                                            f"{_host(settings.url)})", where=settings.where)
-            except Exception as e:  # its messages name the source, never the secret
-                raise BackendError(f"xcpng: {e}") from None
+                _passwords[key] = credentials.resolve_password(settings.password, label,
+                                                               prompt=True)
+            except (credentials.CredentialError, OSError, EOFError) as e:
+                # its messages name the source (file, command, variable), never the secret
+                raise BackendError(f"xcpng: {settings.where}: {e}") from None
         return _passwords[key]
 
 
@@ -272,12 +272,19 @@ def _ignore_gone(call: Callable[..., Any], method: str, ref: str) -> None:
 
 
 def find_bioxen_vms(session: XapiSession) -> dict[str, dict]:
-    """``{ref: record}`` of every VM on the pool carrying bioxen's tag or owner key."""
+    """``{ref: record}`` of every VM on the pool that bioxen created.
+
+    A VM counts when it carries bioxen's tag or owner key.  A *template* counts only with the
+    owner key (a clone is still a template until ``VM.provision``, so a crash in between
+    leaves one; a user's own template merely tagged "bioxen" is never taken).  Snapshots go
+    with their VM.
+    """
     found = {}
     for ref, rec in session.call("VM.get_all_records").items():
-        if rec.get("is_a_template") or rec.get("is_a_snapshot"):
+        if rec.get("is_a_snapshot") or rec.get("is_default_template"):
             continue
-        if TAG in rec.get("tags", []) or OWNER_KEY in rec.get("other_config", {}):
+        owned = OWNER_KEY in rec.get("other_config", {})
+        if owned or (not rec.get("is_a_template") and TAG in rec.get("tags", [])):
             found[ref] = rec
     return found
 
@@ -328,6 +335,7 @@ class XCPngBackend:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or value <= 0):
                 raise BackendError(f"xcpng: {key} must be a number of seconds > 0, got {value!r}")
+        self._check_ssh_options()
         self._lock = threading.RLock()
         self._settings: PoolSettings | None = None
         self.vm_uuid: str | None = None
@@ -336,6 +344,23 @@ class XCPngBackend:
         self._registry = registry_mod.Registry()
 
     # ------------------------------------------------------------------ options
+    def _check_ssh_options(self) -> None:
+        """Reject a bad SSH option now, not after a VM was created for nothing."""
+        from . import config as config_mod
+        extra = {k: v for k, v in self._ssh_extra.items() if k != "upload"}
+        if self._ssh_extra.get("upload", "auto") not in ("auto", "sftp", "exec"):
+            raise BackendError(f'xcpng: option upload: expected "auto", "sftp" or "exec", got '
+                               f'{self._ssh_extra["upload"]!r}')
+        for key in ("hostname", "port", "user", "host"):
+            if key in extra:
+                raise BackendError(f"xcpng: option {key!r} is not for XCP-ng VMs (the guest's "
+                                   f"address comes from XAPI; use ssh_user / ssh_port)")
+        try:
+            config_mod.resolve_host("check@127.0.0.1:22", extra,
+                                    config=config_mod.Config(path=Path("/nonexistent")))
+        except config_mod.ConfigError as e:
+            raise BackendError(f"xcpng: {e}") from None
+
     @staticmethod
     def _memory(value: Any) -> int | None:
         if value is None:
@@ -363,7 +388,11 @@ class XCPngBackend:
         if self._settings is None:
             base = load_pool(self._pool_option)
             overrides = {k: self._own[k] for k in ("template", "network", "sr", "ssh_user",
-                                                   "ssh_key", "ssh_port") if k in self._own}
+                                                   "ssh_key", "ssh_port", "host_keys")
+                         if k in self._own}
+            if overrides.get("host_keys", base.host_keys) not in HOST_KEY_MODES:
+                raise BackendError(f"xcpng: host_keys must be one of "
+                                   f"{', '.join(HOST_KEY_MODES)}, got {overrides['host_keys']!r}")
             for k in ("ip_timeout", "start_timeout", "shutdown_timeout"):
                 if k in self._own:
                     overrides[k] = float(self._own[k])
@@ -441,9 +470,20 @@ class XCPngBackend:
                 session.logout()
             for disk in kept:
                 log.info("xcpng: kept disk %r of VM %s: another VM uses it", disk, self.name)
+            self._forget_host_key()
             self._registry.remove(self.vm_uuid)
             self.vm_uuid = None
             self.ip = None
+
+    def _forget_host_key(self) -> None:
+        """Drop the known_hosts entry filed under this VM's uuid (injected or first-use)."""
+        if not self.vm_uuid:
+            return
+        from . import hostkeys
+        try:
+            hostkeys.forget_host(self._host_key_alias())
+        except OSError as e:
+            log.debug("xcpng: forgetting the host key of %s: %s", self.name, e)
 
     def lua_path(self) -> str:
         """The ``package.path`` the handle configures: the SSH side knows the guest's layout."""
@@ -464,6 +504,7 @@ class XCPngBackend:
 
     # ------------------------------------------------------------------ creation
     _created_now = False
+    _pending: str | None = None  # the pending record's id between writing it and the clone
 
     def _create(self) -> None:
         s = self.settings()
@@ -478,14 +519,24 @@ class XCPngBackend:
             step("find the template")
             template = self._find_template(session, s)
             label = f"{NAME_PREFIX}{self.name}"
-            step("clone the template")
-            vm = session.call("VM.clone", template, label)
-            self.vm_uuid = session.call("VM.get_uuid", vm)
             owner = registry_mod.current_owner()
-            self._registry.add(registry_mod.VMRecord(
-                uuid=self.vm_uuid, pool=s.name, url=s.url, name=self.name, name_label=label,
-                owner=owner,
-                settings=dict(self._pool_option) if isinstance(self._pool_option, dict) else None))
+            record = registry_mod.VMRecord(
+                uuid=f"pending-{uuidlib.uuid4()}", pool=s.name, url=s.url, name=self.name,
+                name_label=label, owner=owner, pending=True,
+                settings=dict(self._pool_option) if isinstance(self._pool_option, dict) else None)
+            self._registry.add(record)  # before the clone: a crash right after it is traceable
+            self._pending = record.uuid
+            step("clone the template")
+            try:
+                vm = session.call("VM.clone", template, label)
+                self.vm_uuid = session.call("VM.get_uuid", vm)
+            except BaseException:
+                if vm is None:
+                    self._registry.remove(record.uuid)
+                    self._pending = None
+                raise
+            self._registry.replace(record.uuid, replace(record, uuid=self.vm_uuid, pending=False))
+            self._pending = None
             step("tag the VM")
             self._tag(session, vm, owner)
             step("provision disks")
@@ -525,7 +576,11 @@ class XCPngBackend:
             return (f" (rolling back also failed: {cleanup}; VM {self.vm_uuid} is left on the "
                     f"pool, tagged '{TAG}'; `bioxen vm gc` removes it)")
         if self.vm_uuid:
+            self._forget_host_key()
             self._registry.remove(self.vm_uuid)
+        if self._pending:
+            self._registry.remove(self._pending)
+            self._pending = None
         self.vm_uuid = None
         self.ip = None
         return " (rolled back: nothing was left on the pool)"
@@ -695,9 +750,33 @@ class XCPngBackend:
 
     def _inject_key(self, session: XapiSession, vm: str, public_key: str,
                     s: PoolSettings) -> None:
-        for key, value in ((AUTHORIZED_KEYS_KEY, public_key), (SSH_USER_KEY, s.ssh_user)):
+        entries = [(AUTHORIZED_KEYS_KEY, public_key), (SSH_USER_KEY, s.ssh_user)]
+        if s.host_keys == "inject":
+            entries.append((HOST_KEY_KEY, self._new_host_key()))
+        for key, value in entries:
             session.call("VM.remove_from_xenstore_data", vm, key)
             session.call("VM.add_to_xenstore_data", vm, key, value)
+
+    def _new_host_key(self) -> str:
+        """Generate the guest's SSH host key and trust it in advance, filed under the VM's
+        uuid: the first connection is verified, no trust-on-first-use, and a recycled IP can
+        never vouch for another guest.  Returns the private key for the guest (OpenSSH PEM)."""
+        import base64
+
+        import paramiko
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from . import hostkeys
+        key = ed25519.Ed25519PrivateKey.generate()
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                               serialization.PublicFormat.OpenSSH).decode()
+        kind, b64 = public.split()[:2]
+        self._forget_host_key()  # a previous attempt's entry, if any
+        hostkeys.record_host_key(self._host_key_alias(),
+                                 paramiko.PKey.from_type_string(kind, base64.b64decode(b64)))
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                 serialization.NoEncryption()).decode()
 
     def _wait_for_ip(self, session: XapiSession, vm: str, s: PoolSettings) -> str:
         def ip_if_ready() -> str | None:
@@ -789,36 +868,54 @@ class XCPngBackend:
                 raise
 
     # ------------------------------------------------------------------ SSH
-    def _ssh_options(self) -> dict[str, Any]:
+    def _ssh_host(self) -> Any:
+        """The guest as an SSH host: ``ssh_user@ip:ssh_port`` with the pool's key and
+        known_hosts, plus any SSH option given to vm.create (checked by the config module)."""
+        from . import config as config_mod
         s = self.settings()
-        options: dict[str, Any] = {"host": f"{s.ssh_user}@{self.ip}:{s.ssh_port}",
-                                   "key": str(Path(s.ssh_key).expanduser()), "agent": False}
+        options: dict[str, Any] = {"key": s.ssh_key, "agent": False}
         if s.known_hosts:
             options["known_hosts"] = s.known_hosts
-        options.update(self._ssh_extra)
-        return options
+        if s.host_keys == "inject":
+            options["host_key_alias"] = self._host_key_alias()   # recorded at creation
+        elif s.host_keys == "tofu":
+            options.update(trust="tofu", host_key_alias=self._host_key_alias())
+        options.update({k: v for k, v in self._ssh_extra.items() if k != "upload"})
+        target = f"{s.ssh_user}@{'[' + self.ip + ']' if ':' in (self.ip or '') else self.ip}" \
+                 f":{s.ssh_port}"
+        try:
+            host = config_mod.resolve_host(target, options,
+                                           config=config_mod.Config(path=Path("/nonexistent")))
+        except config_mod.ConfigError as e:
+            raise BackendError(f"xcpng: {e}") from None
+        return replace(host, name=f"xcpng:{self.name}", source=s.where)
+
+    def _host_key_alias(self) -> str:
+        return f"xcpng-{self.vm_uuid}"
 
     def _connect(self) -> AgentProcess:
-        """Start the agent over SSH, retrying connection failures while sshd comes up."""
+        """Start the agent over SSH; sshd may still be starting and the injected key may not
+        be installed yet, so connection failures are retried until ``ip_timeout``."""
         from . import ssh as ssh_mod
-        retryable = getattr(ssh_mod, "SSHConnectError", None)
         s = self.settings()
         deadline = time.monotonic() + s.ip_timeout
+        host = self._ssh_host()
         self._wait_for_sshd(self.ip, s.ssh_port, deadline)
-        delay = 0.2
-        while True:
-            backend = ssh_mod.SSHBackend(self.name, self._ssh_options(), self.profile)
-            try:
-                proc = backend.start()
-                self._ssh = backend
-                return proc
-            except BackendError as e:
-                if retryable is None or not isinstance(e, retryable) \
-                        or time.monotonic() + delay > deadline:
-                    raise BackendError(f"xcpng: VM {self.name!r} at {self.ip}: {e}") from None
-                log.debug("xcpng: sshd on %s not ready yet (%s); retrying", self.ip, e)
-                time.sleep(delay)
-                delay = min(delay * 2, 3.0)
+        backend = ssh_mod.SSHBackend.for_host(self.name, host, self.profile,
+                                              retry_for=max(1.0, deadline - time.monotonic()),
+                                              upload_method=self._ssh_extra.get("upload", "auto"))
+        try:
+            proc = backend.start()
+        except BackendError as e:
+            backend.destroy()
+            hint = ""
+            if s.host_keys == "inject" and "MISMATCH" in str(e).upper():
+                hint = (f" The template probably does not install the host key bioxen injects "
+                        f"(xenstore {HOST_KEY_KEY}, see docs/xcpng.md); prepare it, or set "
+                        f"host_keys = \"tofu\" in {s.where}.")
+            raise BackendError(f"xcpng: VM {self.name!r} at {self.ip}: {e}{hint}") from None
+        self._ssh = backend
+        return proc
 
     def _wait_for_sshd(self, ip: str, port: int, deadline: float) -> None:
         """The guest reports its IP before sshd listens: wait for an SSH banner first."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from prompt_toolkit.filters import Condition
+from prompt_toolkit.enums import DEFAULT_BUFFER
+from prompt_toolkit.filters import Condition, has_focus
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 __all__ = ["load_shell_bindings"]
@@ -37,8 +38,10 @@ def _dedent_closing_line(engine, buffer) -> None:  # noqa: ANN001
 
 def load_shell_bindings(engine) -> KeyBindings:  # noqa: ANN001
     kb = KeyBindings()
+    # Only in the input buffer: in Ctrl-R search, Enter must stay prompt_toolkit's.
+    editing = has_focus(DEFAULT_BUFFER)
 
-    @kb.add("enter")
+    @kb.add("enter", filter=editing)
     def _enter(event: KeyPressEvent) -> None:
         buffer = event.current_buffer
         state = buffer.complete_state
@@ -56,7 +59,7 @@ def load_shell_bindings(engine) -> KeyBindings:  # noqa: ANN001
         else:
             buffer.validate_and_handle()
 
-    @kb.add("escape", "enter")
+    @kb.add("escape", "enter", filter=editing)
     def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
 
@@ -67,7 +70,7 @@ def load_shell_bindings(engine) -> KeyBindings:  # noqa: ANN001
         before = get_app().current_buffer.document.current_line_before_cursor
         return before == "" or before.isspace()
 
-    @kb.add("tab", filter=blank_before_cursor)
+    @kb.add("tab", filter=editing & blank_before_cursor)
     def _indent(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text(" " * INDENT)
 

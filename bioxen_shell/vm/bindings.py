@@ -184,7 +184,16 @@ class Host:
                 self.manager.destroy(h.name) if self.manager.get(h.name) is h else h.destroy()
             finally:
                 self.manager.forget(h)
+        self._prune()
         return (True,)
+
+    def _prune(self) -> None:
+        """Forget destroyed handles (a Lua object left pointing at one gets "destroyed")."""
+        with self._lock:
+            for uid, h in list(self._uids.items()):
+                if h.status == "destroyed":
+                    del self._uids[uid]
+                    self._uid_of.pop(id(h), None)
 
     def lua_send(self, uid: int, code: bytes, args: bytes, chunkname: bytes | None) -> tuple:
         h = self._handle(uid)
@@ -217,6 +226,7 @@ class Host:
 
     def lua_destroy_all(self) -> tuple:
         errors = self.manager.destroy_all()
+        self._prune()
         if errors:
             raise VMError("vm.destroy_all: " + "; ".join(errors), kind="error")
         return (True,)
@@ -314,10 +324,21 @@ class _LazyHost:
                 host = self.host
         return host
 
+    #: answers while no VM was ever created, without loading the VM machinery
+    _IDLE_ANSWERS: dict[str, tuple] = {
+        "vms_table": (True, b"no VMs (create one with vm.create{name='w1'})"),
+        "summary": (True, b"no VMs"),
+        "list": (True, b"{0;}"),
+        "destroy_all": (True,),
+    }
+
     def function(self, name: str) -> Callable:
         method = "lua_" + name
+        idle = self._IDLE_ANSWERS.get(name)
 
         def call(*args: Any) -> tuple:
+            if idle is not None and self.host is None:
+                return idle
             try:
                 return getattr(self.get(), method)(*args)
             except KeyboardInterrupt:

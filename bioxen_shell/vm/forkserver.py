@@ -150,7 +150,7 @@ class Zygote:
         The caller keeps (and later closes) its own copies of the two fds.
         """
         request = {"runtime": runtime, "max_memory": int(max_memory), "env": env or {},
-                   "name": name, "target": target}
+                   "name": name, "target": target, "cwd": _cwd()}
         fut: Future = Future()
         with self._lock:
             if self._closed:
@@ -260,10 +260,24 @@ class _SpawnerThread:
         return fut.result()
 
 
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # the shell's directory was removed
+        return "/"
+
+
 def _reset_after_fork_in_child() -> None:
-    # A process forked from the shell (not via the zygote) must not share the shell's zygote.
+    # A process forked from the shell (not via the zygote) must not share the shell's zygote,
+    # nor keep its control socket open (the zygote watches that socket for the shell's death).
+    z = Zygote._instance
     Zygote._instance = None
     Zygote._spawner = None
+    if z is not None:
+        try:
+            z._sock.close()  # close, never shutdown: the parent still uses the socket
+        except OSError:
+            pass
 
 
 os.register_at_fork(after_in_child=_reset_after_fork_in_child)
@@ -349,6 +363,10 @@ class _ZygoteServer:
                 os._exit(1)
             _install_worker_fds(fds)
             os.environ.update(request.get("env") or {})
+            try:
+                os.chdir(request.get("cwd") or "/")  # the shell's directory when the VM was made
+            except OSError:
+                os.chdir("/")
             _limit_address_space(request.get("max_memory", 0))
             result = target(request["runtime"], in_fd=3, out_fd=4,
                             max_memory=request.get("max_memory", 0) or None)

@@ -99,6 +99,19 @@ def _enc_str(s: str | bytes) -> bytes:
     return b"s%d:%s" % (len(b), b)
 
 
+_NAMES: dict[str, bytes] = {}
+
+
+def _enc_name(name: str) -> bytes:
+    """Field names and ops, encoded once (a handful of constant strings)."""
+    b = _NAMES.get(name)
+    if b is None:
+        b = _enc_str(name)
+        if len(_NAMES) < 256:
+            _NAMES[name] = b
+    return b
+
+
 def _enc_scalar(v: Any) -> bytes:
     if v is True:
         return b"t"
@@ -118,13 +131,13 @@ def build_request_parts(req_id: int, op: str, fields: dict[str, Any],
     ``raw`` values are already encoded: bytes, or a list of pieces (``wire.encode_parts``),
     which are written as they are, so a 100 MB argument is never copied on this side.
     """
-    parts = [b"{0;s2:id", b"i%d;" % req_id, b"s2:op", _enc_str(op)]
+    parts = [b"{0;s2:idi%d;s2:op" % req_id, _enc_name(op)]
     for k, v in fields.items():
-        parts.append(_enc_str(k))
+        parts.append(_enc_name(k))
         parts.append(_enc_scalar(v))
     if raw:
         for k, v in raw.items():
-            parts.append(_enc_str(k))
+            parts.append(_enc_name(k))
             if isinstance(v, list):
                 parts.extend(v)
             else:
@@ -139,7 +152,7 @@ def build_request(req_id: int, op: str, fields: dict[str, Any], raw: dict[str, b
 
 
 def _nbytes(part: Any) -> int:
-    return part.nbytes if isinstance(part, memoryview) else len(part)
+    return len(part) if type(part) is bytes else (part.nbytes if isinstance(part, memoryview) else len(part))
 
 
 def encode_list_parts(values: list | tuple) -> list:
@@ -231,6 +244,19 @@ def _as_list(value: Any) -> list:
 
 # =========================================================================== the handle
 
+class _Held:
+    """``with _Held(lock):`` releases a lock that was acquired beforehand."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 @dataclass
 class _Pending:
     """A request written to the agent whose reply has not been read yet."""
@@ -239,8 +265,9 @@ class _Pending:
     op: str
     sync: bool
     output: bytearray = field(default_factory=bytearray)
-    reply: bytes | None = None
+    reply: Any = None  # the R payload (bytes, or a bytearray for big replies)
     error: VMError | None = None
+    on_output: Callable[[bytes], None] | None = None  # sync calls: where O frames go
 
 
 class VMHandle:
@@ -270,6 +297,11 @@ class VMHandle:
         self._inflight: deque[_Pending] = deque()
         self._async_done: deque[_Pending] = deque()
         self._buf = bytearray()
+        self._ending: str | None = None  # set while stop/restart/destroy kills a busy VM
+
+    def __repr__(self) -> str:
+        where = f"pid {self.pid}" if self.pid else self.kind
+        return f"<VMHandle {self.name!r} {self.kind} {self.status} ({where})>"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -280,6 +312,7 @@ class VMHandle:
                 raise VMStateError(f"{self.name}: VM is destroyed", kind="state", vm=self.name)
             self.status = "starting"
             self.exit_reason = None
+            self._ending = None
             self._buf = bytearray()
             self._inflight.clear()
             self._async_done.clear()
@@ -306,9 +339,7 @@ class VMHandle:
                     ) from None
             except BaseException:
                 self._discard_proc()
-                self.status = "crashed" if self.status == "starting" else self.status
-                if self.status == "running":
-                    self.status = "crashed"
+                self.status = "crashed"
                 raise
             return self
 
@@ -320,9 +351,20 @@ class VMHandle:
             lua_path = ";".join(f"{d}/?.lua;{d}/?/init.lua" for d in self.profile.paths)
         return self.profile.configure_fields(self.name, lua_path)
 
+    def _take_over(self, why: str) -> None:
+        """Get the request lock for stop/restart/destroy.  If another thread is waiting on a
+        call (an endless loop, the shell closing), kill the agent so that call ends at once
+        with a message saying why, instead of waiting for it forever."""
+        if self._lock.acquire(timeout=0.2):
+            return
+        self._ending = why
+        self.kill()
+        self._lock.acquire()
+
     def stop(self) -> None:
         """Ask the agent to exit (kill it if it does not within the grace period)."""
-        with self._lock:
+        self._take_over("stopped")
+        with _Held(self._lock):
             if self._proc is not None and self.status in ("running", "busy"):
                 try:
                     rid = self._write_request("exit", {}, sync=True)
@@ -338,13 +380,15 @@ class VMHandle:
 
     def restart(self) -> "VMHandle":
         """Kill the agent if it runs, start a fresh one (globals are lost)."""
-        with self._lock:
+        self._take_over("restarted")
+        with _Held(self._lock):
             self._discard_proc()
             return self.start()
 
     def destroy(self) -> None:
         """Stop the VM and release everything its backend created.  Idempotent."""
-        with self._lock:
+        self._take_over("destroyed")
+        with _Held(self._lock):
             if self.status == "destroyed":
                 return
             self._discard_proc()
@@ -465,8 +509,18 @@ class VMHandle:
         return vals[0] if vals else None
 
     def complete(self, text: str) -> list[str]:
-        """Completion candidates from the VM (for ``:attach``)."""
-        vals = self._request("complete", {"text": text}, timeout=2.0, interruptible=False).values
+        """Completion candidates from the VM (for ``:attach``).  Never waits behind a running
+        call (completion runs in the UI thread): a busy VM offers nothing."""
+        if not self._lock.acquire(timeout=0.05):
+            return []
+        try:
+            if self._inflight or self.status != "running":
+                return []
+            vals = self._request("complete", {"text": text}, timeout=2.0, interruptible=False).values
+        except VMError:
+            return []
+        finally:
+            self._lock.release()
         cands = vals[0] if vals else []
         return [c for c in _as_list(cands) if isinstance(c, str)]
 
@@ -553,6 +607,8 @@ class VMHandle:
                            kind="state", vm=self.name)
 
     def _crash_message(self) -> str:
+        if self._ending:
+            return f"{self.name}: the VM was {self._ending} while this call was running"
         reason = self.exit_reason or "unknown reason"
         if reason == "connection lost":
             return f"{self.name}: VM lost (connection lost); :restart() reconnects"
@@ -608,9 +664,8 @@ class VMHandle:
         self._next_id += 1
         rid = self._next_id
         parts = build_request_parts(rid, op, fields, raw)
-        total = sum(_nbytes(x) for x in parts)
-        p = _Pending(rid, op, sync)
-        p.on_output = on_output  # type: ignore[attr-defined]
+        total = sum(map(_nbytes, parts))
+        p = _Pending(rid, op, sync, on_output=on_output)
         self._inflight.append(p)
         try:
             self._send_parts(b"Q%d\n" % total, parts, total)
@@ -739,9 +794,8 @@ class VMHandle:
             return  # output or a reply nobody waits for (cannot happen with a correct agent)
         head = self._inflight[0]
         if kind == b"O":
-            sink = getattr(head, "on_output", None)
             if head.sync:
-                (sink or self.on_output or _default_output)(payload)
+                (head.on_output or self.on_output or _default_output)(payload)
             else:
                 head.output += payload
         elif kind == b"R":

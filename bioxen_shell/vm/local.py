@@ -66,7 +66,6 @@ class LocalAgentProcess:
         self._pending = bytearray()  # bytes read while a send() waited for room
         self._eof = False
         self._closed = False
-        self._killed = False
         self._lock = threading.Lock()
         try:
             self._pidfd: int | None = os.pidfd_open(self.pid)
@@ -93,7 +92,8 @@ class LocalAgentProcess:
             # The pipe is full: wait for room, and drain what the agent writes meanwhile.
             p = select.poll()
             p.register(self._to_agent, select.POLLOUT)
-            p.register(self._from_agent, select.POLLIN)
+            if not self._eof:
+                p.register(self._from_agent, select.POLLIN)
             for fd, ev in p.poll():
                 if fd == self._from_agent and not self._eof:
                     chunk = os.read(self._from_agent, _PIPE_SIZE)
@@ -156,7 +156,6 @@ class LocalAgentProcess:
         self._signal(signal.SIGINT)
 
     def kill(self) -> None:
-        self._killed = True
         self._signal(signal.SIGKILL)
 
     def exit_reason(self) -> str | None:

@@ -156,9 +156,12 @@ class Manager:
             for n in names:
                 self._release(n)
             first_name, first = errors[0]
+            detail = str(first)
+            if not detail.startswith((first_name, "vm.create")):
+                detail = f"{first_name}: {detail}"
             raise VMCreateError(
                 f"vm.create: {len(errors)} of {total} VMs failed to start (all {total} were removed); "
-                f"first: {first_name}: {first}")
+                f"first: {detail}")
         return results  # type: ignore[return-value]
 
     def _start_one(self, name: str, backend_cls: type, prof: Profile, options: dict) -> VMHandle:
@@ -166,9 +169,7 @@ class Manager:
             backend = backend_cls(name, dict(options), prof)
         except VMError:
             raise
-        except (ValueError, TypeError) as exc:
-            raise VMCreateError(f"vm.create: {exc}") from None
-        except Exception as exc:
+        except Exception as exc:  # BackendError, ValueError for a bad option: shown as is
             raise VMCreateError(f"vm.create: {exc}") from None
         handle = VMHandle(name, backend, prof, on_output=self.on_output, interrupted=self.interrupted)
         try:

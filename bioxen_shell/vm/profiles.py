@@ -326,7 +326,16 @@ _USAGE = """usage: bioxen profiles [list | show NAME | check [NAME_OR_FILE ...] 
 
 def cli_main(argv: list[str]) -> int:
     """``bioxen profiles …`` (the shell's CLI dispatches here).  Returns the exit status."""
-    args = list(argv)
+    try:
+        return _cli(list(argv))
+    except BrokenPipeError:  # `bioxen profiles | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _cli(args: list[str]) -> int:
     cmd = args.pop(0) if args else "list"
     out = sys.stdout
     if cmd in ("-h", "--help", "help"):

@@ -13,13 +13,13 @@ sockets).  No request data ever crosses into Python, which keeps clear of lupa's
 Python is made unreachable from Lua: the runtime is created without ``python.eval`` and
 ``python.builtins``, every attribute access on a Python object is refused, and the
 ``python`` module is removed from the globals, ``package.loaded`` and the registry.  The
-only Python objects Lua ever holds are two functions the agent captures into locals before
+only Python object Lua ever holds is one function the agent captures into a local before
 user code runs:
 
-* ``BIOXEN_HOST_POLL()`` — true once a SIGINT has arrived (the interrupt request);
-* ``BIOXEN_HOST_SET_MEMORY(x)`` — ``true``/``false`` switches the user memory limit on and
-  off around each call (the agent's own reading and writing is never limited), a number
-  sets the limit in bytes (from ``configure.memory_limit``).
+``BIOXEN_HOST_SET_MEMORY(x)``, which switches the user memory limit on and off around each
+call (see :class:`_MemorySwitch`).  Interrupts need no Python at all: SIGINT makes the
+file given to the agent as ``--interrupt-file`` grow (``signal.set_wakeup_fd``), and the
+agent's count hook watches its size.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import argparse
 import os
 import signal
 import sys
+import tempfile
 from importlib import import_module
 from pathlib import Path
 
@@ -76,35 +77,50 @@ def _deny_attribute(obj, name, is_setting):
     raise AttributeError("Python objects are not accessible from a bioxen VM")
 
 
-class _HostServices:
-    """The two functions the agent gets, plus the SIGINT flag they share."""
+class _MemorySwitch:
+    """``BIOXEN_HOST_SET_MEMORY``: the one Python function the agent holds.
+
+    ``True``/``False`` switch the user limit on and off around each call, so the agent's own
+    reading, decoding and encoding is never limited.  A number sets the limit (bytes), once:
+    later numbers are refused, so code that digs the function out of the registry (possible
+    only outside the sandbox, where ``debug`` exists) cannot raise its own limit.
+    """
 
     def __init__(self, runtime, max_memory: int | None) -> None:
         self._runtime = runtime
-        self._user_limit = max_memory or 0
-        self.interrupted = False
+        self._limit = max_memory or 0
+        self._fixed = bool(max_memory)
 
-    def on_sigint(self, signum, frame) -> None:
-        self.interrupted = True
-
-    def poll(self) -> bool:
-        if self.interrupted:
-            self.interrupted = False
-            return True
-        return False
-
-    def set_memory(self, value) -> None:
+    def __call__(self, value) -> None:
         if value is True:
-            if self._user_limit:
-                self._runtime.set_max_memory(self._user_limit)
+            if self._limit:
+                self._runtime.set_max_memory(self._limit)
         elif value is False:
             self._runtime.set_max_memory(_UNLIMITED)
-        else:
-            self._user_limit = int(value)
+        elif not self._fixed and isinstance(value, (int, float)) and value > 0:
+            self._limit = int(value)
+            self._fixed = True
+
+
+def _interrupt_file() -> int:
+    """An unlinked file that grows by one byte per SIGINT, for the agent's hook to watch.
+
+    Python's C-level signal handler writes to the wakeup fd the moment the signal arrives,
+    even while Lua runs and no Python code gets a chance to; the agent's count hook sees the
+    file grow (a cheap ``seek``) and stops the call.
+    """
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    fd, path = tempfile.mkstemp(prefix="bioxen-interrupt-", dir=shm)
+    os.unlink(path)
+    os.set_blocking(fd, False)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    signal.siginterrupt(signal.SIGINT, False)  # the agent's blocking reads must not see EINTR
+    return fd
 
 
 _BOOT = """
-local agent_path, lua_path, poll, set_memory = ...
+local agent_path, lua_path, set_memory = ...
 package.path = lua_path
 -- Nothing of Python stays reachable by name: not the module, not through require or the
 -- registry.
@@ -113,9 +129,9 @@ package.loaded.python = nil
 package.preload.python = nil
 local reg = debug.getregistry()
 for _, key in ipairs({"python", "eval", "builtins"}) do reg[key] = nil end
-BIOXEN_HOST_POLL, BIOXEN_HOST_SET_MEMORY = poll, set_memory
+BIOXEN_HOST_SET_MEMORY = set_memory
 local chunk = assert(loadfile(agent_path))
-return chunk(select(5, ...))
+return chunk(select(4, ...))
 """
 
 
@@ -131,7 +147,7 @@ def run_worker(
     """Run the agent on ``in_fd``/``out_fd`` until ``exit`` or end of input; returns the status.
 
     ``max_memory`` (bytes) is a hard limit on what user code may allocate; the agent's own
-    work is not counted.  ``configure.memory_limit`` can set or change it later.
+    work is not counted.  Without it, ``configure.memory_limit`` (KiB) sets the limit.
     """
     from bioxen_shell.paths import lua_search_path
 
@@ -142,14 +158,13 @@ def run_worker(
         attribute_filter=_deny_attribute,
         max_memory=_UNLIMITED,
     )
-    services = _HostServices(lua, max_memory)
-    signal.signal(signal.SIGINT, services.on_sigint)
-    signal.siginterrupt(signal.SIGINT, False)  # the agent's blocking reads must not see EINTR
     args = [f"--in=/dev/fd/{in_fd}", f"--out=/dev/fd/{out_fd}"]
-    if interrupt_file:
+    if interrupt_file is None:
+        args.append(f"--interrupt-file=/dev/fd/{_interrupt_file()}")
+    else:
         args.append(f"--interrupt-file={interrupt_file}")
     boot = lua.execute("return function(...) " + _BOOT + " end")
-    status = boot(str(agent_path()), lua_path or lua_search_path(), services.poll, services.set_memory, *args)
+    status = boot(str(agent_path()), lua_path or lua_search_path(), _MemorySwitch(lua, max_memory), *args)
     return int(status or 0)
 
 

@@ -23,8 +23,8 @@ local load, loadstring, setfenv = load, rawget(_G, "loadstring"), rawget(_G, "se
 local require = require
 local string, table, math, os, io, coroutine = string, table, math, os, io, coroutine
 local debug, package = debug, package
-local s_find, s_sub, s_match, s_format, s_gsub, s_byte, s_rep =
-  string.find, string.sub, string.match, string.format, string.gsub, string.byte, string.rep
+local s_find, s_sub, s_match, s_format, s_gsub, s_byte, s_rep, s_gmatch =
+  string.find, string.sub, string.match, string.format, string.gsub, string.byte, string.rep, string.gmatch
 local t_concat, t_sort = table.concat, table.sort
 local unpack = table.unpack or rawget(_G, "unpack")
 local clock = os.clock
@@ -55,7 +55,7 @@ local host_poll = rawget(_G, "BIOXEN_HOST_POLL")
 local host_set_memory = rawget(_G, "BIOXEN_HOST_SET_MEMORY")
 rawset(_G, "BIOXEN_HOST_POLL", nil)
 rawset(_G, "BIOXEN_HOST_SET_MEMORY", nil)
-local EMBEDDED = host_poll ~= nil
+local EMBEDDED = host_poll ~= nil or host_set_memory ~= nil
 
 local HOOK_COUNT = 10000            -- VM instructions between limit/interrupt checks
 local FLUSH_BYTES = 64 * 1024       -- output is flushed at this size ...
@@ -78,11 +78,18 @@ local function flush_output()
   out_last = clock()
 end
 
+local arm_output_hook -- defined with the hook below
+
 local function emit(s)
+  local was_empty = out_n == 0
   out_n = out_n + 1
   out_parts[out_n] = s
   out_size = out_size + #s
-  if out_size >= FLUSH_BYTES or clock() - out_last >= FLUSH_SECONDS then flush_output() end
+  if out_size >= FLUSH_BYTES or clock() - out_last >= FLUSH_SECONDS then
+    flush_output()
+  elseif was_empty then
+    arm_output_hook()
+  end
 end
 
 local function emit_values(sep, n, ...)
@@ -186,9 +193,12 @@ end
 -- Limits, interrupts and the count hook
 
 -- Unique error values raised by the hook; the error handler recognises them.
-local INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end })
-local CPU_EXCEEDED = setmetatable({}, { __tostring = function() return "CPU time limit exceeded" end })
-local MEMORY_EXCEEDED = setmetatable({}, { __tostring = function() return "not enough memory" end })
+local function sentinel(text)
+  return setmetatable({}, { __tostring = function() return text end, __metatable = false })
+end
+local INTERRUPTED = sentinel("interrupted")
+local CPU_EXCEEDED = sentinel("CPU time limit exceeded")
+local MEMORY_EXCEEDED = sentinel("not enough memory")
 
 local cpu_limit = 0          -- seconds per call, 0 = none
 local memory_limit_kb = 0    -- soft limit, 0 = none
@@ -197,6 +207,11 @@ local interrupt_file, interrupt_seen = nil, 0
 local main_thread = nil      -- on 5.2+: to see lua.c's SIGINT hook from inside coroutines
 
 local agent_functions = {}   -- never interrupted; their frames are not shown to the user
+local function in_main_thread()
+  local co, is_main = co_running()
+  return co == nil or is_main == true
+end
+
 local hook
 local stop_error = nil       -- once set, the hook raises it until the call ends
 local in_user = false        -- true while user code runs (the hook does nothing otherwise)
@@ -231,7 +246,13 @@ hook = function()
     collectgarbage()
     if collectgarbage("count") > memory_limit_kb then raise_from_hook(MEMORY_EXCEEDED) end
   end
-  if out_n > 0 and now - out_last >= FLUSH_SECONDS then flush_output() end
+  if out_n > 0 and now - out_last >= FLUSH_SECONDS then
+    flush_output()
+    if output_hook_armed and in_main_thread() then
+      output_hook_armed = false
+      if not need_hook then d_sethook() end
+    end
+  end
 end
 
 -- lua.c's SIGINT handler sets a hook on the main thread only; a coroutine's own hook
@@ -243,8 +264,21 @@ local function coroutine_hook()
 end
 
 local need_hook = false     -- main thread: only when something needs checking
+local output_hook_armed = false
 local function install_hook()
+  output_hook_armed = false
   if need_hook then d_sethook(hook, "", HOOK_COUNT) else d_sethook() end
+end
+
+-- Without limits or a host poll the main thread runs hook-free (a count hook costs up to 2x
+-- on Lua 5.4).  Buffered output still has to go out within 0.1 s of CPU, so the first
+-- buffered byte arms the hook until the buffer is flushed.
+arm_output_hook = function()
+  if need_hook or output_hook_armed or not in_user then return end
+  if not in_main_thread() then return end -- a coroutine: its own hook flushes
+  if d_gethook() == "external hook" then return end   -- lua.c's SIGINT hook is pending: keep it
+  output_hook_armed = true
+  d_sethook(hook, "", HOOK_COUNT)
 end
 
 local function hooked_create(f)
@@ -438,7 +472,7 @@ end
 
 local function split_name(name)
   local parts = {}
-  for part in string.gmatch(name, "[^%.]+") do parts[#parts + 1] = part end
+  for part in s_gmatch(name, "[^%.]+") do parts[#parts + 1] = part end
   return parts
 end
 
@@ -553,7 +587,7 @@ local function sandbox_require_factory(env, loaded)
     if have ~= nil then return have end
     local fname = s_gsub(name, "%.", "/")
     local tried = {}
-    for template in string.gmatch(module_path, "[^;]+") do
+    for template in s_gmatch(module_path, "[^;]+") do
       local path = s_gsub(template, "%?", fname)
       local fh = io_open(path, "rb")
       if fh then
@@ -579,6 +613,14 @@ local function make_sandbox_env(allow_ffi)
   for lib, names in pairs(SAFE_LIBS) do env[lib] = copy_fields(rawget(_G, lib), names) end
   env._G = env
   env.print = captured_print
+  env.unpack = env.unpack or env.table.unpack
+  local gc = collectgarbage
+  env.collectgarbage = function(opt, arg)
+    if opt == nil or opt == "collect" or opt == "count" or opt == "step" or opt == "isrunning" then
+      return gc(opt or "collect", arg)
+    end
+    error("collectgarbage('" .. tostring(opt) .. "') is not available in the sandbox", 2)
+  end
   env.io = {}
   install_io_capture(env.io)
   -- io.lines/io.input with a file name would open files: not in the sandbox.
@@ -648,12 +690,14 @@ local vm_name = nil
 local sandboxed = false
 local allow_ffi = true
 
-local function protect_string_metatable()
-  -- The shared string metatable must not become a way to change every string's behaviour.
+local function protect_string_metatable(safe_string)
+  -- Every string shares one metatable: in the sandbox its __index becomes the sandbox's own
+  -- string table (so ("").dump is gone too) and getmetatable("") returns false, so nobody
+  -- can change how all strings behave.
   local mt = getmetatable("")
   if type(mt) == "table" then
-    local ok = pcall(rawset, mt, "__metatable", false)
-    return ok
+    rawset(mt, "__index", safe_string)
+    rawset(mt, "__metatable", false)
   end
 end
 
@@ -687,7 +731,7 @@ local function configure(req)
   if req.sandbox then
     sandboxed = true
     user_env = make_sandbox_env(allow_ffi)
-    protect_string_metatable()
+    protect_string_metatable(user_env.string)
   elseif not allow_ffi then
     package.loaded.ffi = nil
     package.preload.ffi = nil
@@ -714,22 +758,41 @@ local function configure(req)
   return ok_values(0)
 end
 
+-- Compiled chunks of recent evals (REPL loops, map jobs and benchmarks repeat the same
+-- code): running a chunk function again is the same as compiling it again.
+local COMPILE_CACHE_SIZE, COMPILE_CACHE_MAX_CODE = 64, 4096
+local compiled, compiled_keys, compiled_next = {}, {}, 1
+
+local function remember_compiled(key, f)
+  if #key > COMPILE_CACHE_MAX_CODE then return end
+  local old = compiled_keys[compiled_next]
+  if old then compiled[old] = nil end
+  compiled_keys[compiled_next] = key
+  compiled[key] = f
+  compiled_next = compiled_next % COMPILE_CACHE_SIZE + 1
+end
+
 local function op_eval(req)
   local code = req.code
   if type(code) ~= "string" then return failure("protocol", "eval needs a 'code' string") end
   local chunkname = req.chunkname
   if chunkname == nil then chunkname = "=vm" end
   if type(chunkname) ~= "string" then return failure("protocol", "eval chunkname must be a string") end
-  -- An expression is tried first, as lua.c does.  Its values pass through an identity
-  -- function so that a call in it is not a tail call: LuaJIT would otherwise lose the
-  -- caller's frame and `error("x")` would come back without "vm:1:".
-  local f = compile("return (function(...) return ... end)(" .. code .. "\n)", chunkname, user_env)
+  local key = chunkname .. "\0" .. code
+  local f = compiled[key]
   if not f then
-    local err
-    f, err = compile(code, chunkname, user_env)
-    if not f then return failure("syntax", err) end
+    -- An expression is tried first, as lua.c does.  Its values pass through an identity
+    -- function so that a call in it is not a tail call: LuaJIT would otherwise lose the
+    -- caller's frame and `error("x")` would come back without "vm:1:".
+    f = compile("return (function(...) return ... end)(" .. code .. "\n)", chunkname, user_env)
+    if not f then
+      local err
+      f, err = compile(code, chunkname, user_env)
+      if not f then return failure("syntax", err) end
+    end
+    prepare(f)
+    remember_compiled(key, f)
   end
-  prepare(f)
   local args = req.args
   if args ~= nil and type(args) ~= "table" then return failure("protocol", "eval args must be a value list") end
   return run_user(f, wire_unpack(args))
@@ -762,7 +825,12 @@ end
 
 local function op_require(req)
   if type(req.module) ~= "string" then return failure("protocol", "require needs a 'module' string") end
-  return run_user(user_env.require, req.module)
+  local r = run_user(user_env.require, req.module)
+  if r[1] and r.n >= 2 and not pcall(encode, r[2]) then
+    -- A module table holding functions cannot travel; loading it was the point.
+    r = ok_values(1, true)
+  end
+  return r
 end
 
 local function op_complete(req)

@@ -168,3 +168,21 @@ def test_streaming_keeps_memory_bounded(runtime, tmp_path):
     assert n > 1000 and total > 0.95 * size * 60 / 61 * 0.99
     # the file is 40 MB; the reader holds one chunk (1 MiB) and one record (<= 40 kb)
     assert peak_kb < 8 * 1024, f"peak Lua heap {peak_kb:.0f} KiB while streaming a {size / 1e6:.0f} MB file"
+
+
+@bio_runtimes()
+def test_interleaved_readers_do_not_share_state(runtime):
+    a = ">a1\n" + "A" * 70 + "\nCC\n>a2\nGG\n"
+    b = ">b1\n" + "T" * 50 + "\n>b2\n" + "C" * 90 + "\n"
+    got = run_bio(runtime, f"""
+        local X = require "bio.fasta"
+        local ia = X.records_from_string({lua(a)}, {{chunk_size = 16}})
+        local ib = X.records_from_string({lua(b)}, {{chunk_size = 16}})
+        local out = {{}}
+        for _ = 1, 2 do
+          local ra, rb = ia(), ib()
+          out[#out + 1] = {{ra.id, ra.seq, rb.id, rb.seq}}
+        end
+        return out
+    """)
+    assert got == [["a1", "A" * 70 + "CC", "b1", "T" * 50], ["a2", "GG", "b2", "C" * 90]]

@@ -185,3 +185,23 @@ def test_require_bio_loads_modules_lazily():
         return {before, rc, package.loaded["bio.kmer"] ~= nil, bio.nonexistent == nil}
     """)
     assert got == [False, "CGTT", False, True]
+
+
+@bio_runtimes()
+def test_misspelt_options_are_errors(runtime):
+    got = run_bio(runtime, """
+        local bio = require "bio"
+        local calls = {
+          function() return bio.translate.translate("ATG", {tabel = 2}) end,
+          function() return bio.translate.orfs("ATG", {min_len = 3}) end,
+          function() return bio.fasta.parse(">a\\nAC\\n", {chunksize = 2}) end,
+          function() return bio.fastq.parse("@a\\nA\\n+\\nI\\n", {varient = "illumina"}) end,
+          function() return bio.kmer.count("ACGT", 2, {canonicle = true}) end,
+          function() return bio.motif.find("ACGT", "CG", {strands = "+"}) end,
+        }
+        local out = {}
+        for i, f in ipairs(calls) do local ok, err = pcall(f); out[i] = err end
+        return out
+    """)
+    for msg, name in zip(got, ["tabel", "min_len", "chunksize", "varient", "canonicle", "strands"]):
+        assert f"unknown option '{name}'" in msg and "bad argument" in msg

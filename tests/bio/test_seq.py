@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from Bio.Seq import back_transcribe, complement, complement_rna, reverse_complement, reverse_complement_rna, transcribe
+from Bio.Seq import Seq, back_transcribe, complement, complement_rna, reverse_complement, reverse_complement_rna, transcribe
 from Bio.SeqUtils import GC123, GC_skew, gc_fraction
 
 from tests.bio._lua import bio_runtimes, lua, run_bio
@@ -124,3 +124,20 @@ def test_kernel_family_is_chosen_at_load_time():
     assert run_bio("luajit", 'return require("bio._fast").kernels') == "ffi"
     assert run_bio("luajit+portable", 'return require("bio._fast").kernels') == "portable"
     assert run_bio("lua5.4", 'return require("bio._fast").kernels') == "portable"
+
+
+@bio_runtimes()
+def test_every_byte_value_passes_through_like_biopython(runtime):
+    # all 256 byte values, NUL and high bytes included, around window and block edges
+    data = bytes(range(256)) * 3 + b"ACGTN" * 7
+    got = run_bio(runtime, f"""
+        local S = require "bio.seq"
+        local s = {lua(data)}
+        return {{S.reverse_complement(s), S.complement_rna(s), S.gc_fraction(s), S.gc_fraction(s, "ignore"),
+                S.gc_fraction(s, "weighted")}}
+    """)
+    seq = Seq(data)  # Biopython's str functions insist on ASCII; its Seq takes any bytes
+    assert got[0].encode("latin-1") == bytes(seq.reverse_complement())
+    assert got[1].encode("latin-1") == bytes(seq.complement_rna())
+    assert got[2:] == pytest.approx([gc_fraction(seq), gc_fraction(seq, "ignore"), gc_fraction(seq, "weighted")],
+                                    abs=1e-12)

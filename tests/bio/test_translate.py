@@ -234,3 +234,32 @@ def test_orf_coordinates_are_one_based_inclusive_on_the_given_strand():
         return out
     """)
     assert got == [[3, 17, "+", "ATGAAATTTGGGTAA", "MKFG"], [27, 32, "-", "ATGTAA", "M"]]
+
+
+def test_orfs_options_nested_any_and_errors():
+    got = run_bio("luajit", """
+        local T = require "bio.translate"
+        --           ATG ATG AAA TAA  (frame 1), then junk
+        local s = "ATGATGAAATAACC"
+        local out = {}
+        for _, o in ipairs(T.orfs(s, {min_length = 0, nested = true, strand = "+"})) do
+          out[#out + 1] = {o.start, o.stop, o.protein, o.strand}
+        end
+        local any = {}
+        for _, o in ipairs(T.orfs("CCCTAAGGGTTTTGA", {min_length = 0, start = "any"})) do
+          if o.strand == "+" and o.frame == 1 then any[#any + 1] = {o.start, o.stop, o.protein} end
+        end
+        local errs = {}
+        for _, opts in ipairs{{start = "CTG"}, {min_length = -1}, {table = 7}, {strand = "up"}} do
+          local ok, err = pcall(T.orfs, "ATG", opts)
+          errs[#errs + 1] = err
+        end
+        return {out, any, errs}
+    """)
+    nested, any_, errs = got
+    assert nested == [[1, 12, "MMK", "+"], [4, 12, "MK", "+"]]
+    assert any_ == [[1, 6, "P"], [7, 15, "GF"]]
+    assert "bad argument #2 'start'" in errs[0]
+    assert "bad argument #2 'min_length'" in errs[1]
+    assert "bad argument #2 'table'" in errs[2]
+    assert "bad argument #2 'strand'" in errs[3]

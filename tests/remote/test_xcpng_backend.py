@@ -53,7 +53,7 @@ def test_full_lifecycle(xapi_sim, xcpng_settings):
     manager = Manager()
     vm = manager.create("life", type="xcpng", pool=xcpng_settings, memory="1GiB", vcpus=2)
     try:
-        assert vm.eval("return 6 * 7") == 42
+        assert vm.eval("return 6 * 7") == [42]
         ref, rec = the_vm(xapi_sim)
         assert rec["name_label"] == "bioxen-life"
         assert TAG in rec["tags"] and rec["other_config"][OWNER_KEY].count(":") == 2
@@ -73,7 +73,7 @@ def test_full_lifecycle(xapi_sim, xcpng_settings):
         vm.stop()
         assert xapi_sim.table("VM")[ref]["power_state"] == "Halted"
         vm.start()  # boots the same guest again
-        assert vm.eval("return 1 + 1") == 2
+        assert vm.eval("return 1 + 1") == [2]
         assert xapi_sim.table("VM")[ref]["power_state"] == "Running"
     finally:
         manager.destroy_all()
@@ -88,7 +88,7 @@ def test_parallel_count_creates_distinct_vms(xapi_sim, xcpng_settings):
     manager = Manager()
     vms = manager.create("par", type="xcpng", pool=xcpng_settings, count=3)
     try:
-        assert sorted(v.eval("return ...", v.name) for v in vms) == ["par1", "par2", "par3"]
+        assert sorted(v.eval("return ...", v.name)[0] for v in vms) == ["par1", "par2", "par3"]
         labels = sorted(r["name_label"] for r in xapi_sim.vms().values())
         assert labels == ["bioxen-par1", "bioxen-par2", "bioxen-par3"]
         assert len(registry_mod.Registry().all()) == 3
@@ -197,10 +197,14 @@ def test_bad_credentials_create_nothing(xapi_sim, xcpng_settings, tmp_path):
     ({"vcpus": 0}, "vcpus must be an integer from 1 to 64"),
     ({"vcpus": True}, "vcpus"),
     ({"ip_timeout": -1}, "ip_timeout"),
+    ({"colour": "red"}, "colour"),              # unknown: named before any VM exists
+    ({"interpreter": "lua 5.4; rm"}, "interpreter"),
+    ({"hostname": "elsewhere"}, "not for XCP-ng VMs"),
+    ({"host_keys": "yolo"}, "host_keys"),
 ])
 def test_bad_options_are_named(xcpng_settings, options, needle):
     with pytest.raises(BackendError, match=needle):
-        backend(xcpng_settings, **options)
+        backend(xcpng_settings, **options).settings()
 
 
 def test_pool_table_rejects_a_password_and_unknown_keys(xcpng_settings):
@@ -395,3 +399,86 @@ def test_lua_numbers_as_floats_are_accepted(xcpng_settings):
     assert b.settings().ssh_port == xcpng_settings["ssh_port"]
     with pytest.raises(BackendError, match="vcpus"):
         backend(xcpng_settings, vcpus=1.5)
+
+
+def _write_config(settings: dict, name: str = "sim") -> None:
+    import os
+    from pathlib import Path
+    lines = [f"[pools.{name}]"]
+    for key, value in settings.items():
+        if key in ("known_hosts", "shutdown_timeout", "host_keys"):
+            continue  # not config-file keys (yet); passed inline where tests need them
+        lines.append(f"{key} = {json.dumps(value)}")
+    path = Path(os.environ["BIOXEN_CONFIG_DIR"]) / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_pool_from_the_config_file(xapi_sim, xcpng_settings):
+    _write_config(xcpng_settings)
+    b = XCPngBackend("cfg", {"pool": "sim", "vcpus": 2}, load_profile(None))
+    s = b.settings()
+    assert (s.name, s.url.rstrip("/"), s.template) == (
+        "sim", xcpng_settings["url"].rstrip("/"), TEMPLATE)
+    assert "config.toml [pools.sim]" in s.where
+    with pytest.raises(BackendError, match=r"pool 'nope' is not in .*config.toml.*pools defined: sim"):
+        XCPngBackend("x", {"pool": "nope"}, load_profile(None)).settings()
+    with pytest.raises(BackendError, match="needs pool="):
+        XCPngBackend("x", {}, load_profile(None))
+
+
+def test_world_readable_password_file_is_refused(xapi_sim, xcpng_settings):
+    import os
+    os.chmod(xcpng_settings["password_file"], 0o644)
+    with pytest.raises(BackendError) as exc:
+        backend(xcpng_settings).start()
+    assert "chmod 600" in str(exc.value) and SIM_PASSWORD not in str(exc.value)
+    assert xapi_sim.logins == [] and xapi_sim.vms() == {}
+
+
+def test_password_from_env_and_command(xapi_sim, xcpng_settings, monkeypatch):
+    from bioxen_shell.remote.xapi import XapiSession
+    for source in ({"password_env": "BIOXEN_TEST_XAPI_PW"},
+                   {"password_command": f"cat {xcpng_settings['password_file']}"}):
+        xcpng.forget_passwords()
+        monkeypatch.setenv("BIOXEN_TEST_XAPI_PW", SIM_PASSWORD)
+        settings = {k: v for k, v in xcpng_settings.items() if k != "password_file"}
+        b = backend({**settings, **source})
+        with b._open_session() as s:  # noqa: SLF001 - the login is what is under test
+            assert isinstance(s, XapiSession) and s.call("pool.get_all")
+    assert len(xapi_sim.logins) == 2 and xapi_sim.open_sessions() == []
+
+
+# ------------------------------------------------------------------------------ host keys
+def test_injected_host_key_gives_a_verified_first_connection(xapi_sim, xcpng_guest_settings):
+    """Default host_keys="inject": bioxen generates the guest's host key, injects it, files
+    it under the VM's uuid in its own known_hosts, and connects with RejectPolicy semantics —
+    each guest its own sshd at its own address, no trust-on-first-use."""
+    from bioxen_shell.remote import hostkeys
+    from bioxen_shell.vm.manager import Manager
+    settings, guests = xcpng_guest_settings
+    manager = Manager()
+    vms = manager.create("hk", type="xcpng", pool=settings, count=2)
+    try:
+        assert sorted(v.eval("return 1")[0] for v in vms) == [1, 1]
+        assert guests.running() == 2
+        addresses = {v.describe().get("host") for v in vms}
+        assert len(addresses) == 2 and all("127.0.0." in a for a in addresses)
+        known = hostkeys.bioxen_known_hosts().read_text()
+        uuids = [r["uuid"] for r in xapi_sim.vms().values()]
+        assert all(f"xcpng-{u} ssh-ed25519 " in known for u in uuids)
+    finally:
+        manager.destroy_all()
+    assert guests.running() == 0
+    assert "xcpng-" not in hostkeys.bioxen_known_hosts().read_text()  # forgotten on destroy
+
+
+def test_guest_presenting_another_host_key_is_refused(xapi_sim, xcpng_guest_settings):
+    settings, guests = xcpng_guest_settings
+    guests.honour_host_key = False  # a template without the convention: its own random key
+    before = baseline(xapi_sim)
+    with pytest.raises(BackendError) as exc:
+        backend(dict(settings, ip_timeout=5)).start()
+    assert "xcpng-" in str(exc.value) or "host key" in str(exc.value).lower()
+    assert_nothing_left(xapi_sim, before)
+    assert guests.running() == 0

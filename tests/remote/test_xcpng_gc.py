@@ -33,7 +33,7 @@ def _fresh_password_cache():
 
 def run_gc(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    status = gc.cli_main(list(argv), out=out, err=err)
+    status = gc.cli_main(["gc", *argv], out=out, err=err)
     return status, out.getvalue(), err.getvalue()
 
 
@@ -74,6 +74,7 @@ def test_orphan_of_a_process_killed_while_provisioning(xapi_sim, xcpng_settings)
         child.wait(10)
     (record,) = registry_mod.Registry().all()
     assert record.owner.pid == child.pid and not record.owner.is_alive()
+    killed_sessions = len(xapi_sim.open_sessions())  # the dead child's (XAPI expires those)
 
     status, out, err = run_gc()
     assert status == 0, err
@@ -86,7 +87,45 @@ def test_orphan_of_a_process_killed_while_provisioning(xapi_sim, xcpng_settings)
     assert f"destroyed bioxen-doomed ({record.uuid})" in out
     assert xapi_sim.vms() == {} and xapi_sim.table("VDI") == {}
     assert registry_mod.Registry().all() == []
-    assert xapi_sim.open_sessions() == []
+    assert len(xapi_sim.open_sessions()) == killed_sessions  # gc logged out its own
+
+
+@pytest.mark.parametrize("stalled", ["VM.get_uuid", "VM.add_tags"])
+def test_orphan_of_a_process_killed_between_clone_and_tag(xapi_sim, xcpng_settings, stalled):
+    """The narrowest windows: killed right after VM.clone — before its uuid is recorded
+    (the record written before the clone is still "pending" and names the VM's label), or
+    recorded but not yet tagged (gc looks the recorded uuid up).  Either way gc finds it."""
+    xapi_sim.delays[stalled] = 5.0  # the child is killed while this call hangs
+    child = _spawn_creator(xcpng_settings, "early")
+    try:
+        _wait(lambda: xapi_sim.calls(stalled) and xapi_sim.calls("VM.clone"), 30,
+              f"the child to reach {stalled}")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    ((ref, vm),) = [(r, v) for r, v in xapi_sim.table("VM").items()
+                    if v["name_label"] == "bioxen-early"]
+    assert TAG not in vm["tags"] and vm["is_a_template"]  # not even provisioned yet
+    (record,) = registry_mod.Registry().all()
+    assert record.pending == (stalled == "VM.get_uuid")
+
+    status, out, err = run_gc("--yes")
+    assert status == 0, err
+    assert f"destroyed bioxen-early ({vm['uuid']})" in out
+    assert ref not in xapi_sim.table("VM")
+    assert registry_mod.Registry().all() == []
+
+
+def test_pending_record_of_a_live_creator_is_not_touched(xapi_sim, xcpng_settings):
+    reg = registry_mod.Registry()
+    reg.add(registry_mod.VMRecord(
+        uuid="pending-x", pool=xcpng_settings["url"], url=xcpng_settings["url"], name="busy",
+        name_label="bioxen-busy", owner=registry_mod.current_owner(), pending=True,
+        settings=dict(xcpng_settings)))
+    xapi_sim.db.create("VM", name_label="bioxen-busy")  # cloned a moment ago, not yet tagged
+    status, out, _ = run_gc("--yes")
+    assert status == 0 and "bioxen-busy" not in out
+    assert len(xapi_sim.vms()) == 1 and len(reg.all()) == 1
 
 
 def test_vm_of_a_live_process_is_left_alone(xapi_sim, xcpng_settings):
@@ -95,7 +134,7 @@ def test_vm_of_a_live_process_is_left_alone(xapi_sim, xcpng_settings):
     try:
         status, out, _ = run_gc("--yes")
         assert status == 0
-        assert "in use" in out and "bioxen-alive" in out
+        assert "in-use" in out and "bioxen-alive" in out
         assert "no orphans to destroy" in out
         assert len(xapi_sim.vms()) == 1
     finally:
@@ -109,26 +148,33 @@ def _tagged_vm(sim, label: str, owner: str) -> str:
     return ref
 
 
-def test_tagged_vms_without_record_dead_local_and_foreign(xapi_sim, xcpng_settings):
-    # A record of another VM of this pool makes gc visit the pool (as a config entry would).
-    b = XCPngBackend("keep", {"pool": dict(xcpng_settings)}, load_profile(None))
-    proc = b.start()
-    try:
-        here = socket.gethostname()
-        dead = _tagged_vm(xapi_sim, "bioxen-lost", f"{here}:999999999:1")
-        foreign = _tagged_vm(xapi_sim, "bioxen-elsewhere", "another-machine:4242:77")
-        status, out, _ = run_gc("--yes")
-        assert status == 0
-        assert "destroyed bioxen-lost" in out
-        assert dead not in xapi_sim.table("VM") and foreign in xapi_sim.table("VM")
-        assert "foreign" in out and "bioxen-elsewhere" in out
-        status, out, _ = run_gc("--yes", "--foreign")
-        assert "destroyed bioxen-elsewhere" in out and foreign not in xapi_sim.table("VM")
-        assert len(xapi_sim.vms()) == 1  # ours, in use, survived both runs
-    finally:
-        proc.kill()
-        proc.close()
-        b.destroy()
+def test_tagged_vms_of_a_configured_pool(xapi_sim, xcpng_settings):
+    """No record at all (lost file): gc still finds bioxen's VMs on a configured pool by tag
+    and owner stamp, and tells the dead local owner from a live one and from another machine."""
+    from tests.remote.test_xcpng_backend import _write_config
+    _write_config(xcpng_settings, "sim")
+    here = socket.gethostname()
+    dead = _tagged_vm(xapi_sim, "bioxen-lost", f"{here}:999999999:1")
+    foreign = _tagged_vm(xapi_sim, "bioxen-elsewhere", "another-machine:4242:77")
+    live = _tagged_vm(xapi_sim, "bioxen-mine", registry_mod.current_owner().token())
+    untagged = xapi_sim.db.create("VM", name_label="not bioxen's")
+
+    status, out, err = run_gc("--pool", "sim")
+    assert status == 0, err
+    rows = {line.split()[2]: line.split()[0] for line in out.splitlines()[1:]
+            if line.split() and line.split()[0] in ("orphan", "foreign", "in-use")}
+    assert rows == {"bioxen-lost": "orphan", "bioxen-elsewhere": "foreign", "bioxen-mine": "in-use"}
+    assert "not bioxen's" not in out
+
+    status, out, _ = run_gc("--pool", "sim", "--yes")
+    assert "destroyed bioxen-lost" in out
+    vms = xapi_sim.table("VM")
+    assert dead not in vms and {foreign, live, untagged} <= set(vms)
+    status, out, _ = run_gc("--yes", "--foreign")  # every configured pool
+    assert "destroyed bioxen-elsewhere" in out
+    vms = xapi_sim.table("VM")
+    assert foreign not in vms and {live, untagged} <= set(vms)
+    assert xapi_sim.open_sessions() == []
 
 
 def test_stale_record_is_removed(xapi_sim, xcpng_settings):
@@ -195,3 +241,15 @@ def test_owner_liveness():
     assert not registry_mod.Owner(me.host, me.boot_id, me.pid, "1").is_alive()  # pid reused
     assert not registry_mod.Owner("elsewhere", "", me.pid, me.start_time).is_alive()
     assert registry_mod.Owner.from_token(me.token()).is_alive()
+
+
+def test_cli_usage(capsys):
+    from bioxen_shell.cli import main
+    assert main(["vm"]) == 2
+    assert main(["vm", "frobnicate"]) == 2
+    assert "unknown subcommand 'frobnicate'" in capsys.readouterr().err
+    assert main(["vm", "gc", "--help"]) == 0
+    assert "--foreign" in capsys.readouterr().out
+    assert main(["vm", "gc", "--bogus"]) == 2
+    assert main(["vm", "gc"]) == 0  # nothing configured, nothing recorded
+    assert "nothing to do" in capsys.readouterr().out

@@ -204,9 +204,11 @@ def test_config_file_shell_section(tmp_path):
 
 def test_fast_path_imports_no_front_end_or_vm_layer():
     probe = textwrap.dedent("""
-        import sys
+        import io, sys
         from bioxen_shell.cli import main
         assert main(["-e", "x = 1"]) == 0
+        sys.stdin = io.TextIOWrapper(io.BytesIO(b"y = 2"))
+        assert main(["-"]) == 0
         heavy = ("prompt_toolkit", "pygments", "paramiko", "XenAPI", "bioxen_shell.vm.manager",
                  "bioxen_shell.vm.handle", "bioxen_shell.remote")
         print(sorted(m for m in sys.modules if m.startswith(heavy)))

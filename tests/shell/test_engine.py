@@ -258,3 +258,19 @@ def test_error_in_an_expression_names_the_users_line(engine):
 def test_trailing_semicolon_and_comment_in_expressions(engine):
     assert engine.show("1 + 1;") == "2"
     assert engine.show("2 + 2 -- four") == "4"
+
+
+@pytest.mark.parametrize("runtime", ["lua54", "lua55"])
+def test_attribute_locals(make_engine, runtime):
+    engine = make_engine(runtime)
+    engine.show("local k <const> = 10")
+    assert engine.show("k + 1") == "11"
+    engine.show("closed = false")
+    engine.show("local h <close> = setmetatable({}, {__close = function() closed = true end})")
+    assert engine.show("closed") == "true"  # closed at the end of its own input
+
+
+def test_print_heavy_output_stays_in_order(engine):
+    engine.show("for i = 1, 3000 do print(i) end")
+    lines = engine.take_output().split(b"\n")
+    assert lines[:3] == [b"1", b"2", b"3"] and lines[-2] == b"3000"

@@ -17,9 +17,9 @@ ENTER, CTRL_C, CTRL_D = "\r", "\x03", "\x04"
 
 
 def drive(engine, keys: str, history=None) -> int:
-    """Type ``keys`` into the REPL, then Ctrl-D; return the exit status."""
+    """Type ``keys`` into the REPL, then Ctrl-C (clear) and Ctrl-D; return the exit status."""
     with create_pipe_input() as pipe:
-        pipe.send_text(keys + CTRL_D)
+        pipe.send_text(keys + CTRL_C + CTRL_D)
         return run_repl(engine, input=pipe, output=DummyOutput(),
                         history=history if history is not None else InMemoryHistory(),
                         banner=False, color=False)
@@ -102,3 +102,41 @@ def test_lexer_highlights_lua_and_meta_commands():
     assert any("keyword" in s.lower() for s in styles)
     assert any("string" in s.lower() for s in styles)
     assert lexer.lex_document(Document(":help run"))(0) == [("class:meta-command", ":help run")]
+
+
+def history_with(*entries):
+    history = InMemoryHistory()
+    for entry in entries:
+        history.append_string(entry)
+    return history
+
+
+def test_ctrl_r_searches_history(engine):
+    history = history_with("found_it = 99", "other = 1")
+    # Ctrl-R, type a fragment, Enter leaves the search with the match, Enter runs it
+    drive(engine, "\x12found" + ENTER + ENTER + "found_it" + ENTER, history=history)
+    assert engine.take_output() == b"99\n"
+
+
+def test_suggestion_from_history_accepted_with_right_arrow(engine):
+    import threading
+
+    history = history_with("'suggested text'")
+    with create_pipe_input() as pipe:
+        pipe.send_text("'sugg")
+        # the suggestion is computed after the keystroke: accept it a moment later
+        threading.Timer(0.3, pipe.send_text, ["\x1b[C" + ENTER + CTRL_D]).start()
+        run_repl(engine, input=pipe, output=DummyOutput(), history=history, banner=False, color=False)
+    assert engine.take_output() == b'"suggested text"\n'
+
+
+def test_up_arrow_recalls_previous_input(engine):
+    import threading
+
+    with create_pipe_input() as pipe:
+        pipe.send_text("40 + 2" + ENTER)
+        # history reloads at each prompt, in the background: press Up a moment later
+        threading.Timer(0.3, pipe.send_text, ["\x1b[A" + ENTER + CTRL_D]).start()
+        run_repl(engine, input=pipe, output=DummyOutput(), history=InMemoryHistory(), banner=False,
+                 color=False)
+    assert engine.take_output() == b"42\n42\n"

@@ -141,3 +141,35 @@ def test_pipelined_big_request_behind_big_reply_does_not_deadlock(manager):
     h.send("return #(...)", b"q" * (20 * MiB))           # ... while we write a 20 MB request
     assert len(h.recv(30).values[0]) == 20 * MiB
     assert h.recv(30).values == [20 * MiB]
+
+
+@pytest.mark.parametrize("action", ["destroy", "stop", "restart"])
+def test_lifecycle_calls_do_not_wait_for_a_busy_vm(manager, action):
+    h = manager.create(f"busy-{action}")
+    errors = []
+
+    def endless():
+        try:
+            h.eval("while true do end")
+        except VMError as exc:
+            errors.append(str(exc))
+
+    t = threading.Thread(target=endless)
+    t.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    getattr(h, action)()
+    t.join(5)
+    assert not t.is_alive() and time.monotonic() - t0 < 3
+    past = {"destroy": "destroyed", "stop": "stopped", "restart": "restarted"}[action]
+    assert errors == [f"busy-{action}: the VM was {past} while this call was running"]
+    if action == "restart":
+        assert h.eval("return 1") == [1]
+
+
+def test_keyboard_interrupt_in_the_waiting_thread_interrupts_the_vm(manager):
+    h = manager.create("ctrlc")
+    threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        h.eval("while true do end")
+    assert h.status == "running" and h.eval("return 'still here'") == ["still here"]

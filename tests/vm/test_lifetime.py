@@ -126,3 +126,17 @@ def test_killing_the_zygote_takes_its_workers_along(manager):
     # a new zygote is started for the next VM
     h.restart()
     assert h.eval("return 2") == [2] and _zygote_of(h.pid) != zygote
+
+
+def test_a_forked_child_of_the_shell_does_not_keep_the_zygote_alive(manager):
+    h = manager.create("forker")
+    zygote = _zygote_of(h.pid)
+    sock = os.readlink(f"/proc/self/fd/{Zygote.instance()._sock.fileno()}")
+    pid = os.fork()
+    if pid == 0:  # the child must not hold the zygote's control socket
+        links = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                 if os.path.exists(f"/proc/self/fd/{fd}")]
+        os._exit(1 if sock in links else 0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _alive(zygote) and h.eval("return 1") == [1]

@@ -191,3 +191,13 @@ def test_vm_code_cannot_reach_python(shell):
                  "return package.loaded.python"):
         r = shell.eval_line(f"w:eval([[{code}]])")
         assert (r.ok and r.output == b"nil") or (not r.ok), (code, r)
+
+
+def test_ctrl_c_stops_a_map_and_its_vms_go_away(shell):
+    before = shell.show("#vm.list()")
+    threading.Timer(0.4, shell.interrupt).start()
+    t0 = time.monotonic()
+    r = shell.eval_line("vm.map(function(x) while true do end end, {1, 2, 3, 4}, {vms = 2})")
+    assert not r.ok and r.kind in ("interrupted", "error") and time.monotonic() - t0 < 5
+    assert b"interrupted" in r.message
+    assert shell.show("#vm.list()") == before

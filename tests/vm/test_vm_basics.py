@@ -178,4 +178,49 @@ def test_worker_has_only_its_protocol_fds(vm):
     assert links[1] == links[2]
     assert links[3].startswith("pipe:") and links[4].startswith("pipe:") and links[3] != links[4]
     extra = {fd: link for fd, link in links.items() if fd > 4}
-    assert set(extra.values()) <= {links[3], links[4]}, extra
+    own = {links[3], links[4]}
+    for fd, link in extra.items():
+        assert not link.startswith("socket:"), (fd, link)  # e.g. the zygote's control socket
+        assert not link.startswith("pipe:") or link in own, (fd, link)  # another VM's pipe
+
+
+def test_worker_has_an_address_space_backstop(manager):
+    from tests.vm.conftest import profile
+
+    h = manager.create("rlimit", profile=profile(memory_limit=64 * 1024 * 1024))
+    limits = open(f"/proc/{h.pid}/limits").read()
+    line = next(l for l in limits.splitlines() if l.startswith("Max address space"))
+    soft = int(line.split()[3])
+    assert 3 * 64 * 1024 * 1024 < soft < 64 * 1024**3  # set, above the Lua budget, finite
+    unlimited = manager.create("nolimit", profile=profile(memory_limit=0))
+    line = next(l for l in open(f"/proc/{unlimited.pid}/limits").read().splitlines()
+                if l.startswith("Max address space"))
+    assert "unlimited" in line
+
+
+def test_completion_never_waits_for_a_busy_vm(manager):
+    h = manager.create("comp")
+    h.set("answer", 1)
+    assert "answer" in h.complete("ans")
+    h.send("local t = os.clock() while os.clock() - t < 1 do end")
+    import time
+    t0 = time.monotonic()
+    assert h.complete("ans") == []
+    assert time.monotonic() - t0 < 0.5
+    h.recv(10)
+
+
+def test_a_local_vm_works_in_the_shells_directory(manager, tmp_path, monkeypatch):
+    (tmp_path / "reads.txt").write_text("ACGT\n")
+    monkeypatch.chdir(tmp_path)
+    h = manager.create("cwd")
+    assert h.eval("local f = assert(io.open('reads.txt')) local s = f:read('*l') f:close() return s") == ["ACGT"]
+
+
+def test_a_failed_count_create_leaves_nothing_behind(manager):
+    from tests.vm.conftest import profile
+
+    with pytest.raises(VMCreateError, match=r"3 of 3 VMs failed to start \(all 3 were removed\); first: .*bio\.nope"):
+        manager.create("bad", count=3, profile=profile(preload=("bio.nope",)))
+    assert manager.list() == [] and manager.get("bad1") is None
+    assert len(manager.create("bad", count=2)) == 2  # the names are free again

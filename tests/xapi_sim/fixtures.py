@@ -9,7 +9,8 @@
   reachable if the injection worked.
 * ``xapi_sim`` (function) — a second simulated pool, reset before each test, for tests that
   inject faults or assert on the object tables; ``xcpng_settings`` gives inline pool settings
-  for it.
+  for it (guests = the shared sshd), ``xcpng_guest_settings`` settings whose guests each run
+  their own sshd from the injected host key (tests/xapi_sim/guest_sshd.py).
 """
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def pool_settings(pool: RunningPool, password_file: Path, sshd_server, key: Path
         "ssh_user": sshd_server.user, "ssh_key": str(key), "ssh_port": sshd_server.port,
         "known_hosts": str(sshd_server.known_hosts), "ip_timeout": 20,
         "shutdown_timeout": 10,
+        # every guest is the one shared sshd, whose host key the known_hosts file trusts
+        "host_keys": "known-hosts",
     }
 
 
@@ -114,3 +117,22 @@ def xcpng_settings(xapi_test_pool, sshd_server, tmp_path, _xcpng_client_key) -> 
     install_injected_key_hook(xapi_test_pool.sim, sshd_server.directory / "authorized_keys")
     return pool_settings(xapi_test_pool, _password_file(tmp_path), sshd_server,
                          _xcpng_client_key)
+
+
+@pytest.fixture
+def xcpng_guest_settings(xapi_test_pool, tmp_path, _xcpng_client_key):
+    """Inline pool settings for the private pool whose guests each run their own sshd,
+    configured from bioxen's injected host key and authorized key (``GuestSSHDs``).  Uses
+    the default ``host_keys = "inject"``: no known_hosts file is involved."""
+    import getpass
+
+    from tests.xapi_sim.guest_sshd import GuestSSHDs
+    guests = GuestSSHDs(tmp_path / "guests").install(xapi_test_pool.sim)
+    settings = {
+        "url": xapi_test_pool.url, "user": SIM_USER,
+        "password_file": str(_password_file(tmp_path)), "template": TEMPLATE,
+        "network": NETWORK, "ssh_user": getpass.getuser(), "ssh_key": str(_xcpng_client_key),
+        "ssh_port": guests.port, "ip_timeout": 20, "shutdown_timeout": 10,
+    }
+    yield settings, guests
+    guests.stop_all()

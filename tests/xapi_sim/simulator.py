@@ -21,7 +21,7 @@ from typing import Any, Callable
 from xml.sax.saxutils import escape
 
 from .model import (
-    FIELDS, BACKREFS, NULL, SETTABLE, Database, XapiError, canonical_class, new_uuid,
+    FIELDS, BACKREFS, NULL, SETTABLE, Database, XapiError, canonical_class,
 )
 
 GiB = 1024 ** 3
@@ -49,7 +49,10 @@ class GuestBehaviour:
     boot_delay: float = 0.2            # seconds from start until the guest metrics appear
     tools: bool = True                 # guest agent present (IP reported, clean shutdown works)
     clean_shutdown_hangs: bool = False # the guest ignores the ACPI/PV shutdown request
-    on_boot: list[Callable[["XapiSimulator", str], None]] = field(default_factory=list)
+    # Hooks: on_boot(sim, vm) runs when the guest has booted, before its metrics appear, and
+    # may return the IP the guest reports (else ``ip``); on_halt(sim, vm) when it stops.
+    on_boot: list[Callable[["XapiSimulator", str], str | None]] = field(default_factory=list)
+    on_halt: list[Callable[["XapiSimulator", str], None]] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +110,7 @@ class XapiSimulator:
         self.logins.clear()
         self._faults.clear()
         self._last_active.clear()
+        self._boot_gen.clear()
         self.host_memory = 16 * GiB
         self.delays: dict[str, float] = {"VM.start": 0.05, "VM.clean_shutdown": 0.05,
                                          "VM.hard_shutdown": 0.02, "VM.provision": 0.02}
@@ -570,19 +574,25 @@ class XapiSimulator:
         behaviour = self.guest
 
         def boot() -> None:
+            def still_booting() -> bool:
+                return (self._boot_gen.get(vm) == gen and self.db.exists("VM", vm)
+                        and self._vm(vm)["power_state"] == "Running")
+
             with self.db.lock:
-                if (self._boot_gen.get(vm) != gen or not self.db.exists("VM", vm)
-                        or self._vm(vm)["power_state"] != "Running" or not behaviour.tools):
+                if not still_booting():
                     return
-                ip = behaviour.ip
+            ip = behaviour.ip
+            for hook in list(behaviour.on_boot):
+                ip = hook(self, vm) or ip
+            with self.db.lock:
+                if not still_booting() or not behaviour.tools:
+                    return
                 metrics = self.db.create(
                     "VM_guest_metrics", PV_drivers_detected=True, PV_drivers_up_to_date=True,
                     networks={"0/ip": ip, "0/ipv4/0": ip}, last_updated=_stamp(),
                     os_version={"name": "Debian GNU/Linux 12 (bookworm)", "distro": "debian"},
                     PV_drivers_version={"major": "8", "minor": "3"})
                 self.db.update("VM", vm, guest_metrics=metrics)
-            for hook in list(behaviour.on_boot):
-                hook(self, vm)
 
         timer = threading.Timer(behaviour.boot_delay, boot)
         timer.daemon = True
@@ -601,6 +611,8 @@ class XapiSimulator:
             self._boot_gen[vm] = self._boot_gen.get(vm, 0) + 1
             self.db.update("VM", vm, power_state="Halted", resident_on=NULL, domid="-1",
                            guest_metrics=NULL)
+        for hook in list(self.guest.on_halt):
+            hook(self, vm)
 
     def _guest_has_tools(self, vm: str) -> bool:
         return self._vm(vm)["guest_metrics"] != NULL

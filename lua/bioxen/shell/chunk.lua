@@ -62,8 +62,9 @@ end
 --   local a, b = f()     ->  a, b = f()
 --   local a              ->  a = nil
 --   local function g()   ->  function g()
--- Statements with attributes (<const>, <close>) are left alone: <close> must
--- close at the end of the chunk, which a real local already does.
+--   local k <const> = 1  ->  k = 1
+-- A statement with <close> is left alone: its value must be closed at the end
+-- of the chunk, which a real local already does.
 function M.hoist_locals(src)
   local toks = {}
   for _, tok in ipairs(lex.tokenize(src)) do
@@ -80,11 +81,12 @@ function M.hoist_locals(src)
         edits[#edits + 1] = { s = tok.s, e = tok.e, text = (" "):rep(#tok.value) }
         names[#names + 1] = toks[i + 2].value
       elseif nxt and nxt.type == "name" then
-        local list, j, has_attrib = { nxt.value }, i + 2, false
+        local list, j, has_close, attribs = { nxt.value }, i + 2, false, {}
         while true do
           local t = toks[j]
-          if t and t.value == "<" then
-            has_attrib = true
+          if t and t.value == "<" and toks[j + 2] then
+            if toks[j + 1].value == "close" then has_close = true end
+            attribs[#attribs + 1] = { s = t.s, e = toks[j + 2].e }
             j = j + 3 -- '<' name '>'
           elseif t and t.value == "," and toks[j + 1] and toks[j + 1].type == "name" then
             list[#list + 1] = toks[j + 1].value
@@ -93,8 +95,11 @@ function M.hoist_locals(src)
             break
           end
         end
-        if not has_attrib then
+        if not has_close then
           edits[#edits + 1] = { s = tok.s, e = tok.e, text = (" "):rep(#tok.value) }
+          for _, a in ipairs(attribs) do -- <const> is dropped: the value lives on in env
+            edits[#edits + 1] = { s = a.s, e = a.e, text = (" "):rep(a.e - a.s + 1) }
+          end
           if not (toks[j] and toks[j].value == "=") then
             local last = toks[j - 1]
             edits[#edits + 1] = { s = last.e + 1, e = last.e, text = " = nil" }

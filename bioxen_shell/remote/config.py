@@ -1,0 +1,466 @@
+"""The user's config file: SSH hosts, XCP-ng pools and shell settings (``config.toml``).
+
+Lives at ``paths.config_dir() / "config.toml"`` (``~/.config/bioxen/config.toml``)::
+
+    [hosts.lab1]                  # vm.create{type="ssh", host="lab1"}
+    hostname = "10.0.0.5"
+    user = "bio"
+    key = "~/.ssh/id_ed25519"
+
+    [pools.lab]                   # vm.create{type="xcpng", pool="lab"}
+    url = "https://xcp1.lab"
+    password_command = "pass show xcp/root"
+
+    [shell]
+    runtime = "lua54"
+
+Every value is checked when the file is loaded; an error names the file, the key and what was
+expected (``config.toml: hosts.lab1.port: expected an integer from 1 to 65535, got "ssh"``).
+The file holds no secrets: passwords come from a file, a command, a variable or a prompt
+(:mod:`bioxen_shell.remote.credentials`).  ``bioxen config check`` runs :func:`cli_main`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import re
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from .. import paths
+from . import credentials
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "HostConfig",
+    "PoolConfig",
+    "config_path",
+    "load_config",
+    "parse_target",
+    "resolve_host",
+    "INTERPRETERS",
+    "cli_main",
+]
+
+#: Interpreters tried on a remote host, best first.
+INTERPRETERS = ("luajit", "lua5.4", "lua5.3", "lua5.2", "lua5.1", "lua")
+
+
+class ConfigError(ValueError):
+    """A bad config value; ``str()`` names the file (or ``vm.create``), the key and what was expected."""
+
+    def __init__(self, where: str, key: str, expected: str, got: Any = dataclasses.MISSING) -> None:
+        self.where, self.key, self.expected = where, key, expected
+        text = f"{where}: {key}: {expected}" if key else f"{where}: {expected}"
+        if got is not dataclasses.MISSING:
+            text += f", got {_show(got)}"
+        super().__init__(text)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+# -- value checkers: each returns the value or raises ValueError(<what was expected>) ----------
+
+def _string(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError("expected a non-empty string")
+    return v
+
+
+def _path(v: Any) -> str:
+    return _string(v)  # "~" is expanded where the path is used (locally or on the host)
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+        raise ValueError("expected an integer from 1 to 65535")
+    return v
+
+
+def _seconds(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise ValueError("expected a number of seconds greater than 0")
+    return float(v)
+
+
+def _seconds_or_zero(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise ValueError("expected a number of seconds (0 turns it off)")
+    return float(v)
+
+
+def _boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("expected true or false")
+    return v
+
+
+def _interpreter(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_./+-]+", v):
+        raise ValueError(f"expected an interpreter name or path (one of {', '.join(INTERPRETERS)}, or /path/to/lua)")
+    return v
+
+
+def _trust(v: Any) -> str:
+    if v not in ("known-hosts", "tofu"):
+        raise ValueError('expected "known-hosts" (verify against known_hosts) or "tofu" (trust and record the first key)')
+    return v
+
+
+def _host_keys(v: Any) -> str:
+    if v not in ("inject", "tofu", "known-hosts"):
+        raise ValueError('expected "inject" (bioxen generates the guest\'s host key), "tofu" or "known-hosts"')
+    return v
+
+
+def _url(v: Any) -> str:
+    if not isinstance(v, str) or not re.match(r"^https?://[^/\s]+", v):
+        raise ValueError('expected a URL such as "https://xcp1.lab"')
+    return v.rstrip("/")
+
+
+def _fingerprint(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"(?i)sha256:[0-9a-f:]{64,95}", v):
+        raise ValueError('expected "sha256:" and the certificate\'s SHA-256 digest in hex')
+    return v
+
+
+def _username(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]*", v):
+        raise ValueError("expected a user name")
+    return v
+
+
+def _hostname(v: Any) -> str:
+    if not isinstance(v, str) or not v or any(c.isspace() for c in v) or "@" in v:
+        raise ValueError("expected a host name or IP address")
+    return v
+
+
+def _runtime(v: Any) -> str:
+    known = ("lua51", "lua52", "lua53", "lua54", "lua55", "luajit")
+    if v not in known:
+        raise ValueError(f"expected one of {', '.join(known)}")
+    return v
+
+
+def _string_list(v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ValueError("expected an array of strings")
+    return list(v)
+
+
+# -- the tables ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HostConfig:
+    """How to reach one SSH host (a ``[hosts.NAME]`` table, an ad hoc target, or a guest)."""
+
+    name: str                          # config name, or the target as written
+    hostname: str
+    port: int = 22
+    user: str = ""                     # "" = the local user name
+    key: str | None = None             # private key file; else ssh-agent / default keys
+    agent: bool = True                 # use ssh-agent keys
+    interpreter: str | None = None     # else the best found (INTERPRETERS)
+    known_hosts: str | None = None     # an extra known_hosts file (read only)
+    trust: str = "known-hosts"         # or "tofu": trust and record an unknown key
+    host_key_alias: str | None = None  # name the key is filed under (xcpng: the VM's uuid)
+    password_file: str | None = None
+    password_command: str | None = None
+    password_env: str | None = None
+    connect_timeout: float = 10.0
+    banner_timeout: float = 10.0
+    auth_timeout: float = 10.0
+    keepalive: float = 15.0            # seconds between keepalives, 0 = off
+    cache_dir: str = "~/.cache/bioxen"  # on the host
+    source: str = "vm.create"          # where these settings came from (for messages)
+
+    @property
+    def login(self) -> str:
+        return self.user or getpass.getuser()
+
+    @property
+    def address(self) -> str:
+        """``user@host:port`` for messages (no secrets)."""
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        return f"{self.login}@{host}:{self.port}"
+
+    def password_table(self) -> dict[str, str | None]:
+        return {k: getattr(self, k) for k in credentials.SOURCE_KEYS}
+
+
+HOST_KEYS: dict[str, Callable[[Any], Any]] = {
+    "hostname": _hostname, "port": _port, "user": _username, "key": _path, "agent": _boolean,
+    "interpreter": _interpreter, "known_hosts": _path, "trust": _trust,
+    "host_key_alias": _string,
+    "password_file": _path, "password_command": _string, "password_env": _string,
+    "connect_timeout": _seconds, "banner_timeout": _seconds, "auth_timeout": _seconds,
+    "keepalive": _seconds_or_zero, "cache_dir": _path,
+}
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """An XCP-ng pool (a ``[pools.NAME]`` table).  Used by ``bioxen_shell.remote.xcpng``."""
+
+    name: str
+    url: str
+    user: str = "root"
+    password_file: str | None = None
+    password_command: str | None = None
+    password_env: str | None = None
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    fingerprint: str | None = None
+    template: str | None = None
+    network: str | None = None
+    sr: str | None = None
+    ssh_user: str = "bioxen"
+    ssh_key: str = "~/.ssh/id_ed25519"
+    ssh_port: int = 22
+    ip_timeout: float = 300.0
+    known_hosts: str | None = None     # extra known_hosts file for the guests
+    start_timeout: float = 600.0
+    shutdown_timeout: float = 120.0
+    host_keys: str = "inject"          # "inject" | "tofu" | "known-hosts"
+    source: str = ""
+
+    def password_table(self) -> dict[str, str | None]:
+        return {k: getattr(self, k) for k in credentials.SOURCE_KEYS}
+
+    def password(self) -> credentials.Secret:
+        """The pool password from its configured source, else a prompt."""
+        secret = credentials.resolve_password(self.password_table(), f"pool {self.name} ({self.user}@{self.url})",
+                                              prompt=True)
+        assert secret is not None
+        return secret
+
+
+POOL_KEYS: dict[str, Callable[[Any], Any]] = {
+    "url": _url, "user": _username,
+    "password_file": _path, "password_command": _string, "password_env": _string,
+    "verify_tls": _boolean, "ca_bundle": _path, "fingerprint": _fingerprint,
+    "template": _string, "network": _string, "sr": _string,
+    "ssh_user": _username, "ssh_key": _path, "ssh_port": _port, "ip_timeout": _seconds,
+    "known_hosts": _path, "start_timeout": _seconds, "shutdown_timeout": _seconds, "host_keys": _host_keys,
+}
+
+SHELL_KEYS: dict[str, Callable[[Any], Any]] = {"runtime": _runtime, "path": _string_list}
+
+
+@dataclass
+class Config:
+    """The parsed config file (empty when there is none)."""
+
+    path: Path
+    exists: bool = False
+    hosts: dict[str, HostConfig] = field(default_factory=dict)
+    pools: dict[str, PoolConfig] = field(default_factory=dict)
+    shell: dict[str, Any] = field(default_factory=dict)
+
+
+def config_path() -> Path:
+    return paths.config_dir() / "config.toml"
+
+
+def _check_table(table: Any, spec: Mapping[str, Callable[[Any], Any]], where: str, prefix: str) -> dict[str, Any]:
+    """Check every key of ``table`` against ``spec``; return the converted values."""
+    if not isinstance(table, dict):
+        raise ConfigError(where, prefix, "expected a table", table)
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key == "password":
+            raise ConfigError(where, dotted, "bioxen does not keep passwords in its config; "
+                                             "use password_file, password_command or password_env")
+        checker = spec.get(key)
+        if checker is None:
+            raise ConfigError(where, dotted, f"unknown key (expected one of: {', '.join(spec)})")
+        try:
+            out[key] = checker(value)
+        except ValueError as e:
+            raise ConfigError(where, dotted, str(e), value) from None
+    sources = [k for k in credentials.SOURCE_KEYS if k in out]
+    if len(sources) > 1:
+        raise ConfigError(where, prefix, f"give only one password source, not {' and '.join(sources)}")
+    return out
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and check the config file.  A missing file is an empty config; anything else
+    wrong raises :class:`ConfigError` naming the file and the key."""
+    p = Path(path) if path is not None else config_path()
+    where = str(p)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        return Config(path=p)
+    except IsADirectoryError:
+        raise ConfigError(where, "", "is a directory, expected a TOML file") from None
+    except OSError as e:
+        raise ConfigError(where, "", f"cannot read the file ({e.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(where, "", "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(where, "", f"not valid TOML: {e}") from None
+    cfg = Config(path=p, exists=True)
+    for section, value in data.items():
+        if section == "hosts":
+            for name, table in _named_tables(value, where, "hosts"):
+                values = _check_table(table, HOST_KEYS, where, f"hosts.{name}")
+                values.setdefault("hostname", name)
+                cfg.hosts[name] = HostConfig(name=name, source=f"{where} [hosts.{name}]", **values)
+        elif section == "pools":
+            for name, table in _named_tables(value, where, "pools"):
+                values = _check_table(table, POOL_KEYS, where, f"pools.{name}")
+                if "url" not in values:
+                    raise ConfigError(where, f"pools.{name}.url", 'missing; expected a URL such as "https://xcp1.lab"')
+                if values.get("verify_tls") is False and ("ca_bundle" in values or "fingerprint" in values):
+                    raise ConfigError(where, f"pools.{name}.verify_tls",
+                                      "is false, which contradicts ca_bundle/fingerprint; remove one")
+                cfg.pools[name] = PoolConfig(name=name, source=f"{where} [pools.{name}]", **values)
+        elif section == "shell":
+            cfg.shell = _check_table(value, SHELL_KEYS, where, "shell")
+        else:
+            raise ConfigError(where, section, "unknown section (expected [hosts.NAME], [pools.NAME] or [shell])")
+    return cfg
+
+
+def _named_tables(value: Any, where: str, section: str):
+    if not isinstance(value, dict):
+        raise ConfigError(where, section, f"expected tables [{section}.NAME]", value)
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise ConfigError(where, f"{section}.{name}", f"expected a table [{section}.{name}]", table)
+        yield name, table
+
+
+# -- hosts as vm.create names them -----------------------------------------------------------
+
+_TARGET = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")
+
+
+def parse_target(target: str) -> dict[str, Any]:
+    """``user@host:port`` (``[v6addr]:port`` for IPv6; user and port optional) → fields."""
+    m = _TARGET.match(target) if isinstance(target, str) else None
+    if not m:
+        raise ConfigError("vm.create", "host", 'expected a configured host name or "user@hostname:port"', target)
+    out: dict[str, Any] = {"hostname": m.group("v6") or m.group("host")}
+    if m.group("user"):
+        out["user"] = _username(m.group("user"))
+    if m.group("port"):
+        try:
+            out["port"] = _port(int(m.group("port")))
+        except ValueError as e:
+            raise ConfigError("vm.create", "host", str(e), target) from None
+    return out
+
+
+def resolve_host(target: str, options: Mapping[str, Any] | None = None, config: Config | None = None) -> HostConfig:
+    """The settings for ``vm.create{host=target, …}``.
+
+    ``target`` is a ``[hosts.NAME]`` of the config, or an ad hoc ``user@hostname:port``.
+    ``options`` (other ``vm.create`` keys, same names as the config keys) override the
+    config's values; each is checked, and an unknown one names itself.
+    """
+    opts = _check_table(dict(options or {}), HOST_KEYS, "vm.create", "")
+    if config is None:
+        config = load_config()
+    if target in config.hosts:
+        base = config.hosts[target]
+        return dataclasses.replace(base, **opts)
+    fields = parse_target(target)
+    fields.update(opts)
+    return HostConfig(name=target, source="vm.create", **fields)
+
+
+# -- bioxen config check ---------------------------------------------------------------------
+
+def _file_problems(cfg: Config) -> list[str]:
+    """Files the config points at that would fail later (missing keys, open password files)."""
+    problems: list[str] = []
+
+    def need_file(what: str, value: str | None) -> Path | None:
+        if not value:
+            return None
+        p = Path(value).expanduser()
+        if not p.is_file():
+            problems.append(f"{cfg.path}: {what}: file {p} does not exist")
+            return None
+        if not os.access(p, os.R_OK):
+            problems.append(f"{cfg.path}: {what}: file {p} is not readable")
+            return None
+        return p
+
+    def password_file(what: str, value: str | None) -> None:
+        p = need_file(what, value)
+        if p is not None and stat.S_IMODE(p.stat().st_mode) & 0o077:
+            problems.append(f"{cfg.path}: {what}: password file {p} is accessible by group or others "
+                            f"(mode {stat.S_IMODE(p.stat().st_mode):04o}); run chmod 600 {p}")
+
+    for name, h in cfg.hosts.items():
+        need_file(f"hosts.{name}.key", h.key)
+        need_file(f"hosts.{name}.known_hosts", h.known_hosts)
+        password_file(f"hosts.{name}.password_file", h.password_file)
+    for name, pl in cfg.pools.items():
+        need_file(f"pools.{name}.ca_bundle", pl.ca_bundle)
+        password_file(f"pools.{name}.password_file", pl.password_file)
+    return problems
+
+
+def cli_main(argv: list[str]) -> int:
+    """``bioxen config check [FILE]`` / ``bioxen config path``; ``argv`` is what follows ``config``."""
+    usage = "usage: bioxen config check [FILE] | bioxen config path"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] == "path" and len(argv) == 1:
+        print(config_path())
+        return 0
+    if argv[0] != "check" or len(argv) > 2:
+        print(usage, file=sys.stderr)
+        return 2
+    path = Path(argv[1]) if len(argv) == 2 else config_path()
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        print(f"bioxen: config: {e}", file=sys.stderr)
+        return 1
+    if not cfg.exists:
+        if len(argv) == 2:
+            print(f"bioxen: config: {path}: no such file", file=sys.stderr)
+            return 1
+        print(f"{path}: no config file (nothing to check; see docs/config.md)")
+        return 0
+    problems = _file_problems(cfg)
+    for p in problems:
+        print(f"bioxen: config: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    hosts = ", ".join(cfg.hosts) or "none"
+    pools = ", ".join(cfg.pools) or "none"
+    print(f"{path}: OK — hosts: {hosts}; pools: {pools}" + ("; [shell] settings" if cfg.shell else ""))
+    return 0

@@ -1,0 +1,660 @@
+"""SSH VMs: the bioxen agent on any host you can SSH to, over paramiko.
+
+``vm.create{type="ssh", host="lab1"}`` (a ``[hosts.lab1]`` of the config) or
+``host="user@hostname:port"`` ad hoc.  Starting a VM:
+
+1. **connect** (:func:`connect`): TCP with a connect timeout, SSH banner/auth timeouts, host key
+   verified against known_hosts and bioxen's own file (:mod:`.hostkeys`), key and ssh-agent
+   auth (a password only when the config names a source), keepalive;
+2. **launch** (:func:`launch_agent`): one exec channel runs a fixed shell wrapper that finds
+   the interpreter (the configured one, the profile's runtime, or the best of luajit, lua5.4 …),
+   checks that this version of the agent bundle is in the host's cache — if not, it says so,
+   the bundle is uploaded once (:mod:`.upload`) and the wrapper runs again — then moves the
+   protocol to fds 3/4 (so whatever a child process prints goes to stderr, never into the
+   protocol), starts ``<interpreter> agent.lua --in=/dev/fd/3 --out=/dev/fd/4`` and reports
+   the agent's pid on stderr;
+3. a second, tiny *guard* channel, opened at the same time, learns that pid, takes commands
+   (``i`` = SIGINT the agent) and kills the agent when its input ends — which happens when the
+   channel is closed *or the connection drops*, so no agent outlives its VM.
+
+The program is never on a command line: the agent is a file in the cache, and the command
+lines hold only paths.  :class:`SSHAgentProcess` is the byte stream the VM handle uses.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import select
+import shlex
+import socket
+import threading
+import time
+from typing import Any
+
+import paramiko
+
+from ..vm.transport import BackendError, TransportClosed, TransportTimeout
+from . import upload
+from .config import INTERPRETERS, ConfigError, HostConfig, resolve_host
+from .credentials import CredentialError, resolve_password
+from .hostkeys import HostKeyError, HostKeyVerifier, known_hosts_name
+
+__all__ = ["SSHBackend", "SSHAgentProcess", "SSHConnectError", "connect", "launch_agent", "interpreter_candidates", "RUNTIME_BINARIES"]
+
+log = logging.getLogger(__name__)
+
+#: profile.runtime → the interpreter binary that provides it on a host.
+RUNTIME_BINARIES = {"lua51": "lua5.1", "lua52": "lua5.2", "lua53": "lua5.3", "lua54": "lua5.4",
+                    "lua55": "lua5.5", "luajit": "luajit"}
+
+#: Channel window: large enough that a 100 MB transfer is not a stream of window adjusts.
+_WINDOW = 16 * 1024 * 1024
+_MAX_PACKET = 32 * 1024
+_SEND_CHUNK = 32 * 1024  # fallback packet size
+_STDERR_TAIL = 64 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Connecting
+
+def connect(host: HostConfig, *, retry_for: float = 0.0) -> paramiko.SSHClient:
+    """An authenticated, verified connection to ``host``, or :class:`BackendError` saying why.
+
+    ``retry_for`` > 0 keeps retrying refused connections, missing banners and failed auth for
+    that many seconds (a freshly booted guest whose sshd or key is not there yet).
+    """
+    deadline = time.monotonic() + retry_for
+    delay = 0.5
+    while True:
+        try:
+            return _connect_once(host)
+        except _Retryable as e:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.info("%s; retrying in %.1f s", e, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class SSHConnectError(BackendError):
+    """Connecting failed in a way a guest that is still booting also shows (refused, no banner,
+    timeout, key not yet authorized).  ``connect(retry_for=…)`` retries these."""
+
+
+_Retryable = SSHConnectError
+
+
+def _connect_once(host: HostConfig) -> paramiko.SSHClient:
+    where = host.address
+    try:
+        password = resolve_password(host.password_table(), f"ssh {where}")
+    except CredentialError as e:
+        raise BackendError(f"ssh: {where}: {e}") from None
+    try:
+        sock = socket.create_connection((host.hostname, host.port), timeout=host.connect_timeout)
+    except socket.timeout:
+        raise _Retryable(f"ssh: cannot connect to {where} (no answer within {host.connect_timeout:g} s)") from None
+    except OSError as e:
+        raise _Retryable(f"ssh: cannot connect to {where} ({e.strerror or e})") from None
+    _tune_socket(sock, host.keepalive)
+    client = paramiko.SSHClient()
+    verifier = HostKeyVerifier(extra_files=[host.known_hosts] if host.known_hosts else [], trust=host.trust)
+    # Keys are looked up under the alias (an XCP-ng VM's uuid) when there is one, else under
+    # host / [host]:port as OpenSSH files them.  With our own socket, paramiko uses the
+    # hostname/port arguments only for that lookup.
+    if host.host_key_alias:
+        lookup_host, lookup_port = host.host_key_alias, 22
+    else:
+        lookup_host, lookup_port = host.hostname, host.port
+    key_file = os.path.expanduser(host.key) if host.key else None
+    try:
+        verifier.configure(client)
+        client.connect(
+            hostname=lookup_host, port=lookup_port, username=host.login, sock=sock,
+            key_filename=key_file, allow_agent=host.agent, look_for_keys=key_file is None,
+            password=password.reveal() if password else None,
+            timeout=host.connect_timeout, banner_timeout=host.banner_timeout,
+            auth_timeout=host.auth_timeout,
+        )
+    except HostKeyError as e:
+        _abandon(client, sock)
+        raise BackendError(str(e)) from None
+    except paramiko.BadHostKeyException as e:
+        _abandon(client, sock)
+        name = known_hosts_name(lookup_host, lookup_port)
+        raise BackendError(verifier.mismatch_message(name, e.key, e.expected_key)) from None
+    except paramiko.PasswordRequiredException:
+        _abandon(client, sock)
+        raise BackendError(f"ssh: {where}: the key {key_file} is protected by a passphrase; "
+                           f"add it to ssh-agent (ssh-add {key_file})") from None
+    except paramiko.AuthenticationException as e:
+        _abandon(client, sock)
+        tried = []
+        if key_file:
+            tried.append(f"key {key_file}")
+        else:
+            tried.append("default keys in ~/.ssh")
+        if host.agent:
+            tried.append("ssh-agent")
+        if password:
+            tried.append(f"password ({password.source})")
+        raise _Retryable(
+            f"ssh: authentication failed for {where} ({e}); tried {', '.join(tried)}. "
+            f"Check that the public key is in ~{host.login}/.ssh/authorized_keys on the host"
+        ) from None
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        _abandon(client, sock)
+        text = str(e) or type(e).__name__
+        if "banner" in text.lower():
+            text = f"no SSH banner within {host.banner_timeout:g} s — is this an SSH server? ({text})"
+        raise _Retryable(f"ssh: cannot connect to {where}: {text}") from None
+    finally:
+        del password  # do not keep the value around longer than the call
+    transport = client.get_transport()
+    if host.keepalive > 0:
+        transport.set_keepalive(int(max(1, host.keepalive)))
+    return client
+
+
+def _tune_socket(sock: socket.socket, keepalive: float) -> None:
+    """No Nagle delay for small frames; notice a dead link (no FIN ever comes) in about
+    4 × ``keepalive`` seconds, whether the link is idle (TCP keepalive probes) or has data in
+    flight (TCP_USER_TIMEOUT).  paramiko's own keepalive only sends, it never waits for an answer."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if keepalive <= 0:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    every = max(1, int(keepalive))
+    for name, value in (("TCP_KEEPIDLE", every), ("TCP_KEEPINTVL", every), ("TCP_KEEPCNT", 3),
+                        ("TCP_USER_TIMEOUT", every * 4 * 1000)):
+        opt = getattr(socket, name, None)
+        if opt is not None:  # Linux has all four; other systems some
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, opt, value)
+            except OSError:
+                pass
+
+
+def _abandon(client: paramiko.SSHClient, sock: socket.socket) -> None:
+    try:
+        client.close()
+    finally:
+        sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Launching the agent
+#
+# Every exec on a host costs a login shell (and whatever the user's shell rc does: 250 ms for a
+# pyenv-laden .bashrc).  So one exec does it all — find the interpreter, check that this
+# version of the bundle is in the cache, start the agent — and the guard channel is opened at
+# the same time.  Only the first start of a new version takes a detour through the upload.
+
+def _home_relative(path: str) -> str:
+    """A path for the remote shell: ``~/x`` → ``"$HOME"/'x'``, anything else quoted."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+# The wrapper's first line on stdout says what happened, before any agent byte:
+#   bioxen-start NAME        the agent is starting (its pid follows on stderr)
+#   bioxen-upload CACHE      this bundle version is not in CACHE yet: upload it, then retry
+#   bioxen-nointerp FOUND…   none of the candidates exists (FOUND = the Lua interpreters there)
+_WRAPPER = r"""
+cache={cache}
+dir="$cache/agent-{version}"
+case "$cache" in /*) ;; *) printf 'bioxen-badcache %s
+' "$cache"; exit 0 ;; esac
+name=; interp=
+for i in {candidates}; do
+  if p=$(command -v "$i" 2>/dev/null); then name=$i; interp=$p; break; fi
+done
+if [ -z "$interp" ]; then
+  found=
+  for i in {all}; do command -v "$i" >/dev/null 2>&1 && found="$found $i"; done
+  printf 'bioxen-nointerp%s
+' "$found"; exit 0
+fi
+if [ ! -f "$dir/.complete" ]; then printf 'bioxen-upload %s
+' "$cache"; exit 0; fi
+printf 'bioxen-start %s
+' "$name"
+exec 3<&0 4>&1 </dev/null 1>&2
+lpath="$dir/lua/?.lua;$dir/lua/?/init.lua;$dir/bio_stdlib/?.lua;$dir/bio_stdlib/?/init.lua"
+if [ -e /dev/fd/3 ]; then
+  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua"     --in=/dev/fd/3 --out=/dev/fd/4 &
+else
+  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua"     0<&3 1>&4 &
+fi
+pid=$!
+exec 3<&- 4>&-
+pg=
+kill -0 -- -$$ 2>/dev/null && pg=$$
+printf 'bioxen-agent-pid %s %s
+' "$pid" "$pg" >&2
+wait "$pid"
+exit $?
+"""
+
+# First line: the agent's pid and process group.  Then one-letter commands; at end of input
+# (channel closed, connection lost) it kills the agent, so no agent outlives its VM.
+_GUARD = r"""
+read -r pid pg || exit 0
+[ -n "$pid" ] || exit 0
+while read -r c; do
+  case "$c" in
+    i) kill -INT "$pid" 2>/dev/null ;;
+    d) exit 0 ;;
+    k) break ;;
+  esac
+done
+if [ -n "$pg" ]; then kill -KILL -- "-$pg" 2>/dev/null; fi
+kill -KILL "$pid" 2>/dev/null
+exit 0
+"""
+
+_PID_LINE = re.compile(rb"bioxen-agent-pid (\d+) ?(\d*)\n")
+
+
+# The command line of both channels.  The scripts themselves arrive on the channel's stdin, so
+# the user's login shell (bash, zsh, fish, tcsh…) only ever parses these two words.
+_LOADER = "exec sh"
+
+
+def _as_group(script: str) -> bytes:
+    """The script as one ``{ …; }`` group: sh must read all of it before running any of it,
+    so it never reads ahead into the bytes that follow on stdin (the protocol, the guard's
+    commands), which belong to the commands the script runs."""
+    return ("{\n" + script.strip("\n") + "\n}\n").encode()
+
+
+def interpreter_candidates(host: HostConfig, runtime: str | None) -> list[str]:
+    """What to look for on the host: the configured interpreter, the profile's runtime, or all (best first)."""
+    if host.interpreter:
+        return [host.interpreter]
+    if runtime:
+        binary = RUNTIME_BINARIES.get(runtime)
+        if binary is None:
+            raise BackendError(f"ssh: runtime {runtime!r} is not one of {', '.join(RUNTIME_BINARIES)}")
+        return [binary]
+    return list(INTERPRETERS)
+
+
+def _no_interpreter(host: HostConfig, runtime: str | None, found: list[str]) -> BackendError:
+    listing = ", ".join(found) or "none"
+    if host.interpreter:
+        return BackendError(f"ssh: {host.address}: interpreter {host.interpreter!r} (from {host.source}) "
+                            f"is not installed on the host; Lua interpreters found there: {listing}")
+    if runtime:
+        return BackendError(f"ssh: {host.address} has no {RUNTIME_BINARIES[runtime]} (runtime {runtime}); "
+                            f"Lua interpreters found there: {listing}")
+    return BackendError(f"ssh: {host.address} has no Lua interpreter (looked for {', '.join(INTERPRETERS)}); "
+                        f"install one (e.g. apt-get install luajit) or set interpreter = \"/path/to/lua\"")
+
+
+def launch_agent(client: paramiko.SSHClient, host: HostConfig, runtime: str | None = None, *,
+                 upload_method: str = "auto", start_timeout: float = 30.0) -> "SSHAgentProcess":
+    """Start the agent on the host (uploading this version of the bundle first if needed)."""
+    bundle = upload.agent_bundle()
+    candidates = interpreter_candidates(host, runtime)
+    wrapper = _WRAPPER.format(
+        cache=_home_relative(host.cache_dir), version=bundle.version,
+        candidates=" ".join(shlex.quote(c) for c in candidates),
+        all=" ".join(shlex.quote(c) for c in INTERPRETERS),
+    )
+    for _attempt in range(2):
+        chan, guard = _open_channels(client, host, wrapper, start_timeout)
+        status = _read_status_line(chan, start_timeout)
+        word, _, rest = status.partition(" ")
+        if word == "bioxen-start":
+            proc = SSHAgentProcess(client, chan, guard, host, rest.strip())
+            try:
+                proc._await_pid(start_timeout)
+            except BaseException:
+                proc.kill()
+                proc.close()
+                raise
+            return proc
+        for ch in (guard, chan):
+            ch.close()  # the guard has not been given a pid: it just exits
+        if word == "bioxen-upload" and _attempt == 0:
+            try:
+                upload.upload_bundle(client, rest.strip(), bundle, method=upload_method)
+            except upload.UploadError as e:
+                raise BackendError(f"ssh: {host.address}: {e}") from None
+            continue
+        if word.startswith("bioxen-nointerp"):
+            raise _no_interpreter(host, runtime, status.split()[1:])
+        if word == "bioxen-badcache":
+            raise BackendError(f"ssh: {host.address}: cache_dir {host.cache_dir!r} ({host.source}) "
+                               f"is not an absolute path on the host")
+        raise BackendError(f"ssh: {host.address}: the agent did not start (wrapper said {status!r})")
+    raise BackendError(f"ssh: {host.address}: the agent bundle is still missing after the upload")
+
+
+def _open_channels(client: paramiko.SSHClient, host: HostConfig, wrapper: str,
+                   timeout: float) -> tuple[paramiko.Channel, paramiko.Channel]:
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise BackendError(f"ssh: {host.address}: the connection is closed")
+    try:
+        chan = transport.open_session(window_size=_WINDOW, max_packet_size=_MAX_PACKET, timeout=timeout)
+        chan.exec_command(_LOADER)
+        chan.sendall(_as_group(wrapper))
+        guard = transport.open_session(timeout=timeout)
+        guard.exec_command(_LOADER)
+        guard.sendall(_as_group(_GUARD))
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        raise BackendError(f"ssh: {host.address}: cannot start the agent: {e or type(e).__name__}") from None
+    return chan, guard
+
+
+def _read_status_line(chan: paramiko.Channel, timeout: float) -> str:
+    """The wrapper's first stdout line, read byte-exactly so no agent byte is consumed."""
+    chan.settimeout(timeout)
+    line = bytearray()
+    try:
+        while not line.endswith(b"\n"):
+            b = chan.recv(1)
+            if not b:
+                break
+            line += b
+    except socket.timeout:
+        pass
+    finally:
+        chan.settimeout(None)
+    if not line.endswith(b"\n"):
+        err = b""
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        raise BackendError("ssh: the agent launcher gave no answer"
+                           + (f": {err.decode(errors='replace').strip()}" if err else f" within {timeout:g} s"))
+    return line.decode(errors="replace").strip()
+
+
+class SSHAgentProcess:
+    """The byte stream to an agent on an SSH host (implements ``transport.AgentProcess``)."""
+
+    def __init__(self, client: paramiko.SSHClient, chan: paramiko.Channel, guard: paramiko.Channel,
+                 host: HostConfig, interpreter: str) -> None:
+        self._client = client
+        self._chan = chan
+        self._host = host
+        self.interpreter = interpreter
+        self.pid: int | None = None
+        self._pgid: int | None = None
+        self._guard: paramiko.Channel | None = guard
+        self._stderr = bytearray()
+        self._stderr_lock = threading.Lock()
+        self._pid_known = threading.Event()
+        self._eof = False
+        self._killed = False
+        self._closed = False
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        self._reader = threading.Thread(target=self._drain_stderr, name=f"ssh-stderr-{host.hostname}",
+                                        daemon=True)
+        self._reader.start()
+
+    # -- start-up ------------------------------------------------------------------------------
+    def _drain_stderr(self) -> None:
+        """Keep the agent's stderr flowing (a full window would stall it) and find its pid."""
+        pending = b""
+        try:
+            while True:
+                data = self._chan.recv_stderr(65536)
+                if not data:
+                    break
+                if not self._pid_known.is_set():
+                    pending += data
+                    m = _PID_LINE.search(pending)
+                    if m:
+                        self.pid = int(m.group(1))
+                        self._pgid = int(m.group(2)) if m.group(2) else None
+                        self._pid_known.set()
+                        data = pending[:m.start()] + pending[m.end():]
+                        pending = b""
+                    else:
+                        continue
+                with self._stderr_lock:
+                    self._stderr += data
+                    del self._stderr[:-_STDERR_TAIL]
+                log.debug("agent stderr on %s: %r", self._host.address, data[:200])
+        except (OSError, EOFError):
+            pass
+        finally:
+            if pending:
+                with self._stderr_lock:
+                    self._stderr += pending
+            self._pid_known.set()  # wake _await_pid: the channel is gone
+
+    def _await_pid(self, timeout: float) -> None:
+        if not self._pid_known.wait(timeout) or self.pid is None:
+            tail = self.stderr_tail().strip()
+            raise BackendError(f"ssh: {self._host.address}: the agent did not start under {self.interpreter}"
+                               + (f": {tail}" if tail else f" within {timeout:g} s"))
+        # Arm the guard: from now on, closing it (or losing the connection) kills the agent.
+        if not self._guard_send(f"{self.pid} {self._pgid or ''}\n".encode()):
+            raise BackendError(f"ssh: {self._host.address}: the control channel closed at start")
+
+    # -- the byte stream -------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        if self._killed or self._closed:
+            raise TransportClosed("the SSH agent was stopped")
+        # Not Channel.sendall: it re-slices the remaining bytes after every packet, which is
+        # quadratic for a 100 MB argument.  A memoryview walks the data without copying it.
+        view = memoryview(data).cast("B")
+        chan = self._chan
+        chunk = max(4096, chan.out_max_packet_size or _SEND_CHUNK)  # one packet per call
+        try:
+            while view:
+                sent = chan.send(view[:chunk].tobytes())
+                if sent == 0:
+                    raise OSError("channel closed")
+                view = view[sent:]
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise TransportClosed(f"ssh: {self._host.address}: {self._lost_text(e)}") from None
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        if self._eof or self._killed or self._closed:
+            return b""
+        chan = self._chan
+        if not chan.recv_ready():
+            with self._lock:
+                if self._killed or self._closed:
+                    return b""
+                fd = chan.fileno()
+            try:
+                ready, _, _ = select.select([fd, self._wake_r], [], [], timeout)
+            except (OSError, ValueError):
+                ready = [self._wake_r]
+            if self._killed or self._closed:
+                return b""
+            if not ready:
+                raise TransportTimeout(f"no data from the agent on {self._host.address} within {timeout:g} s")
+        try:
+            data = chan.recv(max_bytes)
+        except (OSError, EOFError, paramiko.SSHException):
+            data = b""
+        if not data:
+            self._eof = True
+        return data
+
+    # -- controls --------------------------------------------------------------------------------
+    def _guard_send(self, command: bytes) -> bool:
+        guard = self._guard
+        if guard is None or guard.closed:
+            return False
+        try:
+            guard.sendall(command)
+            return True
+        except (OSError, EOFError, paramiko.SSHException):
+            return False
+
+    def interrupt(self) -> None:
+        if not self._killed and not self._closed:
+            self._guard_send(b"i\n")
+
+    def kill(self) -> None:
+        with self._lock:
+            if self._killed:
+                return
+            self._killed = True
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+        try:
+            self._guard_send(b"k\n")
+            if self._guard is not None:
+                self._guard.close()  # end of input: the guard kills the agent even if "k" was lost
+            self._chan.close()
+        except Exception:  # kill() never raises
+            log.debug("closing channels after kill", exc_info=True)
+
+    def exit_reason(self) -> str | None:
+        if self._killed:
+            return "signal 9"
+        chan = self._chan
+        if chan.exit_status_ready() and chan.exit_status != -1:
+            status = chan.exit_status
+            return f"signal {status - 128}" if status > 128 else f"exit status {status}"
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            return "connection lost"
+        if chan.closed or self._eof:
+            # Give the exit-status message a moment: it follows the end of the stream.
+            chan.status_event.wait(1.0)
+            if chan.exit_status != -1:
+                status = chan.exit_status
+                return f"signal {status - 128}" if status > 128 else f"exit status {status}"
+            return "connection lost" if not transport.is_active() else None
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "ssh", "host": self._host.address, "interpreter": self.interpreter}
+        if self.pid is not None:
+            out["pid"] = self.pid
+        return out
+
+    def stderr_tail(self) -> str:
+        """The last bytes the agent (and anything it ran) wrote to stderr, for diagnostics."""
+        with self._stderr_lock:
+            return self._stderr.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        alive = not self._killed and not (self._chan.exit_status_ready() and self._chan.exit_status != -1)
+        if alive:
+            self.kill()
+        else:
+            self._guard_send(b"d\n")  # the agent exited: nothing left to kill
+        with self._lock:
+            self._closed = True
+        for ch in (self._guard, self._chan):
+            try:
+                if ch is not None:
+                    ch.close()
+            except Exception:
+                pass
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _lost_text(self, e: BaseException) -> str:
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            return "connection lost"
+        return f"the agent's channel is closed ({e or type(e).__name__})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend
+
+class SSHBackend:
+    """``vm.create{type="ssh", host=…}``: an agent on an SSH host (see the module docstring).
+
+    Options: ``host`` (required: a ``[hosts.NAME]`` or ``user@hostname:port``), any key of a
+    ``[hosts.NAME]`` table to override it (``key``, ``interpreter``, ``known_hosts``, ``trust``,
+    ``agent``, timeouts, ``cache_dir``…), and ``upload`` (``"auto"``/``"sftp"``/``"exec"``).
+    """
+
+    kind = "ssh"
+
+    def __init__(self, name: str, options: dict[str, Any], profile: Any) -> None:
+        opts = dict(options)
+        target = opts.pop("host", None)
+        if not target or not isinstance(target, str):
+            raise BackendError('ssh: vm.create{type="ssh"} needs host="NAME" (a [hosts.NAME] of the config) '
+                               'or host="user@hostname:port"')
+        self.upload_method = opts.pop("upload", "auto")
+        if self.upload_method not in ("auto", "sftp", "exec"):
+            raise BackendError(f'ssh: option upload: expected "auto", "sftp" or "exec", got {self.upload_method!r}')
+        try:
+            host = resolve_host(target, opts)
+        except ConfigError as e:
+            raise BackendError(f"ssh: {e}") from None
+        self._init(name, host, profile)
+
+    @classmethod
+    def for_host(cls, name: str, host: HostConfig, profile: Any, *, retry_for: float = 0.0,
+                 upload_method: str = "auto") -> "SSHBackend":
+        """A backend for a host described in code (the XCP-ng backend's guests)."""
+        self = cls.__new__(cls)
+        self.upload_method = upload_method
+        self._init(name, host, profile, retry_for=retry_for)
+        return self
+
+    def _init(self, name: str, host: HostConfig, profile: Any, retry_for: float = 0.0) -> None:
+        self.name = name
+        self.host = host
+        self.profile = profile
+        self.retry_for = retry_for
+        self.interpreter: str | None = None
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+
+    def _connected(self) -> paramiko.SSHClient:
+        client = self._client
+        transport = client.get_transport() if client else None
+        if transport is not None and transport.is_active():
+            return client
+        if client is not None:
+            client.close()
+        self._client = connect(self.host, retry_for=self.retry_for)
+        return self._client
+
+    def start(self) -> SSHAgentProcess:
+        with self._lock:
+            client = self._connected()
+            runtime = getattr(self.profile, "runtime", None)
+            try:
+                proc = launch_agent(client, self.host, runtime, upload_method=self.upload_method)
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                raise BackendError(f"ssh: {self.host.address}: {e or type(e).__name__}") from None
+            self.interpreter = proc.interpreter
+            return proc
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def destroy(self) -> None:
+        # The uploaded bundle is a cache shared by every VM on the host (one per version);
+        # it stays for the next VM.  Everything this backend holds is its connection.
+        self.stop()
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "ssh", "host": self.host.name, "address": self.host.address}
+        if self.interpreter:
+            out["interpreter"] = self.interpreter
+        return out

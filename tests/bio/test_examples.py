@@ -1,0 +1,90 @@
+"""The examples/ scripts run and print what Biopython computes for examples/data."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from Bio import SeqIO
+from Bio.Seq import reverse_complement
+from Bio.SeqUtils import gc_fraction
+
+from tests.bio.test_translate import reference_orfs
+from tests.system import require_binary
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+SAMPLE = EXAMPLES / "data" / "sample.fa"
+READS = EXAMPLES / "data" / "reads.fq"
+
+
+def bioxen_exe() -> str:
+    exe = shutil.which("bioxen") or str(Path(sys.executable).with_name("bioxen"))
+    if not Path(exe).exists():
+        pytest.skip("the bioxen command is not installed (pip install -e .)")
+    return exe
+
+
+def run_script(runner: str, script: str, *args: str) -> str:
+    if runner == "bioxen":
+        cmd = [bioxen_exe(), "run", str(EXAMPLES / script), *args]
+    else:
+        cmd = [require_binary(runner), str(EXAMPLES / script), *args]
+    env = {**os.environ, "LUA_PATH": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def expected_gc_table(mode="remove"):
+    rows = ["#id\tlength\tgc_percent"]
+    for rec in SeqIO.parse(SAMPLE, "fasta"):
+        rows.append(f"{rec.id}\t{len(rec.seq)}\t{100 * gc_fraction(rec.seq, mode):.2f}")
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("runner", ["luajit", "lua5.1", "lua5.4", "bioxen"])
+def test_gc_table(runner):
+    assert run_script(runner, "gc_table.lua", str(SAMPLE)) == expected_gc_table()
+    assert run_script(runner, "gc_table.lua", str(SAMPLE), "--mode", "weighted") == expected_gc_table("weighted")
+
+
+def test_gc_map_over_vms_gives_the_same_table():
+    out = run_script("bioxen", "gc_map_vms.lua", str(SAMPLE), "--vms", "2")
+    assert out == expected_gc_table()
+
+
+@pytest.mark.parametrize("runner", ["luajit", "lua5.3"])
+def test_six_frame_orfs(runner):
+    out = run_script(runner, "six_frame_orfs.lua", str(SAMPLE), "--min", "150")
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    want = []
+    for rec in SeqIO.parse(SAMPLE, "fasta"):
+        for a, b, strand, frame, prot in reference_orfs(str(rec.seq), 1, 150):
+            shown = prot if len(prot) <= 30 else prot[:27] + "..."
+            want.append([rec.id, strand, str(frame), str(a), str(b), str(b - a + 1), shown])
+    assert rows == want and len(rows) >= 4
+    fa = run_script(runner, "six_frame_orfs.lua", str(SAMPLE), "--min", "150", "--fasta")
+    assert fa.startswith(">contig_1_orf1 contig_1:301-846(+) frame=1\nMMAGLL")
+
+
+def test_kmer_spectrum():
+    out = run_script("luajit", "kmer_spectrum.lua", str(READS), "--k", "15", "--top", "3")
+    counts = Counter()
+    for rec in SeqIO.parse(READS, "fastq"):
+        s = str(rec.seq).upper()
+        for i in range(len(s) - 14):
+            km = s[i:i + 15]
+            counts[min(km, reverse_complement(km))] += 1
+    lines = out.splitlines()
+    assert lines[0] == f"# 40 sequences, k = 15 (canonical), {sum(counts.values())} k-mers, {len(counts)} distinct"
+    spectrum = Counter(counts.values())
+    i = lines.index("#multiplicity\tdistinct_kmers")
+    j = lines.index("#top k-mers")
+    assert [tuple(map(int, l.split("\t"))) for l in lines[i + 1:j]] == sorted(spectrum.items())
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    assert [tuple(l.split("\t")) for l in lines[j + 1:]] == [(k, str(v)) for k, v in top]

@@ -1,0 +1,200 @@
+"""One set of VM behaviour tests, run against every kind of VM.
+
+``any_vm`` is parametrized over the backends: ``local`` (a forked worker), ``ssh`` (the agent
+under a stock interpreter on a loopback OpenSSH server) and ``xcpng`` (a guest of the XAPI
+simulator reached over SSH).  The remote fixtures ``ssh_vm_options`` / ``xcpng_vm_options``
+(tests/remote/sshd_fixture.py, tests/xapi_sim/fixtures.py) give the ``vm.create`` options;
+when one does not exist (or its system parts are missing) the case is skipped, saying why.
+Everything here goes through the VM handle, exactly as the shell and the Python API do.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import pytest
+
+from bioxen_shell.vm.handle import VMCrashed, VMError, VMInterrupted, VMTimeout
+from bioxen_shell.vm.manager import Manager, VMCreateError, resolve_backend
+from bioxen_shell.vm.profiles import load_profile
+
+BACKENDS = ["local", "ssh", "xcpng"]
+
+
+def _options(request, kind: str) -> dict:
+    if kind == "local":
+        return {"type": "local"}
+    try:
+        resolve_backend(kind)
+    except VMCreateError as exc:
+        pytest.skip(f"the {kind} backend is not available yet: {exc}")
+    fixture = f"{kind}_vm_options"
+    try:
+        options = request.getfixturevalue(fixture)
+    except pytest.FixtureLookupError:
+        pytest.skip(f"fixture {fixture} is not defined yet (the {kind} backend's test fixtures provide it)")
+    options = dict(options)
+    options.setdefault("type", kind)
+    return options
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_options(request):
+    return _options(request, request.param)
+
+
+@pytest.fixture
+def manager():
+    m = Manager()
+    yield m
+    assert m.destroy_all() == []
+
+
+@pytest.fixture
+def make_vm(manager, backend_options):
+    """``make_vm(**profile_changes)`` → a started VM of the parametrized kind."""
+    counter = iter(range(1000))
+
+    def make(profile: str = "standard", **changes):
+        prof = load_profile(profile)
+        if changes:
+            prof = dataclasses.replace(prof, **changes)
+        return manager.create(f"conf{next(counter)}", profile=prof, **backend_options)
+
+    return make
+
+
+@pytest.fixture
+def any_vm(make_vm):
+    return make_vm()
+
+
+# ----------------------------------------------------------------------------- values
+
+def test_values_round_trip(any_vm):
+    args = [None, True, False, 7, -(2**40), 0.1, math.inf, "héllo", b"\x00\x01\xff", [1, [2, {"k": "v"}]]]
+    got = any_vm.eval("return ...", *args)
+    assert got[:5] == args[:5] and got[5] == 0.1 and got[6] == math.inf
+    assert got[7] == "héllo" and got[8] == b"\x00\x01\xff" and got[9] == [1, [2, {"k": "v"}]]
+    assert any_vm.eval("return nil, nil, 3") == [None, None, 3]
+
+
+def test_integers_and_floats_kept_apart(any_vm):
+    got = any_vm.eval("return 3, 3.5, 2^53")
+    assert got[0] == 3 and isinstance(got[0], int) and got[1] == 3.5
+    assert got[2] == 2**53
+
+
+def test_unencodable_values_are_refused_clearly(any_vm):
+    with pytest.raises(VMError) as info:
+        any_vm.eval("local t = {} t.self = t return t")
+    assert info.value.kind == "encode" and "cycle" in str(info.value)
+    with pytest.raises(VMError, match="function"):
+        any_vm.eval("return print")
+
+
+# ----------------------------------------------------------------------------- errors
+
+def test_runtime_error_message_and_traceback(any_vm):
+    with pytest.raises(VMError) as info:
+        any_vm.eval("local function f()\n  error('bad thing')\nend\nf()", chunkname="=job")
+    assert info.value.kind == "error" and str(info.value) == "job:2: bad thing"
+    assert "job:2" in info.value.traceback and "agent" not in info.value.traceback
+
+
+def test_syntax_error(any_vm):
+    with pytest.raises(VMError) as info:
+        any_vm.eval("if then", chunkname="=job")
+    assert info.value.kind == "syntax" and str(info.value).startswith("job:1:")
+
+
+# ----------------------------------------------------------------------------- output
+
+def test_output_belongs_to_its_call_and_streams(any_vm):
+    res = any_vm.execute("print('one') io.write('two', 3, '\\n') return 'v'")
+    assert res.output == b"one\ntwo3\n" and res.values == ["v"]
+    chunks = []
+    any_vm.eval("for i = 1, 2000 do io.write(string.rep('z', 1000), '\\n') end", on_output=chunks.append)
+    assert sum(map(len, chunks)) == 2000 * 1001 and len(chunks) > 1  # flushed in pieces
+
+
+# ----------------------------------------------------------------------------- state
+
+def test_state_persists_and_requests_work(any_vm):
+    any_vm.set("data", {"seqs": ["AC", "GT"]})
+    assert any_vm.get("data") == {"seqs": ["AC", "GT"]}
+    any_vm.eval("function join(t, sep) return table.concat(t, sep) end")
+    assert any_vm.call("join", ["a", "b"], "-") == ["a-b"]
+    assert any_vm.require("bio.seq") is not None
+    assert any_vm.eval("return require('bio.seq').gc_fraction('GGCA')") == [0.75]
+
+
+def test_pipelining_keeps_order(any_vm):
+    for i in range(10):
+        any_vm.send("return ...", i)
+    assert [any_vm.recv(30).values[0] for _ in range(10)] == list(range(10))
+
+
+def test_info(any_vm):
+    info = any_vm.info()
+    assert info["status"] == "running" and info["memory"] > 0
+    assert info.get("pid") or info.get("host")
+
+
+# ----------------------------------------------------------------------------- limits
+
+def test_interrupt_stops_the_call_and_the_vm_lives(any_vm):
+    any_vm.send("while true do end")
+    time.sleep(0.3)
+    any_vm.interrupt()
+    with pytest.raises(VMInterrupted):
+        any_vm.recv(15)
+    assert any_vm.eval("return 'alive'") == ["alive"]
+
+
+def test_call_timeout(make_vm):
+    vm = make_vm(call_timeout=1.0)
+    with pytest.raises(VMTimeout):
+        vm.eval("while true do end")
+    assert vm.eval("return 1") == [1]
+
+
+def test_memory_limit(make_vm):
+    vm = make_vm(memory_limit=48 * 1024 * 1024)
+    with pytest.raises(VMError) as info:
+        vm.eval("local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(100) .. i end")
+    assert info.value.kind == "memory"
+    assert vm.eval("return 2") == [2]
+
+
+def test_cpu_limit(make_vm):
+    vm = make_vm(cpu_limit=0.5)
+    with pytest.raises(VMError) as info:
+        vm.eval("while true do end")
+    assert info.value.kind == "cpu_limit"
+    assert vm.eval("return 3") == [3]
+
+
+def test_sandboxed_profile_closes_the_escapes(make_vm):
+    vm = make_vm("sandboxed")
+    for expr in ("os.execute", "io.popen", "io.open", "package.loadlib", "debug", "string.dump",
+                 "require and package.loaded.ffi"):
+        assert vm.eval(f"return {expr} == nil or {expr} == false") == [True], expr
+    with pytest.raises(VMError):
+        vm.eval("return load(string.char(27) .. 'LuaS')()")
+    with pytest.raises(VMError):
+        vm.eval("return require('ffi')")
+    assert vm.eval("return os.time() > 0, math.floor(2.5), ('ab'):upper()") == [True, 2, "AB"]
+
+
+# ----------------------------------------------------------------------------- crash
+
+def test_crash_is_reported_and_restart_revives(any_vm):
+    any_vm.set("x", 1)
+    any_vm._proc.kill()  # as `kill -9` of the agent would
+    with pytest.raises(VMCrashed, match="VM crashed|VM lost"):
+        any_vm.eval("return 1")
+    assert any_vm.status in ("crashed", "lost")
+    any_vm.restart()
+    assert any_vm.eval("return x") == [None] and any_vm.status == "running"

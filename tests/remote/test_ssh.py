@@ -1,0 +1,324 @@
+"""SSH VMs against a real OpenSSH server on loopback, under the stock lua5.4 and luajit.
+
+The sshd is the session fixture of tests/remote/sshd_fixture.py; the agent runs as a real
+remote process (on this machine, which lets the tests look at it through /proc).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bioxen_shell.remote import hostkeys
+from bioxen_shell.remote.ssh import SSHBackend
+from bioxen_shell.vm.handle import VMCrashed, VMInterrupted
+from bioxen_shell.vm.manager import Manager
+from bioxen_shell.vm.profiles import load_profile
+from bioxen_shell.vm.transport import BackendError
+from tests.remote.sshd_fixture import start_sshd, write_keypair
+from tests.system import require_binary
+
+INTERPRETERS = ["luajit", "lua5.4"]
+
+
+@pytest.fixture
+def manager():
+    m = Manager()
+    yield m
+    assert m.destroy_all() == []
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    """A private remote cache per test, so upload behaviour is observable."""
+    return tmp_path / "remote-cache"
+
+
+def _options(ssh_vm_options, **changes):
+    opts = dict(ssh_vm_options)
+    opts.update(changes)
+    return opts
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:  # gone (ENOENT, or ESRCH while reading)
+        return False
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _one(vm, code):
+    """The single value ``code`` returns (``eval`` returns the list of values)."""
+    values = vm.eval(code)
+    assert len(values) == 1, values
+    return values[0]
+
+
+def _create(manager, opts, name="r1", profile="standard", **kw):
+    return manager.create(name, profile=load_profile(profile), **opts, **kw)
+
+
+# ----------------------------------------------------------------------------- running code
+
+@pytest.mark.parametrize("interp", INTERPRETERS)
+def test_eval_state_and_stdlib_under_each_stock_interpreter(manager, ssh_vm_options, cache_dir, interp):
+    require_binary(interp)
+    vm = _create(manager, _options(ssh_vm_options, interpreter=interp, cache_dir=str(cache_dir)))
+    info = vm.describe()
+    assert info["interpreter"] == interp and info["type"] == "ssh"
+    expected = "LuaJIT" if interp == "luajit" else "Lua 5.4"
+    assert _one(vm, "return jit and jit.version or _VERSION").startswith(expected)
+    vm.eval("counter = 41")
+    assert _one(vm, "counter = counter + 1; return counter") == 42
+    # bio_stdlib is requirable on the remote host (uploaded with the agent)
+    assert _one(vm, 'return require("bio.seq").gc_fraction("GGCA")') == pytest.approx(0.75)
+
+
+def test_child_process_output_cannot_corrupt_the_protocol(manager, ssh_vm_options, cache_dir):
+    vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)))
+    # A child writes a fake frame on its stdout: it must land on stderr, not in the protocol.
+    res = _one(vm, "os.execute([[printf 'R5\\nhello']]); io.stdout:write('mine'); return 7")
+    assert res == 7
+    assert _one(vm, "return 1 + 1") == 2
+    time.sleep(0.2)
+    assert "R5\nhello" in vm._proc.stderr_tail()
+
+
+def test_program_is_not_on_the_command_line(manager, ssh_vm_options, cache_dir):
+    vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)))
+    pid = vm.describe()["pid"]
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert any(arg.endswith(b"/lua/bioxen/agent.lua") for arg in cmdline)
+    assert b"--in=/dev/fd/3" in cmdline and b"--out=/dev/fd/4" in cmdline
+    assert not any(b"AGENT_VERSION" in arg or len(arg) > 1000 for arg in cmdline)
+
+
+def test_runtime_of_profile_picks_the_binary(manager, ssh_vm_options, cache_dir):
+    require_binary("lua5.4")
+    vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)), runtime="lua54")
+    assert vm.describe()["interpreter"] == "lua5.4"
+    assert _one(vm, "return _VERSION") == "Lua 5.4"
+
+
+def test_missing_interpreter_is_a_clear_error(manager, ssh_vm_options, cache_dir):
+    with pytest.raises(Exception, match=r"interpreter 'lua9\.9'.*not installed"):
+        _create(manager, _options(ssh_vm_options, interpreter="lua9.9", cache_dir=str(cache_dir)))
+
+
+# ----------------------------------------------------------------------------- upload
+
+def test_agent_uploaded_once_per_version(manager, ssh_vm_options, cache_dir):
+    opts = _options(ssh_vm_options, cache_dir=str(cache_dir))
+    _create(manager, opts, name="u1")
+    bundles = [p for p in cache_dir.iterdir() if p.name.startswith("agent-")]
+    assert len(bundles) == 1 and (bundles[0] / ".complete").is_file()
+    assert (bundles[0] / "bio_stdlib" / "bio" / "seq.lua").is_file()
+    marker = (bundles[0] / ".complete").stat().st_mtime_ns
+    vm2 = _create(manager, opts, name="u2")
+    assert _one(vm2, "return 5") == 5
+    assert [p.name for p in cache_dir.iterdir()] == [bundles[0].name]  # no second copy, no tmp dirs
+    assert (bundles[0] / ".complete").stat().st_mtime_ns == marker   # not uploaded again
+
+
+@pytest.fixture(scope="module")
+def sshd_without_sftp(tmp_path_factory):
+    server = start_sshd(tmp_path_factory.mktemp("sshd-nosftp"), sftp=False)
+    yield server
+    server.stop()
+
+
+def test_upload_falls_back_to_exec_without_sftp(manager, sshd_without_sftp, cache_dir):
+    s = sshd_without_sftp
+    opts = {"type": "ssh", "host": s.target, "key": str(s.client_key), "known_hosts": str(s.known_hosts),
+            "agent": False, "cache_dir": str(cache_dir)}
+    vm = _create(manager, opts)
+    assert _one(vm, 'return require("bio.seq").reverse_complement("AACG")') == "CGTT"
+    assert len([p for p in cache_dir.iterdir() if p.name.startswith("agent-")]) == 1
+
+
+# ----------------------------------------------------------------------------- interrupts, kills, drops
+
+@pytest.mark.parametrize("interp", INTERPRETERS)
+def test_interrupt_reaches_the_remote_agent(manager, ssh_vm_options, cache_dir, interp):
+    require_binary(interp)
+    vm = _create(manager, _options(ssh_vm_options, interpreter=interp, cache_dir=str(cache_dir)))
+    timer = threading.Timer(0.5, vm.interrupt)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(VMInterrupted):
+        _one(vm, "while true do end")
+    assert time.monotonic() - started < 5
+    assert _one(vm, "return 'still serving'") == "still serving"
+
+
+def test_kill_leaves_no_remote_process(manager, ssh_vm_options, cache_dir):
+    vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)))
+    pid = vm.describe()["pid"]
+    assert _pid_alive(pid)
+    vm.eval("return 1")
+    vm.destroy()
+    assert _wait_gone(pid), "the remote agent outlived its VM"
+
+
+def test_dropped_connection_mid_call(manager, ssh_vm_options, sshd_server, cache_dir):
+    vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)))
+    pid = vm.describe()["pid"]
+    client_port = vm.backend._client.get_transport().sock.getsockname()[1]
+    killer = threading.Timer(0.5, sshd_server.kill_connection, args=(client_port,))
+    killer.start()
+    with pytest.raises(VMCrashed, match="VM lost .connection lost.*restart"):
+        _one(vm, "local x = 0; while true do x = x + 1 end")
+    killer.join()
+    assert vm.status == "lost"
+    assert vm.describe()["status"] == "lost"
+    # the guard saw its input end and killed the busy agent: nothing is left behind
+    assert _wait_gone(pid), "the remote agent outlived the dropped connection"
+    vm.restart()
+    assert _one(vm, "return 'back'") == "back"
+    assert vm.describe()["pid"] != pid
+
+
+def test_agent_exit_reason_is_reported(manager, ssh_vm_options, cache_dir):
+    vm = _create(manager, _options(ssh_vm_options,
+                                   cache_dir=str(cache_dir)))
+    with pytest.raises(VMCrashed, match=r"exit status 3"):
+        _one(vm, "os.exit(3)")
+
+
+# ----------------------------------------------------------------------------- host keys
+
+def test_unknown_host_key_is_refused_with_instructions(sshd_server, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    backend = SSHBackend("k1", {"host": sshd_server.target, "key": str(sshd_server.client_key),
+                                "known_hosts": str(empty), "agent": False}, load_profile("standard"))
+    with pytest.raises(BackendError) as err:
+        backend.start()
+    msg = str(err.value)
+    assert f"[127.0.0.1]:{sshd_server.port}" in msg and "not known" in msg
+    assert "SHA256:" in msg and "ssh-keyscan -p" in msg and 'trust="tofu"' in msg
+    assert str(hostkeys.bioxen_known_hosts()) in msg
+    assert not hostkeys.bioxen_known_hosts().exists()  # nothing recorded without consent
+
+
+def test_trust_on_first_use_records_the_key(manager, sshd_server, tmp_path, cache_dir):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    opts = {"type": "ssh", "host": sshd_server.target, "key": str(sshd_server.client_key),
+            "known_hosts": str(empty), "agent": False, "cache_dir": str(cache_dir)}
+    vm = _create(manager, dict(opts, trust="tofu"), name="t1")
+    assert _one(vm, "return 1") == 1
+    recorded = hostkeys.bioxen_known_hosts().read_text()
+    assert recorded == sshd_server.known_hosts_line()
+    assert oct(hostkeys.bioxen_known_hosts().stat().st_mode & 0o777) == "0o600"
+    # from now on the default (verify) mode accepts it
+    assert _one(_create(manager, opts, name="t2"), "return 2") == 2
+
+
+def test_changed_host_key_is_refused_even_with_tofu(sshd_server, tmp_path):
+    other = write_keypair(tmp_path / "other_host_key")
+    bogus = tmp_path / "known_hosts"
+    bogus.write_text(f"[127.0.0.1]:{sshd_server.port} {' '.join(other.split()[:2])}\n")
+    backend = SSHBackend("k2", {"host": sshd_server.target, "key": str(sshd_server.client_key),
+                                "known_hosts": str(bogus), "agent": False, "trust": "tofu"},
+                         load_profile("standard"))
+    with pytest.raises(BackendError, match="HOST KEY MISMATCH.*ssh-keygen -R"):
+        backend.start()
+
+
+# ----------------------------------------------------------------------------- credentials, timeouts
+
+def test_wrong_key_is_refused(sshd_server, tmp_path):
+    write_keypair(tmp_path / "stranger")
+    backend = SSHBackend("c1", {"host": sshd_server.target, "key": str(tmp_path / "stranger"),
+                                "known_hosts": str(sshd_server.known_hosts), "agent": False},
+                         load_profile("standard"))
+    with pytest.raises(BackendError, match=r"authentication failed for .*tried key .*stranger"):
+        backend.start()
+
+
+def test_wrong_password_is_refused_and_never_shown(sshd_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("BIOXEN_TEST_SSH_PW", "hunter2-not-the-password")
+    write_keypair(tmp_path / "stranger")
+    backend = SSHBackend("c2", {"host": sshd_server.target, "key": str(tmp_path / "stranger"),
+                                "known_hosts": str(sshd_server.known_hosts), "agent": False,
+                                "password_env": "BIOXEN_TEST_SSH_PW"}, load_profile("standard"))
+    with pytest.raises(BackendError) as err:
+        backend.start()
+    assert "authentication failed" in str(err.value)
+    assert "password (password_env BIOXEN_TEST_SSH_PW)" in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_password_file_with_open_permissions_is_refused(sshd_server, tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    pw.chmod(0o644)
+    backend = SSHBackend("c3", {"host": sshd_server.target, "known_hosts": str(sshd_server.known_hosts),
+                                "agent": False, "password_file": str(pw)}, load_profile("standard"))
+    with pytest.raises(BackendError, match=r"accessible by group or others \(mode 0644\).*chmod 600"):
+        backend.start()
+
+
+def test_connection_refused_names_the_host(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = SSHBackend("c4", {"host": f"bio@127.0.0.1:{port}", "agent": False, "connect_timeout": 2},
+                         load_profile("standard"))
+    with pytest.raises(BackendError, match=rf"cannot connect to bio@127.0.0.1:{port} \(Connection refused\)"):
+        backend.start()
+
+
+def test_silent_server_hits_the_banner_timeout(tmp_path):
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts (kernel backlog) but never says a word
+    port = listener.getsockname()[1]
+    try:
+        backend = SSHBackend("c5", {"host": f"bio@127.0.0.1:{port}", "agent": False,
+                                    "banner_timeout": 0.5, "connect_timeout": 2}, load_profile("standard"))
+        started = time.monotonic()
+        with pytest.raises(BackendError, match=r"no SSH banner within 0.5 s"):
+            backend.start()
+        assert time.monotonic() - started < 5
+    finally:
+        listener.close()
+
+
+def test_missing_host_option_and_bad_option_are_named():
+    with pytest.raises(BackendError, match=r'needs host='):
+        SSHBackend("o1", {}, load_profile("standard"))
+    with pytest.raises(BackendError, match=r"port: expected an integer from 1 to 65535"):
+        SSHBackend("o2", {"host": "lab", "port": "ssh"}, load_profile("standard"))
+    with pytest.raises(BackendError, match=r"colour: unknown key"):
+        SSHBackend("o3", {"host": "lab", "colour": "red"}, load_profile("standard"))
+
+
+def test_configured_host_by_name(manager, sshd_server, cache_dir):
+    from bioxen_shell import paths
+    cfg = paths.config_dir() / "config.toml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(
+        f'[hosts.loop]\nhostname = "127.0.0.1"\nport = {sshd_server.port}\nuser = "{sshd_server.user}"\n'
+        f'key = "{sshd_server.client_key}"\nknown_hosts = "{sshd_server.known_hosts}"\nagent = false\n'
+        f'interpreter = "lua5.4"\ncache_dir = "{cache_dir}"\n'
+    )
+    vm = _create(manager, {"type": "ssh", "host": "loop"})
+    assert vm.describe()["interpreter"] == "lua5.4"
+    assert _one(vm, "return 6 * 7") == 42

@@ -1,0 +1,121 @@
+"""Simulated guests with their own OpenSSH server.
+
+Each booted VM gets a stock ``sshd`` on its own loopback address (127.0.0.10, .11, …; the
+same port for all, as real guests all listen on 22), configured from what bioxen put into the
+VM's xenstore — exactly the template convention of docs/xcpng.md:
+
+* ``vm-data/bioxen/ssh_host_ed25519_key`` becomes the server's host key (a guest that
+  ignores it — ``honour_host_key = False`` — generates its own, as a template without the
+  convention would);
+* ``vm-data/bioxen/authorized_keys`` becomes its only authorized key.
+
+The guest metrics then report that address.  Halting the VM stops its sshd.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+from tests.remote.sshd_fixture import _CONFIG, _find_sshd, write_keypair
+
+from .simulator import XapiSimulator
+
+HOST_KEY_KEY = "vm-data/bioxen/ssh_host_ed25519_key"
+AUTHORIZED_KEYS_KEY = "vm-data/bioxen/authorized_keys"
+
+
+def _port_free_everywhere() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            for last in (10, 40, 70):
+                with socket.socket() as probe:
+                    probe.bind((f"127.0.0.{last}", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free on the guests' loopback addresses")
+
+
+class GuestSSHDs:
+    """The sshd of every running simulated guest of one simulator."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.sshd = _find_sshd()
+        self.port = _port_free_everywhere()
+        self.honour_host_key = True
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._next = 10
+        self._lock = threading.Lock()
+
+    def install(self, sim: XapiSimulator) -> "GuestSSHDs":
+        sim.guest.on_boot.append(self.boot)
+        sim.guest.on_halt.append(self.halt)
+        return self
+
+    def boot(self, sim: XapiSimulator, vm: str) -> str:
+        record = sim.db.row("VM", vm)
+        data = record["xenstore_data"]
+        with self._lock:
+            ip = f"127.0.0.{self._next}"
+            self._next = 10 + (self._next - 9) % 200
+        d = self.directory / f"{record['uuid']}-{ip}"
+        d.mkdir(parents=True, exist_ok=True)
+        host_key = d / "host_ed25519"
+        if self.honour_host_key and data.get(HOST_KEY_KEY):
+            host_key.write_text(data[HOST_KEY_KEY])
+            host_key.chmod(0o600)
+        else:
+            write_keypair(host_key, "guest-own-key")
+        (d / "authorized_keys").write_text(data.get(AUTHORIZED_KEYS_KEY, "") + "\n")
+        config = _CONFIG.format(port=self.port, dir=d,
+                                subsystem="Subsystem sftp internal-sftp")
+        config = config.replace(f"ListenAddress 127.0.0.1:{self.port}",
+                                f"ListenAddress {ip}:{self.port}")
+        (d / "sshd_config").write_text(config)
+        proc = subprocess.Popen([self.sshd, "-D", "-E", str(d / "sshd.log"), "-f",
+                                 str(d / "sshd_config")], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        with self._lock:
+            old = self._procs.pop(vm, None)
+            self._procs[vm] = proc
+        if old is not None:
+            self._kill(old)
+        return ip
+
+    def halt(self, sim: XapiSimulator, vm: str) -> None:
+        with self._lock:
+            proc = self._procs.pop(vm, None)
+        if proc is not None:
+            self._kill(proc)
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(1 for p in self._procs.values() if p.poll() is None)
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            procs, self._procs = list(self._procs.values()), {}
+        for proc in procs:
+            self._kill(proc)
