@@ -18,7 +18,6 @@ import time
 
 from _vmbench import LUA, ROOT, ms, percentile, table, timed
 
-from bioxen_shell.vm import wire
 from bioxen_shell.vm.manager import Manager
 
 

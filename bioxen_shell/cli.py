@@ -93,7 +93,7 @@ def _run_subcommand(name: str, argv: list[str]) -> int:
     return int(func(argv) or 0)
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
+def _on_terminate(signum: int, frame: object) -> None:
     # Unwind normally so Engine.close() runs its cleanup hooks (VMs are destroyed).
     raise SystemExit(128 + signum)
 
@@ -106,7 +106,7 @@ def _report(result) -> int:  # noqa: ANN001 - engine.Result, imported lazily
             sys.stdout.buffer.write(result.output + b"\n")
         return 0
     _stderr(b"bioxen: " + result.error_text() + b"\n")
-    return 1
+    return 130 if result.kind == "interrupted" else 1
 
 
 def _check_file(path: str) -> None:
@@ -164,7 +164,8 @@ def _main(opts: argparse.Namespace) -> int:
         engine = Engine(runtime, module_paths=[*opts.paths, *settings.get("path", [])])
     except UnknownRuntime as exc:
         raise UsageError(str(exc)) from None
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGTERM and SIGHUP (terminal closed) unwind like os.exit: VMs get destroyed.
+    previous = {sig: signal.signal(sig, _on_terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     status = 1
     try:
         for spec in opts.modules:  # -l mod  or  -l name=mod (as in Lua 5.4)
@@ -190,12 +191,13 @@ def _main(opts: argparse.Namespace) -> int:
     except ShellExit as exc:
         status = exc.code
         return status
-    except SystemExit as exc:  # SIGTERM
+    except SystemExit as exc:  # SIGTERM, SIGHUP
         status = exc.code if isinstance(exc.code, int) else 1
         raise
     finally:
         engine.close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if engine.busy:  # Lua is stuck in a C call: do not wait for it at exit
             sys.stdout.flush()
             sys.stderr.flush()
@@ -233,11 +235,27 @@ def _shell_settings() -> dict:
 
 
 def _interactive(engine) -> int:  # noqa: ANN001
+    _run_init_file(engine)
     if sys.stdin.isatty() and sys.stdout.isatty():
         from .repl.app import run_repl
     else:
         from .repl.plain import run_repl
     return run_repl(engine)
+
+
+def _run_init_file(engine) -> None:  # noqa: ANN001
+    """Run the user's ``init.lua`` (config directory) before an interactive session.
+
+    Only the REPL reads it — scripts, ``-e`` and stdin stay reproducible.  An
+    error in it is shown and the REPL opens anyway.
+    """
+    from . import paths
+
+    init = paths.config_dir() / "init.lua"
+    if init.is_file():
+        result = engine.run_file(str(init))
+        if not result.ok:
+            _stderr(b"bioxen: in " + os.fsencode(init) + b": " + result.error_text() + b"\n")
 
 
 def _lua_string(s: str) -> str:

@@ -5,8 +5,9 @@ creates the runtime, hands the Lua engine a small table of host callbacks
 (output, interrupt polling, directory listing, history), and feeds it input.
 
 User code runs in a worker thread while the calling thread waits on a ``done``
-event; a Ctrl-C (KeyboardInterrupt in the waiting thread) sets a flag that the
-Lua count hook polls, so even ``while true do end`` stops within milliseconds.
+event.  During the wait a SIGINT handler turns Ctrl-C into a flag that the Lua
+count hook polls, so even ``while true do end`` stops within milliseconds; the
+third Ctrl-C gives up on Lua stuck in a C call and raises ShellExit(130).
 (Waiting on an Event rather than ``Thread.join`` avoids CPython issue 90882.)
 
 Strings: the runtime is created with ``encoding=None``, so Lua strings reach
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -104,6 +106,8 @@ class Engine:
         self._status: list[Callable[[], str | None]] = []
         self._worker_ident: int | None = None
         self._busy: threading.Event | None = None
+        self._presses = 0  # Ctrl-C presses during the current call
+        self._tty_cache: tuple[Any, bool] = (None, False)
         self._closed = False
         #: Set by the front end: ``fn(n) -> list[str]``, the last n history entries.
         self.history_provider: Callable[[int], list[str]] | None = None
@@ -189,10 +193,18 @@ class Engine:
             pass
 
     def _interactive_output(self) -> bool:
-        try:
-            return (self._stdout or sys.stdout).isatty()
-        except (AttributeError, ValueError):
-            return False
+        """Is the output a terminal?  (Then every write is flushed, as C stdio does.)
+
+        Cached per stream object: isatty() is a system call and print() is hot.
+        """
+        stream = self._stdout or sys.stdout
+        if self._tty_cache[0] is not stream:
+            try:
+                tty = stream.isatty()
+            except (AttributeError, ValueError):
+                tty = False
+            self._tty_cache = (stream, tty)
+        return self._tty_cache[1]
 
     def _poll(self) -> int:
         if self._exit_code is not None:
@@ -205,7 +217,7 @@ class Engine:
     def _listdir(self, path: bytes) -> Any:
         entries = []
         try:
-            with os.scandir(os.fsdecode(path) or ".") as it:
+            with os.scandir(os.path.expanduser(os.fsdecode(path)) or ".") as it:
                 for entry in it:
                     try:
                         is_dir = entry.is_dir()
@@ -246,21 +258,17 @@ class Engine:
                 done.set()
 
         self._busy = done
-        threading.Thread(target=work, name="bioxen-lua", daemon=True).start()
-        presses = 0
-        while not done.is_set():
-            try:
-                done.wait(0.1)
-            except KeyboardInterrupt:
-                presses += 1
-                self.interrupt()
-                if presses == 2:
-                    sys.stderr.write(
-                        "\nbioxen: still stopping (a long call inside a C function cannot be "
-                        "interrupted); press Ctrl-C again to quit bioxen\n"
-                    )
-                elif presses >= 3:
-                    raise ShellExit(130) from None
+        previous = self._catch_sigint()
+        try:
+            threading.Thread(target=work, name="bioxen-lua", daemon=True).start()
+            while not done.is_set():
+                try:
+                    done.wait(0.1)
+                except KeyboardInterrupt:  # raised by someone else's SIGINT handler
+                    self._on_sigint()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         self._busy = None
         self._stop.clear()
         self.flush()
@@ -268,6 +276,30 @@ class Engine:
         if not ok:
             raise value
         return value
+
+    def _catch_sigint(self) -> Any:
+        """While Lua runs, Ctrl-C only raises the interrupt flag.
+
+        A handler that sets a flag (instead of raising KeyboardInterrupt at any
+        bytecode) cannot break the wait loop half-way.  Returns the previous
+        handler, or None when not on the main thread (no signals arrive there).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        self._presses = 0
+        return signal.signal(signal.SIGINT, lambda signum, frame: self._on_sigint())
+
+    def _on_sigint(self) -> None:
+        self._presses += 1
+        self.interrupt()
+        if self._presses == 2:
+            sys.stderr.write(
+                "\nbioxen: still stopping (a long call inside a C function cannot be "
+                "interrupted); press Ctrl-C again to quit bioxen\n"
+            )
+            sys.stderr.flush()
+        elif self._presses >= 3:
+            raise ShellExit(130)
 
     def _to_result(self, table: Any) -> Result:
         kind = _field(table, "kind", b"error").decode()
@@ -346,6 +378,8 @@ class Engine:
 
     def prompt_name(self) -> str | None:
         """The name of the eval target (``:attach``) or None when evaluating locally."""
+        if self._busy is not None:
+            return None  # never block the UI on a runtime that is running user code
         name = self._api[b"prompt_name"]()
         return name.decode() if name is not None else None
 

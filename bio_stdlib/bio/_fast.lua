@@ -43,10 +43,20 @@ if ffi then
   -- record do not allocate (and zero) a fresh buffer every time.  Buffers
   -- above SCRATCH_MAX are not kept: a VM with a memory budget must not carry
   -- a chromosome-sized buffer for ever after one call.
+  -- Larger ones are only held weakly: reused by back-to-back calls, freed by
+  -- the next garbage collection.
   local SCRATCH_MAX = 16 * 1048576
   local scratch, scratch_size = {}, {}
+  local big = setmetatable({}, { __mode = "v" })
   function F.scratch(name, n)
-    if n > SCRATCH_MAX then return ffi.new("uint8_t[?]", n) end
+    if n > SCRATCH_MAX then
+      local entry = big[name]
+      if not entry or entry.size < n then
+        entry = { buf = ffi.new("uint8_t[?]", n), size = n }
+        big[name] = entry
+      end
+      return entry.buf
+    end
     if (scratch_size[name] or 0) < n then
       local size = math.max(n, 65536)
       scratch[name] = ffi.new("uint8_t[?]", size)

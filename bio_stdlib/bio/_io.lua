@@ -17,8 +17,17 @@ M.CHUNK = rawget(_G, "jit") and 65536 or 1048576
 
 local function io_lib(fname)
   local lib = rawget(_G, "io")
-  if not lib then error(fname .. ": file access is not available here (the io library is disabled in this sandbox)", 3) end
+  if type(lib) ~= "table" or type(lib.open) ~= "function" then
+    error(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM); "
+      .. "pass the text to the *_from_string functions instead", 3)
+  end
   return lib
+end
+
+-- io.type(v) == "file", tolerating a sandbox that removed io or io.type.
+local function is_file(v)
+  local lib = rawget(_G, "io")
+  return type(lib) == "table" and type(lib.type) == "function" and lib.type(v) == "file"
 end
 
 --- Open a source for reading.  Returns a chunk reader read() -> string|nil,
@@ -30,8 +39,7 @@ function M.open_source(src, fname, chunk_size)
     if not f then error(string.format("%s: cannot open '%s': %s", fname, src, tostring(err)), 3) end
     return function() return f:read(chunk_size) end, function() f:close() end, src
   end
-  local iolib = rawget(_G, "io")
-  if iolib and iolib.type(src) == "file" then
+  if is_file(src) then
     return function() return src:read(chunk_size) end, function() end, "<file>"
   end
   if type(src) == "table" and type(src.read) == "function" then
@@ -126,8 +134,7 @@ function M.open_dest(dest, fname)
     if not f then error(string.format("%s: cannot open '%s' for writing: %s", fname, dest, tostring(err)), 3) end
     return function(s) assert(f:write(s)) end, function() f:close() end
   end
-  local iolib = rawget(_G, "io")
-  if (iolib and iolib.type(dest) == "file") or (type(dest) == "table" and type(dest.write) == "function") then
+  if is_file(dest) or (type(dest) == "table" and type(dest.write) == "function") then
     return function(s) dest:write(s) end, function() end
   end
   A.arg_error(fname, 1, "dest", "expected a file path or an open file, got " .. type(dest), 2)

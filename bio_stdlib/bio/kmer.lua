@@ -37,14 +37,19 @@ for w = 1, 6 do
   BY_WIDTH[w] = cur
 end
 
-local function decode(code, k)
+local BASE = {} -- 4^w as an integer on Lua 5.3+ (4 ^ w would be a float)
+for w = 1, 6 do BASE[w] = (w == 1) and 4 or BASE[w - 1] * 4 end
+
+local DECODE_TEMPLATE = [[
+local BY_WIDTH, BASE, concat = ...
+return function(code, k)
   local parts, np = {}, 0
   local rem = k
   while rem > 0 do
     local w = rem >= 6 and 6 or rem
-    local base = 4 ^ w
-    local v = code % base
-    code = (code - v) / base
+    local base = BASE[w]
+    local v = code %% base
+    code = %s
     np = np + 1
     parts[np] = BY_WIDTH[w][v]
     rem = rem - w
@@ -52,8 +57,12 @@ local function decode(code, k)
   if np == 1 then return parts[1] end
   -- parts hold the k-mer from its right end
   for i = 1, np / 2 do parts[i], parts[np + 1 - i] = parts[np + 1 - i], parts[i] end
-  return table.concat(parts)
+  return concat(parts)
 end
+]]
+local load_chunk = rawget(_G, "loadstring") or load
+local decode = assert(load_chunk(string.format(DECODE_TEMPLATE, F.int64 and "code // base" or "(code - v) / base"),
+  "=bio.kmer.decode"))(BY_WIDTH, BASE, table.concat)
 
 --- The canonical form of one k-mer: min(kmer, reverse complement), upper case.
 function M.canonical(kmer)
@@ -100,7 +109,6 @@ return function(s, k, canonical, counts)
   return total
 end
 ]]
-local load_chunk = rawget(_G, "loadstring") or load
 local function numeric_counter(shift)
   return assert(load_chunk(string.format(NUMERIC_TEMPLATE, shift), "=bio.kmer.numeric"))(CODE, byte, floor)
 end
@@ -204,6 +212,26 @@ function M.count(input, k, opts)
     for _, s in ipairs(seqs) do total = total + count_strings(s, k, canonical, result) end
   end
   return result, total
+end
+
+--- Like count, but keyed by 2-bit integer codes (A=0, C=1, G=2, T=3, first
+-- base most significant) instead of strings: much faster when most k-mers
+-- are distinct, since no string is made per k-mer.  k up to 26 (31 on Lua
+-- 5.3+, whose integers are 64-bit).  kmer.decode(code, k) gives the string.
+function M.count_codes(input, k, opts)
+  local fname = "bio.kmer.count_codes"
+  local seqs = sequences_of(input, fname)
+  A.check_int(k, fname, 2, "k", 1, NUMERIC_MAX_K)
+  opts = A.check_options(opts, { "canonical" }, fname, 3)
+  local counts, total = {}, 0
+  for _, s in ipairs(seqs) do total = total + count_numeric(s, k, opts.canonical and true or false, counts) end
+  return counts, total
+end
+
+--- The k-mer (upper case) for a code from count_codes.
+function M.decode(code, k)
+  A.check_int(k, "bio.kmer.decode", 2, "k", 1, NUMERIC_MAX_K)
+  return decode(code, k)
 end
 
 --- The k-mer spectrum: a list of {multiplicity, number of distinct k-mers}

@@ -32,7 +32,8 @@ end
 
 --- Nx and Lx of a list of lengths for x in (0, 100].
 function M.nx(lengths, x)
-  A.check_int(math.floor(x or -1) == x and x or -1, "bio.stats.nx", 2, "x", 1, 100)
+  if type(lengths) ~= "table" then A.arg_error("bio.stats.nx", 1, "lengths", "expected a list of lengths, got " .. type(lengths)) end
+  A.check_int(x, "bio.stats.nx", 2, "x", 1, 100)
   local sorted, total = {}, 0
   for i, l in ipairs(lengths) do sorted[i] = l; total = total + l end
   if #sorted == 0 or total == 0 then return nil, nil end

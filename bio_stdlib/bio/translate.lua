@@ -67,44 +67,51 @@ local function set_of(list)
   return s
 end
 
+-- The table's entry for a codon of known letters: an amino acid, "*" for a
+-- stop, "#" for a codon Biopython rejects.  nil for unknown letters.
+local function code_at(t, codon)
+  local i1, i2, i3 = LETTER_INDEX[sub(codon, 1, 1)], LETTER_INDEX[sub(codon, 2, 2)], LETTER_INDEX[sub(codon, 3, 3)]
+  if not (i1 and i2 and i3) then return nil end
+  local i = i1 * 289 + i2 * 17 + i3 + 1
+  return sub(t.code, i, i)
+end
+
 -- Compiled per-table state, built on first use.
 local compiled = {}
 local function compile(t)
   local c = compiled[t.id]
   if c then return c end
   c = { t = t, starts = set_of(t.starts), stops = set_of(t.stops) }
-  -- Dual-coding tables (27, 28, 31): a stop codon also codes for an amino acid.
+  -- Dual-coding tables (27, 28, 31): some stop codons also code for an amino
+  -- acid.  Like Biopython, remember the first one and how many there are.
   for _, codon in ipairs(t.stops) do
-    local ok, i1, i2, i3 = true, LETTER_INDEX[sub(codon, 1, 1)], LETTER_INDEX[sub(codon, 2, 2)], LETTER_INDEX[sub(codon, 3, 3)]
-    local aa = sub(t.code, i1 * 289 + i2 * 17 + i3 + 1, i1 * 289 + i2 * 17 + i3 + 1)
-    if ok and aa ~= "*" and not c.dual then c.dual = { codon = codon, aa = aa, n = 0 } end
-    if aa ~= "*" then c.dual.n = c.dual.n + 1 end
+    local aa = code_at(t, codon)
+    if aa ~= "*" then
+      c.dual = c.dual or { codon = codon, aa = aa, n = 0 }
+      c.dual.n = c.dual.n + 1
+    end
   end
   compiled[t.id] = c
   return c
 end
 
 --- The genetic code `spec` (id or name; default 1) as plain data:
--- {id, names, forward = {codon -> amino acid} over the 64 DNA codons,
---  starts = {DNA start codons}, stops = {DNA stop codons}} -- Biopython's
--- CodonTable.unambiguous_dna_by_id[id].
+-- {id, names, forward = {codon -> amino acid} over the DNA codons that are
+--  not stops, starts = {DNA start codons}, stops = {DNA stop codons}} --
+-- Biopython's CodonTable.unambiguous_dna_by_id[id].
 function M.codon_table(spec)
   local t = resolve(spec, "bio.translate.codon_table", 1)
   local forward, starts, stops = {}, {}, {}
   for _, a in ipairs({ "A", "C", "G", "T" }) do
     for _, b in ipairs({ "A", "C", "G", "T" }) do
       for _, c in ipairs({ "A", "C", "G", "T" }) do
-        local i = LETTER_INDEX[a] * 289 + LETTER_INDEX[b] * 17 + LETTER_INDEX[c] + 1
-        local aa = sub(t.code, i, i)
-        local dual = false
-        for _, s in ipairs(t.stops) do if s == a .. b .. c then dual = true end end
+        local aa = code_at(t, a .. b .. c)
         if aa ~= "*" then forward[a .. b .. c] = aa end
-        if dual and aa ~= "*" then forward[a .. b .. c] = aa end
       end
     end
   end
-  for _, s in ipairs(t.starts) do if not find(s, "[^ACGT]") then starts[#starts + 1] = s end end
-  for _, s in ipairs(t.stops) do if not find(s, "[^ACGT]") then stops[#stops + 1] = s end end
+  for _, codon in ipairs(t.starts) do if not find(codon, "[^ACGT]") then starts[#starts + 1] = codon end end
+  for _, codon in ipairs(t.stops) do if not find(codon, "[^ACGT]") then stops[#stops + 1] = codon end end
   local names = {}
   for i, n in ipairs(t.names) do names[i] = n end
   return { id = t.id, names = names, forward = forward, starts = starts, stops = stops }
@@ -124,12 +131,8 @@ end
 -- Translate one 3-character codon: amino acid letter, "*" for a stop, the
 -- gap character for a gap codon, or nil for an invalid codon.
 local function codon_aa(t, codon, gap)
-  local i1, i2, i3 = LETTER_INDEX[sub(codon, 1, 1)], LETTER_INDEX[sub(codon, 2, 2)], LETTER_INDEX[sub(codon, 3, 3)]
-  if i1 and i2 and i3 then
-    local i = i1 * 289 + i2 * 17 + i3 + 1
-    local aa = sub(t.code, i, i)
-    if aa ~= "#" then return aa end
-  end
+  local aa = code_at(t, codon)
+  if aa and aa ~= "#" then return aa end
   if gap and codon == gap .. gap .. gap then return gap end
   return nil
 end
@@ -214,7 +217,7 @@ if ffi then
   end
 else
   -- Portable: string.gsub over 6-letter windows (two codons per table
-  -- lookup) with a per-table memo; the last window may hold one codon.
+  -- lookup) with a per-table memo.
   local memos = {}
   local INVALID = {}
   local function memo_for(t, gap)
@@ -235,10 +238,20 @@ else
     return m
   end
 
+  -- Translate whole codons of `region` (its length a multiple of 3): pairs
+  -- through a fixed 6-letter window (faster than an optional-width pattern),
+  -- then a last odd codon on its own.
+  local function gsub_codons(region, memo)
+    local n = #region / 3
+    if n % 2 == 0 then return (gsub(region, "......", memo)) end
+    local cut = #region - 3
+    return gsub(sub(region, 1, cut), "......", memo) .. memo[sub(region, cut + 1)]
+  end
+
   kernel = function(t, s, offset, n, to_stop, gap)
     local region = s
     if offset ~= 1 or #s ~= 3 * n then region = sub(s, offset, offset + 3 * n - 1) end
-    local ok, protein = pcall(gsub, region, "....?.?.?", memo_for(t, gap))
+    local ok, protein = pcall(gsub_codons, region, memo_for(t, gap))
     if not ok then
       if protein ~= INVALID then error(protein, 0) end
       -- walk the codons in order, as Biopython does: a stop before the
@@ -249,7 +262,7 @@ else
         if not aa then return nil, first_stop, k end
         if aa == "*" and not first_stop and gap ~= "*" then
           first_stop = k
-          if to_stop then return (gsub(sub(region, 1, 3 * k), "....?.?.?", memo_for(t, gap))), k end
+          if to_stop then return gsub_codons(sub(region, 1, 3 * k), memo_for(t, gap)), k end
         end
       end
       error("bio.translate: internal error locating an invalid codon")

@@ -241,27 +241,18 @@ exit $?
 """
 
 # First line: the agent's pid and process group.  Then one-letter commands; at end of input
-# (channel closed, connection lost) it kills the agent, so no agent outlives its VM.
-_GUARD = r"""
-read -r pid pg || exit 0
-[ -n "$pid" ] || exit 0
-while read -r c; do
-  case "$c" in
-    i) kill -INT "$pid" 2>/dev/null ;;
-    d) exit 0 ;;
-    k) break ;;
-  esac
-done
-if [ -n "$pg" ]; then kill -KILL -- "-$pg" 2>/dev/null; fi
-kill -KILL "$pid" 2>/dev/null
-exit 0
-"""
+# (channel closed, connection lost) it kills the agent, so no agent outlives its VM.  It is one
+# line on the command line (not sent on stdin like the wrapper): its stdin carries the pid and
+# the commands, which a shell reading its script from stdin could swallow into its read buffer.
+_GUARD = ("read -r pid pg || exit 0; [ -n \"$pid\" ] || exit 0; "
+          "while read -r c; do case \"$c\" in i) kill -INT \"$pid\" 2>/dev/null;; d) exit 0;; k) break;; esac; done; "
+          "if [ -n \"$pg\" ]; then kill -KILL -- \"-$pg\" 2>/dev/null; fi; kill -KILL \"$pid\" 2>/dev/null; exit 0")
 
 _PID_LINE = re.compile(rb"bioxen-agent-pid (\d+) ?(\d*)\n")
 
 
-# The command line of both channels.  The scripts themselves arrive on the channel's stdin, so
-# the user's login shell (bash, zsh, fish, tcsh…) only ever parses these two words.
+# The command line of the agent's channel.  The wrapper script arrives on the channel's stdin,
+# so the user's login shell (bash, zsh, fish, tcsh…) only parses these two words.
 _LOADER = "exec sh"
 
 
@@ -346,34 +337,45 @@ def _open_channels(client: paramiko.SSHClient, host: HostConfig, wrapper: str,
         chan.exec_command(_LOADER)
         chan.sendall(_as_group(wrapper))
         guard = transport.open_session(timeout=timeout)
-        guard.exec_command(_LOADER)
-        guard.sendall(_as_group(_GUARD))
+        guard.exec_command("sh -c " + shlex.quote(_GUARD))
     except (paramiko.SSHException, EOFError, OSError) as e:
         raise BackendError(f"ssh: {host.address}: cannot start the agent: {e or type(e).__name__}") from None
     return chan, guard
 
 
 def _read_status_line(chan: paramiko.Channel, timeout: float) -> str:
-    """The wrapper's first stdout line, read byte-exactly so no agent byte is consumed."""
-    chan.settimeout(timeout)
+    """The wrapper's status line, read byte by byte so that no agent byte is consumed.
+
+    Lines before it are skipped: a login shell's rc file that prints something (a banner, a
+    "welcome") on a non-interactive session must not be taken for the agent's output.
+    """
+    deadline = time.monotonic() + timeout
+    junk = bytearray()
     line = bytearray()
     try:
-        while not line.endswith(b"\n"):
+        while True:
+            chan.settimeout(max(0.01, deadline - time.monotonic()))
             b = chan.recv(1)
             if not b:
                 break
             line += b
+            if b == b"\n":
+                if line.startswith(b"bioxen-"):
+                    return line.decode(errors="replace").strip()
+                junk += line
+                line.clear()
+                if len(junk) > 65536:
+                    break
     except socket.timeout:
         pass
     finally:
         chan.settimeout(None)
-    if not line.endswith(b"\n"):
-        err = b""
-        while chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
-        raise BackendError("ssh: the agent launcher gave no answer"
-                           + (f": {err.decode(errors='replace').strip()}" if err else f" within {timeout:g} s"))
-    return line.decode(errors="replace").strip()
+    err = b""
+    while chan.recv_stderr_ready():
+        err += chan.recv_stderr(65536)
+    said = (err + junk + line).decode(errors="replace").strip()
+    raise BackendError("ssh: the agent launcher gave no answer"
+                       + (f": {said[-2000:]}" if said else f" within {timeout:g} s"))
 
 
 class SSHAgentProcess:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import threading
 import time
 import uuid as uuidlib
@@ -526,9 +525,14 @@ class XCPngBackend:
                 settings=dict(self._pool_option) if isinstance(self._pool_option, dict) else None)
             self._registry.add(record)  # before the clone: a crash right after it is traceable
             self._pending = record.uuid
-            step("clone the template")
+            copy_to = self._copy_target(session, template, s)
+            step("copy the template" if copy_to else "clone the template")
             try:
-                vm = session.call("VM.clone", template, label)
+                if copy_to:  # a full copy onto the chosen SR, as xe vm-install does
+                    vm = session.run_async("VM.copy", template, label, copy_to,
+                                           timeout=s.start_timeout, what=f"copying to {s.sr}")
+                else:        # a fast clone: disks share the template's (copy-on-write)
+                    vm = session.call("VM.clone", template, label)
                 self.vm_uuid = session.call("VM.get_uuid", vm)
             except BaseException:
                 if vm is None:
@@ -629,6 +633,22 @@ class XCPngBackend:
             raise BackendError(f"xcpng: {len(templates)} templates on pool {s.name!r} are "
                                f"named {wanted!r} (uuids {uuids}); give template=<uuid>")
         return templates[0]
+
+    def _copy_target(self, session: XapiSession, template: str, s: PoolSettings) -> str | None:
+        """The SR to copy a template's existing disks to, or None to clone.
+
+        Templates with a provisioning spec get their disks from ``VM.provision`` on the chosen
+        SR (see :meth:`_disks_on_sr`), so a clone suffices.  A template that already has disks
+        (an imported image) keeps them on its own SR when cloned: with ``sr`` set, copy.
+        """
+        if not s.sr:
+            return None
+        has_disks = any(session.call("VBD.get_type", vbd) == "Disk"
+                        and session.call("VBD.get_VDI", vbd) != NULL_REF
+                        for vbd in session.call("VM.get_VBDs", template))
+        if not has_disks:
+            return None
+        return session.call("SR.get_by_uuid", self._sr_uuid(session, s))
 
     def _tag(self, session: XapiSession, vm: str, owner: registry_mod.Owner) -> None:
         session.call("VM.add_tags", vm, TAG)
@@ -900,7 +920,8 @@ class XCPngBackend:
         s = self.settings()
         deadline = time.monotonic() + s.ip_timeout
         host = self._ssh_host()
-        self._wait_for_sshd(self.ip, s.ssh_port, deadline)
+        # The SSH backend retries refused connections, missing banners and failed auth
+        # (sshd or the injected key not there yet) until the deadline.
         backend = ssh_mod.SSHBackend.for_host(self.name, host, self.profile,
                                               retry_for=max(1.0, deadline - time.monotonic()),
                                               upload_method=self._ssh_extra.get("upload", "auto"))
@@ -909,32 +930,17 @@ class XCPngBackend:
         except BackendError as e:
             backend.destroy()
             hint = ""
-            if s.host_keys == "inject" and "MISMATCH" in str(e).upper():
+            if isinstance(e, getattr(ssh_mod, "SSHConnectError", ())):
+                hint = (f" The guest booted and reported its address, but SSH did not let "
+                        f"{s.ssh_user!r} in within ip_timeout: check that the template runs sshd "
+                        f"on port {s.ssh_port} and installs the injected key (docs/xcpng.md).")
+            elif s.host_keys == "inject" and "MISMATCH" in str(e).upper():
                 hint = (f" The template probably does not install the host key bioxen injects "
                         f"(xenstore {HOST_KEY_KEY}, see docs/xcpng.md); prepare it, or set "
                         f"host_keys = \"tofu\" in {s.where}.")
             raise BackendError(f"xcpng: VM {self.name!r} at {self.ip}: {e}{hint}") from None
         self._ssh = backend
         return proc
-
-    def _wait_for_sshd(self, ip: str, port: int, deadline: float) -> None:
-        """The guest reports its IP before sshd listens: wait for an SSH banner first."""
-        delay = 0.1
-        last = ""
-        while True:
-            try:
-                with socket.create_connection((ip, port), timeout=5) as sock:
-                    sock.settimeout(5)
-                    if sock.recv(4) == b"SSH-":
-                        return
-                    last = "no SSH banner"
-            except OSError as e:
-                last = e.strerror or type(e).__name__
-            if time.monotonic() + delay > deadline:
-                raise BackendError(f"xcpng: VM {self.name!r} at {ip}: no SSH server answered on "
-                                   f"port {port} ({last}); is sshd enabled in the template?")
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
     def _close_ssh(self, destroy: bool = False) -> None:
         ssh, self._ssh = self._ssh, None

@@ -1,11 +1,12 @@
 """The shell extension that gives Lua the ``vm`` table, ``:vms``, ``:attach`` and ``:detach``.
 
-``install(engine)`` (called by ``bioxen_shell.engine`` for every Lua state it starts):
+``install(engine)`` (called by ``bioxen_shell.engine`` for every Lua state it starts) is
+cheap — the VM machinery is imported on the first ``vm`` call — and:
 
-* creates a :class:`~bioxen_shell.vm.manager.Manager` whose VMs print through the shell's
-  output and notice the shell's Ctrl-C (``engine.interrupted()``);
-* hands ``lua/bioxen/vm.lua`` a table of host functions (this module's :class:`Host`) and sets
-  the global ``vm`` to the API it returns;
+* hands ``lua/bioxen/vm.lua`` a table of host functions (this module's :class:`Host`, behind a
+  lazy proxy) and sets the global ``vm`` to the API it returns; the :class:`Host` owns a
+  :class:`~bioxen_shell.vm.manager.Manager` whose VMs print through the shell's output and
+  notice the shell's Ctrl-C (``engine.interrupted()``);
 * registers the meta-commands (``lua/bioxen/vm_commands.lua``), a toolbar segment, and a close
   hook that destroys every VM when the shell closes, resets or switches runtime.
 
@@ -60,22 +61,6 @@ def _failure(exc: BaseException) -> tuple:
     if isinstance(exc, KeyError):
         return (False, b"error", _text(exc.args[0] if exc.args else exc).encode(), b"")
     return (False, b"error", str(exc).encode(), b"")
-
-
-def _guard(fn: Callable) -> Callable:
-    """Turn exceptions into the ``(false, kind, message, traceback)`` return shape."""
-
-    def wrapper(*args: Any) -> tuple:
-        try:
-            return fn(*args)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # every failure must reach Lua as a clean error
-            return _failure(exc)
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
 
 
 class Host:

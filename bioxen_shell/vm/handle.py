@@ -45,6 +45,8 @@ _RECV_CHUNK = 1 << 20
 _BIG_FRAME = 1 << 20
 #: How often a waiting call looks at Ctrl-C and its deadline (seconds).
 _POLL_SLICE = 0.05
+#: An interrupt not answered after this long is sent again (see VMHandle.interrupt).
+_REINTERRUPT = 0.5
 
 
 # =========================================================================== errors
@@ -298,6 +300,7 @@ class VMHandle:
         self._async_done: deque[_Pending] = deque()
         self._buf = bytearray()
         self._ending: str | None = None  # set while stop/restart/destroy kills a busy VM
+        self._interrupt_sent: float | None = None  # last interrupt of the call in progress
 
     def __repr__(self) -> str:
         where = f"pid {self.pid}" if self.pid else self.kind
@@ -313,6 +316,7 @@ class VMHandle:
             self.status = "starting"
             self.exit_reason = None
             self._ending = None
+            self._interrupt_sent = None
             self._buf = bytearray()
             self._inflight.clear()
             self._async_done.clear()
@@ -404,9 +408,15 @@ class VMHandle:
             proc.kill()
 
     def interrupt(self) -> None:
-        """Interrupt the running call (SIGINT to the agent); safe from any thread."""
+        """Interrupt the running call (SIGINT to the agent); safe from any thread.
+
+        The agent forgets interrupts that arrive between calls (they belonged to an earlier
+        one), so one sent while the request is still on its way would be lost: until the
+        call answers, a waiting thread repeats it every ``_REINTERRUPT`` seconds."""
         proc = self._proc
         if proc is not None:
+            if self._inflight:
+                self._interrupt_sent = time.monotonic()
             proc.interrupt()
 
     def _discard_proc(self) -> None:
@@ -760,6 +770,8 @@ class VMHandle:
                     self.interrupt()
             elif now - interrupted_at >= self.kill_grace:
                 self._kill_stuck(why, call_timeout)
+            if self._interrupt_sent is not None and now - self._interrupt_sent >= _REINTERRUPT:
+                self.interrupt()
         if why == "timeout" and target.error is None and target.reply is not None:
             fields, _ = split_reply(target.reply)
             if fields.get("kind") == "interrupted":
@@ -800,6 +812,7 @@ class VMHandle:
                 head.output += payload
         elif kind == b"R":
             self._inflight.popleft()
+            self._interrupt_sent = None  # an interrupt is for the call that just answered
             head.reply = payload
             if not head.sync:
                 self._async_done.append(head)

@@ -160,6 +160,8 @@ class Backend(Protocol):
 
     kind: str  # "local" | "ssh" | "xcpng"
 
+    def __init__(self, name: str, options: dict[str, Any], profile: "Profile") -> None: ...
+
     def start(self) -> AgentProcess:
         """Bring the place up if needed, start one agent there, return its stream.
 

@@ -79,6 +79,7 @@ local function flush_output()
 end
 
 local arm_output_hook -- defined with the hook below
+local check_alive
 
 local function emit(s)
   local was_empty = out_n == 0
@@ -227,6 +228,24 @@ local function raise_from_hook(err)
   error(err, 0)
 end
 
+-- A host that went away (SSH connection dropped, shell killed) must not leave a VM spinning
+-- in a user loop: once a (wall-clock) second the hook writes an empty O frame.  On a closed
+-- channel that write raises SIGPIPE (stock lua: the process ends) or fails (lupa, where
+-- Python ignores SIGPIPE): then the agent exits.
+local os_time = os.time
+local alive_checked = 0     -- os.time() of the last check: wall seconds, whatever the CPU load
+check_alive = function(now)
+  alive_checked = now
+  local ok = pcall(function()
+    if out_n == 0 then write_frame(chan_out, "O", "") end
+    assert(chan_out:flush())
+  end)
+  if not ok then
+    pcall(real_stderr.write, real_stderr, "bioxen agent: the host has gone away; exiting\n")
+    os_exit(3)
+  end
+end
+
 local function interrupt_requested()
   if host_poll and host_poll() then return true end
   if interrupt_file then
@@ -246,6 +265,8 @@ hook = function()
     collectgarbage()
     if collectgarbage("count") > memory_limit_kb then raise_from_hook(MEMORY_EXCEEDED) end
   end
+  local wall = os_time()
+  if wall ~= alive_checked then check_alive(wall) end
   if out_n > 0 and now - out_last >= FLUSH_SECONDS then
     flush_output()
     if output_hook_armed and in_main_thread() then
@@ -362,7 +383,13 @@ local function error_kind(err)
   else
     local mt = getmetatable(err)
     if type(mt) == "table" and rawget(mt, "__tostring") then
+      -- __tostring is user code: run it under the hook so it cannot hang the agent.
+      in_user = true
+      install_hook()
       local ok, s = pcall(tostring, err)
+      in_user = false
+      d_sethook()
+      stop_error = nil
       msg = ok and type(s) == "string" and s or "(error object is a " .. type(err) .. " value)"
     elseif err == nil then msg = "nil"
     else msg = "(error object is a " .. type(err) .. " value)" end
@@ -931,6 +958,22 @@ local function install_user_io()
   os.exit = function(...)
     pcall(flush_output)
     return os_exit(...)
+  end
+  if jit and jit.off then
+    -- Chunks user code loads itself run interpreted too, so the hook can stop their loops.
+    local real_load, real_loadstring = load, loadstring
+    rawset(_G, "load", function(...)
+      local f, err = real_load(...)
+      if f then prepare(f) end
+      return f, err
+    end)
+    if real_loadstring then
+      rawset(_G, "loadstring", function(...)
+        local f, err = real_loadstring(...)
+        if f then prepare(f) end
+        return f, err
+      end)
+    end
   end
   rawset(_G, "pcall", user_pcall)
   rawset(_G, "xpcall", user_xpcall)

@@ -127,6 +127,30 @@ function M.source_of(fn)
   return found[1].text
 end
 
+-- The comment lines (`-- …`) right above a function's definition: its doc,
+-- by the usual Lua convention.  Returns a string or nil.
+function M.doc_comment(fn)
+  if type(fn) ~= "function" then return nil end
+  local info = debug.getinfo(fn, "S")
+  if info.what ~= "Lua" then return nil end
+  local text = chunk_text(info.source)
+  if not text then return nil end
+  local lines, n = {}, 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if n >= info.linedefined then break end
+    lines[n] = line
+  end
+  local doc = {}
+  for i = info.linedefined - 1, math.max(1, info.linedefined - 40), -1 do
+    local line = lines[i]
+    if not line or not line:find("^%s*%-%-") then break end
+    table.insert(doc, 1, (line:gsub("^%s*", "")))
+  end
+  if #doc == 0 then return nil end
+  return table.concat(doc, "\n")
+end
+
 function M.upvalues(fn)
   local names = {}
   local i = 1

@@ -172,18 +172,18 @@ def test_io_write_rejects_tables_like_lua(agent):
     assert r["kind"] == "error" and "bad argument #1 to 'write'" in r["error"]
 
 
-@pytest.mark.parametrize("runtime", ["lua54", "luajit21", "lua5.1", "lua5.4", "luajit"])
+@pytest.mark.parametrize("runtime", ["lua54", "lua5.1", "luajit"])
 def test_output_streams_while_a_call_runs(start_agent, runtime):
     a = start_agent(runtime)
     # Prints a line, then burns CPU for a while: the line must arrive long before the reply.
-    a.send("eval", code="print('early') local t = os.clock() while os.clock() - t < 1.0 do end print('late')")
+    a.send("eval", code="print('early') local t = os.clock() while os.clock() - t < 0.6 do end print('late')")
     arrivals = []
     start = time.monotonic()
     reply, out = a.recv(on_output=lambda b: arrivals.append((time.monotonic() - start, b)))
     done = time.monotonic() - start
     assert reply["ok"] and out == b"early\nlate\n"
     assert arrivals[0][1] == b"early\n"
-    assert arrivals[0][0] < done - 0.5, (arrivals, done)
+    assert arrivals[0][0] < done - 0.3, (arrivals, done)
 
 
 def test_os_execute_children_cannot_corrupt_the_channel(start_agent):

@@ -163,3 +163,41 @@ def test_output_and_reply_interleave_without_deadlock(start_agent):
     time.sleep(0.5)  # the agent blocks on a full pipe meanwhile
     reply, out = a.recv(timeout=30)
     assert reply["values"] == ["end"] and len(out) == 3000 * 1001
+
+
+@pytest.mark.parametrize("runtime", ["lua54", "lua5.4", "luajit"])
+def test_agent_exits_when_the_host_goes_away_mid_call(start_agent, runtime, tmp_path):
+    flag = tmp_path / "interrupt"
+    flag.write_bytes(b"")
+    a = start_agent(runtime, extra_args=[f"--interrupt-file={flag}"])
+    a.send("eval", code="while true do end")
+    time.sleep(0.2)
+    os.close(a.rfd)  # the host vanishes: nobody reads the agent's frames any more
+    os.close(a.wfd)
+    a.rfd = a.wfd = -1
+    start = time.monotonic()
+    status = a.proc.wait(timeout=10)
+    assert time.monotonic() - start < 5
+    assert status != 0
+
+
+@pytest.mark.parametrize("runtime", ["lua54", "lua5.3"])
+def test_a_looping_tostring_on_an_error_object_cannot_hang_the_agent(start_agent, runtime):
+    a = start_agent(runtime)
+    a.configure(cpu_limit=0.3)
+    r = a.request("eval", code="error(setmetatable({}, {__tostring = function() while true do end end}))", timeout=10)
+    assert r["ok"] is False and r["error"] == "(error object is a table value)"
+    assert a.eval("1 + 1") == [2]
+
+
+@pytest.mark.parametrize("runtime", ["luajit21", "luajit"])
+def test_luajit_chunks_loaded_by_user_code_stay_interruptible(start_agent, runtime, tmp_path):
+    flag = tmp_path / "interrupt"
+    flag.write_bytes(b"")
+    a = start_agent(runtime, extra_args=[f"--interrupt-file={flag}"])
+    fd = os.open(flag, os.O_WRONLY | os.O_APPEND)
+    try:
+        reply, waited = _interrupted_in_time(a, "load('while true do end')()", lambda: os.write(fd, b"x"))
+    finally:
+        os.close(fd)
+    assert reply["kind"] == "interrupted" and waited < 2.0

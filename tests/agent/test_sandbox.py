@@ -7,15 +7,30 @@ from __future__ import annotations
 
 import pytest
 
-from tests.agent.client import LUPA_RUNTIMES, STOCK_BINARIES
+from tests.agent.client import LUPA_RUNTIMES, STOCK_BINARIES, Agent
+from tests.agent.conftest import require_runtime
 
 ALL = LUPA_RUNTIMES + STOCK_BINARIES
 
 
+@pytest.fixture(scope="module")
+def sandboxed_agents():
+    agents: dict = {}
+    yield agents
+    for agent in agents.values():
+        agent.close()
+
+
 @pytest.fixture(params=ALL)
-def sandboxed(request, start_agent):
-    a = start_agent(request.param)
-    a.configure(sandbox=True, allow_ffi=False, name="jail")
+def sandboxed(request, sandboxed_agents):
+    """A sandboxed agent per runtime, shared by this module's tests (they leave no state)."""
+    runtime = request.param
+    require_runtime(runtime)
+    a = sandboxed_agents.get(runtime)
+    if a is None or a.proc.poll() is not None:
+        a = Agent(runtime)
+        a.configure(sandbox=True, allow_ffi=False, name="jail")
+        sandboxed_agents[runtime] = a
     return a
 
 
@@ -173,7 +188,7 @@ local seen, found = {}, {}
 local probes = {"__class__", "__globals__", "__self__", "__dict__", "__builtins__", "eval", "builtins",
                 "__subclasses__", "__import__", "gi_frame", "f_globals"}
 local function scan(v, path, depth)
-  if depth > 6 or seen[v] then return end
+  if v == nil or depth > 6 or seen[v] then return end
   seen[v] = true
   local t = type(v)
   if t == "userdata" then
@@ -205,7 +220,7 @@ return found
 def test_python_is_unreachable_from_a_lupa_worker(start_agent, runtime):
     a = start_agent(runtime)
     a.configure()
-    assert a.eval("python == nil, package.loaded.python == nil, pcall(require, 'python')") == [True, True, False]
+    assert a.eval("python == nil, package.loaded.python == nil, (pcall(require, 'python'))") == [True, True, False]
     assert a.eval("debug.getregistry().python == nil, debug.getregistry().eval == nil") == [True, True]
     found = a.eval(SCAN_REGISTRY)[0]
     assert found == {}, f"Python reachable through: {found}"

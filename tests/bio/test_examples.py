@@ -88,3 +88,33 @@ def test_kmer_spectrum():
     assert [tuple(map(int, l.split("\t"))) for l in lines[i + 1:j]] == sorted(spectrum.items())
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     assert [tuple(l.split("\t")) for l in lines[j + 1:]] == [(k, str(v)) for k, v in top]
+
+
+VM_SCRIPT = r"""
+for _, spec in ipairs{{profile = "standard", runtime = "luajit"}, {profile = "standard", runtime = "lua51"},
+                      {profile = "sandboxed"}} do
+  spec.name = "biotest_" .. (spec.runtime or "default") .. "_" .. spec.profile
+  local w = vm.create(spec)
+  local ok, res = pcall(w.eval, w, [[
+    local bio = require "bio"
+    local recs = bio.fasta.parse(">a x\nACGTN\n>b\nGGG\n")
+    return bio.seq.reverse_complement(recs[1].seq) .. "|" .. bio.translate.translate("ATGGCCTAA") .. "|" ..
+      string.format("%.2f", bio.seq.gc_fraction("ACGTNN"))]])
+  local ok2, err = pcall(w.eval, w, [[return require("bio.fasta").read("/nonexistent.fa")]])
+  print(spec.name .. "\t" .. (ok and res or ("ERROR " .. tostring(res))) .. "\t" .. tostring(err))
+  w:destroy()
+end
+"""
+
+
+def test_library_runs_inside_vms(tmp_path):
+    script = tmp_path / "vm_bio.lua"
+    script.write_text(VM_SCRIPT)
+    proc = subprocess.run([bioxen_exe(), "run", str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["biotest_luajit_standard", "biotest_lua51_standard", "biotest_default_sandboxed"]
+    for name, result, err in rows:
+        assert result == "NACGT|MA*|0.50", name
+    assert "cannot open '/nonexistent.fa'" in rows[0][2]
+    assert "cannot open files here (io.open is disabled" in rows[2][2]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import random
-import sys
 
 import pytest
 from Bio import SeqIO
@@ -144,7 +143,6 @@ def test_write_to_path_roundtrips(tmp_path):
 @pytest.mark.parametrize("runtime", ["lua5.4", "luajit", "luajit+portable"])
 def test_streaming_keeps_memory_bounded(runtime, tmp_path):
     require_binary(runtime.split("+")[0])
-    sys.path.insert(0, "bench")
     from bench.make_fasta import make_fasta
 
     path = tmp_path / "big.fa"

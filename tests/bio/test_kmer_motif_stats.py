@@ -49,6 +49,26 @@ def test_kmer_counts_match_counter(runtime):
 
 
 @bio_runtimes()
+def test_kmer_codes_decode_to_the_same_counts(runtime):
+    rng = random.Random(25)
+    seq = "".join(rng.choice("ACGTN") for _ in range(2000))
+    got = run_bio(runtime, f"""
+        local K = require "bio.kmer"
+        local out = {{}}
+        for _, k in ipairs{{3, 17, 26}} do
+          local codes, total = K.count_codes({lua(seq)}, k, {{canonical = true}})
+          local decoded = {{}}
+          for code, c in pairs(codes) do decoded[K.decode(code, k)] = c end
+          out[#out + 1] = {{decoded, total}}
+        end
+        return out
+    """)
+    for k, (decoded, total) in zip([3, 17, 26], got):
+        want = py_kmers([seq], k, canonical=True)
+        assert decoded == want and total == sum(want.values())
+
+
+@bio_runtimes()
 def test_kmer_helpers_and_errors(runtime):
     got = run_bio(runtime, """
         local K = require "bio.kmer"

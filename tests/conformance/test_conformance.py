@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 
 import pytest
@@ -198,3 +199,28 @@ def test_crash_is_reported_and_restart_revives(any_vm):
     assert any_vm.status in ("crashed", "lost")
     any_vm.restart()
     assert any_vm.eval("return x") == [None] and any_vm.status == "running"
+
+
+def test_killing_a_busy_vm_leaves_no_agent_running(any_vm):
+    """``kill`` of a VM in the middle of an endless loop must end the agent process itself,
+    not only the stream to it (a remote agent that never reads again would spin forever)."""
+    pid = any_vm.describe().get("pid")
+    if not pid or not os.path.exists(f"/proc/{pid}"):
+        pytest.skip("the agent's pid is not known on this machine")
+    any_vm.send("while true do end")
+    time.sleep(0.3)
+    any_vm.kill()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _running(pid):
+        time.sleep(0.05)
+    assert not _running(pid), f"agent process {pid} still runs after kill()"
+    with pytest.raises(VMCrashed):
+        any_vm.recv(10)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

@@ -80,6 +80,10 @@ class SSHDServer:
         """``user@host:port`` as ``vm.create{host=…}`` takes it."""
         return f"{self.user}@{self.host}:{self.port}"
 
+    def login_shell(self) -> str:
+        import pwd
+        return pwd.getpwnam(self.user).pw_shell
+
     def known_hosts_line(self) -> str:
         return f"[{self.host}]:{self.port} {self.host_public}\n"
 
@@ -170,8 +174,12 @@ LogLevel VERBOSE
 """
 
 
-def start_sshd(directory: Path, *, sftp: bool = True) -> SSHDServer:
-    """Start a private sshd in ``directory`` (keys, config, log) and wait until it listens."""
+def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "") -> SSHDServer:
+    """Start a private sshd in ``directory`` (keys, config, log) and wait until it listens.
+
+    ``sftp=False`` leaves out the sftp subsystem (minimal images); ``extra_config`` is appended
+    to the generated sshd_config.
+    """
     sshd = _find_sshd()
     directory.mkdir(parents=True, exist_ok=True)
     host_public = " ".join(write_keypair(directory / "host_ed25519", "bioxen-test-host").split()[:2])
@@ -186,7 +194,7 @@ def start_sshd(directory: Path, *, sftp: bool = True) -> SSHDServer:
     for _attempt in range(5):
         port = _free_port()
         config = directory / "sshd_config"
-        config.write_text(_CONFIG.format(port=port, dir=directory, subsystem=subsystem))
+        config.write_text(_CONFIG.format(port=port, dir=directory, subsystem=subsystem) + extra_config)
         log = directory / "sshd.log"
         # -e would send the log to stderr; -E writes it to a file the tests can show.
         proc = subprocess.Popen(
@@ -230,11 +238,13 @@ def sshd_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ssh_vm_options(sshd_server):
-    """``vm.create`` options reaching ``sshd_server`` (host key trusted in an isolated file)."""
+    """``vm.create`` options reaching ``sshd_server`` (host key trusted in an isolated file, the
+    agent cached in the fixture's directory rather than the real ``~/.cache/bioxen``)."""
     return {
         "type": "ssh",
         "host": sshd_server.target,
         "key": str(sshd_server.client_key),
         "known_hosts": str(sshd_server.known_hosts),
         "agent": False,
+        "cache_dir": str(sshd_server.directory / "remote-cache"),
     }

@@ -5,14 +5,13 @@ remote process (on this machine, which lets the tests look at it through /proc).
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from bioxen_shell.remote import hostkeys
+from bioxen_shell.remote import hostkeys, upload
 from bioxen_shell.remote.ssh import SSHBackend
 from bioxen_shell.vm.handle import VMCrashed, VMInterrupted
 from bioxen_shell.vm.manager import Manager
@@ -114,8 +113,11 @@ def test_runtime_of_profile_picks_the_binary(manager, ssh_vm_options, cache_dir)
 
 
 def test_missing_interpreter_is_a_clear_error(manager, ssh_vm_options, cache_dir):
-    with pytest.raises(Exception, match=r"interpreter 'lua9\.9'.*not installed"):
+    with pytest.raises(Exception, match=r"interpreter 'lua9\.9'.*not installed on the host; "
+                                        r"Lua interpreters found there: luajit, lua5\.4"):
         _create(manager, _options(ssh_vm_options, interpreter="lua9.9", cache_dir=str(cache_dir)))
+    with pytest.raises(Exception, match=r"has no lua5\.5 \(runtime lua55\); Lua interpreters found there: luajit"):
+        _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)), runtime="lua55")
 
 
 # ----------------------------------------------------------------------------- upload
@@ -133,6 +135,35 @@ def test_agent_uploaded_once_per_version(manager, ssh_vm_options, cache_dir):
     assert (bundles[0] / ".complete").stat().st_mtime_ns == marker   # not uploaded again
 
 
+def test_concurrent_first_starts_share_one_upload(ssh_vm_options, cache_dir):
+    opts = _options(ssh_vm_options, cache_dir=str(cache_dir))
+    del opts["type"]  # the manager takes "type" off before a backend sees the options
+    backends = [SSHBackend(f"c{i}", opts, load_profile("standard")) for i in range(3)]
+    procs, errors = [], []
+
+    def start(b):
+        try:
+            procs.append(b.start())
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(b,)) for b in backends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert not errors and len(procs) == 3
+        assert [p.name for p in cache_dir.iterdir()] == [f"agent-{upload.agent_bundle().version}"]
+        for p in procs:
+            assert p.recv(4, 10).startswith(b"H")
+    finally:
+        for p in procs:
+            p.close()
+        for b in backends:
+            b.destroy()
+
+
 @pytest.fixture(scope="module")
 def sshd_without_sftp(tmp_path_factory):
     server = start_sshd(tmp_path_factory.mktemp("sshd-nosftp"), sftp=False)
@@ -147,6 +178,27 @@ def test_upload_falls_back_to_exec_without_sftp(manager, sshd_without_sftp, cach
     vm = _create(manager, opts)
     assert _one(vm, 'return require("bio.seq").reverse_complement("AACG")') == "CGTT"
     assert len([p for p in cache_dir.iterdir() if p.name.startswith("agent-")]) == 1
+
+
+def test_status_line_skips_login_noise_and_keeps_the_stream(ssh_vm_options, sshd_server):
+    """Some rc files print a banner on every session: the launcher skips it, and takes no byte
+    of what follows its status line (the agent's frames)."""
+    from bioxen_shell.remote import ssh
+    from bioxen_shell.remote.config import resolve_host
+
+    opts = dict(ssh_vm_options)
+    del opts["type"]
+    client = ssh.connect(resolve_host(opts.pop("host"), opts))
+    try:
+        chan = client.get_transport().open_session()
+        chan.exec_command("printf 'Welcome to the lab\\nR3\\nbioxen-start luajit\\nH5\\nhello'")
+        assert ssh._read_status_line(chan, 10) == "bioxen-start luajit"
+        rest = b""
+        while len(rest) < 9:
+            rest += chan.recv(100)
+        assert rest == b"H5\nhello"
+    finally:
+        client.close()
 
 
 # ----------------------------------------------------------------------------- interrupts, kills, drops

@@ -118,7 +118,7 @@ def test_vdi_destroy_rules(x, xapi_test_pool):
     x.VM.destroy(vm)
     assert vdi in sim.table("VDI")  # VM.destroy keeps disks, as XAPI does
     x.VDI.destroy(vdi)
-    assert sim.table("VDI") == {}
+    assert vdi not in sim.table("VDI")
 
 
 def test_maps_and_tags(x, xapi_test_pool):
@@ -230,3 +230,12 @@ def test_fault_injection_is_one_shot(x, xapi_test_pool):
                   "OpaqueRef:t")
     assert failure(x.VM.clone, sim.template, "a")[0] == "OTHER_OPERATION_IN_PROGRESS"
     assert x.VM.clone(sim.template, "a")
+
+
+def test_copy_puts_disks_on_the_given_sr(x, xapi_test_pool):
+    sim = xapi_test_pool.sim
+    clone = x.VM.clone(sim.disk_template, "c")
+    copy = x.VM.copy(sim.disk_template, "k", sim.sr_fast)
+    (cvbd,), (kvbd,) = x.VM.get_VBDs(clone), x.VM.get_VBDs(copy)
+    assert x.VDI.get_SR(x.VBD.get_VDI(cvbd)) == sim.sr
+    assert x.VDI.get_SR(x.VBD.get_VDI(kvbd)) == sim.sr_fast

@@ -50,6 +50,7 @@ def the_vm(sim) -> tuple[str, dict]:
 # ------------------------------------------------------------------------------ lifecycle
 def test_full_lifecycle(xapi_sim, xcpng_settings):
     from bioxen_shell.vm.manager import Manager
+    disks_before = set(xapi_sim.table("VDI"))
     manager = Manager()
     vm = manager.create("life", type="xcpng", pool=xcpng_settings, memory="1GiB", vcpus=2)
     try:
@@ -78,7 +79,7 @@ def test_full_lifecycle(xapi_sim, xcpng_settings):
     finally:
         manager.destroy_all()
     assert xapi_sim.vms() == {}
-    assert len(xapi_sim.table("VDI")) == 0  # the provisioned disk went with the VM
+    assert set(xapi_sim.table("VDI")) == disks_before  # the provisioned disk went with the VM
     assert xapi_sim.open_sessions() == [] and xapi_sim.table("task") == {}
     assert registry_mod.Registry().all() == []
 
@@ -154,8 +155,9 @@ def test_ssh_failure_after_boot_rolls_back(xapi_sim, xcpng_settings):
     xapi_sim.guest.on_boot.clear()
     xapi_sim.guest.ip = "127.0.0.1"
     settings = dict(xcpng_settings, ssh_user="no-such-user-bioxen", ip_timeout=3)
-    with pytest.raises(BackendError):
+    with pytest.raises(BackendError) as exc:
         backend(settings).start()
+    assert "installs the injected key" in str(exc.value) and "rolled back" in str(exc.value)
     assert_nothing_left(xapi_sim, before)
 
 
@@ -406,8 +408,6 @@ def _write_config(settings: dict, name: str = "sim") -> None:
     from pathlib import Path
     lines = [f"[pools.{name}]"]
     for key, value in settings.items():
-        if key in ("known_hosts", "shutdown_timeout", "host_keys"):
-            continue  # not config-file keys (yet); passed inline where tests need them
         lines.append(f"{key} = {json.dumps(value)}")
     path = Path(os.environ["BIOXEN_CONFIG_DIR"]) / "config.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -425,6 +425,21 @@ def test_pool_from_the_config_file(xapi_sim, xcpng_settings):
         XCPngBackend("x", {"pool": "nope"}, load_profile(None)).settings()
     with pytest.raises(BackendError, match="needs pool="):
         XCPngBackend("x", {}, load_profile(None))
+
+
+def test_vm_on_a_configured_pool_end_to_end(xapi_sim, xcpng_settings):
+    from bioxen_shell.remote.config import cli_main as config_check
+    from bioxen_shell.vm.manager import Manager
+    _write_config(xcpng_settings)
+    assert config_check(["check"]) == 0
+    manager = Manager()
+    vm = manager.create("conf", type="xcpng", pool="sim", vcpus=2)
+    try:
+        assert vm.eval("return 2 ^ 10") == [1024.0]
+        assert the_vm(xapi_sim)[1]["VCPUs_at_startup"] == "2"
+    finally:
+        manager.destroy_all()
+    assert xapi_sim.vms() == {} and xapi_sim.open_sessions() == []
 
 
 def test_world_readable_password_file_is_refused(xapi_sim, xcpng_settings):
@@ -482,3 +497,23 @@ def test_guest_presenting_another_host_key_is_refused(xapi_sim, xcpng_guest_sett
     assert "xcpng-" in str(exc.value) or "host key" in str(exc.value).lower()
     assert_nothing_left(xapi_sim, before)
     assert guests.running() == 0
+
+
+@pytest.mark.parametrize("sr", [None, "Fast SSD"])
+def test_template_with_its_own_disk_clone_or_copy(xapi_sim, xcpng_settings, sr):
+    """A template that already has a disk (an imported image): cloned (fast) when no SR is
+    asked for, copied onto the SR when one is; either way destroy removes only the VM's copy."""
+    before = baseline(xapi_sim)
+    options = {"template": "Alpine 3.20 cloud (disk)"}
+    if sr:
+        options["sr"] = sr
+    b, proc = _started(xcpng_settings, **options)
+    proc.kill()
+    proc.close()
+    ref, rec = the_vm(xapi_sim)
+    (vbd,) = rec["VBDs"]
+    vdi = xapi_sim.table("VBD")[vbd]["VDI"]
+    assert xapi_sim.table("VDI")[vdi]["SR"] == (xapi_sim.sr_fast if sr else xapi_sim.sr)
+    assert bool(xapi_sim.calls("Async.VM.copy")) == bool(sr)
+    b.destroy()
+    assert_nothing_left(xapi_sim, before)

@@ -85,7 +85,8 @@ def test_orphan_of_a_process_killed_while_provisioning(xapi_sim, xcpng_settings)
     status, out, err = run_gc("--yes")
     assert status == 0, err
     assert f"destroyed bioxen-doomed ({record.uuid})" in out
-    assert xapi_sim.vms() == {} and xapi_sim.table("VDI") == {}
+    assert xapi_sim.vms() == {}
+    assert all(v["VBDs"] for v in xapi_sim.table("VDI").values())  # no orphaned disk either
     assert registry_mod.Registry().all() == []
     assert len(xapi_sim.open_sessions()) == killed_sessions  # gc logged out its own
 

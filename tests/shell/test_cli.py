@@ -178,12 +178,13 @@ def test_os_exit_runs_cleanup(tmp_path):
     assert (tmp_path / "mark").read_text() == "cleaned\n"
 
 
-def test_sigterm_while_running_runs_cleanup(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_termination_signal_while_running_runs_cleanup(tmp_path, sig):
     proc = run_with_cleanup_mark(tmp_path, "-e", "print('started') io.stdout:flush() while true do end")
     assert proc.stdout.readline() == b"started\n"
     time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 128 + signal.SIGTERM
+    proc.send_signal(sig)
+    assert proc.wait(10) == 128 + sig
     assert (tmp_path / "mark").read_text() == "cleaned\n"
 
 
@@ -216,3 +217,36 @@ def test_fast_path_imports_no_front_end_or_vm_layer():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_ctrl_c_stops_a_script_with_status_130(tmp_path):
+    (tmp_path / "spin.lua").write_text("print('spinning')\nio.stdout:flush()\nwhile true do end\n")
+    proc = subprocess.Popen([*BIOXEN, "spin.lua"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"spinning\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 130
+    err = proc.stderr.read().decode()
+    assert err.startswith("bioxen: interrupted!\nstack traceback:\n\tspin.lua:3: in main chunk")
+
+
+def test_installed_console_script():
+    import shutil
+
+    exe = shutil.which("bioxen")
+    if exe is None:
+        pytest.skip("the bioxen command is not on PATH (pip install . puts it there)")
+    proc = subprocess.run([exe, "-e", "print(6 * 7)"], capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stdout) == (0, "42\n")
+
+
+def test_init_lua_runs_before_the_repl_only(tmp_path):
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "init.lua").write_text("greeting = 'hello from init'\n")
+    env = dict(os.environ, BIOXEN_CONFIG_DIR=str(config_dir))
+    assert run("-i", stdin=b"greeting\n", env=env)[1] == '"hello from init"\n'
+    assert run("-e", "print(greeting)", env=env)[1] == "nil\n"
+    (config_dir / "init.lua").write_text("error('bad init')\n")
+    code, out, err = run("-i", stdin=b"1 + 1\n", env=env)
+    assert (code, out) == (0, "2\n")
+    assert "init.lua:1: bad init" in err

@@ -103,3 +103,31 @@ def test_commands_can_be_interrupted(make_engine):
     threading.Timer(0.2, engine.interrupt).start()
     assert engine.eval_line(":spin").kind == "interrupted"
     assert engine.show("1") == "1"
+
+
+def test_help_shows_the_doc_comment_of_a_library_function(make_engine, tmp_path, monkeypatch):
+    (tmp_path / "doclib.lua").write_text(
+        "local M = {}\n\n-- Count the G and C bases.\n-- s: a DNA string\nfunction M.gc(s)\n"
+        "  return select(2, s:gsub('[GC]', ''))\nend\nreturn M\n")
+    monkeypatch.setenv("BIOXEN_PATH", str(tmp_path))
+    engine = make_engine()
+    engine.reset()
+    engine.show("doclib = require 'doclib'")
+    out = engine.show(":help doclib.gc")
+    assert "doclib.gc: function" in out
+    assert "-- Count the G and C bases.\n-- s: a DNA string" in out
+    assert "function(s)" in out
+
+
+def test_jit_command_compiles_typed_code_only_when_asked(make_engine):
+    engine = make_engine("luajit")
+    traced = "(function() jit.flush(); {code} return require('jit.util').traceinfo(1) ~= nil end)()"
+    loop = "local s = 0 for i = 1, 1e5 do s = s + i end"
+    # default: typed code stays in the interpreter (where the interrupt hook fires)
+    assert engine.show(traced.format(code=loop)) == "false"
+    assert "interpreted" in engine.show(":jit")
+    engine.show(":jit on")
+    assert engine.show(traced.format(code=loop)) == "true"
+    engine.show(":jit off")
+    assert engine.show(traced.format(code=loop)) == "false"
+    assert make_engine("lua54").eval_line(":jit").kind == "error"  # LuaJIT only

@@ -187,7 +187,9 @@ def test_interrupt_runaway_loop(engine, code):
     elapsed = time.monotonic() - start
     assert result.kind == "interrupted"
     assert result.message == b"interrupted!"
-    assert elapsed < 1.2
+    # Not a speed test (bench/interrupt.py measures the latency): only proof that
+    # the interrupt, not some timeout, ended the loop, even on a loaded machine.
+    assert elapsed < 5
     # the shell is usable and its state intact; the flag does not leak
     assert engine.show("state") == '"intact"'
     assert engine.show("1 + 1") == "2"

@@ -173,3 +173,15 @@ def test_keyboard_interrupt_in_the_waiting_thread_interrupts_the_vm(manager):
     with pytest.raises(KeyboardInterrupt):
         h.eval("while true do end")
     assert h.status == "running" and h.eval("return 'still here'") == ["still here"]
+
+
+def test_an_interrupt_sent_before_the_call_starts_is_not_lost(manager):
+    h = manager.create("early")
+    for _ in range(5):
+        h.send("while true do end")
+        h.interrupt()  # the request may not even have been read yet
+        t0 = time.monotonic()
+        with pytest.raises(VMError) as info:
+            h.recv(10)
+        assert info.value.kind == "interrupted" and time.monotonic() - t0 < 3
+        assert h.eval("return 'ok'") == ["ok"]

@@ -132,6 +132,14 @@ class XapiSimulator:
             other_config={"disks": disks, "install-methods": "cdrom,http"},
             memory_static_max=str(GiB), memory_dynamic_min=str(GiB),
             memory_dynamic_max=str(GiB))
+        # A template that already has its disk (an imported cloud image), and a second SR.
+        self.sr_fast = db.create("SR", name_label="Fast SSD", physical_size=str(100 * GiB))
+        self.disk_template = db.create("VM", name_label="Alpine 3.20 cloud (disk)",
+                                       is_a_template=True)
+        image = db.create("VDI", name_label="alpine root", SR=self.sr,
+                          virtual_size=str(2 * GiB), physical_utilisation=str(2 * GiB))
+        db.create("VBD", VM=self.disk_template, VDI=image, userdevice="0", bootable=True,
+                  type="Disk")
         # A built-in style template with the empty SR xe/XO have to fill in.
         db.create("VM", name_label="Other install media", is_a_template=True,
                   is_default_template=True,
@@ -409,8 +417,9 @@ class XapiSimulator:
         used = int(self.db.row("SR", sr)["physical_size"]) - self._sr_free(sr)
         self.db.update("SR", sr, physical_utilisation=str(used), virtual_allocation=str(used))
 
-    def _copy_vm(self, src: str, new_name: str, **overrides: Any) -> str:
-        """The shared part of clone/copy/snapshot: the record, disks (new VDIs), VIFs."""
+    def _copy_vm(self, src: str, new_name: str, target_sr: str = NULL, **overrides: Any) -> str:
+        """The shared part of clone/copy/snapshot: the record, disks (new VDIs, on
+        ``target_sr`` for VM.copy with an SR), VIFs."""
         with self.db.lock:
             source = self.db.get_record("VM", src)
             values = {k: v for k, v in source.items() if k in FIELDS["VM"]}
@@ -429,7 +438,7 @@ class XapiSimulator:
                         d = self.db.row("VDI", vdi)
                         snap = overrides.get("is_a_snapshot", False)
                         vdi = self._new_vdi(
-                            d["SR"], int(d["virtual_size"]),
+                            d["SR"] if target_sr == NULL else target_sr, int(d["virtual_size"]),
                             name_label=d["name_label"], type=d["type"], is_a_snapshot=snap,
                             snapshot_of=vdi if snap else NULL)
                     self.db.create("VBD", VM=new, VDI=vdi, userdevice=b["userdevice"],
@@ -469,7 +478,7 @@ class XapiSimulator:
         self._assert_power(vm, "copy")
         if sr != NULL:
             self.db.row("SR", sr)
-        return self._copy_vm(vm, new_name)
+        return self._copy_vm(vm, new_name, target_sr=sr)
 
     def _vm_snapshot(self, ctx, vm: str, new_name: str) -> str:
         self._assert_power(vm, "snapshot")

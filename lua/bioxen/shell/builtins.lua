@@ -55,8 +55,10 @@ local function describe(shell, name)
       lines[#lines + 1] = "  a built-in function"
     else
       lines[#lines + 1] = "  defined at " .. info.short_src .. ":" .. info.linedefined
+      local doc = funcsource.doc_comment(value)
+      if doc then lines[#lines + 1] = doc end
       local src = funcsource.source_of(value)
-      if src then lines[#lines + 1] = src end
+      if src and select(2, src:gsub("\n", "")) < 30 then lines[#lines + 1] = src end
     end
   elseif type(value) == "table" then
     local doc = rawget(value, "__doc") or rawget(value, "_DESCRIPTION")
@@ -110,6 +112,8 @@ register {
     local words = split_args(argstr)
     if #words == 0 then error("usage: :run FILE [ARGS...]", 0) end
     local path = table.remove(words, 1)
+    local home = os.getenv("HOME")
+    if home and path:sub(1, 2) == "~/" then path = home .. path:sub(2) end
     return shell:run_file(path, words)
   end,
   complete = function(shell, partial) return complete.complete_path(shell, partial) end,
@@ -227,6 +231,32 @@ register {
     return out
   end,
 }
+
+if type(jit) == "table" then
+  register {
+    name = "jit",
+    usage = ":jit [on|off]",
+    help = "LuaJIT: also compile the code you type (on: fastest, but Ctrl-C cannot stop a compiled loop) or not (off, the default).",
+    run = function(shell, argstr)
+      if argstr == "on" then
+        shell.jit_user_code = true
+      elseif argstr == "off" then
+        shell.jit_user_code = false
+      elseif argstr ~= "" then
+        error("usage: :jit [on|off]", 0)
+      end
+      return "code you type is " .. (shell.jit_user_code and "JIT-compiled (Ctrl-C may not stop loops)"
+        or "interpreted (Ctrl-C always stops it); library code is JIT-compiled")
+    end,
+    complete = function(_, partial)
+      local out = {}
+      for _, w in ipairs({ "on", "off" }) do
+        if w:sub(1, #partial) == partial then out[#out + 1] = w end
+      end
+      return out
+    end,
+  }
+end
 
 register {
   name = "quit",

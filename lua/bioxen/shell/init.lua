@@ -283,6 +283,13 @@ function M.current()
   return current
 end
 
+-- Every user chunk passes here before it runs.  On LuaJIT it is kept out of
+-- the JIT (with every function it defines) unless `:jit on` asked otherwise:
+-- compiled loops never call the interrupt hook.
+function Shell:_prepare(fn)
+  if not self.jit_user_code then jit_off(fn, true) end
+end
+
 function Shell:write(s)
   self.host.write(s)
 end
@@ -338,7 +345,7 @@ function Shell:eval_input(src)
   if not fn then
     return { ok = false, kind = "syntax", message = is_expr_or_err }
   end
-  jit_off(fn, true)
+  self:_prepare(fn)
   for _, n in ipairs(declared) do self.declared[n] = true end
   local ok, res
   if is_expr_or_err == true then
@@ -381,7 +388,7 @@ function Shell:execute(src, chunkname)
     if not efn then return { ok = false, kind = "syntax", message = err } end
     fn, is_expr = efn, true
   end
-  jit_off(fn, true)
+  self:_prepare(fn)
   local ok, res = self:_protected(fn, is_expr and chunk.values or nil)
   if not ok then return res end
   if is_expr then return self:_show(res) end
@@ -407,7 +414,7 @@ function Shell:run_file(path, args)
   funcsource.remember(chunkname, src)
   local fn, cerr = chunk.compile(src, chunkname, self.env)
   if not fn then return { ok = false, kind = "syntax", message = cerr } end
-  jit_off(fn, true)
+  self:_prepare(fn)
   local arg = { [-1] = "bioxen", [0] = path }
   for i, a in ipairs(args) do arg[i] = a end
   _G.arg = arg
