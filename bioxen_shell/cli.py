@@ -47,6 +47,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from .runtimes import DEFAULT_RUNTIME, RUNTIMES
+
     p = _Parser(
         prog="bioxen",
         description="A Lua shell for biological sequence work, with Lua VMs that run "
@@ -58,11 +60,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", dest="chunks", action="append", default=[], metavar="CODE",
                    help="run the Lua chunk CODE (repeatable; an expression prints its value)")
     p.add_argument("-l", dest="modules", action="append", default=[], metavar="MODULE",
-                   help="require MODULE into the global of the same name (repeatable)")
+                   help="require MODULE into the global of the same name, or -l NAME=MODULE (repeatable)")
     p.add_argument("-i", dest="interactive", action="store_true",
                    help="open the REPL after running the script and -e chunks")
     p.add_argument("--runtime", metavar="NAME",
-                   help="Lua runtime: lua51 lua52 lua53 lua54 lua55 luajit (default: %(default)s)")
+                   help=f"Lua runtime: {' '.join(RUNTIMES)} (default: runtime in the [shell] table "
+                   f"of config.toml, else {DEFAULT_RUNTIME})")
     p.add_argument("--path", dest="paths", action="append", default=[], metavar="DIR",
                    help="also search DIR for Lua modules (repeatable; see also BIOXEN_PATH)")
     p.add_argument("--version", action="store_true", help="print the version and exit")

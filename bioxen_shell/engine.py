@@ -149,8 +149,8 @@ class Engine:
             try:
                 module = importlib.import_module(name)
             except ModuleNotFoundError as exc:
-                if exc.name is not None and name.startswith(exc.name):
-                    continue  # that extension is not installed (yet): fine
+                if exc.name == name or name.startswith(f"{exc.name}."):
+                    continue  # that extension (or its package) is not installed: fine
                 self._report_extension_error(name, exc)
                 continue
             except Exception as exc:  # noqa: BLE001 - report, keep the shell usable

@@ -37,7 +37,9 @@ function M.open_source(src, fname, chunk_size)
   if type(src) == "string" then
     local f, err = io_lib(fname).open(src, "rb")
     if not f then error(string.format("%s: cannot open '%s': %s", fname, src, tostring(err)), 3) end
-    return function() return f:read(chunk_size) end, function() f:close() end, src
+    local open = true
+    return function() return f:read(chunk_size) end,
+      function() if open then open = false; f:close() end end, src
   end
   if is_file(src) then
     return function() return src:read(chunk_size) end, function() end, "<file>"
@@ -47,6 +49,15 @@ function M.open_source(src, fname, chunk_size)
     return function() return src:read(chunk_size) end, function() end, "<stream>"
   end
   A.arg_error(fname, 1, "source", "expected a file path or an open file, got " .. type(src), 2)
+end
+
+--- The iterator triple for a generic `for`, plus a closing value: Lua 5.4
+-- closes it when the loop ends early (break, error, return), so a file we
+-- opened is closed at once; older runtimes ignore the fourth value and the
+-- file is closed at EOF or by the garbage collector.
+function M.iterator(next_fn, close)
+  local closer = setmetatable({}, { __close = function() close() end })
+  return next_fn, nil, nil, closer
 end
 
 --- A chunk reader over a string's text (in chunk_size slices).

@@ -230,7 +230,7 @@ end
 function M.records(source, opts)
   opts = opts_of(opts, "bio.fasta.records")
   local read, close, name = IO.open_source(source, "bio.fasta.records", opts.chunk_size)
-  return reader(read, close, name, "bio.fasta.records")
+  return IO.iterator(reader(read, close, name, "bio.fasta.records"), close)
 end
 
 --- Iterate over the records in a string holding FASTA text.

@@ -209,7 +209,7 @@ end
 function M.records(source, opts)
   opts = opts_of(opts, "bio.fastq.records")
   local read, close, name = IO.open_source(source, "bio.fastq.records", opts.chunk_size)
-  return reader(read, close, name, "bio.fastq.records", opts)
+  return IO.iterator(reader(read, close, name, "bio.fastq.records", opts), close)
 end
 
 --- Iterate over the records in a string holding FASTQ text.

@@ -15,6 +15,8 @@
   credentials, up to three times); we turn its final give-up into an ``XapiError``.
 * **Always log out**: use the session as a context manager.  XAPI caps sessions per
   user/originator (500) and keeps idle ones for 24 h.
+* **Busy pools**: calls refused with ``OTHER_OPERATION_IN_PROGRESS``/``TOO_BUSY`` are retried
+  with backoff (they never started).
 * **Waiting**: :meth:`XapiSession.wait_task` and :meth:`XapiSession.wait_until` block on
   ``event.from`` (falling back to polling where it is unknown) instead of fixed sleeps.
 
@@ -50,6 +52,8 @@ API_VERSION = "1.0"
 NULL_REF = "OpaqueRef:NULL"
 DEFAULT_TIMEOUT = 60.0  # seconds for one HTTP exchange (event.from waits are shorter)
 _EVENT_WAIT = 5.0       # seconds one event.from call may block
+_BUSY = ("OTHER_OPERATION_IN_PROGRESS", "TOO_BUSY", "TOO_MANY_PENDING_TASKS",
+         "HOST_STILL_BOOTING")
 _THUMBPRINT_REQUEST = "x-xenapi-request-host-certificate-thumbprint"
 _THUMBPRINT_RESPONSE = "x-xenapi-response-host-certificate-thumbprint"
 
@@ -250,6 +254,7 @@ class XapiSession:
         self.user = user
         self.tls = tls
         self.timeout = timeout
+        self.busy_timeout = 30.0  # how long to retry calls the pool refused as busy
         self.label = label or url  # what messages call this pool ("pool 'lab'")
         self._password = password
         self._sdk: XenAPI.Session | None = None
@@ -346,7 +351,26 @@ class XapiSession:
 
     # ------------------------------------------------------------------ calls
     def call(self, method: str, *args: Any) -> Any:
-        """Call ``method`` (``"VM.clone"``, ``"Async.VM.start"``) and return its ``Value``."""
+        """Call ``method`` (``"VM.clone"``, ``"Async.VM.start"``) and return its ``Value``.
+
+        A pool that is momentarily busy (``OTHER_OPERATION_IN_PROGRESS`` on the object,
+        ``TOO_BUSY``, ``TOO_MANY_PENDING_TASKS``, ``HOST_STILL_BOOTING``) refused to *start*
+        the call, so it is retried with backoff for up to ``busy_timeout`` seconds.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.2
+        while True:
+            try:
+                return self._call_once(method, *args)
+            except XapiError as e:
+                if e.code not in _BUSY or time.monotonic() + delay > deadline:
+                    raise
+                log.info("%s: %s answered %s; retrying in %.1f s", self.label, method, e.code,
+                         delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _call_once(self, method: str, *args: Any) -> Any:
         if self._sdk is None:
             raise RuntimeError("XapiSession.call before login()")
         target: Any = self._sdk.xenapi

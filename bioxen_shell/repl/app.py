@@ -42,10 +42,6 @@ STYLE = Style.from_dict(
 )
 
 
-def _prompt_text(engine) -> str:  # noqa: ANN001
-    return (engine.prompt_name() or "lua") + "> "
-
-
 def make_session(
     engine,  # noqa: ANN001
     *,

@@ -38,6 +38,8 @@ __all__ = [
     "frame",
     "frame_parts",
     "request",
+    "request_parts",
+    "write_parts",
     "decode_reply",
     "FrameReader",
     "read_frame",
@@ -46,10 +48,16 @@ __all__ = [
     "REQUEST",
     "OUTPUT",
     "REPLY",
+    "BLOB",
+    "BLOB_THRESHOLD",
+    "encode_parts",
 ]
 
-#: Frame kinds.
-HELLO, REQUEST, OUTPUT, REPLY = b"H", b"Q", b"O", b"R"
+#: Frame kinds.  BLOB frames carry a big string of the next request (protocol.md, "Blobs").
+HELLO, REQUEST, OUTPUT, REPLY, BLOB = b"H", b"Q", b"O", b"R", b"B"
+
+#: Strings at least this long travel in their own BLOB frame (request_parts).
+BLOB_THRESHOLD = 1 << 20
 
 MAX_DEPTH = 200
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
@@ -90,17 +98,25 @@ def _encode_float(v: float) -> bytes:
     return b"d" + repr(v).encode("ascii") + b";"
 
 
-def _encode_into(v: Any, parts: list, keys: list, on_path: set, root: str) -> None:
+def _encode_into(v: Any, parts: list, keys: list, on_path: set, root: str, blobs: list | None = None) -> None:
     # Most frequent types first.
     t = type(v)
     if t is str:
         b = v.encode("utf-8", "surrogatepass")
-        parts.append(b"s%d:" % len(b))
-        parts.append(b)
+        if blobs is not None and len(b) >= BLOB_THRESHOLD:
+            blobs.append(b)
+            parts.append(b"S%d;" % len(blobs))
+        else:
+            parts.append(b"s%d:" % len(b))
+            parts.append(b)
     elif t is bytes or t is bytearray or t is memoryview:
         n = v.nbytes if t is memoryview else len(v)
-        parts.append(b"s%d:" % n)
-        parts.append(v)
+        if blobs is not None and n >= BLOB_THRESHOLD:
+            blobs.append(v)
+            parts.append(b"S%d;" % len(blobs))
+        else:
+            parts.append(b"s%d:" % n)
+            parts.append(v)
     elif v is None:
         parts.append(b"n")
     elif v is True:
@@ -130,13 +146,13 @@ def _encode_into(v: Any, parts: list, keys: list, on_path: set, root: str) -> No
                     raise WireError(f"cannot encode {_path(root, keys)}: nan as a table key")
                 keys.append(k)
                 _encode_into(k, parts, keys, on_path, root)
-                _encode_into(item, parts, keys, on_path, root)
+                _encode_into(item, parts, keys, on_path, root, blobs)
                 keys.pop()
         else:
             parts.append(b"{%d;" % len(v))
             for i, item in enumerate(v, 1):
                 keys.append(i)
-                _encode_into(item, parts, keys, on_path, root)
+                _encode_into(item, parts, keys, on_path, root, blobs)
                 keys.pop()
         parts.append(b"}")
         on_path.discard(id(v))
@@ -298,18 +314,60 @@ def frame(kind: bytes, payload: bytes | bytearray) -> bytes:
     return b"".join((kind, b"%d\n" % len(payload), payload))
 
 
-def request(op: str, id: int, **fields: Any) -> bytes:
-    """A complete ``Q`` frame.  ``args`` (if given) is encoded as a value list."""
+def request_parts(op: str, id: int, *, blobs: bool = True, **fields: Any) -> list:
+    """The frames of one request as pieces, for ``os.writev`` or :func:`write_parts`.
+
+    ``args`` (if given) is encoded as a value list.  With ``blobs``, every string of at least
+    :data:`BLOB_THRESHOLD` bytes goes first in its own ``B`` frame and the request refers to it
+    (``S<i>;``): the agent then reads it straight into a Lua string, with no copy out of the
+    request's payload, and nothing here copies it either.
+    """
     parts: list = [b"{0;", b"s2:id", b"i%d;" % id, b"s2:op", b"s%d:" % len(op), op.encode()]
+    found: list | None = [] if blobs else None
     for name, value in fields.items():
         key = name.encode()
         parts.append(b"s%d:" % len(key))
         parts.append(key)
         if name == "args":
             value = list(value)
-        _encode_into(value, parts, [name], set(), "request")
+        _encode_into(value, parts, [name], set(), "request", found)
     parts.append(b"}")
-    return b"".join(frame_parts(REQUEST, parts))
+    frames: list = []
+    for blob in found or ():
+        frames += frame_parts(BLOB, [blob])
+    return frames + frame_parts(REQUEST, parts)
+
+
+def request(op: str, id: int, **fields: Any) -> bytes:
+    """A complete request (its ``B`` frames, then the ``Q`` frame) as one bytes object."""
+    return b"".join(request_parts(op, id, **fields))
+
+
+def write_parts(fd: int, parts: list) -> None:
+    """Write all pieces to ``fd``: runs of small pieces are joined, big ones written as they are."""
+    views: list = []
+    small: list = []
+    for p in parts:
+        n = p.nbytes if isinstance(p, memoryview) else len(p)
+        if n >= 65536:
+            if small:
+                views.append(memoryview(b"".join(small)))
+                small = []
+            views.append(memoryview(p).cast("B"))
+        elif n:
+            small.append(p)
+    if small:
+        views.append(memoryview(b"".join(small)))
+    i = 0
+    while i < len(views):
+        n = os.writev(fd, views[i : i + 512])
+        while n:
+            if n >= len(views[i]):
+                n -= len(views[i])
+                i += 1
+            else:
+                views[i] = views[i][n:]
+                n = 0
 
 
 class FrameReader:

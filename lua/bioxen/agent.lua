@@ -207,7 +207,13 @@ local call_started = 0
 local interrupt_file, interrupt_seen = nil, 0
 local main_thread = nil      -- on 5.2+: to see lua.c's SIGINT hook from inside coroutines
 
-local agent_functions = {}   -- never interrupted; their frames are not shown to the user
+-- Code of the agent and of wire.lua is never interrupted, and its frames are never shown
+-- to the user.
+local AGENT_SOURCE = d_getinfo(1, "S").source
+local WIRE_SOURCE = d_getinfo(wire.encode, "S").source
+local function is_agent_frame(info)
+  return info ~= nil and (info.source == AGENT_SOURCE or info.source == WIRE_SOURCE)
+end
 local function in_main_thread()
   local co, is_main = co_running()
   return co == nil or is_main == true
@@ -221,10 +227,9 @@ local function raise_from_hook(err)
   -- Keep raising, on every instruction from now on, so a user pcall cannot swallow it.
   stop_error = err
   d_sethook(hook, "", 1)
-  local info = d_getinfo(3, "f")
   -- Never inside the agent's own functions (output buffer, error handler…): the next user
   -- instruction gets it instead.
-  if info and agent_functions[info.func] then return end
+  if is_agent_frame(d_getinfo(3, "S")) then return end
   error(err, 0)
 end
 
@@ -246,8 +251,49 @@ check_alive = function(now)
   end
 end
 
+-- LuaJIT fast path (stock luajit only; the portable fallback is lua.c's one-shot handler):
+-- SIGINT stays blocked and the hook polls for it with sigpending, so any number of SIGINTs
+-- interrupt safely — never in the middle of a frame, never killing the process.
+local sigint_pending, sigint_drain = nil, nil
+local function setup_sigint_polling()
+  if EMBEDDED or not HAS_FFI then return end
+  local ok = pcall(function()
+    local ffi = require("ffi")
+    if ffi.os ~= "Linux" then error("only on Linux") end
+    ffi.cdef[[
+      typedef struct { unsigned long val[16]; } bioxen_sigset_t;
+      typedef struct { long tv_sec; long tv_nsec; } bioxen_timespec_t;
+      int sigemptyset(bioxen_sigset_t *set);
+      int sigaddset(bioxen_sigset_t *set, int signum);
+      int sigprocmask(int how, const bioxen_sigset_t *set, bioxen_sigset_t *oldset);
+      int sigpending(bioxen_sigset_t *set);
+      int sigismember(const bioxen_sigset_t *set, int signum);
+      int sigtimedwait(const bioxen_sigset_t *set, void *info, const bioxen_timespec_t *timeout);
+    ]]
+    local C, SIGINT, SIG_BLOCK = ffi.C, 2, 0
+    local set, pending = ffi.new("bioxen_sigset_t"), ffi.new("bioxen_sigset_t")
+    local zero = ffi.new("bioxen_timespec_t")
+    C.sigemptyset(set)
+    C.sigaddset(set, SIGINT)
+    if C.sigprocmask(SIG_BLOCK, set, nil) ~= 0 then error("sigprocmask failed") end
+    sigint_pending = function()
+      C.sigpending(pending)
+      if C.sigismember(pending, SIGINT) == 1 then
+        C.sigtimedwait(set, nil, zero)
+        return true
+      end
+      return false
+    end
+    sigint_drain = function()
+      while sigint_pending() do end
+    end
+  end)
+  if not ok then sigint_pending, sigint_drain = nil, nil end
+end
+
 local function interrupt_requested()
   if host_poll and host_poll() then return true end
+  if sigint_pending and sigint_pending() then return true end
   if interrupt_file then
     local size = interrupt_file:seek("end")
     if size and size > interrupt_seen then interrupt_seen = size; return true end
@@ -358,11 +404,12 @@ end
 
 local function handler(err)
   in_user = false  -- the error has reached the agent's boundary: user code is over
+  if host_set_memory then host_set_memory(false) end
   local lines = { "stack traceback:" }
   for level = 2, 60 do
     local info = d_getinfo(level, "Slnf")
     if not info or info.func == xpcall then break end
-    if not agent_functions[info.func] then lines[#lines + 1] = frame_text(info) end
+    if not is_agent_frame(info) then lines[#lines + 1] = frame_text(info) end
     if info.func == run_target then break end
   end
   last_traceback = t_concat(lines, "\n")
@@ -455,41 +502,70 @@ local function failure(kind, msg, tb)
 end
 
 -- Runs f(...) as user code; returns true, n, values... or false, kind, message, traceback.
+local call_results   -- what the protected body of run_user produced
+local bytes_read = 0 -- request bytes read since the last full collection
+
+-- Takes the user function's results, limit off first: a VM at its memory limit can still
+-- hand its results over.
+local function finish_user(...)
+  if host_set_memory then host_set_memory(false) end
+  call_results = pack(true, ...)
+end
+
+-- Reading a big frame leaves garbage of its size or more (Lua 5.1 reads in pieces).  Under
+-- lupa's hard limit that garbage would count against the user, so collect it first.
+local function collect_read_garbage()
+  if bytes_read >= 4194304 and host_set_memory then
+    collectgarbage()
+    bytes_read = 0
+  end
+end
+
+-- Runs f(...) as user code; returns { true, values..., n = } or a failure table.
+-- Under lupa the memory limit is on exactly while f runs: the body switches it on and off
+-- around f itself, so that nothing of the agent (packing results, the error handler, the
+-- reply) ever allocates under the user's limit.
 local function run_user(f, ...)
   calls = calls + 1
   run_target = f
   last_traceback = nil
+  call_results = nil
   call_started = clock()
   stop_error = nil
   -- Forget interrupts that arrived between calls: they were meant for an earlier one.
   if host_poll then host_poll() end
+  if sigint_drain then sigint_drain() end
   if interrupt_file then interrupt_seen = interrupt_file:seek("end") or interrupt_seen end
-  if host_set_memory then host_set_memory(true) end
+  collect_read_garbage()
+  local args = LUA51 and pack(...) or nil   -- Lua 5.1's xpcall passes no arguments
+  local function body(...)
+    if host_set_memory then host_set_memory(true) end
+    if args then return finish_user(f(unpack(args, 1, args.n))) end
+    return finish_user(f(...))
+  end
   install_hook()
   in_user = true
-  local result
-  if LUA51 then  -- Lua 5.1's xpcall passes no arguments
-    local args = pack(...)
-    result = pack(xpcall(function() return f(unpack(args, 1, args.n)) end, handler))
-  else
-    result = pack(xpcall(f, handler, ...))
-  end
+  local ok, err
+  if args then ok, err = xpcall(body, handler) else ok, err = xpcall(body, handler, ...) end
+  if host_set_memory then host_set_memory(false) end
   in_user = false
   d_sethook()
   stop_error = nil
-  if host_set_memory then host_set_memory(false) end
   run_target = nil
+  local result = call_results
+  call_results = nil
+  if not ok then result = nil end
   if memory_limit_kb > 0 and collectgarbage("count") > memory_limit_kb then
     -- The soft limit is checked every HOOK_COUNT instructions; one big C allocation (a
     -- string.rep) can end a call in between, so check again when it returns.
     collectgarbage()
     if collectgarbage("count") > memory_limit_kb then
-      result = pack(false, MEMORY_EXCEEDED)
+      result, ok, err = nil, false, MEMORY_EXCEEDED
       last_traceback = nil
     end
   end
-  if result[1] then return result end
-  local kind, msg = error_kind(result[2])
+  if ok and result then return result end
+  local kind, msg = error_kind(err)
   if kind == "memory" then collectgarbage() end
   return failure(kind, msg, last_traceback)
 end
@@ -497,39 +573,43 @@ end
 ---------------------------------------------------------------------------------------------
 -- Names: `a.b.c` lookups in the user environment
 
-local function split_name(name)
+-- "bio.seq.gc" -> { "bio", "seq", "gc" }, or nil and a message.
+local function parse_name(name)
+  if type(name) ~= "string" or not s_find(name, "^[%a_][%w_]*[%.%w_]*$") or s_find(name, "%.%.")
+      or s_find(name, "%.$") then
+    return nil, s_format("bad name %q (expected a global name, dots allowed: bio.seq.gc)", tostring(name))
+  end
   local parts = {}
   for part in s_gmatch(name, "[^%.]+") do parts[#parts + 1] = part end
   return parts
 end
 
-local function get_path(name)
-  if type(name) ~= "string" or not s_find(name, "^[%a_][%w_]*[%.%w_]*$") then
-    return nil, s_format("bad name %q (expected a global name, dots allowed: bio.seq.gc)", tostring(name))
-  end
-  local parts = split_name(name)
+-- Walks parts[1..upto] from the user environment.  Allocates nothing unless it fails, so it
+-- can run as user code under a memory limit the VM is already at.
+local function walk(parts, upto, raw)
   local v = user_env
-  for i = 1, #parts do
+  for i = 1, upto do
     if type(v) ~= "table" then
-      return nil, s_format("%s is not a table (while looking up %s)", t_concat(parts, ".", 1, i - 1), name)
+      return nil, s_format("%s is not a table (while looking up %s)", t_concat(parts, ".", 1, i - 1),
+        t_concat(parts, "."))
     end
-    v = v[parts[i]]
+    if raw then v = rawget(v, parts[i]) else v = v[parts[i]] end
   end
   return true, v
 end
 
-local function set_path(name, value)
-  if type(name) ~= "string" or not s_find(name, "^[%a_][%w_]*[%.%w_]*$") then
-    return nil, s_format("bad name %q (expected a global name, dots allowed: bio.seq.gc)", tostring(name))
-  end
-  local parts = split_name(name)
-  local t = user_env
-  for i = 1, #parts - 1 do
-    local nxt = t[parts[i]]
-    if type(nxt) ~= "table" then
-      return nil, s_format("%s is not a table (while setting %s)", t_concat(parts, ".", 1, i), name)
-    end
-    t = nxt
+local function get_path(name, raw)
+  local parts, err = parse_name(name)
+  if not parts then return nil, err end
+  return walk(parts, #parts, raw)
+end
+
+local function assign(parts, value)
+  local ok, t = walk(parts, #parts - 1)
+  if not ok then return nil, t end
+  if type(t) ~= "table" then
+    return nil, s_format("%s is not a table (while setting %s)", t_concat(parts, ".", 1, #parts - 1),
+      t_concat(parts, "."))
   end
   t[parts[#parts]] = value
   return true
@@ -541,18 +621,21 @@ end
 local KEYWORDS = { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
   "goto", "if", "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while" }
 
+-- Candidates replace the trailing identifier path of `text` (docs/extending.md, the
+-- shell's completion contract): "x = string.fo" -> { "string.format" }.
 local function complete(text)
-  local prefix_path, sep, word = s_match(text, "([%a_][%w_%.:]-)([%.:])([%a_]*[%w_]*)$")
+  local path = s_match(text, "[%a_][%w_]*[%w_%.:]*$")
+  if not path then return {} end
   local candidates, seen = {}, {}
   local function add(s)
     if not seen[s] then seen[s] = true; candidates[#candidates + 1] = s end
   end
-  local function add_keys(t, pfx, methods_only)
+  local function add_keys(t, prefix, word, methods_only)
     local depth = 0
     while type(t) == "table" and depth < 5 do
       for k, v in next, t do
-        if type(k) == "string" and s_find(k, "^[%a_][%w_]*$") and s_sub(k, 1, #pfx) == pfx then
-          if not methods_only or type(v) == "function" then add(k) end
+        if type(k) == "string" and s_find(k, "^[%a_][%w_]*$") and s_sub(k, 1, #word) == word then
+          if not methods_only or type(v) == "function" then add(prefix .. k) end
         end
       end
       local mt = getmetatable(t)
@@ -560,17 +643,18 @@ local function complete(text)
       depth = depth + 1
     end
   end
-  if prefix_path then
-    local ok, base = get_path((s_gsub(prefix_path, ":", ".")))
+  local base, sep, word = s_match(path, "^(.*)([%.:])([%w_]*)$")
+  if base then
+    if s_find(base, ":") then return {} end
+    local ok, obj = get_path(base, true)  -- raw: completion never runs user metamethods
     if ok then
-      if type(base) == "string" then base = string end
-      add_keys(base, word, sep == ":")
+      if type(obj) == "string" then obj = user_env.string end
+      add_keys(obj, base .. sep, word, sep == ":")
     end
   else
-    word = s_match(text, "([%a_][%w_]*)$") or ""
-    add_keys(user_env, word, false)
+    add_keys(user_env, "", path, false)
     for i = 1, #KEYWORDS do
-      if s_sub(KEYWORDS[i], 1, #word) == word then add(KEYWORDS[i]) end
+      if s_sub(KEYWORDS[i], 1, #path) == path then add(KEYWORDS[i]) end
     end
   end
   t_sort(candidates)
@@ -750,6 +834,7 @@ local function configure(req)
   if req.name ~= nil then vm_name = tostring(req.name) end
   allow_ffi = req.allow_ffi ~= false
   need_hook = EMBEDDED or cpu_limit > 0 or memory_limit_kb > 0 or interrupt_file ~= nil
+    or sigint_pending ~= nil
   if host_set_memory and memory_limit_kb > 0 then
     -- Under lupa the limit is a hard one (LuaRuntime max_memory), lifted while the agent works.
     host_set_memory(memory_limit_kb * 1024)
@@ -838,16 +923,24 @@ local function op_call(req)
   return run_user(fn, wire_unpack(args))
 end
 
+-- get and set may run user metamethods (__index, __newindex): they run as user code, under
+-- the hook and the limits.
 local function op_set(req)
-  local ok, err = set_path(req.name, req.value)
-  if not ok then return failure("error", err) end
-  return ok_values(0)
+  local parts, err = parse_name(req.name)
+  if not parts then return failure("error", err) end
+  local r = run_user(assign, parts, req.value)
+  if r[1] and not r[2] then return failure("error", r[3]) end
+  if r[1] then return ok_values(0) end
+  return r
 end
 
 local function op_get(req)
-  local ok, v = get_path(req.name)
-  if not ok then return failure("error", v) end
-  return ok_values(1, v)
+  local parts, err = parse_name(req.name)
+  if not parts then return failure("error", err) end
+  local r = run_user(walk, parts, #parts)
+  if r[1] and not r[2] then return failure("error", r[3]) end
+  if r[1] then return ok_values(1, r[3]) end
+  return r
 end
 
 local function op_require(req)
@@ -911,8 +1004,8 @@ local function send_reply(id, r)
   chan_out:flush()
 end
 
-local function handle(payload)
-  local ok, req = pcall(decode, payload, 1, "request")
+local function handle(payload, blobs)
+  local ok, req = pcall(decode, payload, 1, "request", blobs)
   if not ok then return nil, failure("protocol", req) end
   if type(req) ~= "table" then return nil, failure("protocol", "a request must be a table") end
   local id, op = req.id, req.op
@@ -987,22 +1080,18 @@ end
 local function main(...)
   local opts = parse_args(...)
   open_channel(opts)
+  setup_sigint_polling()
   install_user_io()
   if not IS_LUAJIT and co_running then
     local co, is_main = co_running()
     if is_main then main_thread = co end
-  end
-  for _, f in pairs({ hook, coroutine_hook, handler, run_user, raise_from_hook, hooked_wrap,
-    hooked_create, emit, emit_values, captured_print, flush_output, captured_io_write, captured_io_output,
-    captured_io_read, captured_io_input, captured_io_lines, user_pcall, user_xpcall, user_resume,
-    pass_stop, pack, stdout_methods.write }) do
-    agent_functions[f] = true
   end
   out_last = clock()
   local hello = { protocol = 1, agent = AGENT_VERSION, runtime = _VERSION,
     jit = jit and jit.version or nil, ffi = HAS_FFI and true or false, embedded = EMBEDDED }
   write_frame(chan_out, "H", encode(hello))
   chan_out:flush()
+  local blobs = {}
   while true do
     -- Wait for input inside pcall: a SIGINT that lua.c turned into an "interrupted!" hook
     -- while we were idle fires here, harmlessly, instead of in the middle of a frame.
@@ -1019,12 +1108,19 @@ local function main(...)
       end
     elseif kind == nil then
       return 0
+    elseif kind == "B" then
+      bytes_read = bytes_read + #payload
+      -- A big string for the next request, read straight into its own Lua string.
+      blobs[#blobs + 1] = payload
+      payload = nil
     elseif kind ~= "Q" then
       real_stderr:write("bioxen agent: unexpected frame kind ", kind, "\n")
       return 1
     else
-      local handled, id, r, exit = pcall(handle, payload)
+      bytes_read = bytes_read + #payload
+      local handled, id, r, exit = pcall(handle, payload, blobs)
       payload = nil
+      blobs = {}
       if not handled then
         -- A bug in the agent (or an interrupt at a bad moment): answer, and keep serving.
         id, r = nil, failure(s_find(tostring(id), "interrupted!$") and "interrupted" or "protocol",
@@ -1036,7 +1132,6 @@ local function main(...)
   end
 end
 
-agent_functions[main] = true
 local status = main(...)
 if EMBEDDED then return status end
 pcall(function() chan_out:flush() end)

@@ -37,8 +37,10 @@ class AgentError(Exception):
 class Agent:
     """An agent process: `lua5.4 agent.lua …` or the lupa worker."""
 
-    def __init__(self, runtime: str, *, max_memory: int | None = None, extra_args=(), env=None) -> None:
+    def __init__(self, runtime: str, *, max_memory: int | None = None, extra_args=(), env=None,
+                 blobs: bool = True) -> None:
         self.runtime = runtime
+        self.blobs = blobs  # big strings as B frames (wire.request_parts)
         to_agent_r, to_agent_w = os.pipe()
         from_agent_r, from_agent_w = os.pipe()
         # The agent's ends become fds 3 and 4 in the child.
@@ -100,11 +102,7 @@ class Agent:
     def send(self, op: str, **fields) -> int:
         rid = self.next_id
         self.next_id += 1
-        data = wire.request(op, rid, **fields)
-        view = memoryview(data)
-        while view:
-            n = os.write(self.wfd, view)
-            view = view[n:]
+        wire.write_parts(self.wfd, wire.request_parts(op, rid, blobs=self.blobs, **fields))
         return rid
 
     def recv(self, timeout: float = 20.0, on_output=None):

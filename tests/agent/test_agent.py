@@ -57,11 +57,14 @@ def test_require_uses_the_module_path(agent, tmp_path):
 
 def test_complete_offers_globals_fields_and_methods(agent):
     agent.eval("complete_me = {alpha = 1, alps = 2, beta = 3} function complete_me:method() end")
+    # Each candidate replaces the trailing identifier path (the shell's completion contract).
     assert agent.values("complete", text="x = complete_m") == [["complete_me"]]
-    assert agent.values("complete", text="complete_me.al") == [["alpha", "alps"]]
-    assert agent.values("complete", text="complete_me:me") == [["method"]]
-    assert "format" in agent.values("complete", text="string.for")[0]
+    assert agent.values("complete", text="complete_me.al") == [["complete_me.alpha", "complete_me.alps"]]
+    assert agent.values("complete", text="print(complete_me:me") == [["complete_me:method"]]
+    assert "string.format" in agent.values("complete", text="string.for")[0]
     assert "function" in agent.values("complete", text="fun")[0]
+    assert agent.values("complete", text="no_such_table.x") == [{}]
+    assert agent.values("complete", text="1 + ") == [{}]
 
 
 def test_info_reports_runtime_and_counters(agent):

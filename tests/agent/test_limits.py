@@ -92,11 +92,18 @@ def test_memory_limit_under_lupa_is_hard_and_the_vm_survives(start_agent, runtim
     r = a.request("eval", code="local t = {} for i = 1, 1e8 do t[i] = i end")
     assert r["kind"] == "memory", r
     assert a.eval("#string.rep('y', 1024 * 1024)") == [1024 * 1024]
-    # The agent's own work is not counted: a value bigger than the user's budget still
-    # travels in and out (the user just cannot allocate more on top of it).
-    big = b"z" * (40 * 1024 * 1024)
-    a.values("set", name="big", value=big)
-    assert a.values("get", name="big") == [big.decode()]
+    # The agent's own reading and encoding is not counted: a 20 MB value travels both ways
+    # in a 32 MB VM, even while user code has filled the rest of its budget.
+    mid = b"z" * (20 * 1024 * 1024)
+    a.values("set", name="mid", value=mid)
+    r = a.request("eval", code="fill = {} for i = 1, 1e8 do fill[i] = i end")
+    assert r["kind"] == "memory"
+    assert a.values("get", name="mid") == [mid.decode()]
+    # Storing a value bigger than the whole budget fails cleanly; the VM carries on.
+    r = a.request("set", name="big", value=b"z" * (40 * 1024 * 1024))
+    assert r["ok"] is False and r["kind"] == "memory"
+    a.eval("fill = nil mid = nil")
+    assert a.eval("#string.rep('y', 1024 * 1024)") == [1024 * 1024]
 
 
 @pytest.mark.parametrize("runtime", STOCK_BINARIES)
@@ -201,3 +208,15 @@ def test_luajit_chunks_loaded_by_user_code_stay_interruptible(start_agent, runti
     finally:
         os.close(fd)
     assert reply["kind"] == "interrupted" and waited < 2.0
+
+
+def test_stock_luajit_takes_any_number_of_sigints(start_agent):
+    """LuaJIT fast path: SIGINT is blocked and polled (ffi), so it never kills the agent."""
+    a = start_agent("luajit")
+    for name in [*LOOPS, "plain", "coroutine"]:
+        reply, waited = _interrupted_in_time(a, LOOPS[name], a.interrupt)
+        assert reply["kind"] == "interrupted" and waited < 2.0, (name, reply)
+        assert a.eval("1 + 1") == [2]
+    a.interrupt()  # between calls: forgotten, the next call runs to the end
+    time.sleep(0.2)
+    assert a.eval("local n = 0 for i = 1, 1e6 do n = n + 1 end return n") == [1000000]

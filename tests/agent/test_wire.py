@@ -6,6 +6,7 @@ encoder, wire.lua's decoder (in the agent), wire.lua's encoder and wire.py's dec
 from __future__ import annotations
 
 import math
+import os
 import random
 import struct
 
@@ -299,3 +300,37 @@ def _has_nan_key(v) -> bool:
     if isinstance(v, list):
         return any(_has_nan_key(x) for x in v)
     return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Blob frames: big strings of a request travel in their own B frames
+
+
+def test_request_parts_put_big_strings_in_blob_frames():
+    big = b"x" * wire.BLOB_THRESHOLD
+    parts = wire.request_parts("set", 7, name="s", value=big)
+    frames = wire.FrameReader().feed(b"".join(parts))
+    assert [k for k, _ in frames] == [b"B", b"Q"]
+    assert frames[0][1] == big
+    assert b"s5:valueS1;" in frames[1][1]
+    small = wire.request_parts("set", 8, blobs=False, name="s", value=big)
+    assert [k for k, _ in wire.FrameReader().feed(b"".join(small))] == [b"Q"]
+
+
+@pytest.mark.parametrize("runtime", ["lua54", "lua51", "lua5.1", "lua5.4", "luajit"])
+def test_big_strings_arrive_the_same_with_and_without_blobs(start_agent, runtime):
+    data = bytes(range(256)) * (3 * wire.BLOB_THRESHOLD // 256)
+    for blobs in (True, False):
+        a = start_agent(runtime, blobs=blobs)
+        a.values("set", name="a", value=data)
+        assert a.eval("#a, select(2, ...) == a", 1, data, "tail") == [len(data), True]
+        assert a.values("get", name="a") == [data]
+
+
+def test_a_request_naming_a_missing_blob_is_a_protocol_error(start_agent):
+    a = start_agent("lua5.4")
+    payload = b"{0;s2:idi1;s2:ops3:sets4:names1:xs5:valueS2;}"
+    os.write(a.wfd, wire.frame(b"B", b"only one") + wire.frame(b"Q", payload))
+    reply, _ = a.recv()
+    assert reply["ok"] is False and reply["kind"] == "protocol" and "blob" in reply["error"]
+    assert a.eval("1") == [1]  # the stray blob was dropped with its request

@@ -1,8 +1,9 @@
 """Helpers for the bio core tests: Lua literals and runtime selection.
 
-``run_bio(runtime, code)`` is ``harness.run`` plus one more runtime,
-``luajit+portable``: the stock ``luajit`` with the portable (PUC) kernels
-forced, so both kernel families are tested on LuaJIT as well.
+``run_bio(runtime, code)`` is ``harness.run`` plus two more runtimes: lupa's
+``lua55`` (the shell offers it) and ``luajit+portable``, the stock ``luajit``
+with the portable (PUC) kernels forced, so both kernel families are tested on
+LuaJIT as well.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 
 from tests.bio.harness import ALL_RUNTIMES, run
 
-BIO_RUNTIMES = ALL_RUNTIMES + ["luajit+portable"]
+# Lua 5.5 (lupa) is a runtime the shell offers, so the library is tested on it too.
+BIO_RUNTIMES = ALL_RUNTIMES + ["lupa:lua55", "luajit+portable"]
 
 
 def lua(value) -> str:

@@ -136,3 +136,52 @@ def test_file_roundtrip(tmp_path):
     """)
     assert got == len(biopython_general(src.read_text()))
     assert biopython_general(dst.read_text()) == [[t, s, q] for t, s, q in biopython_general(src.read_text())]
+
+
+def mutated_fastq(seed: int) -> str:
+    """A random FASTQ text with one random corruption (or none)."""
+    rng = random.Random(seed)
+    lines = random_fastq(seed).replace("\r\n", "\n").split("\n")
+    op = rng.randrange(5)
+    if op == 0 and len(lines) > 2:
+        del lines[rng.randrange(len(lines) - 1)]
+    elif op == 1:
+        i = rng.randrange(len(lines))
+        lines[i] = lines[i][:-1]
+    elif op == 2:
+        lines.insert(rng.randrange(len(lines)), "junk")
+    elif op == 3:
+        i = rng.randrange(len(lines))
+        lines[i] += "I"
+    return "\n".join(lines)
+
+
+@bio_runtimes()
+def test_corrupted_files_fail_exactly_when_biopython_fails(runtime):
+    texts = [mutated_fastq(seed) for seed in range(80)]
+    got = run_bio(runtime, f"""
+        local X = require "bio.fastq"
+        local out = {{}}
+        for i, t in ipairs({lua(texts)}) do
+          local ok, res = pcall(X.parse, t)
+          if ok then
+            local recs = {{}}
+            for j, r in ipairs(res) do recs[j] = {{r.description, r.seq, r.qualities}} end
+            out[i] = {{"ok", recs}}
+          else
+            out[i] = {{"error", res}}
+          end
+        end
+        return out
+    """)
+    for text, (kind, value) in zip(texts, got):
+        try:
+            want = ["ok", [[r.description, str(r.seq), r.letter_annotations["phred_quality"]]
+                           for r in SeqIO.parse(io.StringIO(text), "fastq")]]
+        except ValueError:
+            want = ["error", None]
+        assert kind == want[0], (text, value)
+        if kind == "ok":
+            assert [[d, s, q or []] for d, s, q in (value or [])] == want[1]
+        else:
+            assert " line " in value  # every error names its line

@@ -170,6 +170,10 @@ PrintMotd no
 X11Forwarding no
 AllowTcpForwarding no
 LogLevel VERBOSE
+# bash sources ~/.bashrc for commands run by sshd, but only at shell level 1: SHLVL=1 makes
+# the login shell level 2, so the test user's rc files (a pyenv init, a stale lock…) stay out
+# of the tests, which then measure bioxen rather than this machine's dotfiles.
+SetEnv SHLVL=1
 {subsystem}
 """
 

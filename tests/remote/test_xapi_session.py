@@ -232,3 +232,17 @@ def test_insecure_warning_is_a_real_warning_class():
         warnings.simplefilter("always")
         warnings.warn("x", InsecureTLSWarning)
     assert issubclass(caught[0].category, UserWarning)
+
+
+def test_busy_pool_is_retried_then_reported(xapi_test_pool):
+    sim = xapi_test_pool.sim
+    sim.fail_next("VM.clone", "OTHER_OPERATION_IN_PROGRESS", "VM", sim.template, "clone",
+                  "OpaqueRef:other", count=2)
+    with session_for(xapi_test_pool.url) as s:
+        assert s.call("VM.clone", sim.template, "patient").startswith("OpaqueRef:")
+        assert len(sim.calls("VM.clone")) == 3
+        s.busy_timeout = 0.5
+        sim.fail_next("VM.clone", "TOO_BUSY", count=100)
+        with pytest.raises(XapiError) as exc:
+            s.call("VM.clone", sim.template, "impatient")
+    assert exc.value.code == "TOO_BUSY"

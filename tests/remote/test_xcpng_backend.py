@@ -517,3 +517,27 @@ def test_template_with_its_own_disk_clone_or_copy(xapi_sim, xcpng_settings, sr):
     assert bool(xapi_sim.calls("Async.VM.copy")) == bool(sr)
     b.destroy()
     assert_nothing_left(xapi_sim, before)
+
+
+def test_guest_powered_off_behind_our_back_is_lost_then_restarts(xapi_sim, xcpng_guest_settings):
+    """Someone hard-shuts the guest down in XAPI while a call runs: the call fails as a lost
+    VM (not a hang), and :restart() boots the same guest again."""
+    from bioxen_shell.remote.xapi import XapiSession
+    from bioxen_shell.vm.handle import VMCrashed
+    from bioxen_shell.vm.manager import Manager
+    settings, guests = xcpng_guest_settings
+    manager = Manager()
+    vm = manager.create("victim", type="xcpng", pool=settings)
+    try:
+        vm.send("while true do end")
+        ref, _ = the_vm(xapi_sim)
+        with XapiSession(settings["url"], "root", SIM_PASSWORD) as s:
+            s.call("VM.hard_shutdown", ref)
+        with pytest.raises(VMCrashed):
+            vm.recv(15)
+        vm.restart()
+        assert vm.eval("return 'back'") == ["back"]
+        assert the_vm(xapi_sim)[0] == ref  # the same VM, booted again
+    finally:
+        manager.destroy_all()
+    assert guests.running() == 0 and xapi_sim.vms() == {}

@@ -135,6 +135,9 @@ def test_version_and_help():
     assert code == 0 and out.startswith("bioxen 0.1.0 (lupa ")
     code, out, _ = run("--help")
     assert code == 0 and "--runtime NAME" in out and "bioxen run FILE" in out
+    from bioxen_shell.runtimes import DEFAULT_RUNTIME
+
+    assert f"else {DEFAULT_RUNTIME})" in " ".join(out.split())  # the effective default, not None
 
 
 def test_missing_subcommand_module_exits_2(monkeypatch, capfd):

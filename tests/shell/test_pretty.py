@@ -51,3 +51,17 @@ def test_tostring_metamethod_is_used(engine):
     engine.show("Seq = setmetatable({}, {__tostring = function() return 'Seq(ACGT)' end})")
     assert engine.show("Seq") == "Seq(ACGT)"
     assert engine.show("{Seq}") == "{Seq(ACGT)}"
+
+
+def test_item_limit_on_a_big_hash_shows_the_smallest_keys_in_order(engine):
+    engine.show(":set items 5")
+    # 60 keys inserted in a scrambled order; only the 5 smallest are shown
+    engine.show("t = {} for i = 60, 1, -1 do t[string.format('key%02d', (i * 37) % 60 + 1)] = i end")
+    out = engine.show("t")
+    assert out.startswith("{key01 = ") and "key05 = " in out and "key06" not in out
+    keys = [part.split(" = ")[0] for part in out.strip("{}").split(", ")[:5]]
+    assert keys == ["key01", "key02", "key03", "key04", "key05"]
+    assert out.endswith("… (+55 more)}")
+    # numbers come before strings, also when the limit cuts through
+    engine.show(":set items 3")
+    assert engine.show("{[100] = 1, [3.5] = 2, b = 3, a = 4, [-1] = 5}") == "{[-1] = 5, [3.5] = 2, [100] = 1, … (+2 more)}"

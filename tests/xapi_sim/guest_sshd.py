@@ -102,7 +102,33 @@ class GuestSSHDs:
             return sum(1 for p in self._procs.values() if p.poll() is None)
 
     @staticmethod
-    def _kill(proc: subprocess.Popen) -> None:
+    def _descendants(pid: int) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+        found, todo = [], [pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child)
+        return found
+
+    @classmethod
+    def _kill(cls, proc: subprocess.Popen) -> None:
+        """Power the guest off: everything that runs "in" it (sshd, its sessions, the agent)
+        dies at once, as in a real guest."""
+        for pid in cls._descendants(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -38,16 +38,63 @@ local function is_identifier(k)
   return type(k) == "string" and k:find("^[%a_][%w_]*$") and not lex.KEYWORDS[k]
 end
 
-local TYPE_ORDER = { number = 1, string = 2, boolean = 3 }
-
-local function key_less(a, b)
-  local ta, tb = type(a), type(b)
-  if ta ~= tb then
-    return (TYPE_ORDER[ta] or 9) < (TYPE_ORDER[tb] or 9)
-      or ((TYPE_ORDER[ta] or 9) == (TYPE_ORDER[tb] or 9) and ta < tb)
+-- The `k` smallest values of a list of numbers or of strings, sorted.  Only
+-- the first `items` keys of a table are shown, so a table with a million keys
+-- needs one comparison per key, not a full sort (which took >1 s on Lua 5.4).
+local function smallest(list, k)
+  if #list <= 4 * k then
+    table.sort(list)
+    return list
   end
-  if ta == "number" or ta == "string" then return a < b end
-  return tostring(a) < tostring(b)
+  local best = {}
+  for i = 1, k do best[i] = list[i] end
+  table.sort(best)
+  local max = best[k]
+  for i = k + 1, #list do
+    local v = list[i]
+    if v < max then
+      local j = k - 1
+      while j >= 1 and v < best[j] do
+        best[j + 1] = best[j]
+        j = j - 1
+      end
+      best[j + 1] = v
+      max = best[k]
+    end
+  end
+  return best
+end
+
+-- Up to `limit` keys in display order: numbers, then strings, then booleans
+-- and the rest (by type name, then tostring).
+local function sorted_keys(keys, limit)
+  local numbers, strings, others = {}, {}, {}
+  for _, k in ipairs(keys) do
+    local tk = type(k)
+    if tk == "number" then
+      if k == k then numbers[#numbers + 1] = k else others[#others + 1] = k end -- NaN cannot sort
+    elseif tk == "string" then
+      strings[#strings + 1] = k
+    else
+      others[#others + 1] = k
+    end
+  end
+  numbers = smallest(numbers, limit)
+  strings = smallest(strings, limit)
+  table.sort(others, function(a, b)
+    local ta, tb = type(a), type(b)
+    if ta ~= tb then return ta < tb end
+    return tostring(a) < tostring(b)
+  end)
+  local out, n = {}, 0
+  for _, list in ipairs({ numbers, strings, others }) do
+    for _, k in ipairs(list) do
+      if n >= limit then return out end
+      n = n + 1
+      out[n] = k
+    end
+  end
+  return out
 end
 
 local function has_tostring(t)
@@ -99,14 +146,14 @@ local function render(v, opts, level, path)
       keys[#keys + 1] = k
     end
   end
-  table.sort(keys, key_less)
+  local total = len + #keys
+  keys = sorted_keys(keys, math.max(0, opts.items - shown))
   for _, k in ipairs(keys) do
     if shown >= opts.items then break end
     local ks = is_identifier(k) and k or ("[" .. render(k, opts, opts.depth, path) .. "]")
     add(ks .. " = " .. render(rawget(v, k), opts, level + 1, path))
     shown = shown + 1
   end
-  local total = len + #keys
   if total > shown then add("… (+" .. (total - shown) .. " more)") end
   path[v] = nil
 
