@@ -409,6 +409,74 @@ function M.six_frames(s, opts)
   return frames
 end
 
+-- Check and complete the options of orfs().
+local function orf_options(opts, fname)
+  opts = options(opts, ORF_OPTS, fname)
+  local o = { t = resolve(opts.table, fname, 2), partial = opts.partial, nested = opts.nested }
+  o.min_length = opts.min_length
+  if o.min_length == nil then o.min_length = 75 end
+  A.check_int(o.min_length, fname, 2, "min_length", 0, math.huge)
+  o.mode = opts.start or "ATG"
+  if o.mode == "ATG" then
+    o.starts = { "ATG" }
+  elseif o.mode == "alternative" then
+    o.starts = M.codon_table(o.t.id).starts
+  elseif o.mode == "any" then
+    o.starts = {}
+  else
+    A.arg_error(fname, 2, "start", "must be \"ATG\", \"alternative\" or \"any\", got " .. tostring(o.mode), 3)
+  end
+  o.strand = opts.strand or "both"
+  if o.strand ~= "both" and o.strand ~= "+" and o.strand ~= "-" then
+    A.arg_error(fname, 2, "strand", "must be \"both\", \"+\" or \"-\", got " .. tostring(o.strand), 3)
+  end
+  return o
+end
+
+-- Codon indices (1-based, within one frame) in [first, last] where an ORF
+-- may begin: the first start codon only, or every one when `nested`.
+local function start_positions(nt, frame_offset, first, last, o)
+  if o.mode == "any" then return { first } end
+  local found = {}
+  for k = first, last do
+    local at = frame_offset + 3 * (k - 1)
+    local codon = sub(nt, at, at + 2)
+    for _, st in ipairs(o.starts) do
+      if codon == st then found[#found + 1] = k; break end
+    end
+    if #found > 0 and not o.nested then break end
+  end
+  return found
+end
+
+-- Append the ORFs of one translated frame to `result`.  `nt` is the
+-- frame's strand, upper case with U read as T; `n` the sequence length.
+local function orfs_in_frame(fr, nt, n, o, result)
+  local f = math.abs(fr.frame)
+  local protein = fr.protein
+  local np = #protein
+  local seg_start = 1 -- codon index where the current stop-free stretch begins
+  while seg_start <= np do
+    local stop_at = find(protein, "*", seg_start, true)
+    local seg_end = stop_at and stop_at - 1 or np
+    if stop_at or o.partial then
+      for _, k in ipairs(start_positions(nt, f, seg_start, seg_end, o)) do
+        local a = f + 3 * (k - 1)                 -- first base, on this strand
+        local b = f + 3 * (stop_at or seg_end) - 1 -- last base (of the stop codon)
+        if b - a + 1 >= o.min_length then
+          local prot = sub(protein, k, seg_end)
+          if o.mode ~= "any" and #prot > 0 then prot = "M" .. sub(prot, 2) end
+          local start, stop = a, b
+          if fr.strand == "-" then start, stop = n - b + 1, n - a + 1 end
+          result[#result + 1] = { start = start, stop = stop, strand = fr.strand, frame = fr.frame,
+                                  length = b - a + 1, protein = prot }
+        end
+      end
+    end
+    seg_start = seg_end + 2
+  end
+end
+
 --- Open reading frames on both strands.
 --
 -- An ORF runs from a start codon to the next in-frame stop codon
@@ -436,76 +504,13 @@ end
 function M.orfs(s, opts)
   local fname = "bio.translate.orfs"
   A.check_string(s, fname, 1, "seq")
-  opts = options(opts, ORF_OPTS, fname)
-  local t = resolve(opts.table, fname, 2)
-  local min_length = opts.min_length
-  if min_length == nil then min_length = 75 end
-  A.check_int(min_length, fname, 2, "min_length", 0, math.huge)
-  local mode = opts.start or "ATG"
-  if mode ~= "ATG" and mode ~= "alternative" and mode ~= "any" then
-    A.arg_error(fname, 2, "start", "must be \"ATG\", \"alternative\" or \"any\", got " .. tostring(mode), 2)
-  end
-  local starts = {}
-  if mode == "ATG" then
-    starts = { "ATG" }
-  elseif mode == "alternative" then
-    starts = M.codon_table(t.id).starts
-  end
-  local strand = opts.strand or "both"
-  if strand ~= "both" and strand ~= "+" and strand ~= "-" then
-    A.arg_error(fname, 2, "strand", "must be \"both\", \"+\" or \"-\", got " .. tostring(strand), 2)
-  end
-  local frames, rc = frame_list(s, t, "*")
-  if strand ~= "both" then
-    local kept = {}
-    for _, fr in ipairs(frames) do if fr.strand == strand then kept[#kept + 1] = fr end end
-    frames = kept
-  end
-  local n = #s
+  local o = orf_options(opts, fname)
+  local frames, rc = frame_list(s, o.t, "*")
+  local strands = { ["+"] = upper(seqmod.back_transcribe(s)), ["-"] = upper(seqmod.back_transcribe(rc)) }
   local result = {}
-  local norm = { upper(seqmod.back_transcribe(s)), upper(seqmod.back_transcribe(rc)) }
-
   for _, fr in ipairs(frames) do
-    local si = fr.strand == "+" and 1 or 2
-    local nt = norm[si]
-    local f = math.abs(fr.frame)
-    local protein = fr.protein
-    local np = #protein
-    local seg_start = 1 -- codon index (1-based) where the current stop-free segment begins
-    while seg_start <= np do
-      local stop_at = find(protein, "*", seg_start, true)
-      local seg_end = stop_at and stop_at - 1 or np
-      if stop_at or opts.partial then
-        -- candidate start codon indices in [seg_start, seg_end]
-        local cands = {}
-        if mode == "any" then
-          cands[1] = seg_start
-        else
-          for k = seg_start, seg_end do
-            local at = f + 3 * (k - 1)
-            local codon = sub(nt, at, at + 2)
-            for _, st in ipairs(starts) do
-              if codon == st then cands[#cands + 1] = k; break end
-            end
-            if #cands > 0 and not opts.nested then break end
-          end
-        end
-        for _, k in ipairs(cands) do
-          local last = stop_at or seg_end -- codon index of the last codon
-          local a = f + 3 * (k - 1)
-          local b = f + 3 * last - 1
-          local len = b - a + 1
-          if len >= min_length then
-            local prot = sub(protein, k, seg_end)
-            if mode ~= "any" and #prot > 0 then prot = "M" .. sub(prot, 2) end
-            local start, stop = a, b
-            if si == 2 then start, stop = n - b + 1, n - a + 1 end
-            result[#result + 1] = { start = start, stop = stop, strand = fr.strand, frame = fr.frame,
-                                    length = len, protein = prot }
-          end
-        end
-      end
-      seg_start = seg_end + 2
+    if o.strand == "both" or fr.strand == o.strand then
+      orfs_in_frame(fr, strands[fr.strand], #s, o, result)
     end
   end
   table.sort(result, function(x, y)

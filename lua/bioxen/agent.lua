@@ -13,6 +13,7 @@
 -- reassigning globals (print, string, table, ...) cannot break it.
 
 local AGENT_VERSION = "1.0"
+local LUA_VERSION = _VERSION
 
 local _G = _G
 local type, tostring, tonumber, pairs, next, select, error, pcall, xpcall, assert =
@@ -219,6 +220,8 @@ local function in_main_thread()
   return co == nil or is_main == true
 end
 
+local need_hook = false     -- main thread: only when something needs checking
+local output_hook_armed = false
 local hook
 local stop_error = nil       -- once set, the hook raises it until the call ends
 local in_user = false        -- true while user code runs (the hook does nothing otherwise)
@@ -330,8 +333,6 @@ local function coroutine_hook()
   hook()
 end
 
-local need_hook = false     -- main thread: only when something needs checking
-local output_hook_armed = false
 local function install_hook()
   output_hook_armed = false
   if need_hook then d_sethook(hook, "", HOOK_COUNT) else d_sethook() end
@@ -514,8 +515,12 @@ end
 
 -- Reading a big frame leaves garbage of its size or more (Lua 5.1 reads in pieces).  Under
 -- lupa's hard limit that garbage would count against the user, so collect it first.
+-- Likewise a VM near its hard limit collects before the call: Lua 5.1 and LuaJIT have no
+-- emergency collection, so freed memory would otherwise still count when the limit bites.
+local hard_limit_kb = 0
 local function collect_read_garbage()
-  if bytes_read >= 4194304 and host_set_memory then
+  if not host_set_memory then return end
+  if bytes_read >= 4194304 or (hard_limit_kb > 0 and collectgarbage("count") > 0.75 * hard_limit_kb) then
     collectgarbage()
     bytes_read = 0
   end
@@ -598,21 +603,35 @@ local function walk(parts, upto, raw)
   return true, v
 end
 
+-- The same walk without running any user code, or false when a table on the way has an
+-- __index metamethod that would have to run (then the walk is done as user code).
+local function walk_plain(parts, upto)
+  local v = user_env
+  for i = 1, upto do
+    if type(v) ~= "table" then return walk(parts, upto, true) end
+    local nxt = rawget(v, parts[i])
+    if nxt == nil then
+      local mt = getmetatable(v)
+      if type(mt) ~= "table" or rawget(mt, "__index") ~= nil then return false end
+    end
+    v = nxt
+  end
+  return true, v
+end
+
+-- Walks as the agent when it can (a VM over its memory limit can still be read and
+-- cleared: `set(name, nil)`), as user code when a metamethod must run.
+local function run_walk(parts, upto)
+  local ok, v = walk_plain(parts, upto)
+  if ok then return ok_values(2, true, v) end
+  if ok == nil then return ok_values(2, nil, v) end
+  return run_user(walk, parts, upto)
+end
+
 local function get_path(name, raw)
   local parts, err = parse_name(name)
   if not parts then return nil, err end
   return walk(parts, #parts, raw)
-end
-
-local function assign(parts, value)
-  local ok, t = walk(parts, #parts - 1)
-  if not ok then return nil, t end
-  if type(t) ~= "table" then
-    return nil, s_format("%s is not a table (while setting %s)", t_concat(parts, ".", 1, #parts - 1),
-      t_concat(parts, "."))
-  end
-  t[parts[#parts]] = value
-  return true
 end
 
 ---------------------------------------------------------------------------------------------
@@ -838,6 +857,7 @@ local function configure(req)
   if host_set_memory and memory_limit_kb > 0 then
     -- Under lupa the limit is a hard one (LuaRuntime max_memory), lifted while the agent works.
     host_set_memory(memory_limit_kb * 1024)
+    hard_limit_kb = memory_limit_kb
     memory_limit_kb = 0
   end
   if req.sandbox then
@@ -928,16 +948,31 @@ end
 local function op_set(req)
   local parts, err = parse_name(req.name)
   if not parts then return failure("error", err) end
-  local r = run_user(assign, parts, req.value)
-  if r[1] and not r[2] then return failure("error", r[3]) end
-  if r[1] then return ok_values(0) end
-  return r
+  -- Find the parent table (running user code only for an __index metamethod) ...
+  local r = run_walk(parts, #parts - 1)
+  if not r[1] then return r end
+  if not r[2] then return failure("error", r[3]) end
+  local t, key = r[3], parts[#parts]
+  if type(t) ~= "table" then
+    return failure("error", s_format("%s is not a table (while setting %s)",
+      t_concat(parts, ".", 1, #parts - 1), req.name))
+  end
+  -- ... then store: a plain store is the agent's work (never refused by the user's memory
+  -- limit: the value is already here); a __newindex metamethod runs as user code.
+  local mt = getmetatable(t)
+  if rawget(t, key) == nil and type(mt) == "table" and rawget(mt, "__newindex") ~= nil then
+    r = run_user(function() t[key] = req.value end)
+    if not r[1] then return r end
+  else
+    rawset(t, key, req.value)
+  end
+  return ok_values(0)
 end
 
 local function op_get(req)
   local parts, err = parse_name(req.name)
   if not parts then return failure("error", err) end
-  local r = run_user(walk, parts, #parts)
+  local r = run_walk(parts, #parts)
   if r[1] and not r[2] then return failure("error", r[3]) end
   if r[1] then return ok_values(1, r[3]) end
   return r
@@ -960,7 +995,7 @@ end
 
 local function op_info()
   return ok_values(1, {
-    runtime = _VERSION, jit = jit and jit.version or nil, memory_kb = collectgarbage("count"),
+    runtime = LUA_VERSION, jit = jit and jit.version or nil, memory_kb = collectgarbage("count"),
     cpu_seconds = clock(), calls = calls, name = vm_name, sandbox = sandboxed, agent = AGENT_VERSION,
   })
 end
@@ -1087,7 +1122,7 @@ local function main(...)
     if is_main then main_thread = co end
   end
   out_last = clock()
-  local hello = { protocol = 1, agent = AGENT_VERSION, runtime = _VERSION,
+  local hello = { protocol = 1, agent = AGENT_VERSION, runtime = LUA_VERSION,
     jit = jit and jit.version or nil, ffi = HAS_FFI and true or false, embedded = EMBEDDED }
   write_frame(chan_out, "H", encode(hello))
   chan_out:flush()

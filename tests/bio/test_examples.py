@@ -118,3 +118,11 @@ def test_library_runs_inside_vms(tmp_path):
         assert result == "NACGT|MA*|0.50", name
     assert "cannot open '/nonexistent.fa'" in rows[0][2]
     assert "cannot open files here (io.open is disabled" in rows[2][2]
+
+
+def test_gc_table_ignore_mode_equals_seqkit():
+    seqkit = require_binary("seqkit")
+    ours = run_script("luajit", "gc_table.lua", str(SAMPLE), "--mode", "ignore").splitlines()[1:]
+    theirs = subprocess.run([seqkit, "fx2tab", "-n", "-i", "-g", str(SAMPLE)], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    assert [(r.split("\t")[0], r.split("\t")[2]) for r in ours] == [tuple(r.split("\t")[:2]) for r in theirs]
