@@ -18,6 +18,8 @@ from bioxen_shell.vm.manager import Manager
 from bioxen_shell.vm.mapper import run_map, split_list
 from bioxen_shell.vm import wire
 
+REPEATS = 3
+
 # GC content of a pseudo-random sequence, computed the slow way: pure CPU in Lua.
 FN = """function(seed)
   local n, gc, x = WORK, 0, seed
@@ -43,9 +45,12 @@ def main() -> None:
     for vms in (1, 2):
         pool = m.create(f"map{vms}_", count=vms)
         run_map(m, fn, encoded[:2], vms=pool, progress=False)  # warm up
-        t = time.perf_counter()
-        res = run_map(m, fn, encoded, vms=pool, progress=False)
-        times[vms] = time.perf_counter() - t
+        best = float("inf")
+        for _ in range(REPEATS):  # best of: other work on the shared machine only adds time
+            t = time.perf_counter()
+            res = run_map(m, fn, encoded, vms=pool, progress=False)
+            best = min(best, time.perf_counter() - t)
+        times[vms] = best
         results[vms] = res.values()
         assert not res.failures
         for h in pool:
@@ -56,18 +61,23 @@ def main() -> None:
     m.destroy_all()
 
     script = "local f = " + fn + "\nprint(f(SEED))"
+    prior = {}
     for workers in (1, 2):
         def one(seed):
             return subprocess.run([LUA, "-e", script.replace("SEED", str(seed))], capture_output=True,
                                   text=True, check=True).stdout
 
-        t = time.perf_counter()
-        with ThreadPoolExecutor(workers) as pool:
-            out = list(pool.map(one, seeds))
-        dt = time.perf_counter() - t
+        dt = float("inf")
+        for _ in range(REPEATS):
+            t = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                out = list(pool.map(one, seeds))
+            dt = min(dt, time.perf_counter() - t)
         assert len(out) == items
-        rows.append((f"prior art: `lua -e` per item, thread pool of {workers}", f"{dt:.2f} s", "-"))
-    table(f"vm.map of a CPU-bound function over {items} items ({work} LCG steps each); "
+        prior[workers] = dt
+        rows.append((f"prior art: `lua -e` per item, thread pool of {workers}", f"{dt:.2f} s",
+                     f"{prior[1] / dt:.2f}x (vs its 1 worker)"))
+    table(f"vm.map of a CPU-bound function over {items} items ({work} LCG steps each, best of {REPEATS}); "
           f"target: 2 VMs >= 1.8x faster than 1", ("path", "wall time", "speed-up vs 1 VM"), rows)
 
 

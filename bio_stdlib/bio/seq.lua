@@ -6,8 +6,8 @@
 --
 -- Kernels: on LuaJIT with FFI the byte loops run over `const uint8_t*`
 -- views with lookup tables (see bio._fast); elsewhere they use C-level
--- string functions (string.gsub with a memo table over 6-byte windows,
--- string.byte over 16-byte chunks).
+-- string functions (string.unpack/pack or string.byte/char over long runs,
+-- see bio._bytemap; string.byte over 16-byte chunks for counting).
 local F = require "bio._fast"
 local A = require "bio.alphabet"
 
@@ -36,8 +36,9 @@ local RNA_COMP = both_cases(A.rna_complement)
 
 -- A byte-mapping kernel: returns f(s, reversed) mapping every byte of s
 -- through `charmap` (characters not in the map are kept), optionally
--- reversing the result.
-local function make_mapper(charmap)
+-- reversing the result.  `common`: the letters most input consists of
+-- (the portable kernel is fastest on those).
+local function make_mapper(charmap, common)
   if ffi then
     local bmap = {}
     for k, v in pairs(charmap) do bmap[byte(k)] = byte(v) end
@@ -57,36 +58,13 @@ local function make_mapper(charmap)
       return ffi.string(out, n)
     end
   end
-  -- Portable: gsub over windows of up to 6 bytes with a memo table of
-  -- mapped windows (one table lookup per 6 bytes instead of per byte).
-  -- The memo is capped so random junk cannot grow it without bound.
-  local size, CAP = 0, 40000
-  local memo = setmetatable({}, { __index = function(t, k)
-    local v = gsub(k, ".", charmap)
-    if size < CAP then size = size + 1; t[k] = v end
-    return v
-  end })
-  -- A fixed 6-byte window is ~15% faster than an optional-width pattern, so
-  -- the last #s % 6 bytes are mapped on their own.
-  return function(s, reversed)
-    local n = #s
-    local t = n % 6
-    if t == 0 then
-      if reversed then s = reverse(s) end
-      return (gsub(s, "......", memo))
-    end
-    local head, tail
-    if reversed then
-      head, tail = reverse(sub(s, t + 1)), reverse(sub(s, 1, t))
-    else
-      head, tail = sub(s, 1, n - t), sub(s, n - t + 1)
-    end
-    return gsub(head, "......", memo) .. gsub(tail, ".", charmap)
-  end
+  -- Portable: unrolled string.unpack/pack or string.byte/char kernels
+  -- (bio._bytemap explains why and how fast).
+  return require("bio._bytemap").new(charmap, common)
 end
 
-local map_dna = make_mapper(DNA_COMP)
-local map_rna = make_mapper(RNA_COMP)
+local map_dna = make_mapper(DNA_COMP, "ACGTNacgtn")
+local map_rna = make_mapper(RNA_COMP, "ACGUNacgun")
 
 --- Complement of a DNA sequence: IUPAC-aware, case kept, U -> A; other
 -- characters (gaps, '*', digits) unchanged.  Same as Bio.Seq.complement.

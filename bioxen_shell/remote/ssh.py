@@ -534,7 +534,10 @@ class SSHAgentProcess:
             if chan.exit_status != -1:
                 status = chan.exit_status
                 return f"signal {status - 128}" if status > 128 else f"exit status {status}"
-            return "connection lost" if not transport.is_active() else None
+            if chan.closed or not transport.is_active():
+                # Closed without an exit status: the wrapper died by a signal (paramiko drops
+                # the "exit-signal" message), so all we know is that the agent is gone.
+                return "connection lost"
         return None
 
     def describe(self) -> dict[str, Any]:

@@ -102,8 +102,12 @@ def upload_bundle(client: paramiko.SSHClient, cache_dir_abs: str, bundle: Bundle
                 raise UploadError(f"SFTP is not available on the host ({e})") from None
             log.info("no SFTP on the host (%s); uploading over an exec channel", e)
         else:
-            with sftp:
-                _upload_sftp(sftp, cache_dir_abs, tmp, bundle)
+            try:
+                with sftp:
+                    _upload_sftp(sftp, cache_dir_abs, tmp, bundle)
+            except (OSError, EOFError, paramiko.SSHException) as e:
+                _remove(client, tmp, timeout)
+                raise UploadError(f"uploading the agent by SFTP to {tmp} failed: {e}") from None
             _finish(client, tmp, final, timeout)
             log.info("uploaded agent bundle %s (%d files, %d bytes) by SFTP in %.2f s",
                      bundle.version, len(bundle.files), bundle.size, time.monotonic() - started)
@@ -191,16 +195,32 @@ def _upload_exec(client: paramiko.SSHClient, cache: str, tmp: str, bundle: Bundl
     status, _out, err = run(client, f"umask 077 && mkdir -p {q(tmp)} && tar -xf - -C {q(tmp)}",
                             _tar_of(bundle), timeout)
     if status != 0:
-        run(client, f"rm -rf {q(tmp)}", timeout=timeout)
+        _remove(client, tmp, timeout)
         raise UploadError(f"uploading the agent over an exec channel failed (exit status {status}): "
                           f"{err.decode(errors='replace').strip()}")
 
 
+def _remove(client: paramiko.SSHClient, path: str, timeout: float) -> None:
+    """Best effort: leave no half upload behind."""
+    try:
+        run(client, f"rm -rf {shlex.quote(path)}", timeout=timeout)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+
+
 def _finish(client: paramiko.SSHClient, tmp: str, final: str, timeout: float) -> None:
-    """Rename the finished upload into place; if another shell won the race, keep theirs."""
+    """Rename the finished upload into place; if another shell won the race, keep theirs.
+
+    A published directory is never removed or replaced: a VM may be starting from it.  Every
+    final directory holds ``.complete`` (it was written before the rename), so "it exists" is
+    enough.  Two shells racing both see no final directory; the loser's ``mv`` then moves its
+    copy *into* the winner's directory, and is cleaned up from there.
+    """
     q = shlex.quote
-    script = (f"if [ -f {q(final)}/.complete ]; then rm -rf {q(tmp)}; "
-              f"else rm -rf {q(final)} && mv {q(tmp)} {q(final)}; fi")
+    leftover = f"{final}/{tmp.rsplit('/', 1)[1]}"
+    script = (f"if [ -d {q(final)} ]; then rm -rf {q(tmp)}; "
+              f"else mv {q(tmp)} {q(final)} 2>/dev/null; rm -rf {q(leftover)} {q(tmp)}; fi; "
+              f"[ -f {q(final)}/.complete ]")
     status, _out, err = run(client, script, timeout=timeout)
     if status != 0:
         raise UploadError(f"cannot move the uploaded agent into {final} on the host: "

@@ -57,6 +57,19 @@ class ZygoteError(RuntimeError):
     """The zygote could not start or could not fork a worker."""
 
 
+_PR_SET_NAME = 15
+
+
+def set_process_name(name: str) -> None:
+    """Name this process for ``ps -o comm``/``top`` (Linux keeps 15 bytes): a worker otherwise
+    shows the zygote's command line, which it inherited."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
     """Ask the kernel to send ``sig`` to this process when its parent (thread) exits (Linux)."""
     try:
@@ -359,6 +372,7 @@ class _ZygoteServer:
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             set_parent_death_signal(signal.SIGKILL)
+            set_process_name(f"bxvm:{request.get('name') or '?'}")
             if os.getppid() == 1:  # the zygote died between fork and prctl
                 os._exit(1)
             _install_worker_fds(fds)
@@ -444,6 +458,7 @@ def _limit_address_space(max_memory: int) -> None:
 def zygote_main(argv: list[str]) -> None:
     ctrl_fd, shell_pid, preload = int(argv[0]), int(argv[1]), argv[2] if len(argv) > 2 else ""
     set_parent_death_signal(signal.SIGKILL)
+    set_process_name("bioxen-zygote")
     ctrl = socket.socket(fileno=ctrl_fd)
     if os.getppid() != shell_pid:  # the shell died before prctl took effect
         os._exit(1)

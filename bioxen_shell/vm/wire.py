@@ -150,10 +150,23 @@ def _encode_into(v: Any, parts: list, keys: list, on_path: set, root: str, blobs
                 keys.pop()
         else:
             parts.append(b"{%d;" % len(v))
+            append = parts.append
+            keys.append(0)
             for i, item in enumerate(v, 1):
-                keys.append(i)
-                _encode_into(item, parts, keys, on_path, root, blobs)
-                keys.pop()
+                ti = type(item)
+                # Fast paths for the common scalars; the rest (and every error) below.
+                if ti is int and _INT_MIN <= item <= _INT_MAX:
+                    append(b"i%d;" % item)
+                elif ti is float and item == item and item not in (math.inf, -math.inf):
+                    append(b"d%r;" % item)
+                elif ti is str and len(item) < 4096:
+                    b = item.encode("utf-8", "surrogatepass")
+                    append(b"s%d:" % len(b))
+                    append(b)
+                else:
+                    keys[-1] = i
+                    _encode_into(item, parts, keys, on_path, root, blobs)
+            keys.pop()
         parts.append(b"}")
         on_path.discard(id(v))
     else:
@@ -244,22 +257,69 @@ def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list) -> tup
         if count < 0:
             _fail(pos, root, keys, "bad array count")
         pos = semi + 1
-        items = []
+        items: list = []
+        append = items.append
+        find = data.find
+        size = len(data)
+        keys.append(0)
         for i in range(1, count + 1):
-            keys.append(i)
+            # Fast paths for the common scalars (no call, no error bookkeeping); anything
+            # unusual, and every error, goes through _decode.
+            tag = data[pos] if pos < size else -1
+            if tag == _TAG_I:
+                semi = find(b";", pos + 1, pos + 24)
+                if semi > 0:
+                    try:
+                        append(int(data[pos + 1 : semi]))
+                        pos = semi + 1
+                        continue
+                    except ValueError:
+                        pass
+            elif tag == _TAG_S:
+                colon = find(b":", pos + 1, pos + 22)
+                if colon > 0:
+                    try:
+                        end = colon + 1 + int(data[pos + 1 : colon])
+                    except ValueError:
+                        end = -1
+                    if colon < end <= size and end - colon < 4096:
+                        chunk = data[colon + 1 : end]
+                        try:
+                            append(chunk.decode("utf-8"))
+                        except UnicodeDecodeError:
+                            append(bytes(chunk))
+                        pos = end
+                        continue
+            keys[-1] = i
             item, pos = _decode(data, mv, pos, root, keys)
-            keys.pop()
-            items.append(item)
+            append(item)
+        keys.pop()
         if pos < len(data) and data[pos] == _TAG_CLOSE:
             return items if items else {}, pos + 1
         table: dict = {i: item for i, item in enumerate(items, 1)}
         while True:
-            if pos >= len(data):
+            if pos >= size:
                 _fail(pos, root, keys, "table not closed with '}'")
-            if data[pos] == _TAG_CLOSE:
+            tag = data[pos]
+            if tag == _TAG_CLOSE:
                 return table, pos + 1
             keys.append("?")
-            key, pos = _decode(data, mv, pos, root, keys)
+            key = None
+            if tag == _TAG_S:  # fast path: a short string key
+                colon = find(b":", pos + 1, pos + 8)
+                if colon > 0:
+                    try:
+                        end = colon + 1 + int(data[pos + 1 : colon])
+                    except ValueError:
+                        end = -1
+                    if colon < end <= size:
+                        try:
+                            key = data[colon + 1 : end].decode("utf-8")
+                            pos = end
+                        except UnicodeDecodeError:
+                            key = None
+            if key is None:
+                key, pos = _decode(data, mv, pos, root, keys)
             keys[-1] = key
             try:
                 hash(key)

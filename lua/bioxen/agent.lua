@@ -24,24 +24,21 @@ local load, loadstring, setfenv = load, rawget(_G, "loadstring"), rawget(_G, "se
 local require = require
 local string, table, math, os, io, coroutine = string, table, math, os, io, coroutine
 local debug, package = debug, package
-local s_find, s_sub, s_match, s_format, s_gsub, s_byte, s_rep, s_gmatch =
-  string.find, string.sub, string.match, string.format, string.gsub, string.byte, string.rep, string.gmatch
+local s_find, s_sub, s_match, s_format, s_gsub, s_byte, s_gmatch =
+  string.find, string.sub, string.match, string.format, string.gsub, string.byte, string.gmatch
 local t_concat, t_sort = table.concat, table.sort
 local unpack = table.unpack or rawget(_G, "unpack")
 local clock = os.clock
 local collectgarbage = collectgarbage
-local co_create, co_wrap, co_running, co_resume, co_status =
-  coroutine.create, coroutine.wrap, coroutine.running, coroutine.resume, coroutine.status
-local d_sethook, d_gethook, d_getinfo, d_traceback =
-  debug.sethook, debug.gethook, debug.getinfo, debug.traceback
+local co_create, co_running, co_resume, co_yield =
+  coroutine.create, coroutine.running, coroutine.resume, coroutine.yield
+local d_sethook, d_gethook, d_getinfo = debug.sethook, debug.gethook, debug.getinfo
 local real_stdout, real_stderr, real_stdin = io.stdout, io.stderr, io.stdin
-local io_write, io_output, io_open, io_read, io_lines, io_input =
-  io.write, io.output, io.open, io.read, io.lines, io.input
+local io_output, io_open, io_lines, io_input = io.output, io.open, io.lines, io.input
 local os_exit = os.exit
 
 local wire = require("bioxen.wire")
-local encode, decode, wire_list, wire_unpack, wire_count =
-  wire.encode, wire.decode, wire.list, wire.unpack, wire.count
+local encode, decode, wire_unpack, wire_count = wire.encode, wire.decode, wire.unpack, wire.count
 local encode_parts, encode_list_parts = wire.encode_parts, wire.encode_list_parts
 local read_frame, write_frame = wire.read_frame, wire.write_frame
 
@@ -69,13 +66,14 @@ local chan_in, chan_out = real_stdin, real_stdout
 
 local out_parts, out_n, out_size, out_last = {}, 0, 0, 0
 
+local put_frame   -- put_frame(kind, parts, n): write one frame and flush (defined below)
+
 local function flush_output()
   if out_n == 0 then return end
   local n = out_n
   out_n, out_size = 0, 0
-  write_frame(chan_out, "O", out_parts, n)
+  put_frame("O", out_parts, n)
   for i = 1, n do out_parts[i] = nil end
-  chan_out:flush()
   out_last = clock()
 end
 
@@ -318,7 +316,8 @@ hook = function()
   if wall ~= alive_checked then check_alive(wall) end
   if out_n > 0 and now - out_last >= FLUSH_SECONDS then
     flush_output()
-    if output_hook_armed and in_main_thread() then
+    -- (A SIGINT that came during the write set lua.c's hook: leave it to fire.)
+    if output_hook_armed and in_main_thread() and d_gethook() ~= "external hook" then
       output_hook_armed = false
       if not need_hook then d_sethook() end
     end
@@ -683,6 +682,10 @@ end
 ---------------------------------------------------------------------------------------------
 -- Sandbox (configure sandbox=true): see docs/agent.md for the exact whitelist.
 
+local module_path = package.path   -- where require (and the sandbox's require) looks
+
+local make_sandbox_env
+do
 local SAFE_GLOBALS = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber",
   "tostring", "type", "unpack", "xpcall", "rawequal", "rawlen", "rawget", "rawset", "getmetatable",
   "setmetatable", "_VERSION" }
@@ -708,7 +711,6 @@ local function copy_fields(src, names)
   return t
 end
 
-local module_path = package.path   -- where require (and the sandbox's require) looks
 
 local function sandbox_require_factory(env, loaded)
   return function(name)
@@ -737,7 +739,7 @@ local function sandbox_require_factory(env, loaded)
   end
 end
 
-local function make_sandbox_env(allow_ffi)
+make_sandbox_env = function(allow_ffi)
   local env = {}
   for i = 1, #SAFE_GLOBALS do env[SAFE_GLOBALS[i]] = rawget(_G, SAFE_GLOBALS[i]) end
   for lib, names in pairs(SAFE_LIBS) do env[lib] = copy_fields(rawget(_G, lib), names) end
@@ -810,6 +812,7 @@ local function make_sandbox_env(allow_ffi)
   env.require = sandbox_require_factory(env, loaded)
   env.package = { loaded = loaded, path = module_path }
   return env
+end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -1035,8 +1038,7 @@ local function send_reply(id, r)
     parts, n = reply_parts(id, failure("encode", tostring(parts)))
   end
   flush_output()
-  write_frame(chan_out, "R", parts, n)
-  chan_out:flush()
+  put_frame("R", parts, n)
 end
 
 local function handle(payload, blobs)
@@ -1112,6 +1114,110 @@ local function install_user_io()
   end
 end
 
+-- The channel outside user calls.  Under a stock PUC interpreter lua.c's SIGINT handler
+-- hooks the main thread, and its hook can fire at any call or return.  So the agent reads and
+-- writes frames in a coroutine of its own, which that hook never reaches: an interrupt can
+-- never strike between a frame's header and its payload, nor lose a frame that was read.
+-- The coroutine records what it did in `io_state` before it yields, so a hook firing in the
+-- main thread on the way back loses nothing.  (Inside user calls frames are written directly:
+-- there an interrupt is meant to stop the call, and one f:write call is never split.)
+local pending = nil          -- the reply of the request in hand, until it has been written
+local next_frame, start_io_thread
+do
+local io_state = {}
+local io_thread = nil
+
+local function io_loop(op, kind, parts, n)
+  while true do
+    if op == "read" then
+      local ok, k, p = pcall(read_frame, chan_in)
+      io_state.ok, io_state.kind, io_state.payload = ok, k, p
+    else
+      local ok, err = pcall(write_frame, chan_out, kind, parts, n)
+      if ok then chan_out:flush() end
+      if ok and kind == "R" then pending = nil end
+      io_state.ok, io_state.kind, io_state.payload = ok, err, nil
+    end
+    io_state.done = true
+    op, kind, parts, n = co_yield()
+  end
+end
+
+local function io_call(op, kind, parts, n)
+  io_state.done = false
+  for _ = 1, 3 do
+    pcall(co_resume, io_thread, op, kind, parts, n)
+    if io_state.done then break end   -- else the hook fired before the coroutine ran
+  end
+  local st = io_state
+  local ok, k, p = st.ok, st.kind, st.payload
+  st.ok, st.kind, st.payload = nil, nil, nil
+  if not st.done then return false, "interrupted!" end
+  return ok, k, p
+end
+
+next_frame = function()
+  if io_thread then return io_call("read") end
+  return pcall(read_frame, chan_in)
+end
+
+put_frame = function(kind, parts, n)
+  if io_thread and not in_user then
+    local ok, err = io_call("send", kind, parts, n)
+    if not ok then error(err, 0) end
+    return
+  end
+  write_frame(chan_out, kind, parts, n)
+  chan_out:flush()
+  if kind == "R" then pending = nil end
+end
+
+start_io_thread = function()
+  -- lupa has no lua.c handler, and stock LuaJIT keeps SIGINT blocked (polled by the hook).
+  if not EMBEDDED and not IS_LUAJIT then io_thread = co_create(io_loop) end
+end
+end
+
+-- One step of the request loop; returns an exit status to stop.  Written so that an
+-- "interrupted!" from lua.c's hook, wherever it fires, can simply run the step again.
+local blobs = {}
+local function step()
+  if pending then
+    local p = pending
+    send_reply(p.id, p.r)
+    if p.exit then return 0 end
+    return nil
+  end
+  d_sethook()
+  local ok, kind, payload = next_frame()
+  if not ok then
+    if s_find(tostring(kind), "interrupted!$") then return nil end
+    real_stderr:write("bioxen agent: ", tostring(kind), "\n")
+    return 1
+  elseif kind == nil then
+    return 0
+  elseif kind == "B" then
+    bytes_read = bytes_read + #payload
+    -- A big string for the next request, read straight into its own Lua string.
+    blobs[#blobs + 1] = payload
+    return nil
+  elseif kind ~= "Q" then
+    real_stderr:write("bioxen agent: unexpected frame kind ", kind, "\n")
+    return 1
+  end
+  bytes_read = bytes_read + #payload
+  local request_blobs = blobs
+  blobs = {}
+  local handled, id, r, exit = pcall(handle, payload, request_blobs)
+  if not handled then
+    -- A bug in the agent (or an interrupt at a bad moment): answer, and keep serving.
+    id, r = nil, failure(s_find(tostring(id), "interrupted!$") and "interrupted" or "protocol",
+      "agent error: " .. tostring(id))
+  end
+  pending = { id = id, r = r, exit = exit }
+  return step()
+end
+
 local function main(...)
   local opts = parse_args(...)
   open_channel(opts)
@@ -1122,47 +1228,25 @@ local function main(...)
     if is_main then main_thread = co end
   end
   out_last = clock()
+  start_io_thread()
   local hello = { protocol = 1, agent = AGENT_VERSION, runtime = LUA_VERSION,
     jit = jit and jit.version or nil, ffi = HAS_FFI and true or false, embedded = EMBEDDED }
-  write_frame(chan_out, "H", encode(hello))
-  chan_out:flush()
-  local blobs = {}
+  local hello_payload = encode(hello)
+  local sent, err = false, nil
+  for _ = 1, 3 do
+    sent, err = pcall(put_frame, "H", { hello_payload }, 1)
+    if sent or not s_find(tostring(err), "interrupted!$") then break end
+  end
+  if not sent then
+    real_stderr:write("bioxen agent: cannot send the hello: ", tostring(err), "\n")
+    return 1
+  end
   while true do
-    -- Wait for input inside pcall: a SIGINT that lua.c turned into an "interrupted!" hook
-    -- while we were idle fires here, harmlessly, instead of in the middle of a frame.
-    pcall(chan_in.read, chan_in, 0)
-    d_sethook()
-    local ok, kind, payload = pcall(read_frame, chan_in)
-    if not ok then
-      if s_find(tostring(kind), "interrupted!$") then
-        -- The request was consumed by a read the interrupt cut short: answer it in order.
-        send_reply(nil, failure("interrupted", "interrupted"))
-      else
-        real_stderr:write("bioxen agent: ", tostring(kind), "\n")
-        return 1
-      end
-    elseif kind == nil then
-      return 0
-    elseif kind == "B" then
-      bytes_read = bytes_read + #payload
-      -- A big string for the next request, read straight into its own Lua string.
-      blobs[#blobs + 1] = payload
-      payload = nil
-    elseif kind ~= "Q" then
-      real_stderr:write("bioxen agent: unexpected frame kind ", kind, "\n")
+    local ok, status = pcall(step)
+    if ok and status ~= nil then return status end
+    if not ok and not s_find(tostring(status), "interrupted!$") then
+      real_stderr:write("bioxen agent: internal error: ", tostring(status), "\n")
       return 1
-    else
-      bytes_read = bytes_read + #payload
-      local handled, id, r, exit = pcall(handle, payload, blobs)
-      payload = nil
-      blobs = {}
-      if not handled then
-        -- A bug in the agent (or an interrupt at a bad moment): answer, and keep serving.
-        id, r = nil, failure(s_find(tostring(id), "interrupted!$") and "interrupted" or "protocol",
-          "agent error: " .. tostring(id))
-      end
-      send_reply(id, r)
-      if exit then return 0 end
     end
   end
 end

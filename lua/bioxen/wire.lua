@@ -348,8 +348,19 @@ end
 
 --- Read one frame; returns kind, payload, or nil at a clean end of input.
 -- Raises on a malformed header or a payload cut short.
+local EINTR = 4
+
+-- f:read that retries a read a signal interrupted (lua5.4's lua.c installs its SIGINT
+-- handler without SA_RESTART; each f:read starts with clearerr).
+local function read_retrying(f, what)
+  while true do
+    local data, err, code = f:read(what)
+    if data ~= nil or code ~= EINTR then return data, err end
+  end
+end
+
 function M.read_frame(f)
-  local header = f:read("*l")
+  local header = read_retrying(f, "*l")
   if header == nil then return nil end
   local kind, len = match(header, "^(%u)(%d+)$")
   len = tonumber(len)
@@ -358,14 +369,50 @@ function M.read_frame(f)
   end
   if len == 0 then return kind, "" end
   local payload = read_payload(f, len)
+  if payload ~= nil and #payload < len then
+    -- A short read: interrupted by a signal (or the end of input, found below).
+    local pieces = { payload }
+    local have = #payload
+    while have < len do
+      local more = read_retrying(f, len - have)
+      if more == nil or more == "" then break end
+      pieces[#pieces + 1] = more
+      have = have + #more
+    end
+    payload = concat(pieces)
+  end
   if payload == nil or #payload ~= len then
     error(format("frame %s cut short: expected %d bytes, got %d", kind, len, payload and #payload or 0), 0)
   end
   return kind, payload
 end
 
+-- Pieces for one f:write call: runs of small pieces joined, big ones as they are, and never
+-- more than MAX_ARGS of them (joining harder if needed).
+local MAX_ARGS, BIG_PIECE = 200, 65536
+
+local function write_args(parts, n)
+  local args, na = {}, 0
+  local run_start = nil
+  for i = 1, n do
+    local piece = parts[i]
+    if #piece >= BIG_PIECE then
+      if run_start then na = na + 1; args[na] = concat(parts, "", run_start, i - 1); run_start = nil end
+      na = na + 1
+      args[na] = piece
+    elseif not run_start then
+      run_start = i
+    end
+  end
+  if run_start then na = na + 1; args[na] = concat(parts, "", run_start, n) end
+  if na > MAX_ARGS then return { concat(args, "", 1, na) }, 1 end
+  return args, na
+end
+
 --- Write one frame (not flushed).  The payload is a string, or an array of `n` pieces
--- (see encode_parts): pieces are written as they are, so nothing big is copied.
+-- (see encode_parts): big pieces are written as they are, so nothing big is copied.
+-- The frame goes out in ONE f:write call, so no hook (lua.c's SIGINT hook among them) can
+-- ever stop it half-written.
 function M.write_frame(f, kind, payload, n)
   local ok, err
   if type(payload) == "string" then
@@ -373,14 +420,8 @@ function M.write_frame(f, kind, payload, n)
   else
     local size = 0
     for i = 1, n do size = size + #payload[i] end
-    ok, err = f:write(kind, format("%d", size), "\n")
-    local i = 1
-    while ok and i <= n do
-      local j = i + 199
-      if j > n then j = n end
-      ok, err = f:write(unpack(payload, i, j))
-      i = j + 1
-    end
+    local args, na = write_args(payload, n)
+    ok, err = f:write(kind, format("%d", size), "\n", unpack(args, 1, na))
   end
   if not ok then error("cannot write " .. kind .. " frame: " .. tostring(err), 0) end
 end

@@ -230,3 +230,27 @@ def test_configure_rejects_bad_fields(start_agent):
     a = start_agent("lua5.4")
     r = a.request("configure", cpu_limit="fast")
     assert r["kind"] == "protocol" and "cpu_limit" in r["error"]
+
+
+@pytest.mark.parametrize("runtime", ["lua54", "lua5.1", "luajit"])
+def test_garbage_requests_get_protocol_errors_and_the_agent_carries_on(start_agent, runtime):
+    import random
+
+    from bioxen_shell.vm import wire
+
+    a = start_agent(runtime)
+    rng = random.Random(7)
+    payloads = [rng.randbytes(rng.randrange(1, 60)) for _ in range(30)]
+    payloads += [b"{0;s2:idi1;", b"{" * 500 + b"}" * 500, b"{0;s2:opi5;}", b"s3:abc", b"{0;s2:ops4:eval}"]
+    for payload in payloads:
+        os.write(a.wfd, wire.frame(b"Q", payload))
+        reply, _ = a.recv()
+        assert reply["ok"] is False and reply["kind"] == "protocol", (payload, reply)
+    assert a.eval("1 + 1") == [2]
+
+
+def test_a_malformed_frame_header_ends_the_agent_with_a_message(start_agent):
+    a = start_agent("lua5.4")
+    os.write(a.wfd, b"this is not a frame\n")
+    assert a.proc.wait(timeout=10) == 1
+    assert b"malformed frame header" in a.proc.stderr.read()

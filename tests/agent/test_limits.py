@@ -224,3 +224,24 @@ def test_stock_luajit_takes_any_number_of_sigints(start_agent):
     a.interrupt()  # between calls: forgotten, the next call runs to the end
     time.sleep(0.2)
     assert a.eval("local n = 0 for i = 1, 1e6 do n = n + 1 end return n") == [1000000]
+
+
+@pytest.mark.parametrize("runtime", ["lua5.1", "lua5.4", "luajit"])
+def test_sigint_during_heavy_printing_never_cuts_a_frame(start_agent, runtime):
+    a = start_agent(runtime)
+    a.send("eval", code="while true do io.write(string.rep('p', 3000), '\\n') end")
+    time.sleep(0.4)
+    a.interrupt()
+    reply, out = a.recv(timeout=10)
+    assert reply["kind"] == "interrupted"
+    assert set(out) <= set(b"p\n") and len(out) > 0  # every byte arrived inside whole frames
+    assert a.eval("'still in sync'") == ["still in sync"]
+
+
+@pytest.mark.parametrize("runtime", ["lua5.1", "lua5.4"])
+def test_sigint_while_idle_does_not_hit_the_next_request(start_agent, runtime):
+    a = start_agent(runtime)
+    a.interrupt()  # lua.c arms its hook; the agent is blocked reading
+    time.sleep(0.2)
+    assert a.eval("local n = 0 for i = 1, 2e6 do n = n + 1 end return n") == [2000000]
+    assert a.eval("1") == [1]

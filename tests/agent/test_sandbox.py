@@ -224,3 +224,21 @@ def test_python_is_unreachable_from_a_lupa_worker(start_agent, runtime):
     assert a.eval("debug.getregistry().python == nil, debug.getregistry().eval == nil") == [True, True]
     found = a.eval(SCAN_REGISTRY)[0]
     assert found == {}, f"Python reachable through: {found}"
+
+
+@pytest.mark.parametrize("runtime", ["lua54", "lua5.1", "luajit"])
+def test_real_bytecode_is_refused(start_agent, sandboxed_agents, runtime):
+    """Bytecode made by the same runtime (outside the sandbox) cannot be loaded inside it."""
+    maker = start_agent(runtime)
+    bytecode = maker.eval("string.dump(function() return 'from bytecode' end)")[0]
+    raw = bytecode.encode() if isinstance(bytecode, str) else bytecode  # LuaJIT's may be valid UTF-8
+    assert raw[:1] == b"\x1b"
+    assert maker.eval("(loadstring or load)(...)()", bytecode) == ["from bytecode"]  # the plain VM can
+    jail = start_agent(runtime)
+    jail.configure(sandbox=True)
+    r = jail.eval("local f, err = load(...) return f == nil, err", bytecode)
+    assert r[0] is True and "binary" in r[1]
+    r = jail.eval("local f, err = load(..., 'x', 'b') return f == nil, err", bytecode)
+    assert r[0] is True
+    r = jail.request("eval", code=raw)
+    assert r["ok"] is False

@@ -193,9 +193,10 @@ def test_status_line_skips_login_noise_and_keeps_the_stream(ssh_vm_options, sshd
         chan = client.get_transport().open_session()
         chan.exec_command("printf 'Welcome to the lab\\nR3\\nbioxen-start luajit\\nH5\\nhello'")
         assert ssh._read_status_line(chan, 10) == "bioxen-start luajit"
+        chan.settimeout(10)
         rest = b""
-        while len(rest) < 9:
-            rest += chan.recv(100)
+        while data := chan.recv(100):
+            rest += data
         assert rest == b"H5\nhello"
     finally:
         client.close()
@@ -374,3 +375,27 @@ def test_configured_host_by_name(manager, sshd_server, cache_dir):
     vm = _create(manager, {"type": "ssh", "host": "loop"})
     assert vm.describe()["interpreter"] == "lua5.4"
     assert _one(vm, "return 6 * 7") == 42
+
+
+def test_bad_config_file_stops_vm_create_with_file_and_key(manager):
+    from bioxen_shell import paths
+    cfg = paths.config_dir() / "config.toml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text('[hosts.loop]\nhostname = "127.0.0.1"\nkeepalive = "often"\n')
+    with pytest.raises(Exception, match=rf"{cfg}: hosts.loop.keepalive: expected a number of seconds"):
+        _create(manager, {"type": "ssh", "host": "loop"})
+
+
+def test_agent_killed_on_the_host_is_reported_as_a_crash(manager, ssh_vm_options):
+    """The OOM killer (or an admin) kills the remote agent: the VM reports the signal."""
+    import os
+    import signal
+
+    vm = _create(manager, dict(ssh_vm_options))
+    pid = vm.describe()["pid"]
+    threading.Timer(0.3, os.kill, args=(pid, signal.SIGKILL)).start()
+    with pytest.raises(VMCrashed, match=r"VM crashed \(signal 9\)"):
+        _one(vm, "while true do end")
+    assert vm.status == "crashed"
+    vm.restart()
+    assert _one(vm, "return 'ok'") == "ok"

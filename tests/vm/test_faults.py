@@ -38,7 +38,7 @@ def test_call_timeout_stops_an_infinite_loop(manager):
         t0 = time.monotonic()
         with pytest.raises(VMTimeout, match="timed out after 0.5 s"):
             h.eval(code)
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 6
         assert h.eval("return 'alive'") == ["alive"]
     # a per-call timeout overrides the profile's
     with pytest.raises(VMTimeout, match="after 0.2 s"):
@@ -160,7 +160,7 @@ def test_lifecycle_calls_do_not_wait_for_a_busy_vm(manager, action):
     t0 = time.monotonic()
     getattr(h, action)()
     t.join(5)
-    assert not t.is_alive() and time.monotonic() - t0 < 3
+    assert not t.is_alive() and time.monotonic() - t0 < 6
     past = {"destroy": "destroyed", "stop": "stopped", "restart": "restarted"}[action]
     assert errors == [f"busy-{action}: the VM was {past} while this call was running"]
     if action == "restart":
@@ -183,5 +183,5 @@ def test_an_interrupt_sent_before_the_call_starts_is_not_lost(manager):
         t0 = time.monotonic()
         with pytest.raises(VMError) as info:
             h.recv(10)
-        assert info.value.kind == "interrupted" and time.monotonic() - t0 < 3
+        assert info.value.kind == "interrupted" and time.monotonic() - t0 < 6
         assert h.eval("return 'ok'") == ["ok"]

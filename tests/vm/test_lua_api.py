@@ -177,7 +177,7 @@ def test_attach_detach_complete_and_interrupt(shell):
     threading.Timer(0.3, shell.interrupt).start()
     t0 = time.monotonic()
     r = shell.eval_line("while true do end")
-    assert r.kind == "interrupted" and time.monotonic() - t0 < 3
+    assert r.kind == "interrupted" and time.monotonic() - t0 < 6
     assert shell.show("answer") == "42"          # the VM lives on
     assert "detached from w1" in shell.show(":detach")
     assert shell.prompt_name() is None
