@@ -15,7 +15,6 @@ if script then
 end
 
 local fasta = require "bio.fasta"
-local seq = require "bio.seq"
 
 local args = { ... }
 local path, mode = nil, "remove"
@@ -29,9 +28,10 @@ if not path then
   os.exit(2)
 end
 
-local gc_fraction, format = seq.gc_fraction, string.format
+-- fasta.gc_records gives each record's id, length and gc_fraction without
+-- building the sequence strings (on LuaJIT it counts in the read buffer).
+local format = string.format
 io.write("#id\tlength\tgc_percent\n")
-for rec in fasta.records(path) do
-  local s = rec.seq
-  io.write(format("%s\t%d\t%.2f\n", rec.id, #s, 100 * gc_fraction(s, mode)))
+for id, length, gc in fasta.gc_records(path, mode) do
+  io.write(format("%s\t%d\t%.2f\n", id, length, 100 * gc))
 end

@@ -255,6 +255,292 @@ function M.parse(text, opts)
 end
 
 ---------------------------------------------------------------------------
+-- Per-record GC content without building the sequences
+---------------------------------------------------------------------------
+
+-- gc_records yields, for each record, exactly what
+--   rec.id, #rec.seq, seq.gc_fraction(rec.seq, ambiguous), rec.description
+-- would be (same parser, same errors), but on LuaJIT it never builds
+-- rec.seq: a fused scanner reads the file with fread into one reused
+-- buffer, finds record starts with memchr('>') and counts G/C, A/T and
+-- line-break bytes of each body in place with a byte-pair lookup table.
+-- Elsewhere it is the plain loop above (records + gc_fraction).
+
+local MODES = { remove = true, ignore = true, weighted = true }
+
+local function check_mode(mode, fname)
+  if mode == nil then return "remove" end
+  if not MODES[mode] then
+    A.arg_error(fname, 2, "ambiguous", "must be \"remove\", \"ignore\" or \"weighted\", got " .. tostring(mode), 3)
+  end
+  return mode
+end
+
+-- The portable way: the ordinary reader and bio.seq.gc_fraction.
+local function gc_iterator_plain(next_record, mode)
+  local gc_fraction = require("bio.seq").gc_fraction
+  return function()
+    local rec = next_record()
+    if rec == nil then return nil end
+    return rec.id, #rec.seq, gc_fraction(rec.seq, mode), rec.description
+  end
+end
+
+local gc_scanner -- LuaJIT + FFI: gc_scanner(chunk_reader, close, name, fname, mode) -> next()
+local fopen_chunks, string_chunks
+if ffi and memchr then
+  local ok_stdio = pcall(ffi.cdef, [[
+    typedef struct bioxen_FILE bioxen_FILE;
+    bioxen_FILE *fopen(const char *path, const char *mode);
+    size_t fread(void *ptr, size_t size, size_t n, bioxen_FILE *f);
+    int fclose(bioxen_FILE *f);
+  ]])
+  local C = ffi.C
+  local cast, floor = ffi.cast, math.floor
+  local u8p, u16p = ffi.typeof("const uint8_t *"), ffi.typeof("const uint16_t *")
+  local NL, GT = 10, 62
+  local F17, F34 = 131072, 17179869184 -- field weights: gc + at * 2^17 + ws * 2^34
+  local BLOCK = 65536 -- bytes per block: each field stays below 2^17
+  local FAST_CHUNK = 262144 -- fread size: stays in L2 cache while it is scanned
+
+  -- Lookup tables, built on first use: one byte, and a byte pair read as uint16.
+  local LUT1, LUT2
+  local function build_luts()
+    local one = {}
+    for b = 0, 255 do one[b] = 0 end
+    for i = 1, 6 do one[byte("GCSgcs", i)] = 1 end
+    for i = 1, 8 do one[byte("ATWUatwu", i)] = F17 end
+    for _, b in ipairs({ 9, 10, 13, 32 }) do one[b] = F34 end -- removed from the sequence
+    LUT1, LUT2 = ffi.new("double[256]"), ffi.new("double[65536]")
+    for a = 0, 255 do
+      LUT1[a] = one[a]
+      for b = 0, 255 do LUT2[a * 256 + b] = one[a] + one[b] end
+    end
+  end
+
+  -- Counts over p[i .. j-1]: G/C/S, A/T/W/U and whitespace bytes (both cases).
+  local function count3(p, i, j)
+    local gc, at, ws = 0, 0, 0
+    while i < j do
+      local stop = i + BLOCK
+      if stop > j then stop = j end
+      local npairs = floor((stop - i) / 2)
+      local q = cast(u16p, p + i)
+      local a1, a2, a3, a4 = 0, 0, 0, 0
+      local last4 = npairs - npairs % 4
+      for k = 0, last4 - 4, 4 do
+        a1 = a1 + LUT2[q[k]]; a2 = a2 + LUT2[q[k + 1]]
+        a3 = a3 + LUT2[q[k + 2]]; a4 = a4 + LUT2[q[k + 3]]
+      end
+      for k = last4, npairs - 1 do a1 = a1 + LUT2[q[k]] end
+      if i + 2 * npairs < stop then a2 = a2 + LUT1[p[stop - 1]] end
+      local acc = a1 + a2 + a3 + a4
+      local w = floor(acc / F34)
+      acc = acc - w * F34
+      local a = floor(acc / F17)
+      gc, at, ws = gc + (acc - a * F17), at + a, ws + w
+      i = stop
+    end
+    return gc, at, ws
+  end
+
+  -- Weighted mode needs every letter's count: a histogram of the body.
+  local WEIGHTED_ORDER = { "B", "D", "H", "K", "M", "N", "R", "V", "X", "Y" } -- as bio.seq sums them
+  local WEIGHT = { B = 2 / 3, D = 1 / 3, H = 1 / 3, K = 0.5, M = 0.5, N = 0.5, R = 0.5, V = 2 / 3, X = 0.5, Y = 0.5 }
+  local function add_histogram(h, p, i, j)
+    for k = i, j - 1 do local b = p[k]; h[b] = h[b] + 1 end
+  end
+  local function weighted_gc(h)
+    local gc = 0
+    for _, c in ipairs({ "C", "G", "S", "c", "g", "s" }) do gc = gc + h[byte(c)] end
+    local extra = 0
+    for _, c in ipairs(WEIGHTED_ORDER) do
+      extra = extra + (h[byte(c)] + h[byte(c:lower())]) * WEIGHT[c]
+    end
+    return gc + extra
+  end
+
+  gc_scanner = function(read_chunk, close, name, fname, mode)
+    if not LUT1 then build_luts() end
+    local p, n, pos = nil, 0, 0 -- current chunk (0-based), bytes in it, next byte
+    local hold                  -- the Lua string p points into, if any (kept alive)
+    local eof, started, done = false, false, false
+    local hist = mode == "weighted" and ffi.new("double[256]") or nil
+
+    -- Next chunk into p/n (pos = 0); false at end of file.
+    local function refill()
+      if eof then return false end
+      local ptr, len, keep = read_chunk()
+      if ptr == nil then eof = true; return false end
+      p, n, pos, hold = ptr, len, 0, keep
+      return true
+    end
+
+    -- Before the first record: blank lines are skipped, other text is an
+    -- error naming the line (as the record reader does).  Returns the
+    -- first header line (without '>') and whether a newline ended it.
+    local function first_header()
+      local lineno = 0
+      while true do
+        if pos >= n and not refill() then return nil end
+        lineno = lineno + 1
+        local parts, ended = {}, false
+        while true do -- one line, possibly across chunks
+          local q = memchr(p + pos, NL, n - pos)
+          local stop = q ~= nil and cast(u8p, q) - p or n
+          parts[#parts + 1] = ffi.string(p + pos, stop - pos)
+          if q ~= nil then pos, ended = stop + 1, true; break end
+          pos = n
+          if not refill() then break end
+        end
+        local line = concat(parts)
+        if byte(line, 1) == GT then return sub(line, 2), ended end
+        if find(line, "[^ \t\r\v\f]") then
+          close()
+          error(string.format("%s: %s line %d: text before the first '>' header: %q (FASTA records start with '>')",
+            fname, name, lineno, #line > 40 and sub(line, 1, 40) .. "..." or line), 0)
+        end
+      end
+    end
+
+    -- The header line after '>' (p[pos] is the '>'), and whether it ended.
+    local function header()
+      pos = pos + 1
+      local parts = {}
+      while true do
+        local q = memchr(p + pos, NL, n - pos)
+        local stop = q ~= nil and cast(u8p, q) - p or n
+        parts[#parts + 1] = ffi.string(p + pos, stop - pos)
+        if q ~= nil then pos = stop + 1; return concat(parts), true end
+        pos = n
+        if not refill() then return concat(parts), false end
+      end
+    end
+
+    return function()
+      if done then return nil end
+      local title, header_done
+      if not started then
+        started = true
+        title, header_done = first_header()
+        if title == nil then done = true; close(); return nil end
+      else
+        title, header_done = header()
+      end
+      title = IO.rstrip(title)
+      local id = IO.first_word(title)
+      if not header_done then -- a header at the very end of the file
+        done = true; close()
+        return id, 0, 0, title
+      end
+      -- body: up to the next '>' that starts a line
+      local gc, at, ws, bytes = 0, 0, 0, 0
+      if hist then ffi.fill(hist, 256 * 8) end
+      local prev_nl = true -- the byte before p[pos] is the header's newline
+      while true do
+        local start, search = pos, pos
+        local stop, boundary = n, false
+        while search < n do
+          local q = memchr(p + search, GT, n - search)
+          if q == nil then break end
+          local at_gt = cast(u8p, q) - p
+          if (at_gt == 0 and prev_nl) or (at_gt > 0 and p[at_gt - 1] == NL) then
+            stop, boundary = at_gt, true
+            break
+          end
+          search = at_gt + 1 -- a '>' inside a line is a sequence character
+        end
+        if stop > start then
+          local g, a, w = count3(p, start, stop)
+          gc, at, ws, bytes = gc + g, at + a, ws + w, bytes + (stop - start)
+          if hist then add_histogram(hist, p, start, stop) end
+        end
+        pos = stop
+        if boundary then break end
+        if n > 0 then prev_nl = p[n - 1] == NL end
+        if not refill() then done = true; break end
+      end
+      if done then close() end
+      local length = bytes - ws
+      local frac
+      if mode == "remove" then
+        frac = (gc + at == 0) and 0 or gc / (gc + at)
+      elseif mode == "ignore" then
+        frac = length == 0 and 0 or gc / length
+      else
+        frac = length == 0 and 0 or weighted_gc(hist) / length
+      end
+      return id, length, frac, title
+    end
+  end
+
+  -- Chunk readers for the scanner: each call gives (pointer, length,
+  -- keep-alive) or nil at the end.  A path is read with fread into a
+  -- buffer of its own (readers may interleave); nil if fopen fails.
+  fopen_chunks = function(path, chunk_size)
+    if not ok_stdio then return nil end
+    local fp = C.fopen(path, "rb")
+    if fp == nil then return nil end
+    fp = ffi.gc(fp, C.fclose) -- closed by the GC if a loop is abandoned
+    local size = chunk_size or FAST_CHUNK
+    local buf = ffi.new("uint8_t[?]", size)
+    local open = true
+    local function close()
+      if open then open = false; ffi.gc(fp, nil); C.fclose(fp) end
+    end
+    return function()
+      if not open then return nil end
+      local got = tonumber(C.fread(buf, 1, size, fp))
+      if got == 0 then return nil end
+      return buf, got, nil
+    end, close
+  end
+
+  -- Over a chunk reader that returns Lua strings (open files, strings).
+  string_chunks = function(read)
+    return function()
+      local s = read()
+      if s == nil or #s == 0 then return nil end
+      return cast(u8p, s), #s, s
+    end
+  end
+end
+
+--- Iterate over a FASTA file's records as (id, length, gc, description):
+-- `length` is #rec.seq and `gc` is bio.seq.gc_fraction(rec.seq, ambiguous)
+-- ("remove" by default, "ignore" or "weighted"), without building the
+-- sequences on LuaJIT.  Same source types, parsing and errors as records().
+--   for id, len, gc in fasta.gc_records("genome.fa") do print(id, len, gc) end
+function M.gc_records(source, ambiguous, opts)
+  local fname = "bio.fasta.gc_records"
+  local mode = check_mode(ambiguous, fname)
+  opts = A.check_options(opts, { "chunk_size" }, fname, 3)
+  if gc_scanner then
+    local read_chunk, close
+    if type(source) == "string" then read_chunk, close = fopen_chunks(source, opts.chunk_size) end
+    local name = source
+    if not read_chunk then -- an open file, or fopen failed (io.open names the error)
+      local read
+      read, close, name = IO.open_source(source, fname, opts.chunk_size)
+      read_chunk = string_chunks(read)
+    end
+    return IO.iterator(gc_scanner(read_chunk, close, name, fname, mode), close)
+  end
+  local read, close, name = IO.open_source(source, fname, opts.chunk_size)
+  return IO.iterator(gc_iterator_plain(reader(read, close, name, fname), mode), close)
+end
+
+--- gc_records over a string holding FASTA text.
+function M.gc_records_from_string(text, ambiguous, opts)
+  local fname = "bio.fasta.gc_records_from_string"
+  local mode = check_mode(ambiguous, fname)
+  opts = A.check_options(opts, { "chunk_size" }, fname, 3)
+  local read, close, name = IO.string_source(text, fname, opts.chunk_size)
+  if gc_scanner then return gc_scanner(string_chunks(read), close, name, fname, mode) end
+  return gc_iterator_plain(reader(read, close, name, fname), mode)
+end
+
+---------------------------------------------------------------------------
 -- Writer
 ---------------------------------------------------------------------------
 

@@ -152,7 +152,7 @@ class Host:
 
     def lua_status(self, uid: int) -> tuple:
         h = self._uids.get(uid)
-        return (True, (h.status if h else "destroyed").encode())
+        return (True, (h.current_status() if h else "destroyed").encode())
 
     def lua_stop(self, uid: int) -> tuple:
         self._handle(uid).stop()
@@ -252,7 +252,7 @@ def _lua_info(d: dict[str, Any]) -> dict[str, Any]:
 
 # =========================================================================== :vms
 
-_COLUMNS = ("NAME", "TYPE", "PROFILE", "STATUS", "CREATED", "UPTIME", "PID/HOST")
+_COLUMNS = ("NAME", "TYPE", "PROFILE", "RUNTIME", "STATUS", "CREATED", "UPTIME", "PID/HOST")
 
 
 def format_vms_table(handles: list["VMHandle"]) -> str:
@@ -272,8 +272,9 @@ def format_vms_table(handles: list["VMHandle"]) -> str:
         status = d["status"]
         if d.get("exit_reason") and status in ("crashed", "lost", "stopped"):
             status += f" ({d['exit_reason']})"
+        runtime = d.get("interpreter") or d.get("runtime") or "-"  # remote: the binary found there
         rows.append((
-            d["name"], d["type"], d.get("profile") or "-", status,
+            d["name"], d["type"], d.get("profile") or "-", str(runtime), status,
             format_created(d["created"]), format_age(d["uptime"]) if d["uptime"] else "-", where,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]

@@ -244,6 +244,30 @@ def _as_list(value: Any) -> list:
     return [value]
 
 
+def preload_globals_code(modules: tuple[str, ...] | list[str]) -> str:
+    """Lua that makes preloaded modules reachable by their dotted names as globals, so with
+    ``preload = ["bio.seq"]`` user code can write ``bio.seq.gc_fraction(s)`` as well as
+    ``require("bio.seq")``.  A root that is itself a module (``bio``) is used as is.  Module
+    names are validated identifiers (profiles.py), so they are safe to splice into code."""
+    lines = []
+    roots: list[str] = []
+    for name in modules:
+        root = name.split(".")[0]
+        if root not in roots:
+            roots.append(root)
+    for root in roots:
+        lines.append(f'if {root} == nil then local ok, m = pcall(require, "{root}") '
+                     f'if ok and type(m) == "table" then {root} = m else {root} = {{}} end end')
+    for name in modules:
+        parts = name.split(".")
+        for i in range(2, len(parts)):
+            prefix = ".".join(parts[:i])
+            lines.append(f"if {prefix} == nil then {prefix} = {{}} end")
+        if len(parts) > 1:
+            lines.append(f'if {name} == nil then {name} = require("{name}") end')
+    return "pcall(function()\n" + "\n".join(lines) + "\nend)"
+
+
 # =========================================================================== the handle
 
 class _Held:
@@ -324,6 +348,11 @@ class VMHandle:
                 self._proc = self.backend.start()
                 # configure goes out before the hello is read: one round trip less at start.
                 configure_id = self._write_request("configure", self._configure_fields(), sync=True)
+                bind_id = None
+                if self.profile.preload:
+                    bind_id = self._write_request(
+                        "eval", {"code": preload_globals_code(self.profile.preload), "chunkname": "=profile"},
+                        raw={"args": b"{0;}"}, sync=True)
                 kind, payload = self._read_frame(time.monotonic() + self.start_timeout, starting=True)
                 if kind != b"H":
                     raise VMError(f"{self.name}: agent did not say hello (got a {kind!r} frame)", vm=self.name)
@@ -341,6 +370,8 @@ class VMHandle:
                         f"{self.name}: profile {self.profile.name!r} ({self.profile.source}) could not be "
                         f"applied: {exc.message}", kind=exc.kind, traceback=exc.traceback, vm=self.name
                     ) from None
+                if bind_id is not None:
+                    self._finish(self._wait(bind_id, timeout=self.start_timeout), True)
             except BaseException:
                 self._discard_proc()
                 self.status = "crashed"
@@ -446,8 +477,23 @@ class VMHandle:
             return 0.0
         return time.time() - self.started
 
+    def current_status(self) -> str:
+        """``status``, noticing an agent that died while nobody was waiting on it (a ``kill -9``
+        between calls), so ``:vms`` and the toolbar do not show a dead VM as running."""
+        proc = self._proc
+        if proc is not None and self.status in ("running", "busy"):
+            try:
+                reason = proc.exit_reason()
+            except Exception:  # a transport's bookkeeping must never break :vms
+                reason = None
+            if reason is not None and self._proc is proc and self.status in ("running", "busy"):
+                self.exit_reason = reason
+                self.status = "lost" if reason == "connection lost" else "crashed"
+        return self.status
+
     def describe(self) -> dict[str, Any]:
         """name, type, profile, status, created, uptime, pid/host… (no request to the VM)."""
+        self.current_status()
         d: dict[str, Any] = {"name": self.name, "type": self.kind, "profile": self.profile.name}
         try:
             d.update(self.backend.describe())
@@ -463,7 +509,7 @@ class VMHandle:
         if self.exit_reason:
             d["exit_reason"] = self.exit_reason
         if self.hello:
-            d["runtime"] = self.hello.get("runtime")
+            d["lua_version"] = self.hello.get("runtime")  # the agent's _VERSION, e.g. "Lua 5.4"
         return d
 
     def info(self) -> dict[str, Any]:
@@ -608,7 +654,7 @@ class VMHandle:
     # ------------------------------------------------------------------ request machinery
 
     def _check_usable(self) -> None:
-        if self.status in ("running", "busy") and self._proc is not None:
+        if self.current_status() in ("running", "busy") and self._proc is not None:
             return
         if self.status in ("crashed", "lost"):
             raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
@@ -778,6 +824,13 @@ class VMHandle:
                 target.error = VMTimeout(
                     f"{self.name}: call timed out after {call_timeout:g} s and was stopped",
                     kind="timeout", vm=self.name)
+        elif why == "interrupt" and target.error is None and target.sync:
+            # Ctrl-C while this call waited: it stopped whatever ran (maybe earlier vm.send
+            # work ahead of this call); this call reports the interrupt too, whatever it
+            # returned, so one Ctrl-C stops the caller once.
+            fields, _ = split_reply(target.reply or b"{0;}")
+            if fields.get("ok"):
+                target.error = VMInterrupted("interrupted", kind="interrupted", vm=self.name)
 
     def _kill_stuck(self, why: str | None, call_timeout: float | None) -> None:
         """The agent ignored SIGINT for the grace period (a long C call): kill it, report it."""

@@ -57,7 +57,8 @@ def status_summary(handles: list[VMHandle]) -> str:
         return "no VMs"
     counts: dict[str, int] = {}
     for h in handles:
-        counts[h.status] = counts.get(h.status, 0) + 1
+        status = h.current_status()
+        counts[status] = counts.get(status, 0) + 1
     order = ["running", "busy", "starting", "stopped", "crashed", "lost"]
     parts = [f"{counts.pop(s)} {s}" for s in order if s in counts]
     parts += [f"{n} {s}" for s, n in sorted(counts.items())]

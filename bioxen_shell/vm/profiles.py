@@ -195,6 +195,19 @@ def _lua_value(value: Any, where: str, key: str) -> Any:
     raise ProfileError(f"{where}: key '{key}': expected a string, number, boolean, array or table, got {value!r}")
 
 
+_LUA_KEYWORDS = frozenset(
+    "and break do else elseif end false for function goto if in local nil not or repeat return "
+    "then true until while".split())
+
+
+def _modules(value: Any, where: str) -> tuple[str, ...]:
+    names = _string_list(value, where, "preload", _MODULE_RE, "Lua module names like 'bio.seq'")
+    for i, name in enumerate(names, 1):
+        if any(part in _LUA_KEYWORDS for part in name.split(".")):
+            raise ProfileError(f"{where}: key 'preload' item {i}: {name!r} contains a Lua keyword")
+    return names
+
+
 def _globals(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ProfileError(f"{where}: key 'globals': expected a table of Lua globals, got {value!r}")
@@ -218,7 +231,7 @@ def _env(value: Any, where: str) -> dict[str, str]:
 _FIELDS = {
     "description": lambda v, w: _str(v, w, "description"),
     "runtime": lambda v, w: _check_runtime(v, w, "runtime"),
-    "preload": lambda v, w: _string_list(v, w, "preload", _MODULE_RE, "Lua module names like 'bio.seq'"),
+    "preload": lambda v, w: _modules(v, w),
     "sandbox": lambda v, w: _boolean(v, w, "sandbox"),
     "memory_limit": lambda v, w: _size(v, w, "memory_limit"),
     "call_timeout": lambda v, w: _seconds(v, w, "call_timeout"),
@@ -335,6 +348,27 @@ def cli_main(argv: list[str]) -> int:
         return 0
 
 
+def _toml_value(v: Any) -> str:
+    """A value as it would be written in a profile (``true``, ``["bio.seq"]``, ``"2GiB"``)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return f"{v:g}"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def _short_path(path: Path) -> str:
+    home = str(Path.home())
+    text = str(path)
+    return "~" + text[len(home):] if text.startswith(home + "/") else text
+
+
 def _cli(args: list[str]) -> int:
     cmd = args.pop(0) if args else "list"
     out = sys.stdout
@@ -355,11 +389,14 @@ def _cli(args: list[str]) -> int:
                 rows.append((name, "-", "-", "-", "-", f"INVALID: {exc}", str(path)))
                 status = 1
                 continue
+            preload = ",".join(p.preload) or "-"
+            if len(preload) > 30:
+                preload = f"{p.preload[0]},… ({len(p.preload)} modules)"
             rows.append((
                 name, p.runtime or "default", format_size(p.memory_limit),
                 f"{p.call_timeout:g}s" if p.call_timeout else "none",
                 "yes" if p.sandbox else "no",
-                ",".join(p.preload) or "-", str(path),
+                preload, _short_path(path),
             ))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
@@ -374,8 +411,16 @@ def _cli(args: list[str]) -> int:
         except ProfileError as exc:
             sys.stderr.write(f"bioxen profiles: {exc}\n")
             return 1
+        out.write(f"# profile {p.name!r}, from {p.source}\n")
         for k, v in p.summary().items():
-            out.write(f"{k:13} {v}\n")
+            if k in ("name", "source"):
+                continue
+            if k == "runtime" and v is None:
+                out.write(f"# runtime unset: local VMs run {LOCAL_DEFAULT_RUNTIME}, remote ones the best found\n")
+                continue
+            if k == "memory_limit" and not p.memory_limit:
+                v = 0
+            out.write(f"{k} = {_toml_value(v)}\n")
         return 0
     if cmd == "check":
         targets = args or list(list_profiles())

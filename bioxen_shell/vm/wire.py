@@ -20,8 +20,10 @@ key/value pairs.  Anything else, a cycle, or nesting deeper than 200 raises
 :class:`WireError` naming the path of the bad value (``value #2.seqs[3]``).
 
 Big strings are the common case (sequences, whole FASTA files), so nothing here loops per
-byte: strings are located with ``bytes.find`` and copied once out of a ``memoryview``, and
-:class:`FrameReader` reads each payload into one preallocated ``bytearray``.
+byte: text is decoded straight out of the frame buffer (``str(memoryview, "utf-8")``),
+:class:`FrameReader` reads each payload into one preallocated ``bytearray``, and
+:func:`request_parts` sends strings of 1 MiB or more as ``B`` (blob) frames that
+:func:`write_parts` writes without joining, and the agent reads without copying.
 """
 from __future__ import annotations
 

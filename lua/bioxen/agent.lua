@@ -45,6 +45,10 @@ local read_frame, write_frame = wire.read_frame, wire.write_frame
 local IS_LUAJIT = type(rawget(_G, "jit")) == "table"
 local jit = rawget(_G, "jit")
 local HAS_FFI = IS_LUAJIT and (pcall(require, "ffi"))
+-- The agent holds the ffi module for good: configure{allow_ffi=false} unregisters it, and
+-- LuaJIT crashes in a later collection if the module table itself is collected (its
+-- finalizer table goes with it).
+local FFI = HAS_FFI and require("ffi") or nil
 local LUA51 = setfenv ~= nil and not IS_LUAJIT
 
 -- Host services under lupa: taken into locals and removed from the globals before any user
@@ -92,7 +96,7 @@ local function emit(s)
   end
 end
 
-local function emit_values(sep, n, ...)
+local function emit_values(n, ...)
   for i = 1, n do
     local v = select(i, ...)
     local tv = type(v)
@@ -116,7 +120,7 @@ end
 local stdout_proxy
 local stdout_methods = {}
 function stdout_methods.write(self, ...)
-  emit_values(nil, select("#", ...), ...)
+  emit_values(select("#", ...), ...)
   return self
 end
 function stdout_methods.flush(self) return self end
@@ -150,7 +154,7 @@ local stdin_proxy = setmetatable({}, {
 local current_output = stdout_proxy -- what io.write writes to
 local function captured_io_write(...)
   if current_output == stdout_proxy then
-    emit_values(nil, select("#", ...), ...)
+    emit_values(select("#", ...), ...)
     return stdout_proxy
   end
   return current_output:write(...)
@@ -259,7 +263,7 @@ local sigint_pending, sigint_drain = nil, nil
 local function setup_sigint_polling()
   if EMBEDDED or not HAS_FFI then return end
   local ok = pcall(function()
-    local ffi = require("ffi")
+    local ffi = FFI
     if ffi.os ~= "Linux" then error("only on Linux") end
     ffi.cdef[[
       typedef struct { unsigned long val[16]; } bioxen_sigset_t;
@@ -768,7 +772,7 @@ make_sandbox_env = function(allow_ffi)
     if f ~= nil and f ~= stdout_proxy then error("io.output is not available in the sandbox", 2) end
     return stdout_proxy
   end
-  env.io.write = function(...) emit_values(nil, select("#", ...), ...); return stdout_proxy end
+  env.io.write = function(...) emit_values(select("#", ...), ...); return stdout_proxy end
   env.io.stderr = stdout_proxy
   env.pcall = user_pcall
   env.xpcall = user_xpcall
@@ -907,7 +911,9 @@ local function remember_compiled(key, f)
   compiled_next = compiled_next % COMPILE_CACHE_SIZE + 1
 end
 
-local function op_eval(req)
+local OPS = {}  -- request handlers by op name
+
+function OPS.eval(req)
   local code = req.code
   if type(code) ~= "string" then return failure("protocol", "eval needs a 'code' string") end
   local chunkname = req.chunkname
@@ -933,7 +939,7 @@ local function op_eval(req)
   return run_user(f, wire_unpack(args))
 end
 
-local function op_call(req)
+function OPS.call(req)
   local ok, fn = get_path(req.fn)
   if not ok then return failure("error", fn) end
   if fn == nil then return failure("error", s_format("attempt to call a nil value (global '%s')", req.fn)) end
@@ -948,7 +954,7 @@ end
 
 -- get and set may run user metamethods (__index, __newindex): they run as user code, under
 -- the hook and the limits.
-local function op_set(req)
+function OPS.set(req)
   local parts, err = parse_name(req.name)
   if not parts then return failure("error", err) end
   -- Find the parent table (running user code only for an __index metamethod) ...
@@ -972,7 +978,7 @@ local function op_set(req)
   return ok_values(0)
 end
 
-local function op_get(req)
+function OPS.get(req)
   local parts, err = parse_name(req.name)
   if not parts then return failure("error", err) end
   local r = run_walk(parts, #parts)
@@ -981,7 +987,7 @@ local function op_get(req)
   return r
 end
 
-local function op_require(req)
+function OPS.require(req)
   if type(req.module) ~= "string" then return failure("protocol", "require needs a 'module' string") end
   local r = run_user(user_env.require, req.module)
   if r[1] and r.n >= 2 and not pcall(encode, r[2]) then
@@ -991,20 +997,18 @@ local function op_require(req)
   return r
 end
 
-local function op_complete(req)
+function OPS.complete(req)
   if type(req.text) ~= "string" then return failure("protocol", "complete needs a 'text' string") end
   return ok_values(1, complete(req.text))
 end
 
-local function op_info()
+function OPS.info()
   return ok_values(1, {
     runtime = LUA_VERSION, jit = jit and jit.version or nil, memory_kb = collectgarbage("count"),
     cpu_seconds = clock(), calls = calls, name = vm_name, sandbox = sandboxed, agent = AGENT_VERSION,
   })
 end
 
-local OPS = { eval = op_eval, call = op_call, set = op_set, get = op_get, require = op_require,
-  complete = op_complete, info = op_info }
 
 -- The reply is written field by field in a fixed order, `values` last, so that a host can
 -- splice the values out as raw bytes without scanning them.

@@ -39,10 +39,22 @@ function M.bind(host)
   -- One Lua object per VM, so vm.get("w1") == w1.
   local objects = setmetatable({}, { __mode = "v" })
 
+  -- A VM call stopped by Ctrl-C: let the shell's own interrupt hook (the one that stops Lua
+  -- loops) see the pending Ctrl-C, so the shell reports "interrupted!" exactly as for Lua
+  -- code (and a script exits 130).  If the interrupt did not come from the shell (a call
+  -- timeout, vm:interrupt() from elsewhere) the hook finds nothing and returns.
+  local gethook = debug and debug.gethook
+  local function shell_interrupt_point()
+    if not gethook then return end
+    local hook = gethook()
+    if type(hook) == "function" then hook("count") end
+  end
+
   -- Host functions return (true, ...) or (false, kind, message, traceback).
   local function check(ok, ...)
     if ok then return ... end
-    local _, message = ...
+    local kind, message = ...
+    if kind == "interrupted" then shell_interrupt_point() end
     error(tostring(message), 0)
   end
 
@@ -72,6 +84,14 @@ function M.bind(host)
       error("bad argument #1 to '" .. fname .. "' (a VM expected, got " .. type(v) .. ")", 3)
     end
     return v._uid
+  end
+
+  -- The VM a method was called on; a call with '.' instead of ':' gets a hint.
+  local function this(self, fname)
+    if getmetatable(self) ~= VM then
+      error("bad self for '" .. fname .. "' (call it as vm:" .. fname .. "(...), with a colon)", 3)
+    end
+    return self._uid
   end
 
   local function need_string(v, n, fname)
@@ -180,42 +200,47 @@ function M.bind(host)
   ------------------------------------------------------------------------------- methods
 
   function VM:eval(code, ...)
+    local uid = this(self, "eval")
     need_string(code, 1, "eval")
-    return values(check(h_eval(self._uid, code, encode_list(select("#", ...), ...), nil)))
+    return values(check(h_eval(uid, code, encode_list(select("#", ...), ...), nil)))
   end
 
   function VM:call(fname, ...)
+    local uid = this(self, "call")
     need_string(fname, 1, "call")
-    return values(check(h_call(self._uid, fname, encode_list(select("#", ...), ...))))
+    return values(check(h_call(uid, fname, encode_list(select("#", ...), ...))))
   end
 
   function VM:set(name, value)
+    local uid = this(self, "set")
     need_string(name, 1, "set")
-    check(h_set(self._uid, name, encode(value, name)))
+    check(h_set(uid, name, encode(value, name)))
     return self
   end
 
   function VM:get(name)
+    local uid = this(self, "get")
     need_string(name, 1, "get")
-    return values(check(h_get(self._uid, name)))
+    return values(check(h_get(uid, name)))
   end
 
   function VM:require(module)
+    local uid = this(self, "require")
     need_string(module, 1, "require")
-    return values(check(h_require(self._uid, module)))
+    return values(check(h_require(uid, module)))
   end
 
   function VM:info()
-    return (decode(check(h_info(self._uid))))
+    return (decode(check(h_info(this(self, "info")))))
   end
 
   function VM:status()
-    return check(h_status(self._uid))
+    return check(h_status(this(self, "status")))
   end
 
-  function VM:stop() check(h_stop(self._uid)) return self end
-  function VM:restart() check(h_restart(self._uid)) return self end
-  function VM:destroy() check(h_destroy(self._uid)) end
+  function VM:stop() check(h_stop(this(self, "stop"))) return self end
+  function VM:restart() check(h_restart(this(self, "restart"))) return self end
+  function VM:destroy() check(h_destroy(this(self, "destroy"))) end
 
   function VM:send(code, ...) return api.send(self, code, ...) end
   function VM:recv(timeout) return api.recv(self, timeout) end

@@ -13,6 +13,11 @@ function M.install(api, host)
   local decode, wire_count = wire.decode, wire.count
   local counter = 0
 
+  -- A one-line error for the user (no traceback: it is not a failure of running code).
+  local function usage_error(text)
+    return { ok = false, kind = "error", message = text }
+  end
+
   local function names(partial)
     local out = {}
     for _, v in ipairs(api.list()) do
@@ -22,15 +27,27 @@ function M.install(api, host)
     return out
   end
 
+  local function known()
+    local list = table.concat(names(""), ", ")
+    return list ~= "" and ("VMs: " .. list) or "no VMs yet; create one with vm.create{name='w1'}"
+  end
+
   commands.register {
     name = "vms",
-    usage = ":vms",
-    help = "List the VMs: name, type, profile, status, created, uptime, pid or host.",
-    run = function()
+    usage = ":vms [NAME]",
+    help = "List the VMs (name, type, profile, status, created, uptime, pid or host); with a NAME, that VM's :info().",
+    run = function(shell, argstr)
+      local name = argstr and argstr:match("^%s*(%S+)%s*$")
+      if name then
+        local v = api.get(name)
+        if not v then return usage_error("no VM named " .. name .. " (" .. known() .. ")") end
+        return require("bioxen.shell.pretty").format(v:info(), shell.options)
+      end
       local ok, text, _, msg = h_vms_table()
       if not ok then error(msg, 0) end
       return text
     end,
+    complete = function(shell, partial) return names(partial) end,
   }
 
   -- An eval target for the shell: each line typed goes to the VM as a REPL chunk.
@@ -62,15 +79,12 @@ function M.install(api, host)
     help = "Send what you type to VM NAME (Ctrl-C interrupts its call; :detach returns).",
     run = function(shell, argstr)
       local name = argstr:match("^%s*(%S+)%s*$")
-      if not name then error("usage: :attach NAME (VMs: " .. table.concat(names(""), ", ") .. ")", 0) end
+      if not name then return usage_error("usage: :attach NAME (" .. known() .. ")") end
       local v = api.get(name)
-      if not v then
-        error("no VM named " .. name .. " (VMs: " .. (table.concat(names(""), ", ") ~= "" and
-          table.concat(names(""), ", ") or "none") .. ")", 0)
-      end
+      if not v then return usage_error("no VM named " .. name .. " (" .. known() .. ")") end
       local status = v:status()
       if status ~= "running" and status ~= "busy" then
-        error("VM " .. name .. " is " .. status .. " (:restart it with vm.get('" .. name .. "'):restart())", 0)
+        return usage_error("VM " .. name .. " is " .. status .. "; restart it first: vm.get('" .. name .. "'):restart()")
       end
       shell.set_target(target_for(v))
       return "attached to " .. name .. "; :detach returns to the shell"

@@ -185,3 +185,31 @@ def test_an_interrupt_sent_before_the_call_starts_is_not_lost(manager):
             h.recv(10)
         assert info.value.kind == "interrupted" and time.monotonic() - t0 < 6
         assert h.eval("return 'ok'") == ["ok"]
+
+
+def test_status_notices_a_worker_killed_between_calls(manager):
+    h = manager.create("quiet")
+    os.kill(h.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while h.current_status() == "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert h.current_status() == "crashed" and h.describe()["exit_reason"] == "signal 9"
+    assert manager.summary() == "1 VM: 1 crashed"
+    assert "crashed (signal 9)" in format_vms_table(manager.list())
+
+
+def test_ctrl_c_while_a_call_waits_behind_earlier_work_stops_it_once(manager):
+    stop = threading.Event()
+    h = manager.create("queue")
+    h.interrupted = stop.is_set
+    h.send("while true do end")
+    assert h.recv(0.2) is None
+    threading.Timer(0.3, stop.set).start()
+    with pytest.raises(VMError) as info:
+        h.eval("return 1")  # queued behind the endless send
+    assert info.value.kind == "interrupted"
+    stop.clear()
+    with pytest.raises(VMError) as info:
+        h.recv(5)  # the send itself was the call that got stopped
+    assert info.value.kind == "interrupted"
+    assert h.eval("return 2") == [2]

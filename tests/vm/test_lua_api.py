@@ -133,8 +133,9 @@ def test_stop_restart_and_crash_message(shell):
 
 def test_vms_table_and_toolbar(shell):
     out = shell.show(":vms")
-    assert out.splitlines()[0].split() == ["NAME", "TYPE", "PROFILE", "STATUS", "CREATED", "UPTIME", "PID/HOST"]
-    assert "w1" in out and "local" in out and "standard" in out
+    assert out.splitlines()[0].split() == ["NAME", "TYPE", "PROFILE", "RUNTIME", "STATUS", "CREATED", "UPTIME",
+                                           "PID/HOST"]
+    assert "w1" in out and "local" in out and "standard" in out and "lua54" in out
     assert out.splitlines()[-1].endswith("running")
     assert any("running" in seg for seg in shell.status_segments())
 
@@ -183,7 +184,9 @@ def test_attach_detach_complete_and_interrupt(shell):
     assert shell.prompt_name() is None
     assert shell.show("w:get('local_to_vm')") == "7"
     r = shell.fail(":attach nope")
-    assert b"no VM named nope" in r.message
+    assert b"no VM named nope (VMs: " in r.message and r.traceback == b""
+    r = shell.fail(":attach")
+    assert r.message.startswith(b"usage: :attach NAME") and r.traceback == b""
 
 
 def test_vm_code_cannot_reach_python(shell):
@@ -201,3 +204,16 @@ def test_ctrl_c_stops_a_map_and_its_vms_go_away(shell):
     assert not r.ok and r.kind in ("interrupted", "error") and time.monotonic() - t0 < 5
     assert b"interrupted" in r.message
     assert shell.show("#vm.list()") == before
+
+
+def test_vms_with_a_name_shows_its_info(shell):
+    out = shell.show(":vms w1")
+    assert 'name = "w1"' in out and 'status = "running"' in out and "pid =" in out
+    assert b"no VM named nope" in shell.fail(":vms nope").message
+
+
+def test_ctrl_c_during_a_vm_call_is_the_shells_interrupt(shell):
+    threading.Timer(0.3, shell.interrupt).start()
+    r = shell.eval_line("w:eval('while true do end')")
+    assert r.kind == "interrupted" and r.message == b"interrupted!"
+    assert shell.show("w:eval('return 3')") == "3"

@@ -53,6 +53,7 @@ def _write(tmp_path, text, name="bad.toml"):
         ("runtime = 'lua99'\n", "runtime", "expected one of lua51"),
         ("preload = 'bio.seq'\n", "preload", "expected a list of Lua module names"),
         ("preload = ['bio seq']\n", "preload", "expected Lua module names"),
+        ("preload = ['bio.end']\n", "preload", "contains a Lua keyword"),
         ("[globals]\n'1x' = 2\n", "globals.1x", "Lua identifier"),
         ("sandbox = true\nallow_ffi = true\n", "allow_ffi", "expected false when sandbox = true"),
     ],
@@ -99,7 +100,8 @@ def test_cli_list_show_check(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "sandboxed" in out and "bioinformatics" in out and "64MiB" in out
     assert cli_main(["show", "sandboxed"]) == 0
-    assert "sandbox       True" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "sandbox = true" in shown and "memory_limit = \"64MiB\"" in shown
     bad = _write(tmp_path, "oops = 1\n")
     assert cli_main(["check", str(bad)]) == 1
     assert "unknown key 'oops'" in capsys.readouterr().out

@@ -106,7 +106,7 @@ def test_info_describes_the_vm(vm):
     for key in ("name", "type", "profile", "status", "pid", "created", "uptime", "memory"):
         assert key in info, key
     assert info["type"] == "local" and info["status"] == "running" and info["memory"] > 0
-    assert info["pid"] == vm.pid and info["runtime"] == "Lua 5.4"
+    assert info["pid"] == vm.pid and info["runtime"] == "lua54" and info["lua_version"] == "Lua 5.4"
 
 
 def test_stop_restart_destroy(manager):
@@ -167,6 +167,18 @@ def test_missing_preload_module_is_a_clear_error(manager, tmp_path):
 def test_bioinformatics_profile_preloads(manager):
     h = manager.create("bio", profile="bioinformatics")
     assert h.eval("return package.loaded['bio.seq'] ~= nil") == [True]
+    # preloaded modules are reachable by their dotted names, as the docs' examples use them
+    assert h.eval("return bio.seq.gc_fraction(...)", "ACGTGG") == [4 / 6]
+    assert h.call("bio.seq.gc_fraction", "GGCA") == [0.75]
+
+
+def test_preloaded_modules_become_globals_by_their_dotted_names(manager, tmp_path):
+    from tests.vm.conftest import profile
+
+    (tmp_path / "lab" / "io").mkdir(parents=True)
+    (tmp_path / "lab" / "io" / "csv.lua").write_text("return {name = 'csv'}\n")
+    h = manager.create("pre2", profile=profile(preload=("lab.io.csv",), paths=(str(tmp_path),)))
+    assert h.eval("return lab.io.csv.name, lab.io.csv == require('lab.io.csv')") == ["csv", True]
 
 
 def test_worker_has_only_its_protocol_fds(vm):

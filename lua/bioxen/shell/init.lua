@@ -47,7 +47,8 @@ local HOOK_COUNT = 10000 -- instructions between interrupt polls: ~0.1 ms of wor
 local current -- the shell of this runtime
 
 -- Where the engine's own Lua files live: their frames are hidden in tracebacks.
-local SHELL_SOURCE = debug.getinfo(1, "S").source:match("^@(.*)init%.lua$")
+-- (Everything under lua/bioxen/: the shell, vm.lua, wire.lua, funcsource.lua.)
+local SHELL_SOURCE = debug.getinfo(1, "S").source:match("^@(.*)shell/init%.lua$")
 
 ---------------------------------------------------------------------------
 -- Output: print, io.write and io.stdout go through host.write, so Lua output,
@@ -76,6 +77,7 @@ local function install_output(host)
 
   _G.print = function(...)
     local n = select("#", ...)
+    if n == 1 and type((...)) == "string" then write((...) .. "\n") return end
     local parts = {}
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
     write(table.concat(parts, "\t") .. "\n")
@@ -83,7 +85,10 @@ local function install_output(host)
 
   local stdout
   local methods = {
-    write = function(self, ...) emit("write", ...) return self end,
+    write = function(self, ...)
+      if select("#", ...) == 1 and type((...)) == "string" then write((...)) else emit("write", ...) end
+      return self
+    end,
     flush = function(self) flush() return self end,
     setvbuf = function() return true end,
     close = function() return nil, "cannot close standard file" end,
@@ -107,7 +112,8 @@ local function install_output(host)
   end
   io.write = function(...)
     if current_out == stdout then
-      emit("write", ...)
+      -- one string (the usual io.write(string.format(...))): no table to build
+      if select("#", ...) == 1 and type((...)) == "string" then write((...)) else emit("write", ...) end
       return stdout
     end
     return current_out:write(...)
@@ -496,7 +502,20 @@ function Shell:_make_api()
     prompt_name = function() return shell.target and shell.target.name or nil end,
     set_option = function(name, value) shell.options[name] = value end,
     format = function(value) return pretty.format(value, shell.options) end,
+    flush_c_streams = M.flush_c_streams,
   }
+end
+
+-- Flush every C stdio output stream of the process (files Lua opened and did
+-- not close), as C's exit() would: lets the host end the process with _exit
+-- (no interpreter teardown) without losing their buffered data.  Returns
+-- true when done; only LuaJIT with its FFI can (elsewhere: false).
+function M.flush_c_streams()
+  local ok, ffi = pcall(require, "ffi")
+  if not ok or type(ffi) ~= "table" then return false end
+  pcall(ffi.cdef, "int fflush(void *stream);")
+  local done = pcall(function() return ffi.C.fflush(nil) end)
+  return done
 end
 
 require("bioxen.shell.builtins")

@@ -1,0 +1,161 @@
+"""A new user's paths through bioxen, end to end through the real command.
+
+Each test runs ``python -m bioxen_shell`` in a subprocess with private config/state/cache
+directories, so nothing here depends on (or touches) the machine's own ~/.config/bioxen.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIOXEN = [sys.executable, "-m", "bioxen_shell"]
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = dict(os.environ)
+    for var in ("CONFIG", "STATE", "CACHE"):
+        d = tmp_path / var.lower()
+        d.mkdir()
+        e[f"BIOXEN_{var}_DIR"] = str(d)
+    e.pop("BIOXEN_PATH", None)
+    e["LUA_PATH"] = ""
+    return e
+
+
+def bioxen(env, *args, cwd=None, timeout=60):
+    proc = subprocess.run([*BIOXEN, *args], capture_output=True, text=True, env=env,
+                          cwd=cwd or REPO, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_lua(env, tmp_path, source, *args):
+    script = tmp_path / "journey.lua"
+    script.write_text(textwrap.dedent(source))
+    return bioxen(env, "run", str(script), *args, cwd=tmp_path)
+
+
+def test_library_works_from_any_directory(env, tmp_path):
+    """The sequence library is found without a checkout as the cwd (no ./bio_stdlib)."""
+    code, out, err = bioxen(env, "-e", 'print(require"bio.seq".gc_fraction("ACGT"))', cwd=tmp_path)
+    assert (code, out, err) == (0, "0.5\n", "")
+
+
+def test_example_gives_the_same_table_from_another_directory(env, tmp_path):
+    sample = REPO / "examples" / "data" / "sample.fa"
+    _, here, _ = bioxen(env, "run", "examples/gc_table.lua", "examples/data/sample.fa")
+    code, there, err = bioxen(env, "run", str(REPO / "examples" / "gc_table.lua"), str(sample),
+                              cwd=tmp_path)
+    assert code == 0, err
+    assert there == here and there.startswith("#id\tlength\tgc_percent\n")
+
+
+SANDBOX_PROBES = [
+    "return os.execute('id')", "return io.open('/etc/passwd')", "return io.popen('id')",
+    "return package.loadlib('libc.so.6', 'x')", "return string.dump(print)",
+    "return loadfile('/etc/passwd')", "return dofile('/etc/passwd')", "return os.getenv('HOME')",
+    "return os.remove('/tmp/x')", "return require('ffi')", "return os.exit(3)",
+]
+
+
+def test_sandboxed_profile_refuses_escapes_from_a_script(env, tmp_path):
+    code, out, err = run_lua(env, tmp_path, """
+        local s = vm.create{name = "sb", profile = "sandboxed"}
+        for _, probe in ipairs(PROBES) do
+          local ok, res = pcall(s.eval, s, probe)
+          print(ok and ("ESCAPED " .. probe .. " -> " .. tostring(res)) or "refused")
+        end
+        print("still", s:eval("1 + 1"), s:status())
+        for _, p in ipairs({"debug", "setfenv", "loadstring", "getfenv"}) do
+          print(p, s:eval("return type(" .. p .. ")"))
+        end
+    """.replace("PROBES", "{" + ", ".join(repr(p) for p in SANDBOX_PROBES) + "}"))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:len(SANDBOX_PROBES)] == ["refused"] * len(SANDBOX_PROBES), out
+    assert "still\t2\trunning" in lines
+    for p in ("debug", "setfenv", "getfenv"):
+        assert f"{p}\tnil" in lines
+
+
+def test_a_user_profile_sets_limits_and_the_vm_carries_on(env, tmp_path):
+    profiles = Path(env["BIOXEN_CONFIG_DIR"]) / "profiles"
+    profiles.mkdir()
+    (profiles / "tight.toml").write_text('memory_limit = "32MiB"\ncall_timeout = 1\n')
+    code, out, err = run_lua(env, tmp_path, """
+        local w = vm.create{name = "t1", profile = "tight"}
+        print(pcall(w.eval, w, "while true do end"))
+        print(pcall(w.eval, w, "local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(64) .. i end"))
+        print(w:eval("1 + 1"), w:status(), w:info().profile)
+    """)
+    assert code == 0, err
+    timeout_line, memory_line, last = out.splitlines()
+    assert timeout_line == "false\tt1: call timed out after 1 s and was stopped"
+    assert memory_line == "false\tnot enough memory"
+    assert last == "2\trunning\ttight"
+
+
+def test_killed_worker_reports_signal_9_and_restarts(env, tmp_path):
+    code, out, err = run_lua(env, tmp_path, """
+        local w = vm.create{name = "k1"}
+        w:set("x", 1)
+        local pid = w:info().pid
+        os.execute("kill -9 " .. pid)
+        print(pcall(w.eval, w, "return x"))
+        w:restart()
+        print(w:eval("return x"), w:eval("1 + 1"), w:info().pid ~= pid)
+    """)
+    assert code == 0, err
+    crashed, restarted = out.splitlines()
+    assert crashed == "false\tk1: VM crashed (signal 9); :restart() starts it again"
+    assert restarted == "nil\t2\ttrue"
+
+
+def test_count_and_map_and_send_recv_from_a_script(env, tmp_path):
+    code, out, err = run_lua(env, tmp_path, """
+        local ws = vm.create{name = "p", count = 3}
+        print(#ws, ws[1]:info().name, ws[3]:info().name)
+        vm.send(ws[1], "print('from p1') return 1")
+        vm.send(ws[1], "return 2")
+        print(vm.recv(ws[1], 10)); print(vm.recv(ws[1], 10))
+        local r, f = vm.map(function(x) if x == 2 then error("bad item") end return x * 10 end,
+                            {1, 2, 3}, {vms = ws})
+        print(r[1], r[2], r[3], #f, f[1].index)
+        vm.destroy_all()
+        print(#vm.list(), ws[2]:status())
+    """)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "3\tp1\tp3"
+    assert lines[1:4] == ["from p1", "1", "2"]
+    assert lines[4] == "10\tnil\t30\t1\t2"
+    assert lines[5] == "0\tdestroyed"
+
+
+def test_config_check_names_the_problem_and_never_prints_the_password(env, tmp_path):
+    secret = "hunter2-QA-SECRET"
+    pw = tmp_path / "pw"
+    pw.write_text(secret + "\n")
+    pw.chmod(0o644)
+    config = Path(env["BIOXEN_CONFIG_DIR"]) / "config.toml"
+    config.write_text(f'[pools.lab]\nurl = "https://x.invalid"\npassword_file = "{pw}"\n')
+    code, out, err = bioxen(env, "config", "check")
+    assert code == 1
+    assert f"{config}: pools.lab.password_file:" in err and "chmod 600" in err
+    assert secret not in out + err
+    pw.chmod(0o600)
+    code, out, err = bioxen(env, "config", "check")
+    assert code == 0, err
+    assert secret not in out + err
+    config.write_text('[hosts.lab1]\nhostname = "h"\nport = "ssh"\n')
+    code, out, err = bioxen(env, "config", "check")
+    assert code == 1 and f"{config}: hosts.lab1.port: expected an integer" in err
+    config.write_text('[hosts.lab1]\nhostname = "h"\nport = \n')
+    code, out, err = bioxen(env, "config", "check")
+    assert code == 1 and "not valid TOML" in err and "line 3" in err
