@@ -2,9 +2,17 @@
 
     python bench/startup.py [--runs N]
 
-All three commands are measured in the same run, with hyperfine when it is
-installed (warm-up runs, then N timed runs) and with a plain best-of/mean loop
-otherwise.  Target: bioxen at most 150 ms on the development machine.
+All commands are measured in the same run, with hyperfine when it is installed
+(warm-up runs, then N timed runs) and with a plain best-of/mean loop otherwise.
+Targets: bioxen at most 150 ms (issue 2), and 30 ms (issue 4: `bioxen run`
+must beat seqkit on a whole-file GC table, see bench/bio_kernels.py).
+
+Python bytecode: a `pip install` compiles every module to .pyc, but an editable
+install under PYTHONDONTWRITEBYTECODE=1 (set on the development machine)
+recompiles bioxen's modules from source at every start (~5 ms).  So bioxen is
+measured twice: as installed (a .pyc cache, kept in a temporary
+PYTHONPYCACHEPREFIX and filled by the warm-up runs) and as this environment
+runs it.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import tempfile
 import time
 
 TARGET_MS = 150.0
+FAST_TARGET_MS = 30.0
 
 
 def bioxen_command() -> list[str]:
@@ -28,10 +37,14 @@ def bioxen_command() -> list[str]:
     return [sys.executable, "-m", "bioxen_shell"]
 
 
-def commands() -> list[tuple[str, list[str]]]:
+def commands(pycache: str) -> list[tuple[str, list[str]]]:
+    # `env` as a command prefix: hyperfine -N runs every command in one environment.
+    with_pyc = ["env", "-u", "PYTHONDONTWRITEBYTECODE", f"PYTHONPYCACHEPREFIX={pycache}"]
+    without_pyc = ["env", "PYTHONDONTWRITEBYTECODE=1", "PYTHONPYCACHEPREFIX="]
     out = [
-        ("bioxen -e 'print(1)'", [*bioxen_command(), "-e", "print(1)"]),
-        ("python3 -c pass", [sys.executable, "-c", "pass"]),
+        ("bioxen -e 'print(1)'", [*with_pyc, *bioxen_command(), "-e", "print(1)"]),
+        ("  (no .pyc cache)", [*without_pyc, *bioxen_command(), "-e", "print(1)"]),
+        ("python3 -c pass", [*with_pyc, sys.executable, "-c", "pass"]),
     ]
     if shutil.which("lua5.4"):
         out.append(("lua5.4 -e 'print(1)'", ["lua5.4", "-e", "print(1)"]))
@@ -45,7 +58,7 @@ def with_hyperfine(cmds: list[tuple[str, list[str]]], runs: int) -> dict[str, tu
         export = tmp.name
     try:
         subprocess.run(
-            ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--export-json", export, "--style", "none",
+            ["hyperfine", "-N", "--warmup", "5", "--runs", str(runs), "--export-json", export, "--style", "none",
              *[shlex.join(argv) for _, argv in cmds]],
             check=True, stdout=subprocess.DEVNULL,
         )
@@ -76,16 +89,19 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--no-hyperfine", action="store_true", help="use the built-in loop")
     opts = parser.parse_args()
-    cmds = commands()
-    tool = "hyperfine" if shutil.which("hyperfine") and not opts.no_hyperfine else "loop"
-    results = with_hyperfine(cmds, opts.runs) if tool == "hyperfine" else with_loop(cmds, opts.runs)
-    print(f"start-up time, {opts.runs} runs each ({tool}); target for bioxen: <= {TARGET_MS:.0f} ms")
+    with tempfile.TemporaryDirectory(prefix="bioxen-pyc-") as pycache:
+        cmds = commands(pycache)
+        tool = "hyperfine" if shutil.which("hyperfine") and not opts.no_hyperfine else "loop"
+        results = with_hyperfine(cmds, opts.runs) if tool == "hyperfine" else with_loop(cmds, opts.runs)
+    print(f"start-up time, {opts.runs} runs each ({tool}); targets for bioxen: <= {TARGET_MS:.0f} ms "
+          f"(issue 2), <= {FAST_TARGET_MS:.0f} ms (issue 4)")
     print(f"{'command':<24} {'mean ms':>9} {'± sd':>7} {'min ms':>8}")
     for label, (mean, sd, low) in results.items():
         print(f"{label:<24} {mean:9.1f} {sd:7.1f} {low:8.1f}")
     mean = results[cmds[0][0]][0]
-    verdict = "meets" if mean <= TARGET_MS else "MISSES"
-    print(f"bioxen {verdict} the {TARGET_MS:.0f} ms target ({mean:.1f} ms mean)")
+    for target in (TARGET_MS, FAST_TARGET_MS):
+        verdict = "meets" if mean <= target else "MISSES"
+        print(f"bioxen {verdict} the {target:.0f} ms target ({mean:.1f} ms mean, .pyc cache as installed)")
     return 0
 
 

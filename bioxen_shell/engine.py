@@ -138,6 +138,7 @@ class Engine:
                 b"flush": self.flush,
                 b"poll": self._poll,
                 b"request_exit": self._request_exit,
+                b"cancel_exit": self._cancel_exit,
                 b"listdir": self._listdir,
                 b"history": self._history,
                 b"clock": time.perf_counter,
@@ -201,16 +202,22 @@ class Engine:
             self._held.append(data)
             self._held_size += len(data)
             if self._held_size >= 65536:
+                try:
+                    self._release_held()
+                except BrokenPipeError:
+                    self._stdout_gone()
+            return
+        try:
+            if self._held:
                 self._release_held()
-            return
-        if self._held:
-            self._release_held()
-        if mode == "text":  # a text-only stream (e.g. io.StringIO)
-            out.write(data.decode("utf-8", "replace"))
-            return
-        out.write(data)
-        if mode == "tty":
-            out.flush()
+            if mode == "text":  # a text-only stream (e.g. io.StringIO)
+                out.write(data.decode("utf-8", "replace"))
+                return
+            out.write(data)
+            if mode == "tty":
+                out.flush()
+        except BrokenPipeError:
+            self._stdout_gone()
 
     def _output_mode(self, stream: Any) -> tuple[Any, str]:
         """(binary stream, how to write to it) for ``stream``: "tty" (flush every
@@ -238,13 +245,41 @@ class Engine:
     def flush(self) -> None:
         try:
             self._release_held()
+        except BrokenPipeError:
+            self._stdout_gone()
         except (OSError, ValueError):
             self._held, self._held_size = [], 0
         out = self._stdout if self._stdout is not None else getattr(sys.stdout, "buffer", sys.stdout)
         try:
             out.flush()
+        except BrokenPipeError:
+            self._stdout_gone()
+            try:
+                out.flush()  # now into /dev/null: nothing left to complain at exit
+            except (OSError, ValueError):
+                pass
         except (OSError, ValueError):
             pass
+
+    def _stdout_gone(self) -> None:
+        """The reader of stdout went away (``bioxen run x.lua | head``).
+
+        End the running code as SIGPIPE ends ``lua`` -- exit status 141, no
+        message -- instead of raising "Broken pipe" into Lua: the exit request
+        is seen by the interrupt hook, and stdout is pointed at /dev/null so
+        later writes and the final flush go nowhere quietly.
+        """
+        self._held, self._held_size = [], 0
+        if self._stdout is None:
+            try:
+                fd = sys.stdout.fileno()
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            except (OSError, ValueError, AttributeError):
+                pass
+        if self._busy is not None and self._exit_code is None:
+            self._exit_code = 128 + signal.SIGPIPE
 
     def _interactive_output(self) -> bool:
         """Is the output a terminal?  (Then every write is flushed, as C stdio does.)
@@ -267,6 +302,10 @@ class Engine:
 
     def _request_exit(self, code: int) -> None:
         self._exit_code = int(code)
+
+    def _cancel_exit(self) -> None:
+        """os.exit inside ``:run FILE`` ends that script only (the REPL goes on)."""
+        self._exit_code = None
 
     def _listdir(self, path: bytes) -> Any:
         entries = []

@@ -21,16 +21,16 @@ from __future__ import annotations
 import atexit
 import itertools
 import threading
-import weakref
-from typing import TYPE_CHECKING, Any, Callable
-
+TYPE_CHECKING = False  # not `typing`: this module loads at every shell start (~2.5 ms saved)
 if TYPE_CHECKING:  # the VM machinery is imported on first use, not at shell start
+    from typing import Any, Callable
+
     from .handle import VMHandle
     from .manager import Manager
 
 __all__ = ["install", "Host", "format_vms_table", "HOST_FUNCTIONS"]
 
-_live_managers: "weakref.WeakSet[Manager]" = weakref.WeakSet()
+_live_managers: "set[Manager]" = set()  # destroyed at exit; dropped when their shell closes
 
 #: The host functions bioxen.vm and bioxen.vm_commands call (``Host.lua_<name>``).
 HOST_FUNCTIONS = ("create", "eval", "call", "set", "get", "require", "info", "stop", "restart",

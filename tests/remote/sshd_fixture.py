@@ -178,16 +178,24 @@ SetEnv SHLVL=1
 """
 
 
-def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "") -> SSHDServer:
+def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "",
+               port: int | None = None, keep_keys: bool = False) -> SSHDServer:
     """Start a private sshd in ``directory`` (keys, config, log) and wait until it listens.
 
     ``sftp=False`` leaves out the sftp subsystem (minimal images); ``extra_config`` is appended
-    to the generated sshd_config.
+    to the generated sshd_config; ``port`` asks for a given port (default: a free one);
+    ``keep_keys`` reuses a host key and client key already in ``directory``.
     """
     sshd = _find_sshd()
     directory.mkdir(parents=True, exist_ok=True)
-    host_public = " ".join(write_keypair(directory / "host_ed25519", "bioxen-test-host").split()[:2])
-    client_public = write_keypair(directory / "client_ed25519", "bioxen-test-client")
+    if keep_keys and (directory / "host_ed25519.pub").exists():
+        host_public = " ".join((directory / "host_ed25519.pub").read_text().split()[:2])
+    else:
+        host_public = " ".join(write_keypair(directory / "host_ed25519", "bioxen-test-host").split()[:2])
+    if keep_keys and (directory / "client_ed25519.pub").exists():
+        client_public = (directory / "client_ed25519.pub").read_text().strip()
+    else:
+        client_public = write_keypair(directory / "client_ed25519", "bioxen-test-client")
     (directory / "authorized_keys").write_text(client_public + "\n")
     if os.geteuid() == 0:
         # sshd running as root insists on its privilege separation directory, which
@@ -196,7 +204,7 @@ def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "") ->
     subsystem = "Subsystem sftp internal-sftp" if sftp else ""
     last_error = ""
     for _attempt in range(5):
-        port = _free_port()
+        port = port or _free_port()
         config = directory / "sshd_config"
         config.write_text(_CONFIG.format(port=port, dir=directory, subsystem=subsystem) + extra_config)
         log = directory / "sshd.log"

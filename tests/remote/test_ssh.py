@@ -21,6 +21,7 @@ from tests.remote.sshd_fixture import start_sshd, write_keypair
 from tests.system import require_binary
 
 INTERPRETERS = ["luajit", "lua5.4"]
+ALL_STOCK = ["luajit", "lua5.4", "lua5.3", "lua5.2", "lua5.1"]
 
 
 @pytest.fixture
@@ -72,13 +73,13 @@ def _create(manager, opts, name="r1", profile="standard", **kw):
 
 # ----------------------------------------------------------------------------- running code
 
-@pytest.mark.parametrize("interp", INTERPRETERS)
+@pytest.mark.parametrize("interp", ALL_STOCK)
 def test_eval_state_and_stdlib_under_each_stock_interpreter(manager, ssh_vm_options, cache_dir, interp):
     require_binary(interp)
     vm = _create(manager, _options(ssh_vm_options, interpreter=interp, cache_dir=str(cache_dir)))
     info = vm.describe()
     assert info["interpreter"] == interp and info["type"] == "ssh"
-    expected = "LuaJIT" if interp == "luajit" else "Lua 5.4"
+    expected = "LuaJIT" if interp == "luajit" else "Lua " + interp[3:]
     assert _one(vm, "return jit and jit.version or _VERSION").startswith(expected)
     vm.eval("counter = 41")
     assert _one(vm, "counter = counter + 1; return counter") == 42
@@ -399,3 +400,78 @@ def test_agent_killed_on_the_host_is_reported_as_a_crash(manager, ssh_vm_options
     assert vm.status == "crashed"
     vm.restart()
     assert _one(vm, "return 'ok'") == "ok"
+
+
+@pytest.fixture
+def ssh_agent_with_key(sshd_server, tmp_path, monkeypatch):
+    """A real ssh-agent holding the test client key (SSH_AUTH_SOCK points at it)."""
+    import subprocess
+
+    agent_bin = require_binary("ssh-agent")
+    add_bin = require_binary("ssh-add")
+    sock = tmp_path / "agent.sock"
+    proc = subprocess.Popen([agent_bin, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        env = {"SSH_AUTH_SOCK": str(sock), "PATH": "/usr/bin:/bin"}
+        subprocess.run([add_bin, "-q", str(sshd_server.client_key)], env=env, check=True,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_authentication_through_ssh_agent(manager, sshd_server, ssh_agent_with_key, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* to fall back on: only the agent can succeed
+    opts = {"type": "ssh", "host": sshd_server.target, "known_hosts": str(sshd_server.known_hosts),
+            "cache_dir": str(sshd_server.directory / "remote-cache")}
+    vm = _create(manager, opts)
+    assert _one(vm, "return 'via agent'") == "via agent"
+    # and agent=false really turns it off
+    with pytest.raises(Exception, match=r"no way to authenticate to .*ssh-agent turned off .*set key ="):
+        _create(manager, dict(opts, agent=False), name="r2")
+
+
+def test_retry_for_waits_for_a_booting_host(tmp_path):
+    """A fresh guest: nothing listens yet, then sshd comes up — retry_for bridges the gap."""
+    import socket
+
+    from bioxen_shell.remote.config import HostConfig
+    from bioxen_shell.remote.ssh import SSHConnectError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    directory = tmp_path / "late-sshd"
+    directory.mkdir()
+    # the server's keys are made up front so the client can trust them before it exists
+    host_public = " ".join(write_keypair(directory / "host_ed25519", "late").split()[:2])
+    write_keypair(directory / "client_ed25519", "late-client")
+    (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_public}\n")
+    host = HostConfig(name="late", hostname="127.0.0.1", port=port, agent=False,
+                      key=str(directory / "client_ed25519"), known_hosts=str(directory / "known_hosts"),
+                      cache_dir=str(tmp_path / "remote-cache"))
+    with pytest.raises(SSHConnectError, match="Connection refused"):
+        SSHBackend.for_host("late", host, load_profile("standard")).start()
+
+    started = {}
+
+    def boot():
+        started["server"] = start_sshd(directory, port=port, keep_keys=True)
+
+    timer = threading.Timer(1.0, boot)
+    timer.start()
+    backend = SSHBackend.for_host("late", host, load_profile("standard"), retry_for=20)
+    try:
+        proc = backend.start()
+        assert proc.recv(1, 10) == b"H"
+        proc.close()
+    finally:
+        timer.join()
+        backend.destroy()
+        if "server" in started:
+            started["server"].stop()

@@ -139,3 +139,20 @@ def test_a_forked_child_of_the_shell_does_not_keep_the_zygote_alive(manager):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert _alive(zygote) and h.eval("return 1") == [1]
+
+
+def test_zygote_reports_exit_status_and_installs_only_fds_0_to_4():
+    """The zygote on its own, with a stand-in worker (tests/vm/echo_worker.py)."""
+    from bioxen_shell.vm.local import LocalAgentProcess
+
+    proc = LocalAgentProcess(Zygote.instance(), runtime="lua54", max_memory=0, env={}, name="echo",
+                             target="tests.vm.echo_worker:run")
+    hello = proc.recv(4096, 10)
+    # fds of the echo worker: 0-2, the protocol pipes 3/4, and 5 = its own listdir of /proc/self/fd
+    assert hello.startswith(b"hello lua54 ") and hello.rstrip().endswith(b"['0', '1', '2', '3', '4', '5']")
+    proc.send(b"ping")
+    assert proc.recv(10, 10) == b"ping"
+    proc.send(b"exit 3")
+    assert proc.recv(10, 10) == b""
+    assert proc.wait_exit_reason(5) == "exit status 3"
+    proc.close()

@@ -114,7 +114,13 @@ register {
     local path = table.remove(words, 1)
     local home = os.getenv("HOME")
     if home and path:sub(1, 2) == "~/" then path = home .. path:sub(2) end
-    return shell:run_file(path, words)
+    local res = shell:run_file(path, words)
+    if res.kind == "exit" and shell.host.cancel_exit then
+      -- a script written for `bioxen run` ends itself, not the session
+      shell.host.cancel_exit()
+      return "script exited with status " .. tostring(shell.last_exit or 0)
+    end
+    return res
   end,
   complete = function(shell, partial) return complete.complete_path(shell, partial) end,
 }

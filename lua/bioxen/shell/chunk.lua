@@ -40,6 +40,13 @@ local function strip_equals(src)
   return nil
 end
 
+-- The expression of an `=expr` input, or nil.
+function M.equals_expression(src)
+  local rest = src:match("^%s*=(.*)$")
+  if rest and not rest:find("^=") then return rest end
+  return nil
+end
+
 -- is_complete(src) -> "complete" | "incomplete" | "invalid", indent (columns)
 function M.is_complete(src, indent_width)
   indent_width = indent_width or 2

@@ -21,7 +21,7 @@
 --
 -- The host table Python passes in holds the callbacks the engine needs:
 --   write(bytes), flush(), poll() -> 0 | 1 (interrupt) | 2 (exit),
---   request_exit(code), listdir(path) -> {{name, is_dir}, …},
+--   request_exit(code), cancel_exit() (optional), listdir(path) -> {{name, is_dir}, …},
 --   history(n) -> {line, …}, clock() -> seconds, runtimes() -> {name, …},
 --   runtime -> current runtime name.
 
@@ -117,6 +117,11 @@ local function install_output(host)
       return stdout
     end
     return current_out:write(...)
+  end
+  local real_flush = io.flush
+  io.flush = function()
+    if current_out == stdout then flush() return true end
+    return real_flush()
   end
   io.type = function(x)
     if x == stdout then return "file" end
@@ -271,7 +276,8 @@ function M.new(host, options)
     elseif code == false then
       code = 1
     end
-    host.request_exit(math.floor(tonumber(code) or 1))
+    self.last_exit = math.floor(tonumber(code) or 1)
+    host.request_exit(self.last_exit)
     error(EXIT, 0)
   end
   _G.python = nil -- still reachable as require("python") for extensions
@@ -383,14 +389,15 @@ function Shell:_eval_target(src)
 end
 
 -- Run a chunk with script semantics (-e, stdin).  An input that only makes
--- sense as an expression (`bioxen -e '1+1'`) prints its values.
+-- sense as an expression (`bioxen -e '1+1'`) prints its values; a function
+-- call is a statement (as in `lua -e`) unless written `=f()` or `(f())`.
 function Shell:execute(src, chunkname)
   chunkname = chunkname or "=(command line)"
   funcsource.remember(chunkname, src)
   local fn, err = chunk.compile(src, chunkname, self.env)
   local is_expr = false
   if not fn then
-    local efn = chunk.compile_expression(src, chunkname, self.env)
+    local efn = chunk.compile_expression(chunk.equals_expression(src) or src, chunkname, self.env)
     if not efn then return { ok = false, kind = "syntax", message = err } end
     fn, is_expr = efn, true
   end
