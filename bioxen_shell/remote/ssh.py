@@ -254,30 +254,38 @@ printf 'bioxen-start %s
 ' "$name"
 exec 3<&0 4>&1 </dev/null 1>&2
 lpath="$dir/lua/?.lua;$dir/lua/?/init.lua;$dir/bio_stdlib/?.lua;$dir/bio_stdlib/?/init.lua"
+intr="$dir/intr.$$"
+: > "$intr"
 if [ -e /dev/fd/3 ]; then
-  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua"     --in=/dev/fd/3 --out=/dev/fd/4 &
+  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua" \
+    --in=/dev/fd/3 --out=/dev/fd/4 --interrupt-file="$intr" &
 else
-  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua"     0<&3 1>&4 &
+  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua" \
+    --interrupt-file="$intr" 0<&3 1>&4 &
 fi
 pid=$!
 exec 3<&- 4>&-
-pg=
+pg=-
 kill -0 -- -$$ 2>/dev/null && pg=$$
-printf 'bioxen-agent-pid %s %s
-' "$pid" "$pg" >&2
+printf 'bioxen-agent-pid %s %s %s
+' "$pid" "$pg" "$intr" >&2
 wait "$pid"
-exit $?
+st=$?
+rm -f "$intr"
+exit $st
 """
 
 # First line: the agent's pid and process group.  Then one-letter commands; at end of input
 # (channel closed, connection lost) it kills the agent, so no agent outlives its VM.  It is one
 # line on the command line (not sent on stdin like the wrapper): its stdin carries the pid and
 # the commands, which a shell reading its script from stdin could swallow into its read buffer.
-_GUARD = ("read -r pid pg || exit 0; [ -n \"$pid\" ] || exit 0; "
-          "while read -r c; do case \"$c\" in i) kill -INT \"$pid\" 2>/dev/null;; d) exit 0;; k) break;; esac; done; "
-          "if [ -n \"$pg\" ]; then kill -KILL -- \"-$pg\" 2>/dev/null; fi; kill -KILL \"$pid\" 2>/dev/null; exit 0")
+_GUARD = ("read -r pid pg intr || exit 0; [ -n \"$pid\" ] || exit 0; [ \"$pg\" = - ] && pg=; "
+          "while read -r c; do case \"$c\" in i) printf x >> \"$intr\" 2>/dev/null;; "
+          "d) rm -f \"$intr\"; exit 0;; k) break;; esac; done; "
+          "if [ -n \"$pg\" ]; then kill -KILL -- \"-$pg\" 2>/dev/null; fi; kill -KILL \"$pid\" 2>/dev/null; "
+          "rm -f \"$intr\"; exit 0")
 
-_PID_LINE = re.compile(rb"bioxen-agent-pid (\d+) ?(\d*)\n")
+_PID_LINE = re.compile(rb"bioxen-agent-pid (\d+) (\d+|-) ([^\n]*)\n")
 
 
 # The command line of the agent's channel.  The wrapper script arrives on the channel's stdin,
@@ -418,6 +426,9 @@ class SSHAgentProcess:
         self.interpreter = interpreter
         self.pid: int | None = None
         self._pgid: int | None = None
+        # The agent is interrupted by appending a byte to this file (the guard does it): stock PUC
+        # lua's SIGINT handler is one-shot, so a second SIGINT would kill the interpreter.
+        self._interrupt_file = ""
         self._guard: paramiko.Channel | None = guard
         self._stderr = bytearray()
         self._stderr_lock = threading.Lock()
@@ -446,7 +457,8 @@ class SSHAgentProcess:
                     m = _PID_LINE.search(pending)
                     if m:
                         self.pid = int(m.group(1))
-                        self._pgid = int(m.group(2)) if m.group(2) else None
+                        self._pgid = int(m.group(2)) if m.group(2) != b"-" else None
+                        self._interrupt_file = m.group(3).decode(errors="surrogateescape")
                         self._pid_known.set()
                         data = pending[:m.start()] + pending[m.end():]
                         pending = b""
@@ -470,7 +482,7 @@ class SSHAgentProcess:
             raise BackendError(f"ssh: {self._host.address}: the agent did not start under {self.interpreter}"
                                + (f": {tail}" if tail else f" within {timeout:g} s"))
         # Arm the guard: from now on, closing it (or losing the connection) kills the agent.
-        if not self._guard_send(f"{self.pid} {self._pgid or ''}\n".encode()):
+        if not self._guard_send(f"{self.pid} {self._pgid or '-'} {self._interrupt_file}\n".encode()):
             raise BackendError(f"ssh: {self._host.address}: the control channel closed at start")
 
     # -- the byte stream -------------------------------------------------------------------------

@@ -218,6 +218,25 @@ def test_interrupt_reaches_the_remote_agent(manager, ssh_vm_options, cache_dir, 
     assert _one(vm, "return 'still serving'") == "still serving"
 
 
+@pytest.mark.parametrize("interp", ["lua5.4", "lua5.1", "luajit"])
+def test_repeated_interrupts_never_kill_the_remote_agent(manager, ssh_vm_options, cache_dir, interp):
+    # Stock PUC lua resets SIGINT to the default action after the first one, so a second SIGINT
+    # would kill the interpreter; bioxen interrupts remote agents through their interrupt file.
+    require_binary(interp)
+    vm = _create(manager, _options(ssh_vm_options, interpreter=interp, cache_dir=str(cache_dir)))
+    pid = vm.describe()["pid"]
+    for _ in range(3):
+        timer = threading.Timer(0.3, vm.interrupt)
+        timer.start()
+        with pytest.raises(VMInterrupted):
+            _one(vm, "while true do end")
+        timer.join()
+    vm.interrupt()  # an interrupt between calls must not kill the agent either
+    time.sleep(0.3)
+    assert _one(vm, "return 'still serving'") == "still serving"
+    assert vm.describe()["pid"] == pid
+
+
 def test_kill_leaves_no_remote_process(manager, ssh_vm_options, cache_dir):
     vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)))
     pid = vm.describe()["pid"]
