@@ -67,3 +67,17 @@ def test_os_exit_in_a_run_script_ends_only_the_script(tmp_path):
         assert engine.eval_line("1 + 1").output == b"2"
     finally:
         engine.close()
+
+
+def test_repl_keeps_const_checks_and_reads_labels_as_lua():
+    engine = Engine("lua54")
+    try:
+        res = engine.eval_line("local k <const> = 5; k = 2")
+        assert res.kind == "syntax" and b"attempt to assign to const variable 'k'" in res.message
+        engine.eval_line("local j <const> = 3")
+        assert engine.eval_line("j").output == b"3"  # top-level locals still live on
+        res = engine.eval_line("::top:: x = 1")
+        assert res.ok, res.message
+        assert engine.is_complete("::top::") == ("complete", 0)
+    finally:
+        engine.close()

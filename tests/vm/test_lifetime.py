@@ -81,8 +81,8 @@ def _run_shell(tmp_path, tail: str) -> tuple[subprocess.Popen, list[int]]:
     bioxen = require_binary("bioxen")
     script = tmp_path / "vms.lua"
     script.write_text(_SCRIPT.replace("{tail}", tail))
-    proc = subprocess.Popen([bioxen, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen([bioxen, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
     line = proc.stdout.readline().decode()
     pids = [int(p) for p in line.split()]
     assert len(pids) == 3, (line, proc.stderr.read1(4096) if proc.poll() is not None else "")
@@ -97,8 +97,10 @@ def _zygote_of(pid: int) -> int:
 
 
 def test_no_worker_outlives_a_normal_exit(tmp_path):
-    proc, pids = _run_shell(tmp_path, "")
+    # The script waits for a line on stdin so the test can find the zygote before the exit.
+    proc, pids = _run_shell(tmp_path, "io.read()")
     zygote = _zygote_of(pids[0])
+    proc.stdin.close()
     assert proc.wait(30) == 0
     assert _wait_gone(pids + [zygote]) == []
 

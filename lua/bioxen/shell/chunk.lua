@@ -150,6 +150,10 @@ function M.compile_input(src, chunkname, env)
   if fn then return fn, true, {} end
   local hoisted, names = M.hoist_locals(src)
   if #names > 0 then
+    -- The input as typed must compile first: hoisting drops `<const>`, and
+    -- assigning to a const is a compile-time error Lua 5.4 has to report.
+    local ok, err = compile(src, chunkname, env)
+    if not ok then return nil, err end
     fn = compile(hoisted, chunkname, env)
     if fn then return fn, false, names end
     -- The rewrite is a convenience; if it ever produces bad code, fall back to

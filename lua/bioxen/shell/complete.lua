@@ -232,7 +232,7 @@ local function complete_command(shell, text)
 end
 
 function M.complete(shell, text)
-  if text:find("^%s*:") then
+  if text:find("^%s*:") and not text:find("^%s*::") then -- "::" starts a Lua label
     return complete_command(shell, text) or { replace = 0, items = {} }
   end
   local partial = text:match("require%s*%(?%s*[\"']([%w_%.%-]*)$")

@@ -437,8 +437,13 @@ function Shell:run_file(path, args)
 end
 
 -- A REPL line: a meta-command or code.
+-- A meta-command starts with ':' (a Lua label starts with "::").
+local function is_command(line)
+  return line:find("^%s*:") ~= nil and line:find("^%s*::") == nil
+end
+
 function Shell:handle(line)
-  if line:find("^%s*:") then return self:run_command(line) end
+  if is_command(line) then return self:run_command(line) end
   if line:find("^%s*$") then return { ok = true, kind = "ok", output = "" } end
   return self:eval_input(line)
 end
@@ -495,7 +500,7 @@ function Shell:_make_api()
   local shell = self
   return {
     is_complete = function(src)
-      if src:find("^%s*:") then return "complete", 0 end
+      if is_command(src) then return "complete", 0 end
       return chunk.is_complete(src, shell.options.indent)
     end,
     handle = function(line) return shell:handle(line) end,
