@@ -410,10 +410,16 @@ local function handler(err)
   in_user = false  -- the error has reached the agent's boundary: user code is over
   if host_set_memory then host_set_memory(false) end
   local lines = { "stack traceback:" }
+  -- A stop raised by the agent's hook (interrupt, CPU or memory limit) goes through `error`;
+  -- that C frame is the agent's doing, not the user's, so it is left out.
+  local agent_raised = rawequal(err, INTERRUPTED) or rawequal(err, CPU_EXCEEDED)
+    or rawequal(err, MEMORY_EXCEEDED)
   for level = 2, 60 do
     local info = d_getinfo(level, "Slnf")
     if not info or info.func == xpcall then break end
-    if not is_agent_frame(info) then lines[#lines + 1] = frame_text(info) end
+    if not is_agent_frame(info) and not (agent_raised and info.func == error) then
+      lines[#lines + 1] = frame_text(info)
+    end
     if info.func == run_target then break end
   end
   last_traceback = t_concat(lines, "\n")
