@@ -133,10 +133,7 @@ class HostKeyVerifier:
         """Load every existing file into ``client`` (read only) and install the policy."""
         for f in self.files:
             if f.is_file():
-                try:
-                    client.load_system_host_keys(str(f))
-                except (OSError, UnicodeDecodeError) as e:
-                    raise HostKeyError(f"cannot read known_hosts file {f}: {e}") from None
+                _load_known_hosts(client.get_host_keys(), f)
         client.set_missing_host_key_policy(_Policy(self))
 
     def files_text(self) -> str:
@@ -161,6 +158,32 @@ class HostKeyVerifier:
             f"Someone may be intercepting the connection — or the host was reinstalled. If you know it was "
             f"reinstalled, remove the old entry (ssh-keygen -R '{name}' -f FILE) and trust the new key."
         )
+
+
+def _load_known_hosts(keys: paramiko.HostKeys, file: Path) -> None:
+    """Add every valid entry of ``file`` to ``keys``, skipping lines paramiko cannot parse.
+
+    OpenSSH skips a malformed line (bad base64, an unknown key type, an ``@cert-authority``
+    marker) and goes on; paramiko's ``HostKeys.load`` raises on the first one, which would make
+    one bad line about some other host break every connection.  So each line is parsed on its
+    own with paramiko's parser, and the bad ones are left out.
+    """
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        raise HostKeyError(f"cannot read known_hosts file {file}: {e.strerror or e}") from None
+    for lineno, raw in enumerate(data.splitlines(), 1):
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line or line.startswith("#") or line.startswith("@"):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno)
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError, TypeError):
+            entry = None
+        if entry is None or entry.key is None:
+            continue
+        for name in entry.hostnames:
+            keys.add(name, entry.key.get_name(), entry.key)
 
 
 class _Policy(paramiko.MissingHostKeyPolicy):

@@ -43,6 +43,10 @@ from .hostkeys import HostKeyError, HostKeyVerifier, known_hosts_name
 __all__ = ["SSHBackend", "SSHAgentProcess", "SSHConnectError", "connect", "launch_agent", "interpreter_candidates", "RUNTIME_BINARIES"]
 
 log = logging.getLogger(__name__)
+# paramiko logs a failed handshake as an ERROR with a full traceback from its transport thread;
+# with no logging configured, Python's last-resort handler would dump that on the user's
+# terminal next to bioxen's own one-line error.  Users who configure logging still get it.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 #: profile.runtime → the interpreter binary that provides it on a host.
 RUNTIME_BINARIES = {"lua51": "lua5.1", "lua52": "lua5.2", "lua53": "lua5.3", "lua54": "lua5.4",
@@ -168,7 +172,12 @@ def _connect_failure(host: HostConfig, e: BaseException) -> SSHConnectError:
     """A transport-level failure (reset, timeout, no banner) as a retryable error."""
     text = str(e) or type(e).__name__
     if "banner" in text.lower():
-        text = f"no SSH banner within {host.banner_timeout:g} s — is this an SSH server? ({text})"
+        # paramiko says the same whether the peer stayed silent or hung up at once.
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, (EOFError, ConnectionResetError)) or "EOF" in repr(e.args):
+            text = f"the server closed the connection without an SSH banner — is this an SSH server? ({text})"
+        else:
+            text = f"no SSH banner within {host.banner_timeout:g} s — is this an SSH server? ({text})"
     return SSHConnectError(f"ssh: cannot connect to {host.address}: {text}")
 
 

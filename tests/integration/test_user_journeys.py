@@ -159,3 +159,53 @@ def test_config_check_names_the_problem_and_never_prints_the_password(env, tmp_p
     config.write_text('[hosts.lab1]\nhostname = "h"\nport = \n')
     code, out, err = bioxen(env, "config", "check")
     assert code == 1 and "not valid TOML" in err and "line 3" in err
+
+
+def test_readme_vm_example_runs_as_written(env, tmp_path):
+    """The README's VM snippet (local part), verbatim."""
+    code, out, err = run_lua(env, tmp_path, """
+        local w = vm.create{name = "w1", profile = "bioinformatics"}       -- local worker process
+        print(w:eval("return bio.seq.gc_fraction(...)", "ACGTGG"))
+        w:set("k", 5); print(w:get("k"))
+        local seqs = {"GGCC", "ATAT"}
+        local gcs = vm.map(function(s) return require("bio.seq").gc_fraction(s) end, seqs, {vms = 2})
+        print(gcs[1], gcs[2])
+        vm.send(w, "return 6 * 7")
+        print(vm.recv(w, 10))
+    """)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:2] == ["0.66666666666667", "5"] and lines[3] == "42"
+    assert [float(x) for x in lines[2].split("\t")] == [1.0, 0.0]
+
+
+def test_sigint_while_a_script_waits_on_a_vm_exits_130_without_shell_frames(env, tmp_path):
+    import signal
+    import time
+    script = tmp_path / "wait.lua"
+    script.write_text('local w = vm.create{name = "a"}\nprint("ready")\nio.stdout:flush()\n'
+                      'w:eval("while true do end")\n')
+    proc = subprocess.Popen([*BIOXEN, "run", str(script)], env=env, cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "wait.lua:4" in err
+    assert "bioxen/vm.lua" not in err
+
+
+def test_status_notices_a_killed_worker_without_a_call(env, tmp_path):
+    code, out, err = run_lua(env, tmp_path, """
+        local w = vm.create{name = "s1"}
+        os.execute("kill -9 " .. w:info().pid)
+        os.execute("sleep 1")
+        print(w:status())
+    """)
+    assert (code, out) == (0, "crashed\n"), err

@@ -21,11 +21,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.system import die_with_parent
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -213,6 +216,9 @@ def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "",
             [sshd, "-D", "-E", str(log), "-f", str(config)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True,
+            # Killed with the test run; not when started from a helper thread, whose exit would
+            # deliver the parent-death signal early.
+            preexec_fn=die_with_parent if threading.current_thread() is threading.main_thread() else None,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

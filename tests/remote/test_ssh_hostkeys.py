@@ -65,3 +65,26 @@ def test_key_filed_under_an_alias_verifies_the_first_connection(sshd_server):
     assert hostkeys.forget_host(alias) == 1
     with pytest.raises(BackendError, match="not known"):
         SSHBackend.for_host("guest", host, load_profile("standard")).start()
+
+
+def test_malformed_known_hosts_lines_are_skipped_as_openssh_does(sshd_server, tmp_path):
+    # One bad line about some other host (truncated base64, a CA marker, stray bytes) must not
+    # break connections to every host: the valid entry further down still verifies the server.
+    known = tmp_path / "known_hosts"
+    name = hostkeys.known_hosts_name("127.0.0.1", sshd_server.port)
+    known.write_bytes(
+        b"otherhost ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQ\n"
+        b"@cert-authority *.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE\n"
+        b"\xff\xfe not utf-8 at all\n"
+        + f"{name} {sshd_server.host_public.split()[0]} {sshd_server.host_public.split()[1]}\n".encode()
+    )
+    host = HostConfig(name="lab", hostname="127.0.0.1", port=sshd_server.port, user=sshd_server.user,
+                      key=str(sshd_server.client_key), agent=False, known_hosts=str(known),
+                      cache_dir=str(sshd_server.directory / "remote-cache"))
+    backend = SSHBackend.for_host("lab", host, load_profile("standard"))
+    proc = backend.start()
+    try:
+        assert proc.recv(1, 10) == b"H"
+    finally:
+        proc.close()
+        backend.destroy()
