@@ -87,6 +87,18 @@ def test_history_persists_in_the_state_dir(make_engine):
     assert "   1  x = 1" in out and "   3  :history" in out
 
 
+def test_history_file_is_private(make_engine):
+    # What users type can include hostnames and tokens: the file is 0600 like bash's,
+    # and an older file with wider permissions is tightened.
+    path = history_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    path.chmod(0o644)
+    drive(make_engine(), "y = 2" + ENTER, history=open_history())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert last_entries(FileHistory(str(path)), 5) == ["y = 2"]
+
+
 def test_completer_through_prompt_toolkit(engine):
     completer = LuaCompleter(engine)
     doc = Document("x = string.fo")
