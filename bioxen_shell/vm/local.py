@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import threading
+import time
 from typing import Any
 
 from .. import paths
@@ -23,6 +24,9 @@ from .transport import (
     TransportTimeout,
     describe_exit_status,
 )
+
+#: How long a read polls before it blocks (see LocalAgentProcess._wait_readable).
+_SPIN_SECONDS = 100e-6
 
 __all__ = ["LocalBackend", "LocalAgentProcess"]
 
@@ -104,6 +108,26 @@ class LocalAgentProcess:
                 elif fd == self._to_agent and ev & (select.POLLERR | select.POLLHUP):
                     raise TransportClosed("the worker's stream is closed")
 
+    def _wait_readable(self, timeout: float | None) -> bool:
+        """Wait until the agent's stream has data (or EOF); False on timeout.
+
+        Most replies come back within tens of microseconds, so the first ``_SPIN_SECONDS`` are
+        spent polling without sleeping: a blocking wait would add a scheduler wake-up, which on
+        this kind of machine doubles the round trip (measured: 81 → 40 µs for a pipe ping-pong
+        with 10 µs of work).  Longer calls then block as usual, so the spin costs at most that
+        much CPU per call.
+        """
+        poll = self._poll_in.poll
+        if poll(0):
+            return True
+        spin_until = time.perf_counter() + _SPIN_SECONDS
+        while time.perf_counter() < spin_until:
+            if poll(0):
+                return True
+        if timeout is not None:
+            timeout = max(0.0, timeout - _SPIN_SECONDS)
+        return bool(poll(None if timeout is None else int(timeout * 1000 + 0.999)))
+
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         if self._pending:
             out = bytes(self._pending[:max_bytes])
@@ -111,7 +135,7 @@ class LocalAgentProcess:
             return out
         if self._eof or self._closed:
             return b""
-        if not self._poll_in.poll(None if timeout is None else int(timeout * 1000 + 0.999)):
+        if not self._wait_readable(timeout):
             raise TransportTimeout(f"no data within {timeout} s")
         try:
             data = os.read(self._from_agent, max_bytes)
@@ -132,7 +156,7 @@ class LocalAgentProcess:
             return n
         if self._eof or self._closed:
             return 0
-        if not self._poll_in.poll(None if timeout is None else int(timeout * 1000 + 0.999)):
+        if not self._wait_readable(timeout):
             raise TransportTimeout(f"no data within {timeout} s")
         n = os.readv(self._from_agent, [view])
         if n == 0:
