@@ -228,10 +228,13 @@ def test_stock_luajit_takes_any_number_of_sigints(start_agent):
     assert a.eval("local n = 0 for i = 1, 1e6 do n = n + 1 end return n") == [1000000]
 
 
-# Not lua5.4: its lua.c installs the SIGINT handler without SA_RESTART, so a SIGINT that
-# lands while the agent is blocked writing to a full pipe cuts that write short, and Lua does
-# not say how much it wrote (docs/protocol.md).  There the interrupt file is the way (below).
-@pytest.mark.parametrize("runtime", ["lua5.1", "lua5.3", "luajit"])
+# Only luajit, whose agent takes SIGINT over itself (blocked, then polled through ffi).  On the
+# PUC binaries lua.c's own SIGINT hook can fire inside the agent's framing code while it flushes
+# output (and lua5.4's handler lacks SA_RESTART, cutting a blocked write short): CI saw
+# lua5.3 lose sync here about once in ten runs.  That is why bioxen never sends SIGINT to a stock
+# PUC interpreter: remote agents are interrupted through their interrupt file, tested under heavy
+# printing on every binary below.
+@pytest.mark.parametrize("runtime", ["luajit"])
 def test_sigint_during_heavy_printing_never_cuts_a_frame(start_agent, runtime):
     a = start_agent(runtime)
     a.send("eval", code="while true do io.write(string.rep('p', 3000), '\\n') end")
@@ -263,7 +266,7 @@ def test_luajit_without_ffi_survives_full_collections(start_agent, runtime):
     assert a.proc.poll() is None
 
 
-@pytest.mark.parametrize("runtime", ["lua5.4", "lua54"])
+@pytest.mark.parametrize("runtime", ["lua5.1", "lua5.2", "lua5.3", "lua5.4", "luajit", "lua54"])
 def test_interrupt_file_during_heavy_printing_never_cuts_a_frame(start_agent, runtime, tmp_path):
     flag = tmp_path / "interrupt"
     flag.write_bytes(b"")
