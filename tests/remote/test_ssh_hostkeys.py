@@ -25,6 +25,16 @@ def _server_key(sshd_server) -> paramiko.PKey:
     return _public_key(sshd_server.host_public)
 
 
+def _assert_agent_says_hello(backend) -> None:
+    """The connection was verified and the agent started: its first byte is the hello frame."""
+    proc = backend.start()
+    try:
+        assert proc.recv(1, 10) == b"H"
+    finally:
+        proc.close()
+        backend.destroy()
+
+
 def test_record_and_forget_keep_other_entries(tmp_path):
     f = tmp_path / "known_hosts"
     k1 = _public_key(write_keypair(tmp_path / "k1"))
@@ -56,12 +66,7 @@ def test_key_filed_under_an_alias_verifies_the_first_connection(sshd_server):
     with pytest.raises(BackendError, match=f"host key for {alias} is not known"):
         backend.start()
     hostkeys.record_host_key(alias, _server_key(sshd_server))
-    proc = backend.start()
-    try:
-        assert proc.recv(1, 10) == b"H"
-    finally:
-        proc.close()
-        backend.destroy()
+    _assert_agent_says_hello(backend)
     assert hostkeys.forget_host(alias) == 1
     with pytest.raises(BackendError, match="not known"):
         SSHBackend.for_host("guest", host, load_profile("standard")).start()
@@ -82,9 +87,4 @@ def test_malformed_known_hosts_lines_are_skipped_as_openssh_does(sshd_server, tm
                       key=str(sshd_server.client_key), agent=False, known_hosts=str(known),
                       cache_dir=str(sshd_server.directory / "remote-cache"))
     backend = SSHBackend.for_host("lab", host, load_profile("standard"))
-    proc = backend.start()
-    try:
-        assert proc.recv(1, 10) == b"H"
-    finally:
-        proc.close()
-        backend.destroy()
+    _assert_agent_says_hello(backend)
