@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _vmbench import table  # noqa: E402  (the VM benchmarks' table printer)
+
 from bioxen_shell.vm import wire  # noqa: E402
 
 LUA_BENCH = r"""
@@ -75,16 +77,6 @@ def best_of(n: int, fn) -> float:
         fn()
         times.append(time.process_time() - t)
     return min(times)
-
-
-def table(title: str, header: tuple, rows: list) -> None:
-    cols = [header] + [tuple(str(c) for c in r) for r in rows]
-    widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in cols[1:]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
 def python_codec(size: int) -> None:

@@ -160,4 +160,13 @@ function M.each(records, fname)
   return function() i = i + 1; return records[i] end
 end
 
+--- Every record a reader yields, as a list (the `read`/`parse` functions of fasta and fastq).
+-- Takes the reader's whole for-loop triple (and its to-be-closed value), so an early error
+-- still closes the file at once on 5.4+.
+function M.collect(...)
+  local out = {}
+  for rec in ... do out[#out + 1] = rec end
+  return out
+end
+
 return M

@@ -242,16 +242,12 @@ end
 
 --- All records of a path or open file, as a list.
 function M.read(source, opts)
-  local out = {}
-  for rec in M.records(source, opts) do out[#out + 1] = rec end
-  return out
+  return IO.collect(M.records(source, opts))
 end
 
 --- All records of a FASTA string, as a list.
 function M.parse(text, opts)
-  local out = {}
-  for rec in M.records_from_string(text, opts) do out[#out + 1] = rec end
-  return out
+  return IO.collect(M.records_from_string(text, opts))
 end
 
 ---------------------------------------------------------------------------
