@@ -290,6 +290,7 @@ def _main(opts: argparse.Namespace | _Options) -> int:
     script = opts.script
     if script is not None:
         _check_file(script)
+    _prestart_vms_if_used(script, opts.chunks)
     stdin_chunk = script == "-" or (
         script is None and not opts.chunks and not opts.interactive and not sys.stdin.isatty()
     )
@@ -344,6 +345,32 @@ def _main(opts: argparse.Namespace | _Options) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)
+
+
+def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
+    """Start the VM zygote in the background when the code about to run mentions ``vm``, so
+    that its start overlaps the shell's own (see Zygote.prestart).  A guess costs little:
+    a zygote nobody uses just exits with the shell."""
+    import re
+    import threading
+
+    uses_vm = re.compile(rb"(?<![\w.])vm\s*[.:\[]")  # vm. vm: vm[ as a word
+    texts = [c.encode() for c in chunks]
+    if script not in (None, "-"):
+        try:
+            with open(script, "rb") as f:
+                texts.append(f.read(1 << 20))
+        except OSError:
+            return
+    if not any(uses_vm.search(t) for t in texts):
+        return
+
+    def start() -> None:
+        from .vm.forkserver import Zygote
+
+        Zygote.prestart()
+
+    threading.Thread(target=start, name="bioxen-zygote-import", daemon=True).start()
 
 
 def _shell_settings() -> dict:

@@ -3,6 +3,7 @@
 --
 --   bioxen run examples/kmer_spectrum.lua examples/data/reads.fq
 --   bioxen run examples/kmer_spectrum.lua genome.fa --k 15 --top 20 --forward
+--   bioxen run examples/kmer_spectrum.lua genome.fa --vms 2      (same bytes: shards counted in VMs, summed here)
 --
 -- k may be 1..31; k-mers containing N or other non-ACGT letters are skipped.
 
@@ -15,17 +16,18 @@ end
 local kmer = require "bio.kmer"
 
 local args = { ... }
-local path, k, top, canonical = nil, 21, 10, true
+local path, k, top, canonical, nvms = nil, 21, 10, true, nil
 local i = 1
 while i <= #args do
   local a = args[i]
   if a == "--k" then k = tonumber(args[i + 1]); i = i + 2
   elseif a == "--top" then top = tonumber(args[i + 1]); i = i + 2
   elseif a == "--forward" then canonical = false; i = i + 1
+  elseif a == "--vms" then nvms = tonumber(args[i + 1]); i = i + 2
   else path = a; i = i + 1 end
 end
 if not path then
-  io.stderr:write("usage: kmer_spectrum.lua FILE.fa|FILE.fq [--k K] [--top N] [--forward]\n")
+  io.stderr:write("usage: kmer_spectrum.lua FILE.fa|FILE.fq [--k K] [--top N] [--forward] [--vms N]\n")
   os.exit(2)
 end
 
@@ -33,15 +35,39 @@ end
 local f = assert(io.open(path, "rb"))
 local head = f:read(4096) or ""
 f:close()
-local reader = head:match("^%s*@") and require("bio.fastq") or require("bio.fasta")
+local format = head:match("^%s*@") and "fastq" or "fasta"
 
-local seqs = {}
-for rec in reader.records(path) do seqs[#seqs + 1] = rec.seq end
-local counts, total = kmer.count(seqs, k, { canonical = canonical })
+-- k-mer counts of every record of `source` (a path or a shard): counts, total, records.
+-- Self-contained (no upvalues), so vm.map_file can send it to VMs as it is.
+local function count_kmers(source, format, k, canonical)
+  local seqs = {}
+  for rec in require("bio." .. format).records(source) do seqs[#seqs + 1] = rec.seq end
+  local counts, total = require("bio.kmer").count(seqs, k, { canonical = canonical })
+  return { counts, total, #seqs }
+end
+
+local counts, total, nseqs
+if not nvms then
+  local r = count_kmers(path, format, k, canonical)
+  counts, total, nseqs = r[1], r[2], r[3]
+else
+  -- Each VM counts its own shards of the file; the counts are summed here as they arrive.
+  local vm = rawget(_G, "vm") or error("--vms needs bioxen (the vm table)")
+  counts, total, nseqs = {}, 0, 0
+  local _, failures = vm.map_file(count_kmers, path, { vms = nvms, format = format, args = { format, k, canonical },
+    on_result = function(_, r)
+      for km, c in pairs(r[1]) do counts[km] = (counts[km] or 0) + c end
+      total, nseqs = total + r[2], nseqs + r[3]
+    end })
+  if failures then
+    for _, fl in ipairs(failures) do io.stderr:write(string.format("shard %d failed: %s\n", fl.index, fl.error)) end
+    os.exit(1)
+  end
+end
 
 local distinct = 0
 for _ in pairs(counts) do distinct = distinct + 1 end
-print(string.format("# %d sequences, k = %d (%s), %d k-mers, %d distinct", #seqs, k,
+print(string.format("# %d sequences, k = %d (%s), %d k-mers, %d distinct", nseqs, k,
   canonical and "canonical" or "forward strand", total, distinct))
 print("#multiplicity\tdistinct_kmers")
 for _, row in ipairs(kmer.spectrum(counts)) do print(row[1] .. "\t" .. row[2]) end

@@ -21,7 +21,7 @@ def require_binary(name: str) -> str:
     return path
 
 
-_PACKAGE = {"sshd": "openssh-server", "luajit": "luajit", "seqkit": "seqkit", "tmux": "tmux"}
+_PACKAGE = {"sshd": "openssh-server", "luajit": "luajit", "seqkit": "seqkit", "tmux": "tmux", "bgzip": "tabix"}
 
 
 def die_with_parent() -> None:

@@ -30,25 +30,119 @@ local function is_file(v)
   return type(lib) == "table" and type(lib.type) == "function" and lib.type(v) == "file"
 end
 
---- Open a source for reading.  Returns a chunk reader read() -> string|nil,
--- a close() function, and a display name for error messages.
-function M.open_source(src, fname, chunk_size)
-  chunk_size = chunk_size or M.CHUNK
-  if type(src) == "string" then
-    local f, err = io_lib(fname).open(src, "rb")
-    if not f then error(string.format("%s: cannot open '%s': %s", fname, src, tostring(err)), 3) end
-    local open = true
-    return function() return f:read(chunk_size) end,
-      function() if open then open = false; f:close() end end, src
+-- Chunks of an open plain file from byte `offset`, at most `length` bytes
+-- in all (nil: to the end).
+local function file_chunks(f, chunk_size, offset, length)
+  assert(f:seek("set", offset))
+  if length == nil then return function() return f:read(chunk_size) end end
+  local left = length
+  return function()
+    if left <= 0 then return nil end
+    local s = f:read(left < chunk_size and left or chunk_size)
+    if s == nil then left = 0; return nil end
+    left = left - #s
+    return s
   end
+end
+
+-- How many lines come before byte `offset` of a source's text: what a shard
+-- reader adds to its own line numbers, so errors name the line of the whole
+-- file.  Counted only when an error needs it.
+local function lines_before(open_text, offset)
+  local read, close = open_text(0, offset)
+  local n = 0
+  local ok, err = pcall(function()
+    while true do
+      local s = read()
+      if s == nil then break end
+      local pos = 1
+      while true do
+        local nl = string.find(s, "\n", pos, true)
+        if not nl then break end
+        n, pos = n + 1, nl + 1
+      end
+    end
+  end)
+  close()
+  if not ok then error(err, 0) end
+  return n
+end
+
+--- Open a source for reading.  Returns a chunk reader read() -> string|nil,
+-- a close() function, a display name for error messages, and line_base() ->
+-- the number of lines of the file before the text this reader starts at (0
+-- except for shards).  A source is a path, an open file, anything with
+-- read(n), or a shard table (bio._shard; of `format`, if given).  A gzip file (BGZF included) is
+-- decompressed on the fly (bio._gzip).
+function M.open_source(src, fname, chunk_size, format)
+  chunk_size = chunk_size or M.CHUNK
+  local shard
+  if type(src) == "table" and require("bio._shard").check(src, fname, format, 4) then
+    shard, src = src, src.path
+  end
+  if type(src) == "string" then
+    local path = src
+    local f, err = io_lib(fname).open(path, "rb")
+    if not f then error(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), 3) end
+    local gzip = f:read(2) == "\31\139"
+    -- open_text(offset, length) -> read, close over the file's (decompressed) text
+    local open_text
+    if gzip then
+      f:close()
+      f = nil
+      local G = require "bio._gzip"
+      if shard and shard.offset > 0 and not shard.bgzf then
+        error(string.format("%s: '%s' is gzip-compressed, so this shard (offset %d) cannot be read: "
+          .. "only BGZF files can be entered in the middle", fname, path, shard.offset), 3)
+      end
+      open_text = function(offset, length)
+        local opts = { limit = length ~= -1 and length or nil, chunk_size = chunk_size, fname = fname }
+        if offset > 0 then
+          if shard and shard.bgzf and offset == shard.offset then
+            opts.start, opts.skip = shard.block, shard.skip
+          else
+            opts.skip = offset
+          end
+        end
+        return G.chunks(path, opts)
+      end
+    else
+      open_text = function(offset, length)
+        local g = f
+        if offset ~= 0 or g == nil then -- a second reader (line counting) gets a file of its own
+          g = assert(io_lib(fname).open(path, "rb"))
+        else
+          f = nil
+        end
+        local open = true
+        return file_chunks(g, chunk_size, offset, length ~= -1 and length or nil),
+          function() if open then open = false; g:close() end end
+      end
+    end
+    local read, close
+    if shard then
+      read, close = open_text(shard.offset, shard.length)
+      if f then f:close(); f = nil end
+    else
+      read, close = open_text(0, nil)
+    end
+    local base
+    local function line_base()
+      if not shard or shard.offset == 0 then return 0 end
+      if base == nil then base = lines_before(open_text, shard.offset) end
+      return base
+    end
+    return read, close, path, line_base
+  end
+  local none = function() return 0 end
   if is_file(src) then
-    return function() return src:read(chunk_size) end, function() end, "<file>"
+    return function() return src:read(chunk_size) end, function() end, "<file>", none
   end
   if type(src) == "table" and type(src.read) == "function" then
     -- anything file-like with read(n)
-    return function() return src:read(chunk_size) end, function() end, "<stream>"
+    return function() return src:read(chunk_size) end, function() end, "<stream>", none
   end
-  A.arg_error(fname, 1, "source", "expected a file path or an open file, got " .. type(src), 2)
+  A.arg_error(fname, 1, "source", "expected a file path, an open file or a shard, got " .. type(src), 2)
 end
 
 --- The iterator triple for a generic `for`, plus a closing value: Lua 5.4
@@ -72,7 +166,7 @@ function M.string_source(text, fname, chunk_size)
     else piece = text:sub(pos, pos + chunk_size - 1) end
     pos = pos + chunk_size
     return piece
-  end, function() end, "<string>"
+  end, function() end, "<string>", function() return 0 end
 end
 
 --- A line reader over a chunk reader: returns next() -> line (without the

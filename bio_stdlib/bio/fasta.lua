@@ -146,7 +146,7 @@ local function make_record(title)
 end
 
 -- The record iterator over a chunk reader.
-local function reader(read, close, name, fname)
+local function reader(read, close, name, fname, line_base)
   local buf, pos = "", 1
   local eof, started, done = false, false, false
   local lineno = 0 -- only tracked before the first record (for errors)
@@ -174,7 +174,7 @@ local function reader(read, close, name, fname)
       if find(line, "[^ \t\r\v\f]") then
         close()
         error(string.format("%s: %s line %d: text before the first '>' header: %q (FASTA records start with '>')",
-          fname, name, lineno, #line > 40 and sub(line, 1, 40) .. "..." or line), 0)
+          fname, name, lineno + (line_base and line_base() or 0), #line > 40 and sub(line, 1, 40) .. "..." or line), 0)
       end
       if not nl then pos = #buf + 1; if eof then return false end
       else pos = nl + 1 end
@@ -229,8 +229,16 @@ end
 -- opts.chunk_size: bytes per read (default 64 KiB on LuaJIT, 1 MiB elsewhere).
 function M.records(source, opts)
   opts = opts_of(opts, "bio.fasta.records")
-  local read, close, name = IO.open_source(source, "bio.fasta.records", opts.chunk_size)
-  return IO.iterator(reader(read, close, name, "bio.fasta.records"), close)
+  local read, close, name, line_base = IO.open_source(source, "bio.fasta.records", opts.chunk_size, "fasta")
+  return IO.iterator(reader(read, close, name, "bio.fasta.records", line_base), close)
+end
+
+--- Record-aligned shards of a FASTA file (plain or BGZF): up to `n` plain
+-- tables {path, offset, length, ...} that start at record starts and cover
+-- the file exactly once; records(shard) and gc_records(shard) read only that
+-- range.  A plain-gzip file is one shard.  See docs/bio/fasta.md.
+function M.shards(path, n)
+  return require("bio._shard").shards(path, n, "fasta", "bio.fasta.shards")
 end
 
 --- Iterate over the records in a string holding FASTA text.
@@ -290,6 +298,7 @@ if ffi and memchr then
     bioxen_FILE *fopen(const char *path, const char *mode);
     size_t fread(void *ptr, size_t size, size_t n, bioxen_FILE *f);
     int fclose(bioxen_FILE *f);
+    int fseek(bioxen_FILE *f, long offset, int whence);
   ]])
   local C = ffi.C
   local cast, floor = ffi.cast, math.floor
@@ -356,7 +365,7 @@ if ffi and memchr then
     return gc + extra
   end
 
-  gc_scanner = function(read_chunk, close, name, fname, mode)
+  gc_scanner = function(read_chunk, close, name, fname, mode, line_base)
     if not LUT1 then build_luts() end
     local p, n, pos = nil, 0, 0 -- current chunk (0-based), bytes in it, next byte
     local hold                  -- the Lua string p points into, if any (kept alive)
@@ -394,7 +403,7 @@ if ffi and memchr then
         if find(line, "[^ \t\r\v\f]") then
           close()
           error(string.format("%s: %s line %d: text before the first '>' header: %q (FASTA records start with '>')",
-            fname, name, lineno, #line > 40 and sub(line, 1, 40) .. "..." or line), 0)
+            fname, name, lineno + (line_base and line_base() or 0), #line > 40 and sub(line, 1, 40) .. "..." or line), 0)
         end
       end
     end
@@ -473,7 +482,9 @@ if ffi and memchr then
   -- Chunk readers for the scanner: each call gives (pointer, length,
   -- keep-alive) or nil at the end.  A path is read with fread into a
   -- buffer of its own (readers may interleave); nil if fopen fails.
-  fopen_chunks = function(path, chunk_size)
+  -- `offset`/`length` (a shard's range) read only those bytes.  A gzip file
+  -- is left to the decompressing reader of bio._io (nil is returned).
+  fopen_chunks = function(path, chunk_size, offset, length)
     if not ok_stdio then return nil end
     local fp = C.fopen(path, "rb")
     if fp == nil then return nil end
@@ -484,10 +495,14 @@ if ffi and memchr then
     local function close()
       if open then open = false; ffi.gc(fp, nil); C.fclose(fp) end
     end
+    if tonumber(C.fread(buf, 1, 2, fp)) == 2 and buf[0] == 31 and buf[1] == 139 then close(); return nil end
+    if C.fseek(fp, offset or 0, 0) ~= 0 then close(); return nil end
+    local left = length or math.huge
     return function()
-      if not open then return nil end
-      local got = tonumber(C.fread(buf, 1, size, fp))
+      if not open or left <= 0 then return nil end
+      local got = tonumber(C.fread(buf, 1, left < size and left or size, fp))
       if got == 0 then return nil end
+      left = left - got
       return buf, got, nil
     end, close
   end
@@ -512,18 +527,30 @@ function M.gc_records(source, ambiguous, opts)
   local mode = check_mode(ambiguous, fname)
   opts = A.check_options(opts, { "chunk_size" }, fname, 3)
   if gc_scanner then
-    local read_chunk, close
-    if type(source) == "string" then read_chunk, close = fopen_chunks(source, opts.chunk_size) end
-    local name = source
-    if not read_chunk then -- an open file, or fopen failed (io.open names the error)
+    local read_chunk, close, name, line_base
+    local shard = type(source) == "table" and require("bio._shard").check(source, fname, "fasta") and source
+    if shard then
+      read_chunk, close = fopen_chunks(shard.path, opts.chunk_size, shard.offset, shard.length)
+      name = shard.path
+      line_base = function() -- counted only for an error message
+        local _, c, _, base = IO.open_source(shard, fname)
+        local ok, n = pcall(base)
+        c()
+        return ok and n or 0
+      end
+    elseif type(source) == "string" then
+      read_chunk, close = fopen_chunks(source, opts.chunk_size)
+      name = source
+    end
+    if not read_chunk then -- an open file, a gzip file, or fopen failed (io.open names the error)
       local read
-      read, close, name = IO.open_source(source, fname, opts.chunk_size)
+      read, close, name, line_base = IO.open_source(source, fname, opts.chunk_size, "fasta")
       read_chunk = string_chunks(read)
     end
-    return IO.iterator(gc_scanner(read_chunk, close, name, fname, mode), close)
+    return IO.iterator(gc_scanner(read_chunk, close, name, fname, mode, line_base), close)
   end
-  local read, close, name = IO.open_source(source, fname, opts.chunk_size)
-  return IO.iterator(gc_iterator_plain(reader(read, close, name, fname), mode), close)
+  local read, close, name, line_base = IO.open_source(source, fname, opts.chunk_size, "fasta")
+  return IO.iterator(gc_iterator_plain(reader(read, close, name, fname, line_base), mode), close)
 end
 
 --- gc_records over a string holding FASTA text.

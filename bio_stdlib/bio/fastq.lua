@@ -102,7 +102,7 @@ function M.encode_qualities(scores, offset, fname)
   return concat(parts)
 end
 
-local function reader(read, close, name, fname, opts)
+local function reader(read, close, name, fname, opts, line_base)
   local v, vname = variant_of(opts, fname)
   local lo, hi = v.offset + v.min, v.offset + v.max
   local want_numbers = opts.qualities ~= false
@@ -112,10 +112,12 @@ local function reader(read, close, name, fname, opts)
   local started = false
 
   local at_line -- when set, the line to report instead of the last one read
+  -- A line number of the whole file (a shard starts part-way in).
+  local function L(n) return n + (line_base and line_base() or 0) end
   local function fail(msg, ...)
     done = true
     close()
-    error(string.format("%s: %s line %d: " .. msg, fname, name, at_line or lines.lineno, ...), 0)
+    error(string.format("%s: %s line %d: " .. msg, fname, name, L(at_line or lines.lineno), ...), 0)
   end
 
   local function nextline()
@@ -142,7 +144,7 @@ local function reader(read, close, name, fname, opts)
     while true do
       line = nextline()
       if line == nil then
-        fail("unexpected end of file in record '%s' (line %d): no '+' line and no quality", title, header_line)
+        fail("unexpected end of file in record '%s' (line %d): no '+' line and no quality", title, L(header_line))
       end
       if byte(line, 1) == 43 then break end -- '+'
       if seq_parts then seq_parts[#seq_parts + 1] = IO.rstrip(line)
@@ -152,9 +154,9 @@ local function reader(read, close, name, fname, opts)
     if seq_parts then seq = concat(seq_parts) end
     local second = IO.rstrip(sub(line, 2))
     if second ~= "" and second ~= title then
-      fail("the '+' line repeats a different title ('%s') than the record header '%s' (line %d)", second, title, header_line)
+      fail("the '+' line repeats a different title ('%s') than the record header '%s' (line %d)", second, title, L(header_line))
     end
-    if find(seq, " ", 1, true) or find(seq, "\t", 1, true) then fail("whitespace in the sequence of record '%s' (line %d)", title, header_line) end
+    if find(seq, " ", 1, true) or find(seq, "\t", 1, true) then fail("whitespace in the sequence of record '%s' (line %d)", title, L(header_line)) end
     local seq_len = #seq
     local qual_parts, qlen = {}, 0
     local any, any_q = false, false
@@ -169,7 +171,7 @@ local function reader(read, close, name, fname, opts)
         -- the lengths; naming the stray line is more helpful
         at_line = nil
         fail("expected a record header starting with '@' after record '%s' (line %d), got %q",
-          title, header_line, #line > 40 and sub(line, 1, 40) .. "..." or line)
+          title, L(header_line), #line > 40 and sub(line, 1, 40) .. "..." or line)
       end
       any_q = any_q or q ~= "" or seq_len == 0
       local bad = bad_quality(q, lo, hi)
@@ -183,11 +185,11 @@ local function reader(read, close, name, fname, opts)
     end
     if not any then
       at_line = nil
-      fail("unexpected end of file in record '%s' (line %d): no quality line after '+'", title, header_line)
+      fail("unexpected end of file in record '%s' (line %d): no quality line after '+'", title, L(header_line))
     end
     if qlen ~= seq_len then
       if not pending then done = true end
-      fail("sequence and quality lengths differ in record '%s' (line %d): %d and %d", title, header_line, seq_len, qlen)
+      fail("sequence and quality lengths differ in record '%s' (line %d): %d and %d", title, L(header_line), seq_len, qlen)
     end
     at_line = nil
     if not pending then done = true; close() end
@@ -208,8 +210,15 @@ end
 -- skip the numeric scores), chunk_size.
 function M.records(source, opts)
   opts = opts_of(opts, "bio.fastq.records")
-  local read, close, name = IO.open_source(source, "bio.fastq.records", opts.chunk_size)
-  return IO.iterator(reader(read, close, name, "bio.fastq.records", opts), close)
+  local read, close, name, line_base = IO.open_source(source, "bio.fastq.records", opts.chunk_size, "fastq")
+  return IO.iterator(reader(read, close, name, "bio.fastq.records", opts, line_base), close)
+end
+
+--- Record-aligned shards of a FASTQ file (plain or BGZF), as fasta.shards:
+-- cuts are made only before a 4-line record ('@' line, sequence, '+' line,
+-- quality of the same length), so a wrapped record is never split.
+function M.shards(path, n)
+  return require("bio._shard").shards(path, n, "fastq", "bio.fastq.shards")
 end
 
 --- Iterate over the records in a string holding FASTQ text.

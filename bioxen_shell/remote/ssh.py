@@ -652,6 +652,18 @@ class SSHAgentProcess:
 # ---------------------------------------------------------------------------------------------
 # The backend
 
+#: Files staged in this process: (host, sha256, extension) → path on the host.  Per host, not
+#: per VM: every VM (and every map) on a host shares one copy.
+_staged: dict[tuple, str] = {}
+_stage_locks: dict[tuple, threading.Lock] = {}
+_stage_guard = threading.Lock()
+
+
+def _stage_host_identity(host: HostConfig) -> tuple:
+    """One host's data cache: who logs in where, under which host key name, into which cache."""
+    return (host.login, host.hostname, host.port, host.host_key_alias, host.cache_dir)
+
+
 class SSHBackend:
     """``vm.create{type="ssh", host=…}``: an agent on an SSH host (see the module docstring).
 
@@ -732,3 +744,38 @@ class SSHBackend:
         if self.interpreter:
             out["interpreter"] = self.interpreter
         return out
+
+    # -- data for maps -------------------------------------------------------------------------
+    def stage_file(self, local_path: str) -> str:
+        """Put a local file in the host's data cache; return its path on the host.
+
+        ``<cache_dir>/data/<sha256><ext>`` (see :func:`upload.stage_data`): uploaded once per
+        host and content — every VM on the host and every map reuse it, remembered in this
+        process per host — verified before it gets that name, resumed after a dropped link.
+        The upload uses a connection of its own, opened for it and closed after it.
+        Raises :class:`upload.StageError` (a :class:`BackendError`) naming the host and the file.
+        """
+        local = upload.local_file(local_path)  # missing/unreadable: an error naming the file
+        key = (_stage_host_identity(self.host), local.sha256, local.ext)
+        remote = _staged.get(key)
+        if remote is not None:
+            return remote
+        with _stage_guard:
+            lock = _stage_locks.setdefault(key, threading.Lock())
+        with lock:  # VMs of one host staging the same file at once: one upload, the rest wait
+            remote = _staged.get(key)
+            if remote is None:
+                # A connection of its own: gigabytes of data never queue behind (or in front
+                # of) a VM's requests, and a link that fails while staging is not the VM's.
+                try:
+                    client = connect(self.host)
+                except BackendError as e:
+                    raise upload.StageError(f"staging {local.path} on {self.host.address} "
+                                            f"failed: {e}") from None
+                try:
+                    result = upload.stage_data(client, self.host.cache_dir, local,
+                                               where=self.host.address, method=self.upload_method)
+                finally:
+                    client.close()
+                remote = _staged[key] = result.remote_path
+        return remote

@@ -491,6 +491,16 @@ class XCPngBackend:
             return fn()
         return ";".join(f"{d}/?.lua;{d}/?/init.lua" for d in getattr(self.profile, "paths", ()))
 
+    def stage_file(self, local_path: str) -> str:
+        """Put a local file in the guest's data cache over its SSH connection (once per guest;
+        see ``SSHBackend.stage_file``); return its path in the guest."""
+        ssh = self._ssh
+        if ssh is None:
+            from .upload import StageError
+            raise StageError(f"xcpng: cannot stage {local_path} on VM {self.name!r}: "
+                             f"it is not running (start it first)")
+        return ssh.stage_file(local_path)
+
     def describe(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"type": self.kind, "host": self.ip}
         try:

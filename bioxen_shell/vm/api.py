@@ -104,11 +104,17 @@ class VMManager(Manager):
         return self.get_vm(vm_id).execute_string(code, timeout=timeout)
 
     def map(self, function_source: str, items: list, *, vms: int | list[VMHandle] | None = None,
-            **create_options: Any) -> tuple[list, list[tuple[int, str]]]:
+            args: tuple | list = (), on_result: Callable[[int, Any], None] | None = None,
+            stage: bool = True, **create_options: Any) -> tuple[list, list[tuple[int, str]]]:
         """``vm.map`` for Python: run a Lua function (source text) over ``items``.
-        Returns ``(results, failures)``; failures are ``(index, message)`` with 1-based indexes."""
+        Returns ``(results, failures)``; failures are ``(index, message)`` with 1-based indexes.
+        ``args`` are passed to every call after the item; ``on_result(i, value)`` receives the
+        results in order as they arrive (then ``results`` is empty); ``stage=False``: shard
+        paths already exist on remote hosts (docs/vms.md)."""
+        deliver = (lambda i, encoded: on_result(i, wire.decode(encoded))) if on_result else None
         res = run_map(self, function_source, split_list(wire.encode(list(items))), vms=vms,
-                      create_options=create_options, progress=False)
+                      create_options=create_options, progress=False, on_result=deliver, stage=stage,
+                      extra_args=[wire.encode(a) for a in args])
         return res.values(), res.failures
 
     # -- interactive sessions (prior art: send_input / read_output) -------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import os
 import threading
 TYPE_CHECKING = False  # not `typing`: this module loads at every shell start (~2.5 ms saved)
 if TYPE_CHECKING:  # the VM machinery is imported on first use, not at shell start
@@ -34,7 +35,7 @@ _live_managers: "set[Manager]" = set()  # destroyed at exit; dropped when their 
 
 #: The host functions bioxen.vm and bioxen.vm_commands call (``Host.lua_<name>``).
 HOST_FUNCTIONS = ("create", "eval", "call", "set", "get", "require", "info", "stop", "restart",
-                  "destroy", "send", "recv", "pending", "list", "lookup", "destroy_all", "map",
+                  "destroy", "send", "recv", "pending", "list", "lookup", "destroy_all", "map", "cpus",
                   "complete", "interrupt", "vms_table", "summary", "status")
 
 
@@ -67,9 +68,12 @@ class Host:
     """The functions ``bioxen.vm`` calls.  Handles are named by an integer id (``uid``) so a
     Lua handle never silently points at a different VM that got the same name later."""
 
-    def __init__(self, manager: "Manager", write: Callable[[bytes], None]) -> None:
+    def __init__(self, manager: "Manager", write: Callable[[bytes], None],
+                 table_from: Callable[[list], Any] | None = None) -> None:
         self.manager = manager
         self.write = write
+        #: makes a Lua table of a list (the engine's ``lua.table_from``): reply blobs for Lua
+        self.table_from = table_from
         self._uids: dict[int, VMHandle] = {}
         self._uid_of: dict[int, int] = {}  # id(handle) -> uid
         self._counter = itertools.count(1)
@@ -125,23 +129,41 @@ class Host:
         handles = created if isinstance(created, list) else [created]
         return (True, self._refs(handles), count is not None)
 
-    def lua_eval(self, uid: int, code: bytes, args: bytes, chunkname: bytes | None) -> tuple:
+    # Values cross as bioxen.wire encodings plus their blobs (docs/protocol.md, "Blobs"): a
+    # Lua table of big strings, each turned into bytes by lupa (one copy, the one a Lua
+    # string -> Python crossing costs) and written as a B frame from that object.  Results go
+    # back as (payload, where the values start, blobs): lupa makes a Lua string of each bytes
+    # object (again one copy) and the Lua decoder takes them from there.
+
+    def _results(self, res: Any) -> tuple:
+        if res.reply is None:
+            return (True, b"{0;}")
+        blobs = res.blobs
+        if blobs:
+            blobs = self.table_from(blobs) if self.table_from is not None else None
+            if blobs is None:  # no Lua at hand to make the table: one piece instead
+                from .handle import inline_blobs
+
+                return (True, inline_blobs(res.reply, res.start, len(res.reply) - 1, res.blobs))
+        return (True, res.reply, res.start + 1, blobs)
+
+    def lua_eval(self, uid: int, code: bytes, args: bytes, chunkname: bytes | None, blobs: Any = None) -> tuple:
         h = self._handle(uid)
         fields = {"code": code, "chunkname": chunkname or b"=" + h.name.encode()}
-        return (True, h.request_encoded("eval", fields, {"args": args}))
+        return self._results(h.request_lua("eval", fields, {"args": args}, _blob_list(blobs)))
 
-    def lua_call(self, uid: int, fname: bytes, args: bytes) -> tuple:
-        return (True, self._handle(uid).request_encoded("call", {"fn": fname}, {"args": args}))
+    def lua_call(self, uid: int, fname: bytes, args: bytes, blobs: Any = None) -> tuple:
+        return self._results(self._handle(uid).request_lua("call", {"fn": fname}, {"args": args}, _blob_list(blobs)))
 
-    def lua_set(self, uid: int, name: bytes, value: bytes) -> tuple:
-        return (True, self._handle(uid).request_encoded("set", {"name": name}, {"value": value}))
+    def lua_set(self, uid: int, name: bytes, value: bytes, blobs: Any = None) -> tuple:
+        return self._results(self._handle(uid).request_lua("set", {"name": name}, {"value": value}, _blob_list(blobs)))
 
     def lua_get(self, uid: int, name: bytes) -> tuple:
-        return (True, self._handle(uid).request_encoded("get", {"name": name}))
+        return self._results(self._handle(uid).request_lua("get", {"name": name}))
 
     def lua_require(self, uid: int, module: bytes) -> tuple:
         try:
-            return (True, self._handle(uid).request_encoded("require", {"module": module}))
+            return self._results(self._handle(uid).request_lua("require", {"module": module}))
         except VMError as exc:
             if exc.kind == "encode":  # a module of functions stays in the VM: report success
                 return (True, b"{1;t}")
@@ -180,15 +202,15 @@ class Host:
                     del self._uids[uid]
                     self._uid_of.pop(id(h), None)
 
-    def lua_send(self, uid: int, code: bytes, args: bytes, chunkname: bytes | None) -> tuple:
+    def lua_send(self, uid: int, code: bytes, args: bytes, chunkname: bytes | None, blobs: Any = None) -> tuple:
         h = self._handle(uid)
         fields = {"code": code, "chunkname": chunkname or b"=" + h.name.encode()}
-        return (True, h.send_request("eval", fields, {"args": args}))
+        return (True, h.send_request("eval", fields, {"args": args}, _blob_list(blobs)))
 
     def lua_recv(self, uid: int, timeout: float | None) -> tuple:
         h = self._handle(uid)
         try:
-            res = h.recv(timeout, decode=False)
+            res = h.recv(timeout, decode="lua")
         except VMError as exc:
             if exc.output:
                 self.write(exc.output)
@@ -197,7 +219,7 @@ class Host:
             return (True, None)
         if res.output:
             self.write(res.output)
-        return (True, res.encoded or b"{0;}")
+        return self._results(res)
 
     def lua_pending(self, uid: int) -> tuple:
         return (True, self._handle(uid).pending)
@@ -216,21 +238,37 @@ class Host:
             raise VMError("vm.destroy_all: " + "; ".join(errors), kind="error")
         return (True,)
 
-    def lua_map(self, source: bytes, chunkname: bytes, first_line: int, items: bytes, opts: bytes) -> tuple:
+    def lua_map(self, source: bytes, chunkname: bytes, first_line: int, items: bytes, opts: bytes,
+                on_result: Any = None) -> tuple:
+        """``on_result``: a Lua function(i, encoded_value) called in order as results arrive
+        (the streaming form); the results list is then not built."""
         options = wire.decode(opts) or {}
         if isinstance(options, list):
             options = {}
         vms_opt = options.pop("vms", None)
         pool_uids = options.pop("pool", None)
         progress = options.pop("progress", None)
+        stage = options.pop("stage", True) is not False
+        extra = options.pop("args", None)
+        if extra is not None and not isinstance(extra, list):
+            extra = [] if extra == {} else None
+            if extra is None:
+                raise VMError("vm.map: option 'args' must be a list of values passed after each item",
+                              kind="error")
         if pool_uids is not None:
             vms: Any = [self._handle(int(u)) for u in (pool_uids if isinstance(pool_uids, list) else [])]
         else:
             vms = vms_opt
         res = run_map(self.manager, _text(source), split_list(items), chunkname=_text(chunkname),
                       first_line=int(first_line or 1), vms=vms, create_options=options,
-                      progress=progress, interrupted=self.manager.interrupted)
-        return (True, res.encoded_results(), res.encoded_failures() if res.failures else None)
+                      progress=progress, interrupted=self.manager.interrupted,
+                      on_result=on_result, stage=stage,
+                      extra_args=[wire.encode(v) for v in extra] if extra else None)
+        return (True, None if on_result else res.encoded_results(),
+                res.encoded_failures() if res.failures else None)
+
+    def lua_cpus(self) -> tuple:
+        return (True, os.cpu_count() or 1)
 
     def lua_complete(self, uid: int, text: bytes) -> tuple:
         return (True, wire.encode(self._handle(uid).complete(_text(text))))
@@ -244,6 +282,13 @@ class Host:
 
     def lua_summary(self) -> tuple:
         return (True, status_summary(self.manager.list()).encode())
+
+
+def _blob_list(blobs: Any) -> list | None:
+    """A Lua array of big strings (from bioxen.vm) as a list of bytes, or None."""
+    if blobs is None:
+        return None
+    return [blobs[i] for i in range(1, len(blobs) + 1)]
 
 
 def _lua_info(d: dict[str, Any]) -> dict[str, Any]:
@@ -305,7 +350,7 @@ class _LazyHost:
 
                     manager = Manager(on_output=self.engine.write, interrupted=self.engine.interrupted)
                     _live_managers.add(manager)
-                    self.host = Host(manager, self.engine.write)
+                    self.host = Host(manager, self.engine.write, self.engine.lua.table_from)
                     self.engine.vm_manager = manager
                 host = self.host
         return host

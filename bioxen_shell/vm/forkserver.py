@@ -19,65 +19,32 @@ Lifetime: no worker may outlive the shell.
     the shell; the shell forwards interrupts to the one VM that should get them.
 
 Messages (each one datagram; text, space separated; the spawn request carries two fds):
-  shell → zygote   ``spawn <id> <json>`` + SCM_RIGHTS [agent stdin read end, agent stdout write end]
+  shell → zygote   ``spawn <id> <marshal>`` + SCM_RIGHTS [agent stdin read end, agent stdout write end]
   zygote → shell   ``spawned <id> <pid>`` | ``failed <id> <message>`` | ``exit <pid> <wait status>``
 """
 from __future__ import annotations
 
-import ctypes
-import importlib
-import json
+import marshal
 import os
-import resource
-import select
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import traceback
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
-__all__ = ["Zygote", "ZygoteError", "set_parent_death_signal", "zygote_main"]
+from .zygote import (
+    _MAX_MSG,
+    DEFAULT_TARGET,
+    LUPA_MODULES,
+    ZygoteError,
+    set_parent_death_signal,
+    set_process_name,
+    zygote_main,
+)
 
-_PR_SET_PDEATHSIG = 1
-_MAX_MSG = 64 * 1024
-#: What a worker runs unless a spawn request names another target (tests use this).
-DEFAULT_TARGET = "bioxen_shell.vm.worker:run_worker"
-#: lupa modules behind the runtime names of profiles.
-LUPA_MODULES = {
-    "lua51": "lupa.lua51", "lua52": "lupa.lua52", "lua53": "lupa.lua53",
-    "lua54": "lupa.lua54", "lua55": "lupa.lua55", "luajit": "lupa.luajit21",
-}
-
-
-class ZygoteError(RuntimeError):
-    """The zygote could not start or could not fork a worker."""
-
-
-_PR_SET_NAME = 15
-
-
-def set_process_name(name: str) -> None:
-    """Name this process for ``ps -o comm``/``top`` (Linux keeps 15 bytes): a worker otherwise
-    shows the zygote's command line, which it inherited."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
-    """Ask the kernel to send ``sig`` to this process when its parent (thread) exits (Linux)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-    except (OSError, AttributeError):  # not Linux
-        return False
-
+__all__ = ["Zygote", "ZygoteError", "set_parent_death_signal", "set_process_name", "zygote_main",
+           "LUPA_MODULES"]
 
 # =========================================================================== shell side
 
@@ -88,7 +55,11 @@ class Zygote:
     _instance_lock = threading.Lock()
     _spawner: "_SpawnerThread | None" = None
 
-    def __init__(self, preload: tuple[str, ...] = ("lua54",)) -> None:
+    def __init__(self, preload: tuple[str, ...] | None = None) -> None:
+        if preload is None:  # the runtime local VMs run by default, imported before the first fork
+            from .profiles import local_default_runtime
+
+            preload = (local_default_runtime(),)
         self._lock = threading.Lock()
         self._next_id = 0
         self._pending: dict[int, Future] = {}
@@ -127,6 +98,19 @@ class Zygote:
             return z
 
     @classmethod
+    def prestart(cls) -> None:
+        """Start the zygote now, in the background, for a shell that is about to use VMs: its
+        start (a Python process importing lupa, ~30-60 ms) then overlaps the shell's own start
+        instead of delaying the first VM.  Errors are left for the first VM to report."""
+        def start() -> None:
+            try:
+                cls.instance()
+            except Exception:
+                pass
+
+        threading.Thread(target=start, name="bioxen-zygote-prestart", daemon=True).start()
+
+    @classmethod
     def _spawner_thread(cls) -> "_SpawnerThread":
         # PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so the zygote
         # is started from a thread that lives as long as the shell, never from a passing
@@ -141,7 +125,7 @@ class Zygote:
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return subprocess.Popen(
-            [sys.executable, "-m", "bioxen_shell.vm.forkserver",
+            [sys.executable, "-m", "bioxen_shell.vm.zygote",
              str(child.fileno()), str(os.getpid()), ",".join(preload)],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
@@ -172,7 +156,7 @@ class Zygote:
             rid = self._next_id
             self._pending[rid] = fut
             try:
-                socket.send_fds(self._sock, [f"spawn {rid} {json.dumps(request)}".encode()],
+                socket.send_fds(self._sock, [b"spawn %d %s" % (rid, marshal.dumps(request))],
                                 [agent_stdin, agent_stdout])
             except OSError as exc:
                 self._pending.pop(rid, None)
@@ -296,191 +280,3 @@ def _reset_after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork_in_child)
 
 
-# =========================================================================== zygote side
-
-class _ZygoteServer:
-    def __init__(self, ctrl: socket.socket) -> None:
-        self.ctrl = ctrl
-        self.children: set[int] = set()
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, lambda *_: self.shutdown(0))
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.targets: dict[str, Any] = {}
-
-    def serve(self) -> None:
-        while True:
-            try:
-                ready, _, _ = select.select([self.ctrl, self.wake_r], [], [])
-            except InterruptedError:
-                continue
-            if self.wake_r in ready:
-                try:
-                    while os.read(self.wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                self.reap()
-            if self.ctrl in ready:
-                try:
-                    msg, fds, _, _ = socket.recv_fds(self.ctrl, _MAX_MSG, 4)
-                except OSError:
-                    msg, fds = b"", []
-                if not msg:
-                    self.shutdown(0)
-                self.handle(msg, fds)
-
-    def handle(self, msg: bytes, fds: list[int]) -> None:
-        kind, _, rest = msg.decode().partition(" ")
-        rid, _, payload = rest.partition(" ")
-        try:
-            if kind != "spawn" or len(fds) != 2:
-                raise ZygoteError(f"bad request {kind!r} with {len(fds)} fds")
-            request = json.loads(payload)
-            target = self.load_target(request)
-            pid = os.fork()
-            if pid == 0:
-                self.become_worker(fds, request, target)  # never returns
-            self.children.add(pid)
-            self.send(f"spawned {rid} {pid}")
-        except Exception as exc:
-            self.send(f"failed {rid} {type(exc).__name__}: {exc}")
-        finally:
-            for fd in fds:
-                os.close(fd)
-
-    def load_target(self, request: dict) -> Any:
-        """Import the worker function and the runtime's lupa module here, once, before fork."""
-        name = request["target"]
-        fn = self.targets.get(name)
-        if fn is None:
-            mod_name, _, attr = name.partition(":")
-            fn = getattr(importlib.import_module(mod_name), attr)
-            self.targets[name] = fn
-        runtime = request["runtime"]
-        if runtime not in LUPA_MODULES:
-            raise ZygoteError(f"runtime {runtime!r} is not one of {', '.join(LUPA_MODULES)}")
-        importlib.import_module(LUPA_MODULES[runtime])
-        return fn
-
-    def become_worker(self, fds: list[int], request: dict, target: Any) -> None:
-        status = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                signal.signal(sig, signal.SIG_DFL)
-            set_parent_death_signal(signal.SIGKILL)
-            set_process_name(f"bxvm:{request.get('name') or '?'}")
-            if os.getppid() == 1:  # the zygote died between fork and prctl
-                os._exit(1)
-            _install_worker_fds(fds)
-            os.environ.update(request.get("env") or {})
-            try:
-                os.chdir(request.get("cwd") or "/")  # the shell's directory when the VM was made
-            except OSError:
-                os.chdir("/")
-            _limit_address_space(request.get("max_memory", 0))
-            result = target(request["runtime"], in_fd=3, out_fd=4,
-                            max_memory=request.get("max_memory", 0) or None)
-            status = result if isinstance(result, int) else 0
-        except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stderr.flush()
-            finally:
-                os._exit(status)
-
-    def reap(self) -> None:
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                self.children.clear()
-                return
-            if pid == 0:
-                return
-            self.children.discard(pid)
-            self.send(f"exit {pid} {status}")
-
-    def send(self, text: str) -> None:
-        try:
-            self.ctrl.send(text.encode())
-        except OSError:
-            self.shutdown(0)
-
-    def shutdown(self, code: int) -> None:
-        # Take every worker (and whatever they started) down with us: we lead the group.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            os.killpg(0, signal.SIGKILL)
-        finally:
-            os._exit(code)
-
-
-def _install_worker_fds(fds: list[int]) -> None:
-    """Agent stdin on fd 3, agent stdout on fd 4, stdin from /dev/null, stdout → stderr, nothing else."""
-    import fcntl
-
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(2, 1)  # anything written to stdout lands on stderr, never in the protocol stream
-    os.dup2(high[0], 3)
-    os.dup2(high[1], 4)
-    os.closerange(5, _max_fd())
-    # Not inherited by programs the VM runs (os.execute, io.popen): when the worker dies the
-    # shell sees end-of-stream at once, even if such a program lives on.
-    os.set_inheritable(3, False)
-    os.set_inheritable(4, False)
-
-
-def _max_fd() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if soft != resource.RLIM_INFINITY else 65536
-
-
-def _limit_address_space(max_memory: int) -> None:
-    """RLIMIT_AS backstop behind lupa's ``max_memory``: what the worker maps now, plus room
-    for the Lua heap, the copies a protocol frame needs, and the allocator's slack."""
-    if not max_memory:
-        return
-    with open("/proc/self/statm") as f:
-        current = int(f.read().split()[0]) * resource.getpagesize()
-    limit = current + 3 * max_memory + 512 * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def zygote_main(argv: list[str]) -> None:
-    ctrl_fd, shell_pid, preload = int(argv[0]), int(argv[1]), argv[2] if len(argv) > 2 else ""
-    set_parent_death_signal(signal.SIGKILL)
-    set_process_name("bioxen-zygote")
-    ctrl = socket.socket(fileno=ctrl_fd)
-    if os.getppid() != shell_pid:  # the shell died before prctl took effect
-        os._exit(1)
-    server = _ZygoteServer(ctrl)
-    # Everything a worker imports is imported here, once: a fork then costs ~1 ms instead
-    # of the ~20 ms these imports take in each child.
-    for module in ("bioxen_shell.paths", "bioxen_shell.runtimes", "bioxen_shell.vm.worker"):
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:  # reported at spawn time, with the real target's error
-            sys.stderr.write(f"bioxen zygote: cannot preload {module}: {exc}\n")
-    try:
-        from bioxen_shell import paths
-
-        paths.lua_search_path()  # warms platformdirs' lazy imports
-    except Exception:
-        pass
-    for runtime in filter(None, preload.split(",")):
-        importlib.import_module(LUPA_MODULES[runtime])
-    ctrl.send(b"ready")
-    server.serve()
-
-
-if __name__ == "__main__":
-    zygote_main(sys.argv[1:])

@@ -5,8 +5,10 @@ A :class:`VMHandle` owns one backend (local / ssh / xcpng) and, while the VM run
 hello, sends ``configure`` from the profile and then runs requests: synchronous ones
 (:meth:`eval`, :meth:`call`, :meth:`set`, :meth:`get`, :meth:`require`, :meth:`info`,
 :meth:`complete`) and pipelined ones (:meth:`send` / :meth:`recv`).  It streams the output
-frames of a call to a callback, enforces the call timeout (interrupt, then kill after a grace
-period), forwards Ctrl-C (``interrupted()`` is polled while waiting), and turns the end of the
+frames of a call to a callback, enforces the call timeout and (where the backend reports the
+agent's CPU time) the CPU limit: it interrupts the call, and an agent that does not answer
+within a grace period (a loop in JIT-compiled code, one long C call) is killed and restarted.
+It forwards Ctrl-C (``interrupted()`` is polled while waiting), and turns the end of the
 stream into "VM crashed (signal 9)".
 
 Fast path: a synchronous request is written and its reply read in the calling thread (no
@@ -14,8 +16,12 @@ thread hand-off), so a round trip costs two pipe writes, two reads and the codec
 
 Values cross in two forms.  The Python API passes Python values (``wire.py`` encodes them).
 The shell's Lua side encodes values itself with ``bioxen.wire`` (so Lua integers, floats and
-byte strings keep their exact types) and uses the ``*_encoded`` methods, which splice the
-encoded bytes into the request and hand back the encoded ``values`` of the reply untouched.
+byte strings keep their exact types) and uses :meth:`VMHandle.request_lua`, which splices the
+encoded bytes into the request and hands back the reply untouched for the Lua decoder.
+
+Big strings (``wire.BLOB_THRESHOLD`` and up) travel as ``B`` frames both ways
+(docs/protocol.md, "Blobs"): written straight from the objects the caller has, and read each
+into a buffer of its own (``wire.big_buffer``), which becomes the value without a copy.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ __all__ = [
     "VMCrashed",
     "VMTimeout",
     "VMInterrupted",
+    "VMRestarted",
     "VMStateError",
     "Result",
 ]
@@ -47,6 +54,14 @@ _BIG_FRAME = 1 << 20
 _POLL_SLICE = 0.05
 #: An interrupt not answered after this long is sent again (see VMHandle.interrupt).
 _REINTERRUPT = 0.5
+
+
+def _cpu_margin(limit: float) -> float:
+    """How far past ``cpu_limit`` the host lets a call go before it steps in.  The agent's
+    own count hook checks the limit every 10,000 instructions and answers with a clean
+    ``cpu_limit`` error (the VM keeps its state), so the host, which looks every 50 ms, only
+    acts on code that hook cannot see."""
+    return 0.25 + 0.05 * limit
 
 
 # =========================================================================== errors
@@ -82,6 +97,22 @@ class VMStateError(VMError):
     """The VM is not in a state that allows the operation (stopped, destroyed)."""
 
 
+class VMRestarted(VMCrashed):
+    """The call hit a limit (or Ctrl-C) and its agent did not answer the interrupt (it ran code
+    the interrupt cannot reach: JIT-compiled code, one long C call), so the agent was killed
+    and a fresh one started.  The VM runs again, but its state (globals) is gone.  ``kind``
+    names what stopped the call: ``timeout``, ``cpu_limit`` or ``interrupted``.  Also a
+    :class:`VMTimeout` / :class:`VMInterrupted` for those kinds."""
+
+
+class _TimeoutRestarted(VMRestarted, VMTimeout):
+    pass
+
+
+class _InterruptRestarted(VMRestarted, VMInterrupted):
+    pass
+
+
 @dataclass
 class Result:
     """What one request produced: its values and the output printed while it ran."""
@@ -90,6 +121,11 @@ class Result:
     output: bytes = b""
     #: for the ``*_encoded`` path: the reply's ``values`` as encoded bytes
     encoded: bytes | None = None
+    #: for the Lua path (``decode="lua"``): the whole ``R`` payload, where its ``values``
+    #: start in it, and the blobs (``B`` frames) they refer to, all as ``bytes``
+    reply: bytes | None = None
+    start: int = 0
+    blobs: list | None = None
 
 
 # =========================================================================== envelope codec
@@ -127,15 +163,24 @@ def _enc_scalar(v: Any) -> bytes:
 
 
 def build_request_parts(req_id: int, op: str, fields: dict[str, Any],
-                        raw: dict[str, bytes | list] | None = None) -> list:
+                        raw: dict[str, bytes | list] | None = None, blobs: list | None = None) -> list:
     """The payload of a ``Q`` frame as pieces: ``{0; id=… op=… fields… raw fields…}``.
 
     ``raw`` values are already encoded: bytes, or a list of pieces (``wire.encode_parts``),
-    which are written as they are, so a 100 MB argument is never copied on this side.
+    which are written as they are, so a 100 MB argument is never copied on this side.  They
+    may refer to ``blobs`` (``S<i>;``); with ``blobs`` given, a big string field (a 100 MB
+    ``code``) is appended there too and referred to the same way.
     """
     parts = [b"{0;s2:idi%d;s2:op" % req_id, _enc_name(op)]
+    threshold = wire.BLOB_THRESHOLD
     for k, v in fields.items():
         parts.append(_enc_name(k))
+        if blobs is not None and isinstance(v, (str, bytes)) and len(v) >= threshold // 4:
+            b = v.encode() if isinstance(v, str) else v
+            if len(b) >= threshold:
+                blobs.append(b)
+                parts.append(b"S%d;" % len(blobs))
+                continue
         parts.append(_enc_scalar(v))
     if raw:
         for k, v in raw.items():
@@ -157,22 +202,29 @@ def _nbytes(part: Any) -> int:
     return len(part) if type(part) is bytes else (part.nbytes if isinstance(part, memoryview) else len(part))
 
 
-def encode_list_parts(values: list | tuple) -> list:
-    """A value list as pieces (see :func:`build_request_parts`)."""
+def encode_list_parts(values: list | tuple, blobs: list | None = None) -> list:
+    """A value list as pieces (see :func:`build_request_parts`); with ``blobs``, big strings
+    go there (``wire.encode_parts``)."""
     parts: list = [b"{%d;" % len(values)]
     for i, v in enumerate(values, 1):
-        parts.extend(wire.encode_parts(v, f"value #{i}"))
+        parts.extend(wire.encode_parts(v, f"value #{i}", blobs))
     parts.append(b"}")
     return parts
 
 
-def _skip_value(data: bytes, pos: int) -> int:
-    """Position just after the encoded value starting at ``pos`` (no decoding)."""
+def _skip_value(data: bytes, pos: int, refs: list | None = None) -> int:
+    """Position just after the encoded value starting at ``pos`` (no decoding).  Blob
+    references met on the way are listed in ``refs`` as ``(start, end, index)``."""
     c = data[pos]
     if c in b"ntf":
         return pos + 1
     if c in b"id":
         return data.index(b";", pos) + 1
+    if c == 0x53:  # S<i>; a blob reference
+        end = data.index(b";", pos) + 1
+        if refs is not None:
+            refs.append((pos, end, int(data[pos + 1:end - 1])))
+        return end
     if c == 0x73:  # s<len>:<bytes>
         colon = data.index(b":", pos)
         return colon + 1 + int(data[pos + 1:colon])
@@ -181,11 +233,31 @@ def _skip_value(data: bytes, pos: int) -> int:
         n = int(data[pos + 1:semi])
         pos = semi + 1
         for _ in range(n):
-            pos = _skip_value(data, pos)
+            pos = _skip_value(data, pos, refs)
         while data[pos] != 0x7D:
-            pos = _skip_value(data, _skip_value(data, pos))
+            pos = _skip_value(data, _skip_value(data, pos, refs), refs)
         return pos + 1
     raise ValueError(f"bad encoded value at byte {pos}: {data[pos:pos + 10]!r}")
+
+
+def inline_blobs(data: bytes | bytearray, start: int, end: int, blobs: list) -> bytes:
+    """The encoded values ``data[start:end]`` with every blob reference replaced by the
+    string itself (``s<len>:<bytes>``), for callers that want one self-contained encoding."""
+    refs: list = []
+    pos = start
+    while pos < end:
+        pos = _skip_value(data, pos, refs)
+    view = memoryview(data)
+    pieces: list = []
+    last = start
+    for ref_start, ref_end, index in refs:
+        if not 1 <= index <= len(blobs):
+            raise ValueError(f"reference to a blob that did not come (S{index};)")
+        blob = blobs[index - 1]
+        pieces += (view[last:ref_start], b"s%d:" % len(blob), blob)
+        last = ref_end
+    pieces.append(view[last:end])
+    return b"".join(pieces)
 
 
 #: ``{0;s2:id i<n>; s2:ok t s6:values …}``: how the agent writes a successful reply.
@@ -292,6 +364,7 @@ class _Pending:
     sync: bool
     output: bytearray = field(default_factory=bytearray)
     reply: Any = None  # the R payload (bytes, or a bytearray for big replies)
+    blobs: list | None = None  # payloads of the B frames that came before the R
     error: VMError | None = None
     on_output: Callable[[bytes], None] | None = None  # sync calls: where O frames go
 
@@ -325,6 +398,15 @@ class VMHandle:
         self._buf = bytearray()
         self._ending: str | None = None  # set while stop/restart/destroy kills a busy VM
         self._interrupt_sent: float | None = None  # last interrupt of the call in progress
+        self._starting = False  # start() is running: a stuck agent is not restarted from within
+        # The host's watch of cpu_limit (see _cpu_exceeded): the request being watched, the
+        # worker's CPU seconds when watching began, when the host interrupted it for the limit.
+        self._cpu_head: _Pending | None = None
+        self._cpu_base = 0.0
+        self._cpu_stopped_at: float | None = None
+        #: how often the handle restarted an agent that did not answer an interrupt, and why
+        self.restarts = 0
+        self.last_restart: str | None = None
 
     def __repr__(self) -> str:
         where = f"pid {self.pid}" if self.pid else self.kind
@@ -341,6 +423,8 @@ class VMHandle:
             self.exit_reason = None
             self._ending = None
             self._interrupt_sent = None
+            self._cpu_head, self._cpu_stopped_at = None, None
+            self._starting = True
             self._buf = bytearray()
             self._inflight.clear()
             self._async_done.clear()
@@ -376,6 +460,8 @@ class VMHandle:
                 self._discard_proc()
                 self.status = "crashed"
                 raise
+            finally:
+                self._starting = False
             return self
 
     def _configure_fields(self) -> dict[str, Any]:
@@ -384,7 +470,10 @@ class VMHandle:
             lua_path = lua_path_fn()
         else:
             lua_path = ";".join(f"{d}/?.lua;{d}/?/init.lua" for d in self.profile.paths)
-        return self.profile.configure_fields(self.name, lua_path)
+        fields = self.profile.configure_fields(self.name, lua_path)
+        # Big strings of replies may come as B frames (the agent's threshold: 1 MiB).
+        fields["blobs"] = True
+        return fields
 
     def _take_over(self, why: str) -> None:
         """Get the request lock for stop/restart/destroy.  If another thread is waiting on a
@@ -508,6 +597,9 @@ class VMHandle:
         d.update(status=self.status, created=self.created, uptime=self.uptime, calls=self.calls)
         if self.exit_reason:
             d["exit_reason"] = self.exit_reason
+        if self.restarts:
+            d["restarts"] = self.restarts
+            d["last_restart"] = self.last_restart
         if self.hello:
             d["lua_version"] = self.hello.get("runtime")  # the agent's _VERSION, e.g. "Lua 5.4"
         return d
@@ -536,18 +628,21 @@ class VMHandle:
     def eval(self, code: str, *args: Any, chunkname: str = "=vm", timeout: float | None = None,
              on_output: Callable[[bytes], None] | None = None) -> list:
         """Run Lua source (an expression is accepted) and return its values as a list."""
+        blobs: list = []
         return self._request("eval", {"code": code, "chunkname": chunkname},
-                             raw={"args": encode_list_parts(args)},
+                             raw={"args": encode_list_parts(args, blobs)}, blobs=blobs,
                              timeout=timeout, on_output=on_output).values
 
     def call(self, fname: str, *args: Any, timeout: float | None = None,
              on_output: Callable[[bytes], None] | None = None) -> list:
         """Call the global function ``fname`` (dots allowed: ``bio.seq.gc``)."""
-        return self._request("call", {"fn": fname}, raw={"args": encode_list_parts(args)},
+        blobs: list = []
+        return self._request("call", {"fn": fname}, raw={"args": encode_list_parts(args, blobs)}, blobs=blobs,
                              timeout=timeout, on_output=on_output).values
 
     def set(self, name: str, value: Any) -> None:
-        self._request("set", {"name": name}, raw={"value": wire.encode_parts(value, name)})
+        blobs: list = []
+        self._request("set", {"name": name}, raw={"value": wire.encode_parts(value, name, blobs)}, blobs=blobs)
 
     def get(self, name: str) -> Any:
         vals = self._request("get", {"name": name}).values
@@ -583,8 +678,9 @@ class VMHandle:
     def execute(self, code: str, *args: Any, timeout: float | None = None) -> Result:
         """Run code and return values *and* the output it printed (the Python API's base)."""
         out = bytearray()
-        res = self._request("eval", {"code": code, "chunkname": "=vm"}, raw={"args": encode_list_parts(args)},
-                            timeout=timeout, on_output=out.extend)
+        blobs: list = []
+        res = self._request("eval", {"code": code, "chunkname": "=vm"}, raw={"args": encode_list_parts(args, blobs)},
+                            blobs=blobs, timeout=timeout, on_output=out.extend)
         res.output = bytes(out)
         return res
 
@@ -596,8 +692,11 @@ class VMHandle:
         """
         try:
             res = self.execute(code, timeout=timeout)
-        except (VMCrashed, VMStateError):
-            raise
+        except (VMCrashed, VMStateError) as exc:
+            if not isinstance(exc, VMRestarted):  # a restarted VM runs: only this code failed
+                raise
+            return {"stdout": "", "stderr": "", "values": [], "success": False, "return_code": 1,
+                    "error": exc.message, "kind": exc.kind, "traceback": exc.traceback}
         except VMError as exc:
             return {"stdout": "", "stderr": "", "values": [], "success": False, "return_code": 1,
                     "error": exc.message, "kind": exc.kind, "traceback": exc.traceback}
@@ -607,33 +706,49 @@ class VMHandle:
     # ------------------------------------------------------------------ encoded requests (Lua side)
 
     def request_encoded(self, op: str, fields: dict[str, Any], raw: dict[str, bytes] | None = None, *,
-                        timeout: float | None = None,
+                        blobs: list | None = None, timeout: float | None = None,
                         on_output: Callable[[bytes], None] | None = None) -> bytes:
-        """Run one request with pre-encoded fields; return the reply's encoded value list."""
-        res = self._request(op, fields, raw=raw, timeout=timeout, on_output=on_output, decode=False)
+        """Run one request with pre-encoded fields; return the reply's encoded value list, in
+        one piece (big strings that came as blobs are put back in)."""
+        res = self._request(op, fields, raw=raw, blobs=blobs, timeout=timeout, on_output=on_output,
+                            decode=False)
         return res.encoded if res.encoded is not None else b"{0;}"
+
+    def request_lua(self, op: str, fields: dict[str, Any], raw: dict[str, bytes] | None = None,
+                    blobs: list | None = None, *, timeout: float | None = None,
+                    on_output: Callable[[bytes], None] | None = None) -> Result:
+        """The Lua side's request: ``raw`` fields encoded by ``bioxen.wire`` may refer to
+        ``blobs`` (big strings, sent as ``B`` frames straight from these objects).  The
+        :class:`Result` holds the reply as it came (``reply``, ``start``, ``blobs``, all
+        ``bytes``) for the Lua decoder: no big string is copied or cut out on this side."""
+        return self._request(op, fields, raw=raw, blobs=blobs, timeout=timeout, on_output=on_output,
+                             decode="lua")
 
     # ------------------------------------------------------------------ pipelining
 
     def send(self, code: str, *args: Any, chunkname: str = "=vm", encoded_args: bytes | None = None) -> int:
         """Start ``code`` without waiting; :meth:`recv` collects the result.  Returns the request id."""
-        raw = {"args": encoded_args if encoded_args is not None else encode_list_parts(args)}
-        return self.send_request("eval", {"code": code, "chunkname": chunkname}, raw=raw)
+        blobs: list = []
+        raw = {"args": encoded_args if encoded_args is not None else encode_list_parts(args, blobs)}
+        return self.send_request("eval", {"code": code, "chunkname": chunkname}, raw=raw, blobs=blobs)
 
-    def send_request(self, op: str, fields: dict[str, Any], raw: dict[str, bytes] | None = None) -> int:
-        """Write any request without waiting for its reply (see :meth:`recv`)."""
+    def send_request(self, op: str, fields: dict[str, Any], raw: dict[str, bytes] | None = None,
+                     blobs: list | None = None) -> int:
+        """Write any request without waiting for its reply (see :meth:`recv`); ``raw`` may
+        refer to ``blobs`` as in :meth:`request_lua`."""
         with self._lock:
             self._check_usable()
-            return self._write_request(op, fields, raw=raw, sync=False)
+            return self._write_request(op, fields, raw=raw, blobs=blobs, sync=False)
 
     @property
     def pending(self) -> int:
         """Requests started with :meth:`send` whose results were not collected yet."""
         return sum(1 for p in self._inflight if not p.sync) + len(self._async_done)
 
-    def recv(self, timeout: float | None = None, *, decode: bool = True) -> Result | None:
+    def recv(self, timeout: float | None = None, *, decode: bool | str = True) -> Result | None:
         """The next result of :meth:`send`, in order; ``None`` if it is not there within
-        ``timeout`` seconds (``None`` = wait).  Raises the request's error."""
+        ``timeout`` seconds (``None`` = wait).  Raises the request's error.  ``decode``: True
+        (Python values), False (``encoded``), ``"lua"`` (as :meth:`request_lua`)."""
         with self._lock:
             if not self._async_done:
                 target = next((p for p in self._inflight if not p.sync), None)
@@ -647,7 +762,7 @@ class VMHandle:
             p = self._async_done.popleft()
             return self._finish(p, decode)
 
-    def wait(self, timeout: float | None = None, *, decode: bool = True) -> Result | None:
+    def wait(self, timeout: float | None = None, *, decode: bool | str = True) -> Result | None:
         """Same as :meth:`recv`."""
         return self.recv(timeout, decode=decode)
 
@@ -671,21 +786,25 @@ class VMHandle:
         return f"{self.name}: VM crashed ({reason}); :restart() starts it again"
 
     def _request(self, op: str, fields: dict[str, Any], *, raw: dict[str, bytes] | None = None,
+                 blobs: list | None = None,
                  timeout: float | None = None, on_output: Callable[[bytes], None] | None = None,
-                 decode: bool = True, interruptible: bool = True) -> Result:
+                 decode: bool | str = True, interruptible: bool = True) -> Result:
         with self._lock:
             self._check_usable()
-            rid = self._write_request(op, fields, raw=raw, sync=True, on_output=on_output)
+            rid = self._write_request(op, fields, raw=raw, blobs=blobs, sync=True, on_output=on_output)
             if timeout is None:
                 timeout = self.profile.call_timeout or None
             p = self._wait(rid, timeout=timeout, interruptible=interruptible)
             self.calls += 1
             return self._finish(p, decode)
 
-    def _finish(self, p: _Pending, decode: bool) -> Result:
+    def _finish(self, p: _Pending, decode: bool | str) -> Result:
+        """The result of an answered request: Python values (``decode=True``), the encoded
+        values in one piece (``False``), or the reply as it came for the Lua decoder (``"lua"``)."""
         if p.error is not None:
             raise p.error
         payload = p.reply or b"{0;}"
+        blobs, p.blobs = p.blobs, None
         fields, span = reply_span(payload)
         if not fields.get("ok"):
             err = self._reply_error(fields)
@@ -694,9 +813,18 @@ class VMHandle:
         res = Result(output=bytes(p.output) if not p.sync else b"")
         if span is None:
             return res
-        if decode:
+        if decode == "lua":
+            # lupa turns bytes (only bytes) into Lua strings: big frames already are bytes
+            # (wire.big_buffer), so nothing is copied here.
+            res.reply = payload if type(payload) is bytes else bytes(payload)
+            res.start = span[0]
+            if blobs:
+                res.blobs = [b if type(b) is bytes else bytes(b) for b in blobs]
+        elif decode:
             # In place: the only copy is the Python object for each value.
-            res.values = _as_list(wire.decode_at(payload, span[0])[0])
+            res.values = _as_list(wire.decode_at(payload, span[0], blobs=blobs)[0])
+        elif blobs:
+            res.encoded = inline_blobs(payload, span[0], span[1], blobs)
         elif span == (0, len(payload)):
             res.encoded = bytes(payload)
         else:
@@ -716,15 +844,19 @@ class VMHandle:
         return cls(msg, kind=kind, traceback=tb, vm=self.name)
 
     def _write_request(self, op: str, fields: dict[str, Any], *, raw: dict[str, bytes] | None = None,
-                       sync: bool, on_output: Callable[[bytes], None] | None = None) -> int:
+                       blobs: list | None = None, sync: bool,
+                       on_output: Callable[[bytes], None] | None = None) -> int:
+        """Write one request: its blobs (``raw`` refers to ``blobs[i-1]`` as ``S<i>;``; big
+        string fields are added after them), each in a ``B`` frame, then the ``Q`` frame."""
         self._next_id += 1
         rid = self._next_id
-        parts = build_request_parts(rid, op, fields, raw)
+        blobs = list(blobs) if blobs else []
+        parts = build_request_parts(rid, op, fields, raw, blobs)
         total = sum(map(_nbytes, parts))
         p = _Pending(rid, op, sync, on_output=on_output)
         self._inflight.append(p)
         try:
-            self._send_parts(b"Q%d\n" % total, parts, total)
+            self._send_parts(b"Q%d\n" % total, parts, total, blobs)
         except TransportClosed:
             self._on_stream_end()
             if p in self._async_done:
@@ -736,21 +868,28 @@ class VMHandle:
             self.status = "busy"
         return rid
 
-    def _send_parts(self, header: bytes, parts: list, total: int) -> None:
-        """Write a frame: small ones in one write, big pieces as they are (no copy)."""
+    def _send_parts(self, header: bytes, parts: list, total: int, blobs: list | None = None) -> None:
+        """Write a frame, after a ``B`` frame for each of ``blobs``: small pieces joined into
+        one write, big ones written as they are (no copy)."""
         send = self._proc.send
-        if total < _BIG_FRAME:
+        if not blobs and total < _BIG_FRAME:
             send(b"".join([header, *parts]))
             return
-        small: list = [header]
-        for part in parts:
+        pieces: list = []
+        for blob in blobs or ():
+            pieces.append(b"B%d\n" % _nbytes(blob))
+            pieces.append(blob)
+        pieces.append(header)
+        pieces += parts
+        small: list = []
+        for part in pieces:
             if _nbytes(part) < 65536:
                 small.append(part)
                 continue
             if small:
                 send(b"".join(small))
                 small = []
-            send(part)
+            send(part.cast("B") if isinstance(part, memoryview) else part)
         if small:
             send(b"".join(small))
 
@@ -771,55 +910,74 @@ class VMHandle:
         """Process frames until ``target`` has its reply.
 
         ``recv_timeout``: give up (VMTimeout, request stays pending) after that long.
-        ``call_timeout``: interrupt the call after that long, kill it ``kill_grace`` later.
+        ``call_timeout``: interrupt the call after that long.
+        The profile's ``cpu_limit`` is watched here too, where the backend reports the agent's
+        CPU time (``AgentProcess.cpu_seconds``): the agent's count hook normally stops such a
+        call itself, but it never fires inside JIT-compiled code.
+        Whatever interrupted a call, an agent that does not answer within ``kill_grace`` is
+        killed and restarted (:meth:`_kill_stuck`).
         """
         start = time.monotonic()
         recv_deadline = None if recv_timeout is None else start + recv_timeout
         call_deadline = None if not call_timeout else start + call_timeout
         interrupted_at: float | None = None
         why: str | None = None
-        while target in self._inflight:
-            now = time.monotonic()
-            slice_ = _POLL_SLICE
-            if recv_deadline is not None:
-                slice_ = max(0.0, min(slice_, recv_deadline - now))
-            try:
+        stopped: _Pending | None = None  # the request that was running when the interrupt went out
+        try:
+            while target in self._inflight:
+                now = time.monotonic()
+                slice_ = _POLL_SLICE
+                if recv_deadline is not None:
+                    slice_ = max(0.0, min(slice_, recv_deadline - now))
                 try:
                     frame = self._read_frame(now + slice_)
-                except KeyboardInterrupt:
-                    # Ctrl-C in the thread that waits (Python API): interrupt the VM, wait
-                    # for its answer so the stream stays in step, then let Ctrl-C go on.
+                except TransportTimeout:
+                    frame = None
+                if frame is not None:
+                    self._dispatch(*frame)
+                    continue
+                now = time.monotonic()
+                if stopped is not None and stopped not in self._inflight:
+                    # The request that was interrupted has answered.
+                    if why == "cpu":
+                        self._report_cpu_limit(stopped)
+                        why = interrupted_at = stopped = None  # the next request has its own budget
+                    elif self._inflight:
+                        # Ctrl-C or the timeout stops the request that ran behind it too (this
+                        # call, or earlier vm.send work ahead of it), with a grace period of its own.
+                        stopped, interrupted_at = self._inflight[0], now
+                        self.interrupt()
+                if why is None:
+                    if interruptible and self.interrupted is not None and self.interrupted():
+                        why = "interrupt"
+                    elif call_deadline is not None and now >= call_deadline:
+                        why = "timeout"
+                    elif interruptible and self._cpu_exceeded():
+                        why = "cpu"
+                    if why is not None:
+                        # (a CPU stop begun in an earlier recv() keeps its start, so short recv()
+                        # polls still reach the end of its grace period)
+                        interrupted_at = self._cpu_stopped_at if why == "cpu" else now
+                        stopped = self._inflight[0] if self._inflight else None
+                        self.interrupt()
+                if why is not None and now - interrupted_at >= self.kill_grace:
+                    self._kill_stuck(why, call_timeout if why == "timeout" else self.profile.cpu_limit)
+                    break
+                if self._interrupt_sent is not None and now - self._interrupt_sent >= _REINTERRUPT:
                     self.interrupt()
-                    try:
-                        self._pump_until(target, self.kill_grace, interruptible=False)
-                    except VMTimeout:
-                        self._kill_stuck("interrupt", None)
-                    except VMError:
-                        pass
-                    raise
-            except TransportTimeout:
-                frame = None
-            if frame is not None:
-                self._dispatch(*frame)
-                continue
-            now = time.monotonic()
-            if recv_deadline is not None and now >= recv_deadline:
-                raise VMTimeout(f"{self.name}: no result within {recv_timeout:g} s",
-                                kind="timeout", vm=self.name)
-            if interrupted_at is None:
-                if interruptible and self.interrupted is not None and self.interrupted():
-                    why = "interrupt"
-                elif call_deadline is not None and now >= call_deadline:
-                    why = "timeout"
-                if why is not None:
-                    interrupted_at = now
-                    self.interrupt()
-            elif now - interrupted_at >= self.kill_grace:
-                self._kill_stuck(why, call_timeout)
-            if self._interrupt_sent is not None and now - self._interrupt_sent >= _REINTERRUPT:
-                self.interrupt()
-        if why == "timeout" and target.error is None and target.reply is not None:
-            fields, _ = split_reply(target.reply)
+                if recv_deadline is not None and now >= recv_deadline:
+                    raise VMTimeout(f"{self.name}: no result within {recv_timeout:g} s",
+                                    kind="timeout", vm=self.name)
+        except KeyboardInterrupt:
+            # Ctrl-C in the thread that waits (Python API), wherever it landed in this loop:
+            # interrupt the VM, wait for its answer so the stream stays in step, then let
+            # Ctrl-C go on.
+            self._stop_for_keyboard_interrupt(target)
+            raise
+        if why == "cpu" and stopped is not None:
+            self._report_cpu_limit(stopped)
+        elif why == "timeout" and target.error is None and target.reply is not None:
+            fields, _ = reply_span(target.reply)
             if fields.get("kind") == "interrupted":
                 target.error = VMTimeout(
                     f"{self.name}: call timed out after {call_timeout:g} s and was stopped",
@@ -828,24 +986,129 @@ class VMHandle:
             # Ctrl-C while this call waited: it stopped whatever ran (maybe earlier vm.send
             # work ahead of this call); this call reports the interrupt too, whatever it
             # returned, so one Ctrl-C stops the caller once.
-            fields, _ = split_reply(target.reply or b"{0;}")
+            fields, _ = reply_span(target.reply or b"{0;}")
             if fields.get("ok"):
                 target.error = VMInterrupted("interrupted", kind="interrupted", vm=self.name)
 
-    def _kill_stuck(self, why: str | None, call_timeout: float | None) -> None:
-        """The agent ignored SIGINT for the grace period (a long C call): kill it, report it."""
-        what = (f"call timed out after {call_timeout:g} s" if why == "timeout" else "call was interrupted")
-        self.exit_reason = f"killed by bioxen: {what}, no answer to SIGINT within {self.kill_grace:g} s"
-        err_cls = VMTimeout if why == "timeout" else VMInterrupted
-        err = err_cls(f"{self.name}: {what} and did not stop within {self.kill_grace:g} s; "
-                      f"the VM was killed (:restart() starts it again)", kind="timeout" if why == "timeout" else "interrupted",
-                      vm=self.name)
+    def _stop_for_keyboard_interrupt(self, target: _Pending) -> None:
+        """After a KeyboardInterrupt in the waiting thread: stop the call (kill and restart the
+        VM if it does not answer within the grace period)."""
+        if target not in self._inflight or self._proc is None:
+            return
+        self.interrupt()
+        try:
+            self._pump_until(target, self.kill_grace, interruptible=False)
+        except VMTimeout:
+            self._kill_stuck("interrupt", None)
+        except VMError:
+            pass
+
+    def _cpu_exceeded(self) -> bool:
+        """Whether the running request has used more CPU than the profile's ``cpu_limit``
+        (plus :func:`_cpu_margin`), measured by the host.  Only where the backend reports CPU
+        time (``cpu_seconds()``; local workers do, remote agents rely on their own hook).  The
+        count starts when the host first looks at the request (within 50 ms of its start for
+        a synchronous call), so it never runs ahead of the agent's own count."""
+        limit = self.profile.cpu_limit
+        proc = self._proc
+        if not limit or proc is None or not self._inflight or self._starting:
+            return False
+        reader = getattr(proc, "cpu_seconds", None)
+        if reader is None:
+            return False
+        try:
+            cpu = reader()
+        except Exception:  # a backend's bookkeeping must never break a call
+            cpu = None
+        if cpu is None:
+            return False
+        head = self._inflight[0]
+        if self._cpu_head is not head:
+            self._cpu_head, self._cpu_base, self._cpu_stopped_at = head, cpu, None
+            return False
+        if cpu - self._cpu_base <= limit + _cpu_margin(limit):
+            return False
+        if self._cpu_stopped_at is None:
+            self._cpu_stopped_at = time.monotonic()
+        return True
+
+    def _report_cpu_limit(self, p: _Pending) -> None:
+        """``p`` was interrupted by the host for its CPU limit and answered: report the limit
+        (the agent answers ``interrupted`` when the host's interrupt came before its own check)."""
+        if p.error is not None or p.reply is None:
+            return
+        fields, _ = reply_span(p.reply)
+        if fields.get("kind") == "interrupted":
+            p.error = VMError(f"CPU time limit exceeded ({self.profile.cpu_limit:g} s)",
+                              kind="cpu_limit", vm=self.name)
+            p.error.output = bytes(p.output)
+
+    def _kill_stuck(self, why: str | None, limit: float | None) -> None:
+        """The agent did not answer an interrupt within the grace period: it runs code the
+        interrupt cannot reach (a loop in JIT-compiled code, one long C call).  Kill it and
+        start a fresh agent through the restart machinery (same name, profile and backend), so
+        the VM runs again but without its globals; every pending request fails with an error
+        naming the limit.  If the restart fails too, the VM is crashed with both reasons."""
+        grace = self.kill_grace
+        if why == "timeout":
+            label = "call_timeout" if limit == self.profile.call_timeout else "timeout"
+            what, short = f"call timed out after {limit:g} s ({label} {limit:g} s)", f"{label} {limit:g} s"
+            restarted_cls, crashed_cls, kind = _TimeoutRestarted, VMTimeout, "timeout"
+        elif why == "cpu":
+            what, short = f"call used more than {limit:g} s of CPU (cpu_limit {limit:g} s)", f"cpu_limit {limit:g} s"
+            restarted_cls, crashed_cls, kind = VMRestarted, VMError, "cpu_limit"
+        else:
+            what, short = "call was interrupted", "interrupted"
+            restarted_cls, crashed_cls, kind = _InterruptRestarted, VMInterrupted, "interrupted"
+        what = (f"{self.name}: {what} and the VM did not answer the interrupt within {grace:g} s "
+                f"(it was running code the interrupt cannot reach: JIT-compiled code or one long C call)")
+        reason = f"killed by bioxen: {short}, no answer to the interrupt within {grace:g} s"
         proc, self._proc = self._proc, None
         if proc is not None:
             proc.kill()
             proc.close()
+        self.exit_reason = reason
         self.status = "crashed"
-        self._fail_inflight(err)
+        pending = list(self._inflight)
+        self._inflight.clear()
+        failure: str | None = None
+        stop_now: BaseException | None = None  # a KeyboardInterrupt during the restart
+        if self._starting or self._ending or any(p.op == "exit" for p in pending):
+            # start() waits on this agent (configure, preload), or stop/restart/destroy is
+            # taking the VM over (or stop() waits for it to exit): no restart from in here.
+            failure = "not restarted"
+        else:
+            done = list(self._async_done)  # start() forgets them; they are still to be collected
+            try:
+                self._discard_proc()
+                self.start()
+            except BaseException as exc:
+                failure = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                if not isinstance(exc, Exception):
+                    stop_now = exc
+            finally:
+                self._async_done.extendleft(reversed(done))
+        if failure is None:
+            self.restarts += 1
+            self.last_restart = reason
+            err: VMError = restarted_cls(
+                f"{what}; the VM was killed and restarted, and its state (globals) was lost",
+                kind=kind, vm=self.name)
+        else:
+            if self.status != "destroyed":
+                self.status = "crashed"
+            if failure != "not restarted":
+                self.exit_reason = f"{reason}; restart failed: {failure}"
+                msg = f"{what}; the VM was killed, and restarting it failed ({failure}); :restart() starts it again"
+            else:
+                msg = f"{what}; the VM was killed (:restart() starts it again)"
+            err = crashed_cls(msg, kind=kind, vm=self.name)
+        for p in pending:
+            p.error = err
+            if not p.sync:
+                self._async_done.append(p)
+        if stop_now is not None:
+            raise stop_now
 
     def _fail_inflight(self, err: VMError) -> None:
         while self._inflight:
@@ -863,6 +1126,12 @@ class VMHandle:
                 (head.on_output or self.on_output or _default_output)(payload)
             else:
                 head.output += payload
+        elif kind == b"B":
+            # A big string of the reply that comes next (protocol.md, "Blobs").
+            if head.blobs is None:
+                head.blobs = [payload]
+            else:
+                head.blobs.append(payload)
         elif kind == b"R":
             self._inflight.popleft()
             self._interrupt_sent = None  # an interrupt is for the call that just answered
@@ -926,9 +1195,9 @@ class VMHandle:
         kind = bytes(buf[:1])
         recv_into = getattr(self._proc, "recv_into", None)
         if recv_into is not None:
-            # Read straight into the payload's final buffer: no copy on this side.
-            payload = bytearray(size)
-            view = memoryview(payload)
+            # Read straight into the payload's final buffer: no copy on this side (on CPython a
+            # bytes object, which a blob's value or a Lua string is made from without a copy).
+            payload, view = wire.big_buffer(size)
             have = len(buf) - nl - 1
             view[:have] = buf[nl + 1:]
             del buf[:]

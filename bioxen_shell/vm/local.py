@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import paths
 from .forkserver import Zygote, ZygoteError
-from .profiles import LOCAL_DEFAULT_RUNTIME
+from .profiles import local_default_runtime
 from .transport import (
     BackendError,
     TransportClosed,
@@ -29,6 +29,9 @@ from .transport import (
 _SPIN_SECONDS = 100e-6
 
 __all__ = ["LocalBackend", "LocalAgentProcess"]
+
+#: Clock ticks per second of the utime/stime fields of /proc/<pid>/stat.
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1 << 20  # fewer wake-ups when 100 MB strings move
@@ -75,6 +78,7 @@ class LocalAgentProcess:
             self._pidfd: int | None = os.pidfd_open(self.pid)
         except (AttributeError, OSError):
             self._pidfd = None  # already gone, or an old kernel: fall back to kill(pid)
+        self._stat_fd: int | None = None  # /proc/<pid>/stat, opened by the first cpu_seconds()
 
     # -- byte stream -------------------------------------------------------------------
 
@@ -195,6 +199,28 @@ class LocalAgentProcess:
         status = self._zygote.wait_exit(self.pid, timeout)
         return describe_exit_status(status) if status is not None else self.exit_reason()
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the worker has used, from ``/proc/<pid>/stat``; ``None``
+        once it is gone or where there is no /proc.  The host compares it with the profile's
+        ``cpu_limit`` to stop code the agent's count hook cannot see (JIT-compiled loops).
+
+        The file stays open: an open ``/proc/<pid>/stat`` keeps naming this process, so a
+        recycled pid can never be read by mistake (a dead one reads as an error → ``None``)."""
+        if self._closed:
+            return None
+        try:
+            fd = self._stat_fd
+            if fd is None:
+                if self.exit_reason() is not None:
+                    return None
+                fd = self._stat_fd = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            data = os.pread(fd, 4096, 0)
+            # "pid (comm) state ppid …": comm may hold spaces and ')', so split after the last ')'.
+            fields = data[data.rindex(b")") + 2:].split()
+            return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # fields 14 and 15: utime, stime
+        except (OSError, ValueError, IndexError):
+            return None
+
     def describe(self) -> dict[str, Any]:
         return {"type": "local", "pid": self.pid}
 
@@ -214,6 +240,12 @@ class LocalAgentProcess:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
+        stat_fd, self._stat_fd = self._stat_fd, None
+        if stat_fd is not None:
+            try:
+                os.close(stat_fd)
+            except OSError:
+                pass
         self._zygote.forget(self.pid)
 
 
@@ -234,7 +266,7 @@ class LocalBackend:
         self.name = name
         self.profile = profile
         self._target: str | None = options.get("_target")
-        self.runtime: str = profile.runtime or LOCAL_DEFAULT_RUNTIME
+        self.runtime: str = profile.runtime or local_default_runtime()
 
     def lua_path(self) -> str:
         """``package.path`` entries the agent gets in ``configure``."""

@@ -2,21 +2,28 @@
 
 The function travels as source text (``bioxen.funcsource`` recovers it from a function
 without upvalues) and is defined once per VM; the items travel already encoded, so the values
-reach the function exactly as the caller had them.  Each VM is driven by its own thread taking
-items from a shared queue (a slow item does not hold up the others); results keep the order of
-the items; a failing item is reported with its index and error and the others are kept.  If a
-VM crashes, the items it was running fail with the crash message and the rest go on in the
-other VMs.  A Ctrl-C stops the whole map.
+reach the function exactly as the caller had them.  Items are often *shards* of a file
+(``bio.fasta.shards``): small tables naming a byte range that each VM reads itself, so the data
+never passes through the host (remote VMs get the file staged once per host, see staging.py).
+
+Each VM is driven by its own thread taking the next item from a shared queue whenever it is
+idle (a slow item or a slow VM does not hold up the others).  Results keep the order of the
+items; with ``on_result`` they are handed over in order as they arrive, holding only the ones
+that came early.  A failing item is reported with its index and error and the others are kept.
+If a VM is lost, the item it ran is re-run once on another VM (then reported, with a shard's
+first record id), and a VM the map created is restarted for the items still to come.  A Ctrl-C
+stops every VM of the map.
 """
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import wire
-from .handle import VMCrashed, VMError, VMHandle, VMInterrupted, VMStateError, _skip_value
+from .handle import VMCrashed, VMError, VMHandle, VMInterrupted, VMRestarted, VMStateError, _skip_value
 from .manager import Manager
 from .progress import Progress
 
@@ -24,6 +31,10 @@ __all__ = ["MapResult", "run_map", "split_list", "MAP_FN"]
 
 #: The global the function is stored under in each VM during a map.
 MAP_FN = "__bioxen_map_fn"
+#: How often one VM the map created is restarted after losing its agent, per map.
+RESTARTS_PER_VM = 3
+#: How often the calling thread looks at Ctrl-C while the map's threads work (seconds).
+_POLL = 0.05
 
 
 @dataclass
@@ -81,10 +92,17 @@ def _definition(source: str, first_line: int) -> str:
 def run_map(manager: Manager, source: str, items: list[bytes], *, chunkname: str = "=map",
             first_line: int = 1, vms: int | list[VMHandle] | None = None,
             create_options: dict[str, Any] | None = None, progress: bool | None = None,
-            interrupted: Callable[[], bool] | None = None) -> MapResult:
-    """Run ``source`` (a Lua function expression) over encoded ``items``; see module docs."""
+            interrupted: Callable[[], bool] | None = None,
+            on_result: Callable[[int, bytes], None] | None = None,
+            stage: bool = True, extra_args: list[bytes] | None = None) -> MapResult:
+    """Run ``source`` (a Lua function expression) over encoded ``items``; see module docs.
+
+    ``on_result(i, encoded_value)`` (1-based ``i``, in order) receives each result as soon as
+    it and every earlier one are in; ``MapResult.results`` then stays empty.  ``stage=False``:
+    shard paths already exist on remote hosts (see staging.py).  ``extra_args``: encoded values
+    passed to the function after each item (the same for every call)."""
     n_items = len(items)
-    result = MapResult(results=[b"n"] * n_items)
+    result = MapResult(results=[] if on_result else [b"n"] * n_items)
     if n_items == 0:
         return result
     own = not isinstance(vms, list)
@@ -101,14 +119,13 @@ def run_map(manager: Manager, source: str, items: list[bytes], *, chunkname: str
         pool = list(vms)  # type: ignore[arg-type]
         if not pool:
             raise ValueError("vm.map: the pool of VMs is empty")
+    definition = _definition(source, first_line)
     try:
         for h in pool:
-            try:
-                h.eval(_definition(source, first_line), chunkname=chunkname)
-            except VMError as exc:
-                raise VMError(f"vm.map: the function could not be defined in VM {h.name}: {exc.message}",
-                              kind=exc.kind, vm=h.name) from None
-        _run(pool, items, result, progress, interrupted)
+            _define(h, definition, chunkname)
+        _Run(pool, items, result, definition=definition, chunkname=chunkname, own=own,
+             on_result=on_result, stage=stage, show_progress=progress, interrupted=interrupted,
+             extra_args=extra_args or []).run()
     finally:
         if own:
             for h in pool:
@@ -126,6 +143,14 @@ def run_map(manager: Manager, source: str, items: list[bytes], *, chunkname: str
     return result
 
 
+def _define(h: VMHandle, definition: str, chunkname: str) -> None:
+    try:
+        h.eval(definition, chunkname=chunkname)
+    except VMError as exc:
+        raise VMError(f"vm.map: the function could not be defined in VM {h.name}: {exc.message}",
+                      kind=exc.kind, vm=h.name) from None
+
+
 def _map_prefix(manager: Manager) -> str:
     i = 1
     while any(n.startswith(f"map{i}_") for n in manager.names()):
@@ -133,85 +158,219 @@ def _map_prefix(manager: Manager) -> str:
     return f"map{i}_"
 
 
-def _run(pool: list[VMHandle], items: list[bytes], result: MapResult, show_progress: bool | None,
-         interrupted: Callable[[], bool] | None) -> None:
-    next_index = 0
-    lock = threading.Lock()
-    stop = threading.Event()
-    abort: list[BaseException] = []
-    bar = Progress(len(items), "vm.map", enabled=show_progress)
+def describe_item(item: bytes, index: int) -> str:
+    """``item 3``, or ``shard 3 (first record chr2)`` for a shard (decoded only for messages)."""
+    if item.startswith(b"{") and len(item) < 65536:
+        try:
+            value = wire.decode(item)
+        except Exception:  # a message must never fail
+            value = None
+        if isinstance(value, dict) and "offset" in value and "path" in value:
+            first = value.get("first_id")
+            where = f" (first record {first})" if first else ""
+            return f"shard {index}{where} of {value.get('path')}"
+    return f"item {index}"
 
-    def take() -> int | None:
-        nonlocal next_index
-        with lock:
-            if stop.is_set() or next_index >= len(items):
+
+class _Run:
+    """One map in progress: the queue of items, the VMs' threads, results in order."""
+
+    def __init__(self, pool: list[VMHandle], items: list[bytes], result: MapResult, *, definition: str,
+                 chunkname: str, own: bool, on_result: Callable[[int, bytes], None] | None, stage: bool,
+                 show_progress: bool | None, interrupted: Callable[[], bool] | None,
+                 extra_args: list[bytes]) -> None:
+        self.pool, self.items, self.result = pool, items, result
+        # The call's value list is "{n;" item extra... "}".
+        self.args_head = b"{%d;" % (1 + len(extra_args))
+        self.args_tail = b"".join(extra_args) + b"}"
+        self.definition, self.chunkname, self.own = definition, chunkname, own
+        self.on_result, self.stage, self.interrupted = on_result, stage, interrupted
+        self.bar = Progress(len(items), "vm.map", enabled=show_progress)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.abort: list[BaseException] = []
+        self.next_index = 0
+        self.retry: list[tuple[int, str]] = []   # (item index, name of the VM that lost it)
+        self.retried: set[int] = set()
+        self.active: set[str] = set()             # VMs whose driver still takes items
+        self.succeeded = 0
+        # Streaming: results that came before an earlier one (index -> value), and the next
+        # index to hand over.  Filled by the drivers, emptied by the calling thread.
+        self.arrived: queue.SimpleQueue = queue.SimpleQueue()
+        self.early: dict[int, bytes] = {}
+        self.next_out = 0
+
+    # -- the shared queue ----------------------------------------------------------------
+
+    def take(self, h: VMHandle) -> int | None:
+        """The next item for ``h``: an item another VM lost first, then a fresh one."""
+        with self.lock:
+            if self.stop.is_set():
                 return None
-            i = next_index
-            next_index += 1
-            return i
+            for j, (i, lost_on) in enumerate(self.retry):
+                if lost_on != h.name or not (self.active - {h.name}):
+                    del self.retry[j]
+                    return i
+            if self.next_index < len(self.items):
+                i = self.next_index
+                self.next_index += 1
+                return i
+            return None
 
-    def drive(h: VMHandle) -> None:
-        while True:
-            i = take()
-            if i is None:
-                return
-            try:
-                values = h.request_encoded("call", {"fn": MAP_FN}, {"args": b"{1;" + items[i] + b"}"})
-                result.results[i] = _first_value(values)
-                bar.advance()
-            except VMInterrupted as exc:
-                abort.append(exc)
-                stop.set()
-                return
-            except (VMCrashed, VMStateError) as exc:
-                with lock:
-                    result.failures.append((i + 1, exc.message))
-                bar.advance(failed=True)
-                return  # this VM is gone; the others take the remaining items
-            except VMError as exc:
-                with lock:
-                    result.failures.append((i + 1, exc.message))
-                bar.advance(failed=True)
-            except BaseException as exc:  # KeyboardInterrupt in the calling thread
-                abort.append(exc)
-                stop.set()
-                return
+    def fail(self, i: int, message: str) -> None:
+        with self.lock:
+            self.result.failures.append((i + 1, message))
+        self.bar.advance(failed=True)
+        self.deliver(i, None)
 
-    try:
-        if len(pool) == 1:
-            drive(pool[0])
-        else:
-            threads = [threading.Thread(target=drive, args=(h,), name=f"bioxen-map-{h.name}", daemon=True)
-                       for h in pool]
+    def deliver(self, i: int, value: bytes | None) -> None:
+        """A finished item (``None``: it failed)."""
+        if self.on_result is None:
+            if value is not None:
+                self.result.results[i] = value
+            return
+        self.arrived.put((i, value))
+
+    # -- one VM's driver -------------------------------------------------------------------
+
+    def drive(self, h: VMHandle) -> None:
+        with self.lock:
+            self.active.add(h.name)
+        restarts = 0
+        try:
+            while True:
+                i = self.take(h)
+                if i is None:
+                    return
+                try:
+                    values = h.request_encoded("call", {"fn": MAP_FN},
+                                               {"args": [self.args_head, self.prepare(h, i), self.args_tail]})
+                    self.bar.advance()
+                    with self.lock:
+                        self.succeeded += 1
+                    self.deliver(i, _first_value(values))
+                except VMInterrupted as exc:
+                    self.halt(exc)
+                    return
+                except VMRestarted as exc:
+                    # The item hit a limit its VM could not stop by itself; the VM was
+                    # restarted, so it needs the function again.  The item's own fault: not re-run.
+                    self.fail(i, exc.message)
+                    try:
+                        _define(h, self.definition, self.chunkname)
+                    except VMError:
+                        return
+                except (VMCrashed, VMStateError) as exc:
+                    self.lost(i, h, exc)
+                    if not self.own or restarts >= RESTARTS_PER_VM or self.stop.is_set():
+                        return
+                    restarts += 1
+                    try:
+                        h.restart()
+                        _define(h, self.definition, self.chunkname)
+                    except VMError:
+                        return
+                except VMError as exc:
+                    self.fail(i, exc.message)
+                except BaseException as exc:  # KeyboardInterrupt in the calling thread
+                    self.halt(exc)
+                    return
+        finally:
+            with self.lock:
+                self.active.discard(h.name)
+
+    def prepare(self, h: VMHandle, i: int) -> bytes:
+        """The item as VM ``h`` needs it: a shard's file staged on a remote host.  A staging
+        failure (StageError: the local file is unreadable, the upload failed) stops the whole
+        map with its message, as any error of the host side does."""
+        item = self.items[i]
+        if h.kind == "local" or not item.startswith(b"{"):
+            return item
+        from . import staging
+
+        return staging.prepare_item(h, item, stage=self.stage)
+
+    def lost(self, i: int, h: VMHandle, exc: VMError) -> None:
+        """VM ``h`` lost item ``i``: run it again once elsewhere, then report it."""
+        with self.lock:
+            again = i not in self.retried
+            if again:
+                self.retried.add(i)
+                self.retry.append((i, h.name))
+        if not again:
+            self.fail(i, f"{describe_item(self.items[i], i + 1)} was lost twice (the VM running it "
+                         f"went away; last: {exc.message})")
+
+    def halt(self, exc: BaseException) -> None:
+        self.abort.append(exc)
+        self.stop.set()
+
+    # -- the calling thread ----------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            if len(self.pool) == 1 and self.on_result is None:
+                self.drive(self.pool[0])  # no thread hand-off per item
+            else:
+                self.run_threads()
+        finally:
+            self.bar.close()
+        self.finish()
+
+    def run_threads(self) -> None:
+        threads = [threading.Thread(target=self.drive, args=(h,), name=f"bioxen-map-{h.name}", daemon=True)
+                   for h in self.pool]
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                self.hand_over(timeout=_POLL)
+                if self.interrupted is not None and self.interrupted() and not self.stop.is_set():
+                    self.stop.set()
+                    for h in self.pool:
+                        h.interrupt()
+            self.hand_over(timeout=None)
+        except BaseException:  # Ctrl-C here, or an error from on_result
+            self.stop.set()
+            for h in self.pool:
+                h.interrupt()
             for t in threads:
-                t.start()
-            try:
-                for t in threads:
-                    while t.is_alive():
-                        t.join(0.05)
-                        if interrupted is not None and interrupted() and not stop.is_set():
-                            stop.set()
-                            for h in pool:
-                                h.interrupt()
-            except KeyboardInterrupt:
-                stop.set()
-                for h in pool:
-                    h.interrupt()
-                for t in threads:
-                    t.join(5)
-                raise
-    finally:
-        bar.close()
-    if abort:
-        exc = abort[0]
-        if isinstance(exc, VMError):
-            raise VMInterrupted(f"vm.map interrupted ({sum(1 for r in result.results if r != b'n')} of "
-                                f"{len(items)} items done)", kind="interrupted") from None
-        raise exc
-    # Items never run because every VM crashed.
-    with lock:
-        done = {i for i, _ in result.failures}
-        for i in range(next_index, len(items)):
-            if i + 1 not in done:
-                result.failures.append((i + 1, "not run: every VM of the map crashed"))
-    result.failures.sort()
+                t.join(5)
+            raise
+
+    def hand_over(self, timeout: float | None) -> None:
+        """Give ``on_result`` every result that is next in order (streaming form)."""
+        if self.on_result is None:
+            if timeout is not None:
+                self.stop.wait(timeout)
+            return
+        try:
+            while True:
+                i, value = self.arrived.get(timeout=timeout) if timeout else self.arrived.get_nowait()
+                self.early[i] = value
+                while self.next_out in self.early:
+                    v = self.early.pop(self.next_out)
+                    self.next_out += 1
+                    if v is not None:
+                        self.on_result(self.next_out, v)
+                timeout = None  # drain what is there without waiting again
+        except queue.Empty:
+            pass
+
+    def finish(self) -> None:
+        result, items = self.result, self.items
+        if self.abort:
+            exc = self.abort[0]
+            if isinstance(exc, VMError):
+                raise VMInterrupted(f"vm.map interrupted ({self.succeeded} of {len(items)} items done)",
+                                    kind="interrupted") from None
+            raise exc
+        # Items never run because every VM of the map was lost.
+        with self.lock:
+            failed = {i for i, _ in result.failures}
+            left = [i for i, _ in self.retry] + list(range(self.next_index, len(items)))
+        for i in left:
+            if i + 1 not in failed:
+                self.fail(i, f"{describe_item(items[i], i + 1)} not run: every VM of the map was lost")
+        self.hand_over(timeout=None)
+        result.failures.sort()

@@ -32,6 +32,8 @@ __all__ = [
     "ProfileError",
     "RUNTIMES",
     "DEFAULT_PROFILE",
+    "LOCAL_DEFAULT_RUNTIME",
+    "local_default_runtime",
     "load_profile",
     "load_profile_file",
     "list_profiles",
@@ -42,9 +44,31 @@ __all__ = [
 
 #: Runtime names a profile may ask for (lupa modules locally, interpreter binaries remotely).
 RUNTIMES = ("lua51", "lua52", "lua53", "lua54", "lua55", "luajit")
-#: What a local VM runs when neither the profile nor vm.create names a runtime.
-LOCAL_DEFAULT_RUNTIME = "lua54"
+#: What a local VM runs when neither the profile nor vm.create names a runtime, if lupa has
+#: it (see :func:`local_default_runtime`): LuaJIT runs library code (bio.*) JIT-compiled,
+#: while user chunks run interpreted so the agent's count hook still fires; limits the hook
+#: cannot see are enforced by the host (docs/vms.md, "Limits").
+LOCAL_DEFAULT_RUNTIME = "luajit"
+#: The local default when this lupa build has no LuaJIT runtime.
+LOCAL_FALLBACK_RUNTIME = "lua54"
 DEFAULT_PROFILE = "standard"
+
+_local_default: str | None = None
+
+
+def local_default_runtime() -> str:
+    """The runtime a local VM runs when nobody names one: ``luajit`` when lupa's LuaJIT
+    module imports here, else ``lua54``.  Checked once per process (the import is cached)."""
+    global _local_default
+    if _local_default is None:
+        try:
+            import importlib
+
+            importlib.import_module("lupa.luajit21")
+            _local_default = LOCAL_DEFAULT_RUNTIME
+        except ImportError:
+            _local_default = LOCAL_FALLBACK_RUNTIME
+    return _local_default
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -68,7 +92,8 @@ class Profile:
     """A validated profile.  Sizes are bytes and times are seconds; 0 means "no limit"."""
 
     name: str
-    #: None = the backend's default (local: lua54; remote: the best interpreter found there).
+    #: None = the backend's default (local: luajit, or lua54 if lupa lacks it; remote: the
+    #: best interpreter found there, luajit first).
     runtime: str | None = None
     description: str = ""
     preload: tuple[str, ...] = ()
@@ -79,7 +104,9 @@ class Profile:
     paths: tuple[str, ...] = ()
     globals: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    allow_ffi: bool = False
+    #: LuaJIT's ffi in the VM: on unless the profile is sandboxed (bio.* fast paths need it;
+    #: outside a sandbox it gives no power os/io do not already give)
+    allow_ffi: bool = True
     source: str = "<built-in>"
 
     def with_runtime(self, runtime: str | None) -> "Profile":
@@ -265,6 +292,7 @@ def profile_from_dict(name: str, data: dict[str, Any], source: str) -> Profile:
         kwargs[key] = check(value, source)
     if kwargs.get("sandbox") and kwargs.get("allow_ffi"):
         raise ProfileError(f"{source}: key 'allow_ffi': expected false when sandbox = true (ffi escapes any sandbox)")
+    kwargs.setdefault("allow_ffi", not kwargs.get("sandbox", False))
     # Extra module paths are relative to the profile file, so a profile can ship its modules.
     base = Path(source).parent if source != "<built-in>" else Path.cwd()
     if "paths" in kwargs:
@@ -401,6 +429,9 @@ def _cli(args: list[str]) -> int:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
             out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] + "\n")
+        if any(r[1] == "default" for r in rows[1:]):
+            out.write(f"(RUNTIME default: local VMs run {local_default_runtime()}, remote VMs the best "
+                      f"interpreter found, luajit first)\n")
         return status
     if cmd == "show":
         if len(args) != 1:
@@ -416,7 +447,8 @@ def _cli(args: list[str]) -> int:
             if k in ("name", "source"):
                 continue
             if k == "runtime" and v is None:
-                out.write(f"# runtime unset: local VMs run {LOCAL_DEFAULT_RUNTIME}, remote ones the best found\n")
+                out.write(f"# runtime unset: local VMs run luajit where lupa has it, else lua54 (here: "
+                          f"{local_default_runtime()}); remote ones the best interpreter found (luajit first)\n")
                 continue
             if k == "memory_limit" and not p.memory_limit:
                 v = 0

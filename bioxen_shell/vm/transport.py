@@ -14,7 +14,10 @@ Lifecycle, as the handle drives it::
     proc = backend.start()          # place up + agent started; the agent's hello is NOT read yet
     ... proc.send(...) / proc.recv(...) ...          # the handle reads the hello, configures, runs requests
     proc.interrupt()                # Ctrl-C or call timeout: the agent answers kind="interrupted"
-    proc.kill(); proc.close()       # restart / stop / destroy / crash
+    proc.cpu_seconds()              # optional: the agent's CPU time, for the host's cpu_limit watch
+    proc.kill(); proc.close()       # restart / stop / destroy / crash; also an agent that did not
+                                    # answer an interrupt in time, after which the handle
+                                    # calls backend.start() again (the VM is restarted)
     backend.stop()                  # the agent is gone; stop the place (xcpng: shut the guest down)
     proc = backend.start()          # :restart() after a crash or a stop
     backend.destroy()               # release everything (idempotent, never raises for "already gone")
@@ -133,6 +136,17 @@ class AgentProcess(Protocol):
         """Release the stream's resources (fds, channel).  Idempotent; kill first if alive."""
         ...
 
+    # Optional: ``def cpu_seconds(self) -> float | None`` — the CPU time (user + system,
+    # seconds) the agent's process has used so far, or ``None`` when it is not known (the
+    # handle treats a missing method the same way).  Cheap (it is read every 50 ms while a
+    # call with a ``cpu_limit`` waits), callable from the thread that waits on ``recv``, and
+    # never raising.  With it, the handle enforces the profile's ``cpu_limit`` from the host
+    # too: a call that used more than the limit (plus a small margin, so the agent's own count
+    # hook, which keeps the VM, normally wins) is interrupted, and if the agent does not answer
+    # within the grace period (a loop in JIT-compiled code the hook never sees) it is killed and
+    # the VM restarted.  Local workers implement it from ``/proc/<pid>/stat``; remote backends
+    # (ssh, xcpng) do not, and rely on the agent's hook.
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -149,7 +163,8 @@ class Backend(Protocol):
     * ``profile`` — the resolved :class:`bioxen_shell.vm.profiles.Profile`.  ``profile.runtime``
       is the *effective* runtime (``vm.create{runtime=…}`` already applied): one of ``"lua51"``,
       ``"lua52"``, ``"lua53"``, ``"lua54"``, ``"lua55"``, ``"luajit"``, or ``None`` when nobody
-      asked for one (then: local → ``lua54``, remote → the best interpreter found).  Local
+      asked for one (then: local → ``luajit``, or ``lua54`` where lupa lacks it; remote → the
+      best interpreter found, luajit first).  Local
       workers use it as the lupa module; remote backends map it to an interpreter binary
       (``lua5.4``, ``luajit``) or raise ``BackendError`` if the place lacks it.  ``profile.memory_limit``
       (bytes, 0 = none) is applied inside the agent by the handle's ``configure``; a backend may

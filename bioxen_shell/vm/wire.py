@@ -23,12 +23,16 @@ Big strings are the common case (sequences, whole FASTA files), so nothing here 
 byte: text is decoded straight out of the frame buffer (``str(memoryview, "utf-8")``),
 :class:`FrameReader` reads each payload into one preallocated ``bytearray``, and
 :func:`request_parts` sends strings of 1 MiB or more as ``B`` (blob) frames that
-:func:`write_parts` writes without joining, and the agent reads without copying.
+:func:`write_parts` writes without joining, and the agent reads without copying.  Agents
+configured with ``blobs`` answer the same way: big strings of a reply come in ``B`` frames
+before the ``R`` frame, each read into a buffer of its own (:func:`big_buffer`), and the
+decoders take them from the ``blobs`` list they are given (``S<i>;`` refers to ``blobs[i-1]``).
 """
 from __future__ import annotations
 
 import math
 import os
+from sys import getsizeof as sys_getsizeof
 from typing import Any, Iterator
 
 __all__ = [
@@ -53,9 +57,10 @@ __all__ = [
     "BLOB",
     "BLOB_THRESHOLD",
     "encode_parts",
+    "big_buffer",
 ]
 
-#: Frame kinds.  BLOB frames carry a big string of the next request (protocol.md, "Blobs").
+#: Frame kinds.  BLOB frames carry a big string of the next request or reply (protocol.md, "Blobs").
 HELLO, REQUEST, OUTPUT, REPLY, BLOB = b"H", b"Q", b"O", b"R", b"B"
 
 #: Strings at least this long travel in their own BLOB frame (request_parts).
@@ -104,7 +109,7 @@ def _encode_into(v: Any, parts: list, keys: list, on_path: set, root: str, blobs
     # Most frequent types first.
     t = type(v)
     if t is str:
-        b = v.encode("utf-8", "surrogatepass")
+        b = (len(v) >= BLOB_THRESHOLD and _ascii_view(v)) or v.encode("utf-8", "surrogatepass")
         if blobs is not None and len(b) >= BLOB_THRESHOLD:
             blobs.append(b)
             parts.append(b"S%d;" % len(blobs))
@@ -175,10 +180,48 @@ def _encode_into(v: Any, parts: list, keys: list, on_path: set, root: str, blobs
         raise WireError(f"cannot encode a {type(v).__name__} at {_path(root, keys)}")
 
 
-def encode_parts(value: Any, root: str = "value") -> list:
-    """Encode ``value`` as a list of bytes-like pieces (join them, or write them in order)."""
+_ASCII_DATA_OFFSET: int | None = None  # where a compact ASCII str keeps its bytes; 0: unknown
+
+
+def _ascii_view(s: str) -> memoryview | None:
+    """The bytes of a big ASCII ``str`` (DNA, protein…) as a read-only view, without the copy
+    ``encode`` makes; ``None`` where that is not possible.  ASCII text is its own UTF-8, and
+    CPython keeps a compact ASCII string's characters in one block right after its header;
+    the view holds a reference to the string, so it cannot outlive it."""
+    global _ASCII_DATA_OFFSET
+    if _ASCII_DATA_OFFSET is None:
+        offset = 0
+        try:
+            import ctypes
+            import sys
+
+            if sys.implementation.name == "cpython":
+                candidate = sys.getsizeof("") - 1  # sizeof(PyASCIIObject); "" is compact ASCII
+                probe = "".join(["probe-", str(id(candidate)), "-ascii"])
+                if ctypes.string_at(id(probe) + candidate, len(probe)) == probe.encode():
+                    offset = candidate
+        except Exception:
+            offset = 0
+        _ASCII_DATA_OFFSET = offset
+    offset = _ASCII_DATA_OFFSET
+    # Compact ASCII: isascii() and exactly header + characters + NUL in size.
+    if not offset or not s.isascii() or sys_getsizeof(s) != offset + len(s) + 1:
+        return None
+    import ctypes
+
+    cells = (ctypes.c_char * len(s)).from_address(id(s) + offset)
+    cells._string = s  # keeps the string alive as long as the view
+    return memoryview(cells).cast("B").toreadonly()
+
+
+def encode_parts(value: Any, root: str = "value", blobs: list | None = None) -> list:
+    """Encode ``value`` as a list of bytes-like pieces (join them, or write them in order).
+
+    With ``blobs``, strings of at least :data:`BLOB_THRESHOLD` bytes are appended there and
+    referred to as ``S<i>;`` (``i`` counts from 1 over the whole list): send each one as a
+    ``B`` frame, in order, before the frame that holds the pieces."""
     parts: list = []
-    _encode_into(value, parts, [], set(), root)
+    _encode_into(value, parts, [], set(), root, blobs)
     return parts
 
 
@@ -200,23 +243,69 @@ def encode_list(values: list | tuple) -> bytes:
 # Decoding
 
 _TAG_S, _TAG_I, _TAG_D, _TAG_OPEN, _TAG_CLOSE = b"s"[0], b"i"[0], b"d"[0], b"{"[0], b"}"[0]
-_TAG_N, _TAG_T, _TAG_F = b"n"[0], b"t"[0], b"f"[0]
+_TAG_N, _TAG_T, _TAG_F, _TAG_BLOB = b"n"[0], b"t"[0], b"f"[0], b"S"[0]
 
 
 def _fail(pos: int, root: str, keys: list, what: str):
     raise WireError(f"malformed wire data at byte {pos + 1} (in {_path(root, keys)}): {what}")
 
 
+_PROBE = 65536
+
+
+def _is_binary(view: memoryview) -> bool:
+    """True when the first 64 KiB of a long string are not UTF-8 (so it stays bytes).
+
+    Decoding a 100 MB binary string as UTF-8 fails in its first bytes, but the
+    UnicodeDecodeError takes a copy of everything it was given: probing a prefix first keeps
+    that copy small.  (A truncated character at the probe's end is not an error.)"""
+    if len(view) <= _PROBE:
+        return False
+    try:
+        str(view[:_PROBE], "utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < _PROBE - 3
+    return False
+
+
 def _string(view: memoryview) -> str | bytes:
     # Decoding straight from the buffer: one pass and one copy for text (DNA, protein…);
     # binary data usually fails in its first bytes and is then copied once as bytes.
+    if _is_binary(view):
+        return bytes(view)
     try:
         return str(view, "utf-8")
     except UnicodeDecodeError:
         return bytes(view)
 
 
-def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list) -> tuple[Any, int]:
+def _blob_value(blob: Any) -> str | bytes:
+    """A blob as a Python string: text is decoded (one copy), and binary data that arrived
+    in a ``bytes`` buffer (see :func:`big_buffer`) is that very object, not copied."""
+    if type(blob) is bytes:
+        with memoryview(blob) as view:
+            if _is_binary(view):
+                return blob
+        try:
+            return str(blob, "utf-8")
+        except UnicodeDecodeError:
+            return blob
+    return _string(memoryview(blob).cast("B"))
+
+
+def _decode_blob(data: bytes, pos: int, root: str, keys: list, blobs: list | None) -> tuple[Any, int]:
+    semi = data.find(b";", pos + 1, pos + 22)
+    try:
+        index = int(data[pos + 1 : semi]) if semi > 0 else 0
+    except ValueError:
+        index = 0
+    if not blobs or not 1 <= index <= len(blobs):
+        _fail(pos, root, keys, "reference to a blob that did not come")
+    return _blob_value(blobs[index - 1]), semi + 1
+
+
+def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list,
+            blobs: list | None = None) -> tuple[Any, int]:
     try:
         tag = data[pos]
     except IndexError:
@@ -293,7 +382,7 @@ def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list) -> tup
                         pos = end
                         continue
             keys[-1] = i
-            item, pos = _decode(data, mv, pos, root, keys)
+            item, pos = _decode(data, mv, pos, root, keys, blobs)
             append(item)
         keys.pop()
         if pos < len(data) and data[pos] == _TAG_CLOSE:
@@ -321,35 +410,40 @@ def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list) -> tup
                         except UnicodeDecodeError:
                             key = None
             if key is None:
-                key, pos = _decode(data, mv, pos, root, keys)
+                key, pos = _decode(data, mv, pos, root, keys, blobs)
             keys[-1] = key
             try:
                 hash(key)
             except TypeError:
                 _fail(pos, root, keys[:-1], "a table used as a key")
-            table[key], pos = _decode(data, mv, pos, root, keys)
+            table[key], pos = _decode(data, mv, pos, root, keys, blobs)
             keys.pop()
+    if tag == _TAG_BLOB:
+        return _decode_blob(data, pos, root, keys, blobs)
     _fail(pos, root, keys, f"unknown tag {bytes([tag])!r}")
 
 
-def decode_at(data: bytes | bytearray | memoryview, pos: int = 0, root: str = "value") -> tuple[Any, int]:
-    """Decode one value at offset ``pos``; returns ``(value, next_offset)``."""
+def decode_at(data: bytes | bytearray | memoryview, pos: int = 0, root: str = "value",
+              blobs: list | None = None) -> tuple[Any, int]:
+    """Decode one value at offset ``pos``; returns ``(value, next_offset)``.  ``blobs``: the
+    payloads of the ``B`` frames that came before this one (``S<i>;`` is ``blobs[i-1]``)."""
     if isinstance(data, memoryview):
         data = data.obj if isinstance(data.obj, (bytes, bytearray)) and data.nbytes == len(data.obj) else bytes(data)
-    return _decode(data, memoryview(data), pos, root, [])
+    return _decode(data, memoryview(data), pos, root, [], blobs)
 
 
-def decode(data: bytes | bytearray | memoryview, root: str = "value") -> Any:
-    """Decode exactly one value that fills ``data``."""
-    value, end = decode_at(data, 0, root)
+def decode(data: bytes | bytearray | memoryview, root: str = "value", blobs: list | None = None) -> Any:
+    """Decode exactly one value that fills ``data`` (``blobs``: see :func:`decode_at`)."""
+    value, end = decode_at(data, 0, root, blobs)
     if end != len(data):
         raise WireError(f"malformed wire data at byte {end + 1}: {len(data) - end} bytes after the value")
     return value
 
 
-def decode_reply(payload: bytes | bytearray) -> dict:
-    """Decode an ``R`` payload; ``values`` is always a list (an empty one decodes as ``{}``)."""
-    reply = decode(payload, "reply")
+def decode_reply(payload: bytes | bytearray, blobs: list | None = None) -> dict:
+    """Decode an ``R`` payload; ``values`` is always a list (an empty one decodes as ``{}``).
+    ``blobs``: the payloads of the ``B`` frames that came just before it."""
+    reply = decode(payload, "reply", blobs)
     if not isinstance(reply, dict):
         raise WireError(f"a reply must be a table, got {type(reply).__name__}")
     if reply.get("ok"):
@@ -376,16 +470,16 @@ def frame(kind: bytes, payload: bytes | bytearray) -> bytes:
     return b"".join((kind, b"%d\n" % len(payload), payload))
 
 
-def request_parts(op: str, id: int, *, blobs: bool = True, **fields: Any) -> list:
+def request_parts(op: str, id: int, *, send_blobs: bool = True, **fields: Any) -> list:
     """The frames of one request as pieces, for ``os.writev`` or :func:`write_parts`.
 
-    ``args`` (if given) is encoded as a value list.  With ``blobs``, every string of at least
+    ``args`` (if given) is encoded as a value list.  With ``send_blobs``, every string of at least
     :data:`BLOB_THRESHOLD` bytes goes first in its own ``B`` frame and the request refers to it
     (``S<i>;``): the agent then reads it straight into a Lua string, with no copy out of the
     request's payload, and nothing here copies it either.
     """
     parts: list = [b"{0;", b"s2:id", b"i%d;" % id, b"s2:op", b"s%d:" % len(op), op.encode()]
-    found: list | None = [] if blobs else None
+    found: list | None = [] if send_blobs else None
     for name, value in fields.items():
         key = name.encode()
         parts.append(b"s%d:" % len(key))
@@ -430,6 +524,87 @@ def write_parts(fd: int, parts: list) -> None:
             else:
                 views[i] = views[i][n:]
                 n = 0
+
+
+# ------------------------------------------------------------------------------------------
+# Buffers for big payloads
+
+_BYTES_DATA_OFFSET: int | None = None  # where a bytes object's data starts; 0: not usable
+
+
+def _bytes_data_offset() -> int:
+    global _BYTES_DATA_OFFSET
+    if _BYTES_DATA_OFFSET is None:
+        offset = 0
+        try:
+            import ctypes
+            import sys
+
+            if sys.implementation.name == "cpython":
+                candidate = bytes.__basicsize__ - 1  # offsetof(PyBytesObject, ob_sval)
+                probe = bytes(64)
+                cells = (ctypes.c_char * 64).from_address(id(probe) + candidate)
+                cells[0], cells[63] = b"\x01", b"\x02"
+                if probe[0] == 1 and probe[63] == 2 and probe[1:63] == bytes(62) and len(probe) == 64:
+                    offset = candidate
+        except Exception:  # any doubt: plain bytearrays
+            offset = 0
+        _BYTES_DATA_OFFSET = offset
+    return _BYTES_DATA_OFFSET
+
+
+def big_buffer(size: int) -> tuple[bytes | bytearray, memoryview]:
+    """A buffer for a payload of ``size`` bytes, and a writable view of it to read into.
+
+    On CPython the buffer is a new ``bytes`` object, filled in place before anything else can
+    see it: a blob read into it *is* the final value (a Python ``bytes``, or what lupa turns
+    into a Lua string), with no copy after the read.  Its pages are also left untouched until
+    the read fills them (``bytes(n)`` comes from calloc, while ``bytearray(n)`` writes zeros
+    first, one more pass over 100 MB).  Elsewhere, a ``bytearray``.
+    """
+    offset = _bytes_data_offset() if size > 1 else 0
+    if offset:
+        import ctypes
+
+        buf = bytes(size)  # size > 1: a new object only this function holds
+        address = id(buf) + offset
+        if size >= _HUGE_BUFFER:
+            _advise_huge_pages(address, size)
+        cells = (ctypes.c_char * size).from_address(address)
+        return buf, memoryview(cells).cast("B")
+    buf = bytearray(size)
+    return buf, memoryview(buf)
+
+
+_HUGE_BUFFER = 8 << 20
+_HUGE_PAGE = 2 << 20
+_MADV_HUGEPAGE = 14
+_madvise: Any = None
+
+
+def _advise_huge_pages(address: int, size: int) -> None:
+    """Ask for transparent huge pages in a buffer's still untouched pages (Linux, where THP is
+    "madvise"): the read that fills it then takes one page fault per 2 MiB instead of one per
+    4 KiB, which on a virtual machine is most of the cost of receiving 100 MB.  Best effort."""
+    global _madvise
+    if _madvise is None:
+        _madvise = False
+        try:
+            import ctypes
+            import sys
+
+            if sys.platform.startswith("linux"):
+                fn = ctypes.CDLL(None, use_errno=True).madvise
+                fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                fn.restype = ctypes.c_int
+                _madvise = fn
+        except Exception:
+            _madvise = False
+    if _madvise:
+        start = (address + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
+        end = (address + size) & ~(_HUGE_PAGE - 1)
+        if end > start:
+            _madvise(start, end - start, _MADV_HUGEPAGE)
 
 
 class FrameReader:

@@ -23,11 +23,9 @@ agent's count hook watches its size.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
-import tempfile
 from importlib import import_module
 from pathlib import Path
 
@@ -110,8 +108,13 @@ def _interrupt_file() -> int:
     file grow (a cheap ``seek``) and stops the call.
     """
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    fd, path = tempfile.mkstemp(prefix="bioxen-interrupt-", dir=shm)
-    os.unlink(path)
+    try:  # born unlinked (Linux); tempfile is not imported where this works
+        fd = os.open(shm or "/tmp", os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (AttributeError, OSError):
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="bioxen-interrupt-", dir=shm)
+        os.unlink(path)
     os.set_blocking(fd, False)
     signal.signal(signal.SIGINT, lambda signum, frame: None)
     signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
@@ -169,6 +172,8 @@ def run_worker(
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m bioxen_shell.vm.worker", description=__doc__.split("\n")[0])
     parser.add_argument("--runtime", default="lua54", help="lua51 … lua55, luajit (default lua54)")
     parser.add_argument("--in-fd", type=int, default=0, help="descriptor the requests arrive on (default 0)")

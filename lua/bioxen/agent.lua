@@ -39,7 +39,7 @@ local os_exit = os.exit
 
 local wire = require("bioxen.wire")
 local encode, decode, wire_unpack, wire_count = wire.encode, wire.decode, wire.unpack, wire.count
-local encode_parts, encode_list_parts = wire.encode_parts, wire.encode_list_parts
+local encode_parts, encode_list_parts_blobs = wire.encode_parts, wire.encode_list_parts_blobs
 local read_frame, write_frame = wire.read_frame, wire.write_frame
 
 local IS_LUAJIT = type(rawget(_G, "jit")) == "table"
@@ -70,7 +70,7 @@ local chan_in, chan_out = real_stdin, real_stdout
 
 local out_parts, out_n, out_size, out_last = {}, 0, 0, 0
 
-local put_frame   -- put_frame(kind, parts, n): write one frame and flush (defined below)
+local put_frame   -- put_frame(kind, parts, n [, blobs]): write frames and flush (defined below)
 
 local function flush_output()
   if out_n == 0 then return end
@@ -829,6 +829,7 @@ end
 -- Requests
 
 local configured = false
+local reply_blob_min = nil   -- configure.blobs: reply strings this long go as B frames
 local vm_name = nil
 local sandboxed = false
 local allow_ffi = true
@@ -863,6 +864,12 @@ local function configure(req)
     memory_limit_kb = num("memory_limit")
   end)
   if not ok then return failure("protocol", err) end
+  local blobs = req.blobs
+  if blobs == true then reply_blob_min = wire.BLOB_THRESHOLD
+  elseif type(blobs) == "number" and blobs >= 1 then reply_blob_min = blobs
+  elseif blobs ~= nil and blobs ~= false then
+    return failure("protocol", "configure.blobs must be a boolean or a number >= 1")
+  end
   if req.name ~= nil then vm_name = tostring(req.name) end
   allow_ffi = req.allow_ffi ~= false
   need_hook = EMBEDDED or cpu_limit > 0 or memory_limit_kb > 0 or interrupt_file ~= nil
@@ -1017,8 +1024,9 @@ end
 
 
 -- The reply is written field by field in a fixed order, `values` last, so that a host can
--- splice the values out as raw bytes without scanning them.
-local function reply_parts(id, r)
+-- splice the values out as raw bytes without scanning them.  With `blobs` (configure.blobs),
+-- the big strings of the values are collected there, to go out as B frames before the R.
+local function reply_parts(id, r, blobs)
   local parts = { "{0;" }
   local n = 1
   if id ~= nil then
@@ -1028,7 +1036,7 @@ local function reply_parts(id, r)
   if r[1] then
     n = n + 1
     parts[n] = "s2:okts6:values"
-    n = encode_list_parts(parts, n, r.n - 1, unpack(r, 2, r.n))
+    n = encode_list_parts_blobs(parts, n, blobs, reply_blob_min, r.n - 1, unpack(r, 2, r.n))
   else
     parts[n + 1] = "s2:okfs4:kind"
     n = encode_parts(parts, n + 1, r[2])
@@ -1043,12 +1051,15 @@ end
 
 local function send_reply(id, r)
   -- r: { true, values..., n = } or { false, kind, message, traceback }
-  local ok, parts, n = pcall(reply_parts, id, r)
+  local blobs = reply_blob_min and r[1] and {} or nil
+  local ok, parts, n = pcall(reply_parts, id, r, blobs)
   if not ok then
+    blobs = nil  -- what the failed encoding collected goes with it
     parts, n = reply_parts(id, failure("encode", tostring(parts)))
   end
+  if blobs and blobs[1] == nil then blobs = nil end
   flush_output()
-  put_frame("R", parts, n)
+  put_frame("R", parts, n, blobs)
 end
 
 local function handle(payload, blobs)
@@ -1137,26 +1148,26 @@ do
 local io_state = {}
 local io_thread = nil
 
-local function io_loop(op, kind, parts, n)
+local function io_loop(op, kind, parts, n, blobs)
   while true do
     if op == "read" then
       local ok, k, p = pcall(read_frame, chan_in)
       io_state.ok, io_state.kind, io_state.payload = ok, k, p
     else
-      local ok, err = pcall(write_frame, chan_out, kind, parts, n)
+      local ok, err = pcall(write_frame, chan_out, kind, parts, n, blobs)
       if ok then chan_out:flush() end
       if ok and kind == "R" then pending = nil end
       io_state.ok, io_state.kind, io_state.payload = ok, err, nil
     end
     io_state.done = true
-    op, kind, parts, n = co_yield()
+    op, kind, parts, n, blobs = co_yield()
   end
 end
 
-local function io_call(op, kind, parts, n)
+local function io_call(op, kind, parts, n, blobs)
   io_state.done = false
   for _ = 1, 3 do
-    pcall(co_resume, io_thread, op, kind, parts, n)
+    pcall(co_resume, io_thread, op, kind, parts, n, blobs)
     if io_state.done then break end   -- else the hook fired before the coroutine ran
   end
   local st = io_state
@@ -1171,13 +1182,13 @@ next_frame = function()
   return pcall(read_frame, chan_in)
 end
 
-put_frame = function(kind, parts, n)
+put_frame = function(kind, parts, n, blobs)
   if io_thread and not in_user then
-    local ok, err = io_call("send", kind, parts, n)
+    local ok, err = io_call("send", kind, parts, n, blobs)
     if not ok then error(err, 0) end
     return
   end
-  write_frame(chan_out, kind, parts, n)
+  write_frame(chan_out, kind, parts, n, blobs)
   chan_out:flush()
   if kind == "R" then pending = nil end
 end

@@ -11,13 +11,19 @@
 -- only splices the encoded bytes into requests.  Errors from a VM are raised as Lua errors
 -- carrying the VM-side `chunk:line: message` (level 0: no position of ours is added).
 --
+-- Big strings (wire.BLOB_THRESHOLD and up) are never copied into an encoding: the encoder
+-- leaves them out (`S<i>;`) and hands them over in a table of their own, which Python sends
+-- as B frames; a reply's big strings come back the same way, and the decoder takes them from
+-- that table.  The reply's payload is decoded where its values start, not cut out first.
+--
 -- Runs on Lua 5.1-5.4 and LuaJIT.
 
 local wire = require("bioxen.wire")
 
 local type, tostring, select, error, setmetatable, getmetatable, pairs, ipairs, rawget =
   type, tostring, select, error, setmetatable, getmetatable, pairs, ipairs, rawget
-local encode, encode_list, decode, wire_unpack = wire.encode, wire.encode_list, wire.decode, wire.unpack
+local encode, decode, wire_unpack = wire.encode, wire.decode, wire.unpack
+local encode_list_blobs = wire.encode_list_blobs
 
 local M = {}
 
@@ -29,6 +35,7 @@ function M.bind(host)
     host.restart, host.destroy, host.send, host.recv
   local h_list, h_lookup, h_destroy_all, h_map, h_status, h_pending = host.list, host.lookup,
     host.destroy_all, host.map, host.status, host.pending
+  local h_cpus = host.cpus
 
   local api = {}
   local VM = {}
@@ -58,9 +65,25 @@ function M.bind(host)
     error(tostring(message), 0)
   end
 
-  local function values(s)
+  -- A reply's values: the payload `s`, where they start in it, the blobs they refer to.
+  local function values(s, pos, blobs)
     if s == nil then return end
-    return wire_unpack((decode(s)))
+    return wire_unpack((decode(s, pos, "value", blobs)))
+  end
+
+  -- Arguments: the encoded value list and its blobs (nil when there are none).
+  local function encode_args(n, ...)
+    local blobs = {}
+    local s = encode_list_blobs(blobs, n, ...)
+    if blobs[1] == nil then return s, nil end
+    return s, blobs
+  end
+
+  local function encode_value(v, name)
+    local blobs = {}
+    local s = encode(v, name, blobs)
+    if blobs[1] == nil then return s, nil end
+    return s, blobs
   end
 
   local function object(ref)
@@ -133,7 +156,8 @@ function M.bind(host)
   function api.send(v, code, ...)
     local uid = uid_of(v, "send")
     need_string(code, 2, "send")
-    return (check(h_send(uid, code, encode_list(select("#", ...), ...), nil)))
+    local args, blobs = encode_args(select("#", ...), ...)
+    return (check(h_send(uid, code, args, nil, blobs)))
   end
 
   --- Results of the oldest vm.send, in order; nil, "timeout" if not there in time.
@@ -142,15 +166,18 @@ function M.bind(host)
     if timeout ~= nil and type(timeout) ~= "number" then
       error("bad argument #2 to 'recv' (number of seconds expected, got " .. type(timeout) .. ")", 2)
     end
-    local vals = check(h_recv(uid, timeout))
+    local vals, pos, blobs = check(h_recv(uid, timeout))
     if vals == nil then return nil, "timeout" end
-    return values(vals)
+    return values(vals, pos, blobs)
   end
 
   --- vm.map(fn, items [, opts]) -> results, failures
   -- fn: a function without upvalues, or the source text of one ("function(x) ... end").
   -- opts: vms = N (VMs created for this map) or a list of VMs (a pool), profile=, runtime=,
-  --       type=, progress = true|false (default: on a terminal).
+  --       type=, progress = true|false (default: on a terminal),
+  --       on_result = function(i, result) (streaming: called in input order as results
+  --       arrive; vm.map then returns nil, failures), stage = false (remote VMs: shard paths
+  --       exist there already, nothing is uploaded).
   -- failures: nil, or a list of {index = i, error = message}; results[i] is nil for those.
   function api.map(fn, items, opts)
     local source, chunkname, line
@@ -189,10 +216,47 @@ function M.bind(host)
       for i, v in ipairs(pool) do uids[i] = uid_of(v, "map") end
       o.pool = uids
     end
-    local res, failures = check(h_map(source, chunkname, line, encode(items, "items"), encode(o, "options")))
-    local results = decode(res)
+    local each = o.on_result
+    o.on_result = nil
+    if each ~= nil and type(each) ~= "function" then
+      error("bad option 'on_result' to 'map' (function expected, got " .. type(each) .. ")", 2)
+    end
+    local deliver = each and function(i, encoded) each(i, (decode(encoded))) end
+    local res, failures = check(h_map(source, chunkname, line, encode(items, "items"), encode(o, "options"),
+      deliver))
+    local results = res and decode(res) or nil
     if failures ~= nil then failures = (decode(failures)) end
     return results, failures
+  end
+
+  --- vm.map_file(fn, path [, opts]) -> results, failures: vm.map over record-aligned shards
+  -- of a FASTA or FASTQ file (plain or BGZF; see bio.fasta.shards).  fn(shard) reads its own
+  -- range (fasta.records(shard), fasta.gc_records(shard), fastq.records(shard)), so the data
+  -- never passes through the shell.  opts: as vm.map, plus format = "fasta"|"fastq" (default:
+  -- from the file's first record), shards = N (default 4 per VM: an idle VM takes the next).
+  function api.map_file(fn, path, opts)
+    if type(path) ~= "string" then
+      error("bad argument #2 to 'map_file' (file path expected, got " .. type(path) .. ")", 2)
+    end
+    opts = opts or {}
+    if type(opts) ~= "table" then
+      error("bad argument #3 to 'map_file' (table of options expected, got " .. type(opts) .. ")", 2)
+    end
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    local format, nshards = o.format, o.shards
+    o.format, o.shards = nil, nil
+    if format == nil then format = require("bio._shard").sniff(path, "vm.map_file") end
+    if format ~= "fasta" and format ~= "fastq" then
+      error("bad option 'format' to 'map_file' (\"fasta\" or \"fastq\" expected, got " .. tostring(format) .. ")", 2)
+    end
+    if nshards == nil then
+      local nvms = type(o.vms) == "number" and o.vms or type(o.vms) == "table" and #o.vms
+        or type(o.pool) == "table" and #o.pool or check(h_cpus())
+      nshards = 4 * math.max(1, nvms)
+    end
+    local shards = require("bio." .. format).shards(path, nshards)
+    return api.map(fn, shards, o)
   end
 
   api.VM = VM
@@ -202,19 +266,21 @@ function M.bind(host)
   function VM:eval(code, ...)
     local uid = this(self, "eval")
     need_string(code, 1, "eval")
-    return values(check(h_eval(uid, code, encode_list(select("#", ...), ...), nil)))
+    local args, blobs = encode_args(select("#", ...), ...)
+    return values(check(h_eval(uid, code, args, nil, blobs)))
   end
 
   function VM:call(fname, ...)
     local uid = this(self, "call")
     need_string(fname, 1, "call")
-    return values(check(h_call(uid, fname, encode_list(select("#", ...), ...))))
+    local args, blobs = encode_args(select("#", ...), ...)
+    return values(check(h_call(uid, fname, args, blobs)))
   end
 
   function VM:set(name, value)
     local uid = this(self, "set")
     need_string(name, 1, "set")
-    check(h_set(uid, name, encode(value, name)))
+    check(h_set(uid, name, encode_value(value, name)))
     return self
   end
 

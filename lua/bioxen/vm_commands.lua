@@ -59,7 +59,8 @@ function M.install(api, host)
         counter = counter + 1
         local ok, a, b, c = h_eval(uid, src, "{0;}", "=" .. name .. "[" .. counter .. "]")
         if not ok then return { ok = false, kind = a, error = b, traceback = c } end
-        local vals = decode(a)
+        -- the reply's payload, where its values start, their blobs (see bioxen.vm)
+        local vals = decode(a, b, "value", c)
         local n = wire_count(vals)
         local out = { n = n }
         for i = 1, n do out[i] = vals[i] end

@@ -9,14 +9,22 @@
 -- once; decoding walks the input with string.find/string.byte and cuts strings out with a
 -- single string.sub.
 --
---   wire.encode(v [, root])        -> string          (error names the path of a bad value)
+--   wire.encode(v [, root [, blobs]])     -> string   (error names the path of a bad value)
 --   wire.encode_list(n, ...)       -> string          (a value list: nils kept, count exact)
+--   wire.encode_list_blobs(blobs, n, ...) -> string   (the same, big strings left out: below)
 --   wire.list(n, ...)              -> table marked as a value list (for nesting in a reply)
---   wire.decode(s [, pos [, root]])-> value, next_pos
+--   wire.decode(s [, pos [, root [, blobs]]]) -> value, next_pos
 --   wire.count(t)                  -> the array count of a decoded table (nils included)
 --   wire.unpack(t)                 -> the values of a decoded value list
 --   wire.read_frame(file)          -> kind, payload   (nil at end of input)
---   wire.write_frame(file, kind, payload)
+--   wire.write_frame(file, kind, payload [, n [, blobs]])
+--
+-- Blobs (docs/protocol.md): given a `blobs` array, the encoders leave every string of at least
+-- wire.BLOB_THRESHOLD bytes out of the encoding, append it to `blobs` and write `S<i>;` (its
+-- index there) in its place.  The strings go out as they
+-- are, each in its own B frame before the frame that refers to them, and the decoder takes
+-- them back from the `blobs` it is given: a big string is never copied into, or cut out of,
+-- a payload.
 
 local type, tostring, tonumber, error, select = type, tostring, tonumber, error, select
 local next, rawget, rawset, rawequal, getmetatable, setmetatable =
@@ -28,6 +36,9 @@ local math_type = math.type            -- nil on 5.1 / 5.2 / LuaJIT
 local unpack = table.unpack or unpack
 
 local M = { VERSION = "1" }
+
+--- Strings at least this long travel as blobs (B frames) where the encoder is given `blobs`.
+M.BLOB_THRESHOLD = 1048576
 
 local MAX_DEPTH = 200
 local TWO53 = 2 ^ 53
@@ -87,11 +98,22 @@ else
 end
 
 -- Appends the encoding of v to parts (n pieces so far); returns the new piece count.
--- `state` holds the root name, the key stack and the set of tables on the current path.
+-- `state` holds the root name, the key stack, the set of tables on the current path and,
+-- for blobs, `blobs` and `blob_min` (math.huge without blobs).
 local function encode_value(v, parts, n, state, depth)
   local t = type(v)
   if t == "string" then
-    parts[n + 1] = "s" .. #v .. ":"
+    local len = #v
+    if len >= state.blob_min then
+      -- (No attempt to send the same string once: on Lua 5.4 looking a string up in a table
+      -- hashes all of its bytes, which would cost as much as sending it.)
+      local blobs = state.blobs
+      local i = #blobs + 1
+      blobs[i] = v
+      parts[n + 1] = "S" .. i .. ";"
+      return n + 1
+    end
+    parts[n + 1] = "s" .. len .. ":"
     parts[n + 2] = v
     return n + 2
   elseif t == "number" then
@@ -155,19 +177,22 @@ local function encode_value(v, parts, n, state, depth)
   return n + 1
 end
 
---- Append the encoding of v to the array `parts` (holding n pieces); returns the new count.
--- With write_frame(f, kind, parts, n) a big string goes out without ever being copied into
--- one payload string.
-function M.encode_parts(parts, n, v, root)
-  return encode_value(v, parts, n, { root = root or "value", keys = {}, on_path = {} }, 0)
+local function new_state(root, blobs, blob_min)
+  if blobs == nil then return { root = root, keys = {}, on_path = {}, blob_min = huge } end
+  return { root = root, keys = {}, on_path = {}, blobs = blobs, blob_min = blob_min or M.BLOB_THRESHOLD }
 end
 
---- Append the encoding of the value list `...` (count n, nils kept) to parts; errors name
--- the values `value #i`.
-function M.encode_list_parts(parts, pn, n, ...)
+--- Append the encoding of v to the array `parts` (holding n pieces); returns the new count.
+-- With write_frame(f, kind, parts, n) a big string goes out without ever being copied into
+-- one payload string.  With `blobs`, strings of `blob_min` bytes or more (default
+-- BLOB_THRESHOLD) go to `blobs` instead (see Blobs above).
+function M.encode_parts(parts, n, v, root, blobs, blob_min)
+  return encode_value(v, parts, n, new_state(root or "value", blobs, blob_min), 0)
+end
+
+local function list_parts(parts, pn, state, n, ...)
   pn = pn + 1
   parts[pn] = "{" .. n .. ";"
-  local state = { root = "value", keys = {}, on_path = {} }
   for i = 1, n do
     state.root = "value #" .. i
     pn = encode_value((select(i, ...)), parts, pn, state, 0)
@@ -176,10 +201,23 @@ function M.encode_list_parts(parts, pn, n, ...)
   return pn + 1
 end
 
---- Encode one value.  `root` names it in error messages (default "value").
-function M.encode(v, root)
+--- Append the encoding of the value list `...` (count n, nils kept) to parts; errors name
+-- the values `value #i`.
+function M.encode_list_parts(parts, pn, n, ...)
+  return list_parts(parts, pn, new_state("value"), n, ...)
+end
+
+--- encode_list_parts, with big strings going to `blobs` (strings of `blob_min` bytes or more;
+-- nil blobs: none).
+function M.encode_list_parts_blobs(parts, pn, blobs, blob_min, n, ...)
+  return list_parts(parts, pn, new_state("value", blobs, blob_min), n, ...)
+end
+
+--- Encode one value.  `root` names it in error messages (default "value").  With `blobs`,
+-- big strings are appended there and referred to (see Blobs above).
+function M.encode(v, root, blobs)
   local parts = {}
-  local n = encode_value(v, parts, 0, { root = root or "value", keys = {}, on_path = {} }, 0)
+  local n = encode_value(v, parts, 0, new_state(root or "value", blobs), 0)
   if n == 1 then return parts[1] end
   return concat(parts, "", 1, n)
 end
@@ -194,7 +232,14 @@ end
 --- Encode the n values `...` as a value list; errors name them `value #i`.
 function M.encode_list(n, ...)
   local parts = {}
-  local pn = M.encode_list_parts(parts, 0, n, ...)
+  local pn = list_parts(parts, 0, new_state("value"), n, ...)
+  return concat(parts, "", 1, pn)
+end
+
+--- encode_list with big strings left out: appended to the array `blobs` (see Blobs above).
+function M.encode_list_blobs(blobs, n, ...)
+  local parts = {}
+  local pn = list_parts(parts, 0, new_state("value", blobs), n, ...)
   return concat(parts, "", 1, pn)
 end
 
@@ -411,10 +456,18 @@ end
 
 --- Write one frame (not flushed).  The payload is a string, or an array of `n` pieces
 -- (see encode_parts): big pieces are written as they are, so nothing big is copied.
--- The frame goes out in ONE f:write call, so no hook (lua.c's SIGINT hook among them) can
+-- `blobs` (an array of strings, optional) go first, each in a B frame of its own.
+-- Every frame goes out in ONE f:write call, so no hook (lua.c's SIGINT hook among them) can
 -- ever stop it half-written.
-function M.write_frame(f, kind, payload, n)
+function M.write_frame(f, kind, payload, n, blobs)
   local ok, err
+  if blobs then
+    for i = 1, #blobs do
+      local blob = blobs[i]
+      ok, err = f:write("B", format("%d", #blob), "\n", blob)
+      if not ok then error("cannot write B frame: " .. tostring(err), 0) end
+    end
+  end
   if type(payload) == "string" then
     ok, err = f:write(kind, format("%d", #payload), "\n", payload)
   else

@@ -40,7 +40,7 @@ class Agent:
     def __init__(self, runtime: str, *, max_memory: int | None = None, extra_args=(), env=None,
                  blobs: bool = True) -> None:
         self.runtime = runtime
-        self.blobs = blobs  # big strings as B frames (wire.request_parts)
+        self.blobs = blobs  # big strings as B frames (wire.request_parts; replies: configure)
         to_agent_r, to_agent_w = os.pipe()
         from_agent_r, from_agent_w = os.pipe()
         # The agent's ends become fds 3 and 4 in the child.
@@ -102,20 +102,26 @@ class Agent:
     def send(self, op: str, **fields) -> int:
         rid = self.next_id
         self.next_id += 1
-        wire.write_parts(self.wfd, wire.request_parts(op, rid, blobs=self.blobs, **fields))
+        wire.write_parts(self.wfd, wire.request_parts(op, rid, send_blobs=self.blobs, **fields))
         return rid
 
     def recv(self, timeout: float = 20.0, on_output=None):
-        """Collect output frames and the reply; returns (reply, output bytes)."""
+        """Collect output frames, blobs and the reply; returns (reply, output bytes).
+        ``self.last_frames`` lists the kinds of the frames that came (O, B, R)."""
         out = bytearray()
+        blobs: list = []
+        self.last_frames = []
         while True:
             kind, payload = self.read_frame(timeout)
+            self.last_frames.append(kind)
             if kind == wire.OUTPUT:
                 if on_output:
                     on_output(bytes(payload))
                 out += payload
+            elif kind == wire.BLOB:
+                blobs.append(payload)
             elif kind == wire.REPLY:
-                return wire.decode_reply(payload), bytes(out)
+                return wire.decode_reply(payload, blobs), bytes(out)
             else:
                 raise AssertionError(f"unexpected frame {kind!r}")
 
@@ -136,6 +142,9 @@ class Agent:
         return self.values("eval", code=code, args=list(args), **fields)
 
     def configure(self, **fields):
+        """configure; big reply strings come as B frames unless the agent was started with
+        ``blobs=False`` (or ``blobs`` is given here)."""
+        fields.setdefault("blobs", self.blobs)
         return self.values("configure", **fields)
 
     def interrupt(self) -> None:

@@ -313,7 +313,7 @@ def test_request_parts_put_big_strings_in_blob_frames():
     assert [k for k, _ in frames] == [b"B", b"Q"]
     assert frames[0][1] == big
     assert b"s5:valueS1;" in frames[1][1]
-    small = wire.request_parts("set", 8, blobs=False, name="s", value=big)
+    small = wire.request_parts("set", 8, send_blobs=False, name="s", value=big)
     assert [k for k, _ in wire.FrameReader().feed(b"".join(small))] == [b"Q"]
 
 

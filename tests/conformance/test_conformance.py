@@ -224,3 +224,28 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+# ----------------------------------------------------------------------------- data-parallel maps
+
+def test_map_over_file_shards_reads_each_range_in_the_vm(manager, make_vm, tmp_path):
+    """Shards travel as descriptors; each VM reads its own range (a remote VM a staged copy)."""
+    from bioxen_shell.vm import wire
+    from bioxen_shell.vm.mapper import run_map
+    from tests.bio.harness import run
+
+    fa = tmp_path / "g.fa"
+    fa.write_text("".join(f">r{i} rec\n" + "ACGTTGCA" * (i * 13 % 50) + "\n" for i in range(60)))
+    shards = run("lupa:luajit21", f"return require('bio.fasta').shards({str(fa)!r}, 5)")
+    assert len(shards) == 5
+    pool = [make_vm(), make_vm()]
+    source = """function(s)
+      local n, total = 0, 0
+      for rec in require("bio.fasta").records(s) do n, total = n + 1, total + #rec.seq end
+      return {n, total}
+    end"""
+    res = run_map(manager, source, [wire.encode(s) for s in shards], vms=pool, progress=False)
+    assert res.failures == []
+    counts = res.values()
+    assert sum(c[0] for c in counts) == 60
+    assert sum(c[1] for c in counts) == sum(8 * (i * 13 % 50) for i in range(60))

@@ -8,9 +8,17 @@ import pytest
 
 from bioxen_shell.vm.handle import VMError, VMStateError
 from bioxen_shell.vm.manager import VMCreateError
+from bioxen_shell.vm.profiles import local_default_runtime
 
 
-def test_values_round_trip_exactly(vm):
+@pytest.fixture(scope="module")
+def vm54(module_manager):
+    """A Lua 5.4 VM: integers and floats are distinct types there (LuaJIT has doubles only)."""
+    return module_manager.create("shared54", runtime="lua54")
+
+
+def test_values_round_trip_exactly(vm54):
+    vm = vm54
     args = [None, True, False, 0, -42, 2**53, 1.5, -0.0, math.inf, "héllo", b"\x00\xff\xfe", [1, 2, [3]],
             {"a": 1, "b": {"c": "d"}}]
     got = vm.eval("return ...", *args)
@@ -21,7 +29,8 @@ def test_values_round_trip_exactly(vm):
     assert got[11] == [1, 2, [3]] and got[12] == {"a": 1, "b": {"c": "d"}}
 
 
-def test_integer_and_float_stay_apart(vm):
+def test_integer_and_float_stay_apart(vm54):
+    vm = vm54
     assert vm.eval("return 3, 3.0, math.type(...)", 7) == [3, 3.0, "integer"]
     assert vm.eval("return math.type(...)", 7.0) == ["float"]
 
@@ -106,7 +115,11 @@ def test_info_describes_the_vm(vm):
     for key in ("name", "type", "profile", "status", "pid", "created", "uptime", "memory"):
         assert key in info, key
     assert info["type"] == "local" and info["status"] == "running" and info["memory"] > 0
-    assert info["pid"] == vm.pid and info["runtime"] == "lua54" and info["lua_version"] == "Lua 5.4"
+    assert info["pid"] == vm.pid and info["runtime"] == local_default_runtime()
+    if local_default_runtime() == "luajit":
+        assert info["lua_version"] == "Lua 5.1" and info["jit"].startswith("LuaJIT")
+    else:
+        assert info["lua_version"] == "Lua 5.4"
 
 
 def test_stop_restart_destroy(manager):

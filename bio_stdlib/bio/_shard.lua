@@ -1,0 +1,255 @@
+--- bio._shard: record-aligned byte ranges of a sequence file, for data-parallel jobs.
+--
+--   local shards = fasta.shards("genome.fa", 8)   -- (or fastq.shards)
+--   for _, s in ipairs(shards) do for rec in fasta.records(s) do ... end end
+--
+-- A shard is a plain table (it travels to VMs as data):
+--   { path = "genome.fa", offset = 0, length = 12345, format = "fasta",
+--     index = 1, count = 8, first_id = "chr1" }
+-- `offset` and `length` are byte positions in the file -- in its decompressed
+-- text for a BGZF file, which also gets `bgzf = true`, `block` (the
+-- compressed offset of the BGZF block holding `offset`) and `skip` (bytes of
+-- that block's text before `offset`).  Shards start at record boundaries and,
+-- in order, cover the file exactly once.  A plain-gzip file cannot be entered
+-- in the middle: it is always one shard.
+--
+-- Cut points are found by reading forward from size*k/n to the next record
+-- start, each byte at most once in all, so sharding reads at most the file
+-- once (a file of one huge record) and usually a few KiB per cut.
+local IO = require "bio._io"
+local A = require "bio.alphabet"
+
+local M = {}
+
+local find, sub, byte = string.find, string.sub, string.byte
+local floor = math.floor
+
+local WINDOW = 65536
+
+-- Record starts.  Each finder gets a chunk reader positioned at file offset
+-- `at` (the byte just before the first candidate position) and returns the
+-- offset of the first record start >= at + 1 and that record's header line
+-- (or nil, nil at the end of the text).
+
+-- FASTA: a '>' that begins a line.  The byte at `at` is the previous line's
+-- end if the candidate at `at + 1` starts a line.
+local function next_fasta_start(read, at)
+  local tail, base = "", at -- tail: the last byte of the previous window
+  while true do
+    local chunk = read()
+    if chunk == nil then return nil end
+    local buf = tail .. chunk
+    local p = find(buf, "\n>", 1, true)
+    if p then
+      local start = base - #tail + p -- 0-based offset of the '>'
+      local nl = find(buf, "\n", p + 1, true)
+      local header = sub(buf, p + 2, (nl or #buf + 1) - 1)
+      if not nl then -- a header longer than the window: read its end
+        local more = read()
+        header = header .. (more and sub(more, 1, (find(more, "\n", 1, true) or #more + 1) - 1) or "")
+      end
+      return start, header
+    end
+    base = base + #chunk
+    tail = sub(buf, -1)
+  end
+end
+
+-- FASTQ: a line L0 starting with '@' whose line L2 starts with '+' and whose
+-- sequence (L1) and quality (L3) have the same length.  A quality line may
+-- start with '@', but then L2 is a sequence line, never a '+' line; a wrapped
+-- (multi-line) record is not entered, so its shard simply grows.
+local function next_fastq_start(read, at)
+  local lines = IO.line_reader(read)
+  -- The first line returned is the rest of the line holding byte `at`.
+  local window, offsets = {}, {}
+  local first = lines.next()
+  if first == nil then return nil end
+  local pos = at + #first + 1 -- offset of the next line start
+  local function push()
+    local line = lines.next()
+    if line == nil then return false end
+    window[#window + 1], offsets[#offsets + 1] = line, pos
+    pos = pos + #line + 1
+    return true
+  end
+  for _ = 1, 4 do if not push() then break end end
+  while #window >= 4 do
+    local l0, l2 = window[1], window[3]
+    if byte(l0, 1) == 64 and byte(l2, 1) == 43 and #IO.rstrip(window[2]) == #IO.rstrip(window[4]) then
+      return offsets[1], sub(l0, 2)
+    end
+    table.remove(window, 1); table.remove(offsets, 1)
+    if not push() then break end
+  end
+  return nil
+end
+
+local FINDERS = { fasta = next_fasta_start, fastq = next_fastq_start }
+
+-- The id of the first record, from the text at the start of the file.
+local function first_id_at_start(read, format)
+  local marker = format == "fasta" and 62 or 64
+  local lines = IO.line_reader(read)
+  while true do
+    local line = lines.next()
+    if line == nil then return nil end
+    if byte(line, 1) == marker then return IO.first_word(IO.rstrip(sub(line, 2))) end
+    if find(line, "[^ \t\r\v\f]") then return nil end
+  end
+end
+
+---------------------------------------------------------------------------
+-- The text of a file: plain, or BGZF (through bio._gzip)
+---------------------------------------------------------------------------
+
+-- A plain file: its size and reader(from) -> chunk reader starting at `from`.
+local function plain_text(f)
+  local size = f:seek("end")
+  return size, function(from)
+    f:seek("set", from)
+    return function() return f:read(WINDOW) end
+  end
+end
+
+-- A BGZF file: decompressed size, reader(from), and where(offset) -> block, skip.
+local function bgzf_text(G, path)
+  local blocks = G.blocks(path)
+  if type(blocks) == "function" then
+    local list = {}
+    for b in blocks do list[#list + 1] = b end
+    blocks = list
+  end
+  local starts, total = {}, 0
+  for i, b in ipairs(blocks) do starts[i] = total; total = total + b.usize end
+  -- The last block with text that holds `offset` (empty blocks hold nothing).
+  local function where(offset)
+    local lo, hi, best = 1, #blocks, nil
+    while lo <= hi do
+      local mid = floor((lo + hi) / 2)
+      if starts[mid] <= offset then best = mid; lo = mid + 1 else hi = mid - 1 end
+    end
+    while best and blocks[best].usize == 0 and best > 1 do best = best - 1 end
+    while best and starts[best] + blocks[best].usize <= offset and best < #blocks do best = best + 1 end
+    return blocks[best].offset, offset - starts[best]
+  end
+  local closers = {}
+  local function reader(from)
+    local block, skip = where(from)
+    local read, close = G.chunks(path, { start = block, skip = skip })
+    closers[#closers + 1] = close
+    return read
+  end
+  local function close_all() for _, c in ipairs(closers) do pcall(c) end end
+  return total, reader, where, close_all
+end
+
+---------------------------------------------------------------------------
+-- Sharding
+---------------------------------------------------------------------------
+
+--- Record-aligned shards of `path` in `format` ("fasta" or "fastq"): up to
+-- `n` of them.  fname names the public function in errors.
+function M.shards(path, n, format, fname)
+  A.check_string(path, fname, 1, "path")
+  A.check_int(n, fname, 2, "n", 1, math.huge)
+  local lib = rawget(_G, "io")
+  if type(lib) ~= "table" or type(lib.open) ~= "function" then
+    error(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM)", 2)
+  end
+  local f, err = lib.open(path, "rb")
+  if not f then error(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), 2) end
+  local magic = f:read(2) or ""
+  local gzip = magic == "\31\139"
+  local size, reader, where, close_readers
+  local G
+  if gzip then
+    G = require "bio._gzip"
+    if not G.is_bgzf(path) then
+      -- Plain gzip has no entry points but the start: one shard.
+      f:close()
+      local read, close = G.chunks(path)
+      local ok, id = pcall(first_id_at_start, read, format)
+      close()
+      if not ok then error(id, 0) end
+      return { { path = path, offset = 0, length = -1, format = format, index = 1, count = 1,
+        gzip = true, first_id = id } }
+    end
+    f:close()
+    size, reader, where, close_readers = bgzf_text(G, path)
+  else
+    size, reader = plain_text(f)
+  end
+  local finder = FINDERS[format]
+  local bounds, ids = { 0 }, {}
+  local ok, failure = pcall(function()
+    ids[1] = first_id_at_start(reader(0), format)
+    local found = 0 -- the last boundary found; targets before it are covered
+    for k = 1, n - 1 do
+      local target = floor(size * k / n)
+      if target > found and target > 0 then
+        local start, header = finder(reader(target - 1), target - 1)
+        if start == nil then break end -- no record starts after target: the rest is one shard
+        bounds[#bounds + 1] = start
+        ids[#bounds] = IO.first_word(IO.rstrip(header or ""))
+        found = start
+      end
+    end
+  end)
+  if close_readers then close_readers() else f:close() end
+  if not ok then error(failure, 0) end
+  bounds[#bounds + 1] = size
+  local out = {}
+  for i = 1, #bounds - 1 do
+    local s = { path = path, offset = bounds[i], length = bounds[i + 1] - bounds[i], format = format,
+      index = i, count = #bounds - 1, first_id = ids[i] }
+    if where then
+      s.bgzf = true
+      s.block, s.skip = where(bounds[i])
+    end
+    out[i] = s
+  end
+  return out
+end
+
+--- "fasta" or "fastq": what the first record of a (plain or gzip) file is.
+function M.sniff(path, fname)
+  local read, close = IO.open_source(path, fname)
+  local ok, format = pcall(function()
+    local lines = IO.line_reader(read)
+    while true do
+      local line = lines.next()
+      if line == nil then return "fasta" end -- an empty file: either reads as no records
+      local c = byte(line, 1)
+      if c == 62 then return "fasta" elseif c == 64 then return "fastq" end
+      if find(line, "[^ \t\r\v\f]") then
+        error(string.format("%s: %s line %d: neither FASTA ('>') nor FASTQ ('@'): %q", fname, path,
+          lines.lineno, #line > 40 and sub(line, 1, 40) .. "..." or line), 0)
+      end
+    end
+  end)
+  close()
+  if not ok then error(format, 0) end
+  return format
+end
+
+--- Is `v` a shard table (of `format`, if given)?  Raises a clear error for a
+-- table that looks like one but is malformed, at `level` (default: the caller
+-- of the function that called check).
+function M.check(v, fname, format, level)
+  level = level or 3
+  if type(v) ~= "table" or v.offset == nil or v.path == nil then return false end
+  if type(v.path) ~= "string" then A.arg_error(fname, 1, "shard", "field 'path' must be a string", level) end
+  for _, k in ipairs({ "offset", "length" }) do
+    local x = v[k]
+    if type(x) ~= "number" or x ~= floor(x) or (x < 0 and not (k == "length" and x == -1)) then
+      A.arg_error(fname, 1, "shard", string.format("field '%s' must be a whole number >= 0, got %s", k, tostring(x)), level)
+    end
+  end
+  if format and v.format ~= nil and v.format ~= format then
+    A.arg_error(fname, 1, "shard", string.format("this is a %s shard (made by bio.%s.shards)", tostring(v.format), tostring(v.format)), level)
+  end
+  return true
+end
+
+return M

@@ -1,0 +1,307 @@
+"""Data-parallel maps over files: vm.map over shards, vm.map_file, streaming, faults.
+
+Every VM opens its own byte range of the file, so nothing of the sequence data passes through
+the shell; these tests check what a user sees: the same bytes as the one-process run, for any
+number of VMs and shards, a lost VM's shard re-run, Ctrl-C leaving no VM behind.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from bioxen_shell.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+BIOXEN = [sys.executable, "-m", "bioxen_shell"]
+
+
+class Shell(Engine):
+    def __init__(self) -> None:
+        import io
+
+        self.out = io.BytesIO()
+        super().__init__("luajit", stdout=self.out, extensions=["bioxen_shell.vm.bindings"])
+
+    def show(self, line: str) -> str:
+        r = self.eval_line(line)
+        assert r.ok, r.error_text().decode()
+        return r.output.decode()
+
+
+@pytest.fixture()
+def shell():
+    sh = Shell()
+    yield sh
+    sh.close()
+    assert sh.vm_host.host is None or sh.vm_host.host.manager.list() == []
+
+
+def write_fasta(path: Path, records: int = 40, seed: int = 1) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(records):
+            n = rng.choice([0, 10, 61, 3000, 20000])
+            seq = "".join(rng.choice("ACGTNacgtSW") for _ in range(n))
+            f.write(f">chr{i} sample record {i}\n")
+            for j in range(0, n, 60):
+                f.write(seq[j:j + 60] + "\n")
+    return path
+
+
+def bioxen(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*BIOXEN, *args], capture_output=True, cwd=cwd or ROOT, timeout=300)
+
+
+# ------------------------------------------------------------------ the examples, byte for byte
+
+@pytest.mark.parametrize("vms,shards", [(1, 1), (2, 2), (2, 7), (3, 3), (3, 7)])
+def test_gc_map_vms_gives_the_one_process_bytes(tmp_path, vms, shards):
+    fa = write_fasta(tmp_path / "g.fa")
+    one = bioxen("run", "examples/gc_table.lua", str(fa))
+    assert one.returncode == 0, one.stderr
+    many = bioxen("run", "examples/gc_map_vms.lua", str(fa), "--vms", str(vms), "--shards", str(shards))
+    assert many.returncode == 0, many.stderr
+    assert many.stdout == one.stdout
+    assert one.stdout.count(b"\n") == 41
+
+
+@pytest.mark.parametrize("mode", ["ignore", "weighted"])
+def test_gc_map_vms_modes(tmp_path, mode):
+    fa = write_fasta(tmp_path / "g.fa", seed=2)
+    one = bioxen("run", "examples/gc_table.lua", str(fa), "--mode", mode)
+    many = bioxen("run", "examples/gc_map_vms.lua", str(fa), "--vms", "2", "--mode", mode)
+    assert many.returncode == 0, many.stderr
+    assert many.stdout == one.stdout
+
+
+@pytest.mark.parametrize("script,extra", [
+    ("six_frame_orfs.lua", ["--min", "60"]),
+    ("six_frame_orfs.lua", ["--min", "90", "--fasta"]),
+    ("kmer_spectrum.lua", ["--k", "5", "--top", "8"]),
+])
+@pytest.mark.parametrize("vms", [2, 3])
+def test_examples_with_vms_give_the_one_process_bytes(tmp_path, script, extra, vms):
+    fa = write_fasta(tmp_path / "g.fa", records=25, seed=3)
+    one = bioxen("run", f"examples/{script}", str(fa), *extra)
+    assert one.returncode == 0, one.stderr
+    many = bioxen("run", f"examples/{script}", str(fa), *extra, "--vms", str(vms))
+    assert many.returncode == 0, many.stderr
+    assert many.stdout == one.stdout and len(one.stdout) > 100
+
+
+def test_kmer_spectrum_with_vms_on_fastq(tmp_path):
+    one = bioxen("run", "examples/kmer_spectrum.lua", "examples/data/reads.fq", "--k", "7")
+    many = bioxen("run", "examples/kmer_spectrum.lua", "examples/data/reads.fq", "--k", "7", "--vms", "2")
+    assert many.returncode == 0, many.stderr
+    assert many.stdout == one.stdout
+
+
+# ------------------------------------------------------------------ vm.map over shards in the shell
+
+def test_map_over_shards_keeps_order_and_streams(shell, tmp_path):
+    fa = write_fasta(tmp_path / "g.fa")
+    shell.show(f"shards = require('bio.fasta').shards({str(fa)!r}, 7)")
+    assert shell.show("#shards") == "7"
+    shell.show("fn = function(s) local n = 0 for _ in require('bio.fasta').records(s) do n = n + 1 end "
+               "return {s.index, n} end")
+    shell.show("seen = {}; res, bad = vm.map(fn, shards, {vms = 3, on_result = function(i, r) "
+               "seen[#seen + 1] = i .. ':' .. r[1] .. ':' .. r[2] end})")
+    assert shell.show("res, bad") == "nil\tnil"
+    seen = shell.show("table.concat(seen, ' ')").strip('"').split()
+    assert [int(s.split(":")[0]) for s in seen] == list(range(1, 8))
+    assert all(s.split(":")[0] == s.split(":")[1] for s in seen)
+    assert sum(int(s.split(":")[2]) for s in seen) == 40
+    # the non-streaming form returns the same, in order
+    assert shell.show("#vm.map(fn, shards, {vms = 2})") == "7"
+
+
+def test_map_file_sniffs_the_format_and_passes_args(shell, tmp_path):
+    fq = tmp_path / "r.fq"
+    fq.write_text("".join(f"@r{i}\nACGT\n+\nIIII\n" for i in range(100)))
+    shell.show(f"res = vm.map_file(function(s, k) local n = 0 for r in require('bio.fastq').records(s) do "
+               f"n = n + #r.seq end return n * k end, {str(fq)!r}, {{vms = 2, shards = 5, args = {{10}}}})")
+    assert shell.show("#res") == "5"
+    assert shell.show("local t = 0 for _, v in ipairs(res) do t = t + v end return t") == "4000"
+    r = shell.eval_line(f"vm.map_file(function() end, {str(tmp_path / 'nope.fa')!r})")
+    assert not r.ok and b"nope.fa" in r.message
+
+
+def test_an_error_in_on_result_stops_the_map_and_removes_its_vms(shell, tmp_path):
+    fa = write_fasta(tmp_path / "g.fa")
+    r = shell.eval_line(f"vm.map_file('function(s) return s.index end', {str(fa)!r}, "
+                        f"{{vms = 2, shards = 6, on_result = function(i) if i == 2 then error('stop here') end end}})")
+    assert not r.ok and b"stop here" in r.message
+    assert shell.show("#vm.list()") == "0"
+
+
+# ------------------------------------------------------------------ faults
+
+_KILL_ONCE = """function(s, marker)
+  -- The first VM to run shard 3 kills itself (kill -9), as a crashed or OOM-killed VM would.
+  if s.index == 3 then
+    local f = io.open(marker, "r")
+    if not f then
+      io.open(marker, "w"):close()
+      local pid = io.open("/proc/self/stat"):read("*n")
+      os.execute("kill -9 " .. pid)
+      while true do end
+    end
+    f:close()
+  end
+  local n = 0
+  for _ in require("bio.fasta").records(s) do n = n + 1 end
+  return n
+end"""
+
+
+def test_a_vm_killed_mid_map_has_its_shard_rerun(shell, tmp_path):
+    fa = write_fasta(tmp_path / "g.fa")
+    marker = tmp_path / "killed"
+    shell.show(f"res, bad = vm.map_file({_KILL_ONCE!r}, {str(fa)!r}, "
+               f"{{vms = 2, shards = 6, args = {{{str(marker)!r}}}}})")
+    assert marker.exists()  # a VM really died
+    assert shell.show("bad") == "nil"
+    assert shell.show("local t = 0 for _, v in ipairs(res) do t = t + v end return #res, t") == "6\t40"
+
+
+def test_a_shard_that_kills_every_vm_is_reported_with_its_first_record(shell, tmp_path):
+    fa = write_fasta(tmp_path / "g.fa")
+    killer = ("function(s) if s.index == 2 then os.execute('kill -9 ' .. io.open('/proc/self/stat'):read('*n')) "
+              "while true do end end return s.index end")
+    shell.show(f"shards = require('bio.fasta').shards({str(fa)!r}, 5)")
+    first = shell.show("shards[2].first_id").strip('"')
+    shell.show(f"res, bad = vm.map({killer!r}, shards, {{vms = 2}})")
+    assert shell.show("#bad, bad[1].index") == "1\t2"
+    for needle in (f"shard 2 (first record {first})", "lost twice"):
+        assert shell.show(f"bad[1].error:find({needle!r}, 1, true) ~= nil") == "true", needle
+    assert shell.show("res[1], res[2], res[3], res[4], res[5]") == "1\tnil\t3\t4\t5"
+    assert shell.show("#vm.list()") == "0"
+
+
+def _pids_of_workers(names_prefix: str) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith(names_prefix):
+                out.append(int(entry))
+    return out
+
+
+_SPIN = """function(s, dir)
+  local pid = io.open("/proc/self/stat"):read("*n")
+  io.open(dir .. "/" .. pid, "w"):close()   -- tell the test: this VM is busy
+  while true do end
+end"""
+
+
+def _wait_for_files(directory: Path, count: int, proc: subprocess.Popen | None = None) -> list[int]:
+    """Wait until ``count`` files appear (inotify would be nicer; this polls the event)."""
+    import time
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        names = os.listdir(directory)
+        if len(names) >= count:
+            return [int(n) for n in names]
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the shell exited early: {proc.stderr.read().decode()}")
+        time.sleep(0.01)
+    raise AssertionError(f"only {os.listdir(directory)} appeared")
+
+
+def _gone(pids: list[int]) -> bool:
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if Path(f"/proc/{p}").exists() and
+                 Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"]
+        if not alive:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_ctrl_c_mid_map_stops_every_vm_and_removes_them(shell, tmp_path):
+    fa = write_fasta(tmp_path / "g.fa")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    pids: list[int] = []
+
+    def interrupt_when_busy() -> None:
+        pids.extend(_wait_for_files(busy, 2))
+        shell.interrupt()
+
+    t = threading.Thread(target=interrupt_when_busy)
+    t.start()
+    r = shell.eval_line(f"vm.map_file({_SPIN!r}, {str(fa)!r}, {{vms = 2, shards = 8, args = {{{str(busy)!r}}}}})")
+    t.join()
+    assert not r.ok and b"interrupted" in r.message
+    assert shell.show("#vm.list()") == "0"
+    assert _gone(pids)
+
+
+def test_ctrl_c_mid_map_in_a_script_exits_130_and_leaves_no_process(tmp_path):
+    fa = write_fasta(tmp_path / "g.fa")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    script = tmp_path / "spin.lua"
+    script.write_text(f"vm.map_file({_SPIN}, {str(fa)!r}, {{vms = 2, shards = 4, args = {{{str(busy)!r}}}}})\n")
+    proc = subprocess.Popen([*BIOXEN, "run", str(script)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pids = _wait_for_files(busy, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    assert _gone(pids)
+
+
+def test_python_api_map_with_args_and_streaming():
+    from bioxen_shell import VMManager
+
+    with VMManager() as manager:
+        got = []
+        results, failures = manager.map("function(x, k, tag) return tag .. x * k end", [1, 2, 3, 4],
+                                        vms=2, args=(10, "n="), on_result=lambda i, v: got.append((i, v)))
+        assert results == [] and failures == []
+        assert got == [(1, "n=10"), (2, "n=20"), (3, "n=30"), (4, "n=40")]
+        results, failures = manager.map("function(x, k) return x + k end", [1, 2], vms=1, args=[5])
+        assert results == [6, 7] and failures == []
+
+
+def test_gc_map_vms_over_a_bgzf_file_gives_the_one_process_bytes(tmp_path):
+    from tests.system import require_binary
+
+    fa = write_fasta(tmp_path / "g.fa", records=60, seed=4)
+    with open(tmp_path / "g.fa.gz", "wb") as out:
+        subprocess.run([require_binary("bgzip"), "-c", str(fa)], stdout=out, check=True)
+    one = bioxen("run", "examples/gc_table.lua", str(fa))
+    many = bioxen("run", "examples/gc_map_vms.lua", str(tmp_path / "g.fa.gz"), "--vms", "2", "--shards", "5")
+    assert many.returncode == 0, many.stderr
+    assert many.stdout == one.stdout
+
+
+def test_an_item_over_its_time_limit_in_jit_code_fails_alone_and_the_map_goes_on(shell):
+    """A loop in JIT-compiled code ignores the hook: the host kills and restarts that VM, the
+    item fails naming the limit (not re-run: it is the item's fault), the others finish."""
+    from bioxen_shell import paths
+
+    d = paths.config_dir() / "profiles"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "short.toml").write_text("call_timeout = 1\n")
+    spin = ("function(x) if x == 2 then local f = load('local n = 0 while true do n = n + 1 end') "
+            "jit.on(f, true) f() end return x * 10 end")
+    shell.show(f"res, bad = vm.map({spin!r}, {{1, 2, 3, 4, 5}}, {{vms = 2, profile = 'short'}})")
+    assert shell.show("res[1], res[2], res[3], res[4], res[5]") == "10\tnil\t30\t40\t50"
+    assert shell.show("#bad, bad[1].index") == "1\t2"
+    for needle in ("call_timeout 1 s", "state (globals) was lost"):
+        assert shell.show(f"bad[1].error:find({needle!r}, 1, true) ~= nil") == "true", needle
