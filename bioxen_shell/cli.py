@@ -348,9 +348,9 @@ def _main(opts: argparse.Namespace | _Options) -> int:
 
 
 def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
-    """Start the VM zygote in the background when the code about to run mentions ``vm``, so
-    that its start overlaps the shell's own (see Zygote.prestart).  A guess costs little:
-    a zygote nobody uses just exits with the shell."""
+    """Get VMs ready in the background when the code about to run mentions ``vm``, so that
+    starting the zygote and importing the VM layer overlap the shell's own start
+    (bindings.warm_up).  A wrong guess costs little: a zygote nobody uses exits with the shell."""
     import re
     import threading
 
@@ -364,13 +364,21 @@ def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
             return
     if not any(uses_vm.search(t) for t in texts):
         return
+    zygote = None
+    if threading.active_count() == 1:  # forking is safe only with one thread (zygote.py)
+        try:
+            from .vm.zygote import fork_zygote
+
+            zygote = fork_zygote("luajit,lua54")
+        except OSError:
+            pass
 
     def start() -> None:
-        from .vm.forkserver import Zygote
+        from .vm.bindings import warm_up
 
-        Zygote.prestart()
+        warm_up(zygote)
 
-    threading.Thread(target=start, name="bioxen-zygote-import", daemon=True).start()
+    threading.Thread(target=start, name="bioxen-vm-warm-up", daemon=True).start()
 
 
 def _shell_settings() -> dict:

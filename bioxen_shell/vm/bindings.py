@@ -48,6 +48,31 @@ def _load_vm_machinery() -> None:
     from .mapper import run_map, split_list
 
 
+def warm_up(zygote: tuple | None = None) -> None:
+    """Get VMs ready to start before the shell needs them (run in a background thread by a
+    shell whose code mentions ``vm``, see cli.py): import the VM machinery and warm the
+    user-directory lookups while the zygote that cli.py forked (``zygote``: pid and socket)
+    boots, then adopt it.  Everything here would otherwise happen on the first ``vm`` call;
+    errors are left for that call."""
+    try:
+        _load_vm_machinery()
+        from . import local, manager  # noqa: F401  (imported for their cost, not their names)
+        from .. import paths
+
+        paths.lua_search_path()
+        paths.config_dir()
+    except Exception:
+        pass
+    finally:
+        if zygote is not None:
+            try:
+                from .forkserver import Zygote
+
+                Zygote.adopt(*zygote)
+            except Exception:
+                pass
+
+
 def _text(b: Any) -> str:
     if isinstance(b, bytes):
         return b.decode("utf-8", "replace")

@@ -30,8 +30,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from .zygote import (
     _MAX_MSG,
@@ -55,23 +57,30 @@ class Zygote:
     _instance_lock = threading.Lock()
     _spawner: "_SpawnerThread | None" = None
 
-    def __init__(self, preload: tuple[str, ...] | None = None) -> None:
-        if preload is None:  # the runtime local VMs run by default, imported before the first fork
-            from .profiles import local_default_runtime
-
-            preload = (local_default_runtime(),)
+    def __init__(self, preload: tuple[str, ...] | None = None, *,
+                 adopt: tuple[int, socket.socket] | None = None) -> None:
+        """Start a zygote (a fresh interpreter), or ``adopt`` one that ``zygote.fork_zygote``
+        forked: ``(pid, control socket)``.  Returns once it is ready."""
         self._lock = threading.Lock()
         self._next_id = 0
         self._pending: dict[int, Future] = {}
         self._exits: dict[int, int] = {}
         self._exit_cond = threading.Condition()
         self._closed = False
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._sock = parent
-        try:
-            self._proc = Zygote._spawner_thread().run(lambda: self._popen(child, preload))
-        finally:
-            child.close()
+        if adopt is not None:
+            self._proc: Any = _ForkedChild(adopt[0])
+            self._sock = adopt[1]
+        else:
+            if preload is None:  # the runtime local VMs run by default, imported before the first fork
+                from .profiles import local_default_runtime
+
+                preload = (local_default_runtime(),)
+            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self._sock = parent
+            try:
+                self._proc = Zygote._spawner_thread().run(lambda: self._popen(child, preload))
+            finally:
+                child.close()
         # The zygote says "ready" once lupa and the worker code are imported.
         self._sock.settimeout(60)
         try:
@@ -98,17 +107,14 @@ class Zygote:
             return z
 
     @classmethod
-    def prestart(cls) -> None:
-        """Start the zygote now, in the background, for a shell that is about to use VMs: its
-        start (a Python process importing lupa, ~30-60 ms) then overlaps the shell's own start
-        instead of delaying the first VM.  Errors are left for the first VM to report."""
-        def start() -> None:
-            try:
-                cls.instance()
-            except Exception:
-                pass
-
-        threading.Thread(target=start, name="bioxen-zygote-prestart", daemon=True).start()
+    def adopt(cls, pid: int, sock: socket.socket) -> None:
+        """Make the zygote that ``zygote.fork_zygote`` started this process's zygote (waits
+        until it is ready; if it failed, the next :meth:`instance` starts a fresh one)."""
+        with cls._instance_lock:
+            if cls._instance is not None and cls._instance.alive():
+                sock.close()
+                return
+            cls._instance = cls(adopt=(pid, sock))
 
     @classmethod
     def _spawner_thread(cls) -> "_SpawnerThread":
@@ -255,6 +261,40 @@ class _SpawnerThread:
         fut: Future = Future()
         self._queue.put((fn, fut))
         return fut.result()
+
+
+class _ForkedChild:
+    """What ``Zygote`` needs of a ``Popen``, for a zygote this process forked itself."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:  # the zygote exits right after its socket closes
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"zygote {self.pid}", timeout)
+            time.sleep(0.001)
+        return self.returncode  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
 
 
 def _cwd() -> str:

@@ -244,9 +244,53 @@ def zygote_main(argv: list[str]) -> None:
     except Exception:
         pass
     for runtime in filter(None, preload.split(",")):
-        importlib.import_module(LUPA_MODULES[runtime])
-    ctrl.send(b"ready")
+        try:
+            importlib.import_module(LUPA_MODULES[runtime])
+        except ImportError:  # a runtime lupa lacks: reported when a VM asks for it
+            pass
+    try:
+        ctrl.send(b"ready")
+    except OSError:  # the shell went away (or gave up on us) while we started
+        os._exit(0)
     server.serve()
+
+
+def fork_zygote(preload: str) -> tuple[int, socket.socket]:
+    """Start the zygote by forking the calling process; returns its pid and the shell's end
+    of the control socket (``Zygote.adopt`` takes both over).
+
+    Only for a process that has **one thread** (the CLI at start-up, before the engine):
+    a fork copies the calling thread only, and a lock held by another one would stay held in
+    the child for ever.  It costs ~2 ms, and the child already has Python running and much
+    of what it imports, where a fresh interpreter (``Zygote()``) needs 30-50 ms to be ready.
+    The child becomes exactly what ``python -m bioxen_shell.vm.zygote`` is: its own session,
+    ``/`` as its directory, stdin from /dev/null, no descriptor but 0-2 and the socket."""
+    shell_pid = os.getpid()
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:  # the zygote: never returns into the shell's code
+        status = 1
+        try:
+            parent.close()
+            os.setsid()
+            os.chdir("/")
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            keep = child.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, _max_fd())
+            zygote_main([str(keep), str(shell_pid), preload])
+            status = 0
+        except BaseException:
+            try:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        os._exit(status)
+    child.close()
+    return pid, parent
 
 
 
