@@ -68,72 +68,79 @@ local function lines_before(open_text, offset)
   return n
 end
 
+-- open_text(offset, length) -> read, close over the decompressed text of a
+-- gzip file (BGZF included): a BGZF shard starts decoding at its own block.
+local function gzip_text(path, shard, fname, chunk_size)
+  local G = require "bio._gzip"
+  if shard and shard.offset > 0 and not shard.bgzf then
+    error(string.format("%s: '%s' is gzip-compressed, so this shard (offset %d) cannot be read: "
+      .. "only BGZF files can be entered in the middle", fname, path, shard.offset), 5)
+  end
+  return function(offset, length)
+    local opts = { limit = length ~= -1 and length or nil, chunk_size = chunk_size, fname = fname }
+    if offset > 0 then
+      if shard and shard.bgzf and offset == shard.offset then
+        opts.start, opts.skip = shard.block, shard.skip
+      else
+        opts.skip = offset
+      end
+    end
+    return G.chunks(path, opts)
+  end
+end
+
+-- open_text(offset, length) -> read, close over a plain file; the first
+-- reader from offset 0 reuses `f` (already open), any other opens its own.
+local function plain_text(path, f, fname, chunk_size)
+  return function(offset, length)
+    local g = f
+    if offset ~= 0 or g == nil then
+      g = assert(io_lib(fname).open(path, "rb"))
+    else
+      f = nil
+    end
+    local open = true
+    return file_chunks(g, chunk_size, offset, length ~= -1 and length or nil),
+      function() if open then open = false; g:close() end end
+  end
+end
+
+-- A path (or a shard of it): read, close, name, line_base (see open_source).
+local function open_path(path, shard, fname, chunk_size)
+  local f, err = io_lib(fname).open(path, "rb")
+  if not f then error(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), 4) end
+  local open_text
+  if f:read(2) == "\31\139" then
+    f:close()
+    open_text = gzip_text(path, shard, fname, chunk_size)
+  elseif shard then
+    f:close() -- the shard's reader seeks a file of its own
+    open_text = plain_text(path, nil, fname, chunk_size)
+  else
+    open_text = plain_text(path, f, fname, chunk_size)
+  end
+  local read, close = open_text(shard and shard.offset or 0, shard and shard.length or nil)
+  local base
+  local function line_base()
+    if not shard or shard.offset == 0 then return 0 end
+    if base == nil then base = lines_before(open_text, shard.offset) end
+    return base
+  end
+  return read, close, path, line_base
+end
+
 --- Open a source for reading.  Returns a chunk reader read() -> string|nil,
 -- a close() function, a display name for error messages, and line_base() ->
 -- the number of lines of the file before the text this reader starts at (0
 -- except for shards).  A source is a path, an open file, anything with
--- read(n), or a shard table (bio._shard; of `format`, if given).  A gzip file (BGZF included) is
--- decompressed on the fly (bio._gzip).
+-- read(n), or a shard table (bio._shard; of `format`, if given).  A gzip
+-- file (BGZF included) is decompressed on the fly (bio._gzip).
 function M.open_source(src, fname, chunk_size, format)
   chunk_size = chunk_size or M.CHUNK
-  local shard
   if type(src) == "table" and require("bio._shard").check(src, fname, format, 4) then
-    shard, src = src, src.path
+    return open_path(src.path, src, fname, chunk_size)
   end
-  if type(src) == "string" then
-    local path = src
-    local f, err = io_lib(fname).open(path, "rb")
-    if not f then error(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), 3) end
-    local gzip = f:read(2) == "\31\139"
-    -- open_text(offset, length) -> read, close over the file's (decompressed) text
-    local open_text
-    if gzip then
-      f:close()
-      f = nil
-      local G = require "bio._gzip"
-      if shard and shard.offset > 0 and not shard.bgzf then
-        error(string.format("%s: '%s' is gzip-compressed, so this shard (offset %d) cannot be read: "
-          .. "only BGZF files can be entered in the middle", fname, path, shard.offset), 3)
-      end
-      open_text = function(offset, length)
-        local opts = { limit = length ~= -1 and length or nil, chunk_size = chunk_size, fname = fname }
-        if offset > 0 then
-          if shard and shard.bgzf and offset == shard.offset then
-            opts.start, opts.skip = shard.block, shard.skip
-          else
-            opts.skip = offset
-          end
-        end
-        return G.chunks(path, opts)
-      end
-    else
-      open_text = function(offset, length)
-        local g = f
-        if offset ~= 0 or g == nil then -- a second reader (line counting) gets a file of its own
-          g = assert(io_lib(fname).open(path, "rb"))
-        else
-          f = nil
-        end
-        local open = true
-        return file_chunks(g, chunk_size, offset, length ~= -1 and length or nil),
-          function() if open then open = false; g:close() end end
-      end
-    end
-    local read, close
-    if shard then
-      read, close = open_text(shard.offset, shard.length)
-      if f then f:close(); f = nil end
-    else
-      read, close = open_text(0, nil)
-    end
-    local base
-    local function line_base()
-      if not shard or shard.offset == 0 then return 0 end
-      if base == nil then base = lines_before(open_text, shard.offset) end
-      return base
-    end
-    return read, close, path, line_base
-  end
+  if type(src) == "string" then return open_path(src, nil, fname, chunk_size) end
   local none = function() return 0 end
   if is_file(src) then
     return function() return src:read(chunk_size) end, function() end, "<file>", none

@@ -4,7 +4,7 @@ This module is what runs *in* the zygote (``python -m bioxen_shell.vm.zygote``);
 side of it — starting it, asking for workers, learning their exit status — is
 ``forkserver.py``, which also explains the design and the message format.  It imports as
 little as possible, because the zygote's start is part of the first VM's start: a shell
-that is about to use VMs starts it while it starts itself (``Zygote.prestart``).
+that is about to use VMs forks it while it starts itself (``fork_zygote``).
 """
 from __future__ import annotations
 
