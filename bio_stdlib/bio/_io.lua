@@ -15,13 +15,23 @@ local M = {}
 -- and read 2x faster there.  PUC Lua (glibc malloc) prefers 1 MiB.
 M.CHUNK = rawget(_G, "jit") and 65536 or 1048576
 
-local function io_lib(fname)
+local function io_lib(fname, level)
   local lib = rawget(_G, "io")
   if type(lib) ~= "table" or type(lib.open) ~= "function" then
     error(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM); "
-      .. "pass the text to the *_from_string functions instead", 3)
+      .. "pass the text to the *_from_string functions instead", (level or 2) + 1)
   end
   return lib
+end
+
+--- Open `path` for reading (binary), or raise the one error every reader
+-- gives, naming fname and the path, at `level` (as error() counts it, from
+-- the caller of open_file).
+function M.open_file(path, fname, level)
+  level = (level or 1) + 1
+  local f, err = io_lib(fname, level).open(path, "rb")
+  if not f then error(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), level) end
+  return f
 end
 
 -- io.type(v) == "file", tolerating a sandbox that removed io or io.type.
@@ -107,8 +117,7 @@ end
 
 -- A path (or a shard of it): read, close, name, line_base (see open_source).
 local function open_path(path, shard, fname, chunk_size)
-  local f, err = io_lib(fname).open(path, "rb")
-  if not f then error(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), 4) end
+  local f = M.open_file(path, fname, 4) -- 4: the caller of the reader (open_source, reader, caller)
   local open_text
   if f:read(2) == "\31\139" then
     f:close()
@@ -137,10 +146,16 @@ end
 -- file (BGZF included) is decompressed on the fly (bio._gzip).
 function M.open_source(src, fname, chunk_size, format)
   chunk_size = chunk_size or M.CHUNK
+  -- Not tail calls: Lua 5.1 would count a "(tail call)" level and blame the wrong line.
+  local read, close, name, line_base
   if type(src) == "table" and require("bio._shard").check(src, fname, format, 4) then
-    return open_path(src.path, src, fname, chunk_size)
+    read, close, name, line_base = open_path(src.path, src, fname, chunk_size)
+    return read, close, name, line_base
   end
-  if type(src) == "string" then return open_path(src, nil, fname, chunk_size) end
+  if type(src) == "string" then
+    read, close, name, line_base = open_path(src, nil, fname, chunk_size)
+    return read, close, name, line_base
+  end
   local none = function() return 0 end
   if is_file(src) then
     return function() return src:read(chunk_size) end, function() end, "<file>", none

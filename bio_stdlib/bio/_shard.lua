@@ -153,12 +153,7 @@ end
 function M.shards(path, n, format, fname)
   A.check_string(path, fname, 1, "path")
   A.check_int(n, fname, 2, "n", 1, math.huge)
-  local lib = rawget(_G, "io")
-  if type(lib) ~= "table" or type(lib.open) ~= "function" then
-    error(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM)", 2)
-  end
-  local f, err = lib.open(path, "rb")
-  if not f then error(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), 2) end
+  local f = IO.open_file(path, fname, 2)
   local magic = f:read(2) or ""
   local gzip = magic == "\31\139"
   local size, reader, where, close_readers

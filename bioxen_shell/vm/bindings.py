@@ -264,9 +264,10 @@ class Host:
         return (True,)
 
     def lua_map(self, source: bytes, chunkname: bytes, first_line: int, items: bytes, opts: bytes,
-                on_result: Any = None) -> tuple:
+                on_result: Any = None, args: bytes | None = None) -> tuple:
         """``on_result``: a Lua function(i, encoded_value) called in order as results arrive
-        (the streaming form); the results list is then not built."""
+        (the streaming form); the results list is then not built.  ``args``: the encoded list
+        of values passed after each item."""
         options = wire.decode(opts) or {}
         if isinstance(options, list):
             options = {}
@@ -274,12 +275,6 @@ class Host:
         pool_uids = options.pop("pool", None)
         progress = options.pop("progress", None)
         stage = options.pop("stage", True) is not False
-        extra = options.pop("args", None)
-        if extra is not None and not isinstance(extra, list):
-            extra = [] if extra == {} else None
-            if extra is None:
-                raise VMError("vm.map: option 'args' must be a list of values passed after each item",
-                              kind="error")
         if pool_uids is not None:
             vms: Any = [self._handle(int(u)) for u in (pool_uids if isinstance(pool_uids, list) else [])]
         else:
@@ -288,7 +283,7 @@ class Host:
                       first_line=int(first_line or 1), vms=vms, create_options=options,
                       progress=progress, interrupted=self.manager.interrupted,
                       on_result=on_result, stage=stage,
-                      extra_args=[wire.encode(v) for v in extra] if extra else None)
+                      extra_args=split_list(args, what="option 'args'") if args else None)
         return (True, None if on_result else res.encoded_results(),
                 res.encoded_failures() if res.failures else None)
 

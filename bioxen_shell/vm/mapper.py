@@ -55,10 +55,10 @@ class MapResult:
         return [wire.decode(r) for r in self.results]
 
 
-def split_list(encoded: bytes) -> list[bytes]:
+def split_list(encoded: bytes, what: str = "items") -> list[bytes]:
     """The array items of an encoded table, each still encoded (no decoding)."""
     if not encoded.startswith(b"{"):
-        raise ValueError("vm.map: items must be a list (a table with items 1..n)")
+        raise ValueError(f"vm.map: {what} must be a list (a table with items 1..n)")
     semi = encoded.index(b";")
     n = int(encoded[1:semi])
     pos = semi + 1
@@ -68,7 +68,7 @@ def split_list(encoded: bytes) -> list[bytes]:
         items.append(encoded[pos:end])
         pos = end
     if encoded[pos:pos + 1] != b"}":
-        raise ValueError("vm.map: items must be a list (a table with only keys 1..n)")
+        raise ValueError(f"vm.map: {what} must be a list (a table with only keys 1..n)")
     return items
 
 

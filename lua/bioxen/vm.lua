@@ -222,8 +222,14 @@ function M.bind(host)
       error("bad option 'on_result' to 'map' (function expected, got " .. type(each) .. ")", 2)
     end
     local deliver = each and function(i, encoded) each(i, (decode(encoded))) end
+    -- opts.args travel encoded like the items (split, never decoded, on the host side).
+    local args = o.args
+    o.args = nil
+    if args ~= nil and type(args) ~= "table" then
+      error("bad option 'args' to 'map' (list of values expected, got " .. type(args) .. ")", 2)
+    end
     local res, failures = check(h_map(source, chunkname, line, encode(items, "items"), encode(o, "options"),
-      deliver))
+      deliver, args and encode(args, "args")))
     local results = res and decode(res) or nil
     if failures ~= nil then failures = (decode(failures)) end
     return results, failures

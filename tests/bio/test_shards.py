@@ -293,3 +293,14 @@ def test_a_plain_gzip_file_is_one_shard(runtime, tmp_path):
         assert len(run["ranges"]) == 1
         assert run["records"] == got["whole"]
     assert len(got["whole"]) == 60
+
+
+@bio_runtimes()
+def test_open_errors_blame_the_callers_line_not_the_library(runtime, tmp_path):
+    got = run_bio(runtime, f"""
+      local out = {{}}
+      out[1] = select(2, pcall(function() for _ in require("bio.fasta").records({lua(str(tmp_path / 'no.fa'))}) do end end))
+      out[2] = select(2, pcall(function() for _ in require("bio.fastq").records({{path = {lua(str(tmp_path / 'no.fq'))}, offset = 0, length = 1}}) do end end))
+      return out""")
+    for err in got:
+        assert "cannot open" in err and "fasta.lua:" not in err and "fastq.lua:" not in err and "_io.lua:" not in err, err

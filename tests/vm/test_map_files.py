@@ -305,3 +305,13 @@ def test_an_item_over_its_time_limit_in_jit_code_fails_alone_and_the_map_goes_on
     assert shell.show("#bad, bad[1].index") == "1\t2"
     for needle in ("call_timeout 1 s", "state (globals) was lost"):
         assert shell.show(f"bad[1].error:find({needle!r}, 1, true) ~= nil") == "true", needle
+
+
+def test_map_args_keep_their_types_and_a_bad_args_is_refused(shell):
+    assert shell.show("vm.map('function(x, a, b, c) return {math.type and math.type(a) or type(a), b, c} end', "
+                      "{1}, {vms = 1, runtime = 'lua54', args = {3, 2.5, '\\\\0x'}})[1][1]") == '"integer"'
+    assert shell.show("vm.map('function(x, a, b) return a .. b end', {1}, {vms = 1, args = {'y', 'z'}})[1]") == '"yz"'
+    r = shell.eval_line("vm.map('function(x) return x end', {1}, {args = 5})")
+    assert not r.ok and b"args" in r.message
+    r = shell.eval_line("vm.map('function(x) return x end', {1}, {args = {k = 1}})")
+    assert not r.ok and b"option 'args' must be a list" in r.message
