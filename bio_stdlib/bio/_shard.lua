@@ -34,16 +34,23 @@ local WINDOW = 65536
 -- FASTA: a '>' that begins a line.  The byte at `at` is the previous line's
 -- end if the candidate at `at + 1` starts a line.
 local function next_fasta_start(read, at)
-  local tail, base = "", at -- tail: the last byte of the previous window
+  local prev, base = nil, at -- prev: the byte before the window (nil: `at` itself comes first)
   while true do
     local chunk = read()
     if chunk == nil then return nil end
-    local buf = tail .. chunk
-    local p = find(buf, "\n>", 1, true)
+    -- Look for '>' (rare in sequence text, and a one-byte search runs at memchr speed),
+    -- then check that it begins a line; "\n>" would stop at every line end.
+    local p = find(chunk, ">", 1, true)
+    while p do
+      local before = p > 1 and byte(chunk, p - 1) or prev
+      if before == 10 then break end
+      p = find(chunk, ">", p + 1, true)
+    end
+    if p and p == 1 and prev == nil then p = nil end -- the byte at `at` is not a candidate
     if p then
-      local start = base - #tail + p -- 0-based offset of the '>'
-      local nl = find(buf, "\n", p + 1, true)
-      local header = sub(buf, p + 2, (nl or #buf + 1) - 1)
+      local start = base + p - 1 -- 0-based offset of the '>'
+      local nl = find(chunk, "\n", p + 1, true)
+      local header = sub(chunk, p + 1, (nl or #chunk + 1) - 1)
       if not nl then -- a header longer than the window: read its end
         local more = read()
         header = header .. (more and sub(more, 1, (find(more, "\n", 1, true) or #more + 1) - 1) or "")
@@ -51,7 +58,7 @@ local function next_fasta_start(read, at)
       return start, header
     end
     base = base + #chunk
-    tail = sub(buf, -1)
+    prev = byte(chunk, -1)
   end
 end
 

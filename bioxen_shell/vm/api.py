@@ -24,7 +24,9 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from typing import Any, Callable
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from .handle import Result, VMError, VMHandle
 from .manager import Manager

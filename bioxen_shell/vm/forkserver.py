@@ -27,13 +27,13 @@ from __future__ import annotations
 import marshal
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from .zygote import (
     _MAX_MSG,
@@ -63,7 +63,7 @@ class Zygote:
         forked: ``(pid, control socket)``.  Returns once it is ready."""
         self._lock = threading.Lock()
         self._next_id = 0
-        self._pending: dict[int, Future] = {}
+        self._pending: dict[int, _Waiter] = {}
         self._exits: dict[int, int] = {}
         self._exit_cond = threading.Condition()
         self._closed = False
@@ -126,7 +126,9 @@ class Zygote:
         return cls._spawner
 
     @staticmethod
-    def _popen(child: socket.socket, preload: tuple[str, ...]) -> subprocess.Popen:
+    def _popen(child: socket.socket, preload: tuple[str, ...]) -> Any:
+        import subprocess  # only for a zygote started afresh (the shell forks its own: cli.py)
+
         root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -154,7 +156,7 @@ class Zygote:
         """
         request = {"runtime": runtime, "max_memory": int(max_memory), "env": env or {},
                    "name": name, "target": target, "cwd": _cwd()}
-        fut: Future = Future()
+        fut = _Waiter()
         with self._lock:
             if self._closed:
                 raise ZygoteError("the VM zygote is shut down")
@@ -170,6 +172,8 @@ class Zygote:
         try:
             return fut.result(timeout)
         except TimeoutError:
+            with self._lock:
+                self._pending.pop(rid, None)
             raise ZygoteError(f"the VM zygote did not fork a worker within {timeout:g} s") from None
 
     def exit_status(self, pid: int) -> int | None:
@@ -201,7 +205,7 @@ class Zygote:
         self._sock.close()
         try:
             self._proc.wait(5)
-        except subprocess.TimeoutExpired:
+        except Exception:  # subprocess.TimeoutExpired (a Popen) or TimeoutError (_ForkedChild)
             self._proc.kill()
             self._proc.wait()
 
@@ -258,9 +262,37 @@ class _SpawnerThread:
                 fut.set_exception(exc)
 
     def run(self, fn):
-        fut: Future = Future()
+        fut = _Waiter()
         self._queue.put((fn, fut))
-        return fut.result()
+        return fut.result(None)
+
+
+class _Waiter:
+    """A value (or an error) that another thread hands over once.  (Not
+    concurrent.futures.Future: that module costs more start-up than a VM takes to create.)"""
+
+    __slots__ = ("_done", "_value", "_error")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def set_result(self, value: Any) -> None:
+        self._value = value
+        self._done.set()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._done.set()
+
+    def result(self, timeout: float | None) -> Any:
+        """The value; raises the error handed over, or TimeoutError after ``timeout`` s."""
+        if not self._done.wait(timeout):
+            raise TimeoutError
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class _ForkedChild:
@@ -285,7 +317,7 @@ class _ForkedChild:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:  # the zygote exits right after its socket closes
             if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"zygote {self.pid}", timeout)
+                raise TimeoutError(f"zygote {self.pid} did not exit within {timeout:g} s")
             time.sleep(0.001)
         return self.returncode  # type: ignore[return-value]
 

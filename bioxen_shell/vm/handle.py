@@ -30,8 +30,9 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from . import wire
 from .transport import TransportClosed, TransportTimeout
@@ -113,19 +114,24 @@ class _InterruptRestarted(VMRestarted, VMInterrupted):
     pass
 
 
-@dataclass
 class Result:
     """What one request produced: its values and the output printed while it ran."""
 
-    values: list = field(default_factory=list)
-    output: bytes = b""
-    #: for the ``*_encoded`` path: the reply's ``values`` as encoded bytes
-    encoded: bytes | None = None
-    #: for the Lua path (``decode="lua"``): the whole ``R`` payload, where its ``values``
-    #: start in it, and the blobs (``B`` frames) they refer to, all as ``bytes``
-    reply: bytes | None = None
-    start: int = 0
-    blobs: list | None = None
+    __slots__ = ("values", "output", "encoded", "reply", "start", "blobs")
+
+    def __init__(self, values: list | None = None, output: bytes = b"") -> None:
+        self.values: list = [] if values is None else values
+        self.output = output
+        #: for the ``*_encoded`` path: the reply's ``values`` as encoded bytes
+        self.encoded: bytes | None = None
+        #: for the Lua path (``decode="lua"``): the whole ``R`` payload, where its ``values``
+        #: start in it, and the blobs (``B`` frames) they refer to, all as ``bytes``
+        self.reply: bytes | None = None
+        self.start = 0
+        self.blobs: list | None = None
+
+    def __repr__(self) -> str:
+        return f"Result(values={self.values!r}, output={self.output!r})"
 
 
 # =========================================================================== envelope codec
@@ -355,18 +361,18 @@ class _Held:
         self.lock.release()
 
 
-@dataclass
 class _Pending:
     """A request written to the agent whose reply has not been read yet."""
 
-    id: int
-    op: str
-    sync: bool
-    output: bytearray = field(default_factory=bytearray)
-    reply: Any = None  # the R payload (bytes, or a bytearray for big replies)
-    blobs: list | None = None  # payloads of the B frames that came before the R
-    error: VMError | None = None
-    on_output: Callable[[bytes], None] | None = None  # sync calls: where O frames go
+    __slots__ = ("id", "op", "sync", "output", "reply", "blobs", "error", "on_output")
+
+    def __init__(self, id: int, op: str, sync: bool, on_output: Callable[[bytes], None] | None = None) -> None:
+        self.id, self.op, self.sync = id, op, sync
+        self.output = bytearray()
+        self.reply: Any = None  # the R payload (bytes, or a bytearray for big replies)
+        self.blobs: list | None = None  # payloads of the B frames that came before the R
+        self.error: VMError | None = None
+        self.on_output = on_output  # sync calls: where O frames go
 
 
 class VMHandle:

@@ -13,7 +13,9 @@ import select
 import signal
 import threading
 import time
-from typing import Any
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from .. import paths
 from .forkserver import Zygote, ZygoteError

@@ -10,8 +10,9 @@ import importlib
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from .handle import VMError, VMHandle
 from .profiles import Profile, ProfileError, load_profile
@@ -64,6 +65,42 @@ def status_summary(handles: list[VMHandle]) -> str:
     parts += [f"{n} {s}" for s, n in sorted(counts.items())]
     n = len(handles)
     return f"{n} VM{'s' if n != 1 else ''}: " + ", ".join(parts)
+
+
+def in_parallel(fn: Callable[[Any], Any], items: list, workers: int, name: str) -> list[tuple[Any, BaseException | None]]:
+    """``fn`` over ``items`` on up to ``workers`` threads: ``(value, None)`` or ``(None, error)``
+    per item, in order.  One item runs on the calling thread.  (Plain threads, not
+    concurrent.futures: that module costs more start-up than a VM takes to create.)"""
+    outcomes: list[tuple[Any, BaseException | None]] = [(None, None)] * len(items)
+    todo = iter(range(len(items)))
+    lock = threading.Lock()
+    stopped = False
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = None if stopped else next(todo, None)
+            if i is None:
+                return
+            try:
+                outcomes[i] = (fn(items[i]), None)
+            except Exception as exc:  # noqa: BLE001 - handed back to the caller
+                outcomes[i] = (None, exc)
+
+    threads = [threading.Thread(target=work, name=f"{name}-{k + 1}", daemon=True)
+               for k in range(min(workers, len(items)) - 1)]
+    for t in threads:
+        t.start()
+    try:
+        work()
+        for t in threads:
+            t.join()
+    except BaseException:  # Ctrl-C on the calling thread: let the started items finish, no new ones
+        stopped = True
+        for t in threads:
+            t.join()
+        raise
+    return outcomes
 
 
 class Manager:
@@ -143,13 +180,11 @@ class Manager:
         workers = min(total, _PARALLEL.get(getattr(backend_cls, "kind", ""), _DEFAULT_PARALLEL))
         results: list[VMHandle | None] = [None] * total
         errors: list[tuple[str, BaseException]] = []
-        with ThreadPoolExecutor(workers, thread_name_prefix="bioxen-create") as pool:
-            futures = [pool.submit(one, n) for n in names]
-            for i, fut in enumerate(futures):
-                try:
-                    results[i] = fut.result()
-                except BaseException as exc:  # collected, reported together below
-                    errors.append((names[i], exc))
+        for i, (value, exc) in enumerate(in_parallel(one, names, workers, "bioxen-create")):
+            if exc is not None:
+                errors.append((names[i], exc))  # collected, reported together below
+            else:
+                results[i] = value
         if errors:
             for h in results:
                 if h is not None:
@@ -230,23 +265,18 @@ class Manager:
 
     def destroy_all(self) -> list[str]:
         """Destroy every VM (in parallel); return the errors as messages (empty = all gone)."""
-        handles = self.list()
-        errors: list[str] = []
-        if not handles:
-            return errors
+        return self.destroy_many([h.name for h in self.list()])
 
-        def one(h: VMHandle) -> None:
+    def destroy_many(self, names: list[str]) -> list[str]:
+        """Destroy these VMs in parallel (a VM already gone is skipped); return the errors."""
+        def one(name: str) -> None:
             try:
-                self.destroy(h.name)
-            except Exception as exc:
-                errors.append(f"{h.name}: {exc}")
+                self.destroy(name)
+            except KeyError:
+                pass
 
-        if len(handles) == 1:
-            one(handles[0])
-        else:
-            with ThreadPoolExecutor(min(16, len(handles)), thread_name_prefix="bioxen-destroy") as pool:
-                list(pool.map(one, handles))
-        return errors
+        outcomes = in_parallel(one, names, 16, "bioxen-destroy")
+        return [f"{name}: {exc}" for name, (_, exc) in zip(names, outcomes) if exc is not None]
 
     def summary(self) -> str:
         return status_summary(self.list())

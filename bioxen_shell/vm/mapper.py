@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from . import wire
 from .handle import VMCrashed, VMError, VMHandle, VMInterrupted, VMRestarted, VMStateError, _skip_value
@@ -35,15 +36,19 @@ MAP_FN = "__bioxen_map_fn"
 RESTARTS_PER_VM = 3
 #: How often the calling thread looks at Ctrl-C while the map's threads work (seconds).
 _POLL = 0.05
+#: What a driver thread puts in the queue of arrived results when it returns.
+_DRIVER_DONE = object()
 
 
-@dataclass
 class MapResult:
     """``results[i]`` is the encoded first value of item i+1 (``b"n"`` if it failed);
     ``failures`` lists ``(index, message)`` with 1-based indexes."""
 
-    results: list[bytes] = field(default_factory=list)
-    failures: list[tuple[int, str]] = field(default_factory=list)
+    __slots__ = ("results", "failures")
+
+    def __init__(self, results: list[bytes] | None = None) -> None:
+        self.results: list[bytes] = [] if results is None else results
+        self.failures: list[tuple[int, str]] = []
 
     def encoded_results(self) -> bytes:
         return b"{%d;" % len(self.results) + b"".join(self.results) + b"}"
@@ -128,11 +133,7 @@ def run_map(manager: Manager, source: str, items: list[bytes], *, chunkname: str
              extra_args=extra_args or []).run()
     finally:
         if own:
-            for h in pool:
-                try:
-                    manager.destroy(h.name)
-                except (KeyError, VMError):
-                    pass
+            manager.destroy_many([h.name for h in pool])
         else:
             for h in pool:
                 try:
@@ -193,9 +194,11 @@ class _Run:
         self.retry: list[tuple[int, str]] = []   # (item index, name of the VM that lost it)
         self.retried: set[int] = set()
         self.active: set[str] = set()             # VMs whose driver still takes items
+        self.drivers_left = len(pool)             # drivers not yet returned (under lock)
         self.succeeded = 0
         # Streaming: results that came before an earlier one (index -> value), and the next
-        # index to hand over.  Filled by the drivers, emptied by the calling thread.
+        # index to hand over.  Filled by the drivers, emptied by the calling thread; a driver
+        # that returns puts _DRIVER_DONE there, so the calling thread wakes at once.
         self.arrived: queue.SimpleQueue = queue.SimpleQueue()
         self.early: dict[int, bytes] = {}
         self.next_out = 0
@@ -278,6 +281,8 @@ class _Run:
         finally:
             with self.lock:
                 self.active.discard(h.name)
+                self.drivers_left -= 1
+            self.arrived.put(_DRIVER_DONE)
 
     def prepare(self, h: VMHandle, i: int) -> bytes:
         """The item as VM ``h`` needs it: a shard's file staged on a remote host.  A staging
@@ -323,12 +328,14 @@ class _Run:
         for t in threads:
             t.start()
         try:
-            while any(t.is_alive() for t in threads):
+            while self.drivers_left > 0:
                 self.hand_over(timeout=_POLL)
                 if self.interrupted is not None and self.interrupted() and not self.stop.is_set():
                     self.stop.set()
                     for h in self.pool:
                         h.interrupt()
+            for t in threads:
+                t.join()  # each has put _DRIVER_DONE: returning now
             self.hand_over(timeout=None)
         except BaseException:  # Ctrl-C here, or an error from on_result
             self.stop.set()
@@ -339,21 +346,20 @@ class _Run:
             raise
 
     def hand_over(self, timeout: float | None) -> None:
-        """Give ``on_result`` every result that is next in order (streaming form)."""
-        if self.on_result is None:
-            if timeout is not None:
-                self.stop.wait(timeout)
-            return
+        """Give ``on_result`` every result that is next in order (streaming form); wait up to
+        ``timeout`` s for something to arrive (a result, or a driver returning)."""
         try:
+            got = self.arrived.get(timeout=timeout) if timeout else self.arrived.get_nowait()
             while True:
-                i, value = self.arrived.get(timeout=timeout) if timeout else self.arrived.get_nowait()
-                self.early[i] = value
-                while self.next_out in self.early:
-                    v = self.early.pop(self.next_out)
-                    self.next_out += 1
-                    if v is not None:
-                        self.on_result(self.next_out, v)
-                timeout = None  # drain what is there without waiting again
+                if got is not _DRIVER_DONE:
+                    i, value = got
+                    self.early[i] = value
+                    while self.next_out in self.early:
+                        v = self.early.pop(self.next_out)
+                        self.next_out += 1
+                        if v is not None and self.on_result is not None:
+                            self.on_result(self.next_out, v)
+                got = self.arrived.get_nowait()  # drain what is there without waiting again
         except queue.Empty:
             pass
 

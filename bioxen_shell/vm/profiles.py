@@ -12,13 +12,13 @@ Every key is checked: an unknown key, a wrong type or a bad value raises
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,34 +87,75 @@ class ProfileError(ValueError):
     """A profile is missing or invalid.  The message names the file, the key and what was expected."""
 
 
-@dataclass(frozen=True)
 class Profile:
-    """A validated profile.  Sizes are bytes and times are seconds; 0 means "no limit"."""
+    """A validated profile.  Sizes are bytes and times are seconds; 0 means "no limit".
+
+    Immutable.  A plain class, not a dataclass: ``dataclasses`` imports ``inspect``, a
+    tenth of the shell's start-up, and every script that creates a VM loads this module."""
+
+    #: field -> default.  runtime None = the backend's default (local: luajit, or lua54 if
+    #: lupa lacks it; remote: the best interpreter found there, luajit first).  allow_ffi:
+    #: LuaJIT's ffi in the VM, on unless the profile is sandboxed (bio.* fast paths need it;
+    #: outside a sandbox it gives no power os/io do not already give).
+    _DEFAULTS: dict[str, Any] = {
+        "runtime": None, "description": "", "preload": (), "sandbox": False, "memory_limit": 0,
+        "call_timeout": 0.0, "cpu_limit": 0.0, "paths": (), "globals": None, "env": None,
+        "allow_ffi": True, "source": "<built-in>",
+    }
+    __slots__ = ("name", *_DEFAULTS)
 
     name: str
-    #: None = the backend's default (local: luajit, or lua54 if lupa lacks it; remote: the
-    #: best interpreter found there, luajit first).
-    runtime: str | None = None
-    description: str = ""
-    preload: tuple[str, ...] = ()
-    sandbox: bool = False
-    memory_limit: int = 0
-    call_timeout: float = 0.0
-    cpu_limit: float = 0.0
-    paths: tuple[str, ...] = ()
-    globals: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    #: LuaJIT's ffi in the VM: on unless the profile is sandboxed (bio.* fast paths need it;
-    #: outside a sandbox it gives no power os/io do not already give)
-    allow_ffi: bool = True
-    source: str = "<built-in>"
+    runtime: str | None
+    description: str
+    preload: tuple[str, ...]
+    sandbox: bool
+    memory_limit: int
+    call_timeout: float
+    cpu_limit: float
+    paths: tuple[str, ...]
+    globals: dict[str, Any]
+    env: dict[str, str]
+    allow_ffi: bool
+    source: str
+
+    def __init__(self, name: str, **fields: Any) -> None:
+        unknown = set(fields) - set(self._DEFAULTS)
+        if unknown:
+            raise TypeError(f"Profile: unknown field(s) {', '.join(sorted(unknown))}")
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        for key, default in self._DEFAULTS.items():
+            value = fields.get(key, default)
+            if value is None and key in ("globals", "env"):
+                value = {}
+            set_(self, key, value)
+
+    def _fields(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.__slots__}
+
+    def replace(self, **changes: Any) -> "Profile":
+        """A copy with some fields changed (what ``dataclasses.replace`` does for a dataclass)."""
+        fields = self._fields()
+        fields.update(changes)
+        return Profile(**fields)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(f"Profile is immutable (cannot set {key!r})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Profile) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # holds dicts, as the dataclass did
+
+    def __repr__(self) -> str:
+        return "Profile(" + ", ".join(f"{k}={v!r}" for k, v in self._fields().items()) + ")"
 
     def with_runtime(self, runtime: str | None) -> "Profile":
         """This profile with another runtime (``vm.create{runtime=…}``); checks the name."""
         if runtime is None or runtime == self.runtime:
             return self
         _check_runtime(runtime, "vm.create", "runtime")
-        return dataclasses.replace(self, runtime=runtime)
+        return self.replace(runtime=runtime)
 
     def configure_fields(self, vm_name: str, lua_path: str) -> dict[str, Any]:
         """The fields of the agent's ``configure`` request (docs/protocol.md)."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TextIO
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import TextIO
 
 __all__ = ["Progress"]
 

@@ -19,7 +19,9 @@ filesystem): the item goes unchanged.
 from __future__ import annotations
 
 import os
-from typing import Any
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..remote.upload import StageError
 

@@ -34,10 +34,13 @@ the agent is gone; the handle then asks ``exit_reason()`` and reports "VM crashe
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from typing import Any, Protocol
+
     from .profiles import Profile
+else:  # the interfaces below are documentation at run time (nothing checks isinstance)
+    Protocol = object
 
 __all__ = [
     "AgentProcess",
@@ -72,7 +75,6 @@ class BackendError(Exception):
     """
 
 
-@runtime_checkable
 class AgentProcess(Protocol):
     """A running agent: a byte stream each way plus process controls.
 
@@ -148,7 +150,6 @@ class AgentProcess(Protocol):
     # (ssh, xcpng) do not, and rely on the agent's hook.
 
 
-@runtime_checkable
 class Backend(Protocol):
     """One kind of place where agents run.  Picked by ``vm.create{type=…}`` from
     ``bioxen_shell.vm.manager.BACKENDS`` (``"local"``, ``"ssh"``, ``"xcpng"``).

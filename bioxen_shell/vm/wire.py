@@ -33,7 +33,9 @@ from __future__ import annotations
 import math
 import os
 from sys import getsizeof as sys_getsizeof
-from typing import Any, Iterator
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 __all__ = [
     "WireError",

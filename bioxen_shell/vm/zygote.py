@@ -8,7 +8,6 @@ that is about to use VMs forks it while it starts itself (``fork_zygote``).
 """
 from __future__ import annotations
 
-import ctypes
 import importlib
 import marshal
 import os
@@ -39,11 +38,17 @@ class ZygoteError(RuntimeError):
 _PR_SET_NAME = 15
 
 
+def _libc():  # noqa: ANN202 - ctypes is imported here: the shell imports this module at start
+    import ctypes
+
+    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
 def set_process_name(name: str) -> None:
     """Name this process for ``ps -o comm``/``top`` (Linux keeps 15 bytes): a worker otherwise
     shows the zygote's command line, which it inherited."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        ctypes, libc = _libc()
         libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
     except (OSError, AttributeError):
         pass
@@ -52,7 +57,7 @@ def set_process_name(name: str) -> None:
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
     """Ask the kernel to send ``sig`` to this process when its parent (thread) exits (Linux)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        _, libc = _libc()
         return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
     except (OSError, AttributeError):  # not Linux
         return False

@@ -9,7 +9,6 @@ Everything here goes through the VM handle, exactly as the shell and the Python 
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -60,7 +59,7 @@ def make_vm(manager, backend_options):
     def make(profile: str = "standard", **changes):
         prof = load_profile(profile)
         if changes:
-            prof = dataclasses.replace(prof, **changes)
+            prof = prof.replace(**changes)
         return manager.create(f"conf{next(counter)}", profile=prof, **backend_options)
 
     return make

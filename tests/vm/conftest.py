@@ -1,7 +1,6 @@
 """Fixtures for the VM tests: a manager whose VMs are destroyed after each test."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 
@@ -31,4 +30,4 @@ def vm(module_manager):
 
 def profile(base: str = "standard", **changes):
     """A shipped profile with some fields changed (limits for fault tests)."""
-    return dataclasses.replace(load_profile(base), **changes)
+    return load_profile(base).replace(**changes)
