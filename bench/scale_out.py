@@ -12,6 +12,8 @@ unique ids (``--copies 100``: ~500 MB; ``--orf-copies 4``: ~20 MB), written once
   Printed beside it: the shell's own start-up (``bioxen -e ''``) and the start-up plus
   VM creation (a script that creates N VMs and returns), the fixed costs inside those times,
   and the shell's peak RSS during the map (target ≤ 150 MB; the shell, not its VMs).
+  Floor rows: ``bench/gc_shard.lua`` under plain LuaJIT, one process over the whole file and N
+  processes over 1/N each (no shell, no VMs): what this machine's cores give at best.
 * Six-frame ORFs: ``six_frame_orfs.lua`` vs ``--vms N`` — target ≥ 1.8x with 2 VMs.
 Every multi-VM output is checked byte for byte against the one-process output.
 """
@@ -124,6 +126,12 @@ def main() -> None:
         "shell start-up: bioxen -e ''": [*BIOXEN, "-e", ""],
         f"start-up + {n} VMs created": [*BIOXEN, "-e", f"vm.create{{count = {n}}}"],
     }
+    luajit = shutil.which("luajit")
+    if luajit:  # the machine's own parallelism, with no shell and no VMs: the floor for the ratio
+        gc["floor: luajit, one process, no shell"] = [luajit, "bench/gc_shard.lua", str(big), "1", "1"]
+        gc[f"floor: {n} luajit processes, 1/{n} each"] = [
+            "sh", "-c", " & ".join(f"{luajit} bench/gc_shard.lua {big} {k} {n} >/dev/null" for k in range(1, n + 1))
+            + "; wait"]
     seqkit = shutil.which("seqkit")
     if seqkit:
         gc[f"seqkit fx2tab -n -g -j {n}"] = [seqkit, "fx2tab", "-n", "-g", "-j", str(n), str(big)]
@@ -131,6 +139,8 @@ def main() -> None:
     one = res["one process: gc_table.lua"]
     many = res[f"{n} VMs: gc_map_vms.lua --vms {n}"]
     assert many["out"] == one["out"], "the VMs' table differs from the one-process table"
+    if luajit:
+        assert res["floor: luajit, one process, no shell"]["out"] == one["out"], "the floor script's table differs"
     rows = []
     for name, r in res.items():
         speed = one["median"] / r["median"]
@@ -145,6 +155,11 @@ def main() -> None:
     print(f"fixed costs inside the {n}-VM run: shell start-up {fmt(startup)} "
           f"({100 * startup / many['median']:.0f}%), VM creation {fmt(created - startup)} "
           f"({100 * (created - startup) / many['median']:.0f}%)")
+    if luajit:
+        f1 = res["floor: luajit, one process, no shell"]["median"]
+        fn = res[f"floor: {n} luajit processes, 1/{n} each"]["median"]
+        print(f"the machine's own parallelism (plain LuaJIT, no shell, no VMs): {n} processes "
+              f"{f1 / fn:.2f}x one; bioxen {n} VMs vs one process: {one['median'] / many['median']:.2f}x")
     if seqkit:
         sk = res[f"seqkit fx2tab -n -g -j {n}"]
         print(f"{n} VMs vs seqkit -j {n}: {sk['median'] / many['median']:.2f}x")
