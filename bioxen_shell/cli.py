@@ -184,6 +184,8 @@ def _report(result) -> int:  # noqa: ANN001 - engine.Result, imported lazily
             sys.stdout.buffer.write(result.output + b"\n")
         return 0
     _stderr(b"bioxen: " + result.error_text() + b"\n")
+    if result.kind == "input":  # the script could not be read: bad input, as a missing file
+        return USAGE_EXIT
     return 130 if result.kind == "interrupted" else 1
 
 
@@ -320,7 +322,7 @@ def _main(opts: argparse.Namespace | _Options) -> int:
             if status:
                 return status
         if stdin_chunk:
-            status = _report(engine.execute(sys.stdin.buffer.read(), "=stdin"))
+            status = _report(engine.execute(_read_stdin(), "=stdin"))
             if status:
                 return status
         elif script is not None:
@@ -347,17 +349,30 @@ def _main(opts: argparse.Namespace | _Options) -> int:
             os._exit(status)
 
 
+def _read_stdin() -> bytes:
+    """The Lua on stdin, at most ``files.MAX_SCRIPT_BYTES`` (``bioxen - < /dev/zero`` stops)."""
+    from .files import MAX_SCRIPT_BYTES, InputFileError, read_stream
+
+    try:
+        return read_stream(sys.stdin.buffer, "stdin", MAX_SCRIPT_BYTES, "a Lua script")
+    except InputFileError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
     """Get VMs ready in the background when the code about to run mentions ``vm``, so that
     starting the zygote and importing the VM layer overlap the shell's own start
     (bindings.warm_up).  A wrong guess costs little: a zygote nobody uses exits with the shell."""
     import re
+    import stat
     import threading
 
     uses_vm = re.compile(rb"(?<![\w.])vm\s*[.:\[]")  # vm. vm: vm[ as a word
     texts = [c.encode() for c in chunks]
     if script not in (None, "-"):
         try:
+            if not stat.S_ISREG(os.stat(script).st_mode):
+                return  # a pipe (bioxen run <(…)) read here would be empty for the run itself
             with open(script, "rb") as f:
                 texts.append(f.read(1 << 20))
         except OSError:
@@ -382,33 +397,19 @@ def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
 
 
 def _shell_settings() -> dict:
-    """The ``[shell]`` table of the user's config.toml: ``runtime`` and ``path``.
-
-    Read only when the file exists (tomllib is not imported otherwise).
-    """
+    """The ``[shell]`` table of the user's config.toml: ``runtime`` and ``path``
+    (bioxen_shell.settings; a file that cannot be used is a usage error, exit status 2)."""
     from . import paths
 
     path = paths.config_dir() / "config.toml"
-    if not path.is_file():
-        return {}
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
+    if not os.path.lexists(path):
+        return {}  # the common case: no imports, one stat
+    from .settings import SettingsError, read_shell_settings
+
     try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f).get("shell", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    if not isinstance(table, dict):
-        raise UsageError(f"{path}: [shell] must be a table")
-    runtime = table.get("runtime")
-    if runtime is not None and not isinstance(runtime, str):
-        raise UsageError(f"{path}: shell.runtime must be a string such as \"lua54\"")
-    dirs = table.get("path", [])
-    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
-        raise UsageError(f"{path}: shell.path must be a list of directories")
-    return {"runtime": runtime, "path": [os.path.expanduser(d) for d in dirs]}
+        return read_shell_settings(path)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _interactive(engine) -> int:  # noqa: ANN001

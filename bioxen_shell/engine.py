@@ -49,7 +49,8 @@ class ShellExit(Exception):
 class Result:
     """What one evaluation produced.  Byte strings: Lua output may be binary.
 
-    kind: ``ok`` | ``error`` | ``syntax`` | ``interrupted``.
+    kind: ``ok`` | ``error`` | ``syntax`` | ``interrupted`` | ``input`` (a script that cannot
+    be run: missing, unreadable, a directory, over the size cap).
     output: the pretty-printed values (empty when there are none).
     message, traceback: for failures (traceback holds the user's frames only).
     (A plain class, not a dataclass: importing dataclasses costs start-up time.)
@@ -140,6 +141,7 @@ class Engine:
                 b"request_exit": self._request_exit,
                 b"cancel_exit": self._cancel_exit,
                 b"listdir": self._listdir,
+                b"read_script": self._read_script,
                 b"history": self._history,
                 b"clock": time.perf_counter,
                 b"runtimes": lambda: self.lua.table_from([n.encode() for n in RUNTIMES]),
@@ -320,6 +322,20 @@ class Engine:
         except OSError:
             pass
         return self.lua.table_from(entries)
+
+    @staticmethod
+    def _read_script(path: bytes) -> Any:
+        """A script's bytes, or ``(nil, message)``: at most ``files.MAX_SCRIPT_BYTES``, so
+        ``bioxen run /dev/zero`` fails at once (the message names the file and the cap)."""
+        from .files import MAX_SCRIPT_BYTES, InputFileError, read_capped
+
+        name = os.fsdecode(path)
+        try:
+            return read_capped(name, MAX_SCRIPT_BYTES, "a Lua script")
+        except FileNotFoundError:
+            return None, b"cannot open " + path + b": no such file"
+        except InputFileError as exc:
+            return None, os.fsencode(str(exc))
 
     def _history(self, n: int) -> Any:
         items = self.history_provider(int(n)) if self.history_provider else []

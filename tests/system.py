@@ -1,13 +1,19 @@
 """Helpers for tests that need parts of the system (interpreters, daemons)."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
+import os
 import shutil
 import signal
+import subprocess
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-__all__ = ["require_binary", "STOCK_LUAS", "die_with_parent"]
+__all__ = ["require_binary", "STOCK_LUAS", "die_with_parent", "tmpfs", "Tmpfs"]
 
 #: Stock interpreters the agent and the sequence library must run under.
 STOCK_LUAS = ["lua5.1", "lua5.2", "lua5.3", "lua5.4", "luajit"]
@@ -32,3 +38,45 @@ def die_with_parent() -> None:
     """
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+class Tmpfs:
+    """A small tmpfs mounted for one test: a file system that can fill up or turn read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def remount_read_only(self) -> None:
+        subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True, capture_output=True)
+
+    def fill(self) -> None:
+        """Use up every free block (what is written later fails with ENOSPC)."""
+        with open(self.path / ".fill", "wb", buffering=0) as f:
+            block = b"\0" * 4096
+            try:
+                while True:
+                    f.write(block)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "64k") -> Iterator[Tmpfs]:
+    """Mount a tmpfs of ``size`` on the directory ``path`` for the ``with`` block, or skip.
+
+    Mounting needs root (CI runs as root) and the mount(8) command; a container without
+    CAP_SYS_ADMIN refuses it.  The skip says which; under BIOXEN_REQUIRE_SYSTEM=1 it fails.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    if shutil.which("mount") is None:
+        pytest.skip("mount(8) is not installed (apt-get install mount)")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (it needs CAP_SYS_ADMIN): {proc.stderr.strip()}")
+    try:
+        yield Tmpfs(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

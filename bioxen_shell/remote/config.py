@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import math
 import os
 import re
 import stat
@@ -31,12 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
 from .. import paths
+from ..files import InputFileError, did_you_mean, load_toml
+from ..settings import SECTIONS, SHELL_KEYS
 from . import credentials
 
 __all__ = [
@@ -54,6 +52,9 @@ __all__ = [
 
 #: Interpreters tried on a remote host, best first.
 INTERPRETERS = ("luajit", "lua5.4", "lua5.3", "lua5.2", "lua5.1", "lua")
+#: The longest timeout or interval the config takes (365 days): larger ones are typos, and
+#: sockets and waits cannot take arbitrarily large numbers.
+MAX_SECONDS = 365 * 24 * 3600
 
 
 class ConfigError(ValueError):
@@ -84,6 +85,8 @@ def _show(value: Any) -> str:
 def _string(v: Any) -> str:
     if not isinstance(v, str) or not v:
         raise ValueError("expected a non-empty string")
+    if "\0" in v:
+        raise ValueError("expected a string without NUL characters (\\u0000)")
     return v
 
 
@@ -97,16 +100,24 @@ def _port(v: Any) -> int:
     return v
 
 
-def _seconds(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise ValueError("expected a number of seconds greater than 0")
+def _finite_seconds(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v > MAX_SECONDS:
+        return None
     return float(v)
+
+
+def _seconds(v: Any) -> float:
+    seconds = _finite_seconds(v)
+    if seconds is None or not seconds > 0:
+        raise ValueError(f"expected a number of seconds greater than 0, at most {MAX_SECONDS} (365 days)")
+    return seconds
 
 
 def _seconds_or_zero(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-        raise ValueError("expected a number of seconds (0 turns it off)")
-    return float(v)
+    seconds = _finite_seconds(v)
+    if seconds is None or seconds < 0:
+        raise ValueError(f"expected a number of seconds from 0 (turns it off) to {MAX_SECONDS} (365 days)")
+    return seconds
 
 
 def _boolean(v: Any) -> bool:
@@ -134,7 +145,7 @@ def _host_keys(v: Any) -> str:
 
 
 def _url(v: Any) -> str:
-    if not isinstance(v, str) or not re.match(r"^https?://[^/\s]+", v):
+    if not isinstance(v, str) or not re.match(r"^https?://[^/\s]+", v) or "\0" in v:
         raise ValueError('expected a URL such as "https://xcp1.lab"')
     return v.rstrip("/")
 
@@ -152,22 +163,9 @@ def _username(v: Any) -> str:
 
 
 def _hostname(v: Any) -> str:
-    if not isinstance(v, str) or not v or any(c.isspace() for c in v) or "@" in v:
+    if not isinstance(v, str) or not v or any(c.isspace() for c in v) or "@" in v or "\0" in v:
         raise ValueError("expected a host name or IP address")
     return v
-
-
-def _runtime(v: Any) -> str:
-    known = ("lua51", "lua52", "lua53", "lua54", "lua55", "luajit")
-    if v not in known:
-        raise ValueError(f"expected one of {', '.join(known)}")
-    return v
-
-
-def _string_list(v: Any) -> list[str]:
-    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-        raise ValueError("expected an array of strings")
-    return list(v)
 
 
 # -- the tables ----------------------------------------------------------------------------
@@ -266,7 +264,7 @@ POOL_KEYS: dict[str, Callable[[Any], Any]] = {
     "known_hosts": _path, "start_timeout": _seconds, "shutdown_timeout": _seconds, "host_keys": _host_keys,
 }
 
-SHELL_KEYS: dict[str, Callable[[Any], Any]] = {"runtime": _runtime, "path": _string_list}
+# SHELL_KEYS (the [shell] table) comes from bioxen_shell.settings, which the shell reads at every start.
 
 
 @dataclass
@@ -296,7 +294,9 @@ def _check_table(table: Any, spec: Mapping[str, Callable[[Any], Any]], where: st
                                              "use password_file, password_command or password_env")
         checker = spec.get(key)
         if checker is None:
-            raise ConfigError(where, dotted, f"unknown key (expected one of: {', '.join(spec)})")
+            hint = did_you_mean(key, spec)
+            raise ConfigError(where, dotted, f"unknown key{', ' + hint if hint else ''} "
+                                             f"(expected one of: {', '.join(spec)})")
         try:
             out[key] = checker(value)
         except ValueError as e:
@@ -313,25 +313,22 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     p = Path(path) if path is not None else config_path()
     where = str(p)
     try:
-        raw = p.read_bytes()
+        data = load_toml(p)
     except FileNotFoundError:
         return Config(path=p)
-    except IsADirectoryError:
-        raise ConfigError(where, "", "is a directory, expected a TOML file") from None
-    except OSError as e:
-        raise ConfigError(where, "", f"cannot read the file ({e.strerror})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(where, "", "not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(where, "", f"not valid TOML: {e}") from None
+    except InputFileError as e:
+        raise ConfigError(where, "", e.problem) from None
     cfg = Config(path=p, exists=True)
     for section, value in data.items():
         if section == "hosts":
             for name, table in _named_tables(value, where, "hosts"):
                 values = _check_table(table, HOST_KEYS, where, f"hosts.{name}")
-                values.setdefault("hostname", name)
+                if "hostname" not in values:
+                    try:
+                        values["hostname"] = _hostname(name)
+                    except ValueError as e:
+                        raise ConfigError(where, f"hosts.{name}", f"the table's name is the host name "
+                                                                  f"when hostname is not given: {e}") from None
                 cfg.hosts[name] = HostConfig(name=name, source=f"{where} [hosts.{name}]", **values)
         elif section == "pools":
             for name, table in _named_tables(value, where, "pools"):
@@ -345,7 +342,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         elif section == "shell":
             cfg.shell = _check_table(value, SHELL_KEYS, where, "shell")
         else:
-            raise ConfigError(where, section, "unknown section (expected [hosts.NAME], [pools.NAME] or [shell])")
+            hint = did_you_mean(section, SECTIONS)
+            raise ConfigError(where, section, f"unknown section{', ' + hint if hint else ''} "
+                                              "(expected [hosts.NAME], [pools.NAME] or [shell])")
     return cfg
 
 
@@ -365,7 +364,7 @@ _TARGET = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^
 
 def parse_target(target: str) -> dict[str, Any]:
     """``user@host:port`` (``[v6addr]:port`` for IPv6; user and port optional) → fields."""
-    m = _TARGET.match(target) if isinstance(target, str) else None
+    m = _TARGET.match(target) if isinstance(target, str) and "\0" not in target else None
     if not m:
         raise ConfigError("vm.create", "host", 'expected a configured host name or "user@hostname:port"', target)
     out: dict[str, Any] = {"hostname": m.group("v6") or m.group("host")}
@@ -448,18 +447,18 @@ def cli_main(argv: list[str]) -> int:
         cfg = load_config(path)
     except ConfigError as e:
         print(f"bioxen: config: {e}", file=sys.stderr)
-        return 1
+        return 2
     if not cfg.exists:
         if len(argv) == 2:
             print(f"bioxen: config: {path}: no such file", file=sys.stderr)
-            return 1
+            return 2
         print(f"{path}: no config file (nothing to check; see docs/config.md)")
         return 0
     problems = _file_problems(cfg)
     for p in problems:
         print(f"bioxen: config: {p}", file=sys.stderr)
     if problems:
-        return 1
+        return 2
     hosts = ", ".join(cfg.hosts) or "none"
     pools = ", ".join(cfg.pools) or "none"
     print(f"{path}: OK — hosts: {hosts}; pools: {pools}" + ("; [shell] settings" if cfg.shell else ""))

@@ -42,6 +42,17 @@ STYLE = Style.from_dict(
 )
 
 
+def _show_notices(history: History) -> None:
+    """What the history has to say (it could not be saved, …), on stderr between prompts,
+    never while prompt_toolkit draws."""
+    take = getattr(history, "take_notices", None)
+    notices = take() if take is not None else []
+    if notices:
+        sys.stdout.flush()
+        sys.stderr.write("".join(f"{line}\n" for line in notices))
+        sys.stderr.flush()
+
+
 def make_session(
     engine,  # noqa: ANN001
     *,
@@ -100,12 +111,15 @@ def run_repl(
         )
         engine.flush()
     while True:
+        _show_notices(session.history)
         try:
             text = session.prompt()
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt clears the input
         except EOFError:
             return 0
+        finally:
+            _show_notices(session.history)  # e.g. saving this input failed: said once, here
         if not text.strip():
             continue
         try:

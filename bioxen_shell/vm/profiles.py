@@ -20,11 +20,6 @@ TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py
 if TYPE_CHECKING:
     from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 from .. import paths
 
 __all__ = [
@@ -52,6 +47,14 @@ LOCAL_DEFAULT_RUNTIME = "luajit"
 #: The local default when this lupa build has no LuaJIT runtime.
 LOCAL_FALLBACK_RUNTIME = "lua54"
 DEFAULT_PROFILE = "standard"
+#: The largest ``memory_limit``: 64 TiB, half of what a 64-bit Linux process can address
+#: (128 TiB); a larger value is a typo, and the worker's RLIMIT_AS backstop (a few times the
+#: limit) could not be set.
+MAX_MEMORY_LIMIT = 64 * 1024**4
+#: The longest ``call_timeout`` / ``cpu_limit``: 365 days (waits cannot take any number).
+MAX_SECONDS = 365 * 24 * 3600
+#: How deep a ``[globals]`` value may nest (the VM's wire codec stops at 200).
+MAX_GLOBALS_DEPTH = 64
 
 _local_default: str | None = None
 
@@ -73,6 +76,7 @@ def local_default_runtime() -> str:
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PATH_RE = re.compile(r"^[^\0]+$")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1, "B": 1,
@@ -204,7 +208,13 @@ def parse_size(value: Any, where: str = "size") -> int:
         if m:
             unit = (m.group(2) or "").upper()
             if unit in _SIZE_UNITS:
-                return int(float(m.group(1)) * _SIZE_UNITS[unit])
+                whole, _, frac = m.group(1).partition(".")
+                whole = whole.lstrip("0")
+                if len(whole) > 24:  # beyond any size (and int() of a long digit string is slow)
+                    raise ProfileError(f"{where}: {value!r} is too large")
+                frac = frac[:24]
+                factor = _SIZE_UNITS[unit]
+                return int(whole or 0) * factor + int(frac or 0) * factor // 10 ** len(frac)
     raise ProfileError(
         f"{where}: expected a size like '256MiB', '1GB' or a number of bytes (0 = no limit), got {value!r}"
     )
@@ -232,8 +242,10 @@ def _check_runtime(value: Any, where: str, key: str) -> str:
 
 
 def _seconds(value: Any, where: str, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ProfileError(f"{where}: key '{key}': expected a number of seconds >= 0 (0 = no limit), got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+            or value > MAX_SECONDS):
+        raise ProfileError(f"{where}: key '{key}': expected a number of seconds >= 0 (0 = no limit) and at most "
+                           f"{MAX_SECONDS} (365 days), got {value!r}")
     return float(value)
 
 
@@ -252,14 +264,19 @@ def _string_list(value: Any, where: str, key: str, pattern: re.Pattern | None, w
     return tuple(value)
 
 
-def _lua_value(value: Any, where: str, key: str) -> Any:
-    """TOML values that map onto Lua values (dates do not)."""
+def _lua_value(value: Any, where: str, key: str, depth: int = 1) -> Any:
+    """TOML values that map onto Lua values (dates do not; integers fit in 64 bits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise ProfileError(f"{where}: key '{key}': expected an integer from -2^63 to 2^63-1, got {value}")
     if isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, (list, dict)) and depth > MAX_GLOBALS_DEPTH:
+        top = ".".join(key.split("[", 1)[0].split(".")[:2])  # globals.NAME, not the whole path down
+        raise ProfileError(f"{where}: key '{top}': nested deeper than {MAX_GLOBALS_DEPTH} levels")
     if isinstance(value, list):
-        return [_lua_value(v, where, f"{key}[{i}]") for i, v in enumerate(value, 1)]
+        return [_lua_value(v, where, f"{key}[{i}]", depth + 1) for i, v in enumerate(value, 1)]
     if isinstance(value, dict):
-        return {k: _lua_value(v, where, f"{key}.{k}") for k, v in value.items()}
+        return {k: _lua_value(v, where, f"{key}.{k}", depth + 1) for k, v in value.items()}
     raise ProfileError(f"{where}: key '{key}': expected a string, number, boolean, array or table, got {value!r}")
 
 
@@ -293,6 +310,9 @@ def _env(value: Any, where: str) -> dict[str, str]:
     for k, v in value.items():
         if not isinstance(v, str) or not k or "=" in k:
             raise ProfileError(f"{where}: key 'env.{k}': expected a string value and a name without '='")
+        if "\0" in k or "\0" in v:
+            raise ProfileError(f"{where}: key {'env.' + k!r}: an environment variable cannot hold a NUL "
+                               f"character (\\u0000) in its {'name' if chr(0) in k else 'value'}")
     return dict(value)
 
 
@@ -304,7 +324,7 @@ _FIELDS = {
     "memory_limit": lambda v, w: _size(v, w, "memory_limit"),
     "call_timeout": lambda v, w: _seconds(v, w, "call_timeout"),
     "cpu_limit": lambda v, w: _seconds(v, w, "cpu_limit"),
-    "paths": lambda v, w: _string_list(v, w, "paths", None, "directory paths"),
+    "paths": lambda v, w: _string_list(v, w, "paths", _PATH_RE, "directory paths (without NUL characters)"),
     "globals": lambda v, w: _globals(v, w),
     "env": lambda v, w: _env(v, w),
     "allow_ffi": lambda v, w: _boolean(v, w, "allow_ffi"),
@@ -318,7 +338,11 @@ def _str(value: Any, where: str, key: str) -> str:
 
 
 def _size(value: Any, where: str, key: str) -> int:
-    return parse_size(value, f"{where}: key '{key}'")
+    size = parse_size(value, f"{where}: key '{key}'")
+    if size > MAX_MEMORY_LIMIT:
+        raise ProfileError(f"{where}: key '{key}': {value!r} is more than {format_size(MAX_MEMORY_LIMIT)}, the "
+                           f"largest limit bioxen takes (a 64-bit Linux process can address 128TiB)")
+    return size
 
 
 def profile_from_dict(name: str, data: dict[str, Any], source: str) -> Profile:
@@ -327,8 +351,12 @@ def profile_from_dict(name: str, data: dict[str, Any], source: str) -> Profile:
     for key, value in data.items():
         check = _FIELDS.get(key)
         if check is None:
+            from ..files import did_you_mean
+
+            hint = did_you_mean(key, _FIELDS)
             raise ProfileError(
-                f"{source}: unknown key '{key}' (expected one of: {', '.join(sorted(_FIELDS))})"
+                f"{source}: unknown key '{key}'{', ' + hint if hint else ''} "
+                f"(expected one of: {', '.join(sorted(_FIELDS))})"
             )
         kwargs[key] = check(value, source)
     if kwargs.get("sandbox") and kwargs.get("allow_ffi"):
@@ -354,15 +382,15 @@ def _search_dirs() -> list[Path]:
 
 def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
     """Load and validate one profile file."""
+    from ..files import InputFileError, load_toml
+
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = load_toml(path)
     except FileNotFoundError:
         raise ProfileError(f"{path}: profile file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"{path}: not UTF-8 text: {exc}") from None
+    except InputFileError as exc:
+        raise ProfileError(str(exc)) from None
     return profile_from_dict(name or path.stem, data, str(path))
 
 
@@ -377,7 +405,7 @@ def load_profile(name: str | None = None) -> Profile:
         raise ProfileError(f"profile: {name!r} is not a profile name (letters, digits, '_', '-', '.')")
     for d in _search_dirs():
         candidate = d / f"{name}.toml"
-        if candidate.is_file():
+        if candidate.exists() or candidate.is_symlink():  # a directory or a dangling link: say so
             return load_profile_file(candidate, name)
     known = ", ".join(sorted(list_profiles())) or "none"
     raise ProfileError(
@@ -401,7 +429,7 @@ _USAGE = """usage: bioxen profiles [list | show NAME | check [NAME_OR_FILE ...] 
 
   list     the profiles and where they come from (default)
   show     one profile's effective settings
-  check    validate profiles (all of them by default); exit status 1 on the first bad one
+  check    validate profiles (all of them by default); exit status 2 if one is bad
   path     the directories searched, user directory first
 """
 
@@ -456,7 +484,7 @@ def _cli(args: list[str]) -> int:
                 p = load_profile_file(path, name)
             except ProfileError as exc:
                 rows.append((name, "-", "-", "-", "-", f"INVALID: {exc}", str(path)))
-                status = 1
+                status = 2
                 continue
             preload = ",".join(p.preload) or "-"
             if len(preload) > 30:
@@ -482,7 +510,7 @@ def _cli(args: list[str]) -> int:
             p = load_profile(args[0])
         except ProfileError as exc:
             sys.stderr.write(f"bioxen profiles: {exc}\n")
-            return 1
+            return 2
         out.write(f"# profile {p.name!r}, from {p.source}\n")
         for k, v in p.summary().items():
             if k in ("name", "source"):
@@ -504,7 +532,7 @@ def _cli(args: list[str]) -> int:
                 out.write(f"ok       {p.name}  ({p.source})\n")
             except ProfileError as exc:
                 out.write(f"INVALID  {exc}\n")
-                status = 1
+                status = 2
         return status
     sys.stderr.write(f"bioxen profiles: unknown command {cmd!r}\n{_USAGE}")
     return 2

@@ -146,7 +146,7 @@ def test_config_check_names_the_problem_and_never_prints_the_password(env, tmp_p
     config = Path(env["BIOXEN_CONFIG_DIR"]) / "config.toml"
     config.write_text(f'[pools.lab]\nurl = "https://x.invalid"\npassword_file = "{pw}"\n')
     code, out, err = bioxen(env, "config", "check")
-    assert code == 1
+    assert code == 2
     assert f"{config}: pools.lab.password_file:" in err and "chmod 600" in err
     assert secret not in out + err
     pw.chmod(0o600)
@@ -155,10 +155,10 @@ def test_config_check_names_the_problem_and_never_prints_the_password(env, tmp_p
     assert secret not in out + err
     config.write_text('[hosts.lab1]\nhostname = "h"\nport = "ssh"\n')
     code, out, err = bioxen(env, "config", "check")
-    assert code == 1 and f"{config}: hosts.lab1.port: expected an integer" in err
+    assert code == 2 and f"{config}: hosts.lab1.port: expected an integer" in err
     config.write_text('[hosts.lab1]\nhostname = "h"\nport = \n')
     code, out, err = bioxen(env, "config", "check")
-    assert code == 1 and "not valid TOML" in err and "line 3" in err
+    assert code == 2 and "not valid TOML" in err and "line 3" in err
 
 
 def test_readme_vm_example_runs_as_written(env, tmp_path):

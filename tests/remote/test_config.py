@@ -71,7 +71,7 @@ def test_missing_file_is_an_empty_config():
     ('[hosts.a]\ntrust = "yes"\n', "hosts.a.trust", 'expected "known-hosts"'),
     ('[hosts.a]\nagent = "no"\n', "hosts.a.agent", 'expected true or false, got "no"'),
     ('[hosts.a]\nconnect_timeout = -1\n', "hosts.a.connect_timeout", "greater than 0"),
-    ('[hosts.a]\nhostnme = "x"\n', "hosts.a.hostnme", "unknown key (expected one of: hostname, port"),
+    ('[hosts.a]\nhostnme = "x"\n', "hosts.a.hostnme", "unknown key, did you mean 'hostname'? (expected one of: hostname, port"),
     ('[hosts.a]\npassword = "hunter2"\n', "hosts.a.password", "does not keep passwords in its config"),
     ('[hosts.a]\npassword_env = "A"\npassword_file = "/x"\n', "hosts.a", "only one password source"),
     ('[pools.p]\nuser = "root"\n', "pools.p.url", 'missing; expected a URL'),
@@ -139,7 +139,7 @@ def test_config_check_ok(cfg_file, capsys):
 
 def test_config_check_reports_errors_and_bad_files(cfg_file, tmp_path, capsys):
     cfg_file.write_text('[hosts.a]\nport = 70000\n')
-    assert cli_main(["check"]) == 1
+    assert cli_main(["check"]) == 2
     err = capsys.readouterr().err
     assert f"{cfg_file}: hosts.a.port: expected an integer from 1 to 65535, got 70000" in err
     pw = tmp_path / "pw"
@@ -147,7 +147,7 @@ def test_config_check_reports_errors_and_bad_files(cfg_file, tmp_path, capsys):
     pw.chmod(0o644)
     cfg_file.write_text(f'[pools.p]\nurl = "https://x"\npassword_file = "{pw}"\n'
                         f'[hosts.h]\nkey = "{tmp_path}/no-such-key"\n')
-    assert cli_main(["check"]) == 1
+    assert cli_main(["check"]) == 2
     err = capsys.readouterr().err
     assert "pools.p.password_file" in err and "chmod 600" in err
     assert f"hosts.h.key: file {tmp_path}/no-such-key does not exist" in err
@@ -156,7 +156,7 @@ def test_config_check_reports_errors_and_bad_files(cfg_file, tmp_path, capsys):
 def test_config_check_without_file_and_usage(capsys, tmp_path):
     assert cli_main(["check"]) == 0
     assert "no config file" in capsys.readouterr().out
-    assert cli_main(["check", str(tmp_path / "missing.toml")]) == 1
+    assert cli_main(["check", str(tmp_path / "missing.toml")]) == 2
     assert cli_main(["frobnicate"]) == 2
     assert cli_main(["path"]) == 0
     assert capsys.readouterr().out.strip().endswith("config.toml")

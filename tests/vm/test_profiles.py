@@ -103,7 +103,7 @@ def test_cli_list_show_check(capsys, tmp_path):
     shown = capsys.readouterr().out
     assert "sandbox = true" in shown and "memory_limit = \"64MiB\"" in shown
     bad = _write(tmp_path, "oops = 1\n")
-    assert cli_main(["check", str(bad)]) == 1
+    assert cli_main(["check", str(bad)]) == 2
     assert "unknown key 'oops'" in capsys.readouterr().out
-    assert cli_main(["show", "nope"]) == 1
+    assert cli_main(["show", "nope"]) == 2
     assert cli_main(["frobnicate"]) == 2

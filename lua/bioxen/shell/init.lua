@@ -408,11 +408,10 @@ function Shell:execute(src, chunkname)
   return { ok = true, kind = "ok", output = "" }
 end
 
-local function read_script(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, "cannot open " .. tostring(err) end
-  local text = f:read("*a")
-  f:close()
+-- The host reads the file (capped: bioxen_shell.files.MAX_SCRIPT_BYTES).
+local function read_script(host, path)
+  local text, err = host.read_script(path)
+  if not text then return nil, err end
   -- A leading #! line is skipped, keeping line numbers.
   if text:sub(1, 1) == "#" then text = text:gsub("^[^\n]*", "", 1) end
   return text
@@ -421,8 +420,8 @@ end
 -- Run a script file: `arg` as the lua command sets it, `...` = the arguments.
 function Shell:run_file(path, args)
   args = args or {}
-  local src, err = read_script(path)
-  if not src then return { ok = false, kind = "error", message = err, traceback = "" } end
+  local src, err = read_script(self.host, path)
+  if not src then return { ok = false, kind = "input", message = err, traceback = "" } end
   local chunkname = "@" .. path
   funcsource.remember(chunkname, src)
   local fn, cerr = chunk.compile(src, chunkname, self.env)

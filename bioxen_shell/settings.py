@@ -1,0 +1,97 @@
+"""The shell's own settings: the ``[shell]`` table of ``config.toml``, read at every start.
+
+The whole file goes through the one TOML loader (:func:`bioxen_shell.files.load_toml`), so a
+file that is not UTF-8, not TOML, too large or a directory stops the shell with one line naming
+the file (exit status 2).  The ``[shell]`` values are checked here, with the same checkers
+``bioxen config check`` uses (:data:`SHELL_KEYS`); a key or section bioxen does not know is not
+silently ignored: the shell warns once, naming the file and the key and the close match, and
+starts.  ``[hosts.*]`` and ``[pools.*]`` are checked in full where they are used (``vm.create``)
+and by ``bioxen config check`` (:mod:`bioxen_shell.remote.config`, too heavy to import here).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from .files import InputFileError, did_you_mean, load_toml
+from .runtimes import RUNTIMES, UnknownRuntime, canonical_name
+
+__all__ = ["SECTIONS", "SHELL_KEYS", "SettingsError", "read_shell_settings"]
+
+#: The top-level tables of config.toml.
+SECTIONS = ("hosts", "pools", "shell")
+
+
+class SettingsError(ValueError):
+    """config.toml cannot be used; ``str()`` names the file and the key."""
+
+
+def _runtime(v: object) -> str:
+    try:
+        if not isinstance(v, str):
+            raise UnknownRuntime(v)
+        return canonical_name(v)
+    except UnknownRuntime:
+        raise ValueError(f"expected one of {', '.join(RUNTIMES)} (or an alias such as 5.4)") from None
+
+
+def _directories(v: object) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x and "\0" not in x for x in v):
+        raise ValueError("expected an array of directory names")
+    return list(v)
+
+
+#: ``[shell]`` key -> checker: returns the value or raises ValueError(what was expected).
+SHELL_KEYS = {"runtime": _runtime, "path": _directories}
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "a table" if isinstance(value, dict) else "an array" if isinstance(value, list) else repr(value)
+
+
+def read_shell_settings(path: str | os.PathLike[str]) -> dict:
+    """The checked ``[shell]`` table of ``path`` (``{}`` when the file does not exist).
+
+    Raises :class:`SettingsError` for a file that cannot be read or parsed and for a bad
+    ``[shell]`` value; writes one warning line to stderr for each unknown section or
+    ``[shell]`` key.  ``path`` values have ``~`` expanded.
+    """
+    try:
+        data = load_toml(path)
+    except FileNotFoundError:
+        return {}
+    except InputFileError as exc:
+        raise SettingsError(str(exc)) from None
+    where = os.fspath(path)
+    for section in data:
+        if section not in SECTIONS:
+            hint = did_you_mean(section, SECTIONS)
+            _warn(f"{where}: [{section}]: unknown section, ignored"
+                  + (f"; {hint}" if hint else f" (bioxen knows {', '.join(SECTIONS)})"))
+    table = data.get("shell", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{where}: shell: expected a table [shell], got {_show(table)}")
+    out: dict = {}
+    for key, value in table.items():
+        check = SHELL_KEYS.get(key)
+        if check is None:
+            hint = did_you_mean(key, SHELL_KEYS)
+            _warn(f"{where}: shell.{key}: unknown key, ignored"
+                  + (f"; {hint}" if hint else f" (expected one of: {', '.join(SHELL_KEYS)})"))
+            continue
+        try:
+            out[key] = check(value)
+        except ValueError as exc:
+            raise SettingsError(f"{where}: shell.{key}: {exc}, got {_show(value)}") from None
+    if "path" in out:
+        out["path"] = [os.path.expanduser(d) for d in out["path"]]
+    return out
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"bioxen: warning: {text}\n")
+    sys.stderr.flush()
