@@ -36,7 +36,7 @@ _live_managers: "set[Manager]" = set()  # destroyed at exit; dropped when their 
 #: The host functions bioxen.vm and bioxen.vm_commands call (``Host.lua_<name>``).
 HOST_FUNCTIONS = ("create", "eval", "call", "set", "get", "require", "info", "stop", "restart",
                   "destroy", "send", "recv", "pending", "list", "lookup", "destroy_all", "map", "cpus",
-                  "complete", "interrupt", "vms_table", "summary", "status")
+                  "complete", "interrupt", "vms_table", "summary", "status", "protocol_error")
 
 
 def _load_vm_machinery() -> None:
@@ -139,6 +139,9 @@ class Host:
         count = options.get("count")
         progress = None
         bar = None
+        from .manager import check_count
+
+        check_count(count)  # before anything is made for it (a progress bar of 1e9 steps…)
         if count is not None and isinstance(count, int) and count > 1:
             from .progress import Progress
 
@@ -170,7 +173,7 @@ class Host:
                 from .handle import inline_blobs
 
                 return (True, inline_blobs(res.reply, res.start, len(res.reply) - 1, res.blobs))
-        return (True, res.reply, res.start + 1, blobs)
+        return (True, res.reply, res.start + 1, blobs, res.end + 1)
 
     def lua_eval(self, uid: int, code: bytes, args: bytes, chunkname: bytes | None, blobs: Any = None) -> tuple:
         h = self._handle(uid)
@@ -233,18 +236,20 @@ class Host:
         return (True, h.send_request("eval", fields, {"args": args}, _blob_list(blobs)))
 
     def lua_recv(self, uid: int, timeout: float | None) -> tuple:
-        h = self._handle(uid)
-        try:
-            res = h.recv(timeout, decode="lua")
-        except VMError as exc:
-            if exc.output:
-                self.write(exc.output)
-            raise
+        # What the send printed goes to the shell's output as it arrives (and what came while
+        # nobody waited, from where the handle kept it): never all of it in memory at once.
+        res = self._handle(uid).recv(timeout, decode="lua", on_output=self.write)
         if res is None:
             return (True, None)
-        if res.output:
-            self.write(res.output)
         return self._results(res)
+
+    def lua_protocol_error(self, uid: int, message: bytes) -> tuple:
+        """The Lua side could not decode a reply's values: the VM broke the protocol."""
+        h = self._uids.get(uid)
+        if h is None:
+            return (False, b"protocol", b"protocol error: " + message, b"")
+        err = h.protocol_error(f"the values of a reply cannot be decoded: {_text(message)}")
+        return _failure(err)
 
     def lua_pending(self, uid: int) -> tuple:
         return (True, self._handle(uid).pending)

@@ -9,12 +9,15 @@ bootstrap in the child, keeps its own sentinel pipes, reports no wait status to 
 forkserver, and does not tie the children's lifetime to the shell's.  This zygote does exactly
 what we need in one ``fork()`` per VM and one small message each way.
 
-Lifetime: no worker may outlive the shell.
+Lifetime: no worker, and nothing a VM started, may outlive the shell or its VM.
+  * Each worker leads a process group of its own, which holds what the VM starts.  When a
+    worker ends, the zygote kills its group before it reaps it (zygote.py, ``reap``).
   * The shell holds one end of a SOCK_SEQPACKET control socket; the kernel closes it however the
-    shell dies (exit, SIGTERM, SIGKILL).  On EOF the zygote SIGKILLs its whole process group
-    (every worker and anything they forked) and exits.
-  * The zygote also has PR_SET_PDEATHSIG=SIGKILL towards the shell, and every worker has it
-    towards the zygote, so killing the zygote alone takes its workers with it.
+    shell dies (exit, SIGTERM, SIGKILL).  On EOF the zygote SIGKILLs every worker's group and
+    its own, and exits.
+  * The zygote also has PR_SET_PDEATHSIG=SIGTERM towards the shell (its handler does the same
+    as EOF), and every worker has SIGKILL towards the zygote, so killing the zygote alone takes
+    its workers with it.
   * The zygote runs in its own session, so a Ctrl-C typed at the shell's terminal reaches only
     the shell; the shell forwards interrupts to the one VM that should get them.
 

@@ -21,11 +21,18 @@ encoded bytes into the request and hands back the reply untouched for the Lua de
 
 Big strings (``wire.BLOB_THRESHOLD`` and up) travel as ``B`` frames both ways
 (docs/protocol.md, "Blobs"): written straight from the objects the caller has, and read each
-into a buffer of its own (``wire.big_buffer``), which becomes the value without a copy.
+into a buffer of its own, which becomes the value without a copy.
+
+Frames are read by ``wire.FrameReader`` (the one reader, for every backend), fed here with a
+deadline on every read; whatever the agent sends that breaks the protocol (a malformed header,
+a length over its limit, a reply that does not decode, a frame left half-sent for
+``stall_limit``) kills the agent and crashes the VM with a :class:`VMProtocolError`
+(docs/protocol.md, "Limits and malformed frames").
 """
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import threading
 import time
@@ -45,12 +52,16 @@ __all__ = [
     "VMInterrupted",
     "VMRestarted",
     "VMStateError",
+    "VMProtocolError",
     "Result",
+    "MAX_OUTPUT_IN_MEMORY",
 ]
 
 PROTOCOL_VERSION = 1
 _RECV_CHUNK = 1 << 20
 _BIG_FRAME = 1 << 20
+#: Output of a ``send`` kept in memory until ``recv``; more goes to a temporary file.
+MAX_OUTPUT_IN_MEMORY = 1 << 20
 #: How often a waiting call looks at Ctrl-C and its deadline (seconds).
 _POLL_SLICE = 0.05
 #: An interrupt not answered after this long is sent again (see VMHandle.interrupt).
@@ -98,6 +109,12 @@ class VMStateError(VMError):
     """The VM is not in a state that allows the operation (stopped, destroyed)."""
 
 
+class VMProtocolError(VMCrashed):
+    """The agent broke the protocol: a malformed frame or payload, a length over its limit, or
+    a stall in the middle of a frame (``stall_limit``).  ``kind`` is ``"protocol"``.  The agent
+    is killed and the VM is crashed; ``:restart()`` starts a fresh one."""
+
+
 class VMRestarted(VMCrashed):
     """The call hit a limit (or Ctrl-C) and its agent did not answer the interrupt (it ran code
     the interrupt cannot reach: JIT-compiled code, one long C call), so the agent was killed
@@ -117,7 +134,7 @@ class _InterruptRestarted(VMRestarted, VMInterrupted):
 class Result:
     """What one request produced: its values and the output printed while it ran."""
 
-    __slots__ = ("values", "output", "encoded", "reply", "start", "blobs")
+    __slots__ = ("values", "output", "encoded", "reply", "start", "end", "blobs")
 
     def __init__(self, values: list | None = None, output: bytes = b"") -> None:
         self.values: list = [] if values is None else values
@@ -125,9 +142,10 @@ class Result:
         #: for the ``*_encoded`` path: the reply's ``values`` as encoded bytes
         self.encoded: bytes | None = None
         #: for the Lua path (``decode="lua"``): the whole ``R`` payload, where its ``values``
-        #: start in it, and the blobs (``B`` frames) they refer to, all as ``bytes``
+        #: start and end in it, and the blobs (``B`` frames) they refer to, all as ``bytes``
         self.reply: bytes | None = None
         self.start = 0
+        self.end = 0
         self.blobs: list | None = None
 
     def __repr__(self) -> str:
@@ -219,31 +237,10 @@ def encode_list_parts(values: list | tuple, blobs: list | None = None) -> list:
 
 
 def _skip_value(data: bytes, pos: int, refs: list | None = None) -> int:
-    """Position just after the encoded value starting at ``pos`` (no decoding).  Blob
-    references met on the way are listed in ``refs`` as ``(start, end, index)``."""
-    c = data[pos]
-    if c in b"ntf":
-        return pos + 1
-    if c in b"id":
-        return data.index(b";", pos) + 1
-    if c == 0x53:  # S<i>; a blob reference
-        end = data.index(b";", pos) + 1
-        if refs is not None:
-            refs.append((pos, end, int(data[pos + 1:end - 1])))
-        return end
-    if c == 0x73:  # s<len>:<bytes>
-        colon = data.index(b":", pos)
-        return colon + 1 + int(data[pos + 1:colon])
-    if c == 0x7B:  # {N; values pairs }
-        semi = data.index(b";", pos)
-        n = int(data[pos + 1:semi])
-        pos = semi + 1
-        for _ in range(n):
-            pos = _skip_value(data, pos, refs)
-        while data[pos] != 0x7D:
-            pos = _skip_value(data, _skip_value(data, pos, refs), refs)
-        return pos + 1
-    raise ValueError(f"bad encoded value at byte {pos}: {data[pos:pos + 10]!r}")
+    """Position just after the encoded value starting at ``pos`` (no decoding, but checked as
+    strictly as decoding would: ``wire.WireError`` otherwise).  Blob references met on the way
+    are listed in ``refs`` as ``(start, end, index)``."""
+    return wire.skip_value(data, pos, refs)
 
 
 def inline_blobs(data: bytes | bytearray, start: int, end: int, blobs: list) -> bytes:
@@ -253,12 +250,14 @@ def inline_blobs(data: bytes | bytearray, start: int, end: int, blobs: list) -> 
     pos = start
     while pos < end:
         pos = _skip_value(data, pos, refs)
+    if pos != end:
+        raise wire.WireError(f"malformed wire data at byte {pos + 1}: the values run past the reply")
     view = memoryview(data)
     pieces: list = []
     last = start
     for ref_start, ref_end, index in refs:
         if not 1 <= index <= len(blobs):
-            raise ValueError(f"reference to a blob that did not come (S{index};)")
+            raise wire.WireError(f"reference to a blob that did not come (S{index};)")
         blob = blobs[index - 1]
         pieces += (view[last:ref_start], b"s%d:" % len(blob), blob)
         last = ref_end
@@ -272,29 +271,40 @@ _OK_REPLY = re.compile(rb"\{0;s2:idi(-?\d+);s2:okts6:values(?=[{n])")
 
 def reply_span(payload: bytes | bytearray) -> tuple[dict[str, Any], tuple[int, int] | None]:
     """Decode a reply's small fields; return where its ``values`` are (``(start, end)`` in
-    ``payload``, or ``None``), so values can be decoded in place or passed on still encoded."""
+    ``payload``, or ``None``), so values can be decoded in place or passed on still encoded.
+    Raises ``wire.WireError`` for a payload that is not a reply table."""
     m = _OK_REPLY.match(payload)
-    if m is not None:  # the common case, in one regex step
+    if m is not None and payload[-1] == 0x7D:  # the common case, in one regex step
         return {"id": int(m.group(1)), "ok": True}, (m.end(), len(payload) - 1)
     if not payload.startswith(b"{"):
-        raise ValueError("reply is not a table")
-    semi = payload.index(b";")
-    pos = _skip_value_list(payload, semi + 1, int(payload[1:semi]))
+        raise wire.WireError(f"a reply must be a table, got {bytes(payload[:20])!r}")
+    semi = payload.find(b";", 1, 22)
+    count = payload[1:semi] if semi > 0 else b""
+    if not count.isdigit():
+        raise wire.WireError(f"malformed reply table header {bytes(payload[:22])!r}")
+    pos = _skip_value_list(payload, semi + 1, int(count))
     fields: dict[str, Any] = {}
     span: tuple[int, int] | None = None
-    while payload[pos] != 0x7D:
+    last = len(payload) - 1
+    while True:
+        if pos > last:
+            raise wire.WireError("reply table not closed with '}'")
+        if payload[pos] == 0x7D:
+            break
         kend = _skip_value(payload, pos)
         key = wire.decode(payload[pos:kend])
-        if key == "values" and "ok" in fields:
+        if key == "values" and "ok" in fields and payload[last] == 0x7D:
             # The agent writes id, ok, then ``values`` last: take the rest without walking a
             # possibly huge table.
-            return fields, (kend, len(payload) - 1)
+            return fields, (kend, last)
         vend = _skip_value(payload, kend)
         if key == "values":
             span = (kend, vend)
         else:
             fields[key] = wire.decode(payload[kend:vend])
         pos = vend
+    if pos != last:
+        raise wire.WireError(f"{last - pos} bytes after the reply table")
     return fields, span
 
 
@@ -361,18 +371,145 @@ class _Held:
         self.lock.release()
 
 
+class _Output:
+    """What a ``send`` printed, kept until its ``recv``: in memory up to
+    :data:`MAX_OUTPUT_IN_MEMORY`, then in an unlinked temporary file (``tempfile``'s directory,
+    ``$TMPDIR``), so a VM that prints gigabytes into a send never fills the host's memory."""
+
+    __slots__ = ("mem", "file", "size")
+
+    def __init__(self) -> None:
+        self.mem = bytearray()
+        self.file: Any = None
+        self.size = 0
+
+    def append(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.file is None:
+            if len(self.mem) + len(data) <= MAX_OUTPUT_IN_MEMORY:
+                self.mem += data
+                return
+            import tempfile
+
+            self.file = tempfile.TemporaryFile(prefix="bioxen-output-")
+            self.file.write(self.mem)
+            self.mem = bytearray()
+        self.file.write(data)
+
+    def drain(self, write: Callable[[bytes], None]) -> None:
+        """Hand everything over to ``write`` in pieces of at most 1 MiB, then forget it."""
+        f, mem = self.file, self.mem
+        self.file, self.mem, self.size = None, bytearray(), 0
+        if f is None:
+            if mem:
+                write(bytes(mem))
+            return
+        try:
+            f.seek(0)
+            while True:
+                piece = f.read(1 << 20)
+                if not piece:
+                    break
+                write(piece)
+        finally:
+            f.close()
+
+    def getvalue(self) -> bytes:
+        """Everything, as one ``bytes`` (the Python API's ``Result.output``), then forget it."""
+        if self.file is None:
+            out = bytes(self.mem)
+            self.mem, self.size = bytearray(), 0
+            return out
+        pieces: list = []
+        self.drain(pieces.append)
+        return b"".join(pieces)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.file, self.mem, self.size = None, bytearray(), 0
+
+
 class _Pending:
     """A request written to the agent whose reply has not been read yet."""
 
-    __slots__ = ("id", "op", "sync", "output", "reply", "blobs", "error", "on_output")
+    __slots__ = ("id", "op", "sync", "output", "reply", "blobs", "blob_bytes", "error", "on_output",
+                 "stream", "fields", "span")
 
     def __init__(self, id: int, op: str, sync: bool, on_output: Callable[[bytes], None] | None = None) -> None:
         self.id, self.op, self.sync = id, op, sync
-        self.output = bytearray()
+        self.output: _Output | None = None  # what a send printed (sync calls stream theirs)
         self.reply: Any = None  # the R payload (bytes, or a bytearray for big replies)
         self.blobs: list | None = None  # payloads of the B frames that came before the R
+        self.blob_bytes = 0
         self.error: VMError | None = None
         self.on_output = on_output  # sync calls: where O frames go
+        self.stream: Callable[[bytes], None] | None = None  # a recv waiting on this send
+        self.fields: dict | None = None  # the reply's small fields and where its values are
+        self.span: tuple[int, int] | None = None
+
+    def take_output(self, write: Callable[[bytes], None] | None = None) -> bytes:
+        """The output kept for this send: handed to ``write`` (then ``b""``) or returned."""
+        out, self.output = self.output, None
+        if out is None:
+            return b""
+        if write is not None:
+            out.drain(write)
+            return b""
+        return out.getvalue()
+
+
+# =========================================================================== Ctrl-C in the main thread
+# A KeyboardInterrupt can land at any bytecode, also between a read returning its bytes and the
+# frame reader taking them: those bytes would be lost and the stream out of step for good.
+# So while the main thread waits on a VM, Python's default SIGINT handler is replaced by one
+# that only takes note (the way asyncio.run does), and the wait loop treats the note like the
+# shell's Ctrl-C: it interrupts the VM's call, reads the reply to its end, and only then raises
+# KeyboardInterrupt.  The handler is installed the first time a VM wait runs in the main thread
+# under Python's default handler, and stays; outside VM waits it raises KeyboardInterrupt as
+# the default one does.  Under any other handler (the shell's own sets a flag) nothing changes.
+
+class _Gate:
+    depth = 0          # VM waits the main thread is in
+    pending = False    # a SIGINT came during one of them and was not acted on yet
+
+
+_MAIN_THREAD = threading.main_thread().ident
+
+
+def _sigint_handler(signum: int, frame: Any) -> None:
+    if _Gate.depth:
+        _Gate.pending = True
+    else:
+        raise KeyboardInterrupt
+
+
+def _gate_enter() -> bool:
+    """Defer SIGINT while the main thread waits on a VM; False when nothing is deferred."""
+    if threading.get_ident() != _MAIN_THREAD:
+        return False
+    current = signal.getsignal(signal.SIGINT)
+    if current is not _sigint_handler:
+        if current is not signal.default_int_handler:
+            return False
+        signal.signal(signal.SIGINT, _sigint_handler)
+    _Gate.depth += 1
+    return True
+
+
+def _gate_exit() -> None:
+    _Gate.depth -= 1
+    if not _Gate.depth and _Gate.pending:
+        _Gate.pending = False
+        raise KeyboardInterrupt
+
+
+def _gate_take() -> bool:
+    """A deferred Ctrl-C, taken (the caller acts on it)."""
+    if _Gate.pending:
+        _Gate.pending = False
+        return True
+    return False
 
 
 class VMHandle:
@@ -401,7 +538,11 @@ class VMHandle:
         self._next_id = 0
         self._inflight: deque[_Pending] = deque()
         self._async_done: deque[_Pending] = deque()
-        self._buf = bytearray()
+        self._reader = self._new_reader()
+        #: seconds a read waited in the middle of a frame without a byte (see stall_limit)
+        self._starved = 0.0
+        self._in_read = False  # a transport read is under way (KeyboardInterrupt: bytes lost?)
+        self._cpu_next = 0.0  # when the host next reads the worker's CPU time
         self._ending: str | None = None  # set while stop/restart/destroy kills a busy VM
         self._interrupt_sent: float | None = None  # last interrupt of the call in progress
         self._starting = False  # start() is running: a stuck agent is not restarted from within
@@ -431,7 +572,8 @@ class VMHandle:
             self._interrupt_sent = None
             self._cpu_head, self._cpu_stopped_at = None, None
             self._starting = True
-            self._buf = bytearray()
+            self._reader = self._new_reader()
+            self._starved = 0.0
             self._inflight.clear()
             self._async_done.clear()
             try:
@@ -443,10 +585,17 @@ class VMHandle:
                     bind_id = self._write_request(
                         "eval", {"code": preload_globals_code(self.profile.preload), "chunkname": "=profile"},
                         raw={"args": b"{0;}"}, sync=True)
-                kind, payload = self._read_frame(time.monotonic() + self.start_timeout, starting=True)
-                if kind != b"H":
-                    raise VMError(f"{self.name}: agent did not say hello (got a {kind!r} frame)", vm=self.name)
-                self.hello = wire.decode(payload) or {}
+                kind, payload = self._read_hello(time.monotonic() + self.start_timeout)
+                try:
+                    hello = wire.decode(payload, "hello") if kind == b"H" else None
+                except (ValueError, IndexError, RecursionError, OverflowError) as exc:
+                    raise self._protocol_failure(f"bad hello: {exc}") from None
+                if not isinstance(hello, dict):
+                    raise self._protocol_failure(
+                        f"the agent did not say hello (its first frame: {kind.decode()} "
+                        f"{bytes(payload[:40])!r})" if kind != b"H" else
+                        f"bad hello: {bytes(payload[:40])!r} is not a table")
+                self.hello = hello
                 if self.hello.get("protocol") != PROTOCOL_VERSION:
                     raise VMError(
                         f"{self.name}: agent speaks protocol {self.hello.get('protocol')!r}, "
@@ -744,33 +893,48 @@ class VMHandle:
         refer to ``blobs`` as in :meth:`request_lua`."""
         with self._lock:
             self._check_usable()
-            return self._write_request(op, fields, raw=raw, blobs=blobs, sync=False)
+            gated = _gate_enter()  # Ctrl-C in the main thread: not in the middle of a small write
+            try:
+                return self._write_request(op, fields, raw=raw, blobs=blobs, sync=False)
+            finally:
+                if gated:
+                    _gate_exit()
 
     @property
     def pending(self) -> int:
         """Requests started with :meth:`send` whose results were not collected yet."""
         return sum(1 for p in self._inflight if not p.sync) + len(self._async_done)
 
-    def recv(self, timeout: float | None = None, *, decode: bool | str = True) -> Result | None:
+    def recv(self, timeout: float | None = None, *, decode: bool | str = True,
+             on_output: Callable[[bytes], None] | None = None) -> Result | None:
         """The next result of :meth:`send`, in order; ``None`` if it is not there within
         ``timeout`` seconds (``None`` = wait).  Raises the request's error.  ``decode``: True
-        (Python values), False (``encoded``), ``"lua"`` (as :meth:`request_lua`)."""
+        (Python values), False (``encoded``), ``"lua"`` (as :meth:`request_lua`).
+
+        What the send printed is in ``Result.output`` (or the error's ``output``); with
+        ``on_output`` it goes there instead, in pieces, and while this call waits on a send
+        that is still running, its output is handed over as it arrives (the shell does this,
+        so its memory stays bounded whatever the VM prints)."""
         with self._lock:
             if not self._async_done:
                 target = next((p for p in self._inflight if not p.sync), None)
                 if target is None:
                     raise VMStateError(f"{self.name}: nothing to receive (no vm.send pending)",
                                        kind="state", vm=self.name)
+                target.stream = on_output
                 try:
                     self._pump_until(target, timeout)
                 except VMTimeout:
                     return None
+                finally:
+                    target.stream = None
             p = self._async_done.popleft()
-            return self._finish(p, decode)
+            return self._finish(p, decode, on_output)
 
-    def wait(self, timeout: float | None = None, *, decode: bool | str = True) -> Result | None:
+    def wait(self, timeout: float | None = None, *, decode: bool | str = True,
+             on_output: Callable[[bytes], None] | None = None) -> Result | None:
         """Same as :meth:`recv`."""
-        return self.recv(timeout, decode=decode)
+        return self.recv(timeout, decode=decode, on_output=on_output)
 
     # ------------------------------------------------------------------ request machinery
 
@@ -797,44 +961,75 @@ class VMHandle:
                  decode: bool | str = True, interruptible: bool = True) -> Result:
         with self._lock:
             self._check_usable()
-            rid = self._write_request(op, fields, raw=raw, blobs=blobs, sync=True, on_output=on_output)
-            if timeout is None:
-                timeout = self.profile.call_timeout or None
-            p = self._wait(rid, timeout=timeout, interruptible=interruptible)
-            self.calls += 1
-            return self._finish(p, decode)
+            gated = _gate_enter()  # Ctrl-C in the main thread waits for a point where the stream is in step
+            try:
+                rid = self._write_request(op, fields, raw=raw, blobs=blobs, sync=True, on_output=on_output)
+                if timeout is None:
+                    timeout = self.profile.call_timeout or None
+                p = self._wait(rid, timeout=timeout, interruptible=interruptible)
+                self.calls += 1
+                return self._finish(p, decode)
+            finally:
+                if gated:
+                    _gate_exit()
 
-    def _finish(self, p: _Pending, decode: bool | str) -> Result:
+    def _finish(self, p: _Pending, decode: bool | str, on_output: Callable[[bytes], None] | None = None) -> Result:
         """The result of an answered request: Python values (``decode=True``), the encoded
-        values in one piece (``False``), or the reply as it came for the Lua decoder (``"lua"``)."""
+        values in one piece (``False``), or the reply as it came for the Lua decoder (``"lua"``).
+        What a ``send`` printed goes to ``on_output`` when given, else into ``Result.output``
+        (or the error's ``output``).  A reply whose values cannot be decoded is a protocol error."""
         if p.error is not None:
+            if p.output is not None:
+                if on_output is not None:
+                    p.take_output(on_output)
+                elif not p.error.output:
+                    p.error.output = p.take_output()
+                else:
+                    p.take_output(lambda _: None)
             raise p.error
-        payload = p.reply or b"{0;}"
+        payload = p.reply or b"{0;s2:okt}"
         blobs, p.blobs = p.blobs, None
-        fields, span = reply_span(payload)
+        fields, span = (p.fields, p.span) if p.fields is not None else reply_span(payload)
         if not fields.get("ok"):
             err = self._reply_error(fields)
-            err.output = bytes(p.output)
+            err.output = p.take_output(on_output)
             raise err
-        res = Result(output=bytes(p.output) if not p.sync else b"")
+        res = Result(output=p.take_output(on_output))
         if span is None:
             return res
-        if decode == "lua":
-            # lupa turns bytes (only bytes) into Lua strings: big frames already are bytes
-            # (wire.big_buffer), so nothing is copied here.
-            res.reply = payload if type(payload) is bytes else bytes(payload)
-            res.start = span[0]
-            if blobs:
-                res.blobs = [b if type(b) is bytes else bytes(b) for b in blobs]
-        elif decode:
-            # In place: the only copy is the Python object for each value.
-            res.values = _as_list(wire.decode_at(payload, span[0], blobs=blobs)[0])
-        elif blobs:
-            res.encoded = inline_blobs(payload, span[0], span[1], blobs)
-        elif span == (0, len(payload)):
-            res.encoded = bytes(payload)
-        else:
-            res.encoded = bytes(memoryview(payload)[span[0]:span[1]])
+        try:
+            if decode == "lua":
+                # lupa turns bytes (only bytes) into Lua strings: big frames already are bytes
+                # (wire._GrowingBuffer), so nothing is copied here.  The Lua side decodes (and
+                # reports a malformed one through protocol_error).
+                res.reply = payload if type(payload) is bytes else bytes(payload)
+                res.start, res.end = span
+                if blobs:
+                    res.blobs = [b if type(b) is bytes else bytes(b) for b in blobs]
+            elif decode:
+                # In place: the only copy is the Python object for each value.
+                values, end = wire.decode_at(payload, span[0], blobs=blobs)
+                if end != span[1]:
+                    raise wire.WireError(f"{span[1] - end} bytes after the values")
+                if not isinstance(values, (list, dict)) and values is not None:
+                    raise wire.WireError("the values are not a table")
+                res.values = _as_list(values)
+            elif blobs:
+                res.encoded = inline_blobs(payload, span[0], span[1], blobs)
+            else:
+                end = span[0]
+                if end < span[1]:
+                    end = _skip_value(payload, end)  # checked: these bytes are spliced elsewhere
+                if end != span[1]:
+                    raise wire.WireError(f"{span[1] - end} bytes after the values")
+                if span == (0, len(payload)):
+                    res.encoded = bytes(payload)
+                else:
+                    res.encoded = bytes(memoryview(payload)[span[0]:span[1]])
+        except (ValueError, IndexError, RecursionError, OverflowError, MemoryError) as exc:
+            raise self._protocol_failure(
+                f"the values of the reply to request {p.id} ({p.op}) cannot be decoded: "
+                f"{exc or type(exc).__name__}") from None
         return res
 
     def _reply_error(self, fields: dict[str, Any]) -> VMError:
@@ -863,6 +1058,10 @@ class VMHandle:
         self._inflight.append(p)
         try:
             self._send_parts(b"Q%d\n" % total, parts, total, blobs)
+        except KeyboardInterrupt:
+            # Part of the request may be written: the agent's input is out of step.
+            self._stream_cut("landed in the middle of writing a request")
+            raise
         except TransportClosed:
             self._on_stream_end()
             if p in self._async_done:
@@ -881,6 +1080,18 @@ class VMHandle:
         if not blobs and total < _BIG_FRAME:
             send(b"".join([header, *parts]))
             return
+        # A big request is not written under the main thread's Ctrl-C deferral (a full pipe
+        # could hold it long): a Ctrl-C during it restarts the VM (see _stream_cut).
+        if not _Gate.depth or threading.get_ident() != _MAIN_THREAD:
+            self._send_pieces(send, header, parts, blobs)
+            return
+        depth, _Gate.depth = _Gate.depth, 0
+        try:
+            self._send_pieces(send, header, parts, blobs)
+        finally:
+            _Gate.depth = depth
+
+    def _send_pieces(self, send: Callable[[Any], None], header: bytes, parts: list, blobs: list | None) -> None:
         pieces: list = []
         for blob in blobs or ():
             pieces.append(b"B%d\n" % _nbytes(blob))
@@ -922,6 +1133,11 @@ class VMHandle:
         call itself, but it never fires inside JIT-compiled code.
         Whatever interrupted a call, an agent that does not answer within ``kill_grace`` is
         killed and restarted (:meth:`_kill_stuck`).
+
+        Every read waits at most one slice (50 ms), and Ctrl-C, the deadlines and the CPU limit
+        are looked at after every frame as well as after every slice, so neither a VM that
+        prints without pause nor one that stops in the middle of a frame can hold the wait.
+        A frame left half-sent for ``stall_limit`` seconds of waiting is a protocol error.
         """
         start = time.monotonic()
         recv_deadline = None if recv_timeout is None else start + recv_timeout
@@ -929,20 +1145,27 @@ class VMHandle:
         interrupted_at: float | None = None
         why: str | None = None
         stopped: _Pending | None = None  # the request that was running when the interrupt went out
+        keyboard = False  # a deferred Ctrl-C (main thread) is being acted on: raise it at the end
+        gated = _gate_enter()
         try:
             while target in self._inflight:
                 now = time.monotonic()
-                slice_ = _POLL_SLICE
-                if recv_deadline is not None:
-                    slice_ = max(0.0, min(slice_, recv_deadline - now))
-                try:
-                    frame = self._read_frame(now + slice_)
-                except TransportTimeout:
-                    frame = None
+                slice_end = now + _POLL_SLICE
+                if recv_deadline is not None and recv_deadline < slice_end:
+                    slice_end = recv_deadline
+                frame = self._next_frame(slice_end)
                 if frame is not None:
                     self._dispatch(*frame)
-                    continue
-                now = time.monotonic()
+                    if target not in self._inflight:
+                        break
+                    now = time.monotonic()
+                else:
+                    if target not in self._inflight:
+                        break  # the stream ended, or broke the protocol
+                    self._check_stall()
+                    if target not in self._inflight:
+                        break
+                    now = time.monotonic()
                 if stopped is not None and stopped not in self._inflight:
                     # The request that was interrupted has answered.
                     if why == "cpu":
@@ -954,12 +1177,16 @@ class VMHandle:
                         stopped, interrupted_at = self._inflight[0], now
                         self.interrupt()
                 if why is None:
-                    if interruptible and self.interrupted is not None and self.interrupted():
+                    if interruptible and gated and _gate_take():
+                        why, keyboard = "interrupt", True
+                    elif interruptible and self.interrupted is not None and self.interrupted():
                         why = "interrupt"
                     elif call_deadline is not None and now >= call_deadline:
                         why = "timeout"
-                    elif interruptible and self._cpu_exceeded():
-                        why = "cpu"
+                    elif interruptible and now >= self._cpu_next:
+                        self._cpu_next = now + _POLL_SLICE  # /proc is read at most every 50 ms
+                        if self._cpu_exceeded():
+                            why = "cpu"
                     if why is not None:
                         # (a CPU stop begun in an earlier recv() keeps its start, so short recv()
                         # polls still reach the end of its grace period)
@@ -975,16 +1202,22 @@ class VMHandle:
                     raise VMTimeout(f"{self.name}: no result within {recv_timeout:g} s",
                                     kind="timeout", vm=self.name)
         except KeyboardInterrupt:
-            # Ctrl-C in the thread that waits (Python API), wherever it landed in this loop:
-            # interrupt the VM, wait for its answer so the stream stays in step, then let
-            # Ctrl-C go on.
-            self._stop_for_keyboard_interrupt(target)
+            # Ctrl-C raised by a SIGINT handler that is not ours (or outside the main thread's
+            # deferral): interrupt the VM, wait for its answer so the stream stays in step, then
+            # let Ctrl-C go on.  If it landed inside a read, bytes may be lost: start afresh.
+            if self._in_read:
+                self._in_read = False
+                self._stream_cut("landed in the middle of a read of the VM's stream")
+            else:
+                self._stop_for_keyboard_interrupt(target)
             raise
+        finally:
+            if gated:
+                _gate_exit()  # a Ctrl-C that came while not interruptible is raised now
         if why == "cpu" and stopped is not None:
             self._report_cpu_limit(stopped)
-        elif why == "timeout" and target.error is None and target.reply is not None:
-            fields, _ = reply_span(target.reply)
-            if fields.get("kind") == "interrupted":
+        elif why == "timeout" and target.error is None and target.fields is not None:
+            if target.fields.get("kind") == "interrupted":
                 target.error = VMTimeout(
                     f"{self.name}: call timed out after {call_timeout:g} s and was stopped",
                     kind="timeout", vm=self.name)
@@ -992,13 +1225,15 @@ class VMHandle:
             # Ctrl-C while this call waited: it stopped whatever ran (maybe earlier vm.send
             # work ahead of this call); this call reports the interrupt too, whatever it
             # returned, so one Ctrl-C stops the caller once.
-            fields, _ = reply_span(target.reply or b"{0;}")
-            if fields.get("ok"):
+            if target.fields is None or target.fields.get("ok"):
                 target.error = VMInterrupted("interrupted", kind="interrupted", vm=self.name)
+        if keyboard:
+            raise KeyboardInterrupt
 
     def _stop_for_keyboard_interrupt(self, target: _Pending) -> None:
         """After a KeyboardInterrupt in the waiting thread: stop the call (kill and restart the
-        VM if it does not answer within the grace period)."""
+        VM if it does not answer within the grace period).  The frame reader keeps its place,
+        so a reply that was half read when Ctrl-C came is read to its end."""
         if target not in self._inflight or self._proc is None:
             return
         self.interrupt()
@@ -1041,13 +1276,11 @@ class VMHandle:
     def _report_cpu_limit(self, p: _Pending) -> None:
         """``p`` was interrupted by the host for its CPU limit and answered: report the limit
         (the agent answers ``interrupted`` when the host's interrupt came before its own check)."""
-        if p.error is not None or p.reply is None:
+        if p.error is not None or p.fields is None:
             return
-        fields, _ = reply_span(p.reply)
-        if fields.get("kind") == "interrupted":
+        if p.fields.get("kind") == "interrupted":
             p.error = VMError(f"CPU time limit exceeded ({self.profile.cpu_limit:g} s)",
                               kind="cpu_limit", vm=self.name)
-            p.error.output = bytes(p.output)
 
     def _kill_stuck(self, why: str | None, limit: float | None) -> None:
         """The agent did not answer an interrupt within the grace period: it runs code the
@@ -1123,29 +1356,77 @@ class VMHandle:
             if not p.sync:
                 self._async_done.append(p)
 
-    def _dispatch(self, kind: bytes, payload: bytes) -> None:
+    def _dispatch(self, kind: bytes, payload: Any) -> None:
         if not self._inflight:
-            return  # output or a reply nobody waits for (cannot happen with a correct agent)
+            if kind == b"O" and not payload:
+                return  # a liveness probe that crossed the reply
+            self._protocol_failure(f"{kind.decode()} frame while no request was pending")
+            return
         head = self._inflight[0]
         if kind == b"O":
+            if not payload:
+                return  # liveness probe (protocol.md)
             if head.sync:
                 (head.on_output or self.on_output or _default_output)(payload)
+            elif head.stream is not None:
+                if head.output is not None:
+                    head.take_output(head.stream)
+                head.stream(payload)
             else:
-                head.output += payload
+                if head.output is None:
+                    head.output = _Output()
+                head.output.append(payload)
         elif kind == b"B":
             # A big string of the reply that comes next (protocol.md, "Blobs").
+            head.blob_bytes += len(payload)
+            limit = getattr(self.profile, "max_blob", wire.MAX_BLOB)
+            if limit and head.blob_bytes > limit:
+                self._protocol_failure(f"the blobs of one reply add up to more than max_blob "
+                                       f"({head.blob_bytes} bytes > {limit})")
+                return
             if head.blobs is None:
                 head.blobs = [payload]
             else:
                 head.blobs.append(payload)
         elif kind == b"R":
+            try:
+                fields, span = reply_span(payload)
+                problem = self._reply_problem(head, fields, payload, span)
+            except (ValueError, IndexError, RecursionError, OverflowError) as exc:
+                problem = str(exc)
+            if problem is not None:
+                self._protocol_failure(f"malformed reply to request {head.id} ({head.op}): {problem}")
+                return
             self._inflight.popleft()
             self._interrupt_sent = None  # an interrupt is for the call that just answered
-            head.reply = payload
+            head.reply, head.fields, head.span = payload, fields, span
             if not head.sync:
                 self._async_done.append(head)
             if not self._inflight and self.status == "busy":
                 self.status = "running"
+        else:
+            self._protocol_failure(f"{kind.decode()} frame in the middle of request {head.id} ({head.op})")
+
+    @staticmethod
+    def _reply_problem(head: _Pending, fields: dict, payload: Any, span: tuple[int, int] | None) -> str | None:
+        """What is wrong with a reply's envelope (``None``: nothing)."""
+        ok = fields.get("ok")
+        if ok is not True and ok is not False:
+            return f"'ok' is {ok!r}, not a boolean"
+        rid = fields.get("id")
+        if rid is None:
+            if ok or fields.get("kind") != "interrupted":  # the one reply that may lack an id
+                return "no 'id'"
+        elif rid != head.id or type(rid) is not int:
+            return f"'id' is {rid!r}, the request was {head.id}"
+        if ok:
+            if span is not None and payload[span[0]] not in b"{n":
+                return "'values' is not a table"
+        else:
+            for key in ("kind", "error", "traceback"):
+                if not isinstance(fields.get(key, ""), (str, bytes)):
+                    return f"{key!r} is not a string"
+        return None
 
     def _on_stream_end(self) -> None:
         """The agent's stream ended: find out why, fail every pending request."""
@@ -1165,7 +1446,7 @@ class VMHandle:
         expected_exit = bool(self._inflight) and self._inflight[0].op == "exit"
         if expected_exit:
             for p in list(self._inflight):
-                p.reply = b"{0;s2:ok;t}"
+                p.reply, p.fields, p.span = b"{0;s2:okt}", {"ok": True}, None
             self._inflight.clear()
             self.status = "stopped"
         else:
@@ -1176,90 +1457,163 @@ class VMHandle:
             proc.close()
 
     # ------------------------------------------------------------------ framing
+    # One reader for every backend (wire.FrameReader, fed from the AgentProcess): each read
+    # waits at most until the deadline it is given (a 50 ms slice of the wait loop, which then
+    # looks at Ctrl-C, the call's deadline, the CPU limit and a stall in mid-frame), headers
+    # and lengths are checked before they are believed, O frames are handed over in pieces.
 
-    def _read_frame(self, deadline: float, starting: bool = False) -> tuple[bytes, bytes]:
-        """One frame ``(kind, payload)``; TransportTimeout at ``deadline``."""
-        buf = self._buf
+    def _new_reader(self) -> wire.FrameReader:
+        max_blob = getattr(self.profile, "max_blob", wire.MAX_BLOB) or None
+        return wire.FrameReader(wire.AGENT_KINDS, {b"B": max_blob}, stream=b"O",
+                                limit_names={b"B": "the profile's max_blob", b"R": "wire.MAX_REPLY",
+                                             b"H": "wire.MAX_HELLO"})
+
+    @property
+    def stall_limit(self) -> float:
+        """Seconds the agent may leave a frame half-sent before the host gives up on it
+        (a ``protocol`` error; the VM is crashed).  The profile's ``stall_limit``; 0 = none."""
+        value = self.__dict__.get("_stall_limit")
+        return value if value is not None else float(getattr(self.profile, "stall_limit", 30.0) or 0.0)
+
+    @stall_limit.setter
+    def stall_limit(self, value: float) -> None:
+        self.__dict__["_stall_limit"] = value
+
+    def _read_hello(self, deadline: float) -> tuple[bytes, bytes]:
+        """The agent's first frame (it should be the hello), read as any frame is."""
         while True:
-            nl = buf.find(b"\n", 0, 24)
-            if nl > 0:
-                size = int(buf[1:nl])
-                end = nl + 1 + size
-                if len(buf) >= end:
-                    kind = bytes(buf[:1])
-                    payload = bytes(buf[nl + 1:end])
-                    del buf[:end]
-                    return kind, payload
-                if size >= _BIG_FRAME:
-                    return self._read_big_frame(buf, nl, size, deadline)
-            elif len(buf) >= 24:
-                raise VMError(f"{self.name}: protocol error: bad frame header {bytes(buf[:24])!r}",
-                              kind="protocol", vm=self.name)
-            self._fill(buf, _RECV_CHUNK, deadline, starting)
+            frame = self._next_frame(min(deadline, time.monotonic() + _POLL_SLICE), starting=True)
+            if frame is not None:
+                return frame
+            if self._proc is None:  # a protocol failure: _next_frame failed the VM
+                raise VMProtocolError(self._crash_message(), kind="protocol", vm=self.name)
+            self._check_stall()
+            if self._proc is None:
+                raise VMProtocolError(self._crash_message(), kind="protocol", vm=self.name)
+            if time.monotonic() >= deadline:
+                raise VMError(f"{self.name}: the agent did not say hello within {self.start_timeout:g} s",
+                              kind="timeout", vm=self.name)
 
-    def _read_big_frame(self, buf: bytearray, nl: int, size: int, deadline: float) -> tuple[bytes, Any]:
-        kind = bytes(buf[:1])
-        recv_into = getattr(self._proc, "recv_into", None)
-        if recv_into is not None:
-            # Read straight into the payload's final buffer: no copy on this side (on CPython a
-            # bytes object, which a blob's value or a Lua string is made from without a copy).
-            payload, view = wire.big_buffer(size)
-            have = len(buf) - nl - 1
-            view[:have] = buf[nl + 1:]
-            del buf[:]
-            while have < size:
-                n = recv_into(view[have:], None)
-                if n == 0:
-                    self._on_stream_end()
-                    raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
-                have += n
-            return kind, payload
-        # Otherwise collect the pieces and join once.
-        chunks = [bytes(buf[nl + 1:])]
-        have = len(chunks[0])
-        del buf[:]
-        # Mid-frame: the rest follows at once; never give up half-way (a dead agent ends
-        # the stream, which _recv reports).
-        deadline = time.monotonic() + 3600
-        while have < size:
-            data = self._recv(min(size - have, 16 << 20), deadline)
-            chunks.append(data)
-            have += len(data)
-        payload = b"".join(chunks)
-        if have > size:  # the start of the next frame came along
-            buf += payload[size:]
-            payload = payload[:size]
-        return kind, payload
+    def _next_frame(self, deadline: float, starting: bool = False) -> tuple[bytes, Any] | None:
+        """The next frame ``(kind, payload)`` (for ``O``: the next piece of one), or ``None``
+        when nothing more came by ``deadline``, or when the stream ended or broke the protocol
+        (then the pending requests have their errors)."""
+        reader = self._reader
+        while True:
+            try:
+                frame = reader.next()
+            except (wire.FrameError, MemoryError) as exc:
+                err = self._protocol_failure(str(exc) or "the host ran out of memory for a frame")
+                if starting:
+                    raise err from None
+                return None
+            if frame is not None:
+                return frame
+            proc = self._proc
+            if proc is None:
+                raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
+            timeout = deadline - time.monotonic()
+            if timeout < 0.0:
+                timeout = 0.0
+            recv_into = getattr(proc, "recv_into", None)
+            self._in_read = True
+            try:
+                view = reader.room() if recv_into is not None else None
+                if view is not None:
+                    n = recv_into(view, timeout)
+                    if n:
+                        reader.advance(n)
+                else:
+                    data = proc.recv(min(reader.want(), 16 << 20) if reader.pending() else _RECV_CHUNK, timeout)
+                    n = len(data)
+                    if n:
+                        reader.add(data)
+            except TransportTimeout:
+                self._in_read = False
+                self._starved += timeout
+                return None
+            except MemoryError:
+                self._in_read = False
+                err = self._protocol_failure(f"the host ran out of memory receiving {reader.progress()}")
+                if starting:
+                    raise err from None
+                return None
+            self._in_read = False
+            if not n:
+                if starting:
+                    reason = getattr(proc, "wait_exit_reason", lambda t: proc.exit_reason())(1.0)
+                    self.exit_reason = reason or "connection lost"
+                    raise VMCrashed(f"{self.name}: the agent exited while starting ({self.exit_reason})",
+                                    kind="crashed", vm=self.name)
+                self._on_stream_end()
+                return None
+            self._starved = 0.0
 
-    def _recv(self, n: int, deadline: float, starting: bool = False) -> bytes:
-        proc = self._proc
-        if proc is None:
-            raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
-        # Once a frame has started, the rest follows at once: do not let a slow pipe look like
-        # a timeout in the middle of a frame.
-        timeout = max(0.0, deadline - time.monotonic())
-        data = proc.recv(n, timeout)
-        if not data:
-            if starting:
-                reason = getattr(proc, "wait_exit_reason", lambda t: proc.exit_reason())(1.0)
-                self.exit_reason = reason or "connection lost"
-                raise VMCrashed(f"{self.name}: the agent exited while starting ({self.exit_reason})",
-                                kind="crashed", vm=self.name)
-            self._on_stream_end()
-            raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
-        return data
+    def _check_stall(self) -> None:
+        """A frame left half-sent for ``stall_limit`` seconds of waiting ends the VM."""
+        limit = self.stall_limit
+        if limit and self._starved >= limit and self._proc is not None and self._reader.pending():
+            self._protocol_failure(
+                f"the agent stopped sending in the middle of a frame ({self._reader.progress()} "
+                f"arrived, then nothing for {self._starved:.3g} s; stall_limit {limit:g} s)")
 
-    def _fill(self, buf: bytearray, n: int, deadline: float, starting: bool) -> None:
-        if buf:
-            # mid-frame: wait as long as needed (a dead agent ends the stream anyway)
-            deadline = max(deadline, time.monotonic() + 3600)
+    def _protocol_failure(self, what: str) -> VMProtocolError:
+        """The agent broke the protocol: kill it, crash the VM, fail every pending request."""
+        err = VMProtocolError(f"{self.name}: protocol error: {what}; the VM was killed "
+                              f"(:restart() starts it again)", kind="protocol", vm=self.name)
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.close()
+        self.exit_reason = f"protocol error: {what}"
+        if self.status != "destroyed":
+            self.status = "crashed"
+        self._reader = self._new_reader()
+        self._fail_inflight(err)
+        return err
+
+    def protocol_error(self, what: str) -> VMProtocolError:
+        """Report a reply the caller could not decode (the shell's Lua decoder does this):
+        the VM is crashed as for any protocol error; returns the error to raise."""
+        with self._lock:
+            if self._proc is None and self.exit_reason and self.exit_reason.startswith("protocol error"):
+                return VMProtocolError(self._crash_message(), kind="protocol", vm=self.name)
+            return self._protocol_failure(what)
+
+    def _stream_cut(self, what: str) -> None:
+        """A KeyboardInterrupt (from a SIGINT handler that raises, outside the main thread's
+        deferral) landed inside a read or a write of the stream: bytes may be lost or half a
+        frame written, so the stream cannot be trusted.  Kill the agent and start a fresh one."""
+        pending = list(self._inflight)
+        self._inflight.clear()
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.close()
+        err: VMError
         try:
-            buf += self._recv(n, deadline, starting)
-        except VMCrashed as exc:
-            # requests already failed in _on_stream_end; surface as a finished wait
-            if not self._inflight:
-                raise TransportTimeout("stream ended") from exc
-            raise
+            if self._starting or self._ending:
+                raise VMError("not restarted")
+            done = list(self._async_done)
+            try:
+                self._discard_proc()
+                self.start()
+            finally:
+                self._async_done.extendleft(reversed(done))
+            self.restarts += 1
+            self.last_restart = f"Ctrl-C {what}"
+            err = _InterruptRestarted(f"{self.name}: Ctrl-C {what}; the VM was restarted, and its state "
+                                      f"(globals) was lost", kind="interrupted", vm=self.name)
+        except Exception as exc:
+            self.status = "crashed" if self.status != "destroyed" else self.status
+            self.exit_reason = f"Ctrl-C {what}"
+            err = VMInterrupted(f"{self.name}: Ctrl-C {what}; the VM was killed"
+                                + ("" if str(exc) == "not restarted" else f", and restarting it failed ({exc})")
+                                + " (:restart() starts it again)", kind="interrupted", vm=self.name)
+        for p in pending:
+            p.error = err
+            if not p.sync:
+                self._async_done.append(p)
 
 
 def _default_output(data: bytes) -> None:

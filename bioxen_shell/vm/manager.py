@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 from .handle import VMError, VMHandle
 from .profiles import Profile, ProfileError, load_profile
 
-__all__ = ["BACKENDS", "Manager", "VMCreateError", "resolve_backend", "status_summary"]
+__all__ = ["BACKENDS", "MAX_COUNT", "Manager", "VMCreateError", "check_count", "resolve_backend", "status_summary"]
 
 #: ``vm.create{type=…}`` → "module:Class" of the backend.
 BACKENDS: dict[str, str] = {
@@ -29,6 +29,8 @@ BACKENDS: dict[str, str] = {
 #: keys of vm.create{} the manager consumes; everything else goes to the backend
 MANAGER_KEYS = ("name", "profile", "type", "count", "runtime")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+#: the most VMs one ``vm.create{count = N}`` makes (docs/vms.md)
+MAX_COUNT = 1024
 #: how many VMs of one kind start at once for count=N (remote ones wait on the network)
 _PARALLEL = {"local": 8}
 _DEFAULT_PARALLEL = 16
@@ -39,6 +41,21 @@ class VMCreateError(VMError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, kind="create")
+
+
+def check_count(count: Any) -> int | None:
+    """``vm.create{count = N}``: a whole number from 1 to :data:`MAX_COUNT` (or None); returned
+    as an int (Lua 5.3+ may send ``4.0``)."""
+    if count is None:
+        return None
+    if isinstance(count, float) and count.is_integer():
+        count = int(count)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise VMCreateError(f"vm.create: count must be a positive integer, got {count!r}")
+    if count > MAX_COUNT:
+        raise VMCreateError(f"vm.create: count must be at most {MAX_COUNT} (one vm.create makes at most "
+                            f"{MAX_COUNT} VMs), got {count}")
+    return count
 
 
 def resolve_backend(kind: str) -> type:
@@ -121,13 +138,12 @@ class Manager:
                progress: Callable[[int, int], None] | None = None,
                **options: Any) -> VMHandle | list[VMHandle]:
         """Create and start one VM (or ``count`` of them, in parallel, returned as a list)."""
+        count = check_count(count)
         backend_cls = resolve_backend(type)
         prof = self._profile(profile, runtime)
         if count is None:
             (handle,) = self._create_many([self._reserve(name)], backend_cls, prof, options, None)
             return handle
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise VMCreateError(f"vm.create: count must be a positive integer, got {count!r}")
         names = [self._reserve(f"{name}{i}" if name else None) for i in range(1, count + 1)]
         return self._create_many(names, backend_cls, prof, options, progress)
 

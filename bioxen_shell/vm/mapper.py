@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 from . import wire
 from .handle import VMCrashed, VMError, VMHandle, VMInterrupted, VMRestarted, VMStateError, _skip_value
-from .manager import Manager
+from .manager import MAX_COUNT, Manager
 from .progress import Progress
 
 __all__ = ["MapResult", "run_map", "split_list", "MAP_FN"]
@@ -116,6 +116,8 @@ def run_map(manager: Manager, source: str, items: list[bytes], *, chunkname: str
         if count < 1:
             raise ValueError(f"vm.map: vms must be a positive number or a list of VMs, got {vms!r}")
         count = min(count, n_items)
+        if count > MAX_COUNT:
+            raise ValueError(f"vm.map: vms must be at most {MAX_COUNT} (the most VMs one vm.create makes), got {vms!r}")
         opts = dict(create_options or {})
         opts.setdefault("name", _map_prefix(manager))
         pool = manager.create(count=count, **opts)

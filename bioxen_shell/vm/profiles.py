@@ -104,7 +104,7 @@ class Profile:
     _DEFAULTS: dict[str, Any] = {
         "runtime": None, "description": "", "preload": (), "sandbox": False, "memory_limit": 0,
         "call_timeout": 0.0, "cpu_limit": 0.0, "paths": (), "globals": None, "env": None,
-        "allow_ffi": True, "source": "<built-in>",
+        "allow_ffi": True, "stall_limit": 30.0, "max_blob": 4 << 30, "source": "<built-in>",
     }
     __slots__ = ("name", *_DEFAULTS)
 
@@ -120,6 +120,8 @@ class Profile:
     globals: dict[str, Any]
     env: dict[str, str]
     allow_ffi: bool
+    stall_limit: float
+    max_blob: int
     source: str
 
     def __init__(self, name: str, **fields: Any) -> None:
@@ -189,6 +191,8 @@ class Profile:
             "globals": dict(self.globals),
             "env": dict(self.env),
             "allow_ffi": self.allow_ffi,
+            "stall_limit": self.stall_limit,
+            "max_blob": format_size(self.max_blob),
             "source": self.source,
         }
 
@@ -328,6 +332,8 @@ _FIELDS = {
     "globals": lambda v, w: _globals(v, w),
     "env": lambda v, w: _env(v, w),
     "allow_ffi": lambda v, w: _boolean(v, w, "allow_ffi"),
+    "stall_limit": lambda v, w: _seconds(v, w, "stall_limit"),
+    "max_blob": lambda v, w: _size(v, w, "max_blob"),
 }
 
 
@@ -519,7 +525,7 @@ def _cli(args: list[str]) -> int:
                 out.write(f"# runtime unset: local VMs run luajit where lupa has it, else lua54 (here: "
                           f"{local_default_runtime()}); remote ones the best interpreter found (luajit first)\n")
                 continue
-            if k == "memory_limit" and not p.memory_limit:
+            if (k == "memory_limit" and not p.memory_limit) or (k == "max_blob" and not p.max_blob):
                 v = 0
             out.write(f"{k} = {_toml_value(v)}\n")
         return 0

@@ -99,7 +99,9 @@ class AgentProcess(Protocol):
         ``timeout`` is in seconds; ``None`` waits forever, ``0`` polls.  Raise
         :class:`TransportTimeout` when nothing arrived in time.  Return ``b""`` at end of
         stream (the agent exited, was killed, or the connection dropped) — then and every
-        time after.
+        time after.  The handle always passes a timeout (at most 50 ms: after each wait it
+        looks at Ctrl-C, the call's deadline and a stall in the middle of a frame), so honour
+        it exactly, also when a frame is half received.
         """
         ...
 
@@ -137,6 +139,10 @@ class AgentProcess(Protocol):
     def close(self) -> None:
         """Release the stream's resources (fds, channel).  Idempotent; kill first if alive."""
         ...
+
+    # Optional: ``def recv_into(self, view: memoryview, timeout: float | None) -> int`` — like
+    # ``recv`` but into ``view`` (at most its length; 0 at end of stream): the handle reads big
+    # payloads straight into their buffer with it.  Local workers have it.
 
     # Optional: ``def cpu_seconds(self) -> float | None`` — the CPU time (user + system,
     # seconds) the agent's process has used so far, or ``None`` when it is not known (the

@@ -21,17 +21,20 @@ key/value pairs.  Anything else, a cycle, or nesting deeper than 200 raises
 
 Big strings are the common case (sequences, whole FASTA files), so nothing here loops per
 byte: text is decoded straight out of the frame buffer (``str(memoryview, "utf-8")``),
-:class:`FrameReader` reads each payload into one preallocated ``bytearray``, and
+:class:`FrameReader` (the one frame reader, used by the VM handle for every backend) checks
+each header and declared length against a limit before it believes it and reads a big payload
+into a buffer that grows as the bytes arrive and becomes the value without a copy, and
 :func:`request_parts` sends strings of 1 MiB or more as ``B`` (blob) frames that
 :func:`write_parts` writes without joining, and the agent reads without copying.  Agents
 configured with ``blobs`` answer the same way: big strings of a reply come in ``B`` frames
-before the ``R`` frame, each read into a buffer of its own (:func:`big_buffer`), and the
+before the ``R`` frame, each read into a buffer of its own, and the
 decoders take them from the ``blobs`` list they are given (``S<i>;`` refers to ``blobs[i-1]``).
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 from sys import getsizeof as sys_getsizeof
 TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
 if TYPE_CHECKING:
@@ -60,6 +63,13 @@ __all__ = [
     "BLOB_THRESHOLD",
     "encode_parts",
     "big_buffer",
+    "skip_value",
+    "check_header",
+    "FrameError",
+    "AGENT_KINDS",
+    "MAX_HELLO",
+    "MAX_REPLY",
+    "MAX_BLOB",
 ]
 
 #: Frame kinds.  BLOB frames carry a big string of the next request or reply (protocol.md, "Blobs").
@@ -246,6 +256,10 @@ def encode_list(values: list | tuple) -> bytes:
 
 _TAG_S, _TAG_I, _TAG_D, _TAG_OPEN, _TAG_CLOSE = b"s"[0], b"i"[0], b"d"[0], b"{"[0], b"}"[0]
 _TAG_N, _TAG_T, _TAG_F, _TAG_BLOB = b"n"[0], b"t"[0], b"f"[0], b"S"[0]
+#: The only spellings of numbers (Python's int() and float() would also take "1_0", " 5", "+5").
+_INT_TEXT = re.compile(rb"-?[0-9]+")
+_UINT_TEXT = re.compile(rb"[0-9]+")
+_FLOAT_TEXT = re.compile(rb"-?(?:inf|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)")
 
 
 def _fail(pos: int, root: str, keys: list, what: str):
@@ -297,10 +311,8 @@ def _blob_value(blob: Any) -> str | bytes:
 
 def _decode_blob(data: bytes, pos: int, root: str, keys: list, blobs: list | None) -> tuple[Any, int]:
     semi = data.find(b";", pos + 1, pos + 22)
-    try:
-        index = int(data[pos + 1 : semi]) if semi > 0 else 0
-    except ValueError:
-        index = 0
+    text = data[pos + 1 : semi] if semi > 0 else b""
+    index = int(text) if text.isdigit() else 0
     if not blobs or not 1 <= index <= len(blobs):
         _fail(pos, root, keys, "reference to a blob that did not come")
     return _blob_value(blobs[index - 1]), semi + 1
@@ -314,14 +326,12 @@ def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list,
         _fail(pos, root, keys, "unexpected end of data")
     if tag == _TAG_S:
         colon = data.find(b":", pos + 1, pos + 22)
-        if colon < 0:
-            _fail(pos, root, keys, "bad string length")
-        try:
-            n = int(data[pos + 1 : colon])
-        except ValueError:
-            _fail(pos, root, keys, "bad string length")
+        text = data[pos + 1 : colon] if colon > 0 else b""
+        if not text.isdigit():
+            _fail(pos, root, keys, f"bad string length {bytes(text[:24])!r}")
+        n = int(text)
         end = colon + 1 + n
-        if n < 0 or end > len(data):
+        if end > len(data):
             _fail(pos, root, keys, "string runs past the end of the data")
         return _string(mv[colon + 1 : end]), end
     if tag == _TAG_I or tag == _TAG_D:
@@ -329,10 +339,9 @@ def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list,
         if semi < 0:
             _fail(pos, root, keys, "bad number")
         text = data[pos + 1 : semi]
-        try:
-            return (int(text) if tag == _TAG_I else float(text)), semi + 1
-        except ValueError:
+        if (_INT_TEXT if tag == _TAG_I else _FLOAT_TEXT).fullmatch(text) is None:
             _fail(pos, root, keys, f"bad number {bytes(text)!r}")
+        return (int(text) if tag == _TAG_I else float(text)), semi + 1
     if tag == _TAG_N:
         return None, pos + 1
     if tag == _TAG_T:
@@ -343,12 +352,10 @@ def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list,
         if len(keys) >= MAX_DEPTH:
             _fail(pos, root, keys, f"nesting deeper than {MAX_DEPTH}")
         semi = data.find(b";", pos + 1, pos + 22)
-        try:
-            count = int(data[pos + 1 : semi]) if semi > 0 else -1
-        except ValueError:
-            count = -1
-        if count < 0:
-            _fail(pos, root, keys, "bad array count")
+        text = data[pos + 1 : semi] if semi > 0 else b""
+        if not text.isdigit():
+            _fail(pos, root, keys, f"bad array count {bytes(text[:24])!r}")
+        count = int(text)
         pos = semi + 1
         items: list = []
         append = items.append
@@ -362,19 +369,16 @@ def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list,
             if tag == _TAG_I:
                 semi = find(b";", pos + 1, pos + 24)
                 if semi > 0:
-                    try:
-                        append(int(data[pos + 1 : semi]))
+                    text = data[pos + 1 : semi]
+                    if text.isdigit() or (text[:1] == b"-" and text[1:].isdigit()):
+                        append(int(text))
                         pos = semi + 1
                         continue
-                    except ValueError:
-                        pass
             elif tag == _TAG_S:
                 colon = find(b":", pos + 1, pos + 22)
                 if colon > 0:
-                    try:
-                        end = colon + 1 + int(data[pos + 1 : colon])
-                    except ValueError:
-                        end = -1
+                    text = data[pos + 1 : colon]
+                    end = colon + 1 + int(text) if text.isdigit() else -1
                     if colon < end <= size and end - colon < 4096:
                         chunk = data[colon + 1 : end]
                         try:
@@ -401,10 +405,8 @@ def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list,
             if tag == _TAG_S:  # fast path: a short string key
                 colon = find(b":", pos + 1, pos + 8)
                 if colon > 0:
-                    try:
-                        end = colon + 1 + int(data[pos + 1 : colon])
-                    except ValueError:
-                        end = -1
+                    text = data[pos + 1 : colon]
+                    end = colon + 1 + int(text) if text.isdigit() else -1
                     if colon < end <= size:
                         try:
                             key = data[colon + 1 : end].decode("utf-8")
@@ -423,6 +425,54 @@ def _decode(data: bytes, mv: memoryview, pos: int, root: str, keys: list,
     if tag == _TAG_BLOB:
         return _decode_blob(data, pos, root, keys, blobs)
     _fail(pos, root, keys, f"unknown tag {bytes([tag])!r}")
+
+
+def skip_value(data: bytes | bytearray, pos: int, refs: list | None = None, depth: int = 0) -> int:
+    """The position just after the encoded value at ``pos``, checked as strictly as
+    :func:`decode` checks it, without building it.  Blob references met on the way are listed
+    in ``refs`` as ``(start, end, index)``.  Raises :class:`WireError`."""
+    size = len(data)
+    if pos >= size:
+        raise WireError(f"malformed wire data at byte {pos + 1}: unexpected end of data")
+    c = data[pos]
+    if c == _TAG_N or c == _TAG_T or c == _TAG_F:
+        return pos + 1
+    if c == _TAG_I or c == _TAG_D or c == _TAG_BLOB:
+        semi = data.find(b";", pos + 1, pos + 40)
+        text = data[pos + 1:semi] if semi > 0 else b"?"
+        pattern = _INT_TEXT if c == _TAG_I else _FLOAT_TEXT if c == _TAG_D else _UINT_TEXT
+        if pattern.fullmatch(text) is None:
+            raise WireError(f"malformed wire data at byte {pos + 1}: bad number {bytes(text[:24])!r}")
+        if c == _TAG_BLOB and refs is not None:
+            refs.append((pos, semi + 1, int(text)))
+        return semi + 1
+    if c == _TAG_S:
+        colon = data.find(b":", pos + 1, pos + 22)
+        text = data[pos + 1:colon] if colon > 0 else b""
+        end = colon + 1 + int(text) if text.isdigit() else -1
+        if end < 0 or end > size:
+            raise WireError(f"malformed wire data at byte {pos + 1}: bad string length {bytes(text[:24])!r}")
+        return end
+    if c == _TAG_OPEN:
+        if depth >= MAX_DEPTH:
+            raise WireError(f"malformed wire data at byte {pos + 1}: nesting deeper than {MAX_DEPTH}")
+        semi = data.find(b";", pos + 1, pos + 22)
+        text = data[pos + 1:semi] if semi > 0 else b""
+        if not text.isdigit():
+            raise WireError(f"malformed wire data at byte {pos + 1}: bad array count {bytes(text[:24])!r}")
+        pos = semi + 1
+        for _ in range(int(text)):
+            pos = skip_value(data, pos, refs, depth + 1)
+        while True:
+            if pos >= size:
+                raise WireError(f"malformed wire data at byte {pos + 1}: table not closed with '}}'")
+            c = data[pos]
+            if c == _TAG_CLOSE:
+                return pos + 1
+            if c == _TAG_OPEN or c == _TAG_N:
+                raise WireError(f"malformed wire data at byte {pos + 1}: a table key that cannot be one")
+            pos = skip_value(data, skip_value(data, pos, refs, depth + 1), refs, depth + 1)
+    raise WireError(f"malformed wire data at byte {pos + 1}: unknown tag {bytes([c])!r}")
 
 
 def decode_at(data: bytes | bytearray | memoryview, pos: int = 0, root: str = "value",
@@ -609,130 +659,340 @@ def _advise_huge_pages(address: int, size: int) -> None:
             _madvise(start, end - start, _MADV_HUGEPAGE)
 
 
-class FrameReader:
-    """Incremental frame decoder: feed it bytes as they arrive, take whole frames out.
+# ------------------------------------------------------------------------------------------
+# Reading frames
+#
+# One reader for every stream (local pipes, SSH channels, the test clients): FrameReader.
+# It never trusts a declared length: the header is checked byte by byte as it arrives (a bad
+# kind, a sign, an underscore, a 17th digit fail at once, without waiting for more), the
+# length against a limit per kind, and a big payload goes into a buffer that grows as its
+# bytes arrive (_GrowingBuffer), so a header that lies costs nothing.
 
-    Small frames are cut out of an internal buffer; a big payload goes into one
-    ``bytearray`` preallocated to its announced size, so 100 MB arrive with one copy.
+#: Agent -> host frame kinds (what the VM handle accepts).
+AGENT_KINDS = b"HOBR"
+#: Default limits of declared payload lengths, per kind (docs/protocol.md, "Limits").  ``O``
+#: frames have none: readers that stream them (the VM handle) hand them over in pieces.
+MAX_HELLO = 1 << 20
+MAX_REPLY = 1 << 30
+MAX_BLOB = 4 << 30
+DEFAULT_LIMITS = {b"H": MAX_HELLO, b"R": MAX_REPLY, b"Q": MAX_REPLY, b"B": MAX_BLOB, b"O": None}
+#: A header is the kind, at most 16 digits (2**53 has 16) and "\n".
+_MAX_DIGITS = 16
+_MAX_HEADER = 1 + _MAX_DIGITS + 1
+#: Payloads at least this long are read into a buffer of their own (_GrowingBuffer).
+BIG_PAYLOAD = 1 << 20
+
+
+class FrameError(WireError):
+    """A malformed frame: bad header, a length over its limit, a frame that cannot be taken."""
+
+
+def _kind_text(kinds: bytes) -> str:
+    names = [chr(k) for k in kinds]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
+def _a(kind: bytes) -> str:
+    """ "an R frame", "a B frame" """
+    return ("an " if kind in b"HOR" else "a ") + kind.decode()
+
+
+def _size_text(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def check_header(head: bytes | bytearray, kinds: bytes = b"HBQOR") -> tuple[bytes, int, int] | None:
+    """Parse the frame header at the start of ``head``: ``(kind, length, header size)``, or
+    ``None`` while what is there is a valid beginning of a header.  Raises :class:`FrameError`
+    as soon as the bytes cannot start a valid header."""
+    if not head:
+        return None
+    end = min(len(head), _MAX_HEADER)
+    nl = head.find(b"\n", 1, end)
+    shown = bytes(head[:nl + 1 if nl > 0 else end])
+    kind = head[0]
+    if kind not in kinds:
+        raise FrameError(f"malformed frame header {shown!r}: bad kind {bytes(head[:1])!r} "
+                         f"(expected {_kind_text(kinds)})")
+    digits = bytes(head[1:nl if nl > 0 else end])
+    if not digits.isdigit() and digits:
+        raise FrameError(f"malformed frame header {shown!r}: bad length {digits!r} "
+                         f"(decimal digits only: no sign, spaces or '_')")
+    if nl < 0:
+        if len(digits) > _MAX_DIGITS:
+            raise FrameError(f"malformed frame header {shown!r}: more than {_MAX_DIGITS} length digits")
+        return None
+    if not digits:
+        raise FrameError(f"malformed frame header {shown!r}: no length")
+    size = int(digits)
+    if size > _MAX_FRAME:
+        raise FrameError(f"malformed frame header {shown!r}: length over 2^53")
+    return bytes((kind,)), size, nl + 1
+
+
+def _mem_available() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where unknown)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+#: A growing buffer's first capacity (never more than the declared length) and growth factor.
+_GROW_START = 128 << 20
+_GROW_FACTOR = 4
+
+
+class _GrowingBuffer:
+    """The payload of one big frame, in a buffer that grows as its bytes arrive.
+
+    The declared length decides how far the buffer may grow, never what is allocated before
+    the bytes come: it starts at ``min(size, 128 MiB)`` and, each time it is full, is replaced
+    by one four times as big (never past ``size``) into which what arrived is copied (a copy
+    of at most a third of the payload in all; moving the pages with ``mremap`` instead would
+    split the huge pages that make the reads fast).  Each buffer is a :func:`big_buffer`, so
+    the last one, exactly ``size`` bytes, *is* the value (a Python ``bytes``, or what lupa
+    turns into a Lua string): no copy after the read, and 100 MB strings need no growth."""
+
+    __slots__ = ("size", "filled", "buf", "view")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.filled = 0
+        self.buf, self.view = big_buffer(min(size, _GROW_START))
+
+    def room(self) -> memoryview:
+        """A writable view of the free space (grown first if full); valid until the next call."""
+        if self.filled == len(self.view):
+            buf, view = big_buffer(min(self.size, len(self.view) * _GROW_FACTOR))
+            view[:self.filled] = self.view[:self.filled]
+            self.view.release()
+            self.buf, self.view = buf, view
+        return self.view[self.filled:]
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` (at most the bytes still missing)."""
+        mv = memoryview(data).cast("B")
+        while len(mv):
+            room = self.room()
+            n = min(len(room), len(mv))
+            room[:n] = mv[:n]
+            self.filled += n
+            mv = mv[n:]
+
+    def take(self) -> bytes | bytearray:
+        """The complete payload (the buffer is handed over, not copied)."""
+        self.view.release()
+        buf, self.buf = self.buf, None
+        return buf
+
+
+class FrameReader:
+    """Incremental frame reader: bytes in, whole frames (or pieces of streamed frames) out.
+
+    Feed it with :meth:`add` (or read straight into :meth:`room` and :meth:`advance`), take
+    frames out with :meth:`next`; :meth:`feed` does both.  ``kinds``: the frame kinds
+    accepted; ``limits``: the longest payload per kind (``None``: no limit); ``stream``: kinds
+    whose payload is handed over in pieces as it arrives (the VM handle streams ``O``), so
+    they need no limit.  Anything malformed raises :class:`FrameError` as soon as it is seen.
     """
 
-    def __init__(self, max_header: int = 24) -> None:
+    def __init__(self, kinds: bytes = b"HBQOR", limits: dict | None = None, stream: bytes = b"",
+                 max_header: int | None = None, limit_names: dict | None = None) -> None:
+        self.kinds = kinds
+        self.limits = dict(DEFAULT_LIMITS)
+        if limits:
+            self.limits.update(limits)
+        #: how a limit is called in messages (``{b"B": "max_blob"}``)
+        self.limit_names = limit_names or {}
+        self.stream = stream
         self._buf = bytearray()
-        self._max_header = max_header
-        self._kind: bytes | None = None
-        self._payload: bytearray | None = None
-        self._filled = 0
+        self._kind: bytes | None = None   # the frame in progress (big or streamed)
+        self._big: _GrowingBuffer | None = None
+        self._left = 0                    # bytes still to come of a streamed frame
 
-    def need(self) -> int:
-        """How many more bytes would complete the frame in progress (a hint for reads)."""
-        if self._payload is not None:
-            return len(self._payload) - self._filled
+    # -- bytes in ------------------------------------------------------------------------
+
+    def room(self) -> memoryview | None:
+        """Where to read the next bytes when a big payload is in progress (read straight into
+        its buffer, then :meth:`advance`); ``None``: read anything and :meth:`add` it."""
+        big = self._big
+        if big is None:
+            return None
+        view = big.room()
+        return view
+
+    def advance(self, n: int) -> None:
+        """``n`` bytes were read into the view :meth:`room` returned."""
+        self._big.filled += n
+
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        big = self._big
+        if big is not None:
+            mv = memoryview(data)
+            take = min(len(mv), big.size - big.filled)
+            big.write(mv[:take])
+            if take < len(mv):
+                self._buf += mv[take:]
+        else:
+            self._buf += data
+
+    def want(self) -> int:
+        """How many bytes the frame in progress still needs (a hint for reads)."""
+        if self._big is not None:
+            return self._big.size - self._big.filled
+        if self._left:
+            return self._left
         return 65536
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[bytes, bytearray]]:
-        """Add bytes; return the frames they complete, as ``(kind, payload)`` pairs."""
-        frames: list[tuple[bytes, bytearray]] = []
-        mv = memoryview(data)
-        while len(mv):
-            if self._payload is not None:
-                take = min(len(mv), len(self._payload) - self._filled)
-                self._payload[self._filled : self._filled + take] = mv[:take]
-                self._filled += take
-                mv = mv[take:]
-                if self._filled == len(self._payload):
-                    frames.append((self._kind, self._payload))
-                    self._kind, self._payload, self._filled = None, None, 0
-                continue
-            self._buf += mv
-            mv = memoryview(b"")
-            while True:
-                nl = self._buf.find(b"\n", 0, self._max_header)
-                if nl < 0:
-                    if len(self._buf) >= self._max_header:
-                        raise WireError(f"malformed frame header {bytes(self._buf[:self._max_header])!r}")
-                    break
-                kind = bytes(self._buf[:1])
-                digits = bytes(self._buf[1:nl])
-                if not (kind.isalpha() and kind.isupper() and digits.isdigit()):
-                    raise WireError(f"malformed frame header {bytes(self._buf[:nl + 1])!r}")
-                size = int(digits)
-                if size > _MAX_FRAME:
-                    raise WireError(f"frame {kind!r} too large ({size} bytes)")
-                start = nl + 1
-                if len(self._buf) - start >= size:
-                    frames.append((kind, self._buf[start : start + size]))
-                    del self._buf[: start + size]
-                    continue
-                # A frame longer than what we hold: preallocate and stream into it.
-                self._kind = kind
-                self._payload = bytearray(size)
-                have = len(self._buf) - start
-                self._payload[:have] = self._buf[start:]
-                self._filled = have
-                self._buf = bytearray()
-                break
-        return frames
+    # -- frames out ------------------------------------------------------------------------
 
-    def read_from(self, fd: int, max_bytes: int = 1 << 20) -> list[tuple[bytes, bytearray]] | None:
-        """One ``read`` from ``fd``: a payload in progress is read straight into its buffer.
+    def next(self) -> tuple[bytes, bytes | bytearray] | None:
+        """The next frame ``(kind, payload)`` from what was added, or ``None`` (need more).
+        For a streamed kind, each call hands over the piece of its payload that is there."""
+        big = self._big
+        if big is not None:
+            if big.filled < big.size:
+                return None
+            kind, self._kind, self._big = self._kind, None, None
+            return kind, big.take()
+        buf = self._buf
+        if self._left:
+            if not buf:
+                return None
+            piece = bytes(buf[:self._left])
+            del buf[:len(piece)]
+            self._left -= len(piece)
+            kind = self._kind
+            if not self._left:
+                self._kind = None
+            return kind, piece
+        parsed = check_header(buf[:_MAX_HEADER], self.kinds)
+        if parsed is None:
+            return None
+        kind, size, start = parsed
+        limit = self.limits.get(kind)
+        if kind in self.stream:
+            del buf[:start]
+            if size == 0:
+                return kind, b""
+            self._kind, self._left = kind, size
+            return self.next() if buf else None
+        if limit is not None and size > limit:
+            name = self.limit_names.get(kind)
+            raise FrameError(f"{kind.decode()} frame of {size} bytes ({_size_text(size)}) is over the "
+                             f"limit of {_size_text(limit)} for {kind.decode()} frames"
+                             + (f" ({name})" if name else ""))
+        if len(buf) - start >= size:
+            payload = bytes(buf[start:start + size])
+            del buf[:start + size]
+            return kind, payload
+        if size >= BIG_PAYLOAD:
+            if size >= 256 << 20:
+                avail = _mem_available()
+                if avail is not None and size > avail:
+                    raise FrameError(f"{kind.decode()} frame of {size} bytes ({_size_text(size)}): the "
+                                     f"host has only {_size_text(avail)} of memory available")
+            self._big = _GrowingBuffer(size)
+            self._kind = kind
+            rest = memoryview(buf)[start:]
+            self._big.write(rest)
+            rest.release()
+            del buf[:]
+            return self.next()
+        return None
 
-        Returns the completed frames (possibly none), or ``None`` at end of input.
-        """
-        if self._payload is not None:
-            view = memoryview(self._payload)[self._filled :]
+    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[bytes, bytes | bytearray]]:
+        """Add bytes; return the frames (pieces, for streamed kinds) they complete."""
+        self.add(data)
+        frames = []
+        while True:
+            frame = self.next()
+            if frame is None:
+                return frames
+            frames.append(frame)
+
+    def read_from(self, fd: int, max_bytes: int = 1 << 20) -> list[tuple[bytes, bytes | bytearray]] | None:
+        """One ``read`` from ``fd`` (a big payload in progress is read straight into its
+        buffer); the frames that completes, or ``None`` at end of input."""
+        view = self.room()
+        if view is not None:
             n = os.readv(fd, [view])
             if n == 0:
                 return None
-            self._filled += n
-            if self._filled < len(self._payload):
-                return []
-            frame = (self._kind, self._payload)
-            self._kind, self._payload, self._filled = None, None, 0
-            return [frame]
+            self.advance(n)
+            return self.feed(b"")
         data = os.read(fd, max_bytes)
         if not data:
             return None
         return self.feed(data)
 
     def pending(self) -> bool:
-        """True while a frame is partly received."""
-        return self._payload is not None or bool(self._buf)
+        """True while a frame is partly received (a header, a payload, a streamed frame)."""
+        return self._big is not None or self._left > 0 or bool(self._buf)
+
+    def progress(self) -> str:
+        """What of the frame in progress is here, for messages ("1048576 of 67108864 bytes of
+        a B frame", "the header b'R12'")."""
+        if self._big is not None:
+            return f"{self._big.filled} of {self._big.size} bytes of {_a(self._kind)} frame"
+        if self._left:
+            return f"{_a(self._kind)} frame with {self._left} bytes still to come"
+        head = bytes(self._buf[:_MAX_HEADER])
+        parsed = None
+        try:
+            parsed = check_header(head, self.kinds)
+        except FrameError:
+            pass
+        if parsed is not None:
+            kind, size, start = parsed
+            return f"{len(self._buf) - start} of {size} bytes of {_a(kind)} frame"
+        return f"the frame header {head!r}" if head else "nothing"
 
 
-def read_frame(fd: int) -> tuple[bytes, bytearray] | None:
-    """Blocking read of one frame from a file descriptor; ``None`` at a clean EOF.
+def read_frame(fd: int, kinds: bytes = b"HBQOR", limits: dict | None = None) -> tuple[bytes, bytes | bytearray] | None:
+    """Blocking read of one whole frame from a file descriptor; ``None`` at a clean EOF.
 
     Reads the header byte by byte (it is short) so that nothing past the frame is consumed,
-    then the payload straight into a preallocated ``bytearray``.
-    """
+    then the payload through a :class:`FrameReader` (same checks and limits)."""
     header = bytearray()
     while True:
         b = os.read(fd, 1)
         if not b:
             if header:
-                raise WireError(f"end of input inside a frame header {bytes(header)!r}")
+                raise FrameError(f"end of input inside a frame header {bytes(header)!r}")
             return None
-        if b == b"\n":
-            break
         header += b
-        if len(header) > 20:
-            raise WireError(f"malformed frame header {bytes(header)!r}")
-    kind, digits = bytes(header[:1]), bytes(header[1:])
-    if not (kind.isalpha() and digits.isdigit()):
-        raise WireError(f"malformed frame header {bytes(header)!r}")
-    size = int(digits)
-    payload = bytearray(size)
-    view = memoryview(payload)
-    got = 0
-    while got < size:
-        n = os.readv(fd, [view[got:]])
+        if check_header(header, kinds) is not None:
+            break
+    reader = FrameReader(kinds, limits)
+    reader.add(header)
+    while True:
+        frame = reader.next()
+        if frame is not None:
+            return frame
+        view = reader.room()
+        if view is not None:
+            n = os.readv(fd, [view])
+            if n:
+                reader.advance(n)
+        else:
+            data = os.read(fd, reader.want())
+            n = len(data)
+            reader.add(data)
         if n == 0:
-            raise WireError(f"end of input inside frame {kind!r}: {got} of {size} bytes")
-        got += n
-    return kind, payload
+            raise FrameError(f"end of input inside a frame: {reader.progress()}")
 
 
-def iter_frames(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bytearray]]:
+def iter_frames(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bytes | bytearray]]:
     """Frames from an iterator of byte chunks (tests, tools)."""
     reader = FrameReader()
     for chunk in chunks:

@@ -113,6 +113,10 @@ class _ZygoteServer:
             pid = os.fork()
             if pid == 0:
                 self.become_worker(fds, request, target)  # never returns
+            try:
+                os.setpgid(pid, pid)  # also done in the child: whichever runs first wins
+            except OSError:  # the child got there first (EACCES once it runs), or died
+                pass
             self.children.add(pid)
             self.send(f"spawned {rid} {pid}")
         except Exception as exc:
@@ -141,6 +145,9 @@ class _ZygoteServer:
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
+            # A process group of its own: whatever the VM starts (os.execute("sleep 999 &"))
+            # stays in it, and the zygote kills the group when the worker ends (reap()).
+            os.setpgid(0, 0)
             set_parent_death_signal(signal.SIGKILL)
             set_process_name(f"bxvm:{request.get('name') or '?'}")
             if os.getppid() == 1:  # the zygote died between fork and prctl
@@ -168,16 +175,29 @@ class _ZygoteServer:
                 os._exit(status)
 
     def reap(self) -> None:
+        """Collect workers that ended; end each one's process group first.
+
+        The worker is looked at without being reaped (WNOWAIT): while it is a zombie its pid,
+        which is also its group's id, cannot be given to a new process, so killing the group
+        can only hit what the VM started (``os.execute("sleep 999 &")``, a pipeline…)."""
         while self.children:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 self.children.clear()
                 return
-            if pid == 0:
+            if info is None or not info.si_pid:
                 return
-            self.children.discard(pid)
-            self.send(f"exit {pid} {status}")
+            pid = info.si_pid
+            if pid in self.children:
+                _kill_group(pid)
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                status = 0
+            if pid in self.children:
+                self.children.discard(pid)
+                self.send(f"exit {pid} {status}")
 
     def send(self, text: str) -> None:
         try:
@@ -186,12 +206,22 @@ class _ZygoteServer:
             self.shutdown(0)
 
     def shutdown(self, code: int) -> None:
-        # Take every worker (and whatever they started) down with us: we lead the group.
+        # Take every worker and whatever it started down with us: each worker leads a process
+        # group of its own (not yet reaped ones keep their ids), and we lead ours.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
+            for pid in list(self.children):
+                _kill_group(pid)
             os.killpg(0, signal.SIGKILL)
         finally:
             os._exit(code)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:  # the group is already empty
+        pass
 
 
 def _install_worker_fds(fds: list[int]) -> None:
@@ -229,7 +259,10 @@ def _limit_address_space(max_memory: int) -> None:
 
 def zygote_main(argv: list[str]) -> None:
     ctrl_fd, shell_pid, preload = int(argv[0]), int(argv[1]), argv[2] if len(argv) > 2 else ""
-    set_parent_death_signal(signal.SIGKILL)
+    # SIGTERM, not SIGKILL, when the shell dies: the zygote's handler (shutdown) must run, to
+    # end the workers' process groups; a SIGKILL would leave what the VMs started behind.
+    # (The shell's death also closes the control socket, which ends the zygote the same way.)
+    set_parent_death_signal(signal.SIGTERM)
     set_process_name("bioxen-zygote")
     ctrl = socket.socket(fileno=ctrl_fd)
     if os.getppid() != shell_pid:  # the shell died before prctl took effect

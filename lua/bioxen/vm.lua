@@ -36,6 +36,7 @@ function M.bind(host)
   local h_list, h_lookup, h_destroy_all, h_map, h_status, h_pending = host.list, host.lookup,
     host.destroy_all, host.map, host.status, host.pending
   local h_cpus = host.cpus
+  local h_protocol_error = host.protocol_error
 
   local api = {}
   local VM = {}
@@ -66,9 +67,24 @@ function M.bind(host)
   end
 
   -- A reply's values: the payload `s`, where they start in it, the blobs they refer to.
-  local function values(s, pos, blobs)
+  -- Values that do not decode (the VM broke the protocol) crash the VM and raise its error.
+  -- `stop`: where the values end (the host found the reply's envelope well formed).
+  local function decode_values(s, pos, blobs, stop)
+    local v, after = decode(s, pos, "value", blobs)
+    if stop and after ~= stop then
+      error("malformed wire data: the values end at byte " .. tostring(after) .. ", not " .. stop, 0)
+    end
+    if type(v) ~= "table" and v ~= nil then
+      error("malformed wire data: the values are a " .. type(v) .. ", not a table", 0)
+    end
+    return v
+  end
+
+  local function values_of(uid, s, pos, blobs, stop)
     if s == nil then return end
-    return wire_unpack((decode(s, pos, "value", blobs)))
+    local ok, v = pcall(decode_values, s, pos, blobs, stop)
+    if not ok then check(h_protocol_error(uid, tostring(v))) end
+    return wire_unpack(v)
   end
 
   -- Arguments: the encoded value list and its blobs (nil when there are none).
@@ -166,9 +182,9 @@ function M.bind(host)
     if timeout ~= nil and type(timeout) ~= "number" then
       error("bad argument #2 to 'recv' (number of seconds expected, got " .. type(timeout) .. ")", 2)
     end
-    local vals, pos, blobs = check(h_recv(uid, timeout))
+    local vals, pos, blobs, stop = check(h_recv(uid, timeout))
     if vals == nil then return nil, "timeout" end
-    return values(vals, pos, blobs)
+    return values_of(uid, vals, pos, blobs, stop)
   end
 
   --- vm.map(fn, items [, opts]) -> results, failures
@@ -273,14 +289,14 @@ function M.bind(host)
     local uid = this(self, "eval")
     need_string(code, 1, "eval")
     local args, blobs = encode_args(select("#", ...), ...)
-    return values(check(h_eval(uid, code, args, nil, blobs)))
+    return values_of(uid, check(h_eval(uid, code, args, nil, blobs)))
   end
 
   function VM:call(fname, ...)
     local uid = this(self, "call")
     need_string(fname, 1, "call")
     local args, blobs = encode_args(select("#", ...), ...)
-    return values(check(h_call(uid, fname, args, blobs)))
+    return values_of(uid, check(h_call(uid, fname, args, blobs)))
   end
 
   function VM:set(name, value)
@@ -293,13 +309,13 @@ function M.bind(host)
   function VM:get(name)
     local uid = this(self, "get")
     need_string(name, 1, "get")
-    return values(check(h_get(uid, name)))
+    return values_of(uid, check(h_get(uid, name)))
   end
 
   function VM:require(module)
     local uid = this(self, "require")
     need_string(module, 1, "require")
-    return values(check(h_require(uid, module)))
+    return values_of(uid, check(h_require(uid, module)))
   end
 
   function VM:info()

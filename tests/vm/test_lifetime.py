@@ -158,3 +158,96 @@ def test_zygote_reports_exit_status_and_installs_only_fds_0_to_4():
     assert proc.recv(10, 10) == b""
     assert proc.wait_exit_reason(5) == "exit status 3"
     proc.close()
+
+
+# ----------------------------------------------------------------------------- what a VM starts
+
+_START_GRANDCHILD = "local f = io.popen('sleep 999 >/dev/null 2>&1 & echo $!') local pid = f:read('*l') f:close() return tonumber(pid)"
+
+
+def _grandchild(h) -> int:
+    """A process the VM starts in the background (it outlives the shell command that ran it)."""
+    (pid,) = h.eval(_START_GRANDCHILD)
+    assert _alive(pid)
+    return pid
+
+
+def _reap_leftovers(pids) -> None:
+    """Whatever a failed test left alive is killed here, so no process outlives the test."""
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.parametrize("action", ["destroy", "restart", "stop", "crash"])
+def test_processes_a_vm_started_end_with_it(manager, action):
+    h = manager.create(f"parent-{action}")
+    kids = [_grandchild(h), _grandchild(h)]
+    try:
+        if action == "crash":
+            os.kill(h.pid, signal.SIGKILL)
+        else:
+            getattr(h, action)()
+        assert _wait_gone(kids, timeout=10) == [], f"left alive after {action}"
+        if action != "destroy":
+            if action != "restart":
+                h.restart()
+            kids.append(_grandchild(h))  # the fresh agent can start processes again
+    finally:
+        try:
+            if action != "destroy":
+                h.destroy()
+        finally:
+            left = _wait_gone(kids, timeout=10)
+            _reap_leftovers(kids)
+    assert left == []
+
+
+_GRANDCHILD_SCRIPT = """
+local w = vm.create{name = "w"}
+local kid = w:eval("%s")
+io.write(tostring(w:info().pid), " ", tostring(kid), "\\n")
+io.stdout:flush()
+{tail}
+""" % _START_GRANDCHILD.replace("'", "\\'").replace('"', '\\"')
+
+
+def _run_parent_shell(tmp_path, tail: str) -> tuple[subprocess.Popen, int, int]:
+    bioxen = require_binary("bioxen")
+    script = tmp_path / "kids.lua"
+    script.write_text(_GRANDCHILD_SCRIPT.replace("{tail}", tail))
+    proc = subprocess.Popen([bioxen, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
+    line = proc.stdout.readline().decode()
+    assert len(line.split()) == 2, (line, proc.stderr.read1(4096) if proc.poll() is not None else "")
+    worker, kid = (int(x) for x in line.split())
+    assert _alive(worker) and _alive(kid)
+    return proc, worker, kid
+
+
+def test_processes_a_vm_started_end_with_a_normal_exit(tmp_path):
+    proc, worker, kid = _run_parent_shell(tmp_path, "io.read()")
+    try:
+        proc.stdin.close()
+        assert proc.wait(30) == 0
+        assert _wait_gone([worker, kid], timeout=10) == []
+    finally:
+        _reap_leftovers([proc.pid, worker, kid])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_processes_a_vm_started_end_with_a_killed_shell(tmp_path, sig):
+    # the shell is busy waiting on a VM call when it is killed
+    proc, worker, kid = _run_parent_shell(tmp_path, "vm.get('w'):eval('while true do end')")
+    try:
+        deadline = time.monotonic() + 10
+        while (_stat(worker) or ("?",))[0] != "R" and time.monotonic() < deadline:  # the call runs
+            time.sleep(0.01)
+        os.kill(proc.pid, sig)
+        proc.wait(30)
+        assert _wait_gone([worker, kid], timeout=10) == [], f"left alive after signal {sig}"
+    finally:
+        _reap_leftovers([proc.pid, worker, kid])
