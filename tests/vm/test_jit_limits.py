@@ -20,6 +20,7 @@ from bioxen_shell.remote.config import INTERPRETERS
 from bioxen_shell.vm.handle import VMError, VMInterrupted, VMRestarted, VMTimeout
 from bioxen_shell.vm.profiles import load_profile, local_default_runtime
 from bioxen_shell.vm.transport import BackendError
+from tests.waiting import PATIENCE
 
 pytest.importorskip("lupa.luajit21")
 
@@ -188,7 +189,7 @@ def test_pipelined_jit_loop_under_cpu_limit_fails_it_and_the_request_behind_it(m
             break
     assert_restarted(h, first, kind="cpu_limit", limit_text="cpu_limit 0.5 s", old_pid=pid)
     with pytest.raises(VMRestarted) as second:
-        h.recv(10)
+        h.recv(PATIENCE)
     assert second.value.kind == "cpu_limit" and h.pending == 0
 
 
