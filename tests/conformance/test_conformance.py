@@ -155,6 +155,7 @@ def test_interrupt_stops_the_call_and_the_vm_lives(any_vm, tmp_path):
 
 def test_call_timeout(make_vm):
     vm = make_vm(call_timeout=1.0)  # the loop allocates nothing: the timeout is the only limit
+    vm.kill_grace = PATIENCE  # and the agent's answer to it, not a kill, ends the call
     vm.set("kept", 1)
     with pytest.raises(VMTimeout) as info:
         vm.eval("while true do end")

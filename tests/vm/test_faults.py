@@ -32,6 +32,9 @@ def test_memory_limit_gives_a_clear_error_and_the_vm_carries_on(manager):
 
 def test_call_timeout_stops_an_infinite_loop(manager):
     h = manager.create("loop", profile=profile(call_timeout=0.5))
+    # The agent's hook is to stop these loops: however long a loaded machine keeps it from a
+    # core, the grace before a kill and restart must not run out first.
+    h.kill_grace = PATIENCE
     h.set("kept", "alive")
     pid = h.pid
     for code in ("while true do end",
@@ -181,6 +184,7 @@ def test_lifecycle_calls_do_not_wait_for_a_busy_vm(manager, action, tmp_path):
 
 def test_keyboard_interrupt_in_the_waiting_thread_interrupts_the_vm(manager, tmp_path):
     h = manager.create("ctrlc")
+    h.kill_grace = PATIENCE  # the hook answers the interrupt: no kill, however slowly
     h.set("kept", "still here")
     pid = h.pid
     looping = tmp_path / "looping"

@@ -122,6 +122,7 @@ def test_sandboxed_profile_runs_lua54_and_deep_gsub_recursion_is_an_error(manage
 
 def test_user_loop_under_call_timeout_is_stopped_by_the_hook_and_keeps_the_vm(manager):
     h = manager.create("hooked", profile=user_profile("t_hook", call_timeout=0.5))
+    h.kill_grace = PATIENCE  # the hook stops it: the kill must not come first on a loaded machine
     h.set("kept", "still here")
     pid = h.pid
     with pytest.raises(VMTimeout) as info:
@@ -133,6 +134,7 @@ def test_user_loop_under_call_timeout_is_stopped_by_the_hook_and_keeps_the_vm(ma
 
 def test_user_loop_under_cpu_limit_is_stopped_by_the_hook_and_keeps_the_vm(manager):
     h = manager.create("hookcpu", profile=user_profile("c_hook", cpu_limit=0.5))
+    h.kill_grace = PATIENCE  # the hook stops it: the kill must not come first on a loaded machine
     h.set("kept", "still here")
     pid = h.pid
     with pytest.raises(VMError) as info:
@@ -167,6 +169,7 @@ def test_jit_loop_under_cpu_limit_restarts_the_vm(manager, code):
         h.eval(code)
     assert_restarted(h, info.value, kind="cpu_limit", limit_text="cpu_limit 0.5 s", old_pid=pid)
     # the restarted VM has its limits: the hook still stops user code there, keeping the VM
+    h.kill_grace = PATIENCE
     with pytest.raises(VMError) as again:
         h.eval("while true do end")
     assert again.value.kind == "cpu_limit" and not isinstance(again.value, VMRestarted)

@@ -9,7 +9,7 @@ import pytest
 
 from bioxen_shell.engine import Engine
 from bioxen_shell.vm.profiles import local_default_runtime
-from tests.waiting import lua_touch, pid_gone, wait_for, when
+from tests.waiting import PATIENCE, lua_touch, pid_gone, wait_for, when
 
 RUNTIMES = ["luajit", "lua51", "lua54"]  # the shell runs on any; the VMs are always separate
 
@@ -40,6 +40,9 @@ class Shell(Engine):
 def shell(request):
     sh = Shell(request.param)
     sh.show("w = vm.create{name = 'w1'}")
+    # Ctrl-C in these tests is answered by the VM's hook: the grace before a kill and restart
+    # must not run out first while a loaded machine keeps the worker from a core.
+    sh.vm_host.host.manager.get("w1").kill_grace = PATIENCE
     yield sh
     sh.close()
     assert sh.vm_host.host.manager.list() == []
