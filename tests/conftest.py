@@ -8,6 +8,7 @@ as green.
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -15,6 +16,13 @@ import pytest
 pytest_plugins = ["tests.remote.sshd_fixture", "tests.xapi_sim.fixtures"]
 
 STRICT = os.environ.get("BIOXEN_REQUIRE_SYSTEM") == "1"
+
+# A run started in the background by a script (`python -m pytest &`) inherits SIGINT ignored,
+# and Python then leaves it so.  Tests that deliver Ctrl-C, to this process or to the
+# commands they start (which inherit the disposition), would wait forever for its effect.
+# They expect what a terminal gives: Python's default handler here, SIG_DFL in children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(hookwrapper=True)

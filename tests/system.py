@@ -19,9 +19,12 @@ __all__ = ["require_binary", "STOCK_LUAS", "die_with_parent", "tmpfs", "Tmpfs"]
 STOCK_LUAS = ["lua5.1", "lua5.2", "lua5.3", "lua5.4", "luajit"]
 
 
-def require_binary(name: str) -> str:
-    """Return the path of ``name`` or skip the test, saying which Debian package provides it."""
-    path = shutil.which(name)
+def require_binary(name: str, also_in: str | None = None) -> str:
+    """Return the path of ``name`` or skip the test, saying which Debian package provides it.
+
+    ``also_in``: directories to look in besides PATH (``os.pathsep``-separated), for programs
+    such as sshd in /usr/sbin, which a normal user's PATH often lacks."""
+    path = shutil.which(name) or (shutil.which(name, path=also_in) if also_in else None)
     if path is None:
         pytest.skip(f"{name} is not installed (apt-get install {_PACKAGE.get(name, name)})")
     return path

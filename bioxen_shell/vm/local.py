@@ -35,6 +35,10 @@ __all__ = ["LocalBackend", "LocalAgentProcess"]
 #: Clock ticks per second of the utime/stime fields of /proc/<pid>/stat.
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
+#: How long to wait for the zygote's report on a worker that has certainly exited (its pidfd
+#: says so).  While the zygote lives it reports every exit; a busy machine only delays that.
+_EXITED_REPORT_WAIT = 60.0
+
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1 << 20  # fewer wake-ups when 100 MB strings move
 
@@ -197,9 +201,22 @@ class LocalAgentProcess:
         return None
 
     def wait_exit_reason(self, timeout: float) -> str | None:
-        """Like ``exit_reason`` but waits up to ``timeout`` s for the zygote's report."""
+        """Like ``exit_reason`` but waits up to ``timeout`` s for the zygote's report, and
+        longer (up to ``_EXITED_REPORT_WAIT``) once the worker has certainly exited: then the
+        report is on its way, and a zygote that a loaded machine leaves waiting for a core
+        must not turn "signal 9" into a lost connection.  (A dead zygote ends the wait too.)"""
         status = self._zygote.wait_exit(self.pid, timeout)
+        if status is None and self._has_exited():
+            status = self._zygote.wait_exit(self.pid, _EXITED_REPORT_WAIT)
         return describe_exit_status(status) if status is not None else self.exit_reason()
+
+    def _has_exited(self) -> bool:
+        """Whether the worker has terminated (a pidfd polls readable once it has)."""
+        if self._pidfd is None:
+            return False
+        p = select.poll()
+        p.register(self._pidfd, select.POLLIN)
+        return bool(p.poll(0))
 
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) the worker has used, from ``/proc/<pid>/stat``; ``None``

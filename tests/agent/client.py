@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bioxen_shell.vm import wire
+from tests.waiting import PATIENCE, wait_for
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,12 +78,12 @@ class Agent:
         self.reader = wire.FrameReader()
         self.frames: list = []
         self.next_id = 1
-        kind, payload = self.read_frame(timeout=20)
+        kind, payload = self.read_frame()
         assert kind == wire.HELLO, (kind, payload)
         self.hello = wire.decode(payload)
 
     # -- raw frames --------------------------------------------------------------------
-    def read_frame(self, timeout: float = 20.0):
+    def read_frame(self, timeout: float = PATIENCE):
         import select
 
         deadline = time.monotonic() + timeout
@@ -105,14 +106,20 @@ class Agent:
         wire.write_parts(self.wfd, wire.request_parts(op, rid, send_blobs=self.blobs, **fields))
         return rid
 
-    def recv(self, timeout: float = 20.0, on_output=None):
+    def recv(self, timeout: float = PATIENCE, on_output=None):
         """Collect output frames, blobs and the reply; returns (reply, output bytes).
         ``self.last_frames`` lists the kinds of the frames that came (O, B, R)."""
         out = bytearray()
         blobs: list = []
         self.last_frames = []
+        # One deadline for the whole reply: a busy agent sends (empty) output frames now and
+        # then, so a per-frame timeout would never expire on a call that never ends.
+        deadline = time.monotonic() + timeout
         while True:
-            kind, payload = self.read_frame(timeout)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no reply from the agent within {timeout:g} s")
+            kind, payload = self.read_frame(left)
             self.last_frames.append(kind)
             if kind == wire.OUTPUT:
                 if on_output:
@@ -125,7 +132,7 @@ class Agent:
             else:
                 raise AssertionError(f"unexpected frame {kind!r}")
 
-    def request(self, op: str, timeout: float = 20.0, **fields):
+    def request(self, op: str, timeout: float = PATIENCE, **fields):
         rid = self.send(op, **fields)
         reply, out = self.recv(timeout)
         assert reply.get("id") in (rid, None), reply
@@ -149,6 +156,45 @@ class Agent:
 
     def interrupt(self) -> None:
         self.proc.send_signal(signal.SIGINT)
+
+    def wait_output(self, timeout: float = PATIENCE) -> bytes:
+        """Wait for the running call's first output (an O frame) and return it; the frames
+        read meanwhile stay queued for :meth:`recv`.  Code that writes before it loops is
+        then known to be running, so an interrupt sent now cannot come too early."""
+        seen: list = []
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no output from the agent within {timeout:g} s")
+                kind, payload = self.read_frame(left)
+                seen.append((kind, payload))
+                if kind == wire.OUTPUT and len(payload):
+                    return bytes(payload)
+                if kind == wire.REPLY:
+                    raise AssertionError(f"the call answered before writing anything: {bytes(payload)!r}")
+        finally:
+            self.frames[:0] = seen
+
+    def sigint_taken(self) -> bool:
+        """Whether the agent has taken the SIGINT sent to it: no longer pending in the kernel
+        (its handler has run), or blocked, as stock LuaJIT's agent keeps it (it stays pending
+        there until the agent polls it, which is the agent's own business)."""
+        masks = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("SigPnd", "ShdPnd", "SigBlk"):
+                    masks[key] = int(value.strip(), 16)
+        bit = 1 << (signal.SIGINT - 1)
+        return bool(masks["SigBlk"] & bit) or not ((masks["SigPnd"] | masks["ShdPnd"]) & bit)
+
+    def interrupt_while_idle(self) -> None:
+        """SIGINT between calls, and wait until the agent has it (then a request sent next
+        comes after the interrupt, whatever the machine's load)."""
+        self.interrupt()
+        wait_for(self.sigint_taken, "the idle agent to take its SIGINT")
 
     def close(self) -> int:
         try:

@@ -15,6 +15,7 @@ import pytest
 
 from bioxen_shell.vm import wire
 from tests.agent.client import AgentError
+from tests.waiting import PATIENCE
 
 T = wire.BLOB_THRESHOLD
 ALL_BYTES = bytes(range(256))
@@ -174,7 +175,7 @@ def test_pipelined_requests_with_big_arguments_and_replies(start_agent, runtime)
     writer.start()
     try:
         for rid, s in enumerate(args, first):
-            reply, out = a.recv(timeout=60)
+            reply, out = a.recv()
             assert reply["id"] == rid and reply["values"] == [s, len(s)] and out == b"%d\n" % len(s)
             assert a.last_frames.count(wire.BLOB) == 1
     finally:
@@ -203,7 +204,7 @@ def test_without_blobs_in_configure_replies_carry_big_strings_inline(start_agent
     assert info.value.kind == "protocol" and "configure.blobs" in info.value.message
 
 
-def _wait_readable(fd: int, timeout: float = 30.0) -> None:
+def _wait_readable(fd: int, timeout: float = PATIENCE) -> None:
     ready, _, _ = select.select([fd], [], [], timeout)
     assert ready, "no data from the agent"
 
@@ -216,12 +217,12 @@ def test_interrupt_while_a_big_reply_is_being_produced(start_agent, runtime, tmp
                         "while true do t[#t % 64 + 1] = string.rep('b', 65536) .. #t end")
     out = b""
     while not out.endswith(b"\n"):  # the loop runs once "building\n" has come out
-        kind, payload = a.read_frame(timeout=30)
+        kind, payload = a.read_frame()
         assert kind == wire.OUTPUT
         out += payload
     assert out == b"building\n"
     _interrupt(a)
-    reply, _ = a.recv(timeout=30)
+    reply, _ = a.recv()
     assert reply["ok"] is False and reply["kind"] == "interrupted"
     # 2. While the agent writes the reply (blocked on the full pipe): the interrupt is not for
     #    user code, the reply arrives whole, and the next call does not see the interrupt.
@@ -232,7 +233,7 @@ def test_interrupt_while_a_big_reply_is_being_produced(start_agent, runtime, tmp
     head = os.read(a.rfd, 64)  # the agent is now writing frames it cannot finish: 32 MiB
     _interrupt(a)
     a.frames.extend(a.reader.feed(head))
-    reply, _ = a.recv(timeout=60)
+    reply, _ = a.recv()
     assert reply["ok"] and reply["values"] == [big, len(big)] and a.last_frames[-2:] == [wire.BLOB, wire.REPLY]
     assert a.eval("local n = 0 for i = 1, 2e6 do n = n + 1 end return n") == [2000000]
     assert a.eval("big == ...", big) == [True]

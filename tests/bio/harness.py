@@ -14,12 +14,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from bioxen_shell.paths import bio_stdlib_dir, lua_dir
+from tests.system import require_binary
 
 __all__ = ["LUPA_RUNTIMES", "STOCK_RUNTIMES", "ALL_RUNTIMES", "run", "runtime_params"]
 
@@ -79,9 +79,7 @@ def run(runtime: str, code: str):
         lua = mod.LuaRuntime(encoding=None)
         out = lua.execute(src)
         return json.loads(out.decode("latin-1") if isinstance(out, bytes) else out)
-    exe = shutil.which(runtime)
-    if exe is None:
-        pytest.skip(f"{runtime} is not installed (apt-get install {runtime if runtime != 'luajit' else 'luajit'})")
+    exe = require_binary(runtime)
     proc = subprocess.run([exe, "-"], input=src.replace("return __bioxen_test_json(__f())", "io.write(__bioxen_test_json(__f()))").encode(),
                           capture_output=True, timeout=120, env={**os.environ, "LUA_PATH": ""})
     if proc.returncode != 0:

@@ -15,7 +15,6 @@ import gzip
 import json
 import os
 import random
-import shutil
 import struct
 import subprocess
 import zlib
@@ -123,10 +122,7 @@ def L(value) -> str:
 
 
 def need_bgzip() -> str:
-    path = shutil.which("bgzip")
-    if path is None:
-        pytest.skip("bgzip is not installed (apt-get install tabix)")
-    return path
+    return require_binary("bgzip")
 
 
 def need_zlib_for(runtime: str) -> None:

@@ -226,7 +226,7 @@ def test_errors_in_a_shard_name_the_line_of_the_whole_file(runtime, tmp_path):
     got = run_bio(runtime, _ERROR % {"format": lua("fastq"), "path": lua(str(path)), "n": 4})
     assert got["offset"] > 0 and not got["ok"]
     # The record header is on line bad_line - 1: fastq names the record's line.
-    assert f"line {bad_line - 1}" in got["err"] or f"line {bad_line}" in got["err"], got["err"]
+    assert f"record 'bad' (line {bad_line - 1})" in got["err"], got["err"]
     assert str(path) in got["err"]
     # and exactly as reading the whole file says it
     whole = run_bio(runtime, f"""

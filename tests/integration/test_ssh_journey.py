@@ -5,20 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.remote.sshd_fixture import sshd_server  # noqa: F401  (session fixture)
 from tests.system import require_binary
+from tests.waiting import PATIENCE, eventually, lua_touch, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def env(tmp_path, sshd_server):  # noqa: F811
-    require_binary("sshd")
+    require_binary("sshd", also_in="/usr/sbin:/usr/local/sbin:/sbin")
     e = dict(os.environ)
     for var in ("CONFIG", "STATE", "CACHE"):
         d = tmp_path / var.lower()
@@ -46,12 +46,13 @@ def alive(pid: int) -> bool:
 
 def test_config_host_from_a_script_then_kill_9_leaves_no_remote_agent(env, tmp_path):
     script = tmp_path / "remote.lua"
+    looping = tmp_path / "looping"  # the "remote" agent runs on this machine: the test sees it
     script.write_text(
         'local r = vm.create{type = "ssh", host = "loop", name = "r1"}\n'
         'print(r:eval("return require(\'bio.seq\').gc_fraction(\'GGCA\')"), r:info().type)\n'
         'print(r:info().pid)\n'
         'io.stdout:flush()\n'
-        'r:eval("while true do end")\n'
+        f'r:eval([[{lua_touch(looping)}while true do end]])\n'
     )
     proc = subprocess.Popen([sys.executable, "-m", "bioxen_shell", "run", str(script)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
@@ -60,14 +61,12 @@ def test_config_host_from_a_script_then_kill_9_leaves_no_remote_agent(env, tmp_p
         assert first == "0.75\tssh\n", first + proc.stderr.read() if not first else first
         remote_pid = int(proc.stdout.readline())
         assert alive(remote_pid)
-        time.sleep(0.5)
+        wait_for(looping.exists, "the remote agent to be busy")
         proc.kill()
-        proc.wait(10)
+        proc.wait(PATIENCE)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    deadline = time.monotonic() + 10
-    while alive(remote_pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: not alive(remote_pid))
     assert not alive(remote_pid), "the remote agent outlived a shell killed with -9"

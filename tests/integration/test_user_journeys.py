@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import PATIENCE, lua_touch, wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 BIOXEN = [sys.executable, "-m", "bioxen_shell"]
 
@@ -29,7 +31,7 @@ def env(tmp_path):
     return e
 
 
-def bioxen(env, *args, cwd=None, timeout=60):
+def bioxen(env, *args, cwd=None, timeout=PATIENCE):
     proc = subprocess.run([*BIOXEN, *args], capture_output=True, text=True, env=env,
                           cwd=cwd or REPO, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
@@ -85,20 +87,27 @@ def test_sandboxed_profile_refuses_escapes_from_a_script(env, tmp_path):
 
 
 def test_a_user_profile_sets_limits_and_the_vm_carries_on(env, tmp_path):
+    # One limit per profile, so the limit each call expects is the only one that can fire:
+    # the loop allocates nothing, and the allocation runs without a call timeout (however
+    # slowly a loaded machine gets to 32 MiB).
     profiles = Path(env["BIOXEN_CONFIG_DIR"]) / "profiles"
     profiles.mkdir()
-    (profiles / "tight.toml").write_text('memory_limit = "32MiB"\ncall_timeout = 1\n')
+    (profiles / "quick.toml").write_text("call_timeout = 1\n")
+    (profiles / "tight.toml").write_text('memory_limit = "32MiB"\n')
     code, out, err = run_lua(env, tmp_path, """
+        local q = vm.create{name = "q1", profile = "quick"}
+        print(pcall(q.eval, q, "while true do end"))
+        print(q:eval("1 + 1"), q:status(), q:info().profile)
         local w = vm.create{name = "t1", profile = "tight"}
-        print(pcall(w.eval, w, "while true do end"))
         print(pcall(w.eval, w, "local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(64) .. i end"))
         print(w:eval("1 + 1"), w:status(), w:info().profile)
     """)
     assert code == 0, err
-    timeout_line, memory_line, last = out.splitlines()
-    assert timeout_line == "false\tt1: call timed out after 1 s and was stopped"
+    timeout_line, after_timeout, memory_line, after_memory = out.splitlines()
+    assert timeout_line == "false\tq1: call timed out after 1 s and was stopped"
+    assert after_timeout == "2\trunning\tquick"
     assert memory_line == "false\tnot enough memory"
-    assert last == "2\trunning\ttight"
+    assert after_memory == "2\trunning\ttight"
 
 
 def test_killed_worker_reports_signal_9_and_restarts(env, tmp_path):
@@ -123,7 +132,7 @@ def test_count_and_map_and_send_recv_from_a_script(env, tmp_path):
         print(#ws, ws[1]:info().name, ws[3]:info().name)
         vm.send(ws[1], "print('from p1') return 1")
         vm.send(ws[1], "return 2")
-        print(vm.recv(ws[1], 10)); print(vm.recv(ws[1], 10))
+        print(vm.recv(ws[1], 120)); print(vm.recv(ws[1], 120))
         local r, f = vm.map(function(x) if x == 2 then error("bad item") end return x * 10 end,
                             {1, 2, 3}, {vms = ws})
         print(r[1], r[2], r[3], #f, f[1].index)
@@ -171,7 +180,7 @@ def test_readme_vm_example_runs_as_written(env, tmp_path):
         local gcs = vm.map(function(s) return require("bio.seq").gc_fraction(s) end, seqs, {vms = 2})
         print(gcs[1], gcs[2])
         vm.send(w, "return 6 * 7")
-        print(vm.recv(w, 10))
+        print(vm.recv(w, 120))
     """)
     assert code == 0, err
     lines = out.splitlines()
@@ -181,31 +190,35 @@ def test_readme_vm_example_runs_as_written(env, tmp_path):
 
 def test_sigint_while_a_script_waits_on_a_vm_exits_130_without_shell_frames(env, tmp_path):
     import signal
-    import time
     script = tmp_path / "wait.lua"
-    script.write_text('local w = vm.create{name = "a"}\nprint("ready")\nio.stdout:flush()\n'
-                      'w:eval("while true do end")\n')
+    looping = tmp_path / "looping"
+    # The VM marks when its loop runs: Ctrl-C comes while the script waits on the VM, never
+    # before the call has started.
+    script.write_text('local w = vm.create{name = "a"}\n'
+                      f'w:eval([[{lua_touch(looping)}while true do end]])\n')
     proc = subprocess.Popen([*BIOXEN, "run", str(script)], env=env, cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert proc.stdout.readline() == "ready\n"
-        time.sleep(0.3)
+        wait_for(lambda: looping.exists() or proc.poll() is not None, "the VM's loop to start")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=PATIENCE)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    assert "interrupted" in err and "wait.lua:4" in err
+    assert "interrupted" in err and "wait.lua:2" in err
     assert "bioxen/vm.lua" not in err
 
 
 def test_status_notices_a_killed_worker_without_a_call(env, tmp_path):
-    code, out, err = run_lua(env, tmp_path, """
-        local w = vm.create{name = "s1"}
+    # Polls status() (no call reaches the VM) until it changes; the deadline only matters
+    # if it never does.
+    code, out, err = run_lua(env, tmp_path, f"""
+        local w = vm.create{{name = "s1"}}
         os.execute("kill -9 " .. w:info().pid)
-        os.execute("sleep 1")
+        local deadline = os.time() + {PATIENCE:g}
+        while w:status() == "running" and os.time() < deadline do os.execute("sleep 0.02") end
         print(w:status())
     """)
     assert (code, out) == (0, "crashed\n"), err

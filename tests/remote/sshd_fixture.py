@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.system import die_with_parent
+from tests.system import die_with_parent, require_binary
+from tests.waiting import PATIENCE
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -37,10 +37,7 @@ __all__ = ["SSHDServer", "start_sshd", "write_keypair"]
 
 def _find_sshd() -> str:
     """sshd lives in /usr/sbin, which a normal user's PATH often lacks."""
-    found = shutil.which("sshd") or shutil.which("sshd", path="/usr/sbin:/usr/local/sbin:/sbin")
-    if found is None:
-        pytest.skip("sshd is not installed (apt-get install openssh-server)")
-    return found
+    return require_binary("sshd", also_in="/usr/sbin:/usr/local/sbin:/sbin")
 
 
 def write_keypair(path: Path, comment: str = "bioxen-test") -> str:
@@ -220,7 +217,7 @@ def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "",
             # deliver the parent-death signal early.
             preexec_fn=die_with_parent if threading.current_thread() is threading.main_thread() else None,
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + PATIENCE  # until it listens (or exits: port taken)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break

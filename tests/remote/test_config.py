@@ -98,7 +98,7 @@ def test_invalid_toml_names_file_and_line(cfg_file):
         load_config()
 
 
-def test_unreadable_config_is_an_error_not_an_empty_config(cfg_file):
+def test_unreadable_config_is_an_error_not_an_empty_config(cfg_file, monkeypatch):
     cfg_file.mkdir()  # a directory where the file should be
     with pytest.raises(ConfigError, match=rf"^{cfg_file}: is a directory"):
         load_config()
@@ -106,11 +106,22 @@ def test_unreadable_config_is_an_error_not_an_empty_config(cfg_file):
     cfg_file.write_bytes(b"\xff\xfe[hosts]")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config()
-    if os.geteuid() != 0:  # root reads any file whatever its mode
-        cfg_file.write_text("[hosts.a]\n")
-        cfg_file.chmod(0)
-        with pytest.raises(ConfigError, match=r"cannot read the file \(Permission denied\)"):
-            load_config()
+    cfg_file.write_text("[hosts.a]\n")
+    cfg_file.chmod(0)
+    if os.geteuid() == 0:  # root reads any file whatever its mode: its read fails as a user's would
+        import errno
+        from pathlib import Path
+
+        real_read = Path.read_bytes
+
+        def denied(self):
+            if os.fspath(self) == os.fspath(cfg_file):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(self))
+            return real_read(self)
+
+        monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(ConfigError, match=r"cannot read the file \(Permission denied\)"):
+        load_config()
 
 
 def test_targets_and_overrides(cfg_file):

@@ -6,7 +6,6 @@ remote process (on this machine, which lets the tests look at it through /proc).
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.remote.sshd_fixture import start_sshd, write_keypair
 from tests.system import require_binary
+from tests.waiting import PATIENCE, eventually, finishes, lua_touch, pid_gone, wait_for, when
 
 INTERPRETERS = ["luajit", "lua5.4"]
 ALL_STOCK = ["luajit", "lua5.4", "lua5.3", "lua5.2", "lua5.1"]
@@ -44,20 +44,20 @@ def _options(ssh_vm_options, **changes):
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:  # gone (ENOENT, or ESRCH while reading)
-        return False
+    return not pid_gone(pid)
 
 
-def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
+def _wait_gone(pid: int, timeout: float = PATIENCE) -> bool:
+    return eventually(lambda: pid_gone(pid), timeout)
+
+
+def _interrupt_between_calls(vm) -> None:
+    """``vm.interrupt()`` while nothing runs, and wait until it has reached the agent's interrupt
+    file (the guard writes it), so the next call comes after it."""
+    path = Path(vm._proc._interrupt_file)
+    before = path.stat().st_size
+    vm.interrupt()
+    wait_for(lambda: path.stat().st_size > before, "the interrupt to reach the agent's interrupt file")
 
 
 def _one(vm, code):
@@ -93,8 +93,7 @@ def test_child_process_output_cannot_corrupt_the_protocol(manager, ssh_vm_option
     res = _one(vm, "os.execute([[printf 'R5\\nhello']]); io.stdout:write('mine'); return 7")
     assert res == 7
     assert _one(vm, "return 1 + 1") == 2
-    time.sleep(0.2)
-    assert "R5\nhello" in vm._proc.stderr_tail()
+    wait_for(lambda: "R5\nhello" in vm._proc.stderr_tail(), "the child's output on the agent's stderr")
 
 
 def test_program_is_not_on_the_command_line(manager, ssh_vm_options, cache_dir):
@@ -152,12 +151,12 @@ def test_concurrent_first_starts_share_one_upload(ssh_vm_options, cache_dir):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(PATIENCE)
     try:
         assert not errors and len(procs) == 3
         assert [p.name for p in cache_dir.iterdir()] == [f"agent-{upload.agent_bundle().version}"]
         for p in procs:
-            assert p.recv(4, 10).startswith(b"H")
+            assert p.recv(4, PATIENCE).startswith(b"H")
     finally:
         for p in procs:
             p.close()
@@ -193,8 +192,8 @@ def test_status_line_skips_login_noise_and_keeps_the_stream(ssh_vm_options, sshd
     try:
         chan = client.get_transport().open_session()
         chan.exec_command("printf 'Welcome to the lab\\nR3\\nbioxen-start luajit\\nH5\\nhello'")
-        assert ssh._read_status_line(chan, 10) == "bioxen-start luajit"
-        chan.settimeout(10)
+        assert ssh._read_status_line(chan, PATIENCE) == "bioxen-start luajit"
+        chan.settimeout(PATIENCE)
         rest = b""
         while data := chan.recv(100):
             rest += data
@@ -209,13 +208,14 @@ def test_status_line_skips_login_noise_and_keeps_the_stream(ssh_vm_options, sshd
 def test_interrupt_reaches_the_remote_agent(manager, ssh_vm_options, cache_dir, interp):
     require_binary(interp)
     vm = _create(manager, _options(ssh_vm_options, interpreter=interp, cache_dir=str(cache_dir)))
-    timer = threading.Timer(0.5, vm.interrupt)
-    timer.start()
-    started = time.monotonic()
-    with pytest.raises(VMInterrupted):
-        _one(vm, "while true do end")
-    assert time.monotonic() - started < 5
+    pid = vm.describe()["pid"]
+    looping = cache_dir / "looping"  # the agent runs on this machine: its marker is visible here
+    with when(looping.exists, vm.interrupt, "the remote loop to start"):
+        with pytest.raises(VMInterrupted) as info:
+            _one(vm, lua_touch(looping) + "while true do end")  # only the interrupt ends it
+    assert not isinstance(info.value, VMCrashed)  # stopped by the agent, not killed and restarted
     assert _one(vm, "return 'still serving'") == "still serving"
+    assert vm.describe()["pid"] == pid
 
 
 @pytest.mark.parametrize("interp", ["lua5.4", "lua5.1", "luajit"])
@@ -225,14 +225,12 @@ def test_repeated_interrupts_never_kill_the_remote_agent(manager, ssh_vm_options
     require_binary(interp)
     vm = _create(manager, _options(ssh_vm_options, interpreter=interp, cache_dir=str(cache_dir)))
     pid = vm.describe()["pid"]
-    for _ in range(3):
-        timer = threading.Timer(0.3, vm.interrupt)
-        timer.start()
-        with pytest.raises(VMInterrupted):
-            _one(vm, "while true do end")
-        timer.join()
-    vm.interrupt()  # an interrupt between calls must not kill the agent either
-    time.sleep(0.3)
+    for i in range(3):
+        looping = cache_dir / f"looping{i}"
+        with when(looping.exists, vm.interrupt, "the remote loop to start"):
+            with pytest.raises(VMInterrupted):
+                _one(vm, lua_touch(looping) + "while true do end")
+    _interrupt_between_calls(vm)  # an interrupt between calls must not kill the agent either
     assert _one(vm, "return 'still serving'") == "still serving"
     assert vm.describe()["pid"] == pid
 
@@ -250,11 +248,10 @@ def test_dropped_connection_mid_call(manager, ssh_vm_options, sshd_server, cache
     vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)))
     pid = vm.describe()["pid"]
     client_port = vm.backend._client.get_transport().sock.getsockname()[1]
-    killer = threading.Timer(0.5, sshd_server.kill_connection, args=(client_port,))
-    killer.start()
-    with pytest.raises(VMCrashed, match="VM lost .connection lost.*restart"):
-        _one(vm, "local x = 0; while true do x = x + 1 end")
-    killer.join()
+    looping = cache_dir / "looping"
+    with when(looping.exists, lambda: sshd_server.kill_connection(client_port), "the remote loop to start"):
+        with pytest.raises(VMCrashed, match="VM lost .connection lost.*restart"):
+            _one(vm, lua_touch(looping) + "local x = 0; while true do x = x + 1 end")
     assert vm.status == "lost"
     assert vm.describe()["status"] == "lost"
     # the guard saw its input end and killed the busy agent: nothing is left behind
@@ -366,10 +363,9 @@ def test_silent_server_hits_the_banner_timeout(tmp_path):
     try:
         backend = SSHBackend("c5", {"host": f"bio@127.0.0.1:{port}", "agent": False,
                                     "banner_timeout": 0.5, "connect_timeout": 2}, load_profile("standard"))
-        started = time.monotonic()
+        # The server never speaks: only the banner timeout can end start() (else it hangs).
         with pytest.raises(BackendError, match=r"no SSH banner within 0.5 s"):
-            backend.start()
-        assert time.monotonic() - started < 5
+            finishes(backend.start, "start() against a silent server")
     finally:
         listener.close()
 
@@ -413,9 +409,10 @@ def test_agent_killed_on_the_host_is_reported_as_a_crash(manager, ssh_vm_options
 
     vm = _create(manager, dict(ssh_vm_options))
     pid = vm.describe()["pid"]
-    threading.Timer(0.3, os.kill, args=(pid, signal.SIGKILL)).start()
-    with pytest.raises(VMCrashed, match=r"VM crashed \(signal 9\)"):
-        _one(vm, "while true do end")
+    looping = Path(ssh_vm_options["cache_dir"]) / f"looping-{pid}"
+    with when(looping.exists, lambda: os.kill(pid, signal.SIGKILL), "the remote loop to start"):
+        with pytest.raises(VMCrashed, match=r"VM crashed \(signal 9\)"):
+            _one(vm, lua_touch(looping) + "while true do end")
     assert vm.status == "crashed"
     vm.restart()
     assert _one(vm, "return 'ok'") == "ok"
@@ -431,9 +428,7 @@ def ssh_agent_with_key(sshd_server, tmp_path, monkeypatch):
     sock = tmp_path / "agent.sock"
     proc = subprocess.Popen([agent_bin, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 5
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(sock.exists, "ssh-agent's socket")
         env = {"SSH_AUTH_SOCK": str(sock), "PATH": "/usr/bin:/bin"}
         subprocess.run([add_bin, "-q", str(sshd_server.client_key)], env=env, check=True,
                        stdin=subprocess.DEVNULL, capture_output=True)
@@ -441,7 +436,7 @@ def ssh_agent_with_key(sshd_server, tmp_path, monkeypatch):
         yield sock
     finally:
         proc.terminate()
-        proc.wait(5)
+        proc.wait(PATIENCE)
 
 
 def test_authentication_through_ssh_agent(manager, sshd_server, ssh_agent_with_key, tmp_path, monkeypatch):
@@ -455,7 +450,7 @@ def test_authentication_through_ssh_agent(manager, sshd_server, ssh_agent_with_k
         _create(manager, dict(opts, agent=False), name="r2")
 
 
-def test_retry_for_waits_for_a_booting_host(tmp_path):
+def test_retry_for_waits_for_a_booting_host(tmp_path, monkeypatch):
     """A fresh guest: nothing listens yet, then sshd comes up — retry_for bridges the gap."""
     import socket
 
@@ -477,20 +472,31 @@ def test_retry_for_waits_for_a_booting_host(tmp_path):
     with pytest.raises(SSHConnectError, match="Connection refused"):
         SSHBackend.for_host("late", host, load_profile("standard")).start()
 
+    # sshd comes up only after the backend has been refused once: retry_for must bridge that.
+    refused = []
+    real_connect = socket.create_connection
+
+    def connect(address, *args, **kwargs):
+        try:
+            return real_connect(address, *args, **kwargs)
+        except ConnectionRefusedError:
+            if address[1] == port:
+                refused.append(address)
+            raise
+
+    monkeypatch.setattr(socket, "create_connection", connect)
     started = {}
 
     def boot():
         started["server"] = start_sshd(directory, port=port, keep_keys=True)
 
-    timer = threading.Timer(1.0, boot)
-    timer.start()
-    backend = SSHBackend.for_host("late", host, load_profile("standard"), retry_for=20)
+    backend = SSHBackend.for_host("late", host, load_profile("standard"), retry_for=PATIENCE)
     try:
-        proc = backend.start()
-        assert proc.recv(1, 10) == b"H"
+        with when(lambda: refused, boot, "a refused first attempt"):
+            proc = backend.start()
+        assert proc.recv(1, PATIENCE) == b"H"
         proc.close()
     finally:
-        timer.join()
         backend.destroy()
         if "server" in started:
             started["server"].stop()

@@ -10,6 +10,7 @@ from bioxen_shell.vm.handle import VMError, VMInterrupted
 from bioxen_shell.vm.manager import Manager
 from bioxen_shell.vm.profiles import load_profile
 from tests.system import require_binary
+from tests.waiting import PATIENCE
 from tests.vm.test_blobs import Shell, Spy, _binary, _blobs
 
 T = wire.BLOB_THRESHOLD
@@ -58,7 +59,7 @@ def test_output_before_a_big_reply_and_pipelined_big_replies(remote):
     args = [_binary(T + i, i) for i in range(3)]
     for s in args:
         h.send("return ..., #...", s)
-    assert [h.recv(60).values for _ in args] == [[s, len(s)] for s in args]
+    assert [h.recv(PATIENCE).values for _ in args] == [[s, len(s)] for s in args]
     sent, got = spy.take()
     assert _blobs(sent) == 3 and _blobs(got) == 3
 
@@ -91,7 +92,7 @@ def test_lua_side_through_ssh(ssh_vm_options, tmp_path):
         sh.show("w:set('v', {s, {t}})")
         assert sh.show("local v = w:get('v') return v[1] == s, v[2][1] == t") == "true\ttrue"
         sh.show("vm.send(w, 'return v[2][1]')")
-        assert sh.show("return vm.recv(w, 60) == t") == "true"
+        assert sh.show("return vm.recv(w, 120) == t") == "true"
         sent, got = spy.take()
         assert _blobs(sent) == 4 and _blobs(got) == 5
     finally:

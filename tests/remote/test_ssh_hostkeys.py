@@ -14,6 +14,7 @@ from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.remote.sshd_fixture import write_keypair
 from tests.system import require_binary
+from tests.waiting import PATIENCE
 
 
 def _public_key(line: str) -> paramiko.PKey:
@@ -29,7 +30,7 @@ def _assert_agent_says_hello(backend) -> None:
     """The connection was verified and the agent started: its first byte is the hello frame."""
     proc = backend.start()
     try:
-        assert proc.recv(1, 10) == b"H"
+        assert proc.recv(1, PATIENCE) == b"H"
     finally:
         proc.close()
         backend.destroy()

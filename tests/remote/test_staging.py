@@ -24,6 +24,7 @@ from bioxen_shell.vm.manager import Manager
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.remote.sshd_fixture import start_sshd
+from tests.waiting import PATIENCE
 
 MiB = 1 << 20
 
@@ -342,7 +343,7 @@ def test_concurrent_vms_of_one_process_share_one_upload(opts, cache_dir, tmp_pat
 
     def stage(b):
         try:
-            go.wait(30)
+            go.wait(PATIENCE)
             paths.append(b.stage_file(str(genome)))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
@@ -351,7 +352,7 @@ def test_concurrent_vms_of_one_process_share_one_upload(opts, cache_dir, tmp_pat
     for t in threads:
         t.start()
     for t in threads:
-        t.join(120)
+        t.join(PATIENCE)
     for b in backends:
         b.destroy()
     assert not errors and len(paths) == 4 and len(set(paths)) == 1
@@ -374,7 +375,7 @@ def test_concurrent_stagers_of_two_shells_do_not_clash(opts, cache_dir, tmp_path
     def progress_a(done, total):
         a_uploading.set()
         if done < total:
-            assert b_waiting.wait(60), "the second stager never waited for the lock"
+            assert b_waiting.wait(PATIENCE), "the second stager never waited for the lock"
 
     def run(name, client, **kw):
         try:
@@ -386,11 +387,11 @@ def test_concurrent_stagers_of_two_shells_do_not_clash(opts, cache_dir, tmp_path
 
     ta = threading.Thread(target=run, args=("a", ca), kwargs={"progress": progress_a})
     ta.start()
-    assert a_uploading.wait(60)
+    assert a_uploading.wait(PATIENCE)
     tb = threading.Thread(target=run, args=("b", cb), kwargs={"on_wait": b_waiting.set})
     tb.start()
-    ta.join(120)
-    tb.join(120)
+    ta.join(PATIENCE)
+    tb.join(PATIENCE)
     ca.close()
     cb.close()
     assert not errors, errors

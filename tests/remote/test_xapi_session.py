@@ -13,6 +13,7 @@ from bioxen_shell.remote.xapi import (
     ORIGINATOR, InsecureTLSWarning, TLSSettings, XapiAuthError, XapiConnectionError, XapiError,
     XapiSession, XapiTimeout, normalise_fingerprint,
 )
+from tests.waiting import PATIENCE, wait_for
 from tests.xapi_sim.fixtures import SIM_PASSWORD, SIM_USER, TEMPLATE
 
 
@@ -181,7 +182,7 @@ def test_fingerprint_formats():
 def test_wait_task_returns_result_and_destroys_task(xapi_test_pool):
     sim = xapi_test_pool.sim
     with session_for(xapi_test_pool.url) as s:
-        vm = s.run_async("VM.clone", sim.template, "async-clone", timeout=10, what="clone")
+        vm = s.run_async("VM.clone", sim.template, "async-clone", timeout=PATIENCE, what="clone")
         assert vm.startswith("OpaqueRef:") and vm in sim.table("VM")
         assert sim.table("task") == {}
         assert s.call("event_from", ["vm"], "", 0.0)["events"]  # event.from via alias
@@ -192,7 +193,7 @@ def test_task_failure_surfaces_its_code(xapi_test_pool):
     sim.fail_next("VM.clone", "SR_FULL", "4294967296", "0")
     with session_for(xapi_test_pool.url) as s:
         with pytest.raises(XapiError) as exc:
-            s.run_async("VM.clone", sim.template, "x", timeout=10, what="clone")
+            s.run_async("VM.clone", sim.template, "x", timeout=PATIENCE, what="clone")
     assert exc.value.code == "SR_FULL" and exc.value.call == "Async.VM.clone"
     assert exc.value.param("requested") == "4294967296"
     assert sim.table("task") == {}
@@ -206,7 +207,7 @@ def test_task_timeout_cancels_the_task(xapi_test_pool):
         s.call("VM.provision", vm)
         s.call("VM.start", vm, False, False)
         s.wait_until(["vm"], lambda: s.call("VM.get_guest_metrics", vm) != "OpaqueRef:NULL"
-                     or None, 5, "guest metrics")
+                     or None, PATIENCE, "guest metrics")
         with pytest.raises(XapiTimeout, match="shutdown"):
             s.run_async("VM.clean_shutdown", vm, timeout=0.3, what="shutdown")
         assert s.call("VM.get_power_state", vm) == "Running"
@@ -215,6 +216,9 @@ def test_task_timeout_cancels_the_task(xapi_test_pool):
 
 def test_wait_until_uses_event_from_not_sleeps(xapi_test_pool):
     sim = xapi_test_pool.sim
+    # The guest finishes booting only once the client waits on events: its IP is never there
+    # at the first look, however slowly the machine runs.
+    sim.guest.on_boot.append(lambda sim, vm: wait_for(lambda: sim.calls("event_from"), "event.from") and None)
     with session_for(xapi_test_pool.url) as s:
         vm = s.call("VM.clone", sim.template, "ev")
         s.call("VM.provision", vm)
@@ -222,7 +226,7 @@ def test_wait_until_uses_event_from_not_sleeps(xapi_test_pool):
         ip = s.wait_until([f"vm/{vm}", "vm_guest_metrics"], lambda: (
             s.call("VM_guest_metrics.get_networks", s.call("VM.get_guest_metrics", vm))
             .get("0/ip") if s.call("VM.get_guest_metrics", vm) != "OpaqueRef:NULL" else None),
-            5, "ip")
+            PATIENCE, "ip")
     assert ip == sim.guest.ip
     assert sim.calls("event_from")  # waited on events
 

@@ -13,6 +13,7 @@ import XenAPI
 
 from tests.xapi_sim import NULL, GiB
 from tests.xapi_sim.fixtures import SIM_PASSWORD, SIM_USER
+from tests.waiting import PATIENCE, wait_for
 
 
 @pytest.fixture
@@ -137,14 +138,12 @@ def test_async_tasks_and_synchronous_failures(x, xapi_test_pool):
     assert failure(x.Async.VM.start, NULL)[0] == "MESSAGE_PARAMETER_COUNT_MISMATCH"
     vm = x.VM.clone(sim.template, "t")
     task = x.Async.VM.start(vm, False, False)  # fails inside the task: still a template
-    while x.task.get_status(task) == "pending":
-        time.sleep(0.01)
+    wait_for(lambda: x.task.get_status(task) != "pending", "the task to end")
     record = x.task.get_record(task)
     assert record["status"] == "failure" and record["error_info"] == ["VM_IS_TEMPLATE", vm, "start"]
     assert record["name_label"] == "Async.VM.start" and record["finished"]
     task = x.Async.VM.clone(sim.template, "t2")
-    while x.task.get_status(task) == "pending":
-        time.sleep(0.01)
+    wait_for(lambda: x.task.get_status(task) != "pending", "the task to end")
     result = x.task.get_result(task)
     assert result.startswith("<value>OpaqueRef:") and result.endswith("</value>")
     x.task.destroy(task)
@@ -157,15 +156,11 @@ def test_task_cancel(x, xapi_test_pool):
     sim.guest.boot_delay = 0.0
     vm = provisioned(x, sim)
     x.VM.start(vm, False, False)
-    deadline = time.monotonic() + 5
-    while x.VM.get_guest_metrics(vm) == NULL and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: x.VM.get_guest_metrics(vm) != NULL, "the guest to boot")
     task = x.Async.VM.clean_shutdown(vm)
-    time.sleep(0.1)
-    assert x.task.get_status(task) == "pending"
+    assert x.task.get_status(task) == "pending"  # the guest ignores the request: it never ends
     x.task.cancel(task)
-    while x.task.get_status(task) in ("pending", "cancelling"):
-        time.sleep(0.01)
+    wait_for(lambda: x.task.get_status(task) not in ("pending", "cancelling"), "the cancelled task to end")
     assert x.task.get_record(task)["error_info"] == ["TASK_CANCELLED", task]
     assert x.task.get_status(task) == "cancelled"
     assert x.VM.get_power_state(vm) == "Running"
@@ -187,19 +182,24 @@ def test_event_from_tokens_and_blocking(x, xapi_test_pool):
     def wait():
         s = XenAPI.Session(xapi_test_pool.url)
         s.xenapi.login_with_password(SIM_USER, SIM_PASSWORD, "1.0", "t")
-        result["r"] = s.xenapi.event_from(["vm"], token, 5.0)
+        result["r"] = s.xenapi.event_from(["vm"], token, PATIENCE)
         s.xenapi.session.logout()
 
+    def calls_with_token():
+        return [p for name in ("event_from", "event.from") for p in sim.calls(name) if token in p]
+
+    before = len(calls_with_token())
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(0.1)
+    # the waiter's call has reached the simulator (it blocks there: nothing changed yet)
+    wait_for(lambda: len(calls_with_token()) > before, "the blocking event.from")
     vm = x.VM.clone(sim.template, "ev")
-    waiter.join(5)
+    waiter.join(PATIENCE)
     (event,) = result["r"]["events"]
     assert (event["operation"], event["ref"], event["snapshot"]["name_label"]) == ("add", vm, "ev")
     token = result["r"]["token"]
     x.VM.set_name_label(vm, "ev2")
-    (event,) = x.event_from([f"vm/{vm}"], token, 1.0)["events"]
+    (event,) = x.event_from([f"vm/{vm}"], token, PATIENCE)["events"]  # returns with the event
     assert (event["operation"], event["snapshot"]["name_label"]) == ("mod", "ev2")
     assert failure(x.event_from, ["vm"], "garbage", 0.0) == [
         "EVENT_FROM_TOKEN_PARSE_FAILURE", "garbage"]
@@ -207,11 +207,21 @@ def test_event_from_tokens_and_blocking(x, xapi_test_pool):
 
 def test_guest_metrics_appear_after_boot_and_go_at_shutdown(x, xapi_test_pool):
     sim = xapi_test_pool.sim
-    sim.guest.boot_delay = 0.3
+    # Each boot waits in a hook until the test lets it go, so "not yet" is certain however
+    # slowly the machine runs; the hook runs in the boot's thread, before the metrics appear.
+    release, booting = threading.Event(), []
+
+    def held_boot(sim, vm):
+        booting.append(threading.current_thread())
+        release.wait(PATIENCE)
+
+    sim.guest.on_boot.append(held_boot)
     vm = provisioned(x, sim)
     x.VM.start(vm, False, False)
+    wait_for(lambda: booting, "the guest to boot")
     assert x.VM.get_guest_metrics(vm) == NULL
-    time.sleep(0.6)
+    release.set()
+    booting.pop().join(PATIENCE)
     metrics = x.VM.get_guest_metrics(vm)
     assert x.VM_guest_metrics.get_networks(metrics) == {"0/ip": sim.guest.ip,
                                                          "0/ipv4/0": sim.guest.ip}
@@ -219,7 +229,8 @@ def test_guest_metrics_appear_after_boot_and_go_at_shutdown(x, xapi_test_pool):
     assert x.VM.get_guest_metrics(vm) == NULL and metrics not in sim.table("VM_guest_metrics")
     sim.guest.tools = False
     x.VM.start(vm, False, False)
-    time.sleep(0.6)
+    wait_for(lambda: booting, "the guest to boot again")
+    booting.pop().join(PATIENCE)  # the boot is over: without tools, no metrics ever
     assert x.VM.get_guest_metrics(vm) == NULL
     assert failure(x.VM.clean_shutdown, vm) == ["VM_LACKS_FEATURE", vm]
 

@@ -14,6 +14,7 @@ from bioxen_shell.remote import xcpng
 from bioxen_shell.remote.xcpng import AUTHORIZED_KEYS_KEY, OWNER_KEY, TAG, XCPngBackend
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
+from tests.waiting import PATIENCE
 from tests.xapi_sim import GiB, MiB
 from tests.xapi_sim.fixtures import SIM_PASSWORD, TEMPLATE
 
@@ -154,6 +155,9 @@ def test_ssh_failure_after_boot_rolls_back(xapi_sim, xcpng_settings):
     before = baseline(xapi_sim)
     xapi_sim.guest.on_boot.clear()
     xapi_sim.guest.ip = "127.0.0.1"
+    # ip_timeout bounds the wait for the IP and then, once more, SSH's retries (what this test
+    # waits out).  The guest has its IP when VM.start returns, so only SSH can time out.
+    xapi_sim.guest.boot_delay = None
     settings = dict(xcpng_settings, ssh_user="no-such-user-bioxen", ip_timeout=3)
     with pytest.raises(BackendError) as exc:
         backend(settings).start()
@@ -493,7 +497,7 @@ def test_guest_presenting_another_host_key_is_refused(xapi_sim, xcpng_guest_sett
     guests.honour_host_key = False  # a template without the convention: its own random key
     before = baseline(xapi_sim)
     with pytest.raises(BackendError) as exc:
-        backend(dict(settings, ip_timeout=5)).start()
+        backend(dict(settings, ip_timeout=PATIENCE)).start()  # a mismatch is not retried
     assert "xcpng-" in str(exc.value) or "host key" in str(exc.value).lower()
     assert_nothing_left(xapi_sim, before)
     assert guests.running() == 0
@@ -534,7 +538,7 @@ def test_guest_powered_off_behind_our_back_is_lost_then_restarts(xapi_sim, xcpng
         with XapiSession(settings["url"], "root", SIM_PASSWORD) as s:
             s.call("VM.hard_shutdown", ref)
         with pytest.raises(VMCrashed):
-            vm.recv(15)
+            vm.recv(PATIENCE)
         vm.restart()
         assert vm.eval("return 'back'") == ["back"]
         assert the_vm(xapi_sim)[0] == ref  # the same VM, booted again

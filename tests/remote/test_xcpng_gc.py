@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from bioxen_shell.remote import gc, registry as registry_mod, xcpng
 from bioxen_shell.remote.xcpng import OWNER_KEY, TAG, XCPngBackend
 from bioxen_shell.vm.profiles import load_profile
+from tests.waiting import PATIENCE, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,13 +51,7 @@ def _spawn_creator(settings: dict, name: str) -> subprocess.Popen:
 
 
 def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(predicate, what, timeout, interval=0.05)
 
 
 def test_orphan_of_a_process_killed_while_provisioning(xapi_sim, xcpng_settings):
@@ -67,11 +61,11 @@ def test_orphan_of_a_process_killed_while_provisioning(xapi_sim, xcpng_settings)
     child = _spawn_creator(xcpng_settings, "doomed")
     try:
         _wait(lambda: any(v["power_state"] == "Running" for v in xapi_sim.vms().values()),
-              30, "the child's VM to be started")
-        _wait(lambda: registry_mod.Registry().all(), 5, "the record")
+              PATIENCE, "the child's VM to be started")
+        _wait(lambda: registry_mod.Registry().all(), PATIENCE, "the record")
     finally:
         child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        child.wait(PATIENCE)
     (record,) = registry_mod.Registry().all()
     assert record.owner.pid == child.pid and not record.owner.is_alive()
     killed_sessions = len(xapi_sim.open_sessions())  # the dead child's (XAPI expires those)
@@ -96,14 +90,15 @@ def test_orphan_of_a_process_killed_between_clone_and_tag(xapi_sim, xcpng_settin
     """The narrowest windows: killed right after VM.clone — before its uuid is recorded
     (the record written before the clone is still "pending" and names the VM's label), or
     recorded but not yet tagged (gc looks the recorded uuid up).  Either way gc finds it."""
-    xapi_sim.delays[stalled] = 5.0  # the child is killed while this call hangs
+    xapi_sim.delays[stalled] = PATIENCE  # the child is killed while this call hangs
     child = _spawn_creator(xcpng_settings, "early")
     try:
-        _wait(lambda: xapi_sim.calls(stalled) and xapi_sim.calls("VM.clone"), 30,
+        _wait(lambda: xapi_sim.calls(stalled) and xapi_sim.calls("VM.clone"), PATIENCE,
               f"the child to reach {stalled}")
     finally:
         child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        child.wait(PATIENCE)
+        del xapi_sim.delays[stalled]  # calls from now on (gc's) answer at once
     ((ref, vm),) = [(r, v) for r, v in xapi_sim.table("VM").items()
                     if v["name_label"] == "bioxen-early"]
     assert TAG not in vm["tags"] and vm["is_a_template"]  # not even provisioned yet
@@ -222,7 +217,7 @@ def test_registry_concurrent_writers_lose_nothing(tmp_path):
             " name_label='l', owner=r.current_owner())) for i in range(10)]")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(reg.path), str(k)], cwd=REPO)
              for k in range(3)]
-    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    assert [p.wait(PATIENCE) for p in procs] == [0, 0, 0]
     assert len(reg.all()) == 50
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".xcpng-vms.")]
 

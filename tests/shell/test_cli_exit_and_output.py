@@ -12,12 +12,13 @@ import sys
 import pytest
 
 from bioxen_shell.engine import Engine
+from tests.waiting import PATIENCE
 
 BIOXEN = [sys.executable, "-m", "bioxen_shell"]
 
 
 def run(*args, env=None, **kw):
-    proc = subprocess.run([*BIOXEN, *args], capture_output=True, env=env, timeout=60, **kw)
+    proc = subprocess.run([*BIOXEN, *args], capture_output=True, env=env, timeout=PATIENCE, **kw)
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 
@@ -48,7 +49,7 @@ def test_closed_pipe_ends_the_script_quietly_with_sigpipe_status():
                             stderr=subprocess.PIPE)
     assert proc.stdout.readline() == b"1\n"
     proc.stdout.close()
-    assert proc.wait(30) == 141
+    assert proc.wait(PATIENCE) == 141
     assert proc.stderr.read() == b""
 
 

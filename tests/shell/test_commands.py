@@ -96,12 +96,16 @@ def test_source_command(make_engine):
 def test_commands_can_be_interrupted(make_engine):
     import threading
 
+    from tests.waiting import when
+
     engine = make_engine()
+    started = threading.Event()
+    engine.set_global("started", started.set)
     engine.lua.execute(b"""
-      require("bioxen.shell.commands").register{name = "spin", run = function() while true do end end}
+      require("bioxen.shell.commands").register{name = "spin", run = function() started() while true do end end}
     """)
-    threading.Timer(0.2, engine.interrupt).start()
-    assert engine.eval_line(":spin").kind == "interrupted"
+    with when(started.is_set, engine.interrupt, "the command to run"):
+        assert engine.eval_line(":spin").kind == "interrupted"
     assert engine.show("1") == "1"
 
 

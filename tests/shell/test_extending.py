@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import textwrap
 import threading
-import time
 
 import pytest
+
+from tests.waiting import wait_for, when
 
 
 @pytest.fixture
@@ -117,15 +118,17 @@ def test_meta_commands_and_underscore_stay_local(make_engine):
 def test_target_sees_ctrl_c_through_interrupted(make_engine):
     engine = make_engine()
 
+    waiting = threading.Event()
+
     def wait_vm():
-        while not engine.interrupted():
-            time.sleep(0.01)
+        waiting.set()
+        wait_for(engine.interrupted, "the interrupt flag")
         return engine.to_lua({"ok": False, "kind": "interrupted", "error": "interrupted!"})
 
     engine.set_global("wait_vm", wait_vm)
     attach(engine)
-    threading.Timer(0.2, engine.interrupt).start()
-    result = engine.eval_line("wait")
+    with when(waiting.is_set, engine.interrupt, "the target to wait"):
+        result = engine.eval_line("wait")
     assert result.kind == "interrupted"
 
 

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from tests.waiting import PATIENCE
+
 pexpect = pytest.importorskip("pexpect", reason="pexpect is a test dependency (pip install pexpect)")
 
 PROMPT = "lua> "
@@ -20,7 +22,7 @@ def shell():
     command = shutil.which("bioxen")
     args = [] if command else ["-m", "bioxen_shell"]
     child = pexpect.spawn(command or sys.executable, args, env=env, encoding="utf-8",
-                          timeout=10, dimensions=(30, 100))
+                          timeout=PATIENCE, dimensions=(30, 100))
     child.expect_exact(PROMPT)
     yield child
     if child.isalive():
@@ -34,10 +36,12 @@ def run(child, line):
 def test_interrupt_runaway_loop_and_keep_state(shell):
     run(shell, "local kept = 'intact'")
     shell.expect_exact(PROMPT)
-    run(shell, "while true do end")
-    time.sleep(0.5)  # let it spin
+    # The loop announces itself (the echo of the line shows 'spin' .. 'ning', not the
+    # word): Ctrl-C comes while it runs, not while the line is still being read.
+    run(shell, "print('spin' .. 'ning') while true do end")
+    shell.expect_exact("spinning")
     shell.sendintr()
-    shell.expect_exact("interrupted!", timeout=5)  # latency itself: bench/interrupt.py
+    shell.expect_exact("interrupted!")  # latency itself: bench/interrupt.py
     shell.expect_exact(PROMPT)
     run(shell, "kept")
     shell.expect_exact('"intact"')
@@ -49,13 +53,12 @@ def test_interrupt_runaway_loop_and_keep_state(shell):
 def test_tab_completion_ctrl_c_clears_and_ctrl_d_exits(shell):
     shell.send("string.rev")
     shell.send("\t")
-    time.sleep(0.3)
+    shell.expect_exact("string.reverse")  # the completion is in the line (it comes later than Tab)
     run(shell, "('abc')")
     shell.expect_exact('"cba"')
     shell.expect_exact(PROMPT)
     shell.send("broken((")
-    time.sleep(0.2)
-    shell.sendintr()  # Ctrl-C at the prompt: the line is dropped
+    shell.sendintr()  # Ctrl-C at the prompt (a key in raw mode, read in order): the line is dropped
     shell.expect_exact(PROMPT)
     run(shell, "'fresh'")
     shell.expect_exact('"fresh"')
@@ -77,13 +80,19 @@ def test_multiline_input_in_a_terminal(shell):
 
 
 def test_stuck_c_call_third_ctrl_c_leaves(shell):
-    # A pathological pattern keeps Lua inside string.find (C): no hook can fire.
-    run(shell, "x = ('a'):rep(3000):find(('a*'):rep(10) .. 'b')")
-    time.sleep(0.3)
+    # A pathological pattern keeps Lua inside string.find (C): no hook can fire.  The line
+    # announces that it runs first, so every Ctrl-C reaches the running code.
+    run(shell, "print('in' .. ' C') x = ('a'):rep(3000):find(('a*'):rep(10) .. 'b')")
+    shell.expect_exact("in C")
+    # Presses that come close together can reach the shell as one signal: press again until
+    # the second one has been counted (the shell says so).
+    deadline = time.monotonic() + PATIENCE
     shell.sendintr()
-    time.sleep(0.2)
-    shell.sendintr()
-    shell.expect_exact("press Ctrl-C again to quit bioxen")
+    while True:
+        shell.sendintr()
+        if shell.expect_exact(["press Ctrl-C again to quit bioxen", pexpect.TIMEOUT], timeout=5) == 0:
+            break
+        assert time.monotonic() < deadline, "the shell never counted a second Ctrl-C"
     shell.sendintr()
     shell.expect(pexpect.EOF)
     shell.close()

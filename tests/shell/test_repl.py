@@ -12,6 +12,7 @@ from bioxen_shell.repl.app import run_repl
 from bioxen_shell.repl.completer import LuaCompleter
 from bioxen_shell.repl.history import history_path, last_entries, open_history
 from bioxen_shell.repl.lexer import ShellLexer
+from tests.waiting import when
 
 ENTER, CTRL_C, CTRL_D = "\r", "\x03", "\x04"
 
@@ -130,25 +131,53 @@ def test_ctrl_r_searches_history(engine):
     assert engine.take_output() == b"99\n"
 
 
-def test_suggestion_from_history_accepted_with_right_arrow(engine):
-    import threading
+@pytest.fixture
+def sessions(monkeypatch):
+    """The PromptSessions run_repl makes, to watch their buffer from another thread."""
+    from bioxen_shell.repl import app
 
+    made = []
+    real = app.make_session
+
+    def make_session(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(app, "make_session", make_session)
+    return made
+
+
+def test_suggestion_from_history_accepted_with_right_arrow(engine, sessions):
     history = history_with("'suggested text'")
+
+    def suggested():
+        buffer = sessions[0].default_buffer if sessions else None
+        return buffer is not None and buffer.text == "'sugg" and buffer.suggestion is not None
+
     with create_pipe_input() as pipe:
         pipe.send_text("'sugg")
-        # the suggestion is computed after the keystroke: accept it a moment later
-        threading.Timer(0.3, pipe.send_text, ["\x1b[C" + ENTER + CTRL_D]).start()
-        run_repl(engine, input=pipe, output=DummyOutput(), history=history, banner=False, color=False)
+        # the suggestion is computed after the keystroke: accept it once it is there
+        with when(suggested, lambda: pipe.send_text("\x1b[C" + ENTER + CTRL_D), "the suggestion"):
+            run_repl(engine, input=pipe, output=DummyOutput(), history=history, banner=False, color=False)
     assert engine.take_output() == b'"suggested text"\n'
 
 
-def test_up_arrow_recalls_previous_input(engine):
-    import threading
+def test_up_arrow_recalls_previous_input(engine, sessions):
+    def history_loaded_at_the_next_prompt():
+        if b"42\n" not in engine.out.getvalue() or not sessions:
+            return False
+        buffer = sessions[0].default_buffer
+        try:
+            lines = list(buffer._working_lines)
+        except RuntimeError:  # the loader appended meanwhile
+            return False
+        return buffer.text == "" and "40 + 2" in lines[:-1]
 
     with create_pipe_input() as pipe:
         pipe.send_text("40 + 2" + ENTER)
-        # history reloads at each prompt, in the background: press Up a moment later
-        threading.Timer(0.3, pipe.send_text, ["\x1b[A" + ENTER + CTRL_D]).start()
-        run_repl(engine, input=pipe, output=DummyOutput(), history=InMemoryHistory(), banner=False,
-                 color=False)
+        # history reloads at each prompt, in the background: press Up once it has
+        with when(history_loaded_at_the_next_prompt, lambda: pipe.send_text("\x1b[A" + ENTER + CTRL_D),
+                  "the history at the second prompt"):
+            run_repl(engine, input=pipe, output=DummyOutput(), history=InMemoryHistory(), banner=False,
+                     color=False)
     assert engine.take_output() == b"42\n42\n"

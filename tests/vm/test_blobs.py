@@ -15,6 +15,7 @@ from bioxen_shell.engine import Engine
 from bioxen_shell.vm import wire
 from bioxen_shell.vm.handle import VMError, VMInterrupted, inline_blobs
 from tests.vm.conftest import profile
+from tests.waiting import PATIENCE
 
 T = wire.BLOB_THRESHOLD
 MiB = 1 << 20
@@ -118,7 +119,7 @@ def test_python_api_pipelined_sends_with_big_arguments_and_replies(big_vm):
     spy.take()
     for s in args:  # the VM answers while later requests are still being written
         h.send("print(#...) return ..., #...", s)
-    results = [h.recv(60) for _ in args]
+    results = [h.recv(PATIENCE) for _ in args]
     for res, s in zip(results, args):
         assert res.values == [s, len(s)] and res.output == b"%d\n" % len(s)
     sent, got = spy.take()
@@ -256,7 +257,7 @@ def test_lua_side_pipelined_send_recv_with_big_replies(shell):
     spy = shell.spy
     spy.take()
     shell.show("ids = {} for i = 1, 4 do ids[i] = vm.send(w, 'return ..., #...', binary(2 * T + i, i)) end")
-    assert shell.show("local ok = true for i = 1, 4 do local s, n = vm.recv(w, 60) "
+    assert shell.show("local ok = true for i = 1, 4 do local s, n = vm.recv(w, 120) "
                       "ok = ok and s == binary(2 * T + i, i) and n == 2 * T + i end return ok") == "true"
     sent, got = spy.take()
     assert _blobs(sent) == 4 and _blobs(got) == 4

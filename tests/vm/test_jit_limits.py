@@ -20,6 +20,7 @@ from bioxen_shell.remote.config import INTERPRETERS
 from bioxen_shell.vm.handle import VMError, VMInterrupted, VMRestarted, VMTimeout
 from bioxen_shell.vm.profiles import load_profile, local_default_runtime
 from bioxen_shell.vm.transport import BackendError
+from tests.waiting import PATIENCE
 
 pytest.importorskip("lupa.luajit21")
 
@@ -121,6 +122,7 @@ def test_sandboxed_profile_runs_lua54_and_deep_gsub_recursion_is_an_error(manage
 
 def test_user_loop_under_call_timeout_is_stopped_by_the_hook_and_keeps_the_vm(manager):
     h = manager.create("hooked", profile=user_profile("t_hook", call_timeout=0.5))
+    h.kill_grace = PATIENCE  # the hook stops it: the kill must not come first on a loaded machine
     h.set("kept", "still here")
     pid = h.pid
     with pytest.raises(VMTimeout) as info:
@@ -132,6 +134,7 @@ def test_user_loop_under_call_timeout_is_stopped_by_the_hook_and_keeps_the_vm(ma
 
 def test_user_loop_under_cpu_limit_is_stopped_by_the_hook_and_keeps_the_vm(manager):
     h = manager.create("hookcpu", profile=user_profile("c_hook", cpu_limit=0.5))
+    h.kill_grace = PATIENCE  # the hook stops it: the kill must not come first on a loaded machine
     h.set("kept", "still here")
     pid = h.pid
     with pytest.raises(VMError) as info:
@@ -166,6 +169,7 @@ def test_jit_loop_under_cpu_limit_restarts_the_vm(manager, code):
         h.eval(code)
     assert_restarted(h, info.value, kind="cpu_limit", limit_text="cpu_limit 0.5 s", old_pid=pid)
     # the restarted VM has its limits: the hook still stops user code there, keeping the VM
+    h.kill_grace = PATIENCE
     with pytest.raises(VMError) as again:
         h.eval("while true do end")
     assert again.value.kind == "cpu_limit" and not isinstance(again.value, VMRestarted)
@@ -188,7 +192,7 @@ def test_pipelined_jit_loop_under_cpu_limit_fails_it_and_the_request_behind_it(m
             break
     assert_restarted(h, first, kind="cpu_limit", limit_text="cpu_limit 0.5 s", old_pid=pid)
     with pytest.raises(VMRestarted) as second:
-        h.recv(10)
+        h.recv(PATIENCE)
     assert second.value.kind == "cpu_limit" and h.pending == 0
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from bioxen_shell.vm.forkserver import Zygote
 from tests.system import require_binary
+from tests.waiting import PATIENCE, eventually, lua_touch, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,13 +39,9 @@ def _alive(pid: int) -> bool:
     return st is not None and st[0] != "Z"
 
 
-def _wait_gone(pids, timeout=5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = [p for p in pids if _alive(p)]
-        if not left:
-            return []
-        time.sleep(0.05)
+def _wait_gone(pids, timeout=PATIENCE) -> list[int]:
+    """The processes of ``pids`` still alive after waiting (up to ``timeout``) for all to end."""
+    eventually(lambda: not any(_alive(p) for p in pids), timeout)
     return [p for p in pids if _alive(p)]
 
 
@@ -60,9 +56,7 @@ def test_1000_create_destroy_cycles_leave_no_zombies_and_no_fds(manager):
         manager.destroy(h.name)
     assert manager.list() == []
     zygote = Zygote.instance().pid
-    deadline = time.monotonic() + 5
-    while children_of(zygote) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: not children_of(zygote))
     assert children_of(zygote) == [], "workers (or zombies) left behind"
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
 
@@ -101,18 +95,19 @@ def test_no_worker_outlives_a_normal_exit(tmp_path):
     proc, pids = _run_shell(tmp_path, "io.read()")
     zygote = _zygote_of(pids[0])
     proc.stdin.close()
-    assert proc.wait(30) == 0
+    assert proc.wait(PATIENCE) == 0
     assert _wait_gone(pids + [zygote]) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_no_worker_outlives_a_killed_shell(tmp_path, sig):
     # the shell is busy waiting on a VM call when it is killed
-    proc, pids = _run_shell(tmp_path, "vm.get('w1'):eval('while true do end')")
+    looping = tmp_path / "looping"
+    proc, pids = _run_shell(tmp_path, f"vm.get('w1'):eval([[{lua_touch(looping)}while true do end]])")
     zygote = _zygote_of(pids[0])
-    time.sleep(0.2)
+    wait_for(looping.exists, "the VM call to run")
     os.kill(proc.pid, sig)
-    proc.wait(30)
+    proc.wait(PATIENCE)
     assert _wait_gone(pids + [zygote]) == [], f"left alive after signal {sig}"
 
 
@@ -149,14 +144,14 @@ def test_zygote_reports_exit_status_and_installs_only_fds_0_to_4():
 
     proc = LocalAgentProcess(Zygote.instance(), runtime="lua54", max_memory=0, env={}, name="echo",
                              target="tests.vm.echo_worker:run")
-    hello = proc.recv(4096, 10)
+    hello = proc.recv(4096, PATIENCE)
     # fds of the echo worker: 0-2, the protocol pipes 3/4, and 5 = its own listdir of /proc/self/fd
     assert hello.startswith(b"hello lua54 ") and hello.rstrip().endswith(b"['0', '1', '2', '3', '4', '5']")
     proc.send(b"ping")
-    assert proc.recv(10, 10) == b"ping"
+    assert proc.recv(10, PATIENCE) == b"ping"
     proc.send(b"exit 3")
-    assert proc.recv(10, 10) == b""
-    assert proc.wait_exit_reason(5) == "exit status 3"
+    assert proc.recv(10, PATIENCE) == b""
+    assert proc.wait_exit_reason(PATIENCE) == "exit status 3"
     proc.close()
 
 

@@ -7,6 +7,7 @@ import bioxen_shell
 from bioxen_shell import VMManager, create_vm
 from bioxen_shell.vm.handle import VMError
 from bioxen_shell.vm.profiles import local_default_runtime
+from tests.waiting import PATIENCE
 
 DEFAULT_LUA_VERSION = {"luajit": "Lua 5.1", "lua54": "Lua 5.4"}
 
@@ -41,7 +42,7 @@ def test_send_input_read_output_interactive():
         ids = [manager.send_input("w1", "x = 10"), manager.send_input("w1", "return x * 2"),
                manager.send_input("w1", "print('p') error('e')"), manager.send_input("w1", "return 'end'")]
         assert ids == sorted(ids)
-        out = manager.read_output("w1", timeout=5)
+        out = manager.read_output("w1", timeout=PATIENCE)  # returns once none is pending
         assert out == "20\np\nerror: w1:1: e\nend\n"
         assert manager.read_output("w1", timeout=0.01) == ""
 

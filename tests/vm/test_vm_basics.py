@@ -9,6 +9,7 @@ import pytest
 from bioxen_shell.vm.handle import VMError, VMStateError
 from bioxen_shell.vm.manager import VMCreateError
 from bioxen_shell.vm.profiles import local_default_runtime
+from tests.waiting import PATIENCE
 
 
 @pytest.fixture(scope="module")
@@ -86,19 +87,22 @@ def test_state_persists_set_get_call_require(vm):
 def test_pipelined_send_recv_keeps_order_and_output(vm):
     ids = [vm.send("print('job', ...) return ... * 10", i) for i in range(1, 6)]
     assert ids == sorted(ids)
-    results = [vm.recv(5) for _ in ids]
+    results = [vm.recv(PATIENCE) for _ in ids]
     assert [r.values for r in results] == [[10], [20], [30], [40], [50]]
     assert results[2].output == b"job\t3\n"
     # a synchronous call in between does not steal a pending result
     vm.send("return 'late'")
     assert vm.eval("return 'now'") == ["now"]
-    assert vm.recv(5).values == ["late"]
+    assert vm.recv(PATIENCE).values == ["late"]
 
 
-def test_recv_timeout_returns_none_and_keeps_the_request(vm):
-    vm.send("local t = os.clock() while os.clock() - t < 0.3 do end return 'done'")
+def test_recv_timeout_returns_none_and_keeps_the_request(vm, tmp_path):
+    # The call cannot end before the test makes its file, after the short recv.
+    go = tmp_path / "go"
+    vm.send(f"while not io.open({str(go)!r}) do end return 'done'")
     assert vm.recv(0.01) is None
-    assert vm.wait(5).values == ["done"]
+    go.write_text("")
+    assert vm.wait(PATIENCE).values == ["done"]
     with pytest.raises(VMStateError, match="nothing to receive"):
         vm.recv(0.01)
 
@@ -106,7 +110,7 @@ def test_recv_timeout_returns_none_and_keeps_the_request(vm):
 def test_recv_raises_the_request_error(vm):
     vm.send("print('before') error('async boom')")
     with pytest.raises(VMError, match="async boom") as info:
-        vm.recv(5)
+        vm.recv(PATIENCE)
     assert info.value.output == b"before\n"
 
 
@@ -223,14 +227,16 @@ def test_worker_has_an_address_space_backstop(manager):
     assert "unlimited" in line
 
 
-def test_completion_never_waits_for_a_busy_vm(manager):
+def test_completion_never_waits_for_a_busy_vm(manager, tmp_path):
     h = manager.create("comp")
     h.set("answer", 1)
     assert "answer" in h.complete("ans")
-    h.send("local t = os.clock() while os.clock() - t < 0.5 do end")
+    go = tmp_path / "go"  # the job runs until the test makes this file
+    h.send(f"while not io.open({str(go)!r}) do end")
     assert h.complete("ans") == []
     assert len(h._inflight) == 1  # the job's reply was not waited for
-    h.recv(30)
+    go.write_text("")
+    h.recv(PATIENCE)
     assert "answer" in h.complete("ans")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import PATIENCE
 from tests.xapi_sim import RunningPool, XapiSimulator, start_pool
 
 SIM_USER = "root"
@@ -59,8 +60,8 @@ def pool_settings(pool: RunningPool, password_file: Path, sshd_server, key: Path
         "url": pool.url, "user": SIM_USER, "password_file": str(password_file),
         "template": TEMPLATE, "network": NETWORK,
         "ssh_user": sshd_server.user, "ssh_key": str(key), "ssh_port": sshd_server.port,
-        "known_hosts": str(sshd_server.known_hosts), "ip_timeout": 20,
-        "shutdown_timeout": 10,
+        "known_hosts": str(sshd_server.known_hosts), "ip_timeout": 60,
+        "shutdown_timeout": PATIENCE,
         # every guest is the one shared sshd, whose host key the known_hosts file trusts
         "host_keys": "known-hosts",
     }
@@ -132,7 +133,7 @@ def xcpng_guest_settings(xapi_test_pool, tmp_path, _xcpng_client_key):
         "url": xapi_test_pool.url, "user": SIM_USER,
         "password_file": str(_password_file(tmp_path)), "template": TEMPLATE,
         "network": NETWORK, "ssh_user": getpass.getuser(), "ssh_key": str(_xcpng_client_key),
-        "ssh_port": guests.port, "ip_timeout": 20, "shutdown_timeout": 10,
+        "ssh_port": guests.port, "ip_timeout": 60, "shutdown_timeout": PATIENCE,
     }
     yield settings, guests
     guests.stop_all()

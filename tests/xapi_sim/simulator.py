@@ -46,7 +46,8 @@ class GuestBehaviour:
     """How simulated guests behave once started.  Tests change it; ``reset`` restores it."""
 
     ip: str = "127.0.0.1"              # reported in VM_guest_metrics.networks "0/ip"
-    boot_delay: float = 0.2            # seconds from start until the guest metrics appear
+    boot_delay: float | None = 0.2     # seconds from start until the guest metrics appear
+                                       # (None: booted before VM.start returns)
     tools: bool = True                 # guest agent present (IP reported, clean shutdown works)
     clean_shutdown_hangs: bool = False # the guest ignores the ACPI/PV shutdown request
     # Hooks: on_boot(sim, vm) runs when the guest has booted, before its metrics appear, and
@@ -306,19 +307,26 @@ class XapiSimulator:
         ctx = _CallContext(self, session, task)
         self._running[task] = ctx
 
+        db = self.db  # (a reset meanwhile gives the simulator a new one: this task is not in it)
+
+        def finish(**fields: Any) -> None:
+            # The client may have destroyed the task while it ran (as bioxen does after
+            # cancelling one that timed out): then there is nobody to tell, as in XAPI.
+            with db.lock:
+                if db.exists("task", task):
+                    db.update("task", task, progress=1.0, finished=_stamp(), allowed_operations=[],
+                              **fields)
+
         def work() -> None:
             try:
                 result = self._run(name, method, ctx, args)
                 encoded = "" if result == "" else f"<value>{escape(str(result))}</value>"
-                self.db.update("task", task, status="success", progress=1.0, result=encoded,
-                               finished=_stamp(), allowed_operations=[])
+                finish(status="success", result=encoded)
             except XapiError as e:
                 status = "cancelled" if e.details[0] == "TASK_CANCELLED" else "failure"
-                self.db.update("task", task, status=status, progress=1.0,
-                               error_info=e.details, finished=_stamp(), allowed_operations=[])
+                finish(status=status, error_info=e.details)
             except Exception as e:  # a simulator bug: report it the way XAPI would
-                self.db.update("task", task, status="failure", progress=1.0, finished=_stamp(),
-                               error_info=["INTERNAL_ERROR", f"{type(e).__name__}: {e}"])
+                finish(status="failure", error_info=["INTERNAL_ERROR", f"{type(e).__name__}: {e}"])
             finally:
                 self._running.pop(task, None)
 
@@ -603,6 +611,9 @@ class XapiSimulator:
                     PV_drivers_version={"major": "8", "minor": "3"})
                 self.db.update("VM", vm, guest_metrics=metrics)
 
+        if behaviour.boot_delay is None:
+            boot()
+            return
         timer = threading.Timer(behaviour.boot_delay, boot)
         timer.daemon = True
         timer.start()
