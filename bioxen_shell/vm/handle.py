@@ -473,6 +473,8 @@ class VMHandle:
         fields = self.profile.configure_fields(self.name, lua_path)
         # Big strings of replies may come as B frames (the agent's threshold: 1 MiB).
         fields["blobs"] = True
+        # configure is not timed as calls are: the agent stops each preloaded module itself.
+        fields["call_timeout"] = self.profile.call_timeout
         return fields
 
     def _take_over(self, why: str) -> None:
@@ -923,6 +925,7 @@ class VMHandle:
         interrupted_at: float | None = None
         why: str | None = None
         stopped: _Pending | None = None  # the request that was running when the interrupt went out
+        checked = start  # the deadlines below are looked at every _POLL_SLICE, frames or not
         try:
             while target in self._inflight:
                 now = time.monotonic()
@@ -935,8 +938,10 @@ class VMHandle:
                     frame = None
                 if frame is not None:
                     self._dispatch(*frame)
-                    continue
-                now = time.monotonic()
+                    # A call that streams output without pause must still meet its deadlines.
+                    if target not in self._inflight or time.monotonic() - checked < _POLL_SLICE:
+                        continue
+                now = checked = time.monotonic()
                 if stopped is not None and stopped not in self._inflight:
                     # The request that was interrupted has answered.
                     if why == "cpu":
