@@ -628,6 +628,8 @@ class VMHandle:
         fields = self.profile.configure_fields(self.name, lua_path)
         # Big strings of replies may come as B frames (the agent's threshold: 1 MiB).
         fields["blobs"] = True
+        # configure is not timed as calls are: the agent stops each preloaded module itself.
+        fields["call_timeout"] = self.profile.call_timeout
         return fields
 
     def _take_over(self, why: str) -> None:

@@ -80,8 +80,12 @@ class _MemorySwitch:
 
     ``True``/``False`` switch the user limit on and off around each call, so the agent's own
     reading, decoding and encoding is never limited.  A number sets the limit (bytes), once:
-    later numbers are refused, so code that digs the function out of the registry (possible
-    only outside the sandbox, where ``debug`` exists) cannot raise its own limit.
+    later numbers are refused.  ``"used"`` returns the bytes the runtime holds, as the limit
+    counts them (on Lua 5.5 big strings are not in ``collectgarbage("count")``).
+
+    Only the agent can reach it: it is handed over as a global the agent takes into a local
+    and removes before any user code runs, and outside the sandbox the agent closes its own
+    functions and frames to ``debug`` (docs/agent.md).
     """
 
     def __init__(self, runtime, max_memory: int | None) -> None:
@@ -89,7 +93,9 @@ class _MemorySwitch:
         self._limit = max_memory or 0
         self._fixed = bool(max_memory)
 
-    def __call__(self, value) -> None:
+    def __call__(self, value) -> int | None:
+        if value == "used":
+            return self._runtime.get_memory_used() or 0
         if value is True:
             if self._limit:
                 self._runtime.set_max_memory(self._limit)
@@ -123,7 +129,7 @@ def _interrupt_file() -> int:
 
 
 _BOOT = """
-local agent_path, lua_path, set_memory = ...
+local agent_path, lua_path = ...
 package.path = lua_path
 -- Nothing of Python stays reachable by name: not the module, not through require or the
 -- registry.
@@ -132,9 +138,8 @@ package.loaded.python = nil
 package.preload.python = nil
 local reg = debug.getregistry()
 for _, key in ipairs({"python", "eval", "builtins"}) do reg[key] = nil end
-BIOXEN_HOST_SET_MEMORY = set_memory
 local chunk = assert(loadfile(agent_path))
-return chunk(select(4, ...))
+return chunk(select(3, ...))
 """
 
 
@@ -167,7 +172,10 @@ def run_worker(
     else:
         args.append(f"--interrupt-file={interrupt_file}")
     boot = lua.execute("return function(...) " + _BOOT + " end")
-    status = boot(str(agent_path()), lua_path or lua_search_path(), _MemorySwitch(lua, max_memory), *args)
+    # A global, not an argument: no frame of the boot function holds it (the agent takes it
+    # into a local and removes the global before user code runs).
+    lua.globals()["BIOXEN_HOST_SET_MEMORY"] = _MemorySwitch(lua, max_memory)
+    status = boot(str(agent_path()), lua_path or lua_search_path(), *args)
     return int(status or 0)
 
 

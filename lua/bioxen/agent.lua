@@ -33,14 +33,17 @@ local collectgarbage = collectgarbage
 local co_create, co_running, co_resume, co_yield =
   coroutine.create, coroutine.running, coroutine.resume, coroutine.yield
 local d_sethook, d_gethook, d_getinfo = debug.sethook, debug.gethook, debug.getinfo
+-- The agent reads metatables raw (a __metatable field cannot hide a metamethod from it).
+local d_getmetatable = debug.getmetatable
 local real_stdout, real_stderr, real_stdin = io.stdout, io.stderr, io.stdin
 local io_output, io_open, io_lines, io_input = io.output, io.open, io.lines, io.input
 local os_exit = os.exit
 
 local wire = require("bioxen.wire")
 local encode, decode, wire_unpack, wire_count = wire.encode, wire.decode, wire.unpack, wire.count
-local encode_parts, encode_list_parts_blobs = wire.encode_parts, wire.encode_list_parts_blobs
+local encode_parts, encode_list_parts_limited = wire.encode_parts, wire.encode_list_parts_limited
 local read_frame, write_frame = wire.read_frame, wire.write_frame
+local cstack = require("bioxen.cstack")
 
 local IS_LUAJIT = type(rawget(_G, "jit")) == "table"
 local jit = rawget(_G, "jit")
@@ -58,6 +61,16 @@ local host_set_memory = rawget(_G, "BIOXEN_HOST_SET_MEMORY")
 rawset(_G, "BIOXEN_HOST_POLL", nil)
 rawset(_G, "BIOXEN_HOST_SET_MEMORY", nil)
 local EMBEDDED = host_poll ~= nil or host_set_memory ~= nil
+if EMBEDDED then
+  -- lupa keeps every Python object it hands to Lua in a registry table of its own (a weak
+  -- identity cache): the agent's are left only in its locals, out of reach of user code.
+  local refs = rawget(debug.getregistry(), "LUPA_PYTHON_REFERENCES_TABLE")
+  if type(refs) == "table" then
+    for k, v in next, refs do
+      if rawequal(v, host_set_memory) or rawequal(v, host_poll) then rawset(refs, k, nil) end
+    end
+  end
+end
 
 local HOOK_COUNT = 10000            -- VM instructions between limit/interrupt checks
 local FLUSH_BYTES = 64 * 1024       -- output is flushed at this size ...
@@ -117,7 +130,8 @@ local function captured_print(...)
 end
 
 -- io.stdout as user code sees it: a file-like object whose writes become O frames.
-local stdout_proxy
+local stdout_proxy, stdin_proxy, install_io_capture
+do
 local stdout_methods = {}
 function stdout_methods.write(self, ...)
   emit_values(select("#", ...), ...)
@@ -145,7 +159,7 @@ function stdin_methods.write() return nil, "Bad file descriptor", 9 end
 function stdin_methods.flush(self) return self end
 function stdin_methods.setvbuf() return true end
 function stdin_methods.seek() return nil, "Illegal seek", 29 end
-local stdin_proxy = setmetatable({}, {
+stdin_proxy = setmetatable({}, {
   __index = stdin_methods,
   __tostring = function() return "file (bioxen empty input)" end,
   __metatable = false,
@@ -183,7 +197,7 @@ local function captured_io_lines(name, ...)
   return io_lines(name, ...)
 end
 
-local function install_io_capture(io_table)
+install_io_capture = function(io_table)
   io_table.write = captured_io_write
   io_table.output = captured_io_output
   io_table.stdout = stdout_proxy
@@ -191,6 +205,7 @@ local function install_io_capture(io_table)
   io_table.input = captured_io_input
   io_table.lines = captured_io_lines
   io_table.stdin = stdin_proxy
+end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -203,19 +218,27 @@ end
 local INTERRUPTED = sentinel("interrupted")
 local CPU_EXCEEDED = sentinel("CPU time limit exceeded")
 local MEMORY_EXCEEDED = sentinel("not enough memory")
+local TIMED_OUT = sentinel("timed out")
 
 local cpu_limit = 0          -- seconds per call, 0 = none
 local memory_limit_kb = 0    -- soft limit, 0 = none
 local call_started = 0
+-- Wall time: the host times calls itself (call_timeout), but not configure; so while
+-- configure preloads modules the agent stops them at configure.call_timeout (os.time, whole
+-- seconds: never before the limit, at most one second after it).
+local wall_limit, wall_started = 0, 0
 local interrupt_file, interrupt_seen = nil, 0
 local main_thread = nil      -- on 5.2+: to see lua.c's SIGINT hook from inside coroutines
 
--- Code of the agent and of wire.lua is never interrupted, and its frames are never shown
--- to the user.
+-- Code of the agent, wire.lua and cstack.lua is never interrupted, and its frames are never
+-- shown to the user.
 local AGENT_SOURCE = d_getinfo(1, "S").source
 local WIRE_SOURCE = d_getinfo(wire.encode, "S").source
+local CSTACK_SOURCE = cstack.SOURCE
 local function is_agent_frame(info)
-  return info ~= nil and (info.source == AGENT_SOURCE or info.source == WIRE_SOURCE)
+  if info == nil then return false end
+  local src = info.source
+  return src == AGENT_SOURCE or src == WIRE_SOURCE or src == CSTACK_SOURCE
 end
 local function in_main_thread()
   local co, is_main = co_running()
@@ -226,7 +249,7 @@ local need_hook = false     -- main thread: only when something needs checking
 local output_hook_armed = false
 local hook
 local stop_error = nil       -- once set, the hook raises it until the call ends
-local in_user = false        -- true while user code runs (the hook does nothing otherwise)
+local in_user = false        -- the limits are on: user code may run (else the hook does nothing)
 
 local function raise_from_hook(err)
   -- Keep raising, on every instruction from now on, so a user pcall cannot swallow it.
@@ -312,6 +335,7 @@ hook = function()
   if interrupt_requested() then raise_from_hook(INTERRUPTED) end
   local now = clock()
   if cpu_limit > 0 and now - call_started > cpu_limit then raise_from_hook(CPU_EXCEEDED) end
+  if wall_limit > 0 and os_time() - wall_started > wall_limit then raise_from_hook(TIMED_OUT) end
   if memory_limit_kb > 0 and collectgarbage("count") > memory_limit_kb then
     collectgarbage()
     if collectgarbage("count") > memory_limit_kb then raise_from_hook(MEMORY_EXCEEDED) end
@@ -390,7 +414,31 @@ local function prepare(f)
 end
 
 ---------------------------------------------------------------------------------------------
--- Running user code: xpcall with a handler that keeps only the user's frames
+-- Running user code under the limits
+
+-- The one switch between user code and the agent's own work.  On: the hook acts on limits
+-- and interrupts (in_user), lupa's hard memory limit holds and the garbage collector runs.
+-- Off, while the agent reads, decodes, encodes or builds a traceback: none of them.  The
+-- collector is held while the limits are off so that __gc finalizers, user code that runs
+-- whenever a collection step does, only ever run inside a user call: under its memory limit,
+-- within the time the host gives it.  (Lua runs finalizers with hooks disabled, so no count
+-- hook can stop one: only the host's call_timeout can.)
+local gc_user_stopped = false  -- outside the sandbox user code may stop the collector itself
+local held_kb = 0              -- the heap size when the collector was last held
+
+local function set_limits(on)
+  in_user = on
+  if on then
+    if not gc_user_stopped then collectgarbage("restart") end
+    if host_set_memory then host_set_memory(true) end
+  else
+    if host_set_memory then host_set_memory(false) end
+    collectgarbage("stop")
+    held_kb = collectgarbage("count")
+  end
+end
+-- No LuaJIT trace may hold the memory switch as a constant (jit.util.tracek reads them).
+if jit and jit.off then jit.off(set_limits) end
 
 local run_target             -- the user function of the call in progress
 local last_traceback         -- set by the handler; nil if it never ran (memory errors)
@@ -406,14 +454,17 @@ local function frame_text(info)
   return "\t" .. where .. ": in " .. what
 end
 
+-- xpcall's message handler: a traceback of the user's frames.  That is the agent's work,
+-- done with the limits off; they go back on before it returns, because user code may still
+-- run: Lua 5.4 calls the __close handlers of the frames it unwinds after this handler,
+-- before xpcall returns (and calls it again if one of them raises).
 local function handler(err)
-  in_user = false  -- the error has reached the agent's boundary: user code is over
-  if host_set_memory then host_set_memory(false) end
+  set_limits(false)
   local lines = { "stack traceback:" }
   -- A stop raised by the agent's hook (interrupt, CPU or memory limit) goes through `error`;
   -- that C frame is the agent's doing, not the user's, so it is left out.
   local agent_raised = rawequal(err, INTERRUPTED) or rawequal(err, CPU_EXCEEDED)
-    or rawequal(err, MEMORY_EXCEEDED)
+    or rawequal(err, MEMORY_EXCEEDED) or rawequal(err, TIMED_OUT)
   for level = 2, 60 do
     local info = d_getinfo(level, "Slnf")
     if not info or info.func == xpcall then break end
@@ -423,8 +474,18 @@ local function handler(err)
     if info.func == run_target then break end
   end
   last_traceback = t_concat(lines, "\n")
+  set_limits(true)
   return err
 end
+
+-- The kind and message of what a call raised.  Runs with the call's limits still on: the
+-- __tostring of an error object is user code (if it fails -- raises, passes a limit, returns
+-- no string -- the message is lua.c's "(error object is a table value)").
+local ERROR_OBJECT_TEXT = {
+  table = "(error object is a table value)", userdata = "(error object is a userdata value)",
+  boolean = "(error object is a boolean value)", ["function"] = "(error object is a function value)",
+  thread = "(error object is a thread value)", cdata = "(error object is a cdata value)",
+}
 
 local function error_kind(err)
   if rawequal(err, INTERRUPTED) then return "interrupted", "interrupted" end
@@ -434,22 +495,22 @@ local function error_kind(err)
   if rawequal(err, MEMORY_EXCEEDED) then
     return "memory", s_format("not enough memory (memory limit %d KiB)", memory_limit_kb)
   end
+  if rawequal(err, TIMED_OUT) then
+    return "timeout", s_format("timed out after %g s (call_timeout)", wall_limit)
+  end
   local msg
-  if type(err) == "string" then msg = err
-  elseif type(err) == "number" then msg = tostring(err)
+  local te = type(err)
+  if te == "string" then msg = err
+  elseif te == "number" then msg = tostring(err)
+  elseif err == nil then msg = "nil"
   else
-    local mt = getmetatable(err)
-    if type(mt) == "table" and rawget(mt, "__tostring") then
-      -- __tostring is user code: run it under the hook so it cannot hang the agent.
-      in_user = true
-      install_hook()
+    local mt = d_getmetatable(err)
+    if type(mt) == "table" and rawget(mt, "__tostring") ~= nil then
       local ok, s = pcall(tostring, err)
-      in_user = false
-      d_sethook()
-      stop_error = nil
-      msg = ok and type(s) == "string" and s or "(error object is a " .. type(err) .. " value)"
-    elseif err == nil then msg = "nil"
-    else msg = "(error object is a " .. type(err) .. " value)" end
+      if ok and type(s) == "string" then msg = s else collectgarbage() end
+    end
+    -- (A constant: a VM the __tostring left at its memory limit cannot build a message.)
+    msg = msg or ERROR_OBJECT_TEXT[te] or "(error object is not a string)"
   end
   if s_find(msg, "interrupted!$") then return "interrupted", "interrupted" end
   if s_find(msg, "not enough memory") then return "memory", msg end
@@ -461,7 +522,8 @@ local function pack(...) return { n = select("#", ...), ... } end
 -- pcall, xpcall and coroutine.resume as user code sees them: they catch errors as usual,
 -- except an interrupt or an exceeded limit, which always reaches the agent.
 local function is_stop(err)
-  if rawequal(err, INTERRUPTED) or rawequal(err, CPU_EXCEEDED) or rawequal(err, MEMORY_EXCEEDED) then
+  if rawequal(err, INTERRUPTED) or rawequal(err, CPU_EXCEEDED) or rawequal(err, MEMORY_EXCEEDED)
+      or rawequal(err, TIMED_OUT) then
     return true
   end
   return type(err) == "string" and s_find(err, "interrupted!$") ~= nil
@@ -511,14 +573,13 @@ local function failure(kind, msg, tb)
   return { false, kind, msg, tb or "", n = 4 }
 end
 
--- Runs f(...) as user code; returns true, n, values... or false, kind, message, traceback.
 local call_results   -- what the protected body of run_user produced
 local bytes_read = 0 -- request bytes read since the last full collection
 
--- Takes the user function's results, limit off first: a VM at its memory limit can still
+-- Takes the user function's results with the limits off: a VM at its memory limit can still
 -- hand its results over.
 local function finish_user(...)
-  if host_set_memory then host_set_memory(false) end
+  set_limits(false)
   call_results = pack(true, ...)
 end
 
@@ -526,6 +587,7 @@ end
 -- lupa's hard limit that garbage would count against the user, so collect it first.
 -- Likewise a VM near its hard limit collects before the call: Lua 5.1 and LuaJIT have no
 -- emergency collection, so freed memory would otherwise still count when the limit bites.
+-- (Called with the limits on: finalizers run as user code.)
 local hard_limit_kb = 0
 local function collect_read_garbage()
   if not host_set_memory then return end
@@ -535,10 +597,46 @@ local function collect_read_garbage()
   end
 end
 
+-- A run of requests that run no user code (get, set, complete…) never restarts the
+-- collector: once the heap has doubled (and grown 8 MiB) since it was held, collect here,
+-- with the limits on, as a call would.
+local function collect_agent_garbage()
+  if collectgarbage("count") > 2 * held_kb + 8192 then
+    pcall(function()
+      set_limits(true)
+      collectgarbage()
+    end)
+    set_limits(false)
+    bytes_read = 0
+  end
+end
+
+-- After the call: what the error was (an error object's __tostring is user code), and the
+-- soft memory limit checked once more; with the limits on again.
+local function settle(ok, err)
+  set_limits(true)
+  local kind, msg
+  if not ok then kind, msg = error_kind(err) end
+  if memory_limit_kb > 0 and collectgarbage("count") > memory_limit_kb then
+    -- The soft limit is checked every HOOK_COUNT instructions; one big C allocation (a
+    -- string.rep) can end a call in between, so check again when it returns.
+    collectgarbage()
+    if collectgarbage("count") > memory_limit_kb then
+      last_traceback = nil
+      kind, msg = error_kind(MEMORY_EXCEEDED)
+    end
+  end
+  if kind == "memory" then collectgarbage() end
+  set_limits(false)
+  return kind, msg
+end
+
 -- Runs f(...) as user code; returns { true, values..., n = } or a failure table.
--- Under lupa the memory limit is on exactly while f runs: the body switches it on and off
--- around f itself, so that nothing of the agent (packing results, the error handler, the
--- reply) ever allocates under the user's limit.
+-- All that user code can make happen runs with the limits on (set_limits): f itself, the
+-- __close handlers of an error's unwinding, the error object's __tostring, the finalizers
+-- of the collections made here.  The limits are on only inside protected calls, so that an
+-- allocation the memory limit refuses never lands in the agent's own code; the agent's steps
+-- in between (packing the results, the traceback) run with them off.
 local function run_user(f, ...)
   calls = calls + 1
   run_target = f
@@ -546,41 +644,40 @@ local function run_user(f, ...)
   call_results = nil
   call_started = clock()
   stop_error = nil
+  cstack.reset()
   -- Forget interrupts that arrived between calls: they were meant for an earlier one.
   if host_poll then host_poll() end
   if sigint_drain then sigint_drain() end
   if interrupt_file then interrupt_seen = interrupt_file:seek("end") or interrupt_seen end
-  collect_read_garbage()
   local args = LUA51 and pack(...) or nil   -- Lua 5.1's xpcall passes no arguments
   local function body(...)
-    if host_set_memory then host_set_memory(true) end
+    set_limits(true)
+    collect_read_garbage()
     if args then return finish_user(f(unpack(args, 1, args.n))) end
     return finish_user(f(...))
   end
   install_hook()
-  in_user = true
   local ok, err
   if args then ok, err = xpcall(body, handler) else ok, err = xpcall(body, handler, ...) end
-  if host_set_memory then host_set_memory(false) end
-  in_user = false
+  -- Still on after a memory error (no handler ran) and after the __close handlers of an error.
+  if in_user then set_limits(false) end
+  local result = ok and call_results or nil
+  call_results = nil
+  local kind, msg
+  if not result or memory_limit_kb > 0 then
+    local settled
+    settled, kind, msg = pcall(settle, result ~= nil, err)
+    if not settled then
+      set_limits(false)
+      msg = tostring(kind)
+      kind = s_find(msg, "not enough memory") and "memory" or "error"
+    end
+    if kind then result = nil end
+  end
   d_sethook()
   stop_error = nil
   run_target = nil
-  local result = call_results
-  call_results = nil
-  if not ok then result = nil end
-  if memory_limit_kb > 0 and collectgarbage("count") > memory_limit_kb then
-    -- The soft limit is checked every HOOK_COUNT instructions; one big C allocation (a
-    -- string.rep) can end a call in between, so check again when it returns.
-    collectgarbage()
-    if collectgarbage("count") > memory_limit_kb then
-      result, ok, err = nil, false, MEMORY_EXCEEDED
-      last_traceback = nil
-    end
-  end
-  if ok and result then return result end
-  local kind, msg = error_kind(err)
-  if kind == "memory" then collectgarbage() end
+  if result then return result end
   return failure(kind, msg, last_traceback)
 end
 
@@ -620,8 +717,8 @@ local function walk_plain(parts, upto)
     if type(v) ~= "table" then return walk(parts, upto, true) end
     local nxt = rawget(v, parts[i])
     if nxt == nil then
-      local mt = getmetatable(v)
-      if type(mt) ~= "table" or rawget(mt, "__index") ~= nil then return false end
+      local mt = d_getmetatable(v)
+      if mt and rawget(mt, "__index") ~= nil then return false end
     end
     v = nxt
   end
@@ -643,15 +740,39 @@ local function get_path(name, raw)
   return walk(parts, #parts, raw)
 end
 
+-- Why fn cannot be called (nil when it can), looked at raw: no metamethod runs.
+local function not_callable(fn, name)
+  if type(fn) == "function" then return nil end
+  local mt = d_getmetatable(fn)
+  if mt and rawget(mt, "__call") ~= nil then return nil end
+  if fn == nil then return s_format("attempt to call a nil value (global '%s')", name) end
+  return s_format("attempt to call a %s value (global '%s')", type(fn), name)
+end
+
+-- call: the function is found as get finds a value; when a metamethod (__index) has to run
+-- on the way, the lookup is user code too, run with the call under the same limits.
+local function call_path(parts, name)
+  return function(...)
+    local ok, fn = walk(parts, #parts)
+    if not ok then error(fn, 0) end
+    local why = not_callable(fn, name)
+    if why then error(why, 0) end
+    local r = pack(fn(...))  -- not a tail call: this frame ends the user's traceback
+    return unpack(r, 1, r.n)
+  end
+end
+
 ---------------------------------------------------------------------------------------------
 -- Completion
 
+local complete
+do
 local KEYWORDS = { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
   "goto", "if", "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while" }
 
 -- Candidates replace the trailing identifier path of `text` (docs/extending.md, the
 -- shell's completion contract): "x = string.fo" -> { "string.format" }.
-local function complete(text)
+complete = function(text)
   local path = s_match(text, "[%a_][%w_]*[%w_%.:]*$")
   if not path then return {} end
   local candidates, seen = {}, {}
@@ -687,6 +808,7 @@ local function complete(text)
   end
   t_sort(candidates)
   return candidates
+end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -725,6 +847,14 @@ end
 local function sandbox_require_factory(env, loaded)
   return function(name)
     if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected)", 2) end
+    -- A module name is words (letters, digits, '_', '-') joined by single dots.  Nothing
+    -- else reaches io.open: no NUL (which would end the path there, dropping the '.lua' of
+    -- the template), no '/', no '..', no '%'.
+    if not s_find(name, "^[%w_%-]+$") and not (s_find(name, "^[%w_%-][%w_%-%.]*[%w_%-]$")
+        and not s_find(name, "%.%.")) then
+      error(s_format("bad argument #1 to 'require' (%q is not a module name: expected words of "
+        .. "letters, digits, '_' and '-' joined by dots)", name), 2)
+    end
     local have = loaded[name]
     if have ~= nil then return have end
     local fname = s_gsub(name, "%.", "/")
@@ -845,6 +975,112 @@ local function protect_string_metatable(safe_string)
   end
 end
 
+-- require as the user's code would call it (the lookup of `require` may meet metamethods the
+-- user set on the globals): run as user code.
+local function require_module(name)
+  return user_env.require(name)
+end
+
+-- configure's preload: require, then bind the module to the global named after its last
+-- part unless that is taken (bio.seq -> seq); all of it user code.
+local function preload_module(name)
+  local m = user_env.require(name)
+  local short = s_match(name, "([^%.]+)$")
+  if user_env[short] == nil then user_env[short] = m end
+  return m
+end
+
+-- What one reply may take to encode (wire.lua, "Limits"): the VM's memory limit, or what the
+-- VM holds if that is more (the host may store more than the limit; it can be read back).
+-- A table or string a reply holds many times counts each time, so a small VM cannot make
+-- a huge reply.  No memory limit: no bound.
+local function reply_limit()
+  local limit_kb = hard_limit_kb > 0 and hard_limit_kb or memory_limit_kb
+  if limit_kb <= 0 then return nil end
+  -- What the limit counts: lupa's allocator for the hard limit (Lua 5.5 leaves big strings
+  -- out of collectgarbage("count")), the collector's count for the soft one.
+  local held = hard_limit_kb > 0 and (tonumber(host_set_memory("used")) or 0) / 1024
+    or collectgarbage("count")
+  if held > limit_kb then
+    return { bytes = held * 1024, text = s_format("the reply would take more than the %.0f KiB the VM "
+      .. "holds (its memory_limit is %.0f KiB) to encode; a table or string it holds many times "
+      .. "counts each time", held, limit_kb) }
+  end
+  return { bytes = limit_kb * 1024, text = s_format("the reply would take more than the VM's "
+    .. "memory_limit (%.0f KiB) to encode; a table or string it holds many times counts each time",
+    limit_kb) }
+end
+
+-- Outside the sandbox user code sees the real globals, `debug` included.
+--   * The agent's functions and stack frames are closed to debug: their locals and upvalues
+--     hold the state of the limits and, under lupa, the memory switch.  getlocal/setlocal on
+--     an agent frame and getupvalue/setupvalue on an agent function find nothing,
+--     upvaluejoin with one raises, getinfo gives no `func` for an agent frame.
+--   * collectgarbage("stop"/"restart") is remembered: the agent holds the collector between
+--     calls and restarts it for a call only if user code has not stopped it.
+--   * On LuaJIT, the C-stack guard (bioxen.cstack).
+local function open_globals()
+  local dbg = rawget(_G, "debug")
+  if type(dbg) == "table" then
+    local getinfo, getlocal, setlocal = dbg.getinfo, dbg.getlocal, dbg.setlocal
+    local getupvalue, setupvalue, upvaluejoin = dbg.getupvalue, dbg.setupvalue, dbg.upvaluejoin
+    local function agent_function(f)
+      return type(f) == "function" and is_agent_frame(getinfo(f, "S"))
+    end
+    -- Is the frame named by ([thread,] level) the agent's?  Levels count from the caller of
+    -- the debug function: two frames up from here (this function, the wrapper).
+    local function agent_level(a, b)
+      if type(a) == "thread" then return type(b) == "number" and is_agent_frame(getinfo(a, b, "S")) end
+      return type(a) == "number" and a > 0 and is_agent_frame(getinfo(a + 2, "S"))
+    end
+    local function shift(a) if type(a) == "number" and a > 0 then return a + 1 end return a end
+    dbg.getlocal = function(a, b, c)
+      if agent_level(a, b) then return nil end
+      if type(a) == "thread" then return getlocal(a, b, c) end
+      local name, value = getlocal(shift(a), b)
+      return name, value
+    end
+    dbg.setlocal = function(a, b, c, d)
+      if agent_level(a, b) then return nil end
+      if type(a) == "thread" then return setlocal(a, b, c, d) end
+      local name = setlocal(shift(a), b, c)
+      return name
+    end
+    dbg.getinfo = function(a, b, c)
+      local info
+      if type(a) == "thread" then info = getinfo(a, b, c)
+      elseif type(a) == "function" then return getinfo(a, b)
+      else info = getinfo(shift(a), b) end
+      if info and info.func ~= nil and agent_function(info.func) then info.func = nil end
+      return info
+    end
+    dbg.getupvalue = function(f, n)
+      if agent_function(f) then return nil end
+      local name, value = getupvalue(f, n)
+      return name, value
+    end
+    dbg.setupvalue = function(f, n, v)
+      if agent_function(f) then return nil end
+      local name = setupvalue(f, n, v)
+      return name
+    end
+    if upvaluejoin then
+      dbg.upvaluejoin = function(f1, n1, f2, n2)
+        if agent_function(f1) or agent_function(f2) then
+          error("bad argument to 'upvaluejoin' (a function of the bioxen agent)", 2)
+        end
+        return upvaluejoin(f1, n1, f2, n2)
+      end
+    end
+  end
+  local gc = collectgarbage
+  rawset(_G, "collectgarbage", function(opt, ...)
+    if opt == "stop" then gc_user_stopped = true elseif opt == "restart" then gc_user_stopped = false end
+    return gc(opt, ...)
+  end)
+  cstack.install(_G, true)
+end
+
 local function configure(req)
   if configured then return failure("protocol", "configure may be sent only once, first") end
   local path = req.path
@@ -859,9 +1095,11 @@ local function configure(req)
     if type(v) ~= "number" or v < 0 then error(s_format("configure.%s must be a number >= 0", field), 0) end
     return v
   end
+  local preload_timeout
   local ok, err = pcall(function()
     cpu_limit = num("cpu_limit")
     memory_limit_kb = num("memory_limit")
+    preload_timeout = num("call_timeout")
   end)
   if not ok then return failure("protocol", err) end
   local blobs = req.blobs
@@ -884,10 +1122,14 @@ local function configure(req)
     sandboxed = true
     user_env = make_sandbox_env(allow_ffi)
     protect_string_metatable(user_env.string)
-  elseif not allow_ffi then
-    package.loaded.ffi = nil
-    package.preload.ffi = nil
-    rawset(_G, "ffi", nil)
+    cstack.install(user_env)
+  else
+    if not allow_ffi then
+      package.loaded.ffi = nil
+      package.preload.ffi = nil
+      rawset(_G, "ffi", nil)
+    end
+    open_globals()
   end
   if req.globals ~= nil then
     if type(req.globals) ~= "table" then return failure("protocol", "configure.globals must be a table") end
@@ -895,33 +1137,42 @@ local function configure(req)
   end
   configured = true
   local preload = req.preload
-  if preload ~= nil then
-    if type(preload) ~= "table" then return failure("protocol", "configure.preload must be a list of module names") end
-    for i = 1, wire_count(preload) do
-      local name = preload[i]
-      local r = run_user(user_env.require, name)
-      if not r[1] then
-        return failure(r[2], s_format("preloading module '%s' failed: %s", tostring(name), r[3]), r[4])
-      end
-      local short = s_match(name, "([^%.]+)$")
-      if user_env[short] == nil then user_env[short] = r[2] end
+  if preload == nil then return ok_values(0) end
+  if type(preload) ~= "table" then return failure("protocol", "configure.preload must be a list of module names") end
+  -- Each module loads as a call would, under cpu_limit and the memory limit; and, as the host
+  -- does not time configure, under call_timeout counted here (wall_limit).
+  local r
+  local hooked = need_hook
+  wall_limit, need_hook = preload_timeout, need_hook or preload_timeout > 0
+  for i = 1, wire_count(preload) do
+    local name = preload[i]
+    wall_started = os_time()
+    r = run_user(preload_module, name)
+    if not r[1] then
+      r = failure(r[2], s_format("preloading module '%s' failed: %s", tostring(name), r[3]), r[4])
+      break
     end
+    r = nil
   end
-  return ok_values(0)
+  wall_limit, need_hook = 0, hooked
+  return r or ok_values(0)
 end
 
 -- Compiled chunks of recent evals (REPL loops, map jobs and benchmarks repeat the same
 -- code): running a chunk function again is the same as compiling it again.
+local compiled, remember_compiled = {}, nil
+do
 local COMPILE_CACHE_SIZE, COMPILE_CACHE_MAX_CODE = 64, 4096
-local compiled, compiled_keys, compiled_next = {}, {}, 1
+local compiled_keys, compiled_next = {}, 1
 
-local function remember_compiled(key, f)
+remember_compiled = function(key, f)
   if #key > COMPILE_CACHE_MAX_CODE then return end
   local old = compiled_keys[compiled_next]
   if old then compiled[old] = nil end
   compiled_keys[compiled_next] = key
   compiled[key] = f
   compiled_next = compiled_next % COMPILE_CACHE_SIZE + 1
+end
 end
 
 local OPS = {}  -- request handlers by op name
@@ -953,15 +1204,15 @@ function OPS.eval(req)
 end
 
 function OPS.call(req)
-  local ok, fn = get_path(req.fn)
-  if not ok then return failure("error", fn) end
-  if fn == nil then return failure("error", s_format("attempt to call a nil value (global '%s')", req.fn)) end
+  local parts, err = parse_name(req.fn)
+  if not parts then return failure("error", err) end
   local args = req.args
   if args ~= nil and type(args) ~= "table" then return failure("protocol", "call args must be a value list") end
-  local mt = getmetatable(fn)
-  if type(fn) ~= "function" and not (type(mt) == "table" and rawget(mt, "__call")) then
-    return failure("error", s_format("attempt to call a %s value (global '%s')", type(fn), req.fn))
-  end
+  local plain, fn = walk_plain(parts, #parts)
+  if plain == nil then return failure("error", fn) end
+  if not plain then return run_user(call_path(parts, req.fn), wire_unpack(args)) end
+  local why = not_callable(fn, req.fn)
+  if why then return failure("error", why) end
   return run_user(fn, wire_unpack(args))
 end
 
@@ -981,7 +1232,7 @@ function OPS.set(req)
   end
   -- ... then store: a plain store is the agent's work (never refused by the user's memory
   -- limit: the value is already here); a __newindex metamethod runs as user code.
-  local mt = getmetatable(t)
+  local mt = d_getmetatable(t)
   if rawget(t, key) == nil and type(mt) == "table" and rawget(mt, "__newindex") ~= nil then
     r = run_user(function() t[key] = req.value end)
     if not r[1] then return r end
@@ -1002,8 +1253,8 @@ end
 
 function OPS.require(req)
   if type(req.module) ~= "string" then return failure("protocol", "require needs a 'module' string") end
-  local r = run_user(user_env.require, req.module)
-  if r[1] and r.n >= 2 and not pcall(encode, r[2]) then
+  local r = run_user(require_module, req.module)
+  if r[1] and r.n >= 2 and not pcall(encode, r[2], "value", nil, reply_limit()) then
     -- A module table holding functions cannot travel; loading it was the point.
     r = ok_values(1, true)
   end
@@ -1036,7 +1287,7 @@ local function reply_parts(id, r, blobs)
   if r[1] then
     n = n + 1
     parts[n] = "s2:okts6:values"
-    n = encode_list_parts_blobs(parts, n, blobs, reply_blob_min, r.n - 1, unpack(r, 2, r.n))
+    n = encode_list_parts_limited(parts, n, blobs, reply_blob_min, reply_limit(), r.n - 1, unpack(r, 2, r.n))
   else
     parts[n + 1] = "s2:okfs4:kind"
     n = encode_parts(parts, n + 1, r[2])
@@ -1068,6 +1319,7 @@ local function handle(payload, blobs)
   if type(req) ~= "table" then return nil, failure("protocol", "a request must be a table") end
   local id, op = req.id, req.op
   if op == "exit" then return id, ok_values(0), true end
+  collect_agent_garbage()
   if op == "configure" then return id, configure(req) end
   if not configured and op ~= "info" and op ~= "complete" then
     -- An unconfigured VM behaves as a plain, unlimited one (handy when run by hand).
@@ -1249,6 +1501,7 @@ local function main(...)
     if is_main then main_thread = co end
   end
   out_last = clock()
+  set_limits(false)  -- the agent's own work runs with the collector held (see set_limits)
   start_io_thread()
   local hello = { protocol = 1, agent = AGENT_VERSION, runtime = LUA_VERSION,
     jit = jit and jit.version or nil, ffi = HAS_FFI and true or false, embedded = EMBEDDED }

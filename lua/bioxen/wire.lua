@@ -9,9 +9,11 @@
 -- once; decoding walks the input with string.find/string.byte and cuts strings out with a
 -- single string.sub.
 --
---   wire.encode(v [, root [, blobs]])     -> string   (error names the path of a bad value)
+--   wire.encode(v [, root [, blobs [, limit]]]) -> string (error names the path of a bad value)
 --   wire.encode_list(n, ...)       -> string          (a value list: nils kept, count exact)
 --   wire.encode_list_blobs(blobs, n, ...) -> string   (the same, big strings left out: below)
+--   wire.encode_parts(parts, n, v [, root [, blobs [, blob_min [, limit]]]]) -> new n
+--   wire.encode_list_parts_limited(parts, n, blobs, blob_min, limit, count, ...) -> new n
 --   wire.list(n, ...)              -> table marked as a value list (for nesting in a reply)
 --   wire.decode(s [, pos [, root [, blobs]]]) -> value, next_pos
 --   wire.count(t)                  -> the array count of a decoded table (nils included)
@@ -25,6 +27,13 @@
 -- are, each in its own B frame before the frame that refers to them, and the decoder takes
 -- them back from the `blobs` it is given: a big string is never copied into, or cut out of,
 -- a payload.
+--
+-- Limits: a `limit` ({ bytes = N, text = "why" }) bounds the work of one encoding.  Every
+-- value costs its bytes on the wire plus VALUE_COST (16) for each piece of the parts array
+-- that holds it (one for a number, a boolean or nil, two for a string or a table), counted
+-- each time the value is met -- a table or string held many times costs that many times --
+-- and the encoding that would pass N stops with "cannot encode <path>: <text>".  Without it, the same table reached by two paths is
+-- encoded twice, so `t = {t, t}` nested 40 times is 2^40 tables of work.
 
 local type, tostring, tonumber, error, select = type, tostring, tonumber, error, select
 local next, rawget, rawset, rawequal, getmetatable, setmetatable =
@@ -42,6 +51,8 @@ M.BLOB_THRESHOLD = 1048576
 
 local MAX_DEPTH = 200
 local TWO53 = 2 ^ 53
+local VALUE_COST = 16
+M.VALUE_COST = VALUE_COST
 
 -- Value lists (arguments, results) carry their own count so nils survive.  Tables made by
 -- wire.list, and decoded tables whose array part holds nils, are recorded in `counts` (weak
@@ -64,6 +75,10 @@ local function path_text(root, keys, depth)
   local parts = { root }
   for i = 1, depth do parts[#parts + 1] = key_text(keys[i]) end
   return concat(parts)
+end
+
+local function over_limit(state, depth)
+  error(format("cannot encode %s: %s", path_text(state.root, state.keys, depth), state.limit_text), 0)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -104,6 +119,9 @@ local function encode_value(v, parts, n, state, depth)
   local t = type(v)
   if t == "string" then
     local len = #v
+    local left = state.left - len - 2 * VALUE_COST
+    if left < 0 then over_limit(state, depth) end
+    state.left = left
     if len >= state.blob_min then
       -- (No attempt to send the same string once: on Lua 5.4 looking a string up in a table
       -- hashes all of its bytes, which would cost as much as sending it.)
@@ -116,8 +134,14 @@ local function encode_value(v, parts, n, state, depth)
     parts[n + 1] = "s" .. len .. ":"
     parts[n + 2] = v
     return n + 2
-  elseif t == "number" then
-    parts[n + 1] = encode_number(v)
+  end
+  local left = state.left - VALUE_COST
+  if left < 0 then over_limit(state, depth) end
+  state.left = left
+  if t == "number" then
+    local text = encode_number(v)
+    parts[n + 1] = text
+    state.left = left - #text
     return n + 1
   elseif t == "boolean" then
     parts[n + 1] = v and "t" or "f"
@@ -138,6 +162,7 @@ local function encode_value(v, parts, n, state, depth)
       MAX_DEPTH), 0)
   end
   on_path[v] = true
+  state.left = left - VALUE_COST  -- a table is two pieces, "{N;" and "}"
   local keys = state.keys
   local count = counts[v]
   if not count then
@@ -155,17 +180,21 @@ local function encode_value(v, parts, n, state, depth)
     if kt == "number" then
       if not (k >= 1 and k <= count and k == floor(k)) then
         keys[depth + 1] = k
-        parts[n + 1] = encode_number(k)
+        local text = encode_number(k)
+        parts[n + 1] = text
+        state.left = state.left - #text - VALUE_COST
         n = encode_value(item, parts, n + 1, state, depth + 1)
       end
     elseif kt == "string" then
       keys[depth + 1] = k
       parts[n + 1] = "s" .. #k .. ":"
       parts[n + 2] = k
+      state.left = state.left - #k - 2 * VALUE_COST
       n = encode_value(item, parts, n + 2, state, depth + 1)
     elseif kt == "boolean" then
       keys[depth + 1] = k
       parts[n + 1] = k and "t" or "f"
+      state.left = state.left - 1 - VALUE_COST
       n = encode_value(item, parts, n + 1, state, depth + 1)
     else
       error(format("cannot encode a table with a %s as a key at %s", kt,
@@ -177,17 +206,22 @@ local function encode_value(v, parts, n, state, depth)
   return n + 1
 end
 
-local function new_state(root, blobs, blob_min)
-  if blobs == nil then return { root = root, keys = {}, on_path = {}, blob_min = huge } end
-  return { root = root, keys = {}, on_path = {}, blobs = blobs, blob_min = blob_min or M.BLOB_THRESHOLD }
+local function new_state(root, blobs, blob_min, limit)
+  local state = { root = root, keys = {}, on_path = {}, blob_min = huge, left = huge }
+  if blobs ~= nil then state.blobs, state.blob_min = blobs, blob_min or M.BLOB_THRESHOLD end
+  if limit ~= nil then
+    state.left = limit.bytes
+    state.limit_text = limit.text or format("the encoding would take more than %d bytes", limit.bytes)
+  end
+  return state
 end
 
 --- Append the encoding of v to the array `parts` (holding n pieces); returns the new count.
 -- With write_frame(f, kind, parts, n) a big string goes out without ever being copied into
 -- one payload string.  With `blobs`, strings of `blob_min` bytes or more (default
--- BLOB_THRESHOLD) go to `blobs` instead (see Blobs above).
-function M.encode_parts(parts, n, v, root, blobs, blob_min)
-  return encode_value(v, parts, n, new_state(root or "value", blobs, blob_min), 0)
+-- BLOB_THRESHOLD) go to `blobs` instead (see Blobs above); `limit` bounds the work (Limits).
+function M.encode_parts(parts, n, v, root, blobs, blob_min, limit)
+  return encode_value(v, parts, n, new_state(root or "value", blobs, blob_min, limit), 0)
 end
 
 local function list_parts(parts, pn, state, n, ...)
@@ -213,11 +247,16 @@ function M.encode_list_parts_blobs(parts, pn, blobs, blob_min, n, ...)
   return list_parts(parts, pn, new_state("value", blobs, blob_min), n, ...)
 end
 
+--- encode_list_parts_blobs within a `limit` (nil: none; see Limits above).
+function M.encode_list_parts_limited(parts, pn, blobs, blob_min, limit, n, ...)
+  return list_parts(parts, pn, new_state("value", blobs, blob_min, limit), n, ...)
+end
+
 --- Encode one value.  `root` names it in error messages (default "value").  With `blobs`,
--- big strings are appended there and referred to (see Blobs above).
-function M.encode(v, root, blobs)
+-- big strings are appended there and referred to (see Blobs above); `limit` bounds the work.
+function M.encode(v, root, blobs, limit)
   local parts = {}
-  local n = encode_value(v, parts, 0, new_state(root or "value", blobs), 0)
+  local n = encode_value(v, parts, 0, new_state(root or "value", blobs, nil, limit), 0)
   if n == 1 then return parts[1] end
   return concat(parts, "", 1, n)
 end

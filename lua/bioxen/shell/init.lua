@@ -30,6 +30,7 @@ local pretty = require("bioxen.shell.pretty")
 local complete = require("bioxen.shell.complete")
 local commands = require("bioxen.shell.commands")
 local funcsource = require("bioxen.funcsource")
+local cstack = require("bioxen.cstack")
 
 local unpack = table.unpack or unpack
 local function pack(...) return { n = select("#", ...), ... } end
@@ -270,6 +271,9 @@ function M.new(host, options)
   self.target = nil
   install_output(host)
   self.rearm = install_interrupts(host)
+  -- LuaJIT: recursion through gsub callbacks, coroutines… fails with "C stack overflow"
+  -- instead of taking the shell down with SIGSEGV (bioxen.cstack).
+  cstack.install(_G, true)
   os.exit = function(code)
     if code == nil or code == true then
       code = 0
