@@ -110,16 +110,15 @@ def test_unreadable_config_is_an_error_not_an_empty_config(cfg_file, monkeypatch
     cfg_file.chmod(0)
     if os.geteuid() == 0:  # root reads any file whatever its mode: its read fails as a user's would
         import errno
-        from pathlib import Path
 
-        real_read = Path.read_bytes
+        real_open = os.open
 
-        def denied(self):
-            if os.fspath(self) == os.fspath(cfg_file):
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(self))
-            return real_read(self)
+        def denied(path, flags, *args, **kwargs):
+            if os.fspath(path) == os.fspath(cfg_file):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+            return real_open(path, flags, *args, **kwargs)
 
-        monkeypatch.setattr(Path, "read_bytes", denied)
+        monkeypatch.setattr(os, "open", denied)
     with pytest.raises(ConfigError, match=r"cannot read the file \(Permission denied\)"):
         load_config()
 
