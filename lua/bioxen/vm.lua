@@ -187,22 +187,15 @@ function M.bind(host)
     return values_of(uid, vals, pos, blobs, stop)
   end
 
-  --- vm.map(fn, items [, opts]) -> results, failures
-  -- fn: a function without upvalues, or the source text of one ("function(x) ... end").
-  -- opts: vms = N (VMs created for this map) or a list of VMs (a pool), profile=, runtime=,
-  --       type=, progress = true|false (default: on a terminal),
-  --       on_result = function(i, result) (streaming: called in input order as results
-  --       arrive; vm.map then returns nil, failures), stage = false (remote VMs: shard paths
-  --       exist there already, nothing is uploaded).
-  -- failures: nil, or a list of {index = i, error = message}; results[i] is nil for those.
-  function api.map(fn, items, opts)
+  -- items: a list, or (vm.map_file) a function that returns it, run while the VMs start.
+  local function map(fn, items, opts)
     local source, chunkname, line
     if type(fn) == "function" then
       local funcsource = require("bioxen.funcsource")
       local ups = funcsource.upvalues(fn)
       if ups and #ups > 0 then
         error("vm.map: the function uses variables from outside it (" .. table.concat(ups, ", ") ..
-          "); pass them in the items or make them globals in the VMs", 2)
+          "); pass them in the items or make them globals in the VMs", 3)
       end
       local why
       source, why = funcsource.source_of(fn)
@@ -214,14 +207,14 @@ function M.bind(host)
     elseif type(fn) == "string" then
       source, chunkname, line = fn, "=map", 1
     else
-      error("bad argument #1 to 'map' (function or source text expected, got " .. type(fn) .. ")", 2)
+      error("bad argument #1 to 'map' (function or source text expected, got " .. type(fn) .. ")", 3)
     end
-    if type(items) ~= "table" then
-      error("bad argument #2 to 'map' (list of items expected, got " .. type(items) .. ")", 2)
+    if type(items) ~= "table" and type(items) ~= "function" then
+      error("bad argument #2 to 'map' (list of items expected, got " .. type(items) .. ")", 3)
     end
     opts = opts or {}
     if type(opts) ~= "table" then
-      error("bad argument #3 to 'map' (table of options expected, got " .. type(opts) .. ")", 2)
+      error("bad argument #3 to 'map' (table of options expected, got " .. type(opts) .. ")", 3)
     end
     local o = {}
     for k, v in pairs(opts) do o[k] = v end
@@ -235,19 +228,45 @@ function M.bind(host)
     local each = o.on_result
     o.on_result = nil
     if each ~= nil and type(each) ~= "function" then
-      error("bad option 'on_result' to 'map' (function expected, got " .. type(each) .. ")", 2)
+      error("bad option 'on_result' to 'map' (function expected, got " .. type(each) .. ")", 3)
     end
     local deliver = each and function(i, encoded) each(i, (decode(encoded))) end
     -- opts.args travel encoded like the items (split, never decoded, on the host side).
     local args = o.args
     o.args = nil
     if args ~= nil and type(args) ~= "table" then
-      error("bad option 'args' to 'map' (list of values expected, got " .. type(args) .. ")", 2)
+      error("bad option 'args' to 'map' (list of values expected, got " .. type(args) .. ")", 3)
     end
-    local res, failures = check(h_map(source, chunkname, line, encode(items, "items"), encode(o, "options"),
+    local encoded_items
+    if type(items) == "function" then
+      encoded_items = function()
+        local ok, list = pcall(items)
+        if not ok then return false, tostring(list) end
+        return true, encode(list, "items")
+      end
+    else
+      encoded_items = encode(items, "items")
+    end
+    local res, failures = check(h_map(source, chunkname, line, encoded_items, encode(o, "options"),
       deliver, args and encode(args, "args")))
     local results = res and decode(res) or nil
     if failures ~= nil then failures = (decode(failures)) end
+    return results, failures
+  end
+
+  --- vm.map(fn, items [, opts]) -> results, failures
+  -- fn: a function without upvalues, or the source text of one ("function(x) ... end").
+  -- opts: vms = N (VMs created for this map) or a list of VMs (a pool), profile=, runtime=,
+  --       type=, progress = true|false (default: on a terminal),
+  --       on_result = function(i, result) (streaming: called in input order as results
+  --       arrive; vm.map then returns nil, failures), stage = false (remote VMs: shard paths
+  --       exist there already, nothing is uploaded).
+  -- failures: nil, or a list of {index = i, error = message}; results[i] is nil for those.
+  function api.map(fn, items, opts)
+    if type(items) ~= "table" then
+      error("bad argument #2 to 'map' (list of items expected, got " .. type(items) .. ")", 2)
+    end
+    local results, failures = map(fn, items, opts) -- not a tail call: map's errors name our caller
     return results, failures
   end
 
@@ -277,8 +296,10 @@ function M.bind(host)
         or type(o.pool) == "table" and #o.pool or check(h_cpus())
       nshards = 4 * math.max(1, nvms)
     end
-    local shards = require("bio." .. format).shards(path, nshards)
-    return api.map(fn, shards, o)
+    -- The shards are found while the map's VMs start (mapper.run_map).
+    local shards = require("bio." .. format).shards
+    local results, failures = map(fn, function() return shards(path, nshards) end, o)
+    return results, failures
   end
 
   api.VM = VM

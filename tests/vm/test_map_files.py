@@ -133,6 +133,27 @@ def test_map_file_sniffs_the_format_and_passes_args(shell, tmp_path):
     assert not r.ok and b"nope.fa" in r.message
 
 
+def test_map_file_starts_its_vms_while_finding_shards_and_cleans_up_on_either_failure(shell, tmp_path):
+    # vm.map_file creates its VMs while the shards are found (the two overlap): a file that
+    # cannot be sharded must still leave no VM behind, and say which file.
+    missing = tmp_path / "missing.fa"
+    r = shell.eval_line(f"vm.map_file(function() end, {str(missing)!r}, {{vms = 3, format = 'fasta'}})")
+    assert not r.ok and b"missing.fa" in r.message and b"No such file" in r.message, r.message
+    assert shell.show("#vm.list()") == "0"
+    # A VM that cannot be created fails the map the same way, after the shards were found.
+    fa = write_fasta(tmp_path / "g.fa")
+    r = shell.eval_line(f"vm.map_file(function() end, {str(fa)!r}, {{vms = 2, profile = 'no-such-profile'}})")
+    assert not r.ok and b"no-such-profile" in r.message, r.message
+    assert shell.show("#vm.list()") == "0"
+    # More VMs than shards: the spare VMs take nothing and go with the others.
+    tiny = tmp_path / "tiny.fa"
+    tiny.write_text(">a\nACGT\n>b\nGGCC\n")
+    shell.show(f"res = vm.map_file(function(s) local n = 0 for r in require('bio.fasta').records(s) do "
+               f"n = n + 1 end return n end, {str(tiny)!r}, {{vms = 4, shards = 1}})")
+    assert shell.show("#res") == "1" and shell.show("res[1]") == "2"
+    assert shell.show("#vm.list()") == "0"
+
+
 def test_an_error_in_on_result_stops_the_map_and_removes_its_vms(shell, tmp_path):
     fa = write_fasta(tmp_path / "g.fa")
     r = shell.eval_line(f"vm.map_file('function(s) return s.index end', {str(fa)!r}, "
