@@ -18,8 +18,8 @@ IP address, and then runs the agent there exactly as an SSH host does, by delega
 7. inject the user's SSH public key as xenstore ``vm-data/bioxen/authorized_keys`` (the
    template convention in docs/xcpng.md);
 8. ``Async.VM.start`` and wait for the task on ``event.from``;
-9. wait for the guest's IP in ``VM_guest_metrics.networks`` (an error after ``ip_timeout``
-   says the guest tools may be missing);
+9. wait for the guest's IP in ``VM_guest_metrics.networks``, watching only this VM's own
+   objects (an error after ``ip_timeout`` says the guest tools may be missing);
 10. connect over SSH (retrying while sshd comes up) and start the agent.
 
 Any failure rolls back: the new VM, its disks and VIFs are destroyed and the record removed.
@@ -859,12 +859,19 @@ class XCPngBackend:
                                  serialization.NoEncryption()).decode()
 
     def _wait_for_ip(self, session: XapiSession, vm: str, s: PoolSettings) -> str:
+        # Only this VM's own objects are watched: the VM (its guest_metrics ref appears when
+        # the guest agent starts) and then that VM_guest_metrics object (the address is
+        # written there later).  Every guest-metrics object of the pool would be hundreds of
+        # events a second on a busy pool.
+        watched = [f"vm/{vm}"]
+
         def ip_if_ready() -> str | None:
             record = session.call("VM.get_record", vm)
             if record["power_state"] != "Running":
                 raise BackendError(f"xcpng: VM {self.name!r} is {record['power_state']} while "
                                    f"booting (it shut itself down or crashed)")
             metrics = record["guest_metrics"]
+            watched[1:] = [] if metrics == NULL_REF else [f"vm_guest_metrics/{metrics}"]
             if metrics == NULL_REF:
                 return None
             try:
@@ -876,7 +883,7 @@ class XCPngBackend:
             return pick_ip(networks)
 
         try:
-            return session.wait_until([f"vm/{vm}", "vm_guest_metrics"], ip_if_ready,
+            return session.wait_until(lambda: watched, ip_if_ready,
                                       s.ip_timeout, f"the IP address of VM {self.name}")
         except XapiTimeout:
             raise BackendError(
