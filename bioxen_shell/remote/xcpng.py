@@ -935,7 +935,8 @@ class XCPngBackend:
         if state == "Running":
             try:
                 session.run_async("VM.clean_shutdown", vm, timeout=s.shutdown_timeout,
-                                  what=f"VM {self.name} to shut down")
+                                  what=f"VM {self.name} to shut down",
+                                  find=lambda: _halted(session, vm))
                 return
             except XapiError as e:
                 if e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted":
@@ -1016,6 +1017,11 @@ class XCPngBackend:
             ssh.destroy() if destroy else ssh.stop()
         except Exception as e:  # noqa: BLE001 - the guest itself is what we release next
             log.debug("xcpng: releasing the SSH side of %s: %s", self.name, e)
+
+
+def _halted(session: XapiSession, vm: str) -> str | None:
+    """"" when the VM is halted, else None (a lost shutdown reply: did it run?)."""
+    return "" if session.call("VM.get_power_state", vm) == "Halted" else None
 
 
 def start_vm(session: XapiSession, vm: str, *, timeout: float, what: str) -> None:

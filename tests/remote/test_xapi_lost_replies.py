@@ -7,6 +7,8 @@ reads are asked again, everything else is recovered by looking for its effect.
 """
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import XenAPI
 
@@ -33,6 +35,17 @@ def session_for(pool) -> XapiSession:
 
 def backend(settings: dict, name: str = "t1", **options) -> XCPngBackend:
     return XCPngBackend(name, {"pool": dict(settings), **options}, load_profile(None))
+
+
+@contextlib.contextmanager
+def created(settings: dict):
+    """A created, running VM whose agent is gone (the test drives the VM); destroyed after."""
+    b = backend(settings)
+    b.start().close()  # (close kills it first)
+    try:
+        yield b
+    finally:
+        b.destroy()
 
 
 def labelled(sim, prefix: str) -> dict[str, dict]:
@@ -235,13 +248,10 @@ def test_destroy_survives_lost_replies(xapi_sim, xapi_test_pool, xcpng_settings,
     """Asked again, a destroy or hard shutdown that had run answers "already gone/halted",
     which destroy takes as done: the VM and its disks are gone and nothing is reported."""
     disks = set(xapi_sim.table("VDI"))
-    b = backend(xcpng_settings)
-    proc = b.start()
-    proc.kill()
-    proc.close()
-    xapi_test_pool.http.lose_reply_next[method] = 1
-    b.destroy()
-    assert xapi_test_pool.http.hang_ups == 1
+    with created(xcpng_settings) as b:
+        xapi_test_pool.http.lose_reply_next[method] = 1
+        b.destroy()
+        assert xapi_test_pool.http.hang_ups == 1
     assert set(xapi_sim.table("VDI")) == disks
     assert_all_gone(xapi_sim)
 
@@ -299,3 +309,41 @@ def test_a_read_lost_twice_fails_the_create_cleanly(xapi_sim, xapi_test_pool, xc
     assert "VM.add_tags" in str(exc.value) and "rolled back" in str(exc.value)
     assert len(xapi_sim.calls("VM.add_tags")) == 2
     assert_all_gone(xapi_sim)
+
+
+def test_restart_survives_a_lost_start_reply(xapi_sim, xapi_test_pool, xcpng_settings):
+    with created(xcpng_settings) as b:
+        b.stop()
+        xapi_test_pool.http.lose_reply_next["Async.VM.start"] = 1
+        b.start().close()  # boots the same VM again
+        assert xapi_test_pool.http.hang_ups == 1
+        ref = assert_one_good_vm(xapi_sim)
+        assert len([c for c in xapi_sim.calls("Async.VM.start") if c[0] == ref]) == 2  # 1 each
+    assert_all_gone(xapi_sim, "Async.VM.start")
+
+
+def test_two_vms_with_one_create_label_are_both_ours_one_is_kept(xapi_test_pool,
+                                                                 xcpng_settings):
+    """A clone still running when it was looked for, then sent again, makes two VMs under
+    the create's own label: the lookup keeps one and destroys the other with its disks."""
+    sim = xapi_test_pool.sim
+    disks = set(sim.table("VDI"))
+    label = "bioxen-t1 (creating 0123456789ab)"
+    with session_for(xapi_test_pool) as s:
+        first, second = (s.call("VM.clone", sim.template, label) for _ in range(2))
+        for vm in (first, second):
+            s.call("VM.provision", vm)  # each with its own disk
+        kept = backend(xcpng_settings)._adopt_by_label(s, label)
+    assert kept in (first, second) and list(labelled(sim, label)) == [kept]
+    assert len(set(sim.table("VDI")) - disks) == 1  # the other one's disk went with it
+
+
+def test_stop_survives_a_lost_shutdown_reply(xapi_sim, xapi_test_pool, xcpng_settings):
+    with created(xcpng_settings) as b:
+        xapi_test_pool.http.lose_reply_next["Async.VM.clean_shutdown"] = 1
+        b.stop()
+        assert xapi_test_pool.http.hang_ups == 1
+        ((ref, vm),) = xapi_sim.vms().items()
+        assert vm["power_state"] == "Halted"
+        assert len(xapi_sim.calls("Async.VM.clean_shutdown")) == 1
+    assert_all_gone(xapi_sim, "Async.VM.clean_shutdown")
