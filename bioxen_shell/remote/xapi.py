@@ -423,7 +423,9 @@ class XapiSession:
 
         A pool that is momentarily busy (``OTHER_OPERATION_IN_PROGRESS`` on the object,
         ``TOO_BUSY``, ``TOO_MANY_PENDING_TASKS``, ``HOST_STILL_BOOTING``) refused to *start*
-        the call, so it is retried with backoff for up to ``busy_timeout`` seconds.
+        the call, so it is retried with backoff for up to ``busy_timeout`` seconds.  A lost
+        reply (:class:`XapiReplyLost`) is asked again only for a call :func:`safe_to_resend`;
+        for others it is raised (see :meth:`call_or_find`).
         """
         return self._retry_busy(method, lambda: self._call_resending_safe(method, *args))
 

@@ -47,8 +47,8 @@ from typing import Any, Callable
 from ..vm.transport import AgentProcess, BackendError
 from . import registry as registry_mod
 from .xapi import (
-    NULL_REF, TLSSettings, XapiConnectionError, XapiError, XapiSession,
-    XapiTimeout, normalise_fingerprint,
+    NULL_REF, TLSSettings, XapiConnectionError, XapiError, XapiSession, XapiTimeout,
+    normalise_fingerprint,
 )
 
 log = logging.getLogger(__name__)
@@ -1020,7 +1020,7 @@ class XCPngBackend:
 
 
 def _halted(session: XapiSession, vm: str) -> str | None:
-    """"" when the VM is halted, else None (a lost shutdown reply: did it run?)."""
+    """Whether a shutdown whose reply was lost had run: ``""`` (done) or None."""
     return "" if session.call("VM.get_power_state", vm) == "Halted" else None
 
 
