@@ -16,7 +16,12 @@
 * **Always log out**: use the session as a context manager.  XAPI caps sessions per
   user/originator (500) and keeps idle ones for 24 h.
 * **Busy pools**: calls refused with ``OTHER_OPERATION_IN_PROGRESS``/``TOO_BUSY`` are retried
-  with backoff (they never started).
+  with backoff (they never started), synchronously or inside an ``Async`` task.
+* **No call runs twice**: xmlrpc.client re-sends a request once when the connection resets,
+  even if the pool already ran it.  Our transport never does; a broken connection after the
+  request went out is :class:`XapiReplyLost`.  Only calls that are harmless to repeat (reads,
+  setters, removals, tags) are re-sent, once; anything else is recovered by the caller, who
+  looks for its effect (:meth:`XapiSession.call_or_find`) instead of doing it again.
 * **Waiting**: :meth:`XapiSession.wait_task` and :meth:`XapiSession.wait_until` block on
   ``event.from`` (falling back to polling where it is unknown) instead of fixed sleeps.
 
@@ -29,6 +34,7 @@ import hashlib
 import http.client
 import ipaddress
 import logging
+import select
 import ssl
 import time
 import urllib.parse
@@ -43,7 +49,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ORIGINATOR", "API_VERSION", "NULL_REF", "TLSSettings", "XapiSession", "XapiError",
-    "XapiAuthError", "XapiConnectionError", "XapiTimeout", "InsecureTLSWarning",
+    "XapiAuthError", "XapiConnectionError", "XapiReplyLost", "XapiTimeout", "InsecureTLSWarning",
     "normalise_fingerprint",
 ]
 
@@ -119,6 +125,37 @@ class XapiAuthError(XapiError):
 
 class XapiConnectionError(Exception):
     """The pool could not be reached (DNS, refused, TLS, HTTP, dropped connection)."""
+
+
+class XapiReplyLost(XapiConnectionError):
+    """The connection broke after the request was sent: the pool may have run the call.
+
+    ``method`` is the call; whoever made it decides how to find out what happened."""
+
+    def __init__(self, message: str, method: str) -> None:
+        super().__init__(message)
+        self.method = method
+
+
+def safe_to_resend(method: str) -> bool:
+    """Whether sending ``method`` again, when it may have run, leaves the pool as running it
+    once does.
+
+    Reads, setters (``set_*``, ``set_memory_limits``), map removals and tag changes are.  So
+    are ``<Class>.destroy`` and ``VM.hard_shutdown`` of a given ref: if the first one ran,
+    the repeat changes nothing and answers ``HANDLE_INVALID`` or ``VM_BAD_POWER_STATE
+    [halted]``, which their callers take as done (refs are never reused).  Creating,
+    starting, a clean shutdown and every ``Async.*`` call are not (a second ``VM.clone``
+    makes a second VM); nor is ``add_to_*``, which fails with ``MAP_DUPLICATE_KEY`` the
+    second time (:meth:`XapiSession.set_map_key` re-runs the remove/add pair instead)."""
+    if method.startswith("Async."):
+        return False
+    if method in ("event_from", "event.from", "event.get_current_id", "task.cancel",
+                  "VM.hard_shutdown"):
+        return True
+    name = method.rsplit(".", 1)[-1]
+    return name.startswith(("get_", "set_", "remove_from_")) or name in (
+        "get_all", "get_all_records", "get_record", "add_tags", "remove_tags", "destroy")
 
 
 class XapiTimeout(Exception):
@@ -211,6 +248,37 @@ class _Transport(xmlrpc.client.Transport):
         # fingerprint; a member answering HOST_IS_SLAVE sends it (xapi api_server.ml), over
         # the connection we already trust, so the redirect can be pinned too.
         self.coordinator_thumbprint: str | None = None
+        # Set once a request may have reached the pool: before that, a failure (refused,
+        # TLS, unreachable) means the call certainly did not run.
+        self.request_sent = False
+
+    def request(self, host: Any, handler: str, request_body: bytes, verbose: bool = False) -> Any:
+        """One attempt, never two: xmlrpc.client's version re-sends the request when the
+        connection resets, which runs a call twice if the pool had already run it."""
+        self.request_sent = False
+        self._drop_cold_connection()
+        return self.single_request(host, handler, request_body, verbose)
+
+    def _drop_cold_connection(self) -> None:
+        """Close a kept-alive connection the pool has closed meanwhile (it reads as ready:
+        EOF), so the request goes out on a fresh one and is not mistaken for a lost reply."""
+        conn = self._connection[1] if self._connection else None
+        sock = getattr(conn, "sock", None)
+        if sock is None:
+            return
+        try:
+            readable = select.select([sock], [], [], 0)[0]
+        except (OSError, ValueError):
+            readable = [sock]
+        if readable:
+            self.close()
+
+    def send_request(self, host: Any, handler: str, request_body: bytes, debug: bool) -> Any:
+        connection = self.make_connection(host)
+        if connection.sock is None:
+            connection.connect()  # a failure here: nothing was sent
+        self.request_sent = True
+        return super().send_request(host, handler, request_body, debug)
 
     def send_headers(self, connection: http.client.HTTPConnection, headers: list) -> None:
         if self._pin:
@@ -355,13 +423,20 @@ class XapiSession:
 
         A pool that is momentarily busy (``OTHER_OPERATION_IN_PROGRESS`` on the object,
         ``TOO_BUSY``, ``TOO_MANY_PENDING_TASKS``, ``HOST_STILL_BOOTING``) refused to *start*
-        the call, so it is retried with backoff for up to ``busy_timeout`` seconds.
+        the call, so it is retried with backoff for up to ``busy_timeout`` seconds.  A lost
+        reply (:class:`XapiReplyLost`) is asked again only for a call :func:`safe_to_resend`;
+        for others it is raised (see :meth:`call_or_find`).
         """
+        return self._retry_busy(method, lambda: self._call_resending_safe(method, *args))
+
+    def _retry_busy(self, method: str, fn: Callable[[], T]) -> T:
+        """``fn()``, again with backoff while the pool answers that it is too busy to start
+        it (for up to ``busy_timeout`` seconds)."""
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.2
         while True:
             try:
-                return self._call_once(method, *args)
+                return fn()
             except XapiError as e:
                 if e.code not in _BUSY or time.monotonic() + delay > deadline:
                     raise
@@ -370,6 +445,52 @@ class XapiSession:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _call_resending_safe(self, method: str, *args: Any) -> Any:
+        """One call; a lost reply is re-sent once, on a new connection, only for a call that
+        is harmless to repeat (:func:`safe_to_resend`)."""
+        try:
+            return self._call_once(method, *args)
+        except XapiReplyLost:
+            if not safe_to_resend(method):
+                raise
+            log.info("%s: the reply to %s was lost; asking again", self.label, method)
+            return self._call_once(method, *args)
+
+    def call_or_find(self, method: str, *args: Any, find: Callable[[], T | None]) -> Any:
+        """A call that must not run twice (``VM.clone``, ``VIF.create``): if its reply is
+        lost, ``find()`` looks for what it made (by a token the call carries, or by its
+        object and device); only when that finds nothing, so the call cannot have run, is it
+        sent again.  A second lost reply with nothing found raises :class:`XapiReplyLost`."""
+        return self._recovering(method, lambda: self.call(method, *args), find)
+
+    def _recovering(self, method: str, attempt: Callable[[], T], find: Callable[[], T | None]
+                    ) -> T:
+        for tries in (1, 2):
+            try:
+                return attempt()
+            except XapiReplyLost:
+                found = find()
+                if found is not None:
+                    log.info("%s: the reply to %s was lost; it had run", self.label, method)
+                    return found
+                if tries == 2:
+                    raise
+                log.info("%s: the reply to %s was lost and it had not run; sending it again",
+                         self.label, method)
+        raise AssertionError("unreachable")
+
+    def set_map_key(self, cls: str, ref: str, field: str, key: str, value: str) -> None:
+        """Set one key of a map field (``VM.other_config``): remove, then add, as XAPI has no
+        single call for it.  A lost reply re-runs the pair, which is harmless repeated."""
+        def put() -> None:
+            self.call(f"{cls}.remove_from_{field}", ref, key)
+            self.call(f"{cls}.add_to_{field}", ref, key, value)
+
+        def present() -> bool | None:
+            return True if self.call(f"{cls}.get_{field}", ref).get(key) == value else None
+
+        self._recovering(f"{cls}.add_to_{field}", put, present)
+
     def _call_once(self, method: str, *args: Any) -> Any:
         if self._sdk is None:
             raise RuntimeError("XapiSession.call before login()")
@@ -377,7 +498,7 @@ class XapiSession:
         for part in method.split("."):
             target = getattr(target, part)
         try:
-            return self._guard_transport(self.coordinator_url, lambda: target(*args))
+            return self._guard_transport(self.coordinator_url, lambda: target(*args), method)
         except XenAPI.Failure as f:
             details = [str(d) for d in f.details]
             raise XapiError(details[0] if details else "UNKNOWN", details[1:], method) from None
@@ -388,10 +509,21 @@ class XapiSession:
                                 "again after logging in anew three times)") from None
             raise XapiError("INTERNAL_ERROR", [f.faultString], method) from None
 
-    def _guard_transport(self, url: str, fn: Callable[[], T]) -> T:
-        """Turn network and TLS failures into XapiConnectionError naming the URL."""
+    def _guard_transport(self, url: str, fn: Callable[[], T], method: str = "login") -> T:
+        """Turn network and TLS failures into XapiConnectionError naming the URL, and a
+        connection broken after the request went out into XapiReplyLost."""
         try:
             return fn()
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, TimeoutError,
+                http.client.RemoteDisconnected, http.client.BadStatusLine,
+                http.client.IncompleteRead, ssl.SSLEOFError) as e:
+            transport = self._last_transport
+            if transport is None or not transport.request_sent:
+                raise XapiConnectionError(f"{self.label}: cannot reach {_host_of(url)}: "
+                                          f"{_reason(e)}") from None
+            raise XapiReplyLost(
+                f"{self.label}: the connection to {_host_of(url)} broke after {method} was "
+                f"sent ({_reason(e)}); the pool may have run it", method) from None
         except ssl.SSLCertVerificationError as e:
             raise XapiConnectionError(self._tls_hint(url, e)) from None
         except ssl.SSLError as e:
@@ -401,10 +533,8 @@ class XapiSession:
             raise XapiConnectionError(f"{self.label}: HTTP {e.errcode} {e.errmsg} from "
                                       f"{_host_of(url)}") from None
         except (OSError, http.client.HTTPException) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else (
-                str(e) or type(e).__name__)
             raise XapiConnectionError(f"{self.label}: cannot reach {_host_of(url)}: "
-                                      f"{reason}") from None
+                                      f"{_reason(e)}") from None
 
     def _tls_hint(self, url: str, error: ssl.SSLCertVerificationError) -> str:
         message = getattr(error, "verify_message", None) or (
@@ -427,10 +557,16 @@ class XapiSession:
         return hint
 
     # ------------------------------------------------------------------ waiting
-    def wait_until(self, classes: list[str], check: Callable[[], T | None], timeout: float,
-                   what: str) -> T:
+    def wait_until(self, classes: list[str] | Callable[[], list[str]],
+                   check: Callable[[], T | None], timeout: float, what: str) -> T:
         """Return ``check()``'s first non-None value, re-checking whenever ``event.from``
-        reports a change in ``classes``; raise :class:`XapiTimeout` after ``timeout`` s."""
+        reports a change in ``classes``; raise :class:`XapiTimeout` after ``timeout`` s.
+
+        ``classes`` are subscriptions (``"vm/<ref>"``, ``"task/<ref>"``; a bare class name
+        means every object of it, which on a busy pool is a flood).  It may be a function,
+        read after each check, when the objects to watch become known while waiting (a VM's
+        guest metrics appear once it has booted)."""
+        subscriptions = classes if callable(classes) else (lambda: classes)
         deadline = time.monotonic() + timeout
         token = ""
         use_events = True
@@ -444,7 +580,7 @@ class XapiSession:
                                   f"{what}")
             if use_events:
                 try:
-                    reply = self.call("event_from", classes, token,
+                    reply = self.call("event_from", subscriptions(), token,
                                       float(min(remaining, _EVENT_WAIT)))
                     token = reply["token"]
                     continue
@@ -484,10 +620,46 @@ class XapiSession:
             except (XapiError, XapiConnectionError):
                 pass
 
-    def run_async(self, method: str, *args: Any, timeout: float, what: str) -> str:
-        """``Async.<method>`` then :meth:`wait_task`.  Synchronous failures raise as well."""
-        task = self.call(f"Async.{method}", *args)
-        return self.wait_task(task, timeout, what)
+    def run_async(self, method: str, *args: Any, timeout: float, what: str,
+                  find: Callable[[], str | None] | None = None) -> str:
+        """``Async.<method>`` then :meth:`wait_task`.  Synchronous failures raise as well.
+
+        A task that fails because the pool was busy never started: it is run again (as
+        :meth:`call` does).  If the reply carrying the task is lost, the task is unknown:
+        ``find()`` says whether its work was done (returning the result, e.g. the new VM) —
+        else the call is sent again; without ``find`` :class:`XapiReplyLost` is raised.
+        """
+        def attempt() -> str:
+            task = self.call(f"Async.{method}", *args)
+            return self.wait_task(task, timeout, what)
+
+        if find is None:
+            return self._retry_busy(method, attempt)
+
+        def found() -> str | None:
+            self._await_lost_task(method, timeout)
+            return find()
+
+        return self._retry_busy(method, lambda: self._recovering(f"Async.{method}", attempt,
+                                                                 found))
+
+    def _await_lost_task(self, method: str, timeout: float) -> None:
+        """After a lost reply to ``Async.<method>`` its task, if the call ran, is unknown but
+        among the pool's unfinished tasks of that name: wait until none is left, so that the
+        caller's check sees the work done, not half done (another client's task of the same
+        name only makes the wait longer).  Its record is left for XAPI to remove (an hour
+        after it ends): which one it was cannot be told."""
+        label = f"Async.{method}"
+        running: list[str] = []
+
+        def none_running() -> bool | None:
+            running[:] = [ref for ref, task in self.call("task.get_all_records").items()
+                          if task["name_label"] == label
+                          and task["status"] in ("pending", "cancelling")]
+            return None if running else True
+
+        self.wait_until(lambda: [f"task/{ref}" for ref in running], none_running, timeout,
+                        f"the {label} tasks in progress to end")
 
 
 def _decode_task_result(text: str) -> str:
@@ -500,6 +672,12 @@ def _decode_task_result(text: str) -> str:
         return str(value)
     except Exception:  # noqa: BLE001 - an unexpected shape: hand back the raw text
         return text
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
 
 
 def _host_of(url: str) -> str:

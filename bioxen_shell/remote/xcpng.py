@@ -6,9 +6,11 @@ IP address, and then runs the agent there exactly as an SSH host does, by delega
 
 1. log in (``bioxen`` originator; TLS and pool redirects in :mod:`.xapi`);
 2. find the template by name or uuid (an error if missing or ambiguous);
-3. ``VM.clone``; name it ``bioxen-<name>``, tag it ``bioxen`` and stamp ``other_config``
-   (``bioxen-owner``, ``bioxen-name``, ``bioxen-created``) so bioxen's VMs can always be
-   found; record it locally (:mod:`.registry`) *before* anything else can fail;
+3. ``VM.clone`` under a per-create label (``bioxen-<name> (creating <token>)``, so that a
+   clone whose reply was lost is found, not made twice); record it locally
+   (:mod:`.registry`: a pending record before the clone, the uuid right after), tag it
+   ``bioxen``, stamp ``other_config`` (``bioxen-owner``, ``bioxen-name``,
+   ``bioxen-created``) so bioxen's VMs can always be found, and name it ``bioxen-<name>``;
 4. point the template's disk spec at the chosen SR, ``VM.provision``;
 5. memory (``VM.set_memory_limits``, one call, so the order constraint always holds) and
    vCPUs (``VCPUs_max`` first when growing, ``VCPUs_at_startup`` first when shrinking);
@@ -16,8 +18,8 @@ IP address, and then runs the agent there exactly as an SSH host does, by delega
 7. inject the user's SSH public key as xenstore ``vm-data/bioxen/authorized_keys`` (the
    template convention in docs/xcpng.md);
 8. ``Async.VM.start`` and wait for the task on ``event.from``;
-9. wait for the guest's IP in ``VM_guest_metrics.networks`` (an error after ``ip_timeout``
-   says the guest tools may be missing);
+9. wait for the guest's IP in ``VM_guest_metrics.networks``, watching only this VM's own
+   objects (an error after ``ip_timeout`` says the guest tools may be missing);
 10. connect over SSH (retrying while sshd comes up) and start the agent.
 
 Any failure rolls back: the new VM, its disks and VIFs are destroyed and the record removed.
@@ -524,35 +526,32 @@ class XCPngBackend:
         step = _Step()
         session = self._open_session()
         vm: str | None = None
+        creating_label = ""
         try:
             step("find the template")
             template = self._find_template(session, s)
             label = f"{NAME_PREFIX}{self.name}"
+            # The clone is made under a label no other VM can have (a per-create token), so
+            # a clone whose reply was lost is found again instead of cloned twice; it takes
+            # its real name once it is recorded and tagged.
+            creating_label = f"{label} (creating {uuidlib.uuid4().hex[:12]})"
             owner = registry_mod.current_owner()
             record = registry_mod.VMRecord(
                 uuid=f"pending-{uuidlib.uuid4()}", pool=s.name, url=s.url, name=self.name,
-                name_label=label, owner=owner, pending=True,
+                name_label=creating_label, owner=owner, pending=True,
                 settings=dict(self._pool_option) if isinstance(self._pool_option, dict) else None)
             self._registry.add(record)  # before the clone: a crash right after it is traceable
             self._pending = record.uuid
             copy_to = self._copy_target(session, template, s)
             step("copy the template" if copy_to else "clone the template")
-            try:
-                if copy_to:  # a full copy onto the chosen SR, as xe vm-install does
-                    vm = session.run_async("VM.copy", template, label, copy_to,
-                                           timeout=s.start_timeout, what=f"copying to {s.sr}")
-                else:        # a fast clone: disks share the template's (copy-on-write)
-                    vm = session.call("VM.clone", template, label)
-                self.vm_uuid = session.call("VM.get_uuid", vm)
-            except BaseException:
-                if vm is None:
-                    self._registry.remove(record.uuid)
-                    self._pending = None
-                raise
-            self._registry.replace(record.uuid, replace(record, uuid=self.vm_uuid, pending=False))
+            vm = self._clone(session, template, creating_label, copy_to, s)
+            self.vm_uuid = session.call("VM.get_uuid", vm)
+            self._registry.replace(record.uuid, replace(record, uuid=self.vm_uuid, pending=False,
+                                                        name_label=label))
             self._pending = None
             step("tag the VM")
             self._tag(session, vm, owner)
+            session.call("VM.set_name_label", vm, label)
             step("provision disks")
             self._provision(session, vm, s)
             step("set memory and vCPUs")
@@ -562,19 +561,64 @@ class XCPngBackend:
             step("inject the SSH key")
             self._inject_key(session, vm, public_key, s)
             step("start the VM")
-            session.run_async("VM.start", vm, False, False, timeout=s.start_timeout,
-                              what=f"VM {label} to start")
+            start_vm(session, vm, timeout=s.start_timeout, what=f"VM {label} to start")
             step("wait for the guest's IP address")
             self.ip = self._wait_for_ip(session, vm, s)
             self._created_now = True
         except BaseException as e:
             message = self._describe_failure(e, step.name)
-            leftover = self._rollback(session, vm) if vm is not None else ""
+            if vm is not None:
+                leftover = self._rollback(session, vm)
+            else:
+                leftover = self._settle_pending(session, creating_label, e)
             session.logout()
             if isinstance(e, Exception):
                 raise BackendError(message + leftover) from None
             raise
         session.logout()
+
+    def _clone(self, session: XapiSession, template: str, creating_label: str,
+               copy_to: str | None, s: PoolSettings) -> str:
+        """``VM.clone`` (or ``VM.copy`` onto ``copy_to``) under the per-create label; after
+        a lost reply the VM is looked up by that label rather than made again."""
+        def made() -> str | None:
+            return self._adopt_by_label(session, creating_label)
+
+        if copy_to:  # a full copy onto the chosen SR, as xe vm-install does
+            return session.run_async("VM.copy", template, creating_label, copy_to,
+                                     timeout=s.start_timeout, what=f"copying to {s.sr}",
+                                     find=made)
+        # a fast clone: disks share the template's (copy-on-write)
+        return session.call_or_find("VM.clone", template, creating_label, find=made)
+
+    def _adopt_by_label(self, session: XapiSession, creating_label: str) -> str | None:
+        """The VM this create made, by its per-create label; more than one (a clone still
+        running when it was asked for again) are all ours: keep one, destroy the others."""
+        refs = sorted(session.call("VM.get_by_name_label", creating_label))
+        for extra in refs[1:]:
+            destroy_vm(session, extra)
+        return refs[0] if refs else None
+
+    def _settle_pending(self, session: XapiSession, creating_label: str,
+                        e: BaseException) -> str:
+        """The create failed before it knew its VM (the clone's reply was lost, say): ask
+        the pool for the per-create label.  A VM found is ours and rolled back; none found
+        drops the pending record; if the pool cannot say, the record stays for gc."""
+        if self._pending is None:
+            return ""
+        if isinstance(e, Exception):  # (after Ctrl-C, a clone may still be running)
+            try:
+                vm = self._adopt_by_label(session, creating_label)
+            except (XapiError, XapiConnectionError):
+                pass
+            else:
+                if vm is not None:
+                    return self._rollback(session, vm)
+                self._registry.remove(self._pending)
+                self._pending = None
+                return ""
+        return (f" (the pool may have made the VM anyway, named {creating_label!r}; the local "
+                f"record is kept so that `bioxen vm gc` finds and removes it)")
 
     def _describe_failure(self, e: BaseException, step: str) -> str:
         if isinstance(e, BackendError):
@@ -664,9 +708,8 @@ class XCPngBackend:
         session.call("VM.add_tags", vm, TAG)
         stamps = {OWNER_KEY: owner.token(), NAME_KEY: self.name,
                   CREATED_KEY: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        for key, value in stamps.items():
-            session.call("VM.remove_from_other_config", vm, key)  # a clone inherits keys
-            session.call("VM.add_to_other_config", vm, key, value)
+        for key, value in stamps.items():  # (replacing keys a clone inherits)
+            session.set_map_key("VM", vm, "other_config", key, value)
         session.call("VM.set_name_description", vm,
                      f"created by bioxen for VM {self.name!r}; destroyed with it")
 
@@ -678,10 +721,13 @@ class XCPngBackend:
         if spec:
             rewritten = self._disks_on_sr(session, spec, s)
             if rewritten != spec:
-                session.call("VM.remove_from_other_config", vm, "disks")
-                session.call("VM.add_to_other_config", vm, "disks", rewritten)
+                session.set_map_key("VM", vm, "other_config", "disks", rewritten)
+
+        def provisioned() -> str | None:  # VM.provision turns the clone into a VM
+            return None if session.call("VM.get_is_a_template", vm) else ""
+
         session.run_async("VM.provision", vm, timeout=s.start_timeout,
-                          what=f"VM {self.name} to be provisioned")
+                          what=f"VM {self.name} to be provisioned", find=provisioned)
 
     def _disks_on_sr(self, session: XapiSession, spec: str, s: PoolSettings) -> str:
         """Point every ``<disk sr=…>`` of the provision spec at the chosen SR (as xe does)."""
@@ -758,10 +804,15 @@ class XCPngBackend:
         devices = session.call("VM.get_allowed_VIF_devices", vm)
         if not devices:
             raise BackendError(f"xcpng: VM {self.name!r} has no free VIF device")
-        session.call("VIF.create", {
+
+        def made() -> str | None:  # a lost reply: the VIF exists if the create ran
+            return next((vif for vif in session.call("VM.get_VIFs", vm)
+                         if session.call("VIF.get_device", vif) == devices[0]), None)
+
+        session.call_or_find("VIF.create", {
             "device": devices[0], "network": networks[0], "VM": vm, "MAC": "", "MTU": "1500",
             "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
-        })
+        }, find=made)
 
     def _public_key(self, s: PoolSettings) -> str:
         """The OpenSSH public key line matching ``ssh_key`` (its ``.pub`` file)."""
@@ -784,8 +835,7 @@ class XCPngBackend:
         if s.host_keys == "inject":
             entries.append((HOST_KEY_KEY, self._new_host_key()))
         for key, value in entries:
-            session.call("VM.remove_from_xenstore_data", vm, key)
-            session.call("VM.add_to_xenstore_data", vm, key, value)
+            session.set_map_key("VM", vm, "xenstore_data", key, value)
 
     def _new_host_key(self) -> str:
         """Generate the guest's SSH host key and trust it in advance, filed under the VM's
@@ -809,12 +859,19 @@ class XCPngBackend:
                                  serialization.NoEncryption()).decode()
 
     def _wait_for_ip(self, session: XapiSession, vm: str, s: PoolSettings) -> str:
+        # Only this VM's own objects are watched: the VM (its guest_metrics ref appears when
+        # the guest agent starts) and then that VM_guest_metrics object (the address is
+        # written there later).  Every guest-metrics object of the pool would be hundreds of
+        # events a second on a busy pool.
+        watched = [f"vm/{vm}"]
+
         def ip_if_ready() -> str | None:
             record = session.call("VM.get_record", vm)
             if record["power_state"] != "Running":
                 raise BackendError(f"xcpng: VM {self.name!r} is {record['power_state']} while "
                                    f"booting (it shut itself down or crashed)")
             metrics = record["guest_metrics"]
+            watched[1:] = [] if metrics == NULL_REF else [f"vm_guest_metrics/{metrics}"]
             if metrics == NULL_REF:
                 return None
             try:
@@ -826,7 +883,7 @@ class XCPngBackend:
             return pick_ip(networks)
 
         try:
-            return session.wait_until([f"vm/{vm}", "vm_guest_metrics"], ip_if_ready,
+            return session.wait_until(lambda: watched, ip_if_ready,
                                       s.ip_timeout, f"the IP address of VM {self.name}")
         except XapiTimeout:
             raise BackendError(
@@ -857,8 +914,7 @@ class XCPngBackend:
                                    f"exists on pool {s.name!r}")
             state = session.call("VM.get_power_state", vm)
             if state == "Halted":
-                session.run_async("VM.start", vm, False, False, timeout=s.start_timeout,
-                                  what=f"VM {self.name} to start")
+                start_vm(session, vm, timeout=s.start_timeout, what=f"VM {self.name} to start")
             elif state == "Paused":
                 session.call("VM.unpause", vm)
             elif state == "Suspended":
@@ -879,7 +935,8 @@ class XCPngBackend:
         if state == "Running":
             try:
                 session.run_async("VM.clean_shutdown", vm, timeout=s.shutdown_timeout,
-                                  what=f"VM {self.name} to shut down")
+                                  what=f"VM {self.name} to shut down",
+                                  find=lambda: _halted(session, vm))
                 return
             except XapiError as e:
                 if e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted":
@@ -960,6 +1017,30 @@ class XCPngBackend:
             ssh.destroy() if destroy else ssh.stop()
         except Exception as e:  # noqa: BLE001 - the guest itself is what we release next
             log.debug("xcpng: releasing the SSH side of %s: %s", self.name, e)
+
+
+def _halted(session: XapiSession, vm: str) -> str | None:
+    """Whether a shutdown whose reply was lost had run: ``""`` (done) or None."""
+    return "" if session.call("VM.get_power_state", vm) == "Halted" else None
+
+
+def start_vm(session: XapiSession, vm: str, *, timeout: float, what: str) -> None:
+    """``Async.VM.start`` that a lost reply or a duplicate cannot fail.
+
+    After a lost reply the VM's power state says whether the start ran; if not it is sent
+    again.  A start that finds the VM already running (a duplicate of one that did the work)
+    is a success, not an error.
+    """
+    def started() -> str | None:
+        return "" if session.call("VM.get_power_state", vm) in ("Running", "Paused") else None
+
+    try:
+        session.run_async("VM.start", vm, False, False, timeout=timeout, what=what,
+                          find=started)
+    except XapiError as e:
+        if not (e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "running"):
+            raise
+        log.info("xcpng: %s was already running (a repeated start)", what)
 
 
 def pick_ip(networks: dict[str, str]) -> str | None:

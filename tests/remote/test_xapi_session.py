@@ -112,7 +112,7 @@ def test_connection_refused_names_the_url():
 
 def test_dropped_connection_is_a_connection_error(xapi_test_pool):
     with session_for(xapi_test_pool.url) as s:
-        # xmlrpc.client retries a request once on a dropped keep-alive connection
+        # a read is asked again once after a broken connection; broken again, it fails
         xapi_test_pool.http.drop_next["VM.get_all"] = 2
         with pytest.raises(XapiConnectionError):
             s.call("VM.get_all")

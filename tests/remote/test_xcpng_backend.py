@@ -85,8 +85,12 @@ def test_full_lifecycle(xapi_sim, xcpng_settings):
     assert registry_mod.Registry().all() == []
 
 
-def test_parallel_count_creates_distinct_vms(xapi_sim, xcpng_settings):
+@pytest.mark.parametrize("lost_clone_replies", [0, 2])
+def test_parallel_count_creates_distinct_vms(xapi_sim, xapi_test_pool, xcpng_settings,
+                                             lost_clone_replies):
+    """count=3; with clone replies lost, each create finds its own VM by its own token."""
     from bioxen_shell.vm.manager import Manager
+    xapi_test_pool.http.lose_reply_next["VM.clone"] = lost_clone_replies
     manager = Manager()
     vms = manager.create("par", type="xcpng", pool=xcpng_settings, count=3)
     try:
@@ -94,6 +98,8 @@ def test_parallel_count_creates_distinct_vms(xapi_sim, xcpng_settings):
         labels = sorted(r["name_label"] for r in xapi_sim.vms().values())
         assert labels == ["bioxen-par1", "bioxen-par2", "bioxen-par3"]
         assert len(registry_mod.Registry().all()) == 3
+        assert len(xapi_sim.calls("VM.clone")) == 3
+        assert xapi_test_pool.http.hang_ups == lost_clone_replies
     finally:
         manager.destroy_all()
     assert xapi_sim.vms() == {} and xapi_sim.open_sessions() == []

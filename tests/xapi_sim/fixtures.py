@@ -103,7 +103,7 @@ def xapi_test_pool(_xapi_test_pool) -> RunningPool:
     """The private simulated pool, reset to a pristine state for this test."""
     _xapi_test_pool.sim.reset()
     for server in _xapi_test_pool.servers():
-        server.drop_next.clear()
+        server.clear_faults()
     return _xapi_test_pool
 
 

@@ -45,12 +45,13 @@ class _Handler(BaseHTTPRequestHandler):
                      "ErrorDescription": ["XMLRPC_UNMARSHAL_FAILURE", "methodCall", str(e)]}
             method = "?"
         else:
-            if self.server.drop_next.get(method, 0) > 0:
-                self.server.drop_next[method] -= 1
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
+            if self.server.take(self.server.drop_next, method):
+                self._hang_up()  # the request is lost: the call never runs
                 return
             reply = self.server.answer(method, params)
+            if self.server.take(self.server.lose_reply_next, method):
+                self._hang_up()  # the call ran; its reply is lost
+                return
         extra = {}
         if (self.server.member and self.server.coordinator_thumbprint
                 and self.headers.get(THUMBPRINT_REQUEST, "").lower() == "sha-256:master"
@@ -64,6 +65,13 @@ class _Handler(BaseHTTPRequestHandler):
                 "INTERNAL_ERROR", f"cannot marshal reply to {method}: {e}"]},),
                 methodresponse=True)
         self._send(200, data.encode(), "text/xml", extra)
+        if self.server.take(self.server.close_after_reply, method):
+            self._hang_up()  # as a pool closing an idle kept-alive connection
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.server.hang_ups += 1
 
     def _send(self, code: int, data: bytes, ctype: str, extra: dict | None = None) -> None:
         self.send_response(code)
@@ -89,9 +97,31 @@ class SimServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
         self.sim, self.member, self.tls = sim, member, tls
         self.coordinator_thumbprint: str | None = None  # set on HTTPS members
-        # method -> how many of its next requests get the connection closed instead of a reply
+        # Connection faults, each ``{wire method name: how many of its next requests}``:
+        # drop_next: the connection closes on receipt, the call never runs (a lost request);
+        # lose_reply_next: the call runs, then the connection closes with no reply (a lost
+        # reply: what a reset after the pool did the work looks like to the client);
+        # close_after_reply: the reply is sent, then the connection closed, as a pool does
+        # to an idle kept-alive connection.
         self.drop_next: dict[str, int] = {}
+        self.lose_reply_next: dict[str, int] = {}
+        self.close_after_reply: dict[str, int] = {}
+        self._fault_lock = threading.Lock()
+        self.hang_ups = 0  # connections closed by one of those faults (tests wait for it)
         self._thread: threading.Thread | None = None
+
+    def take(self, faults: dict[str, int], method: str) -> bool:
+        """Use up one of ``method``'s pending faults; whether there was one."""
+        with self._fault_lock:  # (requests are served by concurrent threads)
+            if faults.get(method, 0) <= 0:
+                return False
+            faults[method] -= 1
+            return True
+
+    def clear_faults(self) -> None:
+        for faults in (self.drop_next, self.lose_reply_next, self.close_after_reply):
+            faults.clear()
+        self.hang_ups = 0
 
     @property
     def url(self) -> str:
