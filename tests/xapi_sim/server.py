@@ -65,6 +65,14 @@ class _Handler(BaseHTTPRequestHandler):
                 methodresponse=True)
         self._send(200, data.encode(), "text/xml", extra)
 
+    def do_PUT(self) -> None:  # noqa: N802 - XAPI's HTTP handlers (/import_raw_vdi)
+        from .config_drive import handle_put
+        if self.server.member:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send(401, b"", "text/plain")  # a member knows no coordinator session
+            return
+        handle_put(self, self.server.sim)
+
     def _send(self, code: int, data: bytes, ctype: str, extra: dict | None = None) -> None:
         self.send_response(code)
         for name, value in (extra or {}).items():
