@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..vm.transport import BackendError
 from .xapi import XapiConnectionError, XapiError, XapiSession
 
 __all__ = ["Seed", "user_data", "meta_data", "build_image", "attach_config_drive",
@@ -117,8 +118,9 @@ def build_image(seed: Seed) -> bytes:
     try:
         for name, text in (("user-data", user_data(seed)), ("meta-data", meta_data(seed))):
             data = text.encode()
-            iso.add_fp(io.BytesIO(data), len(data), iso_path=f"/{name.upper().replace('-', '_')}.;1",
-                       rr_name=name, joliet_path=f"/{name}")
+            short = name.upper().replace("-", "_")  # ISO 9660's own name; Linux shows rr_name
+            iso.add_fp(io.BytesIO(data), len(data), iso_path=f"/{short}.;1", rr_name=name,
+                       joliet_path=f"/{name}")
         out = io.BytesIO()
         iso.write_fp(out)
     finally:
@@ -145,7 +147,8 @@ def attach_config_drive(session: XapiSession, vm: str, sr: str, seed: Seed, *,
     try:
         devices = session.call("VM.get_allowed_VBD_devices", vm)
         if not devices:
-            raise XapiError("DEVICE_ALREADY_EXISTS", ["no free VBD slot"], "VM.get_allowed_VBD_devices")
+            raise BackendError(f"xcpng: VM {seed.hostname} has no free disk slot for its "
+                               f"config drive")
         session.call("VBD.create", {
             "VM": vm, "VDI": vdi, "userdevice": devices[0], "bootable": False, "mode": "RO",
             "type": "Disk", "empty": False, "other_config": {DRIVE_KEY: seed.instance_id},

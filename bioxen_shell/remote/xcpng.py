@@ -812,7 +812,8 @@ class XCPngBackend:
         from the moment it exists, so destroy_vm and every rollback remove it."""
         from . import cloudinit
         seed = cloudinit.Seed(
-            instance_id=self.vm_uuid or "", hostname=cloudinit.hostname_for(NAME_PREFIX + self.name),
+            instance_id=self.vm_uuid or "",
+            hostname=cloudinit.hostname_for(NAME_PREFIX + self.name),
             user=s.ssh_user, authorized_key=public_key,
             host_key=self._new_host_key() if s.host_keys == "inject" else None)
         cloudinit.attach_config_drive(session, vm, self._drive_sr(session, vm, s), seed,

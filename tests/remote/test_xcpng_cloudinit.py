@@ -148,9 +148,31 @@ def test_stock_image_comes_up_from_its_config_drive(xapi_sim, xcpng_cloud_settin
         assert [c[1] for c in xapi_sim.calls("import_raw_vdi")] == ["raw"]
         assert f"xcpng-{rec['uuid']} ssh-ed25519 " in hostkeys.bioxen_known_hosts().read_text()
         assert xapi_sim.open_sessions() == [] and xapi_sim.table("task") == {}
+
+        vm.stop()   # the drive stays: the rebooted guest reads it again, same host key
+        vm.start()
+        assert vm.eval("return 'again'") == ["again"]
+        assert len(xapi_sim.calls("import_raw_vdi")) == 1
     finally:
         manager.destroy_all()
     assert guests.running() == 0
+    assert_nothing_left(xapi_sim, before)
+
+
+def test_parallel_vms_each_get_their_own_drive(xapi_sim, xcpng_cloud_settings):
+    from bioxen_shell.vm.manager import Manager
+    settings, guests = xcpng_cloud_settings
+    before = _tables(xapi_sim)
+    manager = Manager()
+    vms = manager.create("par", type="xcpng", pool=settings, count=3)
+    try:
+        assert sorted(v.eval("return 1")[0] for v in vms) == [1, 1, 1]
+        seeds = list(guests.seeds.values())
+        assert sorted(m["instance-id"] for m, _ in seeds) == sorted(
+            r["uuid"] for r in xapi_sim.vms().values())
+        assert len({u["ssh_keys"]["ed25519_private"] for _, u in seeds}) == 3
+    finally:
+        manager.destroy_all()
     assert_nothing_left(xapi_sim, before)
 
 
@@ -184,6 +206,18 @@ def test_a_stock_image_given_xenstore_keys_never_lets_us_in(xapi_sim, xcpng_clou
     with pytest.raises(BackendError, match='set inject = "cloud-init" for a stock cloud image'):
         backend(dict(settings, inject="xenstore")).start()  # a key mismatch is not retried
     assert list(guests.problems.values()) == ["no disk labelled cidata"]
+    assert_nothing_left(xapi_sim, before)
+
+
+def test_a_drive_for_another_account_lets_nobody_in(xapi_sim, xcpng_cloud_settings):
+    """The guest gives the authorized key only to the account the drive creates: bioxen
+    asking for a user the image cannot serve fails with a hint on cloud-init, rolled back."""
+    settings, guests = xcpng_cloud_settings
+    before = _tables(xapi_sim)
+    with pytest.raises(BackendError, match="runs cloud-init with its NoCloud datasource"):
+        backend(dict(settings, ssh_user="someone-else", ip_timeout=2)).start()
+    assert list(guests.problems.values()) == [
+        f"user-data gives account {guests.account!r} no authorized key"]
     assert_nothing_left(xapi_sim, before)
 
 
@@ -257,7 +291,8 @@ def test_an_invalid_session_is_refused_before_anything_happens(xapi_sim, xapi_te
     assert vdi not in xapi_sim.vdi_content
 
 
-def _raw_put(pool, query: dict, body: bytes, headers: dict | None = None) -> http.client.HTTPResponse:
+def _raw_put(pool, query: dict, body: bytes,
+             headers: dict | None = None) -> http.client.HTTPResponse:
     parts = urllib.parse.urlsplit(pool.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     conn.putrequest("PUT", "/import_raw_vdi?" + urllib.parse.urlencode(query))
