@@ -92,6 +92,8 @@ def user_data(seed: Seed) -> str:
         config["users"] = ["default", {
             "name": seed.user, "homedir": _home(seed.user), "shell": "/bin/bash",
             "lock_passwd": True, "sudo": "ALL=(ALL) NOPASSWD:ALL"}]
+    else:
+        config["disable_root"] = False  # else cloud-init turns root's key logins away
     config["ssh_pwauth"] = False
     if seed.host_key is not None:
         config["ssh_deletekeys"] = True

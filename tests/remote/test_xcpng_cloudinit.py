@@ -8,6 +8,7 @@ unmodified SDK: ``VDI.create``, ``VBD.create``, the ``/import_raw_vdi`` upload o
 """
 from __future__ import annotations
 
+import getpass
 import http.client
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ from bioxen_shell.remote.xcpng import AUTHORIZED_KEYS_KEY, HOST_KEY_KEY, XCPngBa
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.system import require_binary
+from tests.waiting import wait_for
+from tests.xapi_sim.config_drive import keys_for
 from tests.xapi_sim.fixtures import SIM_PASSWORD
 
 PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGQm3TSz0BwaFbCFr0xv2cPa3oxW8mFkkE1YsBJ1UdlJ test@bioxen"
@@ -88,6 +91,11 @@ def test_drive_is_a_cidata_seed_that_real_cloud_init_accepts(tmp_path):
     schema = subprocess.run([cloud_init, "schema", "--config-file", str(out / "user-data")],
                             capture_output=True, text=True)
     assert schema.returncode == 0, schema.stdout + schema.stderr
+    as_root = tmp_path / "user-data-root"  # the other shape: no users entry, disable_root off
+    as_root.write_text(cloudinit.user_data(cloudinit.Seed("i", "h", "root", PUBLIC)))
+    schema = subprocess.run([cloud_init, "schema", "--config-file", str(as_root)],
+                            capture_output=True, text=True)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
 
     # cloud-init's own seed reader (the NoCloud datasource's), in cloud-init's interpreter
     python = open(shutil.which(cloud_init)).readline()[2:].strip().split()[0]
@@ -114,8 +122,37 @@ def test_without_an_injected_host_key_the_drive_carries_none():
     own); root gets /root and no users entry."""
     config = yaml.safe_load(cloudinit.user_data(cloudinit.Seed("i", "h", "root", PUBLIC)))
     assert "ssh_keys" not in config and "users" not in config
+    assert config["disable_root"] is False
     assert config["write_files"][0]["path"] == "/root/.ssh/authorized_keys"
     assert cloudinit.hostname_for("bioxen-My_VM.01") == "bioxen-my-vm-01"
+
+
+@pytest.mark.parametrize("volid,readable", [("cidata", True), ("CIDATA", True),
+                                             ("config-2", False)])
+def test_the_simulated_guest_reads_a_seed_made_by_genisoimage(xapi_sim, tmp_path, volid,
+                                                              readable):
+    """The guest's reader is not tailored to bioxen's images: a seed made the documented way
+    (genisoimage -volid cidata -joliet -rock, as cloud-localds does) is read; another label
+    is not a NoCloud seed."""
+    from tests.xapi_sim.config_drive import DriveError, read_drive
+    genisoimage = require_binary("genisoimage")
+    (tmp_path / "user-data").write_text(cloudinit.user_data(
+        cloudinit.Seed("i-1", "h", getpass.getuser(), PUBLIC)))
+    (tmp_path / "meta-data").write_text("instance-id: i-1\nlocal-hostname: h\n")
+    subprocess.run([genisoimage, "-quiet", "-output", str(tmp_path / "seed.iso"), "-volid",
+                    volid, "-joliet", "-rock", str(tmp_path / "user-data"),
+                    str(tmp_path / "meta-data")], check=True)
+    vm = xapi_sim.db.create("VM", name_label="plain")
+    vdi = xapi_sim.db.create("VDI", SR=xapi_sim.sr, virtual_size=str(cloudinit.MiB))
+    xapi_sim.db.create("VBD", VM=vm, VDI=vdi, userdevice="1", mode="RO", type="Disk")
+    xapi_sim.vdi_content[vdi] = (tmp_path / "seed.iso").read_bytes()
+    if readable:
+        meta, user = read_drive(xapi_sim, vm)
+        assert meta["instance-id"] == "i-1"
+        assert keys_for(user, getpass.getuser()) == (None, [PUBLIC])
+    else:
+        with pytest.raises(DriveError, match="no disk labelled cidata"):
+            read_drive(xapi_sim, vm)
 
 
 # ------------------------------------------------------------------------------ whole path
@@ -346,7 +383,9 @@ def test_the_answer_comes_before_the_body_is_judged(xapi_sim, xapi_test_pool, up
     response = _raw_put(xapi_test_pool, {"session_id": session._sdk._session, "task_id": task,
                                          "vdi": vdi, "format": "raw"}, b"\0" * (2 * cloudinit.MiB))
     assert response.status == 200 and response.getheader("task-id") == task
-    assert xapi_sim.table("task")[task]["status"] == "failure"
+    status = wait_for(lambda: xapi_sim.table("task")[task]["status"] != "pending" and
+                      xapi_sim.table("task")[task]["status"], "the import task to finish")
+    assert status == "failure"
 
 
 # ------------------------------------------------------------------------------ settings
