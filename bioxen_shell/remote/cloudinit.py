@@ -167,24 +167,29 @@ def attach_config_drive(session: XapiSession, vm: str, sr: str, seed: Seed, *,
 
 def upload_raw(session: XapiSession, vdi: str, data: bytes, *, timeout: float,
                what: str) -> None:
-    """Write ``data`` into ``vdi`` through ``/import_raw_vdi``, on a task of our own."""
+    """Write ``data`` into ``vdi`` through ``/import_raw_vdi``, on a task of our own, watched
+    to the end (and destroyed, whatever happens)."""
     task = session.call("task.create", f"bioxen: upload {what}", "import_raw_vdi")
-    status, reason = session.put("/import_raw_vdi",
-                                 {"task_id": task, "vdi": vdi, "format": "raw"}, data)
-    if status != 200:
-        # Refused before the handler took the task (credentials, unknown VDI), or refused
-        # with the task failed (unknown format, chunked encoding): report the task's error
-        # when it has one, else the HTTP status.
+    try:
+        status, reason = session.put("/import_raw_vdi",
+                                     {"task_id": task, "vdi": vdi, "format": "raw"}, data)
+        if status != 200:
+            raise _refusal(session, task, f"uploading {what}", status, reason)
+    except BaseException:
         try:
-            record = session.call("task.get_record", task)
-            if record["status"] == "failure" and record.get("error_info"):
-                info = [str(x) for x in record["error_info"]]
-                raise XapiError(info[0], info[1:], f"uploading {what}")
-        finally:
-            try:
-                session.call("task.destroy", task)
-            except (XapiError, XapiConnectionError):
-                pass
-        raise XapiConnectionError(f"{session.label}: uploading {what} through /import_raw_vdi: "
-                                  f"HTTP {status} {reason}")
+            session.call("task.destroy", task)
+        except (XapiError, XapiConnectionError):
+            pass  # the error that matters is the one being raised
+        raise
     session.wait_task(task, timeout, f"uploading {what}")
+
+
+def _refusal(session: XapiSession, task: str, what: str, status: int, reason: str) -> Exception:
+    """Refused before the handler took the task (credentials, unknown VDI): the HTTP status;
+    refused with the task failed (unknown format, chunked encoding): the task's error."""
+    record = session.call("task.get_record", task)
+    if record["status"] == "failure" and record.get("error_info"):
+        info = [str(x) for x in record["error_info"]]
+        return XapiError(info[0], info[1:], what)
+    return XapiConnectionError(f"{session.label}: {what} through /import_raw_vdi: "
+                               f"HTTP {status} {reason}")

@@ -21,7 +21,7 @@ from bioxen_shell.remote import cloudinit
 from bioxen_shell.remote import registry as registry_mod
 from bioxen_shell.remote import xcpng
 from bioxen_shell.remote.config import ConfigError, load_config
-from bioxen_shell.remote.xapi import XapiError, XapiSession
+from bioxen_shell.remote.xapi import XapiConnectionError, XapiError, XapiSession
 from bioxen_shell.remote.xcpng import AUTHORIZED_KEYS_KEY, HOST_KEY_KEY, XCPngBackend
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
@@ -326,6 +326,30 @@ def test_an_invalid_session_is_refused_before_anything_happens(xapi_sim, xapi_te
     assert response.status == 401
     assert xapi_sim.table("task")[task]["status"] == "pending"
     assert vdi not in xapi_sim.vdi_content
+
+
+def test_an_upload_the_pool_refuses_or_cuts_off_is_an_error_and_leaves_no_task(
+        xapi_sim, xapi_test_pool, upload_target):
+    session, vdi = upload_target
+    with pytest.raises(XapiConnectionError, match="HTTP 404"):
+        cloudinit.upload_raw(session, "OpaqueRef:no-such-vdi", b"x", timeout=30, what="x")
+    assert xapi_sim.table("task") == {}
+    xapi_test_pool.http.drop_next["import_raw_vdi"] = 1
+    with pytest.raises(XapiConnectionError, match="cannot reach"):
+        cloudinit.upload_raw(session, vdi, b"x", timeout=30, what="x")
+    assert xapi_sim.table("task") == {} and vdi not in xapi_sim.vdi_content
+
+
+def test_a_cut_off_upload_rolls_the_create_back(xapi_sim, xapi_test_pool,
+                                                xcpng_cloud_settings):
+    settings, guests = xcpng_cloud_settings
+    before = _tables(xapi_sim)
+    xapi_test_pool.http.drop_next["import_raw_vdi"] = 1
+    with pytest.raises(BackendError) as exc:
+        backend(settings).start()
+    assert "step 'attach the cloud-init config drive'" in str(exc.value)
+    assert "rolled back" in str(exc.value)
+    assert_nothing_left(xapi_sim, before)
 
 
 def _raw_put(pool, query: dict, body: bytes,
