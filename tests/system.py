@@ -30,7 +30,9 @@ def require_binary(name: str, also_in: str | None = None) -> str:
     return path
 
 
-_PACKAGE = {"sshd": "openssh-server", "luajit": "luajit", "seqkit": "seqkit", "tmux": "tmux", "bgzip": "tabix"}
+_PACKAGE = {"sshd": "openssh-server", "luajit": "luajit", "seqkit": "seqkit", "tmux": "tmux", "bgzip": "tabix",
+            "cloud-init": "cloud-init", "bsdtar": "libarchive-tools",
+            "genisoimage": "genisoimage", "blkid": "util-linux"}
 
 
 def die_with_parent() -> None:

@@ -144,6 +144,12 @@ def _host_keys(v: Any) -> str:
     return v
 
 
+def _inject(v: Any) -> str:
+    if v not in ("xenstore", "cloud-init"):
+        raise ValueError('expected "cloud-init" (a NoCloud config drive, for stock cloud images) or "xenstore" (a bioxen template)')
+    return v
+
+
 def _url(v: Any) -> str:
     if not isinstance(v, str) or not re.match(r"^https?://[^/\s]+", v) or "\0" in v:
         raise ValueError('expected a URL such as "https://xcp1.lab"')
@@ -242,6 +248,7 @@ class PoolConfig:
     start_timeout: float = 600.0
     shutdown_timeout: float = 120.0
     host_keys: str = "inject"          # "inject" | "tofu" | "known-hosts"
+    inject: str = "xenstore"           # "xenstore" | "cloud-init" (a NoCloud config drive)
     source: str = ""
 
     def password_table(self) -> dict[str, str | None]:
@@ -262,6 +269,7 @@ POOL_KEYS: dict[str, Callable[[Any], Any]] = {
     "template": _string, "network": _string, "sr": _string,
     "ssh_user": _username, "ssh_key": _path, "ssh_port": _port, "ip_timeout": _seconds,
     "known_hosts": _path, "start_timeout": _seconds, "shutdown_timeout": _seconds, "host_keys": _host_keys,
+    "inject": _inject,
 }
 
 # SHELL_KEYS (the [shell] table) comes from bioxen_shell.settings, which the shell reads at every start.

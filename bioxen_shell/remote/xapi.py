@@ -556,6 +556,39 @@ class XapiSession:
                      f"ca_bundle = the CA file that signed it.")
         return hint
 
+    # ------------------------------------------------------------------ HTTP handlers
+    def put(self, path: str, query: dict[str, str], body: bytes) -> tuple[int, str]:
+        """``PUT`` ``body`` to one of XAPI's HTTP handlers (``/import_raw_vdi``) on the
+        coordinator, authenticated by this session (``session_id`` in the query), over a
+        connection with the same TLS rules as the XML-RPC calls.  A plain body with
+        ``Content-Length`` (XAPI refuses HTTP chunked encoding); one redirect to the host that
+        sees the storage is followed.  Returns the HTTP status and reason."""
+        if self._sdk is None:
+            raise RuntimeError("XapiSession.put before login()")
+        params = urllib.parse.urlencode({"session_id": self._sdk._session, **query})
+        url = urllib.parse.urljoin(self.coordinator_url, f"{path}?{params}")
+        for _hop in range(2):
+            parts = urllib.parse.urlsplit(url)
+            transport = _Transport(parts.scheme == "https", self._tls_in_use, self.timeout)
+            conn = transport.make_connection(parts.netloc)
+
+            def exchange() -> http.client.HTTPResponse:
+                conn.request("PUT", f"{parts.path}?{parts.query}", body=body,
+                             headers={"Content-Type": "application/octet-stream"})
+                response = conn.getresponse()
+                response.read()
+                return response
+
+            try:
+                response = self._guard_transport(url, exchange)
+            finally:
+                conn.close()
+            location = response.getheader("Location")
+            if response.status not in (301, 302, 307) or not location:
+                return response.status, response.reason
+            url = urllib.parse.urljoin(url, location)
+        return response.status, response.reason
+
     # ------------------------------------------------------------------ waiting
     def wait_until(self, classes: list[str] | Callable[[], list[str]],
                    check: Callable[[], T | None], timeout: float, what: str) -> T:

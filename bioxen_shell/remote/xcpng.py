@@ -15,8 +15,9 @@ IP address, and then runs the agent there exactly as an SSH host does, by delega
 5. memory (``VM.set_memory_limits``, one call, so the order constraint always holds) and
    vCPUs (``VCPUs_max`` first when growing, ``VCPUs_at_startup`` first when shrinking);
 6. ``VIF.create`` on the chosen network;
-7. inject the user's SSH public key as xenstore ``vm-data/bioxen/authorized_keys`` (the
-   template convention in docs/xcpng.md);
+7. give the guest its keys: with ``inject = "xenstore"`` as xenstore
+   ``vm-data/bioxen/authorized_keys`` (the template convention in docs/xcpng.md); with
+   ``inject = "cloud-init"`` on a NoCloud config drive (:mod:`.cloudinit`, stock cloud images);
 8. ``Async.VM.start`` and wait for the task on ``event.from``;
 9. wait for the guest's IP in ``VM_guest_metrics.networks``, watching only this VM's own
    objects (an error after ``ip_timeout`` says the guest tools may be missing);
@@ -46,6 +47,7 @@ from typing import Any, Callable
 
 from ..vm.transport import AgentProcess, BackendError
 from . import registry as registry_mod
+from .cloudinit import INJECT_MODES
 from .xapi import (
     NULL_REF, TLSSettings, XapiConnectionError, XapiError, XapiSession, XapiTimeout,
     normalise_fingerprint,
@@ -75,10 +77,12 @@ _POOL_KEYS: dict[str, type | tuple] = {
     "template": str, "network": str, "sr": str, "ssh_user": str, "ssh_key": str,
     "ssh_port": int, "ip_timeout": (int, float), "known_hosts": str,
     "start_timeout": (int, float), "shutdown_timeout": (int, float), "host_keys": str,
+    "inject": str,
 }
 # vm.create options the XCP-ng backend itself consumes; anything else goes to SSHBackend.
 _OWN_OPTIONS = {"pool", "template", "memory", "vcpus", "network", "sr", "ssh_user", "ssh_key",
-                "ssh_port", "ip_timeout", "start_timeout", "shutdown_timeout", "host_keys"}
+                "ssh_port", "ip_timeout", "start_timeout", "shutdown_timeout", "host_keys",
+                "inject"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class PoolSettings:
     shutdown_timeout: float = 120.0
     known_hosts: str | None = None
     host_keys: str = "inject"   # how the guest's SSH host key becomes trusted (docs/xcpng.md)
+    inject: str = "xenstore"    # how the keys reach the guest: xenstore_data or a config drive
 
     @classmethod
     def from_mapping(cls, name: str, data: dict[str, Any], where: str) -> "PoolSettings":
@@ -143,8 +148,10 @@ class PoolSettings:
         if data.get("host_keys", "inject") not in HOST_KEY_MODES:
             raise BackendError(f"{where}: host_keys must be one of {', '.join(HOST_KEY_MODES)}, "
                                f"got {data['host_keys']!r}")
+        _check_inject(data.get("inject", "xenstore"), where)
         kwargs = {k: data[k] for k in ("template", "network", "sr", "ssh_user", "ssh_key",
-                                       "ssh_port", "known_hosts", "host_keys") if k in data}
+                                       "ssh_port", "known_hosts", "host_keys", "inject")
+                  if k in data}
         for k in ("ip_timeout", "start_timeout", "shutdown_timeout"):
             if k in data:
                 if data[k] <= 0:
@@ -152,6 +159,13 @@ class PoolSettings:
                 kwargs[k] = float(data[k])
         return cls(name=name, url=data["url"], user=data["user"], where=where,
                    password=sources, tls=tls, **kwargs)
+
+
+def _check_inject(value: Any, where: str) -> None:
+    if value not in INJECT_MODES:
+        raise BackendError(f"{where}: inject must be \"cloud-init\" (a NoCloud config drive, for "
+                           f"stock cloud images) or \"xenstore\" (a bioxen template), got "
+                           f"{value!r}")
 
 
 def _integral(value: Any) -> Any:
@@ -389,8 +403,9 @@ class XCPngBackend:
         if self._settings is None:
             base = load_pool(self._pool_option)
             overrides = {k: self._own[k] for k in ("template", "network", "sr", "ssh_user",
-                                                   "ssh_key", "ssh_port", "host_keys")
+                                                   "ssh_key", "ssh_port", "host_keys", "inject")
                          if k in self._own}
+            _check_inject(overrides.get("inject", base.inject), "xcpng: vm.create")
             if overrides.get("host_keys", base.host_keys) not in HOST_KEY_MODES:
                 raise BackendError(f"xcpng: host_keys must be one of "
                                    f"{', '.join(HOST_KEY_MODES)}, got {overrides['host_keys']!r}")
@@ -558,8 +573,12 @@ class XCPngBackend:
             self._set_resources(session, vm)
             step("attach the network")
             self._attach_network(session, vm, s)
-            step("inject the SSH key")
-            self._inject_key(session, vm, public_key, s)
+            if s.inject == "cloud-init":
+                step("attach the cloud-init config drive")
+                self._attach_config_drive(session, vm, public_key, s)
+            else:
+                step("inject the SSH key")
+                self._inject_key(session, vm, public_key, s)
             step("start the VM")
             start_vm(session, vm, timeout=s.start_timeout, what=f"VM {label} to start")
             step("wait for the guest's IP address")
@@ -837,6 +856,28 @@ class XCPngBackend:
         for key, value in entries:
             session.set_map_key("VM", vm, "xenstore_data", key, value)
 
+    def _attach_config_drive(self, session: XapiSession, vm: str, public_key: str,
+                             s: PoolSettings) -> None:
+        """The keys on a NoCloud drive (stock cloud images); it is one of the VM's own disks
+        from the moment it exists, so destroy_vm and every rollback remove it."""
+        from . import cloudinit
+        seed = cloudinit.Seed(
+            instance_id=self.vm_uuid or "",
+            hostname=cloudinit.hostname_for(NAME_PREFIX + self.name),
+            user=s.ssh_user, authorized_key=public_key,
+            host_key=self._new_host_key() if s.host_keys == "inject" else None)
+        cloudinit.attach_config_drive(session, vm, self._drive_sr(session, vm, s), seed,
+                                      timeout=s.start_timeout)
+
+    def _drive_sr(self, session: XapiSession, vm: str, s: PoolSettings) -> str:
+        """The SR of the VM's first disk (so the drive never ties the VM to another host's
+        storage), else the chosen or default SR."""
+        for vbd in session.call("VM.get_VBDs", vm):
+            vdi = session.call("VBD.get_VDI", vbd)
+            if session.call("VBD.get_type", vbd) == "Disk" and vdi != NULL_REF:
+                return session.call("VDI.get_SR", vdi)
+        return session.call("SR.get_by_uuid", self._sr_uuid(session, s))
+
     def _new_host_key(self) -> str:
         """Generate the guest's SSH host key and trust it in advance, filed under the VM's
         uuid: the first connection is verified, no trust-on-first-use, and a recycled IP can
@@ -996,18 +1037,32 @@ class XCPngBackend:
             proc = backend.start()
         except BackendError as e:
             backend.destroy()
-            hint = ""
-            if isinstance(e, getattr(ssh_mod, "SSHConnectError", ())):
-                hint = (f" The guest booted and reported its address, but SSH did not let "
-                        f"{s.ssh_user!r} in within ip_timeout: check that the template runs sshd "
-                        f"on port {s.ssh_port} and installs the injected key (docs/xcpng.md).")
-            elif s.host_keys == "inject" and "MISMATCH" in str(e).upper():
-                hint = (f" The template probably does not install the host key bioxen injects "
-                        f"(xenstore {HOST_KEY_KEY}, see docs/xcpng.md); prepare it, or set "
-                        f"host_keys = \"tofu\" in {s.where}.")
+            hint = self._connect_hint(e, s)
             raise BackendError(f"xcpng: VM {self.name!r} at {self.ip}: {e}{hint}") from None
         self._ssh = backend
         return proc
+
+    def _connect_hint(self, e: BackendError, s: PoolSettings) -> str:
+        """What to check when the guest booted but SSH failed, by how its keys were sent."""
+        from . import ssh as ssh_mod
+        drive = s.inject == "cloud-init"
+        if isinstance(e, getattr(ssh_mod, "SSHConnectError", ())):
+            given = ("runs cloud-init with its NoCloud datasource (the config drive creates "
+                     f"{s.ssh_user!r}, installs lua5.4, then the key)" if drive
+                     else "installs the injected key")
+            return (f" The guest booted and reported its address, but SSH did not let "
+                    f"{s.ssh_user!r} in within ip_timeout: check that the image runs sshd on "
+                    f"port {s.ssh_port} and {given} (docs/xcpng.md).")
+        if s.host_keys == "inject" and "MISMATCH" in str(e).upper():
+            if drive:
+                return (" The guest did not take the host key from its cloud-init config drive "
+                        "(ssh_keys); is cloud-init installed in the image (docs/xcpng.md)? Or set "
+                        f"host_keys = \"tofu\" in {s.where}.")
+            return (f" The template probably does not install the host key bioxen injects "
+                    f"(xenstore {HOST_KEY_KEY}, see docs/xcpng.md); prepare it, set "
+                    f"inject = \"cloud-init\" for a stock cloud image, or set "
+                    f"host_keys = \"tofu\" in {s.where}.")
+        return ""
 
     def _close_ssh(self, destroy: bool = False) -> None:
         ssh, self._ssh = self._ssh, None

@@ -24,6 +24,7 @@ from tests.xapi_sim import RunningPool, XapiSimulator, start_pool
 SIM_USER = "root"
 SIM_PASSWORD = "xapi-sim-password"
 TEMPLATE = "Debian Bookworm 12 (bioxen)"
+CLOUD_TEMPLATE = "Alpine 3.20 cloud (disk)"   # an imported stock cloud image
 NETWORK = "Pool-wide network associated with eth0"
 AUTHORIZED_KEYS_KEY = "vm-data/bioxen/authorized_keys"
 
@@ -134,6 +135,25 @@ def xcpng_guest_settings(xapi_test_pool, tmp_path, _xcpng_client_key):
         "password_file": str(_password_file(tmp_path)), "template": TEMPLATE,
         "network": NETWORK, "ssh_user": getpass.getuser(), "ssh_key": str(_xcpng_client_key),
         "ssh_port": guests.port, "ip_timeout": 60, "shutdown_timeout": PATIENCE,
+    }
+    yield settings, guests
+    guests.stop_all()
+
+
+@pytest.fixture
+def xcpng_cloud_settings(xapi_test_pool, tmp_path, _xcpng_client_key):
+    """Inline pool settings (``inject = "cloud-init"``) for the private pool whose guests are
+    stock cloud images: each reads its NoCloud config drive and only then runs its own sshd
+    with the host key and authorized key the drive gave it (tests/xapi_sim/config_drive.py);
+    xenstore is ignored.  The template is the pool's imported cloud image (it has a disk)."""
+    from tests.xapi_sim.config_drive import CloudInitGuestSSHDs
+    guests = CloudInitGuestSSHDs(tmp_path / "cloud-guests").install(xapi_test_pool.sim)
+    settings = {
+        "url": xapi_test_pool.url, "user": SIM_USER,
+        "password_file": str(_password_file(tmp_path)), "template": CLOUD_TEMPLATE,
+        "network": NETWORK, "ssh_user": guests.account, "ssh_key": str(_xcpng_client_key),
+        "ssh_port": guests.port, "ip_timeout": 60, "shutdown_timeout": PATIENCE,
+        "inject": "cloud-init",
     }
     yield settings, guests
     guests.stop_all()

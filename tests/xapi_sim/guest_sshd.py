@@ -60,21 +60,27 @@ class GuestSSHDs:
         sim.guest.on_halt.append(self.halt)
         return self
 
+    def seed(self, sim: XapiSimulator, vm: str) -> tuple[str | None, str]:
+        """What the guest was given: its host key (or None) and its authorized_keys lines.
+        This guest reads the template convention (xenstore); config_drive.py's reads a drive."""
+        data = sim.db.row("VM", vm)["xenstore_data"]
+        return data.get(HOST_KEY_KEY), data.get(AUTHORIZED_KEYS_KEY, "")
+
     def boot(self, sim: XapiSimulator, vm: str) -> str:
         record = sim.db.row("VM", vm)
-        data = record["xenstore_data"]
+        given_host_key, authorized = self.seed(sim, vm)
         with self._lock:
             ip = f"127.0.0.{self._next}"
             self._next = 10 + (self._next - 9) % 200
         d = self.directory / f"{record['uuid']}-{ip}"
         d.mkdir(parents=True, exist_ok=True)
         host_key = d / "host_ed25519"
-        if self.honour_host_key and data.get(HOST_KEY_KEY):
-            host_key.write_text(data[HOST_KEY_KEY])
+        if self.honour_host_key and given_host_key:
+            host_key.write_text(given_host_key)
             host_key.chmod(0o600)
         else:
             write_keypair(host_key, "guest-own-key")
-        (d / "authorized_keys").write_text(data.get(AUTHORIZED_KEYS_KEY, "") + "\n")
+        (d / "authorized_keys").write_text(authorized + "\n")
         config = _CONFIG.format(port=self.port, dir=d,
                                 subsystem="Subsystem sftp internal-sftp")
         config = config.replace(f"ListenAddress 127.0.0.1:{self.port}",

@@ -73,6 +73,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.shutdown(socket.SHUT_RDWR)
         self.server.hang_ups += 1
 
+    def do_PUT(self) -> None:  # noqa: N802 - XAPI's HTTP handlers (/import_raw_vdi)
+        from .config_drive import handle_put
+        if self.server.drop_next.get("import_raw_vdi", 0) > 0:  # the upload is cut off
+            self.server.drop_next["import_raw_vdi"] -= 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if self.server.member:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send(401, b"", "text/plain")  # a member knows no coordinator session
+            return
+        handle_put(self, self.server.sim)
+
     def _send(self, code: int, data: bytes, ctype: str, extra: dict | None = None) -> None:
         self.send_response(code)
         for name, value in (extra or {}).items():

@@ -112,6 +112,7 @@ class XapiSimulator:
         self._faults.clear()
         self._last_active.clear()
         self._boot_gen.clear()
+        self.vdi_content: dict[str, bytes] = {}  # bytes written through /import_raw_vdi
         self.host_memory = 16 * GiB
         self.delays: dict[str, float] = {"VM.start": 0.05, "VM.clean_shutdown": 0.05,
                                          "VM.hard_shutdown": 0.02, "VM.provision": 0.02}
@@ -781,6 +782,8 @@ class XapiSimulator:
         }
         for name, (fn, types) in specials.items():
             m[name] = _Method(fn, types, cancellable=name in ("VM.clean_shutdown", "VM.provision"))
+        from . import config_drive  # task.create, VM.get_allowed_VBD_devices (config drives)
+        config_drive.register(self)
 
     def _logout(self, ctx: _CallContext) -> None:
         self.db.delete("session", ctx.session)
