@@ -140,21 +140,32 @@ def attach_config_drive(session: XapiSession, vm: str, sr: str, seed: Seed, *,
     here.  Any later failure leaves it attached to ``vm``, so destroying the VM removes it.
     """
     image = build_image(seed)
-    vdi = session.call("VDI.create", {
+
+    def made_vdi() -> str | None:  # a lost reply: the drive exists if the create ran
+        records = session.call("VDI.get_all_records")
+        return next((ref for ref, rec in records.items()
+                     if rec.get("other_config", {}).get(DRIVE_KEY) == seed.instance_id), None)
+
+    vdi = session.call_or_find("VDI.create", {
         "name_label": f"bioxen config drive ({seed.hostname})",
         "name_description": "cloud-init NoCloud seed; destroyed with the VM",
         "SR": sr, "virtual_size": str(len(image)), "type": "user", "sharable": False,
         "read_only": False, "other_config": {DRIVE_KEY: seed.instance_id}, "xenstore_data": {},
-        "sm_config": {}, "tags": []})
+        "sm_config": {}, "tags": []}, find=made_vdi)
+
+    def attached() -> str | None:
+        return next((vbd for vbd in session.call("VM.get_VBDs", vm)
+                     if session.call("VBD.get_VDI", vbd) == vdi), None)
+
     try:
         devices = session.call("VM.get_allowed_VBD_devices", vm)
         if not devices:
             raise BackendError(f"xcpng: VM {seed.hostname} has no free disk slot for its "
                                f"config drive")
-        session.call("VBD.create", {
+        session.call_or_find("VBD.create", {
             "VM": vm, "VDI": vdi, "userdevice": devices[0], "bootable": False, "mode": "RO",
             "type": "Disk", "empty": False, "other_config": {DRIVE_KEY: seed.instance_id},
-            "qos_algorithm_type": "", "qos_algorithm_params": {}})
+            "qos_algorithm_type": "", "qos_algorithm_params": {}}, find=attached)
     except BaseException:
         try:
             session.call("VDI.destroy", vdi)

@@ -509,16 +509,20 @@ class XapiSession:
                                 "again after logging in anew three times)") from None
             raise XapiError("INTERNAL_ERROR", [f.faultString], method) from None
 
-    def _guard_transport(self, url: str, fn: Callable[[], T], method: str = "login") -> T:
+    def _guard_transport(self, url: str, fn: Callable[[], T], method: str = "login",
+                         sent: Callable[[], bool] | None = None) -> T:
         """Turn network and TLS failures into XapiConnectionError naming the URL, and a
-        connection broken after the request went out into XapiReplyLost."""
+        connection broken after the request went out into XapiReplyLost.  ``sent`` says
+        whether the request went out (default: the XML-RPC transport's own record)."""
         try:
             return fn()
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, TimeoutError,
                 http.client.RemoteDisconnected, http.client.BadStatusLine,
                 http.client.IncompleteRead, ssl.SSLEOFError) as e:
-            transport = self._last_transport
-            if transport is None or not transport.request_sent:
+            if sent is None:
+                transport = self._last_transport
+                sent = lambda: transport is not None and transport.request_sent  # noqa: E731
+            if not sent():
                 raise XapiConnectionError(f"{self.label}: cannot reach {_host_of(url)}: "
                                           f"{_reason(e)}") from None
             raise XapiReplyLost(
@@ -572,15 +576,19 @@ class XapiSession:
             transport = _Transport(parts.scheme == "https", self._tls_in_use, self.timeout)
             conn = transport.make_connection(parts.netloc)
 
+            request_sent = [False]
+
             def exchange() -> http.client.HTTPResponse:
                 conn.request("PUT", f"{parts.path}?{parts.query}", body=body,
                              headers={"Content-Type": "application/octet-stream"})
+                request_sent[0] = True
                 response = conn.getresponse()
                 response.read()
                 return response
 
             try:
-                response = self._guard_transport(url, exchange)
+                response = self._guard_transport(url, exchange, f"PUT {path}",
+                                                 sent=lambda: request_sent[0])
             finally:
                 conn.close()
             location = response.getheader("Location")

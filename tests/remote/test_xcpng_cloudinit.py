@@ -213,6 +213,27 @@ def test_parallel_vms_each_get_their_own_drive(xapi_sim, xcpng_cloud_settings):
     assert_nothing_left(xapi_sim, before)
 
 
+@pytest.mark.parametrize("method", ["VDI.create", "VBD.create"])
+def test_a_lost_reply_while_making_the_drive_makes_one_drive(xapi_sim, xapi_test_pool,
+                                                            xcpng_cloud_settings, method):
+    """The pool made the drive (or attached it) but the reply never came: bioxen finds it by
+    its key instead of making a second one, and destroy removes everything."""
+    from bioxen_shell.vm.manager import Manager
+    settings, _guests = xcpng_cloud_settings
+    before = _tables(xapi_sim)
+    xapi_test_pool.http.lose_reply_next[method] = 1
+    manager = Manager()
+    vm = manager.create("lost", type="xcpng", pool=settings)
+    try:
+        assert vm.eval("return 1") == [1]
+        assert len(xapi_sim.calls(method)) == 1
+        drives = [v for v in xapi_sim.table("VDI").values() if cloudinit.DRIVE_KEY in v["other_config"]]
+        assert len(drives) == 1 and len(drives[0]["VBDs"]) == 1
+    finally:
+        manager.destroy_all()
+    assert_nothing_left(xapi_sim, before)
+
+
 @pytest.mark.parametrize("endpoint", ["https pinned", "pool member"])
 def test_upload_goes_where_and_how_the_api_calls_go(xapi_sim, xapi_test_pool,
                                                     xcpng_cloud_settings, endpoint):
@@ -334,8 +355,8 @@ def test_an_upload_the_pool_refuses_or_cuts_off_is_an_error_and_leaves_no_task(
     with pytest.raises(XapiConnectionError, match="HTTP 404"):
         cloudinit.upload_raw(session, "OpaqueRef:no-such-vdi", b"x", timeout=30, what="x")
     assert xapi_sim.table("task") == {}
-    xapi_test_pool.http.drop_next["import_raw_vdi"] = 1
-    with pytest.raises(XapiConnectionError, match="cannot reach"):
+    xapi_test_pool.http.drop_next["import_raw_vdi"] = 1  # the pool hangs up on the upload
+    with pytest.raises(XapiConnectionError, match=r"broke after PUT /import_raw_vdi was sent"):
         cloudinit.upload_raw(session, vdi, b"x", timeout=30, what="x")
     assert xapi_sim.table("task") == {} and vdi not in xapi_sim.vdi_content
 
