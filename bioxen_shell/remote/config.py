@@ -120,6 +120,12 @@ def _seconds_or_zero(v: Any) -> float:
     return seconds
 
 
+def _count(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+        raise ValueError("expected an integer from 1 to 1000")
+    return v
+
+
 def _boolean(v: Any) -> bool:
     if not isinstance(v, bool):
         raise ValueError("expected true or false")
@@ -191,6 +197,7 @@ class HostConfig:
     banner_timeout: float = 10.0
     auth_timeout: float = 10.0
     keepalive: float = 15.0            # seconds between keepalives, 0 = off
+    keepalive_count: int = 3           # unanswered keepalives in a row that end the connection
     cache_dir: str = "~/.cache/bioxen"  # on the host
     source: str = "vm.create"          # where these settings came from (for messages)
 
@@ -214,7 +221,7 @@ HOST_KEYS: dict[str, Callable[[Any], Any]] = {
     "host_key_alias": _string,
     "password_file": _path, "password_command": _string, "password_env": _string,
     "connect_timeout": _seconds, "banner_timeout": _seconds, "auth_timeout": _seconds,
-    "keepalive": _seconds_or_zero, "cache_dir": _path,
+    "keepalive": _seconds_or_zero, "keepalive_count": _count, "cache_dir": _path,
 }
 
 

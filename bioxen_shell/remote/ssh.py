@@ -22,8 +22,10 @@ lines hold only paths.  :class:`SSHAgentProcess` is the byte stream the VM handl
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import random
 import re
 import select
 import shlex
@@ -67,13 +69,27 @@ def connect(host: HostConfig, *, retry_for: float = 0.0) -> paramiko.SSHClient:
     """An authenticated, verified connection to ``host``, or :class:`BackendError` saying why.
 
     ``retry_for`` > 0 keeps retrying refused connections, missing banners and failed auth for
-    that many seconds (a freshly booted guest whose sshd or key is not there yet).
+    that many seconds (a freshly booted guest whose sshd or key is not there yet).  Without
+    it, a handshake the server cuts off (sshd over its ``MaxStartups`` limit of unauthenticated
+    connections drops new ones) is still retried a few times with a growing, jittered delay.
     """
     deadline = time.monotonic() + retry_for
     delay = 0.5
+    dropped = 0
     while True:
         try:
             return _connect_once(host)
+        except _HandshakeDropped as e:
+            dropped += 1
+            if dropped >= _HANDSHAKE_ATTEMPTS and time.monotonic() + delay > deadline:
+                raise SSHConnectError(
+                    f"{e}; {dropped} attempts in a row were cut off during the handshake. An "
+                    f"sshd drops new connections while too many others are still authenticating "
+                    f"(its MaxStartups, default 10): too many clients connecting to this host at "
+                    f"once, or a firewall cutting connections") from None
+            pause = min(_HANDSHAKE_BACKOFF * 2 ** (dropped - 1), 4.0) * (0.5 + random.random())
+            log.info("%s; retrying in %.2f s", e, pause)
+            time.sleep(pause)
         except _Retryable as e:
             if time.monotonic() + delay > deadline:
                 raise
@@ -82,9 +98,18 @@ def connect(host: HostConfig, *, retry_for: float = 0.0) -> paramiko.SSHClient:
             delay = min(delay * 2, 5.0)
 
 
+#: A handshake the server cut off is retried this often, the pauses doubling from this.
+_HANDSHAKE_ATTEMPTS = 6
+_HANDSHAKE_BACKOFF = 0.2
+
+
 class SSHConnectError(BackendError):
     """Connecting failed in a way a guest that is still booting also shows (refused, no banner,
     timeout, key not yet authorized).  ``connect(retry_for=…)`` retries these."""
+
+
+class _HandshakeDropped(SSHConnectError):
+    """The server closed or reset the connection before the handshake finished."""
 
 
 _Retryable = SSHConnectError
@@ -162,22 +187,21 @@ def _connect_once(host: HostConfig) -> paramiko.SSHClient:
         raise _connect_failure(host, e) from None
     finally:
         del password  # do not keep the value around longer than the call
-    transport = client.get_transport()
-    if host.keepalive > 0:
-        transport.set_keepalive(int(max(1, host.keepalive)))
     return client
 
 
 def _connect_failure(host: HostConfig, e: BaseException) -> SSHConnectError:
     """A transport-level failure (reset, timeout, no banner) as a retryable error."""
     text = str(e) or type(e).__name__
+    cause = e.__cause__ or e.__context__
+    cut_off = isinstance(e, (EOFError, ConnectionResetError)) or isinstance(cause, (EOFError, ConnectionResetError)) \
+        or "EOF" in repr(e.args) or "reset" in text.lower()
+    if cut_off:
+        # paramiko words it as a banner problem; what happened is that the peer hung up.
+        return _HandshakeDropped(f"ssh: cannot connect to {host.address}: the server closed the "
+                                 f"connection during the SSH handshake ({text})")
     if "banner" in text.lower():
-        # paramiko says the same whether the peer stayed silent or hung up at once.
-        cause = e.__cause__ or e.__context__
-        if isinstance(cause, (EOFError, ConnectionResetError)) or "EOF" in repr(e.args):
-            text = f"the server closed the connection without an SSH banner — is this an SSH server? ({text})"
-        else:
-            text = f"no SSH banner within {host.banner_timeout:g} s — is this an SSH server? ({text})"
+        text = f"no SSH banner within {host.banner_timeout:g} s — is this an SSH server? ({text})"
     return SSHConnectError(f"ssh: cannot connect to {host.address}: {text}")
 
 
@@ -284,15 +308,25 @@ rm -f "$intr"
 exit $st
 """
 
-# First line: the agent's pid and process group.  Then one-letter commands; at end of input
-# (channel closed, connection lost) it kills the agent, so no agent outlives its VM.  It is one
-# line on the command line (not sent on stdin like the wrapper): its stdin carries the pid and
-# the commands, which a shell reading its script from stdin could swallow into its read buffer.
-_GUARD = ("read -r pid pg intr || exit 0; [ -n \"$pid\" ] || exit 0; [ \"$pg\" = - ] && pg=; "
-          "while read -r c; do case \"$c\" in i) printf x >> \"$intr\" 2>/dev/null;; "
-          "d) rm -f \"$intr\"; exit 0;; k) break;; esac; done; "
-          "if [ -n \"$pg\" ]; then kill -KILL -- \"-$pg\" 2>/dev/null; fi; kill -KILL \"$pid\" 2>/dev/null; "
-          "rm -f \"$intr\"; exit 0")
+# The guard: one per connection, shared by every agent on it.  It reads commands on stdin:
+#   a PID PG INTR   an agent started (PG: its process group or "-"; INTR: its interrupt file)
+#   i PID           interrupt it (append a byte to its interrupt file)
+#   k PID           kill it                     d PID   it exited: forget it
+# and at end of input (closed, or the connection lost) it kills every agent it still knows, so
+# no agent outlives its VM.  The records live in a private directory, one file per agent.  It is
+# on the command line (not sent on stdin like the wrapper): a shell reading its script from
+# stdin could swallow the commands that follow into its read buffer.
+_GUARD = (
+    'd=$(mktemp -d "${TMPDIR:-/tmp}/bioxen-guard.XXXXXX") || exit 1; '
+    'stop() { [ -f "$d/$1" ] || return 0; read -r pg intr < "$d/$1"; '
+    '[ "$pg" = - ] || kill -KILL -- "-$pg" 2>/dev/null; kill -KILL "$1" 2>/dev/null; rm -f "$intr" "$d/$1"; }; '
+    'while read -r c pid rest; do case "$pid" in ""|*[!0-9]*) continue;; esac; case "$c" in '
+    'a) printf "%s\\n" "$rest" > "$d/$pid";; '
+    'i) [ -f "$d/$pid" ] && { read -r pg intr < "$d/$pid"; printf x >> "$intr"; } 2>/dev/null;; '
+    'k) stop "$pid";; '
+    'd) rm -f "$d/$pid";; esac; done; '
+    'for f in "$d"/*; do [ -f "$f" ] && stop "${f##*/}"; done; rm -rf "$d"; exit 0'
+)
 
 _PID_LINE = re.compile(rb"bioxen-agent-pid (\d+) (\d+|-) ([^\n]*)\n")
 
@@ -333,9 +367,9 @@ def _no_interpreter(host: HostConfig, runtime: str | None, found: list[str]) -> 
                         f"install one (e.g. apt-get install luajit) or set interpreter = \"/path/to/lua\"")
 
 
-def launch_agent(client: paramiko.SSHClient, host: HostConfig, runtime: str | None = None, *,
+def launch_agent(link: "_Link", host: HostConfig, runtime: str | None = None, *,
                  upload_method: str = "auto", start_timeout: float = 30.0) -> "SSHAgentProcess":
-    """Start the agent on the host (uploading this version of the bundle first if needed)."""
+    """Start the agent on the host over ``link`` (uploading this version of the bundle first if needed)."""
     bundle = upload.agent_bundle()
     candidates = interpreter_candidates(host, runtime)
     wrapper = _WRAPPER.format(
@@ -343,12 +377,19 @@ def launch_agent(client: paramiko.SSHClient, host: HostConfig, runtime: str | No
         candidates=" ".join(shlex.quote(c) for c in candidates),
         all=" ".join(shlex.quote(c) for c in INTERPRETERS),
     )
+    link.guard(host)  # before any agent runs: from its start on, a lost connection kills it
     for _attempt in range(2):
-        chan, guard = _open_channels(client, host, wrapper, start_timeout)
+        chan = link.open_channel(host, window_size=_WINDOW, max_packet_size=_MAX_PACKET)
+        try:
+            chan.exec_command(_LOADER)
+            chan.sendall(_as_group(wrapper))
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            chan.close()
+            raise BackendError(f"ssh: {host.address}: cannot start the agent: {e or type(e).__name__}") from None
         status = _read_status_line(chan, start_timeout)
         word, _, rest = status.partition(" ")
         if word == "bioxen-start":
-            proc = SSHAgentProcess(client, chan, guard, host, rest.strip())
+            proc = SSHAgentProcess(link, chan, host, rest.strip())
             try:
                 proc._await_pid(start_timeout)
             except BaseException:
@@ -356,13 +397,9 @@ def launch_agent(client: paramiko.SSHClient, host: HostConfig, runtime: str | No
                 proc.close()
                 raise
             return proc
-        for ch in (guard, chan):
-            ch.close()  # the guard has not been given a pid: it just exits
+        chan.close()
         if word == "bioxen-upload" and _attempt == 0:
-            try:
-                upload.upload_bundle(client, rest.strip(), bundle, method=upload_method)
-            except upload.UploadError as e:
-                raise BackendError(f"ssh: {host.address}: {e}") from None
+            link.upload_once(host, rest.strip(), bundle, upload_method)
             continue
         if word.startswith("bioxen-nointerp"):
             raise _no_interpreter(host, runtime, status.split()[1:])
@@ -371,22 +408,6 @@ def launch_agent(client: paramiko.SSHClient, host: HostConfig, runtime: str | No
                                f"is not an absolute path on the host")
         raise BackendError(f"ssh: {host.address}: the agent did not start (wrapper said {status!r})")
     raise BackendError(f"ssh: {host.address}: the agent bundle is still missing after the upload")
-
-
-def _open_channels(client: paramiko.SSHClient, host: HostConfig, wrapper: str,
-                   timeout: float) -> tuple[paramiko.Channel, paramiko.Channel]:
-    transport = client.get_transport()
-    if transport is None or not transport.is_active():
-        raise BackendError(f"ssh: {host.address}: the connection is closed")
-    try:
-        chan = transport.open_session(window_size=_WINDOW, max_packet_size=_MAX_PACKET, timeout=timeout)
-        chan.exec_command(_LOADER)
-        chan.sendall(_as_group(wrapper))
-        guard = transport.open_session(timeout=timeout)
-        guard.exec_command("sh -c " + shlex.quote(_GUARD))
-    except (paramiko.SSHException, EOFError, OSError) as e:
-        raise BackendError(f"ssh: {host.address}: cannot start the agent: {e or type(e).__name__}") from None
-    return chan, guard
 
 
 def _read_status_line(chan: paramiko.Channel, timeout: float) -> str:
@@ -427,9 +448,8 @@ def _read_status_line(chan: paramiko.Channel, timeout: float) -> str:
 class SSHAgentProcess:
     """The byte stream to an agent on an SSH host (implements ``transport.AgentProcess``)."""
 
-    def __init__(self, client: paramiko.SSHClient, chan: paramiko.Channel, guard: paramiko.Channel,
-                 host: HostConfig, interpreter: str) -> None:
-        self._client = client
+    def __init__(self, link: "_Link", chan: paramiko.Channel, host: HostConfig, interpreter: str) -> None:
+        self._link = link
         self._chan = chan
         self._host = host
         self.interpreter = interpreter
@@ -438,7 +458,6 @@ class SSHAgentProcess:
         # The agent is interrupted by appending a byte to this file (the guard does it): stock PUC
         # lua's SIGINT handler is one-shot, so a second SIGINT would kill the interpreter.
         self._interrupt_file = ""
-        self._guard: paramiko.Channel | None = guard
         self._stderr = bytearray()
         self._stderr_lock = threading.Lock()
         self._pid_known = threading.Event()
@@ -490,8 +509,8 @@ class SSHAgentProcess:
             tail = self.stderr_tail().strip()
             raise BackendError(f"ssh: {self._host.address}: the agent did not start under {self.interpreter}"
                                + (f": {tail}" if tail else f" within {timeout:g} s"))
-        # Arm the guard: from now on, closing it (or losing the connection) kills the agent.
-        if not self._guard_send(f"{self.pid} {self._pgid or '-'} {self._interrupt_file}\n".encode()):
+        # Arm the guard: from now on, "k" (or losing the connection) kills the agent.
+        if not self._guard_send(f"a {self.pid} {self._pgid or '-'} {self._interrupt_file}"):
             raise BackendError(f"ssh: {self._host.address}: the control channel closed at start")
 
     # -- the byte stream -------------------------------------------------------------------------
@@ -556,19 +575,12 @@ class SSHAgentProcess:
         return out
 
     # -- controls --------------------------------------------------------------------------------
-    def _guard_send(self, command: bytes) -> bool:
-        guard = self._guard
-        if guard is None or guard.closed:
-            return False
-        try:
-            guard.sendall(command)
-            return True
-        except (OSError, EOFError, paramiko.SSHException):
-            return False
+    def _guard_send(self, command: str) -> bool:
+        return self._link.guard_send(command + "\n")
 
     def interrupt(self) -> None:
-        if not self._killed and not self._closed:
-            self._guard_send(b"i\n")
+        if not self._killed and not self._closed and self.pid is not None:
+            self._guard_send(f"i {self.pid}")
 
     def kill(self) -> None:
         with self._lock:
@@ -580,12 +592,11 @@ class SSHAgentProcess:
             except OSError:
                 pass
         try:
-            self._guard_send(b"k\n")
-            if self._guard is not None:
-                self._guard.close()  # end of input: the guard kills the agent even if "k" was lost
-            self._chan.close()
+            if self.pid is not None:
+                self._guard_send(f"k {self.pid}")
+            self._chan.close()  # the agent's input ends too
         except Exception:  # kill() never raises
-            log.debug("closing channels after kill", exc_info=True)
+            log.debug("closing the channel after kill", exc_info=True)
 
     def exit_reason(self) -> str | None:
         if self._killed:
@@ -594,9 +605,9 @@ class SSHAgentProcess:
         if chan.exit_status_ready() and chan.exit_status != -1:
             status = chan.exit_status
             return f"signal {status - 128}" if status > 128 else f"exit status {status}"
-        transport = self._client.get_transport()
-        if transport is None or not transport.is_active():
+        if not self._link.alive():
             return "connection lost"
+        transport = self._link.transport
         if chan.closed or self._eof:
             # Give the exit-status message a moment: it follows the end of the stream.
             chan.status_event.wait(1.0)
@@ -626,16 +637,14 @@ class SSHAgentProcess:
         alive = not self._killed and not (self._chan.exit_status_ready() and self._chan.exit_status != -1)
         if alive:
             self.kill()
-        else:
-            self._guard_send(b"d\n")  # the agent exited: nothing left to kill
+        elif self.pid is not None:
+            self._guard_send(f"d {self.pid}")  # the agent exited: nothing left to kill
         with self._lock:
             self._closed = True
-        for ch in (self._guard, self._chan):
-            try:
-                if ch is not None:
-                    ch.close()
-            except Exception:
-                pass
+        try:
+            self._chan.close()
+        except Exception:
+            pass
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
@@ -643,10 +652,223 @@ class SSHAgentProcess:
                 pass
 
     def _lost_text(self, e: BaseException) -> str:
-        transport = self._client.get_transport()
-        if transport is None or not transport.is_active():
-            return "connection lost"
+        if not self._link.alive():
+            return f"connection lost ({self._link.lost})" if self._link.lost else "connection lost"
         return f"the agent's channel is closed ({e or type(e).__name__})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections shared by the VMs of one host
+#
+# Every VM on a host runs in a channel of one connection (``ssh`` with ControlMaster does the
+# same): sshd limits *new* connections (MaxStartups, default 10 unauthenticated at once), and a
+# manager starting 16 VMs at once would go over it.  A connection carries at most
+# _AGENTS_PER_LINK agents, which leaves room under sshd's default MaxSessions 10 for the guard
+# and an upload (an SFTP session, then an exec one, whose close the server may not have
+# finished yet); a server with a lower limit refuses the channel, and the next VM goes to
+# another connection.  At most _CONNECTING_PER_HOST connections to one host are being set up
+# at any time; the other VMs wait for them.
+
+_AGENTS_PER_LINK = 7
+_CONNECTING_PER_HOST = 3
+
+
+def _link_identity(host: HostConfig) -> HostConfig:
+    """What makes two VMs' connections interchangeable: everything but the per-VM settings."""
+    return dataclasses.replace(host, name="", source="", interpreter=None, cache_dir="")
+
+
+class _Link:
+    """One SSH connection to a host: the agents' channels, one guard for all of them, and a
+    keepalive watch that ends the connection when the host stops answering."""
+
+    def __init__(self, host: HostConfig, client: paramiko.SSHClient) -> None:
+        self.client = client
+        self.transport = client.get_transport()
+        self.address = host.address
+        self.leases = 0
+        self.capacity = _AGENTS_PER_LINK
+        self.lost: str | None = None   # why bioxen ended the connection
+        self._guard: paramiko.Channel | None = None
+        self._guard_lock = threading.Lock()
+        self._upload_lock = threading.Lock()
+        self._uploaded: set[tuple[str, str]] = set()   # (cache dir, bundle version) done here
+        self._done = threading.Event()
+        self._answered_at = time.monotonic()
+        if host.keepalive > 0:
+            for target, what in ((self._ping, "ping"), (self._watch, "watch")):
+                threading.Thread(target=target, args=(host.keepalive, host.keepalive_count),
+                                 name=f"ssh-{what}-{host.hostname}", daemon=True).start()
+
+    def alive(self) -> bool:
+        return self.lost is None and self.transport.is_active()
+
+    # -- keepalive: paramiko's own only sends; this one also counts the answers -------------
+    def _ping(self, every: float, _count: int) -> None:
+        """Ask the server for an answer every ``every`` seconds, one request at a time (the
+        reply to an unknown global request is a failure message: any answer will do)."""
+        while not self._done.wait(every) and self.alive():
+            self.transport.global_request("keepalive@openssh.com", wait=True)  # returns when answered or closed
+            self._answered_at = time.monotonic()
+
+    def _watch(self, every: float, count: int) -> None:
+        """``count`` keepalive intervals without an answer (a frozen host, a link that drops
+        packets): end the connection, which ends every call on it with "VM lost"."""
+        while not self._done.wait(every) and self.alive():
+            silent = time.monotonic() - self._answered_at
+            if silent > every * (count + 1):
+                self.lose(f"no answer to {count} keepalives in {silent:.0f} s "
+                          f"(keepalive {every:g} s, keepalive_count {count})")
+
+    def lose(self, why: str) -> None:
+        """End the connection because the host does not answer."""
+        if self.lost is None:
+            self.lost = why
+            log.warning("ssh: %s: %s; closing the connection", self.address, why)
+        self.close()
+
+    def close(self) -> None:
+        self._done.set()
+        sock = self.transport.sock
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a send blocked on a host that reads nothing
+        except (OSError, AttributeError, EOFError):
+            pass
+        try:
+            self.client.close()
+        except Exception:  # closing a dead link never raises
+            log.debug("closing %s", self.address, exc_info=True)
+
+    # -- channels ------------------------------------------------------------------------------
+    def open_channel(self, host: HostConfig, **kwargs: Any) -> paramiko.Channel:
+        """A new session channel, or :class:`BackendError`; a server that refuses it (over its
+        MaxSessions) raises :class:`_LinkFull` so the caller tries another connection."""
+        if not self.alive():
+            raise BackendError(f"ssh: {host.address}: the connection is closed"
+                               + (f" ({self.lost})" if self.lost else ""))
+        try:
+            return self.transport.open_session(timeout=host.connect_timeout, **kwargs)
+        except paramiko.ChannelException as e:
+            raise _LinkFull(f"ssh: {host.address}: the server refused another session on this "
+                            f"connection ({e.text or e}; sshd's MaxSessions)") from None
+        except paramiko.SSHException as e:
+            if "Timeout" in str(e):
+                self.lose(f"no answer to a channel request within {host.connect_timeout:g} s")
+            raise BackendError(f"ssh: {host.address}: cannot open a channel: {e}") from None
+        except (EOFError, OSError) as e:
+            raise BackendError(f"ssh: {host.address}: cannot open a channel: {e or type(e).__name__}") from None
+
+    def guard(self, host: HostConfig) -> None:
+        """Start this connection's guard (once)."""
+        with self._guard_lock:
+            if self._guard is not None and not self._guard.closed:
+                return
+            chan = self.open_channel(host)
+            try:
+                chan.exec_command("sh -c " + shlex.quote(_GUARD))
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                chan.close()
+                raise BackendError(f"ssh: {host.address}: cannot start the agent's guard: "
+                                   f"{e or type(e).__name__}") from None
+            self._guard = chan
+
+    def upload_once(self, host: HostConfig, cache: str, bundle: upload.Bundle, method: str) -> None:
+        """Upload the agent bundle into ``cache``, one VM at a time per connection (its SFTP
+        and exec sessions count against MaxSessions): VMs that waited find it done."""
+        with self._upload_lock:
+            if (cache, bundle.version) in self._uploaded:
+                return
+            try:
+                upload.upload_bundle(self.client, cache, bundle, method=method)
+            except upload.UploadError as e:
+                raise BackendError(f"ssh: {host.address}: {e}") from None
+            except paramiko.ChannelException as e:
+                raise _LinkFull(f"ssh: {host.address}: the server refused a session for the "
+                                f"upload ({e.text or e}; sshd's MaxSessions)") from None
+            self._uploaded.add((cache, bundle.version))
+
+    def guard_send(self, line: str) -> bool:
+        with self._guard_lock:
+            guard = self._guard
+            if guard is None or guard.closed:
+                return False
+            try:
+                guard.sendall(line.encode())
+                return True
+            except (OSError, EOFError, paramiko.SSHException):
+                return False
+
+
+class _LinkFull(BackendError):
+    """The server refused one more session on a connection."""
+
+
+class _HostLinks:
+    """The connections to one host (one :func:`_link_identity`) and who is opening new ones."""
+
+    def __init__(self) -> None:
+        self.links: list[_Link] = []
+        self.connecting = 0
+        self.changed = threading.Condition()
+
+
+_hosts: dict[HostConfig, _HostLinks] = {}
+_hosts_lock = threading.Lock()
+
+
+def lease_link(host: HostConfig, *, retry_for: float = 0.0) -> _Link:
+    """A connection to ``host`` with room for one more agent (an existing one, or a new one);
+    give it back with :func:`release_link`."""
+    with _hosts_lock:
+        pool = _hosts.setdefault(_link_identity(host), _HostLinks())
+    with pool.changed:
+        while True:
+            pool.links = [link for link in pool.links if link.alive()]
+            for link in pool.links:
+                if link.leases < link.capacity:
+                    link.leases += 1
+                    return link
+            if pool.connecting < _CONNECTING_PER_HOST:
+                pool.connecting += 1
+                break
+            pool.changed.wait()
+    link = None
+    try:
+        link = _Link(host, connect(host, retry_for=retry_for))
+        link.leases = 1
+        return link
+    finally:
+        with pool.changed:
+            pool.connecting -= 1
+            if link is not None:
+                pool.links.append(link)
+            pool.changed.notify_all()
+
+
+def release_link(host: HostConfig, link: _Link) -> None:
+    """One agent fewer on ``link``; the last one out closes it."""
+    with _hosts_lock:
+        pool = _hosts.get(_link_identity(host))
+    if pool is None:
+        link.close()
+        return
+    with pool.changed:
+        link.leases -= 1
+        last = link.leases <= 0
+        if last and link in pool.links:
+            pool.links.remove(link)
+        pool.changed.notify_all()
+    if last:
+        link.close()
+
+
+def _full(host: HostConfig, link: _Link) -> None:
+    """The server took no more sessions on ``link``: give it no more agents."""
+    with _hosts_lock:
+        pool = _hosts.get(_link_identity(host))
+    if pool is not None:
+        with pool.changed:
+            link.capacity = max(1, link.leases - 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -704,39 +926,52 @@ class SSHBackend:
         self.profile = profile
         self.retry_for = retry_for
         self.interpreter: str | None = None
-        self._client: paramiko.SSHClient | None = None
+        self._link: _Link | None = None   # leased from the host's shared connections
         self._lock = threading.Lock()
 
-    def _connected(self) -> paramiko.SSHClient:
-        client = self._client
-        transport = client.get_transport() if client else None
-        if transport is not None and transport.is_active():
-            return client
-        if client is not None:
-            client.close()
-        self._client = connect(self.host, retry_for=self.retry_for)
-        return self._client
+    def _leased(self) -> _Link:
+        link = self._link
+        if link is not None and link.alive():
+            return link
+        self._release()
+        self._link = lease_link(self.host, retry_for=self.retry_for)
+        return self._link
+
+    def _release(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            release_link(self.host, link)
 
     def start(self) -> SSHAgentProcess:
         with self._lock:
-            client = self._connected()
             runtime = getattr(self.profile, "runtime", None)
-            try:
-                proc = launch_agent(client, self.host, runtime, upload_method=self.upload_method)
-            except (paramiko.SSHException, EOFError, OSError) as e:
-                raise BackendError(f"ssh: {self.host.address}: {e or type(e).__name__}") from None
-            self.interpreter = proc.interpreter
-            return proc
+            for _attempt in range(4):
+                link = self._leased()
+                try:
+                    proc = launch_agent(link, self.host, runtime, upload_method=self.upload_method)
+                except _LinkFull:
+                    _full(self.host, link)  # this VM (and later ones) go to another connection
+                    self._release()
+                    continue
+                except BackendError:
+                    if link.alive():
+                        raise
+                    self._release()  # the connection died under us (a frozen host): a new one
+                    continue
+                except (paramiko.SSHException, EOFError, OSError) as e:
+                    raise BackendError(f"ssh: {self.host.address}: {e or type(e).__name__}") from None
+                self.interpreter = proc.interpreter
+                return proc
+            raise BackendError(f"ssh: {self.host.address}: the server refused a session on "
+                               f"every connection tried (sshd's MaxSessions is lower than 2?)")
 
     def stop(self) -> None:
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            self._release()
 
     def destroy(self) -> None:
         # The uploaded bundle is a cache shared by every VM on the host (one per version);
-        # it stays for the next VM.  Everything this backend holds is its connection.
+        # it stays for the next VM.  Everything this backend holds is its connection lease.
         self.stop()
 
     def describe(self) -> dict[str, Any]:

@@ -162,9 +162,7 @@ PubkeyAuthentication yes
 PasswordAuthentication yes
 KbdInteractiveAuthentication no
 PermitEmptyPasswords no
-MaxStartups 200
-MaxSessions 200
-MaxAuthTries 10
+{limits}MaxAuthTries 10
 LoginGraceTime 30
 PrintMotd no
 X11Forwarding no
@@ -178,13 +176,18 @@ SetEnv SHLVL=1
 """
 
 
+#: Far above what the tests open at once, so that no test depends on sshd's limits by accident.
+_HIGH_LIMITS = "MaxStartups 200\nMaxSessions 200\n"
+
+
 def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "",
-               port: int | None = None, keep_keys: bool = False) -> SSHDServer:
+               port: int | None = None, keep_keys: bool = False, stock_limits: bool = False) -> SSHDServer:
     """Start a private sshd in ``directory`` (keys, config, log) and wait until it listens.
 
     ``sftp=False`` leaves out the sftp subsystem (minimal images); ``extra_config`` is appended
     to the generated sshd_config; ``port`` asks for a given port (default: a free one);
-    ``keep_keys`` reuses a host key and client key already in ``directory``.
+    ``keep_keys`` reuses a host key and client key already in ``directory``;
+    ``stock_limits`` keeps sshd's default MaxStartups (10:30:100) and MaxSessions (10).
     """
     sshd = _find_sshd()
     directory.mkdir(parents=True, exist_ok=True)
@@ -206,7 +209,8 @@ def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "",
     for _attempt in range(5):
         port = port or _free_port()
         config = directory / "sshd_config"
-        config.write_text(_CONFIG.format(port=port, dir=directory, subsystem=subsystem) + extra_config)
+        config.write_text(_CONFIG.format(port=port, dir=directory, subsystem=subsystem,
+                                         limits="" if stock_limits else _HIGH_LIMITS) + extra_config)
         log = directory / "sshd.log"
         # -e would send the log to stderr; -E writes it to a file the tests can show.
         proc = subprocess.Popen(
