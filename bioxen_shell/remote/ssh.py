@@ -3,9 +3,11 @@
 ``vm.create{type="ssh", host="lab1"}`` (a ``[hosts.lab1]`` of the config) or
 ``host="user@hostname:port"`` ad hoc.  Starting a VM:
 
-1. **connect** (:func:`connect`): TCP with a connect timeout, SSH banner/auth timeouts, host key
-   verified against known_hosts and bioxen's own file (:mod:`.hostkeys`), key and ssh-agent
-   auth (a password only when the config names a source), keepalive;
+1. **connect** (:func:`connect`), or lease a seat on a connection to the same host that is
+   already open (:func:`lease_link`: VMs of one host share connections, one channel per agent):
+   TCP with a connect timeout, SSH banner/auth timeouts, host key verified against known_hosts
+   and bioxen's own file (:mod:`.hostkeys`), key and ssh-agent auth (a password only when the
+   config names a source), keepalives that count missed answers (:class:`_Link`);
 2. **launch** (:func:`launch_agent`): one exec channel runs a fixed shell wrapper that finds
    the interpreter (the configured one, the profile's runtime, or the best of luajit, lua5.4 …),
    checks that this version of the agent bundle is in the host's cache — if not, it says so,
@@ -13,9 +15,9 @@
    protocol to fds 3/4 (so whatever a child process prints goes to stderr, never into the
    protocol), starts ``<interpreter> agent.lua --in=/dev/fd/3 --out=/dev/fd/4`` and reports
    the agent's pid on stderr;
-3. a second, tiny *guard* channel, opened at the same time, learns that pid, takes commands
-   (``i`` = SIGINT the agent) and kills the agent when its input ends — which happens when the
-   channel is closed *or the connection drops*, so no agent outlives its VM.
+3. the connection's *guard* channel (one per connection) learns that pid, takes commands
+   (``i PID`` = interrupt the agent, ``k PID`` = kill it) and kills every agent it knows when
+   its input ends — which happens when the connection drops — so no agent outlives its VM.
 
 The program is never on a command line: the agent is a file in the cache, and the command
 lines hold only paths.  :class:`SSHAgentProcess` is the byte stream the VM handle uses.
@@ -38,7 +40,7 @@ import paramiko
 
 from ..vm.transport import BackendError, TransportClosed, TransportTimeout
 from . import upload
-from .config import INTERPRETERS, ConfigError, HostConfig, resolve_host
+from .config import INTERPRETERS, ConfigError, HostConfig, apply_ssh_config, parse_target, resolve_host
 from .credentials import CredentialError, resolve_password
 from .hostkeys import HostKeyError, HostKeyVerifier, known_hosts_name
 
@@ -121,14 +123,19 @@ def _connect_once(host: HostConfig) -> paramiko.SSHClient:
         password = resolve_password(host.password_table(), f"ssh {where}")
     except CredentialError as e:
         raise BackendError(f"ssh: {where}: {e}") from None
-    try:
-        sock = socket.create_connection((host.hostname, host.port), timeout=host.connect_timeout)
-    except socket.timeout:
-        raise _Retryable(f"ssh: cannot connect to {where} (no answer within {host.connect_timeout:g} s)") from None
-    except OSError as e:
-        raise _Retryable(f"ssh: cannot connect to {where} ({e.strerror or e})") from None
-    _tune_socket(sock, host.keepalive)
+    jump: paramiko.SSHClient | None = None
+    if host.proxy_jump:
+        jump, sock = _through_jump(host)
+    else:
+        try:
+            sock = socket.create_connection((host.hostname, host.port), timeout=host.connect_timeout)
+        except socket.timeout:
+            raise _Retryable(f"ssh: cannot connect to {where} (no answer within {host.connect_timeout:g} s)") from None
+        except OSError as e:
+            raise _Retryable(f"ssh: cannot connect to {where} ({e.strerror or e})") from None
+        _tune_socket(sock, host.keepalive)
     client = paramiko.SSHClient()
+    client.bioxen_jump = jump  # closed with the client (close_client)
     verifier = HostKeyVerifier(extra_files=[host.known_hosts] if host.known_hosts else [], trust=host.trust)
     # Keys are looked up under the alias (an XCP-ng VM's uuid) when there is one, else under
     # host / [host]:port as OpenSSH files them.  With our own socket, paramiko uses the
@@ -138,11 +145,14 @@ def _connect_once(host: HostConfig) -> paramiko.SSHClient:
     else:
         lookup_host, lookup_port = host.hostname, host.port
     key_file = os.path.expanduser(host.key) if host.key else None
+    # IdentityFile lines of the ssh config: the ones that exist, then the defaults, as ssh does
+    key_files = [key_file] if key_file else [p for p in map(os.path.expanduser, host.identity_files)
+                                             if os.path.isfile(p)]
     try:
         verifier.configure(client)
         client.connect(
             hostname=lookup_host, port=lookup_port, username=host.login, sock=sock,
-            key_filename=key_file, allow_agent=host.agent, look_for_keys=key_file is None,
+            key_filename=key_files or None, allow_agent=host.agent, look_for_keys=key_file is None,
             password=password.reveal() if password else None,
             timeout=host.connect_timeout, banner_timeout=host.banner_timeout,
             auth_timeout=host.auth_timeout, transport_factory=_transport,
@@ -240,9 +250,70 @@ def _tune_socket(sock: socket.socket, keepalive: float) -> None:
 
 def _abandon(client: paramiko.SSHClient, sock: socket.socket) -> None:
     try:
-        client.close()
+        close_client(client)
     finally:
         sock.close()
+
+
+def close_client(client: paramiko.SSHClient) -> None:
+    """Close a connection and the jump host connection it went through, if any."""
+    try:
+        client.close()
+    finally:
+        jump = getattr(client, "bioxen_jump", None)
+        if jump is not None:
+            close_client(jump)
+
+
+def _jump_host(host: HostConfig) -> tuple[HostConfig, str]:
+    """The last hop of ``host.proxy_jump`` ("a,b": through a, then b) as a host of its own,
+    reached through the hops before it; its ssh config applies as for any host.  It inherits
+    the target's ways of verifying and authenticating (known_hosts, trust, agent, key when its
+    ssh config names none), never its password source."""
+    hops = [h.strip() for h in host.proxy_jump.split(",") if h.strip()]
+    last, before = hops[-1], ",".join(hops[:-1]) or None
+    try:
+        fields = parse_target(last)
+    except ConfigError:
+        raise BackendError(f"ssh: {host.address}: proxy_jump {host.proxy_jump!r}: {last!r} is not "
+                           f"[user@]host[:port]") from None
+    jump = HostConfig(
+        name=last, source=f"proxy_jump of {host.name}", hostname=fields["hostname"],
+        port=fields.get("port", 22), user=fields.get("user", ""), agent=host.agent,
+        known_hosts=host.known_hosts, trust=host.trust, ssh_config=host.ssh_config,
+        proxy_jump=before, connect_timeout=host.connect_timeout, banner_timeout=host.banner_timeout,
+        auth_timeout=host.auth_timeout, keepalive=host.keepalive)
+    given = set(fields) | ({"proxy_jump"} if before else set())
+    try:
+        jump = apply_ssh_config(jump, given)
+    except ConfigError as e:
+        raise BackendError(f"ssh: {e}") from None
+    if not jump.identity_files and host.key:
+        jump = dataclasses.replace(jump, key=host.key)
+    return jump, last
+
+
+def _through_jump(host: HostConfig) -> tuple[paramiko.SSHClient, paramiko.Channel]:
+    """A connection to the jump host and, over it, a channel to ``host`` (ssh's ProxyJump)."""
+    jump_host, spec = _jump_host(host)
+    try:
+        jump = connect(jump_host)
+    except BackendError as e:
+        raise BackendError(f"ssh: {host.address}: cannot reach the jump host {spec} "
+                           f"(proxy_jump): {e}") from None
+    try:
+        chan = jump.get_transport().open_channel(
+            "direct-tcpip", (host.hostname, host.port), ("127.0.0.1", 0), timeout=host.connect_timeout)
+    except paramiko.ChannelException as e:
+        close_client(jump)
+        raise _Retryable(f"ssh: cannot connect to {host.address} through the jump host {jump_host.address}: "
+                         f"it refused to forward ({e.text or e}; is AllowTcpForwarding off there, or is "
+                         f"{host.hostname}:{host.port} unreachable from it?)") from None
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        close_client(jump)
+        raise _Retryable(f"ssh: cannot connect to {host.address} through the jump host "
+                         f"{jump_host.address}: {e or type(e).__name__}") from None
+    return jump, chan
 
 
 # ---------------------------------------------------------------------------------------------
@@ -735,7 +806,7 @@ class _Link:
         except (OSError, AttributeError, EOFError):
             pass
         try:
-            self.client.close()
+            close_client(self.client)
         except Exception:  # closing a dead link never raises
             log.debug("closing %s", self.address, exc_info=True)
 
@@ -1011,6 +1082,6 @@ class SSHBackend:
                     result = upload.stage_data(client, self.host.cache_dir, local,
                                                where=self.host.address, method=self.upload_method)
                 finally:
-                    client.close()
+                    close_client(client)
                 remote = _staged[key] = result.remote_path
         return remote

@@ -20,7 +20,7 @@ from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.remote.sshd_fixture import start_sshd
 from tests.vm.conftest import manager  # noqa: F401  (a fixture: VMs destroyed after each test)
-from tests.waiting import eventually, lua_touch, pid_gone, when
+from tests.waiting import eventually, lua_touch, pid_gone, wait_for, when
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +66,18 @@ def test_24_vms_on_one_stock_sshd_share_four_connections(manager, stock_sshd, tm
 def _hog_startups(server, n: int) -> list[socket.socket]:
     """``n`` connections that never say a word: each counts against MaxStartups until
     LoginGraceTime, as slow or hostile clients do."""
-    socks = []
-    for _ in range(n):
+    socks: list[socket.socket] = []
+
+    def one_more() -> bool:
         s = socket.create_connection((server.host, server.port))
-        s.recv(100)  # the server's banner: the connection is accepted, unauthenticated
-        socks.append(s)
+        if s.recv(100).startswith(b"SSH-"):  # accepted, unauthenticated: it counts
+            socks.append(s)
+            return True
+        s.close()  # dropped itself ("Exceeded MaxStartups": start_sshd's probe still counted)
+        return False
+
+    for _ in range(n):
+        wait_for(one_more, "sshd to accept a connection that holds a MaxStartups slot")
     return socks
 
 
