@@ -595,7 +595,7 @@ class SSHAgentProcess:
         chunk = max(4096, chan.out_max_packet_size or _SEND_CHUNK)  # one packet per call
         try:
             while view:
-                sent = chan.send(view[:chunk].tobytes())
+                sent = chan.send(view[:chunk])  # paramiko takes any buffer: no copy per packet
                 if sent == 0:
                     raise OSError("channel closed")
                 view = view[sent:]
@@ -607,7 +607,34 @@ class SSHAgentProcess:
             return b""
         if self._pending_at < len(self._pending):
             return self._take(max_bytes)
-        if self._eof:
+        data = self._recv_all(timeout)
+        if len(data) <= max_bytes:
+            return data
+        self._pending, self._pending_at = data, 0
+        return self._take(max_bytes)
+
+    def recv_into(self, view: memoryview, timeout: float | None) -> int:
+        """Like ``recv`` but into ``view``: a big frame's bytes go from paramiko's buffer
+        straight into the frame's own buffer (no join, no decode at the end)."""
+        if self._killed or self._closed:
+            return 0
+        if self._pending_at < len(self._pending):
+            data = self._take(len(view))
+        else:
+            data = self._recv_all(timeout)
+            if len(data) > len(view):
+                self._pending, self._pending_at = data, len(view)
+                data = memoryview(data)[:len(view)]
+        n = len(data)
+        view[:n] = data
+        return n
+
+    def _recv_all(self, timeout: float | None) -> bytes:
+        """Everything paramiko holds (waiting up to ``timeout`` for something), ``b""`` at the end.
+
+        All of it, not a given size: paramiko's buffer drops a partial read with
+        ``del buffer[:n]``, a memmove of the rest (up to the 16 MiB window) per call."""
+        if self._eof or self._killed or self._closed:
             return b""
         chan = self._chan
         if not chan.recv_ready():
@@ -624,18 +651,12 @@ class SSHAgentProcess:
             if not ready:
                 raise TransportTimeout(f"no data from the agent on {self._host.address} within {timeout:g} s")
         try:
-            # Everything paramiko holds, not max_bytes: its buffer drops a partial read with
-            # `del buffer[:n]`, a memmove of the rest (up to the 16 MiB window) per call.
             data = chan.recv(_RECV_ALL)
         except (OSError, EOFError, paramiko.SSHException):
             data = b""
         if not data:
             self._eof = True
-            return b""
-        if len(data) <= max_bytes:
-            return data
-        self._pending, self._pending_at = data, 0
-        return self._take(max_bytes)
+        return data
 
     def _take(self, max_bytes: int) -> bytes:
         start = self._pending_at

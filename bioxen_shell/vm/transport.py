@@ -142,7 +142,7 @@ class AgentProcess(Protocol):
 
     # Optional: ``def recv_into(self, view: memoryview, timeout: float | None) -> int`` — like
     # ``recv`` but into ``view`` (at most its length; 0 at end of stream): the handle reads big
-    # payloads straight into their buffer with it.  Local workers have it.
+    # payloads straight into their buffer with it.  Local workers and SSH channels have it.
 
     # Optional: ``def cpu_seconds(self) -> float | None`` — the CPU time (user + system,
     # seconds) the agent's process has used so far, or ``None`` when it is not known (the
