@@ -88,7 +88,8 @@ def connect(host: HostConfig, *, retry_for: float = 0.0) -> paramiko.SSHClient:
                     f"{e}; {dropped} attempts in a row were cut off during the handshake. An "
                     f"sshd drops new connections while too many others are still authenticating "
                     f"(its MaxStartups, default 10): too many clients connecting to this host at "
-                    f"once, or a firewall cutting connections") from None
+                    f"once; else a firewall cuts the connections, or the port is not an SSH "
+                    f"server's") from None
             pause = min(_HANDSHAKE_BACKOFF * 2 ** (dropped - 1), 4.0) * (0.5 + random.random())
             log.info("%s; retrying in %.2f s", e, pause)
             time.sleep(pause)
@@ -321,8 +322,9 @@ def _through_jump(host: HostConfig) -> tuple[paramiko.SSHClient, paramiko.Channe
 #
 # Every exec on a host costs a login shell (and whatever the user's shell rc does: 250 ms for a
 # pyenv-laden .bashrc).  So one exec does it all — find the interpreter, check that this
-# version of the bundle is in the cache, start the agent — and the guard channel is opened at
-# the same time.  Only the first start of a new version takes a detour through the upload.
+# version of the bundle is in the cache, start the agent — and the connection's guard is
+# opened once, by its first VM.  Only the first start of a new version takes a detour through
+# the upload.
 
 def _home_relative(path: str) -> str:
     """A path for the remote shell: ``~/x`` → ``"$HOME"/'x'``, anything else quoted."""
