@@ -186,3 +186,19 @@ def test_call_timeout_holds_on_a_frozen_host(manager, sshd_server, tmp_path):
 def test_keepalive_count_is_checked(tmp_path):
     with pytest.raises(Exception, match=r"keepalive_count: expected an integer from 1 to 1000"):
         resolve_host("me@127.0.0.1", {"keepalive_count": 0})
+
+
+def test_a_host_that_freezes_during_a_big_upload_ends_it_with_vm_lost(manager, sshd_server, tmp_path):
+    vm = manager.create("frozen3", profile=load_profile("standard"),
+                        **_options(sshd_server, tmp_path, keepalive=0.5, keepalive_count=2))
+    vm.eval("function take(s) return #s end")
+    frozen = _Frozen(sshd_server, vm)
+    frozen.freeze()  # the 64 MiB argument stops at the windows and socket buffers: send blocks
+    try:
+        with pytest.raises(VMCrashed, match=r"VM lost \(connection lost\)"):
+            vm.call("take", b"x" * (64 << 20))
+        assert vm.status == "lost"
+    finally:
+        frozen.thaw()
+    vm.restart()  # a fresh agent (its globals are gone) on a fresh connection
+    assert vm.eval("return 'back'") == ["back"]
