@@ -765,6 +765,8 @@ class SSHAgentProcess:
 
 _AGENTS_PER_LINK = 7
 _CONNECTING_PER_HOST = 3
+#: Connections a VM's start tries when servers refuse it a session.
+_START_ATTEMPTS = 8
 
 
 def _link_identity(host: HostConfig) -> HostConfig:
@@ -780,7 +782,8 @@ class _Link:
         self.client = client
         self.transport = client.get_transport()
         self.address = host.address
-        self.leases = 0
+        self.leases = 0                  # backends holding a seat (starting or running an agent)
+        self.running = 0                 # agents started on it and not yet gone
         self.capacity = _AGENTS_PER_LINK
         self.lost: str | None = None   # why bioxen ended the connection
         self._guard: paramiko.Channel | None = None
@@ -796,6 +799,10 @@ class _Link:
 
     def alive(self) -> bool:
         return self.lost is None and self.transport.is_active()
+
+    def count_running(self, change: int) -> None:
+        with self._guard_lock:
+            self.running += change
 
     # -- keepalive: paramiko's own only sends; this one also counts the answers -------------
     def _ping(self, every: float, _count: int) -> None:
@@ -848,6 +855,11 @@ class _Link:
         except paramiko.SSHException as e:
             if "Timeout" in str(e):
                 self.lose(f"no answer to a channel request within {host.connect_timeout:g} s")
+            elif self.alive() and "Unable to open channel" in str(e):
+                # paramiko keeps one "why the open failed" per connection: with several opens
+                # at once, another thread may have taken the ChannelException of this one.
+                raise _LinkFull(f"ssh: {host.address}: the server refused another session on this "
+                                f"connection (sshd's MaxSessions)") from None
             raise BackendError(f"ssh: {host.address}: cannot open a channel: {e}") from None
         except (EOFError, OSError) as e:
             raise BackendError(f"ssh: {host.address}: cannot open a channel: {e or type(e).__name__}") from None
@@ -902,7 +914,8 @@ class _HostLinks:
 
     def __init__(self) -> None:
         self.links: list[_Link] = []
-        self.connecting = 0
+        self.connecting = 0   # connections being opened
+        self.waiting = 0      # VMs that want a seat and have none yet (those opening one too)
         self.changed = threading.Condition()
 
 
@@ -912,31 +925,40 @@ _hosts_lock = threading.Lock()
 
 def lease_link(host: HostConfig, *, retry_for: float = 0.0) -> _Link:
     """A connection to ``host`` with room for one more agent (an existing one, or a new one);
-    give it back with :func:`release_link`."""
+    give it back with :func:`release_link`.
+
+    A new connection is opened only for VMs that the ones being opened will not seat (8 VMs
+    waiting while one is being opened: a second one), so N VMs open ceil(N / 7) connections."""
     with _hosts_lock:
         pool = _hosts.setdefault(_link_identity(host), _HostLinks())
     with pool.changed:
-        while True:
-            pool.links = [link for link in pool.links if link.alive()]
-            for link in pool.links:
-                if link.leases < link.capacity:
-                    link.leases += 1
-                    return link
-            if pool.connecting < _CONNECTING_PER_HOST:
-                pool.connecting += 1
-                break
-            pool.changed.wait()
-    link = None
+        pool.waiting += 1
     try:
-        link = _Link(host, connect(host, retry_for=retry_for))
-        link.leases = 1
-        return link
+        with pool.changed:
+            while True:
+                pool.links = [link for link in pool.links if link.alive()]
+                for link in pool.links:
+                    if link.leases < link.capacity:
+                        link.leases += 1
+                        return link
+                if pool.connecting < _CONNECTING_PER_HOST and pool.waiting > pool.connecting * _AGENTS_PER_LINK:
+                    pool.connecting += 1
+                    break
+                pool.changed.wait()
+        link = None
+        try:
+            link = _Link(host, connect(host, retry_for=retry_for))
+            link.leases = 1
+            return link
+        finally:
+            with pool.changed:
+                pool.connecting -= 1
+                if link is not None:
+                    pool.links.append(link)
+                pool.changed.notify_all()
     finally:
         with pool.changed:
-            pool.connecting -= 1
-            if link is not None:
-                pool.links.append(link)
-            pool.changed.notify_all()
+            pool.waiting -= 1
 
 
 def release_link(host: HostConfig, link: _Link) -> None:
@@ -957,12 +979,13 @@ def release_link(host: HostConfig, link: _Link) -> None:
 
 
 def _full(host: HostConfig, link: _Link) -> None:
-    """The server took no more sessions on ``link``: give it no more agents."""
+    """The server took no more sessions on ``link``: give it no more agents than run there now
+    (others may be starting on it: they find out for themselves)."""
     with _hosts_lock:
         pool = _hosts.get(_link_identity(host))
     if pool is not None:
         with pool.changed:
-            link.capacity = max(1, link.leases - 1)
+            link.capacity = max(1, min(link.capacity, link.running))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1021,6 +1044,7 @@ class SSHBackend:
         self.retry_for = retry_for
         self.interpreter: str | None = None
         self._link: _Link | None = None   # leased from the host's shared connections
+        self._running_on: _Link | None = None  # where this backend's agent was started
         self._lock = threading.Lock()
 
     def _leased(self) -> _Link:
@@ -1031,7 +1055,14 @@ class SSHBackend:
         self._link = lease_link(self.host, retry_for=self.retry_for)
         return self._link
 
+    def _proc_done(self) -> None:
+        """The agent this backend started is gone (a new start, a stop): one fewer running."""
+        link, self._running_on = self._running_on, None
+        if link is not None:
+            link.count_running(-1)
+
     def _release(self) -> None:
+        self._proc_done()
         link, self._link = self._link, None
         if link is not None:
             release_link(self.host, link)
@@ -1039,7 +1070,8 @@ class SSHBackend:
     def start(self) -> SSHAgentProcess:
         with self._lock:
             runtime = getattr(self.profile, "runtime", None)
-            for _attempt in range(4):
+            self._proc_done()
+            for _attempt in range(_START_ATTEMPTS):
                 link = self._leased()
                 try:
                     proc = launch_agent(link, self.host, runtime, upload_method=self.upload_method)
@@ -1055,9 +1087,12 @@ class SSHBackend:
                 except (paramiko.SSHException, EOFError, OSError) as e:
                     raise BackendError(f"ssh: {self.host.address}: {e or type(e).__name__}") from None
                 self.interpreter = proc.interpreter
+                link.count_running(+1)
+                self._running_on = link
                 return proc
             raise BackendError(f"ssh: {self.host.address}: the server refused a session on "
-                               f"every connection tried (sshd's MaxSessions is lower than 2?)")
+                               f"{_START_ATTEMPTS} connections in a row (sshd's MaxSessions is "
+                               f"lower than 2?)")
 
     def stop(self) -> None:
         with self._lock:

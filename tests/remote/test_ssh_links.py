@@ -82,11 +82,24 @@ def _hog_startups(server, n: int) -> list[socket.socket]:
 
 
 @pytest.fixture
-def crowded_sshd(tmp_path):
+def limited_sshd(tmp_path):
+    """``limited_sshd(lines)``: an sshd with the stock limits plus these sshd_config lines
+    (the first setting of a keyword wins), stopped after the test."""
+    servers = []
+
+    def start(lines: str):
+        servers.append(start_sshd(tmp_path / f"sshd-{len(servers)}", stock_limits=True, extra_config=lines))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def crowded_sshd(limited_sshd):
     """An sshd that admits one unauthenticated connection at a time (MaxStartups 1)."""
-    server = start_sshd(tmp_path / "sshd-crowded", stock_limits=True, extra_config="MaxStartups 1\n")
-    yield server
-    server.stop()
+    return limited_sshd("MaxStartups 1\n")
 
 
 def test_a_handshake_cut_off_by_maxstartups_is_retried(manager, crowded_sshd, tmp_path):
@@ -202,3 +215,12 @@ def test_a_host_that_freezes_during_a_big_upload_ends_it_with_vm_lost(manager, s
         frozen.thaw()
     vm.restart()  # a fresh agent (its globals are gone) on a fresh connection
     assert vm.eval("return 'back'") == ["back"]
+
+
+def test_a_server_with_fewer_sessions_gets_more_connections(manager, limited_sshd, tmp_path):
+    few_sessions_sshd = limited_sshd("MaxSessions 4\n")  # below bioxen's 7 agents + the guard
+    vms = manager.create("few", profile=load_profile("standard"), count=12,
+                         **_options(few_sessions_sshd, tmp_path))
+    assert [vm.eval("return 1")[0] for vm in vms] == [1] * 12
+    assert len({vm.describe()["pid"] for vm in vms}) == 12
+    assert len({id(vm.backend._link) for vm in vms}) >= 4  # 3 agents + the guard per connection
