@@ -818,7 +818,7 @@ class _Link:
         while not self._done.wait(every) and self.alive():
             silent = time.monotonic() - self._answered_at
             if silent > every * (count + 1):
-                self.lose(f"no answer to {count} keepalives in {silent:.0f} s "
+                self.lose(f"the host did not answer {count} keepalives in {silent:.3g} s "
                           f"(keepalive {every:g} s, keepalive_count {count})")
 
     def lose(self, why: str) -> None:
@@ -854,7 +854,7 @@ class _Link:
                             f"connection ({e.text or e}; sshd's MaxSessions)") from None
         except paramiko.SSHException as e:
             if "Timeout" in str(e):
-                self.lose(f"no answer to a channel request within {host.connect_timeout:g} s")
+                self.lose(f"the host did not answer a channel request within {host.connect_timeout:g} s")
             elif self.alive() and "Unable to open channel" in str(e):
                 # paramiko keeps one "why the open failed" per connection: with several opens
                 # at once, another thread may have taken the ChannelException of this one.
@@ -1102,6 +1102,11 @@ class SSHBackend:
         # The uploaded bundle is a cache shared by every VM on the host (one per version);
         # it stays for the next VM.  Everything this backend holds is its connection lease.
         self.stop()
+
+    def lost_detail(self) -> str | None:
+        """Why bioxen ended the connection its agent ran on (a frozen host), if it did."""
+        link = self._running_on or self._link
+        return link.lost if link is not None else None
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "ssh", "host": self.host.name, "address": self.host.address}

@@ -210,6 +210,10 @@ class Backend(Protocol):
         No secrets.  Must work before ``start()`` and after ``destroy()``."""
         ...
 
+    # Optional: ``def lost_detail(self) -> str | None`` — why bioxen ended the connection of the
+    # agent that was lost ("the host did not answer 3 keepalives in 60 s …"), added to the
+    # "VM lost (connection lost)" message; ``None`` when it just dropped.
+
     # Optional: ``def lua_path(self) -> str`` — ``package.path`` entries for the agent's
     # ``configure`` (where bio_stdlib and the profile's paths are at that place).  Without it
     # the handle sends the profile's ``paths`` only.

@@ -164,7 +164,9 @@ def test_a_frozen_host_ends_the_call_with_vm_lost(manager, sshd_server, tmp_path
     looping = tmp_path / "looping"
     try:
         with when(looping.exists, frozen.freeze, "the remote loop to start"):
-            with pytest.raises(VMCrashed, match=r"VM lost \(connection lost\).*restart"):
+            with pytest.raises(VMCrashed, match=r"VM lost \(connection lost\); the host did not answer 2 "
+                                                r"keepalives in .* s \(keepalive 0.5 s, keepalive_count 2\); "
+                                                r":restart\(\) reconnects"):
                 vm.eval(lua_touch(looping) + "while true do end")
         assert vm.status == "lost"
     finally:
