@@ -401,7 +401,8 @@ def resolve_host(target: str, options: Mapping[str, Any] | None = None, config: 
     ``options`` (other ``vm.create`` keys, same names as the config keys) override the
     config's values; each is checked, and an unknown one names itself.  Then the OpenSSH
     client config (``~/.ssh/config``, or the ``ssh_config`` key) fills in what neither gave,
-    as ``ssh`` does: a ``Host`` alias's HostName, User, Port, IdentityFile and ProxyJump.
+    as ``ssh`` does: a ``Host`` alias's HostName, User, Port, IdentityFile and ProxyJump (and
+    ServerAliveInterval / ServerAliveCountMax as keepalive / keepalive_count).
     """
     opts = _check_table(dict(options or {}), HOST_KEYS, "vm.create", "")
     if config is None:
@@ -415,6 +416,11 @@ def resolve_host(target: str, options: Mapping[str, Any] | None = None, config: 
         host = HostConfig(name=target, source="vm.create", **fields)
         given = set(fields)
     return apply_ssh_config(host, given)
+
+
+def _number(v: Any) -> Any:
+    """An ssh config value that should be a number (they come as text), else the text as is."""
+    return int(v) if isinstance(v, str) and v.isdigit() else v
 
 
 def apply_ssh_config(host: HostConfig, given: set[str] | frozenset[str]) -> HostConfig:
@@ -444,8 +450,10 @@ def apply_ssh_config(host: HostConfig, given: set[str] | frozenset[str]) -> Host
         raise ConfigError(where, "ProxyCommand", "is not supported by bioxen; use ProxyJump "
                                                  "(or proxy_jump in bioxen's config)")
     for ssh_key, key, check in (("hostname", "hostname", _hostname), ("user", "user", _username),
-                                ("port", "port", lambda v: _port(int(v)) if str(v).isdigit() else _port(v)),
-                                ("proxyjump", "proxy_jump", _string)):
+                                ("port", "port", lambda v: _port(_number(v))),
+                                ("proxyjump", "proxy_jump", _string),
+                                ("serveraliveinterval", "keepalive", lambda v: _seconds_or_zero(_number(v))),
+                                ("serveralivecountmax", "keepalive_count", lambda v: _count(_number(v)))):
         if ssh_key in found and (key not in given or key == "hostname"):  # the name typed is the alias
             try:
                 value = check(found[ssh_key])

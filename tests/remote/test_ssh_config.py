@@ -71,6 +71,13 @@ def test_given_settings_win_over_the_ssh_config(sshd_server):
     assert resolve_host("alias", {"ssh_config": "none"}).hostname == "alias"
 
 
+def test_server_alive_settings_become_keepalives():
+    _user_ssh_config("Host *\n  ServerAliveInterval 30\n  ServerAliveCountMax 5\n")
+    host = resolve_host("me@anyhost")
+    assert (host.keepalive, host.keepalive_count) == (30.0, 5)
+    assert resolve_host("me@anyhost", {"keepalive": 2}).keepalive == 2.0
+
+
 def test_a_bad_port_in_the_ssh_config_names_the_file_and_host(tmp_path):
     path = _user_ssh_config("Host alias\n  Port ssh\n")
     with pytest.raises(ConfigError, match=rf"{path} \(Host alias\): port: expected an integer from 1 to 65535"):
