@@ -41,3 +41,5 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.mktemp("bioxen-home")
     for var in ("BIOXEN_CONFIG_DIR", "BIOXEN_STATE_DIR", "BIOXEN_CACHE_DIR"):
         monkeypatch.setenv(var, str(base / var.lower()))
+    # nor the user's ~/.ssh/config (a test that wants one writes this file)
+    monkeypatch.setattr("bioxen_shell.remote.config.USER_SSH_CONFIG", str(base / "ssh_config"))

@@ -120,6 +120,12 @@ def _seconds_or_zero(v: Any) -> float:
     return seconds
 
 
+def _count(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+        raise ValueError("expected an integer from 1 to 1000")
+    return v
+
+
 def _boolean(v: Any) -> bool:
     if not isinstance(v, bool):
         raise ValueError("expected true or false")
@@ -197,6 +203,10 @@ class HostConfig:
     banner_timeout: float = 10.0
     auth_timeout: float = 10.0
     keepalive: float = 15.0            # seconds between keepalives, 0 = off
+    keepalive_count: int = 3           # unanswered keepalives in a row that end the connection
+    ssh_config: str | None = None      # OpenSSH client config to honour; None = ~/.ssh/config, "none" = off
+    proxy_jump: str | None = None      # "[user@]host[:port][,…]": reach the host through these
+    identity_files: tuple[str, ...] = ()  # IdentityFile lines of the ssh config (when no key)
     cache_dir: str = "~/.cache/bioxen"  # on the host
     source: str = "vm.create"          # where these settings came from (for messages)
 
@@ -220,8 +230,12 @@ HOST_KEYS: dict[str, Callable[[Any], Any]] = {
     "host_key_alias": _string,
     "password_file": _path, "password_command": _string, "password_env": _string,
     "connect_timeout": _seconds, "banner_timeout": _seconds, "auth_timeout": _seconds,
-    "keepalive": _seconds_or_zero, "cache_dir": _path,
+    "keepalive": _seconds_or_zero, "keepalive_count": _count, "cache_dir": _path,
+    "ssh_config": _path, "proxy_jump": _string,
 }
+
+#: The OpenSSH client config read when a host names none (``ssh_config``).
+USER_SSH_CONFIG = "~/.ssh/config"
 
 
 @dataclass(frozen=True)
@@ -282,6 +296,7 @@ class Config:
     path: Path
     exists: bool = False
     hosts: dict[str, HostConfig] = field(default_factory=dict)
+    given: dict[str, frozenset[str]] = field(default_factory=dict)  # keys each [hosts.NAME] sets
     pools: dict[str, PoolConfig] = field(default_factory=dict)
     shell: dict[str, Any] = field(default_factory=dict)
 
@@ -337,6 +352,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
                     except ValueError as e:
                         raise ConfigError(where, f"hosts.{name}", f"the table's name is the host name "
                                                                   f"when hostname is not given: {e}") from None
+                cfg.given[name] = frozenset(k for k in values if k in table)
                 cfg.hosts[name] = HostConfig(name=name, source=f"{where} [hosts.{name}]", **values)
         elif section == "pools":
             for name, table in _named_tables(value, where, "pools"):
@@ -391,17 +407,72 @@ def resolve_host(target: str, options: Mapping[str, Any] | None = None, config: 
 
     ``target`` is a ``[hosts.NAME]`` of the config, or an ad hoc ``user@hostname:port``.
     ``options`` (other ``vm.create`` keys, same names as the config keys) override the
-    config's values; each is checked, and an unknown one names itself.
+    config's values; each is checked, and an unknown one names itself.  Then the OpenSSH
+    client config (``~/.ssh/config``, or the ``ssh_config`` key) fills in what neither gave,
+    as ``ssh`` does: a ``Host`` alias's HostName, User, Port, IdentityFile and ProxyJump (and
+    ServerAliveInterval / ServerAliveCountMax as keepalive / keepalive_count).
     """
     opts = _check_table(dict(options or {}), HOST_KEYS, "vm.create", "")
     if config is None:
         config = load_config()
     if target in config.hosts:
-        base = config.hosts[target]
-        return dataclasses.replace(base, **opts)
-    fields = parse_target(target)
-    fields.update(opts)
-    return HostConfig(name=target, source="vm.create", **fields)
+        host = dataclasses.replace(config.hosts[target], **opts)
+        given = config.given.get(target, frozenset()) | set(opts)
+    else:
+        fields = parse_target(target)
+        fields.update(opts)
+        host = HostConfig(name=target, source="vm.create", **fields)
+        given = set(fields)
+    return apply_ssh_config(host, given)
+
+
+def _number(v: Any) -> Any:
+    """An ssh config value that should be a number (they come as text), else the text as is."""
+    return int(v) if isinstance(v, str) and v.isdigit() else v
+
+
+def apply_ssh_config(host: HostConfig, given: set[str] | frozenset[str]) -> HostConfig:
+    """``host`` with what its OpenSSH client config says about ``host.hostname`` (as typed:
+    an alias), for every setting not in ``given`` (given ones win, as on ``ssh``'s command line)."""
+    path_text = host.ssh_config or USER_SSH_CONFIG
+    if path_text == "none":
+        return host
+    path = Path(path_text).expanduser()
+    import paramiko  # only here: the config module is read at every shell start
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if host.ssh_config:  # named explicitly: it must be there
+            raise ConfigError(host.source, "ssh_config", f"file {path} does not exist") from None
+        return host
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), "", f"cannot read the SSH client config: {e}") from None
+    try:
+        found = paramiko.SSHConfig.from_text(text).lookup(host.hostname)
+    except Exception as e:  # paramiko raises assorted errors for a malformed file
+        raise ConfigError(str(path), f"Host {host.hostname}", f"cannot parse the SSH client config: {e}") from None
+    where = f"{path} (Host {host.hostname})"
+    changes: dict[str, Any] = {}
+    if "proxycommand" in found and "proxy_jump" not in given:
+        raise ConfigError(where, "ProxyCommand", "is not supported by bioxen; use ProxyJump "
+                                                 "(or proxy_jump in bioxen's config)")
+    for ssh_key, key, check in (("hostname", "hostname", _hostname), ("user", "user", _username),
+                                ("port", "port", lambda v: _port(_number(v))),
+                                ("proxyjump", "proxy_jump", _string),
+                                ("serveraliveinterval", "keepalive", lambda v: _seconds_or_zero(_number(v))),
+                                ("serveralivecountmax", "keepalive_count", lambda v: _count(_number(v)))):
+        if ssh_key in found and (key not in given or key == "hostname"):  # the name typed is the alias
+            try:
+                value = check(found[ssh_key])
+            except ValueError as e:
+                raise ConfigError(where, ssh_key, str(e), found[ssh_key]) from None
+            changes[key] = value
+    if changes.get("proxy_jump", "").lower() == "none":
+        changes["proxy_jump"] = None
+    if "identityfile" in found and "key" not in given:
+        changes["identity_files"] = tuple(found["identityfile"])
+    return dataclasses.replace(host, **changes) if changes else host
 
 
 # -- bioxen config check ---------------------------------------------------------------------

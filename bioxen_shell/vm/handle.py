@@ -954,8 +954,17 @@ class VMHandle:
             return f"{self.name}: the VM was {self._ending} while this call was running"
         reason = self.exit_reason or "unknown reason"
         if reason == "connection lost":
-            return f"{self.name}: VM lost (connection lost); :restart() reconnects"
+            why = self._lost_detail()
+            return f"{self.name}: VM lost (connection lost){'; ' + why if why else ''}; :restart() reconnects"
         return f"{self.name}: VM crashed ({reason}); :restart() starts it again"
+
+    def _lost_detail(self) -> str | None:
+        """What the backend knows of why the connection went (optional ``lost_detail``)."""
+        detail = getattr(self.backend, "lost_detail", None)
+        try:
+            return detail() if detail is not None else None
+        except Exception:  # a message must never fail for want of a detail
+            return None
 
     def _request(self, op: str, fields: dict[str, Any], *, raw: dict[str, bytes] | None = None,
                  blobs: list | None = None,

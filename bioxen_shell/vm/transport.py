@@ -142,7 +142,7 @@ class AgentProcess(Protocol):
 
     # Optional: ``def recv_into(self, view: memoryview, timeout: float | None) -> int`` — like
     # ``recv`` but into ``view`` (at most its length; 0 at end of stream): the handle reads big
-    # payloads straight into their buffer with it.  Local workers have it.
+    # payloads straight into their buffer with it.  Local workers and SSH channels have it.
 
     # Optional: ``def cpu_seconds(self) -> float | None`` — the CPU time (user + system,
     # seconds) the agent's process has used so far, or ``None`` when it is not known (the
@@ -209,6 +209,10 @@ class Backend(Protocol):
         """Facts shown by ``:vms`` and ``:info()``: ``{"type": kind, "host": …, "template": …}``.
         No secrets.  Must work before ``start()`` and after ``destroy()``."""
         ...
+
+    # Optional: ``def lost_detail(self) -> str | None`` — why bioxen ended the connection of the
+    # agent that was lost ("the host did not answer 3 keepalives in 60 s …"), added to the
+    # "VM lost (connection lost)" message; ``None`` when it just dropped.
 
     # Optional: ``def lua_path(self) -> str`` — ``package.path`` entries for the agent's
     # ``configure`` (where bio_stdlib and the profile's paths are at that place).  Without it

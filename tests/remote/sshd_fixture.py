@@ -179,12 +179,15 @@ SetEnv SHLVL=1
 
 
 def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "",
-               port: int | None = None, keep_keys: bool = False) -> SSHDServer:
+               port: int | None = None, keep_keys: bool = False, stock_limits: bool = False,
+               forwarding: bool = False) -> SSHDServer:
     """Start a private sshd in ``directory`` (keys, config, log) and wait until it listens.
 
     ``sftp=False`` leaves out the sftp subsystem (minimal images); ``extra_config`` is appended
     to the generated sshd_config; ``port`` asks for a given port (default: a free one);
-    ``keep_keys`` reuses a host key and client key already in ``directory``.
+    ``keep_keys`` reuses a host key and client key already in ``directory``;
+    ``stock_limits`` keeps sshd's default MaxStartups (10:30:100) and MaxSessions (10);
+    ``forwarding`` allows TCP forwarding (a jump host for ProxyJump).
     """
     sshd = _find_sshd()
     directory.mkdir(parents=True, exist_ok=True)
@@ -206,7 +209,12 @@ def start_sshd(directory: Path, *, sftp: bool = True, extra_config: str = "",
     for _attempt in range(5):
         port = port or _free_port()
         config = directory / "sshd_config"
-        config.write_text(_CONFIG.format(port=port, dir=directory, subsystem=subsystem) + extra_config)
+        text = _CONFIG.format(port=port, dir=directory, subsystem=subsystem)
+        if stock_limits:  # else limits far above what the tests open, so none depends on them
+            text = text.replace("MaxStartups 200\nMaxSessions 200\n", "")
+        if forwarding:
+            text = text.replace("AllowTcpForwarding no", "AllowTcpForwarding yes")
+        config.write_text(text + extra_config)
         log = directory / "sshd.log"
         # -e would send the log to stderr; -E writes it to a file the tests can show.
         proc = subprocess.Popen(

@@ -247,7 +247,7 @@ def test_kill_leaves_no_remote_process(manager, ssh_vm_options, cache_dir):
 def test_dropped_connection_mid_call(manager, ssh_vm_options, sshd_server, cache_dir):
     vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)))
     pid = vm.describe()["pid"]
-    client_port = vm.backend._client.get_transport().sock.getsockname()[1]
+    client_port = vm.backend._link.transport.sock.getsockname()[1]
     looping = cache_dir / "looping"
     with when(looping.exists, lambda: sshd_server.kill_connection(client_port), "the remote loop to start"):
         with pytest.raises(VMCrashed, match="VM lost .connection lost.*restart"):
