@@ -1,16 +1,24 @@
 """``bioxen vm gc``: find XCP-ng VMs bioxen left behind, and destroy them with ``--yes``.
 
-An *orphan* is a VM bioxen created whose creating process is gone (it crashed, was killed,
-or the machine rebooted).  Two sources, so nothing is missed:
+An *orphan* is a VM this user's bioxen (this installation) created whose creating process is
+gone (it crashed, was killed, or the machine rebooted).  Two sources, so nothing is missed:
 
 * the local record (:mod:`.registry`), written right after ``VM.clone`` — it names the owner
   process precisely;
 * the pools themselves: every VM tagged ``bioxen`` or stamped with ``other_config:bioxen-owner``
   (also VMs whose record was lost).
 
-A VM whose owner still runs is *in use* and never touched.  A tagged VM created from another
-machine is *foreign*: listed, and destroyed only with ``--foreign`` (we cannot see whether its
-owner is alive).  Without ``--yes`` nothing is destroyed.
+A pool is shared, so a tag proves nothing and gc destroys only what provably is ours: a VM in
+the local record, or one whose owner stamp names this user and installation.  Everything else
+bioxen-looking is listed and never destroyed:
+
+* ``in-use`` — ours, and its owner process still runs;
+* ``foreign`` — ours, created from another machine (a shared state directory): we cannot see
+  whether its owner lives, so it is destroyed only with ``--foreign``;
+* ``not-mine`` — stamped by another user or another bioxen installation;
+* ``unowned`` — tagged ``bioxen`` without an owner stamp (by hand, or by another tool).
+
+Without ``--yes`` nothing is destroyed.
 """
 from __future__ import annotations
 
@@ -34,26 +42,45 @@ class Candidate:
     uuid: str
     name_label: str
     owner: str          # "host:pid" or "?"
-    status: str         # "orphan" | "in-use" | "foreign" | "gone"
+    status: str         # a key of STATUS_NOTES
     created: str
     ref: str | None = None
     record_id: str | None = None  # the record to drop with it, when not its uuid (pending)
 
 
-def _owner_of(record: registry_mod.VMRecord | None, other_config: dict) -> registry_mod.Owner | None:
-    if record is not None:
-        return record.owner
+STATUS_NOTES = {
+    "orphan": "its bioxen process is gone",
+    "in-use": "its bioxen process still runs",
+    "foreign": "created by you from another machine; destroyed only with --foreign",
+    "not-mine": "another user's or another bioxen installation's; never destroyed",
+    "unowned": "tagged 'bioxen' without bioxen's owner stamp; never destroyed",
+    "gone": "recorded, but no longer on the pool",
+}
+
+
+def _classify(record: registry_mod.VMRecord | None,
+              other_config: dict) -> tuple[str, registry_mod.Owner | None]:
+    """The status of one bioxen-looking VM, and its owner when known."""
     from .xcpng import OWNER_KEY
-    token = other_config.get(OWNER_KEY)
-    return registry_mod.Owner.from_token(token) if token else None
-
-
-def _status(owner: registry_mod.Owner | None) -> str:
-    if owner is None:
-        return "orphan"  # tagged but unowned: nobody can be using it through bioxen
+    if record is not None:  # our own record: we cloned it (its uuid came from our VM.clone)
+        owner = record.owner
+    else:
+        token = other_config.get(OWNER_KEY)
+        owner = registry_mod.Owner.from_token(token) if token else None
+        if owner is None:
+            return "unowned", None
+        if not owner.is_ours():
+            return "not-mine", owner
     if not owner.is_local():
-        return "foreign"
-    return "in-use" if owner.is_alive() else "orphan"
+        return "foreign", owner
+    return ("in-use" if owner.is_alive() else "orphan"), owner
+
+
+def _owner_text(owner: registry_mod.Owner | None) -> str:
+    if owner is None:
+        return "?"
+    who = f"{owner.user}@" if owner.user else ""
+    return f"{who}{owner.host}:{owner.pid}"
 
 
 def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) -> list[Candidate]:
@@ -63,12 +90,11 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
     found: list[Candidate] = []
     seen = set()
     for ref, rec in find_bioxen_vms(session).items():
-        record = by_uuid.get(rec["uuid"])
-        owner = _owner_of(record, rec.get("other_config", {}))
+        status, owner = _classify(by_uuid.get(rec["uuid"]), rec.get("other_config", {}))
         seen.add(rec["uuid"])
         found.append(Candidate(
             pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
-            owner=f"{owner.host}:{owner.pid}" if owner else "?", status=_status(owner),
+            owner=_owner_text(owner), status=status,
             created=rec.get("other_config", {}).get(CREATED_KEY, "?"), ref=ref))
     pending = [r for r in records if r.pending]
     if pending:
@@ -87,7 +113,7 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
                     seen.update({rec["uuid"], record.uuid})
                     found.append(Candidate(
                         pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
-                        owner=f"{record.owner.host}:{record.owner.pid}", status="orphan",
+                        owner=_owner_text(record.owner), status="orphan",
                         created="?", ref=ref, record_id=record.uuid))
     for record in records:
         if record.uuid in seen:
@@ -103,13 +129,13 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
             else:
                 found.append(Candidate(
                     pool=pool, uuid=record.uuid, name_label=rec["name_label"],
-                    owner=f"{record.owner.host}:{record.owner.pid}",
-                    status=_status(record.owner), ref=ref,
+                    owner=_owner_text(record.owner),
+                    status=_classify(record, {})[0], ref=ref,
                     created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))))
                 continue
         found.append(Candidate(
             pool=pool, uuid=record.uuid, name_label=record.name_label,
-            owner=f"{record.owner.host}:{record.owner.pid}", status="gone",
+            owner=_owner_text(record.owner), status="gone",
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))))
     return found
 
@@ -121,6 +147,10 @@ def _print_table(rows: list[Candidate], out: TextIO) -> None:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         out.write("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+    shown = {c.status for c in rows}
+    for status, note in STATUS_NOTES.items():
+        if status in shown:
+            out.write(f"  {status}: {note}\n")
 
 
 def _settings_for(pool: str, records: list[registry_mod.VMRecord]) -> Any:
@@ -172,7 +202,8 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
                              "and every pool in bioxen's record")
     parser.add_argument("--yes", action="store_true", help="destroy the orphans listed")
     parser.add_argument("--foreign", action="store_true",
-                        help="also destroy bioxen VMs created from other machines")
+                        help="also destroy your bioxen VMs created from other machines "
+                             "(never another user's or installation's)")
     args = parser.parse_args(argv)
 
     reg = registry_mod.Registry()

@@ -6,6 +6,9 @@ bioxen's, the record tells *whose* — which process on which machine created it
 
 Each entry names its owner as ``host``, ``boot_id`` and ``pid`` plus the process start time
 (``/proc/<pid>/stat`` field 22): a reused pid or a reboot never makes a dead owner look alive.
+The owner also names the local *user* and this *installation* (a random id kept in the state
+directory, ``installation-id``): a pool is shared, and ``bioxen vm gc`` may only ever destroy
+what this user's bioxen, with this state directory, created.
 
 Crash safety: every change is read-modify-write under an exclusive ``flock`` on a side lock
 file, written to a temporary file in the same directory, fsync'ed and renamed over the old one
@@ -16,20 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import json
 import os
+import re
 import socket
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from .. import paths
 
-__all__ = ["Owner", "VMRecord", "Registry", "RegistryError", "current_owner", "registry_path"]
+__all__ = ["Owner", "VMRecord", "Registry", "RegistryError", "current_owner", "registry_path",
+           "installation_id"]
 
 FILE_NAME = "xcpng-vms.json"
+INSTALLATION_FILE = "installation-id"
 FORMAT = 1
 
 
@@ -55,26 +63,80 @@ def _start_time(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
+def installation_id() -> str:
+    """This installation's id (created on first use; it never changes afterwards).
+
+    Stored in the state directory beside the record, so a damaged or moved-aside record does
+    not change it.  Several processes may race to create it: the first link wins.
+    """
+    path = paths.state_dir() / INSTALLATION_FILE
+    try:
+        return _read_installation_id(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".installation-id.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(uuid.uuid4().hex + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # atomic, and never replaces an id another process wrote
+    finally:
+        os.unlink(tmp)
+    return _read_installation_id(path)
+
+
+def _read_installation_id(path: Path) -> str:
+    text = path.read_text().strip()
+    if not re.fullmatch(r"[0-9a-f]{32}", text):
+        raise RegistryError(f"{path} is damaged (expected 32 hex digits); bioxen will not "
+                            f"replace it, since the VMs it created carry that id. Restore it, "
+                            f"or delete it to become a new installation (gc then leaves the "
+                            f"old VMs alone)")
+    return text
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
 @dataclass(frozen=True)
 class Owner:
-    """The bioxen process that created a VM."""
+    """The bioxen process that created a VM, and the user and installation it ran as."""
 
     host: str
     boot_id: str
     pid: int
     start_time: str
+    user: str = ""           # "" in records written before owners named them
+    installation: str = ""
 
     def token(self) -> str:
-        """A compact form for the VM's ``other_config`` (``host:pid:start_time``)."""
-        return f"{self.host}:{self.pid}:{self.start_time}"
+        """A compact form for the VM's ``other_config``:
+        ``user@installation/host:pid:start_time``."""
+        return f"{self.user}@{self.installation}/{self.host}:{self.pid}:{self.start_time}"
 
     @classmethod
     def from_token(cls, token: str) -> "Owner | None":
+        """Parse :meth:`token`; also the older ``host:pid:start_time`` (no user or
+        installation: never counted as ours)."""
+        ident, _, process = token.rpartition("/")
+        user, _, installation = ident.partition("@")
         try:
-            host, pid, start = token.rsplit(":", 2)
-            return cls(host, "", int(pid), start)
+            host, pid, start = process.rsplit(":", 2)
+            return cls(host, "", int(pid), start, user, installation)
         except ValueError:
             return None
+
+    def is_ours(self) -> bool:
+        """Created by this user's bioxen with this installation (state directory)."""
+        return bool(self.installation) and self.user == _user() \
+            and self.installation == installation_id()
 
     def is_local(self) -> bool:
         return self.host == socket.gethostname()
@@ -100,7 +162,8 @@ class Owner:
 
 def current_owner() -> Owner:
     pid = os.getpid()
-    return Owner(socket.gethostname(), _boot_id(), pid, _start_time(pid))
+    return Owner(socket.gethostname(), _boot_id(), pid, _start_time(pid), _user(),
+                 installation_id())
 
 
 @dataclass

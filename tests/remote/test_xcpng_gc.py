@@ -139,9 +139,19 @@ def test_vm_of_a_live_process_is_left_alone(xapi_sim, xcpng_settings):
         b.destroy()
 
 
-def _tagged_vm(sim, label: str, owner: str) -> str:
-    ref = sim.db.create("VM", name_label=label, tags=[TAG], other_config={OWNER_KEY: owner})
+def _tagged_vm(sim, label: str, owner: str | None, with_disk: bool = True) -> str:
+    other_config = {OWNER_KEY: owner} if owner is not None else {}
+    ref = sim.db.create("VM", name_label=label, tags=[TAG], other_config=other_config)
+    if with_disk:
+        vdi = sim.db.create("VDI", name_label=f"{label} disk", SR=sim.sr, virtual_size="1024")
+        sim.db.create("VBD", VM=ref, VDI=vdi, userdevice="0", type="Disk")
     return ref
+
+
+def _token(**changes) -> str:
+    """An owner stamp like bioxen writes, with some fields changed."""
+    from dataclasses import replace
+    return replace(registry_mod.current_owner(), **changes).token()
 
 
 def test_tagged_vms_of_a_configured_pool(xapi_sim, xcpng_settings):
@@ -149,18 +159,17 @@ def test_tagged_vms_of_a_configured_pool(xapi_sim, xcpng_settings):
     and owner stamp, and tells the dead local owner from a live one and from another machine."""
     from tests.remote.test_xcpng_backend import _write_config
     _write_config(xcpng_settings, "sim")
-    here = socket.gethostname()
-    dead = _tagged_vm(xapi_sim, "bioxen-lost", f"{here}:999999999:1")
-    foreign = _tagged_vm(xapi_sim, "bioxen-elsewhere", "another-machine:4242:77")
+    dead = _tagged_vm(xapi_sim, "bioxen-lost", _token(pid=999999999, start_time="1"))
+    foreign = _tagged_vm(xapi_sim, "bioxen-elsewhere", _token(host="another-machine"))
     live = _tagged_vm(xapi_sim, "bioxen-mine", registry_mod.current_owner().token())
     untagged = xapi_sim.db.create("VM", name_label="not bioxen's")
 
     status, out, err = run_gc("--pool", "sim")
     assert status == 0, err
-    rows = {line.split()[2]: line.split()[0] for line in out.splitlines()[1:]
-            if line.split() and line.split()[0] in ("orphan", "foreign", "in-use")}
+    rows = _rows(out)
     assert rows == {"bioxen-lost": "orphan", "bioxen-elsewhere": "foreign", "bioxen-mine": "in-use"}
     assert "not bioxen's" not in out
+    assert "created by you from another machine; destroyed only with --foreign" in out
 
     status, out, _ = run_gc("--pool", "sim", "--yes")
     assert "destroyed bioxen-lost" in out
@@ -171,6 +180,48 @@ def test_tagged_vms_of_a_configured_pool(xapi_sim, xcpng_settings):
     vms = xapi_sim.table("VM")
     assert foreign not in vms and {live, untagged} <= set(vms)
     assert xapi_sim.open_sessions() == []
+
+
+def _rows(out: str) -> dict[str, str]:
+    return {line.split()[2]: line.split()[0] for line in out.splitlines()[1:]
+            if line.split() and line.split()[0] in gc.STATUS_NOTES}
+
+
+def test_gc_destroys_nothing_it_cannot_prove_is_ours(xapi_sim, xcpng_settings):
+    """A shared pool: VMs tagged 'bioxen' by hand, or stamped by another user, by another
+    bioxen installation, or by an older bioxen, are listed and survive --yes --foreign with
+    their disks; only this user's and installation's dead VM goes."""
+    from tests.remote.test_xcpng_backend import _write_config
+    _write_config(xcpng_settings, "sim")
+    dead_pid = {"pid": 999999999, "start_time": "1"}
+    others = {
+        "bioxen-by-hand": (_tagged_vm(xapi_sim, "bioxen-by-hand", None), "unowned"),
+        "bioxen-other-user": (_tagged_vm(xapi_sim, "bioxen-other-user",
+                                         _token(user="someone-else", **dead_pid)), "not-mine"),
+        "bioxen-other-install": (_tagged_vm(xapi_sim, "bioxen-other-install",
+                                            _token(installation="0" * 32, **dead_pid)),
+                                 "not-mine"),
+        "bioxen-old-stamp": (_tagged_vm(xapi_sim, "bioxen-old-stamp",
+                                        f"{socket.gethostname()}:999999999:1"), "not-mine"),
+        "bioxen-far-away": (_tagged_vm(xapi_sim, "bioxen-far-away",
+                                       _token(host="elsewhere", installation="1" * 32)),
+                            "not-mine"),
+    }
+    mine = _tagged_vm(xapi_sim, "bioxen-mine", _token(**dead_pid))
+
+    status, out, err = run_gc("--pool", "sim", "--yes", "--foreign")
+    assert status == 0, err
+    assert _rows(out) == {**{label: st for label, (_, st) in others.items()},
+                          "bioxen-mine": "orphan"}
+    assert "never destroyed" in out
+    assert "destroyed bioxen-mine" in out
+    assert out.count("destroyed bioxen-") == 1
+    vms = xapi_sim.table("VM")
+    assert mine not in vms
+    assert {ref for ref, _ in others.values()} <= set(vms)
+    for ref, _ in others.values():  # with its disk
+        (vbd,) = vms[ref]["VBDs"]
+        assert xapi_sim.db.exists("VDI", xapi_sim.db.row("VBD", vbd)["VDI"])
 
 
 def test_stale_record_is_removed(xapi_sim, xcpng_settings):
