@@ -252,7 +252,7 @@ def destroy_vm(session: XapiSession, vm: str) -> list[str]:
         try:
             session.call("VM.hard_shutdown", vm)
         except XapiError as e:
-            if not (e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted"):
+            if not _already_halted(e):
                 raise
     for snapshot in family[1:]:
         _ignore_gone(session.call, "VM.destroy", snapshot)
@@ -268,6 +268,18 @@ def _ignore_gone(call: Callable[..., Any], method: str, ref: str) -> None:
     except XapiError as e:
         if e.code not in ("HANDLE_INVALID", "UUID_INVALID"):
             raise
+
+
+# Clean-shutdown failures that mean "the guest will not do it", so it is forced off:
+# the guest never acknowledged the request (no PV drivers listening, a frozen kernel), it
+# acknowledged but did not halt in time, it lacks the feature (older XAPI, HVM without PV
+# drivers), or our deadline cancelled the task.
+CLEAN_SHUTDOWN_REFUSALS = ("VM_FAILED_SHUTDOWN_ACK", "VM_SHUTDOWN_TIMEOUT", "VM_LACKS_FEATURE",
+                           "TASK_CANCELLED", "OPERATION_NOT_ALLOWED", "VM_BAD_POWER_STATE")
+
+
+def _already_halted(e: XapiError) -> bool:
+    return e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted"
 
 
 def find_bioxen_vms(session: XapiSession) -> dict[str, dict]:
@@ -339,6 +351,7 @@ class XCPngBackend:
         self._settings: PoolSettings | None = None
         self.vm_uuid: str | None = None
         self.ip: str | None = None
+        self.power_state: str | None = None  # as the pool last confirmed it
         self._ssh: Any = None
         self._registry = registry_mod.Registry()
 
@@ -437,16 +450,30 @@ class XCPngBackend:
             if self.vm_uuid is None:
                 return
             session = self._open_session()
+            vm = None
             try:
                 vm = self._vm_ref(session)
                 if vm is not None:
                     self._shutdown(session, vm)
+                else:
+                    self.power_state = None
             except (XapiError, XapiConnectionError, XapiTimeout) as e:
-                raise BackendError(f"xcpng: stopping VM {self.name!r} "
-                                   f"(uuid {self.vm_uuid}): {e}") from None
+                raise BackendError(f"xcpng: stopping VM {self.name!r} (uuid {self.vm_uuid}) "
+                                   f"failed: {e}{self._pool_shows(session, vm)}") from None
             finally:
                 session.logout()
             self.ip = None
+
+    def _pool_shows(self, session: XapiSession, vm: str | None) -> str:
+        """"; the pool shows it Running" (what a failed operation left), or "" if unknown."""
+        self.power_state = None
+        if vm is None:
+            return ""
+        try:
+            self.power_state = session.call("VM.get_power_state", vm)
+        except (XapiError, XapiConnectionError):
+            return ""
+        return f"; the pool shows it {self.power_state}"
 
     def destroy(self) -> None:
         with self._lock:
@@ -473,6 +500,7 @@ class XCPngBackend:
             self._registry.remove(self.vm_uuid)
             self.vm_uuid = None
             self.ip = None
+            self.power_state = None
 
     def _forget_host_key(self) -> None:
         """Drop the known_hosts entry filed under this VM's uuid (injected or first-use)."""
@@ -508,7 +536,8 @@ class XCPngBackend:
             facts.update(pool=s.name, url=s.url, template=s.template, network=s.network)
         except BackendError:
             facts.update(pool=self._pool_option if isinstance(self._pool_option, str) else None)
-        facts.update(vm_uuid=self.vm_uuid, memory=self.memory, vcpus=self.vcpus)
+        facts.update(vm_uuid=self.vm_uuid, power_state=self.power_state, memory=self.memory,
+                     vcpus=self.vcpus)
         return facts
 
     # ------------------------------------------------------------------ creation
@@ -566,6 +595,7 @@ class XCPngBackend:
                               what=f"VM {label} to start")
             step("wait for the guest's IP address")
             self.ip = self._wait_for_ip(session, vm, s)
+            self.power_state = "Running"  # _wait_for_ip saw it so
             self._created_now = True
         except BaseException as e:
             message = self._describe_failure(e, step.name)
@@ -865,37 +895,55 @@ class XCPngBackend:
                 session.run_async("VM.resume", vm, False, False, timeout=s.start_timeout,
                                   what=f"VM {self.name} to resume")
             self.ip = self._wait_for_ip(session, vm, s)
+            self.power_state = "Running"  # _wait_for_ip saw it so
         except (XapiError, XapiConnectionError, XapiTimeout) as e:
             raise BackendError(f"xcpng: starting VM {self.name!r} again failed: {e}") from None
         finally:
             session.logout()
 
     def _shutdown(self, session: XapiSession, vm: str) -> None:
-        """Clean shutdown with a deadline; hard shutdown when the guest cannot or will not."""
+        """Clean shutdown with a deadline; hard shutdown when the guest cannot or will not.
+        Returns only once the pool itself shows the VM Halted."""
         s = self.settings()
         state = session.call("VM.get_power_state", vm)
         if state == "Halted":
+            self.power_state = state
             return
         if state == "Running":
             try:
                 session.run_async("VM.clean_shutdown", vm, timeout=s.shutdown_timeout,
                                   what=f"VM {self.name} to shut down")
-                return
             except XapiError as e:
-                if e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted":
-                    return
-                if e.code not in ("VM_LACKS_FEATURE", "TASK_CANCELLED", "OPERATION_NOT_ALLOWED",
-                                  "VM_BAD_POWER_STATE"):
-                    raise
-                log.info("xcpng: clean shutdown of %s refused (%s); forcing it", self.name, e.code)
+                if not _already_halted(e):
+                    if e.code not in CLEAN_SHUTDOWN_REFUSALS:
+                        raise
+                    log.info("xcpng: clean shutdown of %s failed (%s); forcing it",
+                             self.name, e.code)
             except XapiTimeout:
                 log.info("xcpng: %s ignored the shutdown request for %g s; forcing it",
                          self.name, s.shutdown_timeout)
+        if session.call("VM.get_power_state", vm) != "Halted":
+            try:
+                session.call("VM.hard_shutdown", vm)
+            except XapiError as e:
+                if not _already_halted(e):
+                    raise
+        self._confirm_power_state(session, vm, "Halted", s.shutdown_timeout)
+
+    def _confirm_power_state(self, session: XapiSession, vm: str, wanted: str,
+                             timeout: float) -> None:
+        """Wait until the pool shows ``wanted``; never claim a state it does not confirm."""
+        def reached() -> bool | None:
+            self.power_state = session.call("VM.get_power_state", vm)
+            return True if self.power_state == wanted else None
+
         try:
-            session.call("VM.hard_shutdown", vm)
-        except XapiError as e:
-            if not (e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted"):
-                raise
+            session.wait_until([f"vm/{vm}"], reached, timeout, f"VM {self.name} to be {wanted}")
+        except XapiTimeout:
+            raise BackendError(
+                f"xcpng: VM {self.name!r} (uuid {self.vm_uuid}) is still {self.power_state} on "
+                f"pool {self.settings().name!r} after a hard shutdown; it was not "
+                f"stopped") from None
 
     # ------------------------------------------------------------------ SSH
     def _ssh_host(self) -> Any:

@@ -259,6 +259,63 @@ def test_stop_without_guest_agent_uses_hard_shutdown(xapi_sim, xcpng_settings):
         b.destroy()
 
 
+@pytest.mark.parametrize("guest,code", [
+    ({"shutdown_ack": False}, "VM_FAILED_SHUTDOWN_ACK"),      # a frozen guest
+    ({"clean_shutdown_hangs": True, "shutdown_timeout": 0.3}, "VM_SHUTDOWN_TIMEOUT"),
+], ids=["no-ack", "xapi-timeout"])
+def test_stop_forces_off_a_guest_xapi_could_not_shut_down(xapi_sim, xcpng_settings, guest,
+                                                          code):
+    """XAPI's own answers when a clean shutdown fails: the guest never acknowledged the
+    request, or acknowledged it and did not halt before XAPI's timeout.  Both end in a hard
+    shutdown, and :stop() returns only once the pool shows the VM Halted."""
+    b, proc = _started(xcpng_settings)  # bioxen's own shutdown_timeout is long
+    try:
+        proc.kill()
+        proc.close()
+        for key, value in guest.items():
+            setattr(xapi_sim.guest, key, value)
+        b.stop()
+        ref, rec = the_vm(xapi_sim)
+        assert rec["power_state"] == "Halted"
+        (task,) = [t for t in _finished_tasks(xapi_sim) if t["name_label"] ==
+                   "Async.VM.clean_shutdown"]
+        assert task["error_info"][0] == code
+        assert xapi_sim.calls("VM.hard_shutdown")
+        assert b.describe()["power_state"] == "Halted"
+        assert xapi_sim.table("task") == {} and xapi_sim.open_sessions() == []
+    finally:
+        b.destroy()
+    assert xapi_sim.vms() == {}
+
+
+def _finished_tasks(sim) -> list[dict]:
+    """Every task's last record (bioxen destroys its tasks; the deletions keep them)."""
+    return [d.snapshot for d in sim.db.deletions if d.cls == "task"]
+
+
+def test_stop_that_fails_says_what_the_pool_shows(xapi_sim, xcpng_settings):
+    """The guest never acknowledges and the hard shutdown fails too: :stop() raises, names
+    both, says the pool shows the VM Running — and never claims it stopped."""
+    b, proc = _started(xcpng_settings)
+    try:
+        proc.kill()
+        proc.close()
+        xapi_sim.guest.shutdown_ack = False
+        ref, _ = the_vm(xapi_sim)
+        xapi_sim.fail_next("VM.hard_shutdown", "INTERNAL_ERROR", "xenopsd unreachable")
+        with pytest.raises(BackendError) as exc:
+            b.stop()
+        message = str(exc.value)
+        assert "INTERNAL_ERROR" in message and "xenopsd unreachable" in message
+        assert "the pool shows it Running" in message
+        assert xapi_sim.table("VM")[ref]["power_state"] == "Running"
+        assert b.describe()["power_state"] == "Running"
+        assert xapi_sim.open_sessions() == []
+    finally:
+        b.destroy()
+    assert xapi_sim.vms() == {}
+
+
 def test_destroy_keeps_a_disk_attached_to_another_vm_and_removes_snapshots(xapi_sim,
                                                                            xcpng_settings):
     b, proc = _started(xcpng_settings)
