@@ -217,7 +217,7 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
         out.write("no XCP-ng pools configured and no VMs recorded: nothing to do\n")
         return 0
 
-    from .xcpng import destroy_vm, pool_password
+    from .xcpng import destroy_vm, pool_session
     status = 0
     rows: list[Candidate] = []
     sessions: dict[str, XapiSession] = {}
@@ -229,8 +229,7 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
                 if open_session is not None:
                     session = open_session(settings)
                 else:
-                    session = XapiSession(settings.url, settings.user, pool_password(settings),
-                                          tls=settings.tls, label=f"pool {pool!r}")
+                    session = pool_session(settings)
                     session.login()
             except Exception as e:  # noqa: BLE001 - report and go on with the other pools
                 err.write(f"bioxen vm gc: pool {pool!r}: {e}\n")

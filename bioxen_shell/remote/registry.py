@@ -29,12 +29,12 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .. import paths
 
-__all__ = ["Owner", "VMRecord", "Registry", "RegistryError", "current_owner", "registry_path",
-           "installation_id"]
+__all__ = ["Owner", "VMRecord", "SessionRecord", "Registry", "RegistryError", "current_owner",
+           "registry_path", "installation_id"]
 
 FILE_NAME = "xcpng-vms.json"
 INSTALLATION_FILE = "installation-id"
@@ -166,8 +166,21 @@ def current_owner() -> Owner:
                  installation_id())
 
 
+class _JsonRecord:
+    """A record dataclass with an ``owner``, as kept in the file."""
+
+    def to_json(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, data: dict) -> Any:
+        data = dict(data)
+        data["owner"] = Owner(**data["owner"])
+        return cls(**data)
+
+
 @dataclass
-class VMRecord:
+class VMRecord(_JsonRecord):
     """One VM bioxen created on a pool."""
 
     uuid: str
@@ -184,18 +197,29 @@ class VMRecord:
     # a crash between the clone and the tag still leaves a trace gc can follow (by name_label).
     pending: bool = False
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "VMRecord":
-        data = dict(data)
-        data["owner"] = Owner(**data["owner"])
-        return cls(**data)
 
 
 def registry_path() -> Path:
     return paths.state_dir() / FILE_NAME
+
+
+@dataclass
+class SessionRecord(_JsonRecord):
+    """An XAPI session a bioxen process holds, so a later bioxen can log it out when that
+    process was killed (XAPI keeps an idle session for 24 h).  Only the session's uuid is
+    kept: it is no credential (a ref is, and is never written)."""
+
+    uuid: str
+    url: str           # the pool (coordinator) URL it was opened on
+    owner: Owner
+    created: float = field(default_factory=time.time)
+
+
+
+@dataclass
+class _Contents:
+    vms: dict[str, VMRecord]
+    sessions: dict[str, SessionRecord]
 
 
 class Registry:
@@ -206,62 +230,83 @@ class Registry:
 
     # -- public operations ---------------------------------------------------------------
     def add(self, record: VMRecord) -> None:
-        with self._locked() as records:
-            records[record.uuid] = record
+        self._put("vms", record)
 
     def replace(self, old_uuid: str, record: VMRecord) -> None:
         """Swap one record for another in a single write (pending → real)."""
-        with self._locked() as records:
-            records.pop(old_uuid, None)
-            records[record.uuid] = record
+        with self._locked() as contents:
+            contents.vms.pop(old_uuid, None)
+            contents.vms[record.uuid] = record
 
     def remove(self, uuid: str) -> None:
-        with self._locked() as records:
-            records.pop(uuid, None)
+        self._drop("vms", uuid)
 
     def all(self) -> list[VMRecord]:
-        with self._locked(write=False) as records:
-            return sorted(records.values(), key=lambda r: r.created)
+        return self._list("vms")
 
     def get(self, uuid: str) -> VMRecord | None:
-        with self._locked(write=False) as records:
-            return records.get(uuid)
+        with self._locked(write=False) as contents:
+            return contents.vms.get(uuid)
+
+    def add_session(self, record: SessionRecord) -> None:
+        self._put("sessions", record)
+
+    def remove_session(self, uuid: str) -> None:
+        self._drop("sessions", uuid)
+
+    def sessions(self) -> list[SessionRecord]:
+        return self._list("sessions")
+
+    def _put(self, table: str, record: VMRecord | SessionRecord) -> None:
+        with self._locked() as contents:
+            getattr(contents, table)[record.uuid] = record
+
+    def _drop(self, table: str, uuid: str) -> None:
+        with self._locked() as contents:
+            getattr(contents, table).pop(uuid, None)
+
+    def _list(self, table: str) -> list:
+        with self._locked(write=False) as contents:
+            return sorted(getattr(contents, table).values(), key=lambda r: r.created)
 
     # -- file handling ------------------------------------------------------------------
     @contextlib.contextmanager
-    def _locked(self, write: bool = True) -> Iterator[dict[str, VMRecord]]:
+    def _locked(self, write: bool = True) -> Iterator[_Contents]:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock_path = self.path.with_name(self.path.name + ".lock")
         with open(lock_path, "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
             try:
-                records = self._read()
-                yield records
+                contents = self._read()
+                yield contents
                 if write:
-                    self._write(records)
+                    self._write(contents)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _read(self) -> dict[str, VMRecord]:
+    def _read(self) -> _Contents:
         try:
             text = self.path.read_text()
         except FileNotFoundError:
-            return {}
+            return _Contents({}, {})
         except OSError as e:
             raise RegistryError(f"cannot read {self.path}: {e.strerror}") from None
         try:
             data = json.loads(text)
             if data.get("format") != FORMAT:
                 raise ValueError(f"unknown format {data.get('format')!r}, expected {FORMAT}")
-            return {r["uuid"]: VMRecord.from_json(r) for r in data["vms"]}
+            return _Contents(
+                {r["uuid"]: VMRecord.from_json(r) for r in data["vms"]},
+                {r["uuid"]: SessionRecord.from_json(r) for r in data.get("sessions", [])})
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise RegistryError(
                 f"{self.path} is damaged ({e}); bioxen will not overwrite it. Move it aside "
                 f"to start a new record (the VMs stay findable by their 'bioxen' tag)."
             ) from None
 
-    def _write(self, records: dict[str, VMRecord]) -> None:
-        data = {"format": FORMAT, "vms": [r.to_json() for r in records.values()]}
+    def _write(self, contents: _Contents) -> None:
+        data = {"format": FORMAT, "vms": [r.to_json() for r in contents.vms.values()],
+                "sessions": [r.to_json() for r in contents.sessions.values()]}
         fd, tmp = tempfile.mkstemp(prefix=".xcpng-vms.", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w") as f:

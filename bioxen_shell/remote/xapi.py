@@ -349,6 +349,22 @@ class XapiSession:
     def logged_in(self) -> bool:
         return self._sdk is not None
 
+    @property
+    def ref(self) -> str | None:
+        """This session's ref: a credential, never to be logged or written."""
+        return self._sdk.handle if self._sdk is not None else None
+
+    def log_out_other(self, ref: str) -> None:
+        """Log out another session of this pool by its ref (one a killed process left)."""
+        if self._sdk is None:
+            raise RuntimeError("XapiSession.log_out_other before login()")
+        sdk = self._sdk
+        # session.logout ends the session it is called with, so call it with that one's ref
+        reply = self._guard_transport(self.coordinator_url, lambda: sdk.session.logout(ref))
+        if reply.get("Status") != "Success":
+            details = [str(d) for d in reply.get("ErrorDescription") or ["UNKNOWN"]]
+            raise XapiError(details[0], details[1:], "session.logout (another session)")
+
     # ------------------------------------------------------------------ calls
     def call(self, method: str, *args: Any) -> Any:
         """Call ``method`` (``"VM.clone"``, ``"Async.VM.start"``) and return its ``Value``.

@@ -36,6 +36,7 @@ import re
 import threading
 import time
 import uuid as uuidlib
+import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -45,8 +46,8 @@ from typing import Any, Callable
 from ..vm.transport import AgentProcess, BackendError
 from . import registry as registry_mod
 from .xapi import (
-    NULL_REF, TLSSettings, XapiConnectionError, XapiError, XapiSession, XapiTimeout,
-    normalise_fingerprint,
+    NULL_REF, InsecureTLSWarning, TLSSettings, XapiConnectionError, XapiError, XapiSession,
+    XapiTimeout, normalise_fingerprint,
 )
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 # Pool keys (config file [pools.NAME] or an inline pool table) and their types.
 _POOL_KEYS: dict[str, type | tuple] = {
     "url": str, "user": str, "password_file": str, "password_command": str,
-    "password_env": str, "verify_tls": bool, "ca_bundle": str, "fingerprint": str,
+    "password_env": str, "verify_tls": bool, "allow_http": bool, "ca_bundle": str,
+    "fingerprint": str,
     "template": str, "network": str, "sr": str, "ssh_user": str, "ssh_key": str,
     "ssh_port": int, "ip_timeout": (int, float), "known_hosts": str,
     "start_timeout": (int, float), "shutdown_timeout": (int, float), "host_keys": str,
@@ -89,6 +91,7 @@ class PoolSettings:
     where: str
     password: dict[str, str] = field(default_factory=dict)  # the password source keys only
     tls: TLSSettings = TLSSettings()
+    allow_http: bool = False
     template: str | None = None
     network: str | None = None
     sr: str | None = None
@@ -122,9 +125,16 @@ class PoolSettings:
         for key in ("url", "user"):
             if key not in data:
                 raise BackendError(f"{where}: missing key {key!r}")
+        from .config import http_problem, url_credentials_problem
+        problem = url_credentials_problem(data["url"])
+        if problem:  # never echo this URL: it holds a secret
+            raise BackendError(f"{where}: url: {problem}")
         if not re.match(r"^https?://[^/]+", data["url"]):
             raise BackendError(f"{where}: url must start with https:// (or http://), got "
                                f"{data['url']!r}")
+        problem = http_problem(data["url"], data.get("allow_http", False))
+        if problem:
+            raise BackendError(f"{where}: url {problem}")
         fingerprint = data.get("fingerprint")
         if fingerprint is not None:
             try:
@@ -149,7 +159,7 @@ class PoolSettings:
                     raise BackendError(f"{where}: {k} must be > 0 seconds, got {data[k]!r}")
                 kwargs[k] = float(data[k])
         return cls(name=name, url=data["url"], user=data["user"], where=where,
-                   password=sources, tls=tls, **kwargs)
+                   password=sources, tls=tls, allow_http=data.get("allow_http", False), **kwargs)
 
 
 def _integral(value: Any) -> Any:
@@ -223,6 +233,86 @@ def forget_passwords() -> None:
 
 def _host(url: str) -> str:
     return re.sub(r"^https?://", "", url).split("/")[0]
+
+
+# ------------------------------------------------------------------------------ sessions
+_http_warned: set[str] = set()
+_http_lock = threading.Lock()
+
+
+def pool_session(settings: PoolSettings) -> "PoolSession":
+    """A (not yet logged-in) session on the pool: how the backend and ``vm gc`` open one."""
+    if settings.url.lower().startswith("http://"):
+        _warn_http(settings)
+    return PoolSession(settings, pool_password(settings))
+
+
+def _warn_http(settings: PoolSettings) -> None:
+    """Once per pool and process: the user opted in to http (allow_http), say what it costs."""
+    with _http_lock:
+        if settings.url in _http_warned:
+            return
+        _http_warned.add(settings.url)
+    message = (f"pool {settings.name!r} ({_host(settings.url)}) is reached over http://: the "
+               f"password crosses the network in clear (allow_http = true in {settings.where})")
+    warnings.warn(message, InsecureTLSWarning, stacklevel=3)
+    log.warning("%s", message)
+
+
+class PoolSession(XapiSession):
+    """An :class:`XapiSession` that bioxen's record knows about while it is open.
+
+    XAPI keeps a session that is never logged out for 24 h (and caps them per user).  A killed
+    bioxen cannot log out, so each session is recorded (its uuid, which is no credential) at
+    login and forgotten at logout; the next login on the pool logs out the sessions whose
+    process is gone.
+    """
+
+    def __init__(self, settings: PoolSettings, password: Any) -> None:
+        super().__init__(settings.url, settings.user, password, tls=settings.tls,
+                         label=f"pool {settings.name!r}")
+        self._pool_url = settings.url
+        self._recorded: str | None = None
+        self._registry = registry_mod.Registry()
+
+    def login(self) -> None:
+        super().login()
+        try:
+            uuid = self.call("session.get_uuid", self.ref)
+            self._registry.add_session(registry_mod.SessionRecord(
+                uuid=uuid, url=self._pool_url, owner=registry_mod.current_owner()))
+            self._recorded = uuid
+            self._log_out_abandoned()
+        except (XapiError, registry_mod.RegistryError) as e:
+            # bookkeeping only: the session works, it just could not be recorded
+            log.info("%s: cannot record the session for cleanup after a crash: %s",
+                     self.label, e)
+
+    def logout(self) -> None:
+        recorded, self._recorded = self._recorded, None
+        super().logout()
+        if recorded:
+            try:
+                self._registry.remove_session(recorded)
+            except registry_mod.RegistryError as e:
+                log.info("%s: %s", self.label, e)
+
+    def _log_out_abandoned(self) -> None:
+        for record in self._registry.sessions():
+            owner = record.owner
+            if (record.url != self._pool_url or not owner.is_ours() or not owner.is_local()
+                    or owner.is_alive()):
+                continue
+            try:
+                self.log_out_other(self.call("session.get_by_uuid", record.uuid))
+                log.info("%s: logged out a session left open by bioxen process %d, which is "
+                         "gone", self.label, owner.pid)
+            except XapiError as e:
+                if e.code not in ("UUID_INVALID", "HANDLE_INVALID", "SESSION_INVALID"):
+                    log.info("%s: cannot log out the session of bioxen process %d: %s",
+                             self.label, owner.pid, e)
+                    continue  # (no permission?) try again at the next start
+            self._registry.remove_session(record.uuid)
 
 
 # ------------------------------------------------------------------------------ destroy
@@ -412,9 +502,7 @@ class XCPngBackend:
         return self._settings
 
     def _session(self) -> XapiSession:
-        s = self.settings()
-        return XapiSession(s.url, s.user, pool_password(s), tls=s.tls,
-                           label=f"pool {s.name!r}")
+        return pool_session(self.settings())
 
     def _open_session(self) -> XapiSession:
         """A logged-in session, with errors turned into BackendError."""
@@ -438,11 +526,36 @@ class XCPngBackend:
                 self._boot_existing()
             assert self.ip is not None
             try:
-                return self._connect()
+                proc = self._connect()
             except BackendError as e:
                 if not self._created_now:
                     raise  # an existing VM stays; :restart() can try again
                 raise BackendError(f"{e}{self._rollback_after_failure()}") from None
+            self._withdraw_host_key()
+            return proc
+
+    def _withdraw_host_key(self) -> None:
+        """The guest presented the injected host key, so it has installed it: remove the
+        private key from the VM's xenstore_data, where pool users with read access could read
+        it and every later snapshot would copy it."""
+        if not self._host_key_in_pool:
+            return
+        try:
+            session = self._open_session()
+        except BackendError as e:
+            log.warning("xcpng: the private host key of VM %s stays in its xenstore_data until "
+                        "its next start (%s)", self.name, e)
+            return
+        try:
+            vm = self._vm_ref(session)
+            if vm is not None:
+                session.call("VM.remove_from_xenstore_data", vm, HOST_KEY_KEY)
+            self._host_key_in_pool = False
+        except (XapiError, XapiConnectionError) as e:
+            log.warning("xcpng: the private host key of VM %s stays in its xenstore_data until "
+                        "its next start: %s", self.name, e)
+        finally:
+            session.logout()
 
     def stop(self) -> None:
         with self._lock:
@@ -542,6 +655,7 @@ class XCPngBackend:
 
     # ------------------------------------------------------------------ creation
     _created_now = False
+    _host_key_in_pool = False  # the private host key is in the VM's xenstore_data
     _pending: str | None = None  # the pending record's id between writing it and the clone
 
     def _create(self) -> None:
@@ -813,6 +927,7 @@ class XCPngBackend:
         entries = [(AUTHORIZED_KEYS_KEY, public_key), (SSH_USER_KEY, s.ssh_user)]
         if s.host_keys == "inject":
             entries.append((HOST_KEY_KEY, self._new_host_key()))
+            self._host_key_in_pool = True  # until the guest has taken it (start())
         for key, value in entries:
             session.call("VM.remove_from_xenstore_data", vm, key)
             session.call("VM.add_to_xenstore_data", vm, key, value)

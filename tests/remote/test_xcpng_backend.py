@@ -433,6 +433,68 @@ def test_secrets_never_in_logs_errors_or_records(xapi_sim, xcpng_settings, caplo
     assert xapi_sim.logins  # the logins did happen
 
 
+def test_password_in_the_pool_url_is_refused(xapi_sim, xcpng_settings, capsys):
+    """https://root:PW@host would show in v:info().url, in errors and in the record: it is
+    refused (inline and in the config file) by a message naming the credential options and
+    never repeating the password."""
+    from bioxen_shell.remote import config as config_mod
+    secret = "Url-Secret-42"
+    url = xcpng_settings["url"].replace("://", f"://root:{secret}@")
+    with pytest.raises(BackendError) as exc:
+        backend(dict(xcpng_settings, url=url)).start()
+    message = str(exc.value)
+    assert "password_file, password_command or password_env" in message
+    assert "url" in message and secret not in message
+    _write_config(dict(xcpng_settings, url=url))
+    assert config_mod.cli_main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "pools.sim.url" in err and "password_file" in err and secret not in err
+    with pytest.raises(BackendError, match='user = "NAME"'):
+        backend(dict(xcpng_settings, url=xcpng_settings["url"].replace("://", "://root@"))).settings()
+    assert xapi_sim.logins == [] and xapi_sim.vms() == {}
+
+
+def test_http_is_refused_unless_allowed_and_then_warns(xapi_sim, xcpng_settings, capsys):
+    from bioxen_shell.remote import config as config_mod
+    from bioxen_shell.remote.xapi import InsecureTLSWarning
+    plain = {k: v for k, v in xcpng_settings.items() if k != "allow_http"}
+    with pytest.raises(BackendError) as exc:
+        backend(plain).start()
+    assert "http://" in str(exc.value) and "allow_http = true" in str(exc.value)
+    _write_config(plain)
+    assert config_mod.cli_main(["check"]) == 2
+    assert "pools.sim.url" in capsys.readouterr().err
+    assert xapi_sim.logins == []
+    xcpng._http_warned.clear()  # noqa: SLF001 - once per pool and process
+    with pytest.warns(InsecureTLSWarning, match="password crosses the network in clear"):
+        with backend(xcpng_settings)._open_session() as s:  # noqa: SLF001
+            assert s.call("pool.get_all")
+
+
+def test_a_killed_bioxen_leaves_no_session_behind(xapi_sim, xcpng_settings):
+    """XAPI keeps a session nobody logged out for 24 h.  A bioxen killed mid-create cannot
+    log out; the next bioxen to log in on that pool logs its session out."""
+    import signal
+    from tests.remote.test_xcpng_gc import _spawn_creator, _wait
+    xapi_sim.guest.boot_delay = 600  # the child waits for the IP until it is killed
+    child = _spawn_creator(xcpng_settings, "killed")
+    try:
+        _wait(lambda: any(v["power_state"] == "Running" for v in xapi_sim.vms().values()),
+              PATIENCE, "the child's VM to be started")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(PATIENCE)
+    (left,) = xapi_sim.open_sessions()
+    assert [r.uuid for r in registry_mod.Registry().sessions()] == [left["uuid"]]
+    with backend(xcpng_settings)._open_session() as s:  # noqa: SLF001 - any next start
+        assert [x["uuid"] for x in xapi_sim.open_sessions()] == [
+            s.call("session.get_uuid", s.ref)]
+    assert xapi_sim.open_sessions() == [] and registry_mod.Registry().sessions() == []
+    from tests.remote.test_xcpng_gc import run_gc
+    assert run_gc("--yes")[0] == 0  # the child's VM
+    assert xapi_sim.vms() == {}
+
+
 def test_registry_records_owner_before_provisioning(xapi_sim, xcpng_settings):
     """The record is written right after the clone, so a crash during provisioning is
     still found by gc."""
@@ -543,6 +605,12 @@ def test_injected_host_key_gives_a_verified_first_connection(xapi_sim, xcpng_gue
         known = hostkeys.bioxen_known_hosts().read_text()
         uuids = [r["uuid"] for r in xapi_sim.vms().values()]
         assert all(f"xcpng-{u} ssh-ed25519 " in known for u in uuids)
+        # the guests took the private key: it is gone from the pool, and snapshots
+        for record in xapi_sim.vms().values():
+            assert xcpng.HOST_KEY_KEY not in record["xenstore_data"]
+            assert xcpng.AUTHORIZED_KEYS_KEY in record["xenstore_data"]  # public: it stays
+        vms[0].restart()  # a reboot keeps the installed key: still verified
+        assert vms[0].eval("return 2") == [2]
     finally:
         manager.destroy_all()
     assert guests.running() == 0

@@ -68,12 +68,18 @@ class GuestSSHDs:
             self._next = 10 + (self._next - 9) % 200
         d = self.directory / f"{record['uuid']}-{ip}"
         d.mkdir(parents=True, exist_ok=True)
-        host_key = d / "host_ed25519"
+        # The host key lives on the guest's "disk", which outlasts a boot: the template's
+        # script installs the injected key when xenstore has one (bioxen removes it from
+        # xenstore once the guest took it) and otherwise the guest keeps the key it has.
+        on_disk = self.directory / record["uuid"] / "host_ed25519"
+        on_disk.parent.mkdir(parents=True, exist_ok=True)
         if self.honour_host_key and data.get(HOST_KEY_KEY):
-            host_key.write_text(data[HOST_KEY_KEY])
-            host_key.chmod(0o600)
-        else:
-            write_keypair(host_key, "guest-own-key")
+            on_disk.write_text(data[HOST_KEY_KEY])
+        elif not on_disk.exists():
+            write_keypair(on_disk, "guest-own-key")
+        host_key = d / "host_ed25519"
+        host_key.write_bytes(on_disk.read_bytes())
+        host_key.chmod(0o600)
         (d / "authorized_keys").write_text(data.get(AUTHORIZED_KEYS_KEY, "") + "\n")
         config = _CONFIG.format(port=self.port, dir=d,
                                 subsystem="Subsystem sftp internal-sftp")
