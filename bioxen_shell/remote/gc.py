@@ -217,7 +217,7 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
         out.write("no XCP-ng pools configured and no VMs recorded: nothing to do\n")
         return 0
 
-    from .xcpng import destroy_vm, pool_session
+    from .xcpng import VMRemoval, pool_session
     status = 0
     rows: list[Candidate] = []
     sessions: dict[str, XapiSession] = {}
@@ -252,10 +252,12 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
             reg.remove(c.uuid)
         for c in doomed:
             session = sessions[c.pool]
+            removal = VMRemoval(session, c.ref)
             try:
-                kept = destroy_vm(session, c.ref)
+                kept = removal.run()
             except (XapiError, XapiConnectionError) as e:
-                err.write(f"bioxen vm gc: could not destroy {c.name_label} ({c.uuid}): {e}\n")
+                err.write(f"bioxen vm gc: could not destroy {c.name_label} ({c.uuid}): {e}; "
+                          f"{removal.left()}\n")
                 status = 1
                 continue
             reg.remove(c.uuid)

@@ -321,35 +321,84 @@ def destroy_vm(session: XapiSession, vm: str) -> list[str]:
 
     A disk is the VM's own when every VBD of its VDI belongs to the VM or one of its
     snapshots.  The disks are collected before ``VM.destroy`` (which removes the VBDs but
-    keeps the VDIs).  Raises ``XapiError`` only for failures other than "already gone".
+    keeps the VDIs).  Raises ``XapiError`` only for failures other than "already gone"; then
+    :func:`what_is_left` says what stayed on the pool.
     """
-    record = session.call("VM.get_record", vm)
-    family = [vm, *record.get("snapshots", [])]
-    own: list[str] = []
-    kept: list[str] = []
-    for member in family:
-        for vbd in session.call("VM.get_VBDs", member):
-            b = session.call("VBD.get_record", vbd)
-            vdi = b["VDI"]
-            if b["type"] != "Disk" or vdi == NULL_REF or vdi in own:
-                continue
-            users = {session.call("VBD.get_VM", v) for v in session.call("VDI.get_VBDs", vdi)}
-            if users <= set(family):
-                own.append(vdi)
-            else:
-                kept.append(session.call("VDI.get_name_label", vdi) or vdi)
-    if record["power_state"] in ("Running", "Paused", "Suspended"):
-        try:
-            session.call("VM.hard_shutdown", vm)
-        except XapiError as e:
-            if not _already_halted(e):
+    return VMRemoval(session, vm).run()
+
+
+class VMRemoval:
+    """Destroying one VM (see :func:`destroy_vm`), remembering what it meant to remove, so
+    that after a failure :meth:`left` can ask the pool what really stayed."""
+
+    def __init__(self, session: XapiSession, vm: str) -> None:
+        self.session, self.vm = session, vm
+        self.uuid = ""
+        self.family: list[str] = [vm]
+        self.own: list[str] = []
+
+    def run(self) -> list[str]:
+        session, vm = self.session, self.vm
+        record = session.call("VM.get_record", vm)
+        self.uuid = record["uuid"]
+        self.family = [vm, *record.get("snapshots", [])]
+        kept: list[str] = []
+        for member in self.family:
+            for vbd in session.call("VM.get_VBDs", member):
+                b = session.call("VBD.get_record", vbd)
+                vdi = b["VDI"]
+                if b["type"] != "Disk" or vdi == NULL_REF or vdi in self.own:
+                    continue
+                users = {session.call("VBD.get_VM", v) for v in session.call("VDI.get_VBDs", vdi)}
+                if users <= set(self.family):
+                    self.own.append(vdi)
+                else:
+                    kept.append(session.call("VDI.get_name_label", vdi) or vdi)
+        if record["power_state"] in ("Running", "Paused", "Suspended"):
+            try:
+                session.call("VM.hard_shutdown", vm)
+            except XapiError as e:
+                if not _already_halted(e):
+                    raise
+        for snapshot in self.family[1:]:
+            _ignore_gone(session.call, "VM.destroy", snapshot)
+        _ignore_gone(session.call, "VM.destroy", vm)
+        for vdi in self.own:
+            _ignore_gone(session.call, "VDI.destroy", vdi)
+        return kept
+
+    def left(self) -> str:
+        """What of this VM the pool still holds, asked after a failed :meth:`run`, e.g.
+        "VM 1234… (bioxen-w1, Running, 1 disk) is still on the pool"."""
+        def alive(cls: str, ref: str) -> dict | None:
+            try:
+                return self.session.call(f"{cls}.get_record", ref)
+            except XapiError as e:
+                if e.code == "HANDLE_INVALID":
+                    return None
                 raise
-    for snapshot in family[1:]:
-        _ignore_gone(session.call, "VM.destroy", snapshot)
-    _ignore_gone(session.call, "VM.destroy", vm)
-    for vdi in own:
-        _ignore_gone(session.call, "VDI.destroy", vdi)
-    return kept
+
+        try:
+            vm = alive("VM", self.vm)
+            disks = [d for d in (alive("VDI", v) for v in self.own) if d is not None]
+            snapshots = [r for r in (alive("VM", v) for v in self.family[1:]) if r is not None]
+        except (XapiError, XapiConnectionError) as e:
+            return f"bioxen could not check what is left on the pool ({e})"
+        if vm is not None:
+            parts = [vm["power_state"]]
+            if self.own:  # (unknown when the failure came before they were collected)
+                parts.append(f"{len(disks)} of its disk(s)")
+            if snapshots:
+                parts.append(f"{len(snapshots)} snapshot(s)")
+            if TAG not in vm.get("tags", ()):
+                parts.append("not tagged 'bioxen'")
+            return f"VM {vm['uuid']} ({vm['name_label']}; {', '.join(parts)}) is still on the pool"
+        if disks or snapshots:
+            items = [f"disk {d['uuid']} ({d['name_label']})" for d in disks] + \
+                [f"snapshot {r['uuid']} ({r['name_label']})" for r in snapshots]
+            return (f"the VM is gone, but {', '.join(items)} stayed on the pool (remove "
+                    f"with `xe vdi-destroy uuid=…` / `xe snapshot-uninstall uuid=…`)")
+        return "nothing is left on the pool"
 
 
 def _ignore_gone(call: Callable[..., Any], method: str, ref: str) -> None:
@@ -530,7 +579,7 @@ class XCPngBackend:
             except BackendError as e:
                 if not self._created_now:
                     raise  # an existing VM stays; :restart() can try again
-                raise BackendError(f"{e}{self._rollback_after_failure()}") from None
+                raise self._failure(f"{e}{self._rollback_after_failure()}") from None
             self._withdraw_host_key()
             return proc
 
@@ -598,22 +647,21 @@ class XCPngBackend:
             except BackendError as e:
                 raise BackendError(f"{e}; VM {self.vm_uuid} was left on the pool "
                                    f"(`bioxen vm gc` removes it later)") from None
+            removal = None
             try:
                 vm = self._vm_ref(session)
-                kept = destroy_vm(session, vm) if vm is not None else []
+                removal = VMRemoval(session, vm) if vm is not None else None
+                kept = removal.run() if removal is not None else []
             except (XapiError, XapiConnectionError) as e:
+                left = removal.left() if removal is not None else "it may still be on the pool"
                 raise BackendError(
                     f"xcpng: destroying VM {self.name!r} (uuid {self.vm_uuid}) failed: {e}; "
-                    f"`bioxen vm gc` will offer it again") from None
+                    f"{left}; `bioxen vm gc --yes` will try again") from None
             finally:
                 session.logout()
             for disk in kept:
                 log.info("xcpng: kept disk %r of VM %s: another VM uses it", disk, self.name)
-            self._forget_host_key()
-            self._registry.remove(self.vm_uuid)
-            self.vm_uuid = None
-            self.ip = None
-            self.power_state = None
+            self._forget_vm()
 
     def _forget_host_key(self) -> None:
         """Drop the known_hosts entry filed under this VM's uuid (injected or first-use)."""
@@ -716,7 +764,7 @@ class XCPngBackend:
             leftover = self._rollback(session, vm) if vm is not None else ""
             session.logout()
             if isinstance(e, Exception):
-                raise BackendError(message + leftover) from None
+                raise self._failure(message + leftover) from None
             raise
         session.logout()
 
@@ -726,13 +774,30 @@ class XCPngBackend:
         detail = str(e) if isinstance(e, Exception) else type(e).__name__
         return f"xcpng: creating VM {self.name!r} failed at step '{step}': {detail}"
 
+    def _failure(self, message: str) -> BackendError:
+        """The error a failed start raises; ``left_on_pool`` tells the caller that the
+        rollback left the VM (its record too: ``destroy()`` and gc can still remove it)."""
+        error = BackendError(message)
+        error.left_on_pool = self.vm_uuid is not None  # type: ignore[attr-defined]
+        return error
+
     def _rollback(self, session: XapiSession, vm: str) -> str:
-        """Destroy the half-made VM; return "" or a note on what was left behind."""
+        """Destroy the half-made VM; return a note saying what is really left on the pool."""
+        removal = VMRemoval(session, vm)
         try:
-            destroy_vm(session, vm)
+            kept = removal.run()
         except (XapiError, XapiConnectionError) as cleanup:
-            return (f" (rolling back also failed: {cleanup}; VM {self.vm_uuid} is left on the "
-                    f"pool, tagged '{TAG}'; `bioxen vm gc` removes it)")
+            # The record stays, so `bioxen vm gc` can find the VM by its uuid
+            return (f" (rolling back failed: {cleanup}; {removal.left()}; it stays in bioxen's "
+                    f"record, so `bioxen vm gc --yes` removes it once this bioxen has exited)")
+        self._forget_vm()
+        if kept:
+            return (f" (rolled back: the VM is gone; its disk(s) {', '.join(kept)} stay on the "
+                    f"pool because other VMs use them)")
+        return " (rolled back: nothing was left on the pool)"
+
+    def _forget_vm(self) -> None:
+        """Drop everything bioxen keeps about a VM that is gone from the pool."""
         if self.vm_uuid:
             self._forget_host_key()
             self._registry.remove(self.vm_uuid)
@@ -741,20 +806,25 @@ class XCPngBackend:
             self._pending = None
         self.vm_uuid = None
         self.ip = None
-        return " (rolled back: nothing was left on the pool)"
+        self.power_state = None
 
     def _rollback_after_failure(self) -> str:
         """Roll back a VM created by this start() whose SSH side failed; return a note."""
         self._created_now = False
+        unknown = (f"VM {self.vm_uuid} may still be on the pool; `bioxen vm gc --yes` removes "
+                   f"it")
         try:
             session = self._open_session()
         except BackendError as e:
-            return f" (rolling back failed: {e}; `bioxen vm gc` removes VM {self.vm_uuid})"
+            return f" (rolling back failed: {e}; {unknown})"
         try:
             vm = self._vm_ref(session)
-            return self._rollback(session, vm) if vm is not None else ""
+            if vm is None:
+                self._forget_vm()
+                return " (rolled back: the VM was already gone from the pool)"
+            return self._rollback(session, vm)
         except (XapiError, XapiConnectionError) as e:
-            return f" (rolling back failed: {e}; `bioxen vm gc` removes VM {self.vm_uuid})"
+            return f" (rolling back failed: {e}; {unknown})"
         finally:
             session.logout()
 

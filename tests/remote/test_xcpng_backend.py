@@ -130,6 +130,73 @@ def test_failure_at_each_step_rolls_back(xapi_sim, xcpng_settings, method, error
     b.destroy()  # idempotent after a failed start
 
 
+@pytest.mark.parametrize("failing_step", ["VIF.create", "VM.add_tags"])
+def test_failed_rollback_says_what_is_left(xapi_sim, xcpng_settings, failing_step):
+    """Creating fails and so does VM.destroy in the rollback: the message names the VM that
+    really stayed (its uuid, state, disks, and that it is untagged when the failure came
+    before tagging); its record stays, so :destroy() or gc can still remove it."""
+    before = baseline(xapi_sim)
+    xapi_sim.fail_next(failing_step, "INTERNAL_ERROR", "boom")
+    xapi_sim.fail_next("VM.destroy", "INTERNAL_ERROR", "db locked")
+    b = backend(xcpng_settings)
+    with pytest.raises(BackendError) as exc:
+        b.start()
+    message = str(exc.value)
+    (rec,) = [v for v in xapi_sim.table("VM").values() if v["name_label"] == "bioxen-t1"]
+    assert "rolling back failed" in message and "db locked" in message
+    # (before VM.provision the clone is still a template without disks)
+    disks = ", 1 of its disk(s)" if failing_step == "VIF.create" else ""
+    assert f"VM {rec['uuid']} (bioxen-t1; Halted{disks}" in message
+    assert "is still on the pool" in message and "bioxen vm gc --yes" in message
+    assert ("not tagged 'bioxen'" in message) == (failing_step == "VM.add_tags")
+    assert "nothing was left" not in message and exc.value.left_on_pool
+    assert [r.uuid for r in registry_mod.Registry().all()] == [rec["uuid"]]
+    b.destroy()
+    assert_nothing_left(xapi_sim, before)
+
+
+@pytest.mark.parametrize("destroy_failures", [1, 2])
+def test_vm_create_reports_what_is_really_left(xapi_sim, xcpng_settings, destroy_failures):
+    """Through vm.create, a failed rollback is retried once: the final message says either
+    that the retry removed everything, or what the pool still holds."""
+    from bioxen_shell.vm.manager import Manager, VMCreateError
+    before = baseline(xapi_sim)
+    xapi_sim.fail_next("VIF.create", "INTERNAL_ERROR", "boom")
+    xapi_sim.fail_next("VM.destroy", "INTERNAL_ERROR", "db locked", count=destroy_failures)
+    manager = Manager()
+    with pytest.raises(VMCreateError) as exc:
+        manager.create("rb", type="xcpng", pool=xcpng_settings, count=2)
+    message = str(exc.value)
+    if destroy_failures == 1:
+        assert "removing it once more worked: nothing is left" in message
+        assert "(all 2 were removed)" in message
+        assert_nothing_left(xapi_sim, before)
+        return
+    (rec,) = xapi_sim.vms().values()
+    assert "1 could not be removed completely" in message and "all 2" not in message
+    assert "cleaning up also failed" in message
+    assert f"VM {rec['uuid']} (bioxen-rb" in message and "is still on the pool" in message
+    # still recorded as ours: `bioxen vm gc --yes` takes it once this process has exited
+    assert [r.uuid for r in registry_mod.Registry().all()] == [rec["uuid"]]
+    from bioxen_shell.remote.xapi import XapiSession
+    with XapiSession(xcpng_settings["url"], "root", SIM_PASSWORD) as s:
+        xcpng.destroy_vm(s, s.call("VM.get_by_uuid", rec["uuid"]))
+
+
+def test_rollback_that_leaves_a_disk_names_it(xapi_sim, xcpng_settings):
+    xapi_sim.fail_next("VIF.create", "INTERNAL_ERROR", "boom")
+    xapi_sim.fail_next("VDI.destroy", "INTERNAL_ERROR", "SR backend failed")
+    before = baseline(xapi_sim)
+    with pytest.raises(BackendError) as exc:
+        backend(xcpng_settings).start()
+    message = str(exc.value)
+    assert xapi_sim.vms() == {}
+    (disk,) = set(xapi_sim.table("VDI")) - before["VDI"]
+    uuid = xapi_sim.table("VDI")[disk]["uuid"]
+    assert f"the VM is gone, but disk {uuid}" in message and "stayed on the pool" in message
+    xapi_sim.db.delete("VDI", disk)
+
+
 def test_start_failure_inside_the_task_rolls_back(xapi_sim, xcpng_settings):
     """Not enough memory: the Async.VM.start task fails with the code and its params."""
     before = baseline(xapi_sim)
