@@ -54,6 +54,8 @@ STATUS_NOTES = {
     "foreign": "created by you from another machine; destroyed only with --foreign",
     "not-mine": "another user's or another bioxen installation's; never destroyed",
     "unowned": "tagged 'bioxen' without bioxen's owner stamp; never destroyed",
+    "ambiguous": "untagged, named as a VM a killed bioxen was cloning, as is another VM: "
+                 "never destroyed (check which is yours)",
     "gone": "recorded, but no longer on the pool",
 }
 
@@ -103,18 +105,23 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
             if record.owner.is_alive():
                 seen.add(record.uuid)  # still being created
                 continue
-            for ref, rec in everything.items():
-                # The crash came between VM.clone and tagging: an untagged VM with our label.
-                # (Still a template if provisioning had not run: a clone inherits that flag.)
-                if (rec["name_label"] == record.name_label and rec["uuid"] not in seen
-                        and not rec.get("is_default_template") and not rec.get("is_a_snapshot")
-                        and TAG not in rec.get("tags", [])
-                        and OWNER_KEY not in rec.get("other_config", {})):
-                    seen.update({rec["uuid"], record.uuid})
-                    found.append(Candidate(
-                        pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
-                        owner=_owner_text(record.owner), status="orphan",
-                        created="?", ref=ref, record_id=record.uuid))
+            # The crash came between VM.clone and tagging: an untagged VM with our label.
+            # (Still a template if provisioning had not run: a clone inherits that flag.)
+            matches = [(ref, rec) for ref, rec in everything.items()
+                       if rec["name_label"] == record.name_label and rec["uuid"] not in seen
+                       and not rec.get("is_default_template") and not rec.get("is_a_snapshot")
+                       and TAG not in rec.get("tags", [])
+                       and OWNER_KEY not in rec.get("other_config", {})]
+            # Only one can be ours; with several (another bioxen's clone of the same name
+            # that is not stamped yet) none is destroyed.
+            status = ("ambiguous" if len(matches) > 1 else
+                      "foreign" if not record.owner.is_local() else "orphan")
+            for ref, rec in matches:
+                seen.update({rec["uuid"], record.uuid})
+                found.append(Candidate(
+                    pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
+                    owner=_owner_text(record.owner), status=status,
+                    created="?", ref=ref, record_id=record.uuid))
     for record in records:
         if record.uuid in seen:
             continue

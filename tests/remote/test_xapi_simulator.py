@@ -345,3 +345,6 @@ def test_vif_create_checks_its_record_and_macs_come_from_the_mac_seed(x, xapi_te
     assert all(int(m.split(":")[0], 16) & 2 for m in macs)  # locally administered
     fixed = x.VIF.create(_vif(x, sim, a, device="1", MAC="02:00:00:00:00:07"))
     assert x.VIF.get_MAC(fixed) == "02:00:00:00:00:07"
+    bare = sim.db.create("VM", name_label="no seed")  # not made through the API
+    assert failure(x.VIF.create, _vif(x, sim, bare))[0] == "INTERNAL_ERROR"
+    x.VIF.create(_vif(x, sim, bare, MAC="02:00:00:00:00:08"))  # an explicit MAC needs none

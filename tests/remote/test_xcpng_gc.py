@@ -125,6 +125,22 @@ def test_pending_record_of_a_live_creator_is_not_touched(xapi_sim, xcpng_setting
     assert len(xapi_sim.vms()) == 1 and len(reg.all()) == 1
 
 
+def test_pending_record_matching_two_vms_destroys_neither(xapi_sim, xcpng_settings):
+    """A killed bioxen's pending record names "bioxen-twin", and two untagged VMs carry that
+    name (another bioxen cloned one at the same moment): gc cannot tell which is ours."""
+    reg = registry_mod.Registry()
+    reg.add(registry_mod.VMRecord(
+        uuid="pending-y", pool=xcpng_settings["url"], url=xcpng_settings["url"], name="twin",
+        name_label="bioxen-twin", owner=registry_mod.Owner(socket.gethostname(), "", 999999999,
+                                                             "1"),
+        pending=True, settings=dict(xcpng_settings)))
+    twins = {xapi_sim.db.create("VM", name_label="bioxen-twin") for _ in range(2)}
+    status, out, _ = run_gc("--yes", "--foreign")
+    assert status == 0
+    assert _rows(out) == {"bioxen-twin": "ambiguous"} and out.count("ambiguous  ") == 2
+    assert twins <= set(xapi_sim.table("VM")) and len(reg.all()) == 1
+
+
 def test_vm_of_a_live_process_is_left_alone(xapi_sim, xcpng_settings):
     b = XCPngBackend("alive", {"pool": dict(xcpng_settings)}, load_profile(None))
     proc = b.start()
