@@ -216,7 +216,8 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
     reg = registry_mod.Registry()
     try:
         records = reg.all()
-    except registry_mod.RegistryError as e:
+        registry_mod.installation_id()  # what "ours" means below; a damaged one stops here
+    except (registry_mod.RegistryError, OSError) as e:
         err.write(f"bioxen vm gc: {e}\n")
         return 2
     pools = args.pool or sorted({r.pool for r in records} | set(_configured_pools()))

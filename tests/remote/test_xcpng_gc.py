@@ -317,3 +317,24 @@ def test_cli_usage(capsys):
     assert main(["vm", "gc", "--bogus"]) == 2
     assert main(["vm", "gc"]) == 0  # nothing configured, nothing recorded
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_damaged_installation_id_stops_gc_and_is_never_replaced(xapi_sim, xcpng_settings):
+    """The id is what proves a VM is ours: a damaged one is an error, never a fresh id
+    (which would make every earlier VM look like another installation's)."""
+    from bioxen_shell import paths
+    first = registry_mod.installation_id()
+    assert registry_mod.installation_id() == first  # stable
+    path = paths.state_dir() / registry_mod.INSTALLATION_FILE
+    path.write_text("garbage\n")
+    status, out, err = run_gc()
+    assert status == 2 and str(path) in err and "damaged" in err
+    assert path.read_text() == "garbage\n"
+
+
+def test_installation_id_is_made_once_under_concurrency():
+    code = ("from bioxen_shell.remote import registry as r; print(r.installation_id())")
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    ids = {p.communicate(timeout=PATIENCE)[0].strip() for p in procs}
+    assert len(ids) == 1 and ids == {registry_mod.installation_id()}
