@@ -51,7 +51,8 @@ class Candidate:
 STATUS_NOTES = {
     "orphan": "its bioxen process is gone",
     "in-use": "its bioxen process still runs",
-    "foreign": "created by you from another machine; destroyed only with --foreign",
+    "foreign": "created by you from another machine (OWNER): orphaned there or still in use, "
+               "which cannot be seen from here; destroyed only with --foreign",
     "not-mine": "another user's or another bioxen installation's; never destroyed",
     "unowned": "tagged 'bioxen' without bioxen's owner stamp; never destroyed",
     "ambiguous": "untagged, named as a VM a killed bioxen was cloning, as is another VM: "

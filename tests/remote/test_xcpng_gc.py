@@ -186,7 +186,8 @@ def test_tagged_vms_of_a_configured_pool(xapi_sim, xcpng_settings):
     rows = _rows(out)
     assert rows == {"bioxen-lost": "orphan", "bioxen-elsewhere": "foreign", "bioxen-mine": "in-use"}
     assert "not bioxen's" not in out
-    assert "created by you from another machine; destroyed only with --foreign" in out
+    assert "created by you from another machine (OWNER): orphaned there" in out
+    assert "destroyed only with --foreign" in out
 
     status, out, _ = run_gc("--pool", "sim", "--yes")
     assert "destroyed bioxen-lost" in out

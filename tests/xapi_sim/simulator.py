@@ -817,9 +817,11 @@ class XapiSimulator:
             yield
         finally:
             with self.db.lock:
-                self._vm_ops.get(vm, {}).pop(op_ref, None)
+                running.pop(op_ref, None)
                 if self.db.exists("VM", vm):
                     self._publish_operations(vm)
+                elif not running:
+                    self._vm_ops.pop(vm, None)
 
     def _publish_operations(self, vm: str) -> None:
         self.db.update("VM", vm, current_operations={
