@@ -501,6 +501,10 @@ def cli_main(argv: list[str]) -> int:
         print(f"bioxen: config: {p}", file=sys.stderr)
     if problems:
         return 2
+    for name, pl in cfg.pools.items():
+        if pl.url.lower().startswith("http://"):  # accepted only with allow_http = true
+            print(f"bioxen: config: warning: {path}: pools.{name}.url is http://: the pool "
+                  f"password crosses the network in clear (allow_http = true)", file=sys.stderr)
     hosts = ", ".join(cfg.hosts) or "none"
     pools = ", ".join(cfg.pools) or "none"
     print(f"{path}: OK — hosts: {hosts}; pools: {pools}" + ("; [shell] settings" if cfg.shell else ""))

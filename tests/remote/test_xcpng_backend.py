@@ -532,6 +532,9 @@ def test_http_is_refused_unless_allowed_and_then_warns(xapi_sim, xcpng_settings,
     assert config_mod.cli_main(["check"]) == 2
     assert "pools.sim.url" in capsys.readouterr().err
     assert xapi_sim.logins == []
+    _write_config(xcpng_settings)  # allow_http = true: accepted, with a warning
+    assert config_mod.cli_main(["check"]) == 0
+    assert "warning" in capsys.readouterr().err
     xcpng._http_warned.clear()  # noqa: SLF001 - once per pool and process
     with pytest.warns(InsecureTLSWarning, match="password crosses the network in clear"):
         with backend(xcpng_settings)._open_session() as s:  # noqa: SLF001
