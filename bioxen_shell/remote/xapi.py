@@ -86,6 +86,11 @@ ERROR_PARAMS: dict[str, list[str]] = {
     "INTERNAL_ERROR": ["message"],
     "LICENSE_RESTRICTION": ["feature"],
     "EVENT_FROM_TOKEN_PARSE_FAILURE": ["token"],
+    "VM_FAILED_SHUTDOWN_ACK": ["vm"],
+    "VM_SHUTDOWN_TIMEOUT": ["vm", "timeout"],
+    "VM_CANNOT_DELETE_DEFAULT_TEMPLATE": ["vm"],
+    "INVALID_DEVICE": ["device"],
+    "MAC_INVALID": ["MAC"],
 }
 
 
