@@ -322,7 +322,7 @@ def destroy_vm(session: XapiSession, vm: str) -> list[str]:
     A disk is the VM's own when every VBD of its VDI belongs to the VM or one of its
     snapshots.  The disks are collected before ``VM.destroy`` (which removes the VBDs but
     keeps the VDIs).  Raises ``XapiError`` only for failures other than "already gone"; then
-    :func:`what_is_left` says what stayed on the pool.
+    :meth:`VMRemoval.left` says what stayed on the pool.
     """
     return VMRemoval(session, vm).run()
 
@@ -331,16 +331,21 @@ class VMRemoval:
     """Destroying one VM (see :func:`destroy_vm`), remembering what it meant to remove, so
     that after a failure :meth:`left` can ask the pool what really stayed."""
 
-    def __init__(self, session: XapiSession, vm: str) -> None:
+    def __init__(self, session: XapiSession, vm: str | None,
+                 strays: list[str] | tuple = ()) -> None:
+        """``vm`` None: it is gone already; ``strays``: disks an earlier attempt left."""
         self.session, self.vm = session, vm
-        self.uuid = ""
-        self.family: list[str] = [vm]
-        self.own: list[str] = []
+        self.family: list[str] = [vm] if vm else []
+        self.own: list[str] = list(strays)
+        self.disks_left: list[str] = []  # after left(): the own disks still on the pool
 
     def run(self) -> list[str]:
         session, vm = self.session, self.vm
+        if vm is None:
+            for vdi in self.own:
+                _ignore_gone(session.call, "VDI.destroy", vdi)
+            return []
         record = session.call("VM.get_record", vm)
-        self.uuid = record["uuid"]
         self.family = [vm, *record.get("snapshots", [])]
         kept: list[str] = []
         for member in self.family:
@@ -369,7 +374,7 @@ class VMRemoval:
 
     def left(self) -> str:
         """What of this VM the pool still holds, asked after a failed :meth:`run`, e.g.
-        "VM 1234… (bioxen-w1, Running, 1 disk) is still on the pool"."""
+        "VM 1234… (bioxen-w1; Running, 1 of its disk(s)) is still on the pool"."""
         def alive(cls: str, ref: str) -> dict | None:
             try:
                 return self.session.call(f"{cls}.get_record", ref)
@@ -379,11 +384,13 @@ class VMRemoval:
                 raise
 
         try:
-            vm = alive("VM", self.vm)
-            disks = [d for d in (alive("VDI", v) for v in self.own) if d is not None]
+            vm = alive("VM", self.vm) if self.vm else None
+            disks = {v: d for v in self.own if (d := alive("VDI", v)) is not None}
             snapshots = [r for r in (alive("VM", v) for v in self.family[1:]) if r is not None]
         except (XapiError, XapiConnectionError) as e:
+            self.disks_left = list(self.own)
             return f"bioxen could not check what is left on the pool ({e})"
+        self.disks_left = list(disks)
         if vm is not None:
             parts = [vm["power_state"]]
             if self.own:  # (unknown when the failure came before they were collected)
@@ -394,7 +401,7 @@ class VMRemoval:
                 parts.append("not tagged 'bioxen'")
             return f"VM {vm['uuid']} ({vm['name_label']}; {', '.join(parts)}) is still on the pool"
         if disks or snapshots:
-            items = [f"disk {d['uuid']} ({d['name_label']})" for d in disks] + \
+            items = [f"disk {d['uuid']} ({d['name_label']})" for d in disks.values()] + \
                 [f"snapshot {r['uuid']} ({r['name_label']})" for r in snapshots]
             return (f"the VM is gone, but {', '.join(items)} stayed on the pool (remove "
                     f"with `xe vdi-destroy uuid=…` / `xe snapshot-uninstall uuid=…`)")
@@ -645,18 +652,20 @@ class XCPngBackend:
             try:
                 session = self._open_session()
             except BackendError as e:
-                raise BackendError(f"{e}; VM {self.vm_uuid} was left on the pool "
-                                   f"(`bioxen vm gc` removes it later)") from None
+                raise BackendError(f"{e}; VM {self.vm_uuid} was left on the pool (`bioxen vm "
+                                   f"gc --yes` removes it once this bioxen has exited)") from None
             removal = None
             try:
                 vm = self._vm_ref(session)
-                removal = VMRemoval(session, vm) if vm is not None else None
-                kept = removal.run() if removal is not None else []
+                removal = VMRemoval(session, vm, strays=self._stray_disks)
+                kept = removal.run()
             except (XapiError, XapiConnectionError) as e:
                 left = removal.left() if removal is not None else "it may still be on the pool"
+                self._stray_disks = removal.disks_left if removal is not None else []
                 raise BackendError(
                     f"xcpng: destroying VM {self.name!r} (uuid {self.vm_uuid}) failed: {e}; "
-                    f"{left}; `bioxen vm gc --yes` will try again") from None
+                    f"{left}; it stays in bioxen's record: :destroy() again, or `bioxen vm gc "
+                    f"--yes` once this bioxen has exited") from None
             finally:
                 session.logout()
             for disk in kept:
@@ -704,6 +713,7 @@ class XCPngBackend:
     # ------------------------------------------------------------------ creation
     _created_now = False
     _host_key_in_pool = False  # the private host key is in the VM's xenstore_data
+    _stray_disks: list[str] = []  # own disks a failed destroy() left: the next one removes them
     _pending: str | None = None  # the pending record's id between writing it and the clone
 
     def _create(self) -> None:
@@ -787,9 +797,11 @@ class XCPngBackend:
         try:
             kept = removal.run()
         except (XapiError, XapiConnectionError) as cleanup:
-            # The record stays, so `bioxen vm gc` can find the VM by its uuid
-            return (f" (rolling back failed: {cleanup}; {removal.left()}; it stays in bioxen's "
-                    f"record, so `bioxen vm gc --yes` removes it once this bioxen has exited)")
+            # The record stays, so destroy() and `bioxen vm gc` can still find the VM
+            left = removal.left()
+            self._stray_disks = removal.disks_left
+            return (f" (rolling back failed: {cleanup}; {left}; it stays in bioxen's record, "
+                    f"so `bioxen vm gc --yes` removes it once this bioxen has exited)")
         self._forget_vm()
         if kept:
             return (f" (rolled back: the VM is gone; its disk(s) {', '.join(kept)} stay on the "

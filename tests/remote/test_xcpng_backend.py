@@ -187,14 +187,16 @@ def test_rollback_that_leaves_a_disk_names_it(xapi_sim, xcpng_settings):
     xapi_sim.fail_next("VIF.create", "INTERNAL_ERROR", "boom")
     xapi_sim.fail_next("VDI.destroy", "INTERNAL_ERROR", "SR backend failed")
     before = baseline(xapi_sim)
+    b = backend(xcpng_settings)
     with pytest.raises(BackendError) as exc:
-        backend(xcpng_settings).start()
+        b.start()
     message = str(exc.value)
     assert xapi_sim.vms() == {}
     (disk,) = set(xapi_sim.table("VDI")) - before["VDI"]
     uuid = xapi_sim.table("VDI")[disk]["uuid"]
     assert f"the VM is gone, but disk {uuid}" in message and "stayed on the pool" in message
-    xapi_sim.db.delete("VDI", disk)
+    b.destroy()  # what vm.create does next: the disk goes too
+    assert_nothing_left(xapi_sim, before)
 
 
 def test_start_failure_inside_the_task_rolls_back(xapi_sim, xcpng_settings):
@@ -381,6 +383,25 @@ def test_stop_that_fails_says_what_the_pool_shows(xapi_sim, xcpng_settings):
     finally:
         b.destroy()
     assert xapi_sim.vms() == {}
+
+
+def test_failed_destroy_says_what_is_left_and_can_be_repeated(xapi_sim, xcpng_settings):
+    before = baseline(xapi_sim)
+    b, proc = _started(xcpng_settings)
+    proc.kill()
+    proc.close()
+    ref, rec = the_vm(xapi_sim)
+    xapi_sim.fail_next("VDI.destroy", "INTERNAL_ERROR", "SR backend failed")
+    with pytest.raises(BackendError) as exc:
+        b.destroy()
+    message = str(exc.value)
+    (disk,) = set(xapi_sim.table("VDI")) - before["VDI"]
+    assert f"the VM is gone, but disk {xapi_sim.table('VDI')[disk]['uuid']}" in message
+    assert "it stays in bioxen's record" in message
+    assert [r.uuid for r in registry_mod.Registry().all()] == [rec["uuid"]]
+    b.destroy()  # the VM is gone by now; this removes the disk the first attempt left
+    assert disk not in xapi_sim.table("VDI")
+    assert_nothing_left(xapi_sim, before)
 
 
 def test_destroy_keeps_a_disk_attached_to_another_vm_and_removes_snapshots(xapi_sim,
