@@ -1,4 +1,5 @@
-"""bioxen's record of the XCP-ng VMs it created (``<state dir>/xcpng-vms.json``).
+"""bioxen's record of the XCP-ng VMs it created (``<state dir>/xcpng-vms.json``), and of the
+XAPI sessions it holds open (by uuid: a later bioxen logs out those of a killed process).
 
 Why a local record when every VM is also tagged on the pool: the tag tells *that* a VM is
 bioxen's, the record tells *whose* — which process on which machine created it — so

@@ -240,6 +240,10 @@ _http_warned: set[str] = set()
 _http_lock = threading.Lock()
 
 
+class InsecureHTTPWarning(InsecureTLSWarning):
+    """A pool reached over plain http (``allow_http = true``): the password is sent in clear."""
+
+
 def pool_session(settings: PoolSettings) -> "PoolSession":
     """A (not yet logged-in) session on the pool: how the backend and ``vm gc`` open one."""
     if settings.url.lower().startswith("http://"):
@@ -255,7 +259,7 @@ def _warn_http(settings: PoolSettings) -> None:
         _http_warned.add(settings.url)
     message = (f"pool {settings.name!r} ({_host(settings.url)}) is reached over http://: the "
                f"password crosses the network in clear (allow_http = true in {settings.where})")
-    warnings.warn(message, InsecureTLSWarning, stacklevel=3)
+    warnings.warn(message, InsecureHTTPWarning, stacklevel=3)
     log.warning("%s", message)
 
 

@@ -544,7 +544,6 @@ def test_password_in_the_pool_url_is_refused(xapi_sim, xcpng_settings, capsys):
 
 def test_http_is_refused_unless_allowed_and_then_warns(xapi_sim, xcpng_settings, capsys):
     from bioxen_shell.remote import config as config_mod
-    from bioxen_shell.remote.xapi import InsecureTLSWarning
     plain = {k: v for k, v in xcpng_settings.items() if k != "allow_http"}
     with pytest.raises(BackendError) as exc:
         backend(plain).start()
@@ -557,7 +556,7 @@ def test_http_is_refused_unless_allowed_and_then_warns(xapi_sim, xcpng_settings,
     assert config_mod.cli_main(["check"]) == 0
     assert "warning" in capsys.readouterr().err
     xcpng._http_warned.clear()  # noqa: SLF001 - once per pool and process
-    with pytest.warns(InsecureTLSWarning, match="password crosses the network in clear"):
+    with pytest.warns(xcpng.InsecureHTTPWarning, match="password crosses the network in clear"):
         with backend(xcpng_settings)._open_session() as s:  # noqa: SLF001
             assert s.call("pool.get_all")
 
