@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import getpass
 import json
 import os
+import pwd
 import re
 import socket
 import tempfile
@@ -100,9 +100,10 @@ def _read_installation_id(path: Path) -> str:
 
 
 def _user() -> str:
+    """The local account (by uid: $USER/$LOGNAME can say anything)."""
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
         return str(os.getuid())
 
 
