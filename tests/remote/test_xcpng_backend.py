@@ -362,6 +362,26 @@ def _finished_tasks(sim) -> list[dict]:
     return [d.snapshot for d in sim.db.deletions if d.cls == "task"]
 
 
+def test_vm_whose_stop_failed_is_not_shown_stopped(xapi_sim, xcpng_settings):
+    from bioxen_shell.vm.manager import Manager
+    manager = Manager()
+    vm = manager.create("st", type="xcpng", pool=xcpng_settings)
+    try:
+        xapi_sim.guest.shutdown_ack = False
+        xapi_sim.fail_next("VM.hard_shutdown", "INTERNAL_ERROR", "xenopsd unreachable")
+        with pytest.raises(BackendError, match="the pool shows it Running"):
+            vm.stop()
+        info = vm.describe()
+        assert info["status"] == "lost" and info["power_state"] == "Running"
+        assert "stop failed" in info["exit_reason"]
+        vm.stop()  # the pool answers again: now it is stopped, and says so
+        info = vm.describe()
+        assert info["status"] == "stopped" and info["power_state"] == "Halted"
+    finally:
+        manager.destroy_all()
+    assert xapi_sim.vms() == {}
+
+
 def test_stop_that_fails_says_what_the_pool_shows(xapi_sim, xcpng_settings):
     """The guest never acknowledges and the hard shutdown fails too: :stop() raises, names
     both, says the pool shows the VM Running — and never claims it stopped."""
