@@ -28,6 +28,7 @@ import os
 import re
 import stat
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -156,10 +157,45 @@ def _inject(v: Any) -> str:
     return v
 
 
+class _SecretValueError(ValueError):
+    """A bad value that may hold a secret: its message never shows the value."""
+
+
 def _url(v: Any) -> str:
     if not isinstance(v, str) or not re.match(r"^https?://[^/\s]+", v) or "\0" in v:
         raise ValueError('expected a URL such as "https://xcp1.lab"')
+    problem = url_credentials_problem(v)
+    if problem:
+        raise _SecretValueError(problem)
     return v.rstrip("/")
+
+
+CREDENTIAL_OPTIONS = "password_file, password_command or password_env (or be prompted)"
+
+
+def url_credentials_problem(url: str) -> str | None:
+    """Why a pool URL that carries credentials (``https://root:PW@host``) is refused, or
+    None.  A URL is shown in messages, in ``v:info()`` and in bioxen's records, so a
+    password in it would leak everywhere; the message never repeats it."""
+    netloc = urllib.parse.urlsplit(url).netloc
+    if "@" not in netloc:
+        return None
+    userinfo = netloc.rpartition("@")[0]
+    if ":" in userinfo:
+        return (f"the URL contains a password, which bioxen refuses (URLs appear in messages, "
+                f"v:info() and its records): remove it, give the user as user = \"NAME\" and "
+                f"the password through {CREDENTIAL_OPTIONS}")
+    return 'the URL names a user; give it as user = "NAME" and use a URL without "NAME@"'
+
+
+def http_problem(url: str, allow_http: bool) -> str | None:
+    """Why an ``http://`` pool URL is refused (the password would cross the network in
+    clear), or None for https:// or an explicit ``allow_http = true``."""
+    if allow_http or not url.lower().startswith("http://"):
+        return None
+    return ("is http://, which would send the pool password in clear; use https:// (for "
+            "XCP-ng's self-signed certificate set fingerprint or ca_bundle), or set "
+            "allow_http = true to accept that")
 
 
 def _fingerprint(v: Any) -> str:
@@ -249,6 +285,7 @@ class PoolConfig:
     password_command: str | None = None
     password_env: str | None = None
     verify_tls: bool = True
+    allow_http: bool = False           # http:// sends the password in clear: opt in
     ca_bundle: str | None = None
     fingerprint: str | None = None
     template: str | None = None
@@ -279,8 +316,8 @@ class PoolConfig:
 POOL_KEYS: dict[str, Callable[[Any], Any]] = {
     "url": _url, "user": _username,
     "password_file": _path, "password_command": _string, "password_env": _string,
-    "verify_tls": _boolean, "ca_bundle": _path, "fingerprint": _fingerprint,
-    "template": _string, "network": _string, "sr": _string,
+    "verify_tls": _boolean, "allow_http": _boolean, "ca_bundle": _path,
+    "fingerprint": _fingerprint, "template": _string, "network": _string, "sr": _string,
     "ssh_user": _username, "ssh_key": _path, "ssh_port": _port, "ip_timeout": _seconds,
     "known_hosts": _path, "start_timeout": _seconds, "shutdown_timeout": _seconds, "host_keys": _host_keys,
     "inject": _inject,
@@ -322,6 +359,8 @@ def _check_table(table: Any, spec: Mapping[str, Callable[[Any], Any]], where: st
                                              f"(expected one of: {', '.join(spec)})")
         try:
             out[key] = checker(value)
+        except _SecretValueError as e:
+            raise ConfigError(where, dotted, str(e)) from None
         except ValueError as e:
             raise ConfigError(where, dotted, str(e), value) from None
     sources = [k for k in credentials.SOURCE_KEYS if k in out]
@@ -359,6 +398,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
                 values = _check_table(table, POOL_KEYS, where, f"pools.{name}")
                 if "url" not in values:
                     raise ConfigError(where, f"pools.{name}.url", 'missing; expected a URL such as "https://xcp1.lab"')
+                problem = http_problem(values["url"], values.get("allow_http", False))
+                if problem:
+                    raise ConfigError(where, f"pools.{name}.url", problem)
                 if values.get("verify_tls") is False and ("ca_bundle" in values or "fingerprint" in values):
                     raise ConfigError(where, f"pools.{name}.verify_tls",
                                       "is false, which contradicts ca_bundle/fingerprint; remove one")
@@ -538,6 +580,10 @@ def cli_main(argv: list[str]) -> int:
         print(f"bioxen: config: {p}", file=sys.stderr)
     if problems:
         return 2
+    for name, pl in cfg.pools.items():
+        if pl.url.lower().startswith("http://"):  # accepted only with allow_http = true
+            print(f"bioxen: config: warning: {path}: pools.{name}.url is http://: the pool "
+                  f"password crosses the network in clear (allow_http = true)", file=sys.stderr)
     hosts = ", ".join(cfg.hosts) or "none"
     pools = ", ".join(cfg.pools) or "none"
     print(f"{path}: OK — hosts: {hosts}; pools: {pools}" + ("; [shell] settings" if cfg.shell else ""))

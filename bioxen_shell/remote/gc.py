@@ -1,16 +1,24 @@
 """``bioxen vm gc``: find XCP-ng VMs bioxen left behind, and destroy them with ``--yes``.
 
-An *orphan* is a VM bioxen created whose creating process is gone (it crashed, was killed,
-or the machine rebooted).  Two sources, so nothing is missed:
+An *orphan* is a VM this user's bioxen (this installation) created whose creating process is
+gone (it crashed, was killed, or the machine rebooted).  Two sources, so nothing is missed:
 
 * the local record (:mod:`.registry`), written right after ``VM.clone`` — it names the owner
   process precisely;
 * the pools themselves: every VM tagged ``bioxen`` or stamped with ``other_config:bioxen-owner``
   (also VMs whose record was lost).
 
-A VM whose owner still runs is *in use* and never touched.  A tagged VM created from another
-machine is *foreign*: listed, and destroyed only with ``--foreign`` (we cannot see whether its
-owner is alive).  Without ``--yes`` nothing is destroyed.
+A pool is shared, so a tag proves nothing and gc destroys only what provably is ours: a VM in
+the local record, or one whose owner stamp names this user and installation.  Everything else
+bioxen-looking is listed and never destroyed:
+
+* ``in-use`` — ours, and its owner process still runs;
+* ``foreign`` — ours, created from another machine (a shared state directory): we cannot see
+  whether its owner lives, so it is destroyed only with ``--foreign``;
+* ``not-mine`` — stamped by another user or another bioxen installation;
+* ``unowned`` — tagged ``bioxen`` without an owner stamp (by hand, or by another tool).
+
+Without ``--yes`` nothing is destroyed.
 """
 from __future__ import annotations
 
@@ -34,26 +42,48 @@ class Candidate:
     uuid: str
     name_label: str
     owner: str          # "host:pid" or "?"
-    status: str         # "orphan" | "in-use" | "foreign" | "gone"
+    status: str         # a key of STATUS_NOTES
     created: str
     ref: str | None = None
     record_id: str | None = None  # the record to drop with it, when not its uuid (pending)
 
 
-def _owner_of(record: registry_mod.VMRecord | None, other_config: dict) -> registry_mod.Owner | None:
-    if record is not None:
-        return record.owner
+STATUS_NOTES = {
+    "orphan": "its bioxen process is gone",
+    "in-use": "its bioxen process still runs",
+    "foreign": "created by you from another machine (OWNER): orphaned there or still in use, "
+               "which cannot be seen from here; destroyed only with --foreign",
+    "not-mine": "another user's or another bioxen installation's; never destroyed",
+    "unowned": "tagged 'bioxen' without bioxen's owner stamp; never destroyed",
+    "ambiguous": "untagged, named as a VM a killed bioxen was cloning, as is another VM: "
+                 "never destroyed (check which is yours)",
+    "gone": "recorded, but no longer on the pool",
+}
+
+
+def _classify(record: registry_mod.VMRecord | None,
+              other_config: dict) -> tuple[str, registry_mod.Owner | None]:
+    """The status of one bioxen-looking VM, and its owner when known."""
     from .xcpng import OWNER_KEY
-    token = other_config.get(OWNER_KEY)
-    return registry_mod.Owner.from_token(token) if token else None
-
-
-def _status(owner: registry_mod.Owner | None) -> str:
-    if owner is None:
-        return "orphan"  # tagged but unowned: nobody can be using it through bioxen
+    if record is not None:  # our own record: we cloned it (its uuid came from our VM.clone)
+        owner = record.owner
+    else:
+        token = other_config.get(OWNER_KEY)
+        owner = registry_mod.Owner.from_token(token) if token else None
+        if owner is None:
+            return "unowned", None
+        if not owner.is_ours():
+            return "not-mine", owner
     if not owner.is_local():
-        return "foreign"
-    return "in-use" if owner.is_alive() else "orphan"
+        return "foreign", owner
+    return ("in-use" if owner.is_alive() else "orphan"), owner
+
+
+def _owner_text(owner: registry_mod.Owner | None) -> str:
+    if owner is None:
+        return "?"
+    who = f"{owner.user}@" if owner.user else ""
+    return f"{who}{owner.host}:{owner.pid}"
 
 
 def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) -> list[Candidate]:
@@ -63,12 +93,11 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
     found: list[Candidate] = []
     seen = set()
     for ref, rec in find_bioxen_vms(session).items():
-        record = by_uuid.get(rec["uuid"])
-        owner = _owner_of(record, rec.get("other_config", {}))
+        status, owner = _classify(by_uuid.get(rec["uuid"]), rec.get("other_config", {}))
         seen.add(rec["uuid"])
         found.append(Candidate(
             pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
-            owner=f"{owner.host}:{owner.pid}" if owner else "?", status=_status(owner),
+            owner=_owner_text(owner), status=status,
             created=rec.get("other_config", {}).get(CREATED_KEY, "?"), ref=ref))
     pending = [r for r in records if r.pending]
     if pending:
@@ -77,18 +106,23 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
             if record.owner.is_alive():
                 seen.add(record.uuid)  # still being created
                 continue
-            for ref, rec in everything.items():
-                # The crash came between VM.clone and tagging: an untagged VM with our label.
-                # (Still a template if provisioning had not run: a clone inherits that flag.)
-                if (rec["name_label"] == record.name_label and rec["uuid"] not in seen
-                        and not rec.get("is_default_template") and not rec.get("is_a_snapshot")
-                        and TAG not in rec.get("tags", [])
-                        and OWNER_KEY not in rec.get("other_config", {})):
-                    seen.update({rec["uuid"], record.uuid})
-                    found.append(Candidate(
-                        pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
-                        owner=f"{record.owner.host}:{record.owner.pid}", status="orphan",
-                        created="?", ref=ref, record_id=record.uuid))
+            # The crash came between VM.clone and tagging: an untagged VM with our label.
+            # (Still a template if provisioning had not run: a clone inherits that flag.)
+            matches = [(ref, rec) for ref, rec in everything.items()
+                       if rec["name_label"] == record.name_label and rec["uuid"] not in seen
+                       and not rec.get("is_default_template") and not rec.get("is_a_snapshot")
+                       and TAG not in rec.get("tags", [])
+                       and OWNER_KEY not in rec.get("other_config", {})]
+            # Only one can be ours; with several (another bioxen's clone of the same name
+            # that is not stamped yet) none is destroyed.
+            status = ("ambiguous" if len(matches) > 1 else
+                      "foreign" if not record.owner.is_local() else "orphan")
+            for ref, rec in matches:
+                seen.update({rec["uuid"], record.uuid})
+                found.append(Candidate(
+                    pool=pool, uuid=rec["uuid"], name_label=rec["name_label"],
+                    owner=_owner_text(record.owner), status=status,
+                    created="?", ref=ref, record_id=record.uuid))
     for record in records:
         if record.uuid in seen:
             continue
@@ -103,13 +137,13 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
             else:
                 found.append(Candidate(
                     pool=pool, uuid=record.uuid, name_label=rec["name_label"],
-                    owner=f"{record.owner.host}:{record.owner.pid}",
-                    status=_status(record.owner), ref=ref,
+                    owner=_owner_text(record.owner),
+                    status=_classify(record, {})[0], ref=ref,
                     created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))))
                 continue
         found.append(Candidate(
             pool=pool, uuid=record.uuid, name_label=record.name_label,
-            owner=f"{record.owner.host}:{record.owner.pid}", status="gone",
+            owner=_owner_text(record.owner), status="gone",
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))))
     return found
 
@@ -121,6 +155,10 @@ def _print_table(rows: list[Candidate], out: TextIO) -> None:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         out.write("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+    shown = {c.status for c in rows}
+    for status, note in STATUS_NOTES.items():
+        if status in shown:
+            out.write(f"  {status}: {note}\n")
 
 
 def _settings_for(pool: str, records: list[registry_mod.VMRecord]) -> Any:
@@ -172,13 +210,15 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
                              "and every pool in bioxen's record")
     parser.add_argument("--yes", action="store_true", help="destroy the orphans listed")
     parser.add_argument("--foreign", action="store_true",
-                        help="also destroy bioxen VMs created from other machines")
+                        help="also destroy your bioxen VMs created from other machines "
+                             "(never another user's or installation's)")
     args = parser.parse_args(argv)
 
     reg = registry_mod.Registry()
     try:
         records = reg.all()
-    except registry_mod.RegistryError as e:
+        registry_mod.installation_id()  # what "ours" means below; a damaged one stops here
+    except (registry_mod.RegistryError, OSError) as e:
         err.write(f"bioxen vm gc: {e}\n")
         return 2
     pools = args.pool or sorted({r.pool for r in records} | set(_configured_pools()))
@@ -186,7 +226,7 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
         out.write("no XCP-ng pools configured and no VMs recorded: nothing to do\n")
         return 0
 
-    from .xcpng import destroy_vm, pool_password
+    from .xcpng import VMRemoval, pool_session
     status = 0
     rows: list[Candidate] = []
     sessions: dict[str, XapiSession] = {}
@@ -198,8 +238,7 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
                 if open_session is not None:
                     session = open_session(settings)
                 else:
-                    session = XapiSession(settings.url, settings.user, pool_password(settings),
-                                          tls=settings.tls, label=f"pool {pool!r}")
+                    session = pool_session(settings)
                     session.login()
             except Exception as e:  # noqa: BLE001 - report and go on with the other pools
                 err.write(f"bioxen vm gc: pool {pool!r}: {e}\n")
@@ -222,10 +261,12 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
             reg.remove(c.uuid)
         for c in doomed:
             session = sessions[c.pool]
+            removal = VMRemoval(session, c.ref)
             try:
-                kept = destroy_vm(session, c.ref)
+                kept = removal.run()
             except (XapiError, XapiConnectionError) as e:
-                err.write(f"bioxen vm gc: could not destroy {c.name_label} ({c.uuid}): {e}\n")
+                err.write(f"bioxen vm gc: could not destroy {c.name_label} ({c.uuid}): {e}; "
+                          f"{removal.left()}\n")
                 status = 1
                 continue
             reg.remove(c.uuid)

@@ -92,6 +92,11 @@ ERROR_PARAMS: dict[str, list[str]] = {
     "INTERNAL_ERROR": ["message"],
     "LICENSE_RESTRICTION": ["feature"],
     "EVENT_FROM_TOKEN_PARSE_FAILURE": ["token"],
+    "VM_FAILED_SHUTDOWN_ACK": ["vm"],
+    "VM_SHUTDOWN_TIMEOUT": ["vm", "timeout"],
+    "VM_CANNOT_DELETE_DEFAULT_TEMPLATE": ["vm"],
+    "INVALID_DEVICE": ["device"],
+    "MAC_INVALID": ["MAC"],
 }
 
 
@@ -416,6 +421,22 @@ class XapiSession:
     @property
     def logged_in(self) -> bool:
         return self._sdk is not None
+
+    @property
+    def ref(self) -> str | None:
+        """This session's ref: a credential, never to be logged or written."""
+        return self._sdk.handle if self._sdk is not None else None
+
+    def log_out_other(self, ref: str) -> None:
+        """Log out another session of this pool by its ref (one a killed process left)."""
+        if self._sdk is None:
+            raise RuntimeError("XapiSession.log_out_other before login()")
+        sdk = self._sdk
+        # session.logout ends the session it is called with, so call it with that one's ref
+        reply = self._guard_transport(self.coordinator_url, lambda: sdk.session.logout(ref))
+        if reply.get("Status") != "Success":
+            details = [str(d) for d in reply.get("ErrorDescription") or ["UNKNOWN"]]
+            raise XapiError(details[0], details[1:], "session.logout (another session)")
 
     # ------------------------------------------------------------------ calls
     def call(self, method: str, *args: Any) -> Any:

@@ -39,6 +39,7 @@ import re
 import threading
 import time
 import uuid as uuidlib
+import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -49,8 +50,8 @@ from ..vm.transport import AgentProcess, BackendError
 from . import registry as registry_mod
 from .cloudinit import INJECT_MODES
 from .xapi import (
-    NULL_REF, TLSSettings, XapiConnectionError, XapiError, XapiSession, XapiTimeout,
-    normalise_fingerprint,
+    NULL_REF, InsecureTLSWarning, TLSSettings, XapiConnectionError, XapiError, XapiSession,
+    XapiTimeout, normalise_fingerprint,
 )
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 # Pool keys (config file [pools.NAME] or an inline pool table) and their types.
 _POOL_KEYS: dict[str, type | tuple] = {
     "url": str, "user": str, "password_file": str, "password_command": str,
-    "password_env": str, "verify_tls": bool, "ca_bundle": str, "fingerprint": str,
+    "password_env": str, "verify_tls": bool, "allow_http": bool, "ca_bundle": str,
+    "fingerprint": str,
     "template": str, "network": str, "sr": str, "ssh_user": str, "ssh_key": str,
     "ssh_port": int, "ip_timeout": (int, float), "known_hosts": str,
     "start_timeout": (int, float), "shutdown_timeout": (int, float), "host_keys": str,
@@ -95,6 +97,7 @@ class PoolSettings:
     where: str
     password: dict[str, str] = field(default_factory=dict)  # the password source keys only
     tls: TLSSettings = TLSSettings()
+    allow_http: bool = False
     template: str | None = None
     network: str | None = None
     sr: str | None = None
@@ -129,9 +132,16 @@ class PoolSettings:
         for key in ("url", "user"):
             if key not in data:
                 raise BackendError(f"{where}: missing key {key!r}")
+        from .config import http_problem, url_credentials_problem
+        problem = url_credentials_problem(data["url"])
+        if problem:  # never echo this URL: it holds a secret
+            raise BackendError(f"{where}: url: {problem}")
         if not re.match(r"^https?://[^/]+", data["url"]):
             raise BackendError(f"{where}: url must start with https:// (or http://), got "
                                f"{data['url']!r}")
+        problem = http_problem(data["url"], data.get("allow_http", False))
+        if problem:
+            raise BackendError(f"{where}: url {problem}")
         fingerprint = data.get("fingerprint")
         if fingerprint is not None:
             try:
@@ -158,7 +168,7 @@ class PoolSettings:
                     raise BackendError(f"{where}: {k} must be > 0 seconds, got {data[k]!r}")
                 kwargs[k] = float(data[k])
         return cls(name=name, url=data["url"], user=data["user"], where=where,
-                   password=sources, tls=tls, **kwargs)
+                   password=sources, tls=tls, allow_http=data.get("allow_http", False), **kwargs)
 
 
 def _check_inject(value: Any, where: str) -> None:
@@ -241,41 +251,181 @@ def _host(url: str) -> str:
     return re.sub(r"^https?://", "", url).split("/")[0]
 
 
+# ------------------------------------------------------------------------------ sessions
+_http_warned: set[str] = set()
+_http_lock = threading.Lock()
+
+
+class InsecureHTTPWarning(InsecureTLSWarning):
+    """A pool reached over plain http (``allow_http = true``): the password is sent in clear."""
+
+
+def pool_session(settings: PoolSettings) -> "PoolSession":
+    """A (not yet logged-in) session on the pool: how the backend and ``vm gc`` open one."""
+    if settings.url.lower().startswith("http://"):
+        _warn_http(settings)
+    return PoolSession(settings, pool_password(settings))
+
+
+def _warn_http(settings: PoolSettings) -> None:
+    """Once per pool and process: the user opted in to http (allow_http), say what it costs."""
+    with _http_lock:
+        if settings.url in _http_warned:
+            return
+        _http_warned.add(settings.url)
+    message = (f"pool {settings.name!r} ({_host(settings.url)}) is reached over http://: the "
+               f"password crosses the network in clear (allow_http = true in {settings.where})")
+    warnings.warn(message, InsecureHTTPWarning, stacklevel=3)
+    log.warning("%s", message)
+
+
+class PoolSession(XapiSession):
+    """An :class:`XapiSession` that bioxen's record knows about while it is open.
+
+    XAPI keeps a session that is never logged out for 24 h (and caps them per user).  A killed
+    bioxen cannot log out, so each session is recorded (its uuid, which is no credential) at
+    login and forgotten at logout; the next login on the pool logs out the sessions whose
+    process is gone.
+    """
+
+    def __init__(self, settings: PoolSettings, password: Any) -> None:
+        super().__init__(settings.url, settings.user, password, tls=settings.tls,
+                         label=f"pool {settings.name!r}")
+        self._pool_url = settings.url
+        self._recorded: str | None = None
+        self._registry = registry_mod.Registry()
+
+    def login(self) -> None:
+        super().login()
+        try:
+            uuid = self.call("session.get_uuid", self.ref)
+            self._registry.add_session(registry_mod.SessionRecord(
+                uuid=uuid, url=self._pool_url, owner=registry_mod.current_owner()))
+            self._recorded = uuid
+            self._log_out_abandoned()
+        except (XapiError, registry_mod.RegistryError) as e:
+            # bookkeeping only: the session works, it just could not be recorded
+            log.info("%s: cannot record the session for cleanup after a crash: %s",
+                     self.label, e)
+
+    def logout(self) -> None:
+        recorded, self._recorded = self._recorded, None
+        super().logout()
+        if recorded:
+            try:
+                self._registry.remove_session(recorded)
+            except registry_mod.RegistryError as e:
+                log.info("%s: %s", self.label, e)
+
+    def _log_out_abandoned(self) -> None:
+        for record in self._registry.sessions():
+            owner = record.owner
+            if (record.url != self._pool_url or not owner.is_ours() or not owner.is_local()
+                    or owner.is_alive()):
+                continue
+            try:
+                self.log_out_other(self.call("session.get_by_uuid", record.uuid))
+                log.info("%s: logged out a session left open by bioxen process %d, which is "
+                         "gone", self.label, owner.pid)
+            except XapiError as e:
+                if e.code not in ("UUID_INVALID", "HANDLE_INVALID", "SESSION_INVALID"):
+                    log.info("%s: cannot log out the session of bioxen process %d: %s",
+                             self.label, owner.pid, e)
+                    continue  # (no permission?) try again at the next start
+            self._registry.remove_session(record.uuid)
+
+
 # ------------------------------------------------------------------------------ destroy
 def destroy_vm(session: XapiSession, vm: str) -> list[str]:
     """Remove ``vm``, its snapshots and its own disks; return the disks that were kept.
 
     A disk is the VM's own when every VBD of its VDI belongs to the VM or one of its
     snapshots.  The disks are collected before ``VM.destroy`` (which removes the VBDs but
-    keeps the VDIs).  Raises ``XapiError`` only for failures other than "already gone".
+    keeps the VDIs).  Raises ``XapiError`` only for failures other than "already gone"; then
+    :meth:`VMRemoval.left` says what stayed on the pool.
     """
-    record = session.call("VM.get_record", vm)
-    family = [vm, *record.get("snapshots", [])]
-    own: list[str] = []
-    kept: list[str] = []
-    for member in family:
-        for vbd in session.call("VM.get_VBDs", member):
-            b = session.call("VBD.get_record", vbd)
-            vdi = b["VDI"]
-            if b["type"] != "Disk" or vdi == NULL_REF or vdi in own:
-                continue
-            users = {session.call("VBD.get_VM", v) for v in session.call("VDI.get_VBDs", vdi)}
-            if users <= set(family):
-                own.append(vdi)
-            else:
-                kept.append(session.call("VDI.get_name_label", vdi) or vdi)
-    if record["power_state"] in ("Running", "Paused", "Suspended"):
-        try:
-            session.call("VM.hard_shutdown", vm)
-        except XapiError as e:
-            if not (e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted"):
+    return VMRemoval(session, vm).run()
+
+
+class VMRemoval:
+    """Destroying one VM (see :func:`destroy_vm`), remembering what it meant to remove, so
+    that after a failure :meth:`left` can ask the pool what really stayed."""
+
+    def __init__(self, session: XapiSession, vm: str | None,
+                 strays: list[str] | tuple = ()) -> None:
+        """``vm`` None: it is gone already; ``strays``: disks an earlier attempt left."""
+        self.session, self.vm = session, vm
+        self.family: list[str] = [vm] if vm else []
+        self.own: list[str] = list(strays)
+        self.disks_left: list[str] = []  # after left(): the own disks still on the pool
+
+    def run(self) -> list[str]:
+        session, vm = self.session, self.vm
+        if vm is None:
+            for vdi in self.own:
+                _ignore_gone(session.call, "VDI.destroy", vdi)
+            return []
+        record = session.call("VM.get_record", vm)
+        self.family = [vm, *record.get("snapshots", [])]
+        kept: list[str] = []
+        for member in self.family:
+            for vbd in session.call("VM.get_VBDs", member):
+                b = session.call("VBD.get_record", vbd)
+                vdi = b["VDI"]
+                if b["type"] != "Disk" or vdi == NULL_REF or vdi in self.own:
+                    continue
+                users = {session.call("VBD.get_VM", v) for v in session.call("VDI.get_VBDs", vdi)}
+                if users <= set(self.family):
+                    self.own.append(vdi)
+                else:
+                    kept.append(session.call("VDI.get_name_label", vdi) or vdi)
+        if record["power_state"] in ("Running", "Paused", "Suspended"):
+            try:
+                session.call("VM.hard_shutdown", vm)
+            except XapiError as e:
+                if not _already_halted(e):
+                    raise
+        for snapshot in self.family[1:]:
+            _ignore_gone(session.call, "VM.destroy", snapshot)
+        _ignore_gone(session.call, "VM.destroy", vm)
+        for vdi in self.own:
+            _ignore_gone(session.call, "VDI.destroy", vdi)
+        return kept
+
+    def left(self) -> str:
+        """What of this VM the pool still holds, asked after a failed :meth:`run`, e.g.
+        "VM 1234… (bioxen-w1; Running, 1 of its disk(s)) is still on the pool"."""
+        def alive(cls: str, ref: str) -> dict | None:
+            try:
+                return self.session.call(f"{cls}.get_record", ref)
+            except XapiError as e:
+                if e.code == "HANDLE_INVALID":
+                    return None
                 raise
-    for snapshot in family[1:]:
-        _ignore_gone(session.call, "VM.destroy", snapshot)
-    _ignore_gone(session.call, "VM.destroy", vm)
-    for vdi in own:
-        _ignore_gone(session.call, "VDI.destroy", vdi)
-    return kept
+
+        try:
+            vm = alive("VM", self.vm) if self.vm else None
+            disks = {v: d for v in self.own if (d := alive("VDI", v)) is not None}
+            snapshots = [r for r in (alive("VM", v) for v in self.family[1:]) if r is not None]
+        except (XapiError, XapiConnectionError) as e:
+            self.disks_left = list(self.own)
+            return f"bioxen could not check what is left on the pool ({e})"
+        self.disks_left = list(disks)
+        if vm is not None:
+            parts = [vm["power_state"]]
+            if self.own:  # (unknown when the failure came before they were collected)
+                parts.append(f"{len(disks)} of its disk(s)")
+            if snapshots:
+                parts.append(f"{len(snapshots)} snapshot(s)")
+            if TAG not in vm.get("tags", ()):
+                parts.append("not tagged 'bioxen'")
+            return f"VM {vm['uuid']} ({vm['name_label']}; {', '.join(parts)}) is still on the pool"
+        if disks or snapshots:
+            items = [f"disk {d['uuid']} ({d['name_label']})" for d in disks.values()] + \
+                [f"snapshot {r['uuid']} ({r['name_label']})" for r in snapshots]
+            return (f"the VM is gone, but {', '.join(items)} stayed on the pool (remove "
+                    f"with `xe vdi-destroy uuid=…` / `xe snapshot-uninstall uuid=…`)")
+        return "nothing is left on the pool"
 
 
 def _ignore_gone(call: Callable[..., Any], method: str, ref: str) -> None:
@@ -284,6 +434,18 @@ def _ignore_gone(call: Callable[..., Any], method: str, ref: str) -> None:
     except XapiError as e:
         if e.code not in ("HANDLE_INVALID", "UUID_INVALID"):
             raise
+
+
+# Clean-shutdown failures that mean "the guest will not do it", so it is forced off:
+# the guest never acknowledged the request (no PV drivers listening, a frozen kernel), it
+# acknowledged but did not halt in time, it lacks the feature (older XAPI, HVM without PV
+# drivers), or our deadline cancelled the task.
+CLEAN_SHUTDOWN_REFUSALS = ("VM_FAILED_SHUTDOWN_ACK", "VM_SHUTDOWN_TIMEOUT", "VM_LACKS_FEATURE",
+                           "TASK_CANCELLED", "OPERATION_NOT_ALLOWED", "VM_BAD_POWER_STATE")
+
+
+def _already_halted(e: XapiError) -> bool:
+    return e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted"
 
 
 def find_bioxen_vms(session: XapiSession) -> dict[str, dict]:
@@ -355,6 +517,7 @@ class XCPngBackend:
         self._settings: PoolSettings | None = None
         self.vm_uuid: str | None = None
         self.ip: str | None = None
+        self.power_state: str | None = None  # as the pool last confirmed it
         self._ssh: Any = None
         self._registry = registry_mod.Registry()
 
@@ -416,9 +579,7 @@ class XCPngBackend:
         return self._settings
 
     def _session(self) -> XapiSession:
-        s = self.settings()
-        return XapiSession(s.url, s.user, pool_password(s), tls=s.tls,
-                           label=f"pool {s.name!r}")
+        return pool_session(self.settings())
 
     def _open_session(self) -> XapiSession:
         """A logged-in session, with errors turned into BackendError."""
@@ -442,11 +603,36 @@ class XCPngBackend:
                 self._boot_existing()
             assert self.ip is not None
             try:
-                return self._connect()
+                proc = self._connect()
             except BackendError as e:
                 if not self._created_now:
                     raise  # an existing VM stays; :restart() can try again
-                raise BackendError(f"{e}{self._rollback_after_failure()}") from None
+                raise self._failure(f"{e}{self._rollback_after_failure()}") from None
+            self._withdraw_host_key()
+            return proc
+
+    def _withdraw_host_key(self) -> None:
+        """The guest presented the injected host key, so it has installed it: remove the
+        private key from the VM's xenstore_data, where pool users with read access could read
+        it and every later snapshot would copy it."""
+        if not self._host_key_in_pool:
+            return
+        try:
+            session = self._open_session()
+        except BackendError as e:
+            log.warning("xcpng: the private host key of VM %s stays in its xenstore_data until "
+                        "its next start (%s)", self.name, e)
+            return
+        try:
+            vm = self._vm_ref(session)
+            if vm is not None:
+                session.call("VM.remove_from_xenstore_data", vm, HOST_KEY_KEY)
+            self._host_key_in_pool = False
+        except (XapiError, XapiConnectionError) as e:
+            log.warning("xcpng: the private host key of VM %s stays in its xenstore_data until "
+                        "its next start: %s", self.name, e)
+        finally:
+            session.logout()
 
     def stop(self) -> None:
         with self._lock:
@@ -454,16 +640,30 @@ class XCPngBackend:
             if self.vm_uuid is None:
                 return
             session = self._open_session()
+            vm = None
             try:
                 vm = self._vm_ref(session)
                 if vm is not None:
                     self._shutdown(session, vm)
+                else:
+                    self.power_state = None
             except (XapiError, XapiConnectionError, XapiTimeout) as e:
-                raise BackendError(f"xcpng: stopping VM {self.name!r} "
-                                   f"(uuid {self.vm_uuid}): {e}") from None
+                raise BackendError(f"xcpng: stopping VM {self.name!r} (uuid {self.vm_uuid}) "
+                                   f"failed: {e}{self._pool_shows(session, vm)}") from None
             finally:
                 session.logout()
             self.ip = None
+
+    def _pool_shows(self, session: XapiSession, vm: str | None) -> str:
+        """"; the pool shows it Running" (what a failed operation left), or "" if unknown."""
+        self.power_state = None
+        if vm is None:
+            return ""
+        try:
+            self.power_state = session.call("VM.get_power_state", vm)
+        except (XapiError, XapiConnectionError):
+            return ""
+        return f"; the pool shows it {self.power_state}"
 
     def destroy(self) -> None:
         with self._lock:
@@ -473,23 +673,25 @@ class XCPngBackend:
             try:
                 session = self._open_session()
             except BackendError as e:
-                raise BackendError(f"{e}; VM {self.vm_uuid} was left on the pool "
-                                   f"(`bioxen vm gc` removes it later)") from None
+                raise BackendError(f"{e}; VM {self.vm_uuid} was left on the pool (`bioxen vm "
+                                   f"gc --yes` removes it once this bioxen has exited)") from None
+            removal = None
             try:
                 vm = self._vm_ref(session)
-                kept = destroy_vm(session, vm) if vm is not None else []
+                removal = VMRemoval(session, vm, strays=self._stray_disks)
+                kept = removal.run()
             except (XapiError, XapiConnectionError) as e:
+                left = removal.left() if removal is not None else "it may still be on the pool"
+                self._stray_disks = removal.disks_left if removal is not None else []
                 raise BackendError(
                     f"xcpng: destroying VM {self.name!r} (uuid {self.vm_uuid}) failed: {e}; "
-                    f"`bioxen vm gc` will offer it again") from None
+                    f"{left}; it stays in bioxen's record: :destroy() again, or `bioxen vm gc "
+                    f"--yes` once this bioxen has exited") from None
             finally:
                 session.logout()
             for disk in kept:
                 log.info("xcpng: kept disk %r of VM %s: another VM uses it", disk, self.name)
-            self._forget_host_key()
-            self._registry.remove(self.vm_uuid)
-            self.vm_uuid = None
-            self.ip = None
+            self._forget_vm()
 
     def _forget_host_key(self) -> None:
         """Drop the known_hosts entry filed under this VM's uuid (injected or first-use)."""
@@ -525,11 +727,14 @@ class XCPngBackend:
             facts.update(pool=s.name, url=s.url, template=s.template, network=s.network)
         except BackendError:
             facts.update(pool=self._pool_option if isinstance(self._pool_option, str) else None)
-        facts.update(vm_uuid=self.vm_uuid, memory=self.memory, vcpus=self.vcpus)
+        facts.update(vm_uuid=self.vm_uuid, power_state=self.power_state, memory=self.memory,
+                     vcpus=self.vcpus)
         return facts
 
     # ------------------------------------------------------------------ creation
     _created_now = False
+    _host_key_in_pool = False  # the private host key is in the VM's xenstore_data
+    _stray_disks: list[str] = []  # own disks a failed destroy() left: the next one removes them
     _pending: str | None = None  # the pending record's id between writing it and the clone
 
     def _create(self) -> None:
@@ -583,6 +788,7 @@ class XCPngBackend:
             start_vm(session, vm, timeout=s.start_timeout, what=f"VM {label} to start")
             step("wait for the guest's IP address")
             self.ip = self._wait_for_ip(session, vm, s)
+            self.power_state = "Running"  # _wait_for_ip saw it so
             self._created_now = True
         except BaseException as e:
             message = self._describe_failure(e, step.name)
@@ -592,7 +798,7 @@ class XCPngBackend:
                 leftover = self._settle_pending(session, creating_label, e)
             session.logout()
             if isinstance(e, Exception):
-                raise BackendError(message + leftover) from None
+                raise self._failure(message + leftover) from None
             raise
         session.logout()
 
@@ -645,13 +851,32 @@ class XCPngBackend:
         detail = str(e) if isinstance(e, Exception) else type(e).__name__
         return f"xcpng: creating VM {self.name!r} failed at step '{step}': {detail}"
 
+    def _failure(self, message: str) -> BackendError:
+        """The error a failed start raises; ``left_on_pool`` tells the caller that the
+        rollback left the VM (its record too: ``destroy()`` and gc can still remove it)."""
+        error = BackendError(message)
+        error.left_on_pool = self.vm_uuid is not None  # type: ignore[attr-defined]
+        return error
+
     def _rollback(self, session: XapiSession, vm: str) -> str:
-        """Destroy the half-made VM; return "" or a note on what was left behind."""
+        """Destroy the half-made VM; return a note saying what is really left on the pool."""
+        removal = VMRemoval(session, vm)
         try:
-            destroy_vm(session, vm)
+            kept = removal.run()
         except (XapiError, XapiConnectionError) as cleanup:
-            return (f" (rolling back also failed: {cleanup}; VM {self.vm_uuid} is left on the "
-                    f"pool, tagged '{TAG}'; `bioxen vm gc` removes it)")
+            # The record stays, so destroy() and `bioxen vm gc` can still find the VM
+            left = removal.left()
+            self._stray_disks = removal.disks_left
+            return (f" (rolling back failed: {cleanup}; {left}; it stays in bioxen's record, "
+                    f"so `bioxen vm gc --yes` removes it once this bioxen has exited)")
+        self._forget_vm()
+        if kept:
+            return (f" (rolled back: the VM is gone; its disk(s) {', '.join(kept)} stay on the "
+                    f"pool because other VMs use them)")
+        return " (rolled back: nothing was left on the pool)"
+
+    def _forget_vm(self) -> None:
+        """Drop everything bioxen keeps about a VM that is gone from the pool."""
         if self.vm_uuid:
             self._forget_host_key()
             self._registry.remove(self.vm_uuid)
@@ -660,20 +885,25 @@ class XCPngBackend:
             self._pending = None
         self.vm_uuid = None
         self.ip = None
-        return " (rolled back: nothing was left on the pool)"
+        self.power_state = None
 
     def _rollback_after_failure(self) -> str:
         """Roll back a VM created by this start() whose SSH side failed; return a note."""
         self._created_now = False
+        unknown = (f"VM {self.vm_uuid} may still be on the pool; `bioxen vm gc --yes` removes "
+                   f"it")
         try:
             session = self._open_session()
         except BackendError as e:
-            return f" (rolling back failed: {e}; `bioxen vm gc` removes VM {self.vm_uuid})"
+            return f" (rolling back failed: {e}; {unknown})"
         try:
             vm = self._vm_ref(session)
-            return self._rollback(session, vm) if vm is not None else ""
+            if vm is None:
+                self._forget_vm()
+                return " (rolled back: the VM was already gone from the pool)"
+            return self._rollback(session, vm)
         except (XapiError, XapiConnectionError) as e:
-            return f" (rolling back failed: {e}; `bioxen vm gc` removes VM {self.vm_uuid})"
+            return f" (rolling back failed: {e}; {unknown})"
         finally:
             session.logout()
 
@@ -853,6 +1083,7 @@ class XCPngBackend:
         entries = [(AUTHORIZED_KEYS_KEY, public_key), (SSH_USER_KEY, s.ssh_user)]
         if s.host_keys == "inject":
             entries.append((HOST_KEY_KEY, self._new_host_key()))
+            self._host_key_in_pool = True  # until the guest has taken it (start())
         for key, value in entries:
             session.set_map_key("VM", vm, "xenstore_data", key, value)
 
@@ -962,38 +1193,56 @@ class XCPngBackend:
                 session.run_async("VM.resume", vm, False, False, timeout=s.start_timeout,
                                   what=f"VM {self.name} to resume")
             self.ip = self._wait_for_ip(session, vm, s)
+            self.power_state = "Running"  # _wait_for_ip saw it so
         except (XapiError, XapiConnectionError, XapiTimeout) as e:
             raise BackendError(f"xcpng: starting VM {self.name!r} again failed: {e}") from None
         finally:
             session.logout()
 
     def _shutdown(self, session: XapiSession, vm: str) -> None:
-        """Clean shutdown with a deadline; hard shutdown when the guest cannot or will not."""
+        """Clean shutdown with a deadline; hard shutdown when the guest cannot or will not.
+        Returns only once the pool itself shows the VM Halted."""
         s = self.settings()
         state = session.call("VM.get_power_state", vm)
         if state == "Halted":
+            self.power_state = state
             return
         if state == "Running":
             try:
                 session.run_async("VM.clean_shutdown", vm, timeout=s.shutdown_timeout,
                                   what=f"VM {self.name} to shut down",
                                   find=lambda: _halted(session, vm))
-                return
             except XapiError as e:
-                if e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted":
-                    return
-                if e.code not in ("VM_LACKS_FEATURE", "TASK_CANCELLED", "OPERATION_NOT_ALLOWED",
-                                  "VM_BAD_POWER_STATE"):
-                    raise
-                log.info("xcpng: clean shutdown of %s refused (%s); forcing it", self.name, e.code)
+                if not _already_halted(e):
+                    if e.code not in CLEAN_SHUTDOWN_REFUSALS:
+                        raise
+                    log.info("xcpng: clean shutdown of %s failed (%s); forcing it",
+                             self.name, e.code)
             except XapiTimeout:
                 log.info("xcpng: %s ignored the shutdown request for %g s; forcing it",
                          self.name, s.shutdown_timeout)
+        if session.call("VM.get_power_state", vm) != "Halted":
+            try:
+                session.call("VM.hard_shutdown", vm)
+            except XapiError as e:
+                if not _already_halted(e):
+                    raise
+        self._confirm_power_state(session, vm, "Halted", s.shutdown_timeout)
+
+    def _confirm_power_state(self, session: XapiSession, vm: str, wanted: str,
+                             timeout: float) -> None:
+        """Wait until the pool shows ``wanted``; never claim a state it does not confirm."""
+        def reached() -> bool | None:
+            self.power_state = session.call("VM.get_power_state", vm)
+            return True if self.power_state == wanted else None
+
         try:
-            session.call("VM.hard_shutdown", vm)
-        except XapiError as e:
-            if not (e.code == "VM_BAD_POWER_STATE" and e.param("actual") == "halted"):
-                raise
+            session.wait_until([f"vm/{vm}"], reached, timeout, f"VM {self.name} to be {wanted}")
+        except XapiTimeout:
+            raise BackendError(
+                f"xcpng: VM {self.name!r} (uuid {self.vm_uuid}) is still {self.power_state} on "
+                f"pool {self.settings().name!r} after a hard shutdown; it was not "
+                f"stopped") from None
 
     # ------------------------------------------------------------------ SSH
     def _ssh_host(self) -> Any:

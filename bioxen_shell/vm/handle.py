@@ -655,9 +655,15 @@ class VMHandle:
             self._discard_proc()
             try:
                 self.backend.stop()
-            finally:
+            except BaseException as exc:
+                # The agent is gone but the place may still run (an XCP-ng guest the pool
+                # shows Running): "stopped" would be a claim nobody confirmed.
                 if self.status != "destroyed":
-                    self.status = "stopped"
+                    self.status = "lost"
+                    self.exit_reason = f"stop failed: {exc}"
+                raise
+            if self.status != "destroyed":
+                self.status = "stopped"
 
     def restart(self) -> "VMHandle":
         """Kill the agent if it runs, start a fresh one (globals are lost)."""

@@ -41,6 +41,7 @@ class VMCreateError(VMError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, kind="create")
+        self.left_behind = False  # something the create made could not be removed
 
 
 def check_count(count: Any) -> int | None:
@@ -207,13 +208,16 @@ class Manager:
                     self.destroy(h.name)
             for n in names:
                 self._release(n)
-            first_name, first = errors[0]
+            left = [(n, e) for n, e in errors if getattr(e, "left_behind", False)]
+            first_name, first = (left or errors)[0]
             detail = str(first)
             if not detail.startswith((first_name, "vm.create")):
                 detail = f"{first_name}: {detail}"
+            removed = (f"all {total} were removed" if not left else
+                       f"{len(left)} could not be removed completely")
             raise VMCreateError(
-                f"vm.create: {len(errors)} of {total} VMs failed to start (all {total} were removed); "
-                f"first: {detail}")
+                f"vm.create: {len(errors)} of {total} VMs failed to start ({removed}); "
+                f"{'first' if not left else 'what is left'}: {detail}")
         return results  # type: ignore[return-value]
 
     def _start_one(self, name: str, backend_cls: type, prof: Profile, options: dict) -> VMHandle:
@@ -230,8 +234,13 @@ class Manager:
             try:
                 backend.destroy()
             except Exception as cleanup_exc:
-                raise VMCreateError(
-                    f"vm.create: {name}: {exc}; cleaning up also failed: {cleanup_exc}") from None
+                error = VMCreateError(
+                    f"vm.create: {name}: {exc}; cleaning up also failed: {cleanup_exc}")
+                error.left_behind = True
+                raise error from None
+            if getattr(exc, "left_on_pool", False):  # the backend's own rollback had failed
+                raise VMCreateError(f"vm.create: {name}: {exc}; removing it once more worked: "
+                                    f"nothing is left") from None
             if isinstance(exc, VMError):
                 raise
             if isinstance(exc, Exception):

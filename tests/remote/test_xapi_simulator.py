@@ -195,9 +195,18 @@ def test_event_from_tokens_and_blocking(x, xapi_test_pool):
     wait_for(lambda: len(calls_with_token()) > before, "the blocking event.from")
     vm = x.VM.clone(sim.template, "ev")
     waiter.join(PATIENCE)
-    (event,) = result["r"]["events"]
-    assert (event["operation"], event["ref"], event["snapshot"]["name_label"]) == ("add", vm, "ev")
-    token = result["r"]["token"]
+    # As in XAPI, the clone shows first on the template (its current_operations), so the
+    # waiter may wake before the new VM exists; the add follows from the token it got.
+    events, token = result["r"]["events"], result["r"]["token"]
+    assert events[0]["ref"] in (sim.template, vm)
+    while not any(e["ref"] == vm for e in events):
+        reply = x.event_from(["vm"], token, PATIENCE)
+        events, token = events + reply["events"], reply["token"]
+    (event,) = [e for e in events if e["ref"] == vm]
+    assert (event["operation"], event["snapshot"]["name_label"]) == ("add", "ev")
+    while x.VM.get_current_operations(sim.template):  # the template's entry goes again
+        token = x.event_from([f"vm/{sim.template}"], token, PATIENCE)["token"]
+    token = x.event_from(["vm"], token, 0.0)["token"]
     x.VM.set_name_label(vm, "ev2")
     (event,) = x.event_from([f"vm/{vm}"], token, PATIENCE)["events"]  # returns with the event
     assert (event["operation"], event["snapshot"]["name_label"]) == ("mod", "ev2")
@@ -232,7 +241,10 @@ def test_guest_metrics_appear_after_boot_and_go_at_shutdown(x, xapi_test_pool):
     wait_for(lambda: booting, "the guest to boot again")
     booting.pop().join(PATIENCE)  # the boot is over: without tools, no metrics ever
     assert x.VM.get_guest_metrics(vm) == NULL
-    assert failure(x.VM.clean_shutdown, vm) == ["VM_LACKS_FEATURE", vm]
+    # XAPI asks the guest anyway and nobody acknowledges (VM_LACKS_FEATURE shows only in
+    # allowed_operations; it is not what the call answers)
+    assert failure(x.VM.clean_shutdown, vm) == ["VM_FAILED_SHUTDOWN_ACK", vm]
+    assert x.VM.get_power_state(vm) == "Running"
 
 
 def test_fault_injection_is_one_shot(x, xapi_test_pool):
@@ -250,3 +262,89 @@ def test_copy_puts_disks_on_the_given_sr(x, xapi_test_pool):
     (cvbd,), (kvbd,) = x.VM.get_VBDs(clone), x.VM.get_VBDs(copy)
     assert x.VDI.get_SR(x.VBD.get_VDI(cvbd)) == sim.sr
     assert x.VDI.get_SR(x.VBD.get_VDI(kvbd)) == sim.sr_fast
+
+
+# ------------------------------------------------------------------------------ strictness
+def test_default_templates_cannot_be_destroyed(x, xapi_test_pool):
+    builtin = x.VM.get_by_name_label("Other install media")[0]
+    assert failure(x.VM.destroy, builtin) == ["VM_CANNOT_DELETE_DEFAULT_TEMPLATE", builtin]
+    assert builtin in xapi_test_pool.sim.table("VM")
+    own = x.VM.clone(xapi_test_pool.sim.template, "my template")  # still a template
+    x.VM.destroy(own)  # an ordinary template may go
+
+
+def test_failed_provision_leaves_an_ordinary_vm(x, xapi_test_pool):
+    """xapi_vm.ml clears is_a_template before provisioning anything: a failed provision
+    leaves a VM that is no longer a template (and cannot be provisioned again)."""
+    builtin = x.VM.get_by_name_label("Other install media")[0]
+    vm = x.VM.clone(builtin, "b")
+    assert x.VM.get_is_a_template(vm)
+    assert failure(x.VM.provision, vm) == ["UUID_INVALID", "sr", ""]
+    assert not x.VM.get_is_a_template(vm)
+    assert failure(x.VM.provision, vm) == ["PROVISION_ONLY_ALLOWED_ON_TEMPLATE"]
+
+
+def test_one_lifecycle_operation_at_a_time(x, xapi_test_pool):
+    """A VM busy with a clean shutdown refuses another with OTHER_OPERATION_IN_PROGRESS
+    [VM, ref, op, task] (shown in current_operations); a hard shutdown is allowed and
+    cancels the clean one, as xapi_vm.ml does."""
+    sim = xapi_test_pool.sim
+    sim.guest.clean_shutdown_hangs = True
+    sim.guest.boot_delay = None
+    vm = provisioned(x, sim)
+    x.VM.start(vm, False, False)
+    task = x.Async.VM.clean_shutdown(vm)
+    wait_for(lambda: x.VM.get_current_operations(vm), "the shutdown to be under way")
+    assert x.VM.get_current_operations(vm) == {task: "clean_shutdown"}
+    assert failure(x.VM.clean_shutdown, vm) == [
+        "OTHER_OPERATION_IN_PROGRESS", "VM", vm, "clean_shutdown", task]
+    assert failure(x.VM.clean_reboot, vm)[0] == "OTHER_OPERATION_IN_PROGRESS"
+    x.VM.hard_shutdown(vm)
+    wait_for(lambda: x.task.get_status(task) not in ("pending", "cancelling"), "the clean task")
+    assert x.task.get_status(task) == "cancelled"
+    assert x.VM.get_power_state(vm) == "Halted" and x.VM.get_current_operations(vm) == {}
+    a, b = x.Async.VM.clone(vm, "c1"), x.Async.VM.clone(vm, "c2")  # copies side by side
+    for t in (a, b):
+        wait_for(lambda t=t: x.task.get_status(t) != "pending", "the clone")
+        assert x.task.get_status(t) == "success"
+
+
+def test_clean_shutdown_answers_of_a_guest_that_will_not_halt(x, xapi_test_pool):
+    sim = xapi_test_pool.sim
+    sim.guest.boot_delay = None
+    vm = provisioned(x, sim)
+    x.VM.start(vm, False, False)
+    sim.guest.shutdown_ack = False  # frozen: xenopsd's request is never acknowledged
+    assert failure(x.VM.clean_shutdown, vm) == ["VM_FAILED_SHUTDOWN_ACK", vm]
+    sim.guest.shutdown_ack = True
+    sim.guest.clean_shutdown_hangs, sim.guest.shutdown_timeout = True, 0.2
+    assert failure(x.VM.clean_shutdown, vm) == ["VM_SHUTDOWN_TIMEOUT", vm, "0.2"]
+    assert x.VM.get_power_state(vm) == "Running"
+
+
+def _vif(x, sim, vm, **changes) -> dict:
+    record = {"device": "0", "network": sim.network, "VM": vm, "MAC": "", "MTU": "1500",
+              "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}}
+    record.update(changes)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def test_vif_create_checks_its_record_and_macs_come_from_the_mac_seed(x, xapi_test_pool):
+    sim = xapi_test_pool.sim
+    a, b = provisioned(x, sim, "a"), provisioned(x, sim, "b")
+    seeds = {x.VM.get_other_config(v).get("mac_seed") for v in (a, b, sim.template)}
+    assert None not in seeds and len(seeds) == 3  # each clone gets a fresh seed
+    for field in ("MTU", "other_config", "qos_algorithm_params"):
+        details = failure(x.VIF.create, _vif(x, sim, a, **{field: None}))
+        assert details[0] == "INTERNAL_ERROR" and field in details[1]
+    assert failure(x.VIF.create, _vif(x, sim, a, device="eth0")) == ["INVALID_DEVICE", "eth0"]
+    assert failure(x.VIF.create, _vif(x, sim, a, MAC="zz:00")) == ["MAC_INVALID", "zz:00"]
+    assert x.VM.get_VIFs(a) == []
+    macs = [x.VIF.get_MAC(x.VIF.create(_vif(x, sim, v))) for v in (a, b)]
+    assert macs[0] != macs[1]
+    assert all(int(m.split(":")[0], 16) & 2 for m in macs)  # locally administered
+    fixed = x.VIF.create(_vif(x, sim, a, device="1", MAC="02:00:00:00:00:07"))
+    assert x.VIF.get_MAC(fixed) == "02:00:00:00:00:07"
+    bare = sim.db.create("VM", name_label="no seed")  # not made through the API
+    assert failure(x.VIF.create, _vif(x, sim, bare))[0] == "INTERNAL_ERROR"
+    x.VIF.create(_vif(x, sim, bare, MAC="02:00:00:00:00:08"))  # an explicit MAC needs none

@@ -136,6 +136,76 @@ def test_failure_at_each_step_rolls_back(xapi_sim, xcpng_settings, method, error
     b.destroy()  # idempotent after a failed start
 
 
+@pytest.mark.parametrize("failing_step", ["VIF.create", "VM.add_tags"])
+def test_failed_rollback_says_what_is_left(xapi_sim, xcpng_settings, failing_step):
+    """Creating fails and so does VM.destroy in the rollback: the message names the VM that
+    really stayed (its uuid, state, disks, and that it is untagged when the failure came
+    before tagging); its record stays, so :destroy() or gc can still remove it."""
+    before = baseline(xapi_sim)
+    xapi_sim.fail_next(failing_step, "INTERNAL_ERROR", "boom")
+    xapi_sim.fail_next("VM.destroy", "INTERNAL_ERROR", "db locked")
+    b = backend(xcpng_settings)
+    with pytest.raises(BackendError) as exc:
+        b.start()
+    message = str(exc.value)
+    # (until it is tagged the clone carries its create's label, "bioxen-t1 (creating …)")
+    (rec,) = [v for v in xapi_sim.table("VM").values() if v["name_label"].startswith("bioxen-t1")]
+    assert "rolling back failed" in message and "db locked" in message
+    # (before VM.provision the clone is still a template without disks)
+    disks = ", 1 of its disk(s)" if failing_step == "VIF.create" else ""
+    assert f"VM {rec['uuid']} ({rec['name_label']}; Halted{disks}" in message
+    assert "is still on the pool" in message and "bioxen vm gc --yes" in message
+    assert ("not tagged 'bioxen'" in message) == (failing_step == "VM.add_tags")
+    assert "nothing was left" not in message and exc.value.left_on_pool
+    assert [r.uuid for r in registry_mod.Registry().all()] == [rec["uuid"]]
+    b.destroy()
+    assert_nothing_left(xapi_sim, before)
+
+
+@pytest.mark.parametrize("destroy_failures", [1, 2])
+def test_vm_create_reports_what_is_really_left(xapi_sim, xcpng_settings, destroy_failures):
+    """Through vm.create, a failed rollback is retried once: the final message says either
+    that the retry removed everything, or what the pool still holds."""
+    from bioxen_shell.vm.manager import Manager, VMCreateError
+    before = baseline(xapi_sim)
+    xapi_sim.fail_next("VIF.create", "INTERNAL_ERROR", "boom")
+    xapi_sim.fail_next("VM.destroy", "INTERNAL_ERROR", "db locked", count=destroy_failures)
+    manager = Manager()
+    with pytest.raises(VMCreateError) as exc:
+        manager.create("rb", type="xcpng", pool=xcpng_settings, count=2)
+    message = str(exc.value)
+    if destroy_failures == 1:
+        assert "removing it once more worked: nothing is left" in message
+        assert "(all 2 were removed)" in message
+        assert_nothing_left(xapi_sim, before)
+        return
+    (rec,) = xapi_sim.vms().values()
+    assert "1 could not be removed completely" in message and "all 2" not in message
+    assert "cleaning up also failed" in message
+    assert f"VM {rec['uuid']} (bioxen-rb" in message and "is still on the pool" in message
+    # still recorded as ours: `bioxen vm gc --yes` takes it once this process has exited
+    assert [r.uuid for r in registry_mod.Registry().all()] == [rec["uuid"]]
+    from bioxen_shell.remote.xapi import XapiSession
+    with XapiSession(xcpng_settings["url"], "root", SIM_PASSWORD) as s:
+        xcpng.destroy_vm(s, s.call("VM.get_by_uuid", rec["uuid"]))
+
+
+def test_rollback_that_leaves_a_disk_names_it(xapi_sim, xcpng_settings):
+    xapi_sim.fail_next("VIF.create", "INTERNAL_ERROR", "boom")
+    xapi_sim.fail_next("VDI.destroy", "INTERNAL_ERROR", "SR backend failed")
+    before = baseline(xapi_sim)
+    b = backend(xcpng_settings)
+    with pytest.raises(BackendError) as exc:
+        b.start()
+    message = str(exc.value)
+    assert xapi_sim.vms() == {}
+    (disk,) = set(xapi_sim.table("VDI")) - before["VDI"]
+    uuid = xapi_sim.table("VDI")[disk]["uuid"]
+    assert f"the VM is gone, but disk {uuid}" in message and "stayed on the pool" in message
+    b.destroy()  # what vm.create does next: the disk goes too
+    assert_nothing_left(xapi_sim, before)
+
+
 def test_start_failure_inside_the_task_rolls_back(xapi_sim, xcpng_settings):
     """Not enough memory: the Async.VM.start task fails with the code and its params."""
     before = baseline(xapi_sim)
@@ -265,6 +335,102 @@ def test_stop_without_guest_agent_uses_hard_shutdown(xapi_sim, xcpng_settings):
         b.destroy()
 
 
+@pytest.mark.parametrize("guest,code", [
+    ({"shutdown_ack": False}, "VM_FAILED_SHUTDOWN_ACK"),      # a frozen guest
+    ({"clean_shutdown_hangs": True, "shutdown_timeout": 0.3}, "VM_SHUTDOWN_TIMEOUT"),
+], ids=["no-ack", "xapi-timeout"])
+def test_stop_forces_off_a_guest_xapi_could_not_shut_down(xapi_sim, xcpng_settings, guest,
+                                                          code):
+    """XAPI's own answers when a clean shutdown fails: the guest never acknowledged the
+    request, or acknowledged it and did not halt before XAPI's timeout.  Both end in a hard
+    shutdown, and :stop() returns only once the pool shows the VM Halted."""
+    b, proc = _started(xcpng_settings)  # bioxen's own shutdown_timeout is long
+    try:
+        proc.kill()
+        proc.close()
+        for key, value in guest.items():
+            setattr(xapi_sim.guest, key, value)
+        b.stop()
+        ref, rec = the_vm(xapi_sim)
+        assert rec["power_state"] == "Halted"
+        (task,) = [t for t in _finished_tasks(xapi_sim) if t["name_label"] ==
+                   "Async.VM.clean_shutdown"]
+        assert task["error_info"][0] == code
+        assert xapi_sim.calls("VM.hard_shutdown")
+        assert b.describe()["power_state"] == "Halted"
+        assert xapi_sim.table("task") == {} and xapi_sim.open_sessions() == []
+    finally:
+        b.destroy()
+    assert xapi_sim.vms() == {}
+
+
+def _finished_tasks(sim) -> list[dict]:
+    """Every task's last record (bioxen destroys its tasks; the deletions keep them)."""
+    return [d.snapshot for d in sim.db.deletions if d.cls == "task"]
+
+
+def test_vm_whose_stop_failed_is_not_shown_stopped(xapi_sim, xcpng_settings):
+    from bioxen_shell.vm.manager import Manager
+    manager = Manager()
+    vm = manager.create("st", type="xcpng", pool=xcpng_settings)
+    try:
+        xapi_sim.guest.shutdown_ack = False
+        xapi_sim.fail_next("VM.hard_shutdown", "INTERNAL_ERROR", "xenopsd unreachable")
+        with pytest.raises(BackendError, match="the pool shows it Running"):
+            vm.stop()
+        info = vm.describe()
+        assert info["status"] == "lost" and info["power_state"] == "Running"
+        assert "stop failed" in info["exit_reason"]
+        vm.stop()  # the pool answers again: now it is stopped, and says so
+        info = vm.describe()
+        assert info["status"] == "stopped" and info["power_state"] == "Halted"
+    finally:
+        manager.destroy_all()
+    assert xapi_sim.vms() == {}
+
+
+def test_stop_that_fails_says_what_the_pool_shows(xapi_sim, xcpng_settings):
+    """The guest never acknowledges and the hard shutdown fails too: :stop() raises, names
+    both, says the pool shows the VM Running — and never claims it stopped."""
+    b, proc = _started(xcpng_settings)
+    try:
+        proc.kill()
+        proc.close()
+        xapi_sim.guest.shutdown_ack = False
+        ref, _ = the_vm(xapi_sim)
+        xapi_sim.fail_next("VM.hard_shutdown", "INTERNAL_ERROR", "xenopsd unreachable")
+        with pytest.raises(BackendError) as exc:
+            b.stop()
+        message = str(exc.value)
+        assert "INTERNAL_ERROR" in message and "xenopsd unreachable" in message
+        assert "the pool shows it Running" in message
+        assert xapi_sim.table("VM")[ref]["power_state"] == "Running"
+        assert b.describe()["power_state"] == "Running"
+        assert xapi_sim.open_sessions() == []
+    finally:
+        b.destroy()
+    assert xapi_sim.vms() == {}
+
+
+def test_failed_destroy_says_what_is_left_and_can_be_repeated(xapi_sim, xcpng_settings):
+    before = baseline(xapi_sim)
+    b, proc = _started(xcpng_settings)
+    proc.kill()
+    proc.close()
+    ref, rec = the_vm(xapi_sim)
+    xapi_sim.fail_next("VDI.destroy", "INTERNAL_ERROR", "SR backend failed")
+    with pytest.raises(BackendError) as exc:
+        b.destroy()
+    message = str(exc.value)
+    (disk,) = set(xapi_sim.table("VDI")) - before["VDI"]
+    assert f"the VM is gone, but disk {xapi_sim.table('VDI')[disk]['uuid']}" in message
+    assert "it stays in bioxen's record" in message
+    assert [r.uuid for r in registry_mod.Registry().all()] == [rec["uuid"]]
+    b.destroy()  # the VM is gone by now; this removes the disk the first attempt left
+    assert disk not in xapi_sim.table("VDI")
+    assert_nothing_left(xapi_sim, before)
+
+
 def test_destroy_keeps_a_disk_attached_to_another_vm_and_removes_snapshots(xapi_sim,
                                                                            xcpng_settings):
     b, proc = _started(xcpng_settings)
@@ -382,6 +548,70 @@ def test_secrets_never_in_logs_errors_or_records(xapi_sim, xcpng_settings, caplo
     assert xapi_sim.logins  # the logins did happen
 
 
+def test_password_in_the_pool_url_is_refused(xapi_sim, xcpng_settings, capsys):
+    """https://root:PW@host would show in v:info().url, in errors and in the record: it is
+    refused (inline and in the config file) by a message naming the credential options and
+    never repeating the password."""
+    from bioxen_shell.remote import config as config_mod
+    secret = "Url-Secret-42"
+    url = xcpng_settings["url"].replace("://", f"://root:{secret}@")
+    with pytest.raises(BackendError) as exc:
+        backend(dict(xcpng_settings, url=url)).start()
+    message = str(exc.value)
+    assert "password_file, password_command or password_env" in message
+    assert "url" in message and secret not in message
+    _write_config(dict(xcpng_settings, url=url))
+    assert config_mod.cli_main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "pools.sim.url" in err and "password_file" in err and secret not in err
+    with pytest.raises(BackendError, match='user = "NAME"'):
+        backend(dict(xcpng_settings, url=xcpng_settings["url"].replace("://", "://root@"))).settings()
+    assert xapi_sim.logins == [] and xapi_sim.vms() == {}
+
+
+def test_http_is_refused_unless_allowed_and_then_warns(xapi_sim, xcpng_settings, capsys):
+    from bioxen_shell.remote import config as config_mod
+    plain = {k: v for k, v in xcpng_settings.items() if k != "allow_http"}
+    with pytest.raises(BackendError) as exc:
+        backend(plain).start()
+    assert "http://" in str(exc.value) and "allow_http = true" in str(exc.value)
+    _write_config(plain)
+    assert config_mod.cli_main(["check"]) == 2
+    assert "pools.sim.url" in capsys.readouterr().err
+    assert xapi_sim.logins == []
+    _write_config(xcpng_settings)  # allow_http = true: accepted, with a warning
+    assert config_mod.cli_main(["check"]) == 0
+    assert "warning" in capsys.readouterr().err
+    xcpng._http_warned.clear()  # noqa: SLF001 - once per pool and process
+    with pytest.warns(xcpng.InsecureHTTPWarning, match="password crosses the network in clear"):
+        with backend(xcpng_settings)._open_session() as s:  # noqa: SLF001
+            assert s.call("pool.get_all")
+
+
+def test_a_killed_bioxen_leaves_no_session_behind(xapi_sim, xcpng_settings):
+    """XAPI keeps a session nobody logged out for 24 h.  A bioxen killed mid-create cannot
+    log out; the next bioxen to log in on that pool logs its session out."""
+    import signal
+    from tests.remote.test_xcpng_gc import _spawn_creator, _wait
+    xapi_sim.guest.boot_delay = 600  # the child waits for the IP until it is killed
+    child = _spawn_creator(xcpng_settings, "killed")
+    try:
+        _wait(lambda: any(v["power_state"] == "Running" for v in xapi_sim.vms().values()),
+              PATIENCE, "the child's VM to be started")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(PATIENCE)
+    (left,) = xapi_sim.open_sessions()
+    assert [r.uuid for r in registry_mod.Registry().sessions()] == [left["uuid"]]
+    with backend(xcpng_settings)._open_session() as s:  # noqa: SLF001 - any next start
+        assert [x["uuid"] for x in xapi_sim.open_sessions()] == [
+            s.call("session.get_uuid", s.ref)]
+    assert xapi_sim.open_sessions() == [] and registry_mod.Registry().sessions() == []
+    from tests.remote.test_xcpng_gc import run_gc
+    assert run_gc("--yes")[0] == 0  # the child's VM
+    assert xapi_sim.vms() == {}
+
+
 def test_registry_records_owner_before_provisioning(xapi_sim, xcpng_settings):
     """The record is written right after the clone, so a crash during provisioning is
     still found by gc."""
@@ -492,6 +722,12 @@ def test_injected_host_key_gives_a_verified_first_connection(xapi_sim, xcpng_gue
         known = hostkeys.bioxen_known_hosts().read_text()
         uuids = [r["uuid"] for r in xapi_sim.vms().values()]
         assert all(f"xcpng-{u} ssh-ed25519 " in known for u in uuids)
+        # the guests took the private key: it is gone from the pool, and snapshots
+        for record in xapi_sim.vms().values():
+            assert xcpng.HOST_KEY_KEY not in record["xenstore_data"]
+            assert xcpng.AUTHORIZED_KEYS_KEY in record["xenstore_data"]  # public: it stays
+        vms[0].restart()  # a reboot keeps the installed key: still verified
+        assert vms[0].eval("return 2") == [2]
     finally:
         manager.destroy_all()
     assert guests.running() == 0

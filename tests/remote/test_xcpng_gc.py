@@ -68,7 +68,7 @@ def test_orphan_of_a_process_killed_while_provisioning(xapi_sim, xcpng_settings)
         child.wait(PATIENCE)
     (record,) = registry_mod.Registry().all()
     assert record.owner.pid == child.pid and not record.owner.is_alive()
-    killed_sessions = len(xapi_sim.open_sessions())  # the dead child's (XAPI expires those)
+    assert xapi_sim.open_sessions()  # the dead child's: XAPI would keep it for 24 h
 
     status, out, err = run_gc()
     assert status == 0, err
@@ -82,7 +82,8 @@ def test_orphan_of_a_process_killed_while_provisioning(xapi_sim, xcpng_settings)
     assert xapi_sim.vms() == {}
     assert all(v["VBDs"] for v in xapi_sim.table("VDI").values())  # no orphaned disk either
     assert registry_mod.Registry().all() == []
-    assert len(xapi_sim.open_sessions()) == killed_sessions  # gc logged out its own
+    assert xapi_sim.open_sessions() == []  # gc logged out its own and the dead child's
+    assert registry_mod.Registry().sessions() == []
 
 
 @pytest.mark.parametrize("stalled", ["VM.get_uuid", "VM.add_tags"])
@@ -125,6 +126,22 @@ def test_pending_record_of_a_live_creator_is_not_touched(xapi_sim, xcpng_setting
     assert len(xapi_sim.vms()) == 1 and len(reg.all()) == 1
 
 
+def test_pending_record_matching_two_vms_destroys_neither(xapi_sim, xcpng_settings):
+    """A killed bioxen's pending record names "bioxen-twin", and two untagged VMs carry that
+    name (another bioxen cloned one at the same moment): gc cannot tell which is ours."""
+    reg = registry_mod.Registry()
+    reg.add(registry_mod.VMRecord(
+        uuid="pending-y", pool=xcpng_settings["url"], url=xcpng_settings["url"], name="twin",
+        name_label="bioxen-twin", owner=registry_mod.Owner(socket.gethostname(), "", 999999999,
+                                                             "1"),
+        pending=True, settings=dict(xcpng_settings)))
+    twins = {xapi_sim.db.create("VM", name_label="bioxen-twin") for _ in range(2)}
+    status, out, _ = run_gc("--yes", "--foreign")
+    assert status == 0
+    assert _rows(out) == {"bioxen-twin": "ambiguous"} and out.count("ambiguous  ") == 2
+    assert twins <= set(xapi_sim.table("VM")) and len(reg.all()) == 1
+
+
 def test_vm_of_a_live_process_is_left_alone(xapi_sim, xcpng_settings):
     b = XCPngBackend("alive", {"pool": dict(xcpng_settings)}, load_profile(None))
     proc = b.start()
@@ -140,9 +157,19 @@ def test_vm_of_a_live_process_is_left_alone(xapi_sim, xcpng_settings):
         b.destroy()
 
 
-def _tagged_vm(sim, label: str, owner: str) -> str:
-    ref = sim.db.create("VM", name_label=label, tags=[TAG], other_config={OWNER_KEY: owner})
+def _tagged_vm(sim, label: str, owner: str | None, with_disk: bool = True) -> str:
+    other_config = {OWNER_KEY: owner} if owner is not None else {}
+    ref = sim.db.create("VM", name_label=label, tags=[TAG], other_config=other_config)
+    if with_disk:
+        vdi = sim.db.create("VDI", name_label=f"{label} disk", SR=sim.sr, virtual_size="1024")
+        sim.db.create("VBD", VM=ref, VDI=vdi, userdevice="0", type="Disk")
     return ref
+
+
+def _token(**changes) -> str:
+    """An owner stamp like bioxen writes, with some fields changed."""
+    from dataclasses import replace
+    return replace(registry_mod.current_owner(), **changes).token()
 
 
 def test_tagged_vms_of_a_configured_pool(xapi_sim, xcpng_settings):
@@ -150,18 +177,18 @@ def test_tagged_vms_of_a_configured_pool(xapi_sim, xcpng_settings):
     and owner stamp, and tells the dead local owner from a live one and from another machine."""
     from tests.remote.test_xcpng_backend import _write_config
     _write_config(xcpng_settings, "sim")
-    here = socket.gethostname()
-    dead = _tagged_vm(xapi_sim, "bioxen-lost", f"{here}:999999999:1")
-    foreign = _tagged_vm(xapi_sim, "bioxen-elsewhere", "another-machine:4242:77")
+    dead = _tagged_vm(xapi_sim, "bioxen-lost", _token(pid=999999999, start_time="1"))
+    foreign = _tagged_vm(xapi_sim, "bioxen-elsewhere", _token(host="another-machine"))
     live = _tagged_vm(xapi_sim, "bioxen-mine", registry_mod.current_owner().token())
     untagged = xapi_sim.db.create("VM", name_label="not bioxen's")
 
     status, out, err = run_gc("--pool", "sim")
     assert status == 0, err
-    rows = {line.split()[2]: line.split()[0] for line in out.splitlines()[1:]
-            if line.split() and line.split()[0] in ("orphan", "foreign", "in-use")}
+    rows = _rows(out)
     assert rows == {"bioxen-lost": "orphan", "bioxen-elsewhere": "foreign", "bioxen-mine": "in-use"}
     assert "not bioxen's" not in out
+    assert "created by you from another machine (OWNER): orphaned there" in out
+    assert "destroyed only with --foreign" in out
 
     status, out, _ = run_gc("--pool", "sim", "--yes")
     assert "destroyed bioxen-lost" in out
@@ -172,6 +199,48 @@ def test_tagged_vms_of_a_configured_pool(xapi_sim, xcpng_settings):
     vms = xapi_sim.table("VM")
     assert foreign not in vms and {live, untagged} <= set(vms)
     assert xapi_sim.open_sessions() == []
+
+
+def _rows(out: str) -> dict[str, str]:
+    return {line.split()[2]: line.split()[0] for line in out.splitlines()[1:]
+            if line.split() and line.split()[0] in gc.STATUS_NOTES}
+
+
+def test_gc_destroys_nothing_it_cannot_prove_is_ours(xapi_sim, xcpng_settings):
+    """A shared pool: VMs tagged 'bioxen' by hand, or stamped by another user, by another
+    bioxen installation, or by an older bioxen, are listed and survive --yes --foreign with
+    their disks; only this user's and installation's dead VM goes."""
+    from tests.remote.test_xcpng_backend import _write_config
+    _write_config(xcpng_settings, "sim")
+    dead_pid = {"pid": 999999999, "start_time": "1"}
+    others = {
+        "bioxen-by-hand": (_tagged_vm(xapi_sim, "bioxen-by-hand", None), "unowned"),
+        "bioxen-other-user": (_tagged_vm(xapi_sim, "bioxen-other-user",
+                                         _token(user="someone-else", **dead_pid)), "not-mine"),
+        "bioxen-other-install": (_tagged_vm(xapi_sim, "bioxen-other-install",
+                                            _token(installation="0" * 32, **dead_pid)),
+                                 "not-mine"),
+        "bioxen-old-stamp": (_tagged_vm(xapi_sim, "bioxen-old-stamp",
+                                        f"{socket.gethostname()}:999999999:1"), "not-mine"),
+        "bioxen-far-away": (_tagged_vm(xapi_sim, "bioxen-far-away",
+                                       _token(host="elsewhere", installation="1" * 32)),
+                            "not-mine"),
+    }
+    mine = _tagged_vm(xapi_sim, "bioxen-mine", _token(**dead_pid))
+
+    status, out, err = run_gc("--pool", "sim", "--yes", "--foreign")
+    assert status == 0, err
+    assert _rows(out) == {**{label: st for label, (_, st) in others.items()},
+                          "bioxen-mine": "orphan"}
+    assert "never destroyed" in out
+    assert "destroyed bioxen-mine" in out
+    assert out.count("destroyed bioxen-") == 1
+    vms = xapi_sim.table("VM")
+    assert mine not in vms
+    assert {ref for ref, _ in others.values()} <= set(vms)
+    for ref, _ in others.values():  # with its disk
+        (vbd,) = vms[ref]["VBDs"]
+        assert xapi_sim.db.exists("VDI", xapi_sim.db.row("VBD", vbd)["VDI"])
 
 
 def test_stale_record_is_removed(xapi_sim, xcpng_settings):
@@ -250,3 +319,24 @@ def test_cli_usage(capsys):
     assert main(["vm", "gc", "--bogus"]) == 2
     assert main(["vm", "gc"]) == 0  # nothing configured, nothing recorded
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_damaged_installation_id_stops_gc_and_is_never_replaced(xapi_sim, xcpng_settings):
+    """The id is what proves a VM is ours: a damaged one is an error, never a fresh id
+    (which would make every earlier VM look like another installation's)."""
+    from bioxen_shell import paths
+    first = registry_mod.installation_id()
+    assert registry_mod.installation_id() == first  # stable
+    path = paths.state_dir() / registry_mod.INSTALLATION_FILE
+    path.write_text("garbage\n")
+    status, out, err = run_gc()
+    assert status == 2 and str(path) in err and "damaged" in err
+    assert path.read_text() == "garbage\n"
+
+
+def test_installation_id_is_made_once_under_concurrency():
+    code = ("from bioxen_shell.remote import registry as r; print(r.installation_id())")
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    ids = {p.communicate(timeout=PATIENCE)[0].strip() for p in procs}
+    assert len(ids) == 1 and ids == {registry_mod.installation_id()}

@@ -59,6 +59,7 @@ def pool_settings(pool: RunningPool, password_file: Path, sshd_server, key: Path
     """Inline pool settings (what a ``[pools.NAME]`` section holds) for a simulated pool."""
     return {
         "url": pool.url, "user": SIM_USER, "password_file": str(password_file),
+        "allow_http": True,  # the simulator's plain endpoint (tests that need TLS use .https)
         "template": TEMPLATE, "network": NETWORK,
         "ssh_user": sshd_server.user, "ssh_key": str(key), "ssh_port": sshd_server.port,
         "known_hosts": str(sshd_server.known_hosts), "ip_timeout": 60,
@@ -131,7 +132,7 @@ def xcpng_guest_settings(xapi_test_pool, tmp_path, _xcpng_client_key):
     from tests.xapi_sim.guest_sshd import GuestSSHDs
     guests = GuestSSHDs(tmp_path / "guests").install(xapi_test_pool.sim)
     settings = {
-        "url": xapi_test_pool.url, "user": SIM_USER,
+        "url": xapi_test_pool.url, "user": SIM_USER, "allow_http": True,
         "password_file": str(_password_file(tmp_path)), "template": TEMPLATE,
         "network": NETWORK, "ssh_user": getpass.getuser(), "ssh_key": str(_xcpng_client_key),
         "ssh_port": guests.port, "ip_timeout": 60, "shutdown_timeout": PATIENCE,
@@ -153,7 +154,7 @@ def xcpng_cloud_settings(xapi_test_pool, tmp_path, _xcpng_client_key):
         "password_file": str(_password_file(tmp_path)), "template": CLOUD_TEMPLATE,
         "network": NETWORK, "ssh_user": guests.account, "ssh_key": str(_xcpng_client_key),
         "ssh_port": guests.port, "ip_timeout": 60, "shutdown_timeout": PATIENCE,
-        "inject": "cloud-init",
+        "inject": "cloud-init", "allow_http": True,
     }
     yield settings, guests
     guests.stop_all()

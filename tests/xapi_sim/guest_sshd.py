@@ -74,12 +74,18 @@ class GuestSSHDs:
             self._next = 10 + (self._next - 9) % 200
         d = self.directory / f"{record['uuid']}-{ip}"
         d.mkdir(parents=True, exist_ok=True)
-        host_key = d / "host_ed25519"
+        # The host key lives on the guest's "disk", which outlasts a boot: the guest installs
+        # the key it was given when there is one (bioxen removes it from xenstore once the
+        # guest took it) and otherwise keeps the key it has.
+        on_disk = self.directory / record["uuid"] / "host_ed25519"
+        on_disk.parent.mkdir(parents=True, exist_ok=True)
         if self.honour_host_key and given_host_key:
-            host_key.write_text(given_host_key)
-            host_key.chmod(0o600)
-        else:
-            write_keypair(host_key, "guest-own-key")
+            on_disk.write_text(given_host_key)
+        elif not on_disk.exists():
+            write_keypair(on_disk, "guest-own-key")
+        host_key = d / "host_ed25519"
+        host_key.write_bytes(on_disk.read_bytes())
+        host_key.chmod(0o600)
         (d / "authorized_keys").write_text(authorized + "\n")
         config = _CONFIG.format(port=self.port, dir=d,
                                 subsystem="Subsystem sftp internal-sftp")

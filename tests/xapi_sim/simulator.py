@@ -13,6 +13,9 @@ object tables through ``db``.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import re
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -21,7 +24,7 @@ from typing import Any, Callable
 from xml.sax.saxutils import escape
 
 from .model import (
-    FIELDS, BACKREFS, NULL, SETTABLE, Database, XapiError, canonical_class,
+    FIELDS, BACKREFS, NULL, SETTABLE, Database, XapiError, canonical_class, new_uuid,
 )
 
 GiB = 1024 ** 3
@@ -37,6 +40,29 @@ ALLOWED_POWER = {
 }
 
 
+# Lifecycle calls that take a place in VM.current_operations, by their operation name.
+VM_OPERATIONS = {f"VM.{op}": op for op in (
+    "start", "clean_shutdown", "hard_shutdown", "clean_reboot", "hard_reboot", "clone",
+    "copy", "provision", "destroy", "snapshot")}
+_LONG_COPIES = {"clone", "copy", "snapshot"}  # may run side by side on one source
+# VIF.create's record fields without a default (the datamodel's VIF constructor).
+VIF_RECORD_FIELDS = ("device", "network", "VM", "MAC", "MTU", "other_config",
+                     "qos_algorithm_type", "qos_algorithm_params")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def _allowed_concurrently(op: str, running: str) -> bool:
+    """xapi_vm_lifecycle.ml is_allowed_concurrently: copies beside copies, and a hard
+    shutdown (or hard reboot) beside anything but another hard one."""
+    if op in _LONG_COPIES and running in _LONG_COPIES:
+        return True
+    if op == "hard_shutdown":
+        return running != "hard_shutdown"
+    if op == "hard_reboot":
+        return running not in ("hard_shutdown", "hard_reboot")
+    return False
+
+
 def _stamp(t: float | None = None) -> str:
     return time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -49,7 +75,11 @@ class GuestBehaviour:
     boot_delay: float | None = 0.2     # seconds from start until the guest metrics appear
                                        # (None: booted before VM.start returns)
     tools: bool = True                 # guest agent present (IP reported, clean shutdown works)
-    clean_shutdown_hangs: bool = False # the guest ignores the ACPI/PV shutdown request
+    clean_shutdown_hangs: bool = False # the guest acknowledges a shutdown request, never halts
+    shutdown_ack: bool = True          # False: a frozen guest never acknowledges the request
+    shutdown_ack_timeout: float = 0.2  # xenopsd's wait for that acknowledgement (seconds)
+    shutdown_timeout: float | None = None  # xenopsd's wait for the halt after it (None: until
+                                           # the task is cancelled); then VM_SHUTDOWN_TIMEOUT
     # Hooks: on_boot(sim, vm) runs when the guest has booted, before its metrics appear, and
     # may return the IP the guest reports (else ``ip``); on_halt(sim, vm) when it stops.
     on_boot: list[Callable[["XapiSimulator", str], str | None]] = field(default_factory=list)
@@ -98,6 +128,7 @@ class XapiSimulator:
         self._running: dict[str, _CallContext] = {}  # task ref -> context
         self._last_active: dict[str, float] = {}
         self._boot_gen: dict[str, int] = {}
+        self._vm_ops: dict[str, dict[str, tuple[str, _CallContext]]] = {}  # vm -> op ref -> op
         self._methods: dict[str, _Method] = {}
         self._register_methods()
         self.reset()
@@ -113,6 +144,7 @@ class XapiSimulator:
         self._last_active.clear()
         self._boot_gen.clear()
         self.vdi_content: dict[str, bytes] = {}  # bytes written through /import_raw_vdi
+        self._vm_ops.clear()
         self.host_memory = 16 * GiB
         self.delays: dict[str, float] = {"VM.start": 0.05, "VM.clean_shutdown": 0.05,
                                          "VM.hard_shutdown": 0.02, "VM.provision": 0.02}
@@ -131,7 +163,8 @@ class XapiSimulator:
                  f'bootable="true" type="system"/></provision>')
         self.template = db.create(
             "VM", name_label="Debian Bookworm 12 (bioxen)", is_a_template=True,
-            other_config={"disks": disks, "install-methods": "cdrom,http"},
+            other_config={"disks": disks, "install-methods": "cdrom,http",
+                          "mac_seed": new_uuid()},
             memory_static_max=str(GiB), memory_dynamic_min=str(GiB),
             memory_dynamic_max=str(GiB))
         # A template that already has its disk (an imported cloud image), and a second SR.
@@ -222,11 +255,12 @@ class XapiSimulator:
             if fault.count <= 0:
                 faults.pop(0)
             raise XapiError(fault.code, *fault.params)
-        delay = self.delays.get(name, 0.0)
-        if delay:
-            if ctx.cancel_requested.wait(delay):
-                ctx.check_cancelled()
-        result = method.fn(ctx, *args)
+        with self._vm_operation(name, ctx, args):
+            delay = self.delays.get(name, 0.0)
+            if delay:
+                if ctx.cancel_requested.wait(delay):
+                    ctx.check_cancelled()
+            result = method.fn(ctx, *args)
         return "" if result is None else result
 
     @staticmethod
@@ -437,6 +471,9 @@ class XapiSimulator:
                           current_operations={}, blocked_operations={})
             if values["power_state"] == "Running":
                 values["power_state"] = "Halted"
+            if not overrides.get("is_a_snapshot"):
+                # xapi_vm_clone.ml: a clone's MACs must differ from its source's
+                values["other_config"] = {**values["other_config"], "mac_seed": new_uuid()}
             values.update(overrides)
             new = self.db.create("VM", **values)
             try:
@@ -455,8 +492,12 @@ class XapiSimulator:
                                    empty=b["empty"])
                 for vif in source["VIFs"]:
                     v = self.db.row("VIF", vif)
+                    # a generated MAC follows the new VM's seed (a snapshot keeps its
+                    # source's seed, so its MACs too); an explicit one is copied
+                    mac = (self._mac_for(new, v["device"]) if v["MAC_autogenerated"]
+                           else v["MAC"])
                     self.db.create("VIF", VM=new, network=v["network"], device=v["device"],
-                                   MAC=self._mac(), MTU=v["MTU"], MAC_autogenerated=True)
+                                   MAC=mac, MTU=v["MTU"], MAC_autogenerated=v["MAC_autogenerated"])
             except XapiError:
                 self._destroy_vm_and_disks(new)  # XAPI cleans up a failed clone itself
                 raise
@@ -498,6 +539,8 @@ class XapiSimulator:
         record = self._assert_power(vm, "provision")
         if not record["is_a_template"]:
             raise XapiError("PROVISION_ONLY_ALLOWED_ON_TEMPLATE")
+        # XAPI clears the flag before anything else: a failed provision leaves an ordinary VM.
+        self.db.update("VM", vm, is_a_template=False)
         spec = record["other_config"].get("disks")
         created: list[tuple[str, str]] = []
         try:
@@ -520,7 +563,7 @@ class XapiSimulator:
             raise
         other = dict(record["other_config"])
         other.pop("disks", None)
-        self.db.update("VM", vm, other_config=other, is_a_template=False)
+        self.db.update("VM", vm, other_config=other)
 
     def _vm_set_memory_limits(self, ctx, vm: str, smin: int, smax: int, dmin: int,
                               dmax: int) -> None:
@@ -640,12 +683,7 @@ class XapiSimulator:
 
     def _vm_clean_shutdown(self, ctx: _CallContext, vm: str) -> None:
         self._assert_power(vm, "clean_shutdown")
-        if not self._guest_has_tools(vm):
-            raise XapiError("VM_LACKS_FEATURE", vm)
-        if self.guest.clean_shutdown_hangs:
-            while not ctx.cancel_requested.wait(0.05):
-                pass
-            ctx.check_cancelled()
+        self._guest_shuts_down(ctx, vm)
         self._halt(vm)
 
     def _vm_hard_shutdown(self, ctx, vm: str) -> None:
@@ -654,8 +692,7 @@ class XapiSimulator:
 
     def _vm_clean_reboot(self, ctx, vm: str) -> None:
         self._assert_power(vm, "clean_reboot")
-        if not self._guest_has_tools(vm):
-            raise XapiError("VM_LACKS_FEATURE", vm)
+        self._guest_shuts_down(ctx, vm)
         self._halt(vm)
         self._vm_start(ctx, vm, False, False)
 
@@ -665,6 +702,8 @@ class XapiSimulator:
         self._vm_start(ctx, vm, False, False)
 
     def _vm_destroy(self, ctx, vm: str) -> None:
+        if self._vm(vm)["is_default_template"]:
+            raise XapiError("VM_CANNOT_DELETE_DEFAULT_TEMPLATE", vm)
         self._assert_power(vm, "destroy")
         with self.db.lock:
             for cls in ("VBD", "VIF"):
@@ -718,17 +757,24 @@ class XapiSimulator:
         self.db.delete("VBD", vbd)
 
     def _vif_create(self, ctx, rec: dict) -> str:
-        vm, network = self._required(rec, "VM"), self._required(rec, "network")
+        for name in VIF_RECORD_FIELDS:
+            self._required(rec, name)
+        vm, network = rec["VM"], rec["network"]
         self._vm(vm)
         self.db.row("network", network)
-        device = str(self._required(rec, "device"))
+        device = str(rec["device"])
+        if not device.isdigit():
+            raise XapiError("INVALID_DEVICE", device)  # xapi_vif_helpers.ml: int_of_string
         if any(self.db.row("VIF", v)["device"] == device for v in self.db.find("VIF", VM=vm)):
             raise XapiError("DEVICE_ALREADY_EXISTS", device)
-        mac = str(self._required(rec, "MAC"))
+        mac = str(rec["MAC"])
+        if mac and not _MAC_RE.match(mac):
+            raise XapiError("MAC_INVALID", mac)
         return self.db.create("VIF", VM=vm, network=network, device=device,
-                              MAC=mac or self._mac(), MAC_autogenerated=not mac,
-                              MTU=str(self._required(rec, "MTU")),
-                              other_config=dict(rec.get("other_config", {})),
+                              MAC=mac or self._mac_for(vm, device), MAC_autogenerated=not mac,
+                              MTU=str(rec["MTU"]), other_config=dict(rec["other_config"]),
+                              qos_algorithm_type=str(rec["qos_algorithm_type"]),
+                              qos_algorithm_params=dict(rec["qos_algorithm_params"]),
                               currently_attached=False)
 
     def _vif_destroy(self, ctx, vif: str) -> None:
@@ -742,6 +788,73 @@ class XapiSimulator:
             # XAPI reports a missing record field as an unmarshalling failure.
             raise XapiError("INTERNAL_ERROR", f"field {name} missing from the record")
         return rec[name]
+
+    # =================================================================== XAPI's strictness
+    # Rules the SDK cannot check for a client: concurrent operations on one VM, what a guest
+    # answers a shutdown request with, and how VIF MACs come from the VM's mac_seed.
+
+    @contextlib.contextmanager
+    def _vm_operation(self, name: str, ctx: _CallContext, args: tuple):
+        """Hold ``VM.current_operations`` for a lifecycle call; refuse a conflicting one with
+        ``OTHER_OPERATION_IN_PROGRESS [VM, ref, op, op ref]`` (xapi_vm_lifecycle.ml)."""
+        op = VM_OPERATIONS.get(name)
+        if op is None or not args or not self.db.exists("VM", args[0]):
+            yield
+            return
+        vm = args[0]
+        op_ref = ctx.task or f"OpaqueRef:{new_uuid()}"
+        with self.db.lock:
+            running = self._vm_ops.setdefault(vm, {})
+            for other_ref, (other, other_ctx) in running.items():
+                if not _allowed_concurrently(op, other):
+                    raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm, other, other_ref)
+            if op in ("hard_shutdown", "hard_reboot"):
+                for other, other_ctx in running.values():  # xapi_vm.ml: a hard op cancels
+                    if other in ("clean_shutdown", "clean_reboot"):  # the clean ones
+                        other_ctx.cancel_requested.set()
+            running[op_ref] = (op, ctx)
+            self._publish_operations(vm)
+        try:
+            yield
+        finally:
+            with self.db.lock:
+                running.pop(op_ref, None)
+                if self.db.exists("VM", vm):
+                    self._publish_operations(vm)
+                elif not running:
+                    self._vm_ops.pop(vm, None)
+
+    def _publish_operations(self, vm: str) -> None:
+        self.db.update("VM", vm, current_operations={
+            ref: op for ref, (op, _) in self._vm_ops.get(vm, {}).items()})
+
+    def _guest_shuts_down(self, ctx: _CallContext, vm: str) -> None:
+        """A clean shutdown request as xenopsd makes it: the guest's PV drivers must
+        acknowledge it (else ``VM_FAILED_SHUTDOWN_ACK``), then the guest must halt within
+        the shutdown timeout (else ``VM_SHUTDOWN_TIMEOUT``)."""
+        behaviour = self.guest
+        if not (self._guest_has_tools(vm) and behaviour.shutdown_ack):
+            if ctx.cancel_requested.wait(behaviour.shutdown_ack_timeout):
+                ctx.check_cancelled()
+            raise XapiError("VM_FAILED_SHUTDOWN_ACK", vm)
+        if not behaviour.clean_shutdown_hangs:
+            return
+        limit = behaviour.shutdown_timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        while not ctx.cancel_requested.wait(0.05):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise XapiError("VM_SHUTDOWN_TIMEOUT", vm, limit)
+        ctx.check_cancelled()
+
+    def _mac_for(self, vm: str, device: str) -> str:
+        """The MAC XAPI derives from the VM's ``other_config:mac_seed`` and the device
+        number (locally administered)."""
+        seed = self._vm(vm)["other_config"].get("mac_seed")
+        if not seed:  # every VM XAPI makes has one (VM.create and clones add it)
+            raise XapiError("INTERNAL_ERROR", f"VM {vm} has no other_config:mac_seed to "
+                            f"derive the MAC of VIF {device} from")
+        digest = hashlib.sha256(f"{seed}/{device}".encode()).digest()
+        return ":".join(f"{b:02x}" for b in (0x02 | (digest[0] & 0xfc), *digest[1:6]))
 
     # =================================================================== registration
     def _register_methods(self) -> None:
