@@ -299,7 +299,7 @@ class PoolConfig:
     start_timeout: float = 600.0
     shutdown_timeout: float = 120.0
     host_keys: str = "inject"          # "inject" | "tofu" | "known-hosts"
-    inject: str = "xenstore"           # "xenstore" | "cloud-init" (a NoCloud config drive)
+    inject: str = "cloud-init"         # "cloud-init" (a NoCloud config drive) | "xenstore"
     source: str = ""
 
     def password_table(self) -> dict[str, str | None]:

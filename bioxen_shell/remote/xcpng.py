@@ -109,7 +109,7 @@ class PoolSettings:
     shutdown_timeout: float = 120.0
     known_hosts: str | None = None
     host_keys: str = "inject"   # how the guest's SSH host key becomes trusted (docs/xcpng.md)
-    inject: str = "xenstore"    # how the keys reach the guest: xenstore_data or a config drive
+    inject: str = "cloud-init"  # how the keys reach the guest: a config drive or xenstore_data
 
     @classmethod
     def from_mapping(cls, name: str, data: dict[str, Any], where: str) -> "PoolSettings":
@@ -158,7 +158,7 @@ class PoolSettings:
         if data.get("host_keys", "inject") not in HOST_KEY_MODES:
             raise BackendError(f"{where}: host_keys must be one of {', '.join(HOST_KEY_MODES)}, "
                                f"got {data['host_keys']!r}")
-        _check_inject(data.get("inject", "xenstore"), where)
+        _check_inject(data.get("inject", "cloud-init"), where)
         kwargs = {k: data[k] for k in ("template", "network", "sr", "ssh_user", "ssh_key",
                                        "ssh_port", "known_hosts", "host_keys", "inject")
                   if k in data}

@@ -436,10 +436,11 @@ def test_the_answer_comes_before_the_body_is_judged(xapi_sim, xapi_test_pool, up
 # ------------------------------------------------------------------------------ settings
 def test_inject_option_is_checked_everywhere():
     good = xcpng.PoolSettings.from_mapping("p", {"url": "https://x", "user": "root",
-                                                 "inject": "cloud-init"}, "here")
-    assert good.inject == "cloud-init"
+                                                 "inject": "xenstore"}, "here")
+    assert good.inject == "xenstore"
+    # a stock cloud image is what most users have: the config drive is the default
     assert xcpng.PoolSettings.from_mapping("p", {"url": "https://x", "user": "root"},
-                                           "here").inject == "xenstore"
+                                           "here").inject == "cloud-init"
     with pytest.raises(BackendError, match=r'here: inject must be "cloud-init"'):
         xcpng.PoolSettings.from_mapping("p", {"url": "https://x", "user": "root",
                                               "inject": "iso"}, "here")

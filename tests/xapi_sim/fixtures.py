@@ -61,6 +61,7 @@ def pool_settings(pool: RunningPool, password_file: Path, sshd_server, key: Path
         "url": pool.url, "user": SIM_USER, "password_file": str(password_file),
         "allow_http": True,  # the simulator's plain endpoint (tests that need TLS use .https)
         "template": TEMPLATE, "network": NETWORK,
+        "inject": "xenstore",  # the simulator's bioxen template reads its keys from xenstore
         "ssh_user": sshd_server.user, "ssh_key": str(key), "ssh_port": sshd_server.port,
         "known_hosts": str(sshd_server.known_hosts), "ip_timeout": 60,
         "shutdown_timeout": PATIENCE,
@@ -134,7 +135,7 @@ def xcpng_guest_settings(xapi_test_pool, tmp_path, _xcpng_client_key):
     settings = {
         "url": xapi_test_pool.url, "user": SIM_USER, "allow_http": True,
         "password_file": str(_password_file(tmp_path)), "template": TEMPLATE,
-        "network": NETWORK, "ssh_user": getpass.getuser(), "ssh_key": str(_xcpng_client_key),
+        "inject": "xenstore", "network": NETWORK, "ssh_user": getpass.getuser(), "ssh_key": str(_xcpng_client_key),
         "ssh_port": guests.port, "ip_timeout": 60, "shutdown_timeout": PATIENCE,
     }
     yield settings, guests
