@@ -167,10 +167,7 @@ def attach_config_drive(session: XapiSession, vm: str, sr: str, seed: Seed, *,
             "type": "Disk", "empty": False, "other_config": {DRIVE_KEY: seed.instance_id},
             "qos_algorithm_type": "", "qos_algorithm_params": {}}, find=attached)
     except BaseException:
-        try:
-            session.call("VDI.destroy", vdi)
-        except (XapiError, XapiConnectionError):
-            pass  # the error that matters is the one being raised
+        session.call_for_cleanup("VDI.destroy", vdi)
         raise
     upload_raw(session, vdi, image, timeout=timeout, what=f"the config drive of {seed.hostname}")
     return vdi
@@ -187,10 +184,7 @@ def upload_raw(session: XapiSession, vdi: str, data: bytes, *, timeout: float,
         if status != 200:
             raise _refusal(session, task, f"uploading {what}", status, reason)
     except BaseException:
-        try:
-            session.call("task.destroy", task)
-        except (XapiError, XapiConnectionError):
-            pass  # the error that matters is the one being raised
+        session.call_for_cleanup("task.destroy", task)
         raise
     session.wait_task(task, timeout, f"uploading {what}")
 

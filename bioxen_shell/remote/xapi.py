@@ -450,6 +450,15 @@ class XapiSession:
         """
         return self._retry_busy(method, lambda: self._call_resending_safe(method, *args))
 
+    def call_for_cleanup(self, method: str, *args: Any) -> None:
+        """:meth:`call` on a path that is already failing (destroying a task or disk made for
+        a step that went wrong): its own failure is dropped, since the error that matters is
+        the one being raised."""
+        try:
+            self.call(method, *args)
+        except (XapiError, XapiConnectionError):
+            pass
+
     def _retry_busy(self, method: str, fn: Callable[[], T]) -> T:
         """``fn()``, again with backoff while the pool answers that it is too busy to start
         it (for up to ``busy_timeout`` seconds)."""
@@ -677,10 +686,7 @@ class XapiSession:
             info = [str(x) for x in record.get("error_info") or ["INTERNAL_ERROR"]]
             raise XapiError(info[0], info[1:], record.get("name_label") or what)
         finally:
-            try:
-                self.call("task.destroy", task)
-            except (XapiError, XapiConnectionError):
-                pass
+            self.call_for_cleanup("task.destroy", task)
 
     def run_async(self, method: str, *args: Any, timeout: float, what: str,
                   find: Callable[[], str | None] | None = None) -> str:
