@@ -13,7 +13,8 @@ from typing import Iterator
 
 import pytest
 
-__all__ = ["require_binary", "STOCK_LUAS", "die_with_parent", "tmpfs", "Tmpfs"]
+__all__ = ["require_binary", "require_data", "ANY2FASTA", "ECOLI_GENOME", "STOCK_LUAS", "die_with_parent",
+           "tmpfs", "Tmpfs"]
 
 #: Stock interpreters the agent and the sequence library must run under.
 STOCK_LUAS = ["lua5.1", "lua5.2", "lua5.3", "lua5.4", "luajit"]
@@ -30,9 +31,25 @@ def require_binary(name: str, also_in: str | None = None) -> str:
     return path
 
 
+#: Real data that Debian packages ship (CI installs them): a draft genome of *Leptospira
+#: kirschneri* as GenBank, EMBL, FASTA, FASTQ and GFF, and the E. coli NC_008253 genome.
+ANY2FASTA = Path("/usr/share/doc/any2fasta/examples")
+ECOLI_GENOME = Path("/usr/share/doc/bowtie/examples/genomes/NC_008253.fna.gz")
+_DATA_PACKAGE = {ANY2FASTA: "any2fasta-examples", ECOLI_GENOME.parents[2]: "bowtie-examples"}
+
+
+def require_data(path: Path) -> Path:
+    """Return ``path`` (a file of ANY2FASTA or ECOLI_GENOME) or skip, naming the package that ships it."""
+    if not path.exists():
+        package = next((pkg for root, pkg in _DATA_PACKAGE.items() if root in path.parents or root == path),
+                       "the package that ships it")
+        pytest.skip(f"{path} is missing (apt-get install {package})")
+    return path
+
+
 _PACKAGE = {"sshd": "openssh-server", "luajit": "luajit", "seqkit": "seqkit", "tmux": "tmux", "bgzip": "tabix",
             "cloud-init": "cloud-init", "bsdtar": "libarchive-tools",
-            "genisoimage": "genisoimage", "blkid": "util-linux"}
+            "genisoimage": "genisoimage", "blkid": "util-linux", "samtools": "samtools"}
 
 
 def die_with_parent() -> None:
