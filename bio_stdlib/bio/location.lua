@@ -181,8 +181,9 @@ local function simple(text, length, circular)
       if not circular then
         bad("it appears to span the origin, but the sequence is not circular")
       end
-      local f1 = make_part(s_pos, exact(length), strand, ref)
-      local f2 = make_part(exact(0), e_pos, strand, ref)
+      -- (Biopython's two halves do not keep the reference.)
+      local f1 = make_part(s_pos, exact(length), strand)
+      local f2 = make_part(exact(0), e_pos, strand)
       if strand == -1 then return { f2, f1 } end
       return { f1, f2 }
     end
@@ -316,7 +317,8 @@ end
 function M.parse(text, opts)
   A.check_string(text, "bio.location.parse", 1, "text")
   opts = A.check_options(opts, PARSE_OPTS, "bio.location.parse", 2)
-  return parse_at(text, opts, "bio.location.parse", 2)
+  local loc = parse_at(text, opts, "bio.location.parse", 2) -- not a tail call (error level)
+  return loc
 end
 
 ---------------------------------------------------------------------------
@@ -345,7 +347,8 @@ local function as_location(f, opts, seq)
     A.arg_error(EXTRACT, 1, "feature", "expected a feature, a location string or a parsed location, got " .. type(f), 3)
   end
   local popts = { length = opts.length or #seq, circular = opts.circular, stranded = opts.stranded }
-  return parse_at(f, popts, EXTRACT, 3)
+  local loc = parse_at(f, popts, EXTRACT, 3) -- not a tail call: the level counts this frame
+  return loc
 end
 
 local function part_source(part, seq, refs)
