@@ -331,6 +331,20 @@ function M.bounds(part)
   return part.start - 1, part.stop
 end
 
+--- Length in bases of a parsed location: Biopython's len(location), the sum
+-- of its parts' slice lengths (order and bond parts too; remote parts count).
+function M.length(loc)
+  if type(loc) ~= "table" or type(loc.parts) ~= "table" then
+    A.arg_error("bio.location.length", 1, "location", "expected a parsed location, got " .. type(loc), 2)
+  end
+  local n = 0
+  for _, part in ipairs(loc.parts) do
+    local s, e = M.bounds(part)
+    n = n + (e - s)
+  end
+  return n
+end
+
 local EXTRACT = "bio.location.extract"
 
 -- Resolve the first argument of extract to a parsed location.

@@ -115,7 +115,7 @@ RUNNER = """
       else
         local okx, s = pcall(L.extract, loc, seq, {references = refs})
         out[i] = {parsed = loc, extract = okx and s or {"error", tostring(s)},
-                  format = L.format(loc, {length = c[6]})}
+                  format = L.format(loc, {length = c[6]}), length = L.length(loc)}
       end
     end
     return out
@@ -150,6 +150,7 @@ def check(cases, seqs, results, bio_locs):
         else:
             assert ours == theirs, (text, loc)
         assert res["format"] == bio_format(loc, c[5]), (text, loc)
+        assert res["length"] == len(loc), (text, loc)
     return parsed
 
 
