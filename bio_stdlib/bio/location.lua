@@ -360,9 +360,23 @@ local function as_location(f, opts, seq)
   if type(f) ~= "string" then
     A.arg_error(EXTRACT, 1, "feature", "expected a feature, a location string or a parsed location, got " .. type(f), 3)
   end
-  local popts = { length = opts.length or #seq, circular = opts.circular, stranded = opts.stranded }
-  local loc = parse_at(f, popts, EXTRACT, 3) -- not a tail call: the level counts this frame
+  local loc = parse_at(f, opts, EXTRACT, 3) -- not a tail call: the level counts this frame
   return loc
+end
+
+-- The parse options for text extracted from `seq`: opts first, then what a
+-- record says (as Biopython's reader takes them from LOCUS), then #seq.
+local function record_options(opts, rec, seq)
+  local o = { length = opts.length, circular = opts.circular, stranded = opts.stranded }
+  local ann = rec and type(rec.annotations) == "table" and rec.annotations or {}
+  if o.length == nil then o.length = rec and rec.length or #seq end
+  if o.circular == nil and type(ann.topology) == "string" then
+    o.circular = find(ann.topology:lower(), "circular", 1, true) ~= nil
+  end
+  if o.stranded == nil and type(ann.molecule_type) == "string" then
+    o.stranded = not find(ann.molecule_type:upper(), "PROTEIN", 1, true)
+  end
+  return o
 end
 
 local function part_source(part, seq, refs)
@@ -378,13 +392,20 @@ local function part_source(part, seq, refs)
 end
 
 --- The sequence of a feature (`{location = ...}`), a location string or a
--- parsed location: Biopython's feature.extract(seq).  opts: `references`
--- ({[accession] = seq} for remote parts), and `length`, `circular`,
--- `stranded` for parsing text (length defaults to #seq).
+-- parsed location: Biopython's feature.extract(seq).  `seq` is a string or
+-- a record ({seq = ..., length = ..., annotations = {topology = ...,
+-- molecule_type = ...}}).  opts: `references` ({[accession] = seq} for
+-- remote parts), and `length`, `circular`, `stranded` for parsing text
+-- (defaults: from the record, else #seq, linear, stranded).
 function M.extract(f, seq, opts)
+  local rec
+  if type(seq) == "table" then -- a record: its sequence, length and topology
+    rec, seq = seq, seq.seq
+    if type(seq) ~= "string" then A.arg_error(EXTRACT, 2, "seq", "the record has no sequence", 2) end
+  end
   A.check_string(seq, EXTRACT, 2, "seq")
   opts = A.check_options(opts, EXTRACT_OPTS, EXTRACT, 3)
-  local loc = as_location(f, opts, seq)
+  local loc = as_location(f, record_options(opts, rec, seq), seq)
   local out = {}
   for i, part in ipairs(loc.parts) do
     local s, e = M.bounds(part)

@@ -27,7 +27,7 @@ from tests.bio.biopython_material import biopython_tests_dir
 
 GENOME = Path("/usr/share/doc/any2fasta/examples/test.gbk.gz")
 BIG_RUNTIMES = ["lua5.4", "luajit"]
-LETTERS = "ACGTACGTACGTacgtNRYKMSWBDHVn"
+LETTERS = "ACGTACGTACGTacgtNRYKMSWBDHVnUu-"
 
 
 # ---------------------------------------------------------------------------
@@ -291,6 +291,32 @@ def test_errors_and_argument_forms(runtime):
     assert r[8] == "CG"
     assert r[9] == "ACT"
     assert r[10] == "join(1..4,9..12)"
+
+
+RECORD = """
+    local L = require "bio.location"
+    local seq = "AAAACCCCGGGGTTTT"
+    local circ = {seq = seq, length = 16, annotations = {topology = "circular", molecule_type = "DNA"}}
+    local lin = {seq = seq, length = 16, annotations = {topology = "linear", molecule_type = "DNA"}}
+    local prot = {seq = "MKVLAAGIVGLLLAQA", length = 16, annotations = {molecule_type = "protein"}}
+    local function try(...) local ok, r = pcall(L.extract, ...); return ok and r or "error" end
+    return {try("14..3", circ), try("complement(14..3)", circ), try("14..3", lin), try("16^1", circ),
+            try("complement(2..5)", prot), try("14..3", lin, {circular = true}), try("1..4", {length = 4})}
+"""
+
+
+@bio_runtimes()
+def test_extract_from_a_record_uses_its_length_and_topology(runtime):
+    seq, prot = "AAAACCCCGGGGTTTT", "MKVLAAGIVGLLLAQA"
+
+    def bio(text, s, circular, stranded):
+        loc = consumer_location(text, 16, circular, stranded)
+        return "error" if bio_canon(loc) is None else str(loc.extract(Seq(s)))
+    want = [bio("14..3", seq, True, True), bio("complement(14..3)", seq, True, True),
+            bio("14..3", seq, False, True), bio("16^1", seq, True, True),
+            bio("complement(2..5)", prot, False, False), bio("14..3", seq, True, True), "error"]
+    assert want[0] == "TTTAAA" and want[2] == "error"
+    assert run_bio(runtime, RECORD) == want
 
 
 # ---------------------------------------------------------------------------
