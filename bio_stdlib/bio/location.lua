@@ -93,7 +93,7 @@ end
 -- The public part table from two positions (see the header for the mapping).
 local function make_part(s, e, strand, ref)
   if s.v > e.v then
-    bad(format("end %d before start %d", e.v, s.v + 1))
+    bad(format("end %.0f before start %.0f", e.v, s.v + 1))
   end
   local p = { start = s.v + 1, stop = e.v, strand = strand, ref = ref,
               start_partial = s.partial, stop_partial = e.partial,
