@@ -67,14 +67,17 @@ end
 -- where the error is raised.
 local compute = {}
 
---- Counts of the 20 standard letters (Biopython counts no others).
+--- Counts of the 20 standard letters (Biopython counts no others).  One pass over the bytes
+-- (faster than 20 gsub passes on every runtime).
 local function count(s)
-  local counts = {}
-  for i = 1, #STD do
-    local letter = sub(STD, i, i)
-    local _, n = s:gsub(letter, "")
-    counts[letter] = n
+  local n = {}
+  for b = 0, 255 do n[b] = 0 end
+  for i = 1, #s do
+    local b = byte(s, i)
+    n[b] = n[b] + 1
   end
+  local counts = {}
+  for i = 1, #STD do counts[sub(STD, i, i)] = n[byte(STD, i)] end
   return counts
 end
 
@@ -139,21 +142,27 @@ function compute.instability_index(s)
   return (10.0 / n) * score
 end
 
+local function flex_error(s, i)
+  return "bio.protparam.flexibility: " .. letter_at(s, i) .. " at position " .. i .. " has no flexibility value"
+end
+
 --- Vihinen 1994, Biopython's way: L - 9 windows of 9, the "middle" residue is the 6th of the
 -- window (and it is also the last "back" residue), the 5th residue is never used.
 function compute.flexibility(s)
+  local values = {}  -- Flex value of every residue (nil where there is none), looked up once
+  for i = 1, #s do values[i] = FLEX[byte(s, i)] end
   local scores = {}
   for i = 0, #s - 10 do
     local score = 0.0
     for j = 0, 3 do
+      -- Biopython looks up front, then back: the first one missing is the one it names.
       local front, back = i + j + 1, i + 9 - j
-      local f = FLEX[byte(s, front)]
-      if not f then return nil, "bio.protparam.flexibility: " .. letter_at(s, front) .. " at position " .. front .. " has no flexibility value" end
-      local b = FLEX[byte(s, back)]
-      if not b then return nil, "bio.protparam.flexibility: " .. letter_at(s, back) .. " at position " .. back .. " has no flexibility value" end
+      local f, b = values[front], values[back]
+      if not f then return nil, flex_error(s, front) end
+      if not b then return nil, flex_error(s, back) end
       score = score + (f + b) * FLEX_WEIGHTS[j + 1]
     end
-    score = score + FLEX[byte(s, i + 6)]
+    score = score + values[i + 6]
     scores[#scores + 1] = score / 5.25
   end
   return scores

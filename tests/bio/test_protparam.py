@@ -110,12 +110,16 @@ local function measure(p, full_flex, all_scales, individual)
   local out = {length = {"ok", r.length}, count_amino_acids = {"ok", r.count_amino_acids}}
   for _, k in ipairs(MEASURES) do out[k] = try(function() return r[k] end) end
   if not full_flex and out.flexibility[1] == "ok" then out.flexibility[2] = flex_summary(out.flexibility[2]) end
-  out.mw_mono = try(function() return pp.analyze(p, {monoisotopic = true}).molecular_weight end)
+  out.mw_mono = individual and try(function() return pp.analyze(p, {monoisotopic = true}).molecular_weight end)
+    or try(pp.molecular_weight, p, {monoisotopic = true})
   out.charge = {}
   for i, pH in ipairs(PHS) do out.charge[i] = try(r.charge_at_pH, pH) end
   out.scales = {}
   if all_scales then
-    for i, name in ipairs(SCALES) do out.scales[i] = try(function() return pp.analyze(p, {scale = name}).gravy end) end
+    for i, name in ipairs(SCALES) do
+      out.scales[i] = individual and try(function() return pp.analyze(p, {scale = name}).gravy end)
+        or try(pp.gravy, p, name)
+    end
   end
   if individual then
     -- the one-measure functions must say the same as analyze
@@ -180,7 +184,8 @@ def compare(p, mine, want):
 
 
 def run_measure(runtime, proteins, full_flex=True, all_scales=True, individual=True):
-    body = ",\n".join(lua(p) for p in proteins)
+    # plain letters need no escaping (and the GenBank set is a megabyte of them)
+    body = ",\n".join(f'"{p}"' if p.isalpha() and p.isascii() else lua(p) for p in proteins)
     return run_bio(runtime, LUA_MEASURE + f"""
 local out = {{}}
 for i, p in ipairs({{ {body} }}) do out[i] = measure(p, {lua(full_flex)}, {lua(all_scales)}, {lua(individual)}) end
