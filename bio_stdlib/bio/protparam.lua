@@ -56,7 +56,10 @@ local FLEX = by_byte(data.scales.Flex)
 -- Flexibility window (Vihinen 1994) as Biopython codes it: 9 residues, these edge weights.
 local FLEX_WEIGHTS = {0.25, 0.4375, 0.625, 0.8125}
 
-local function letter_at(s, i) return "'" .. alphabet.show_char(sub(s, i, i)) .. "'" end
+-- "bio.protparam.gravy: 'X' at position 4 has no value in scale 'KyteDoolitle'"
+local function no_value(fname, s, i, what)
+  return "bio.protparam." .. fname .. ": '" .. alphabet.show_char(sub(s, i, i)) .. "' at position " .. i .. " has no " .. what
+end
 
 local function empty_error(fname, what)
   return "bio.protparam." .. fname .. ": empty protein (" .. what .. ")"
@@ -91,7 +94,7 @@ end
 
 -- Sum of count*100/length/100 over `letters`, in that order, as Biopython adds them.
 local function fraction_of(s, counts, letters, fname)
-  local pct, err = compute.amino_acids_percent(s, counts)
+  local pct = compute.amino_acids_percent(s, counts)
   if not pct then return nil, empty_error(fname, "fractions of 0 residues") end
   local total = 0
   for i = 1, #letters do total = total + pct[sub(letters, i, i)] / 100 end
@@ -127,23 +130,21 @@ function compute.molecular_weight(s, _, monoisotopic)
   return nil, "bio.protparam.molecular_weight: " .. c .. " is not a valid unambiguous letter for protein (position " .. pos .. ")"
 end
 
+local DIWV_WHAT = "dipeptide instability weight (only the 20 standard amino acids have)"
+
 --- Guruprasad 1990: (10 / L) * sum of DIWV[a_i][a_i+1].
 function compute.instability_index(s)
   local n = #s
   local score = 0.0
   for i = 1, n - 1 do
     local row = DIWV[byte(s, i)]
-    if not row then return nil, "bio.protparam.instability_index: " .. letter_at(s, i) .. " at position " .. i .. " has no dipeptide instability weight (only the 20 standard amino acids have)" end
+    if not row then return nil, no_value("instability_index", s, i, DIWV_WHAT) end
     local v = row[byte(s, i + 1)]
-    if not v then return nil, "bio.protparam.instability_index: " .. letter_at(s, i + 1) .. " at position " .. (i + 1) .. " has no dipeptide instability weight (only the 20 standard amino acids have)" end
+    if not v then return nil, no_value("instability_index", s, i + 1, DIWV_WHAT) end
     score = score + v
   end
   if n == 0 then return nil, empty_error("instability_index", "division by its length 0") end
   return (10.0 / n) * score
-end
-
-local function flex_error(s, i)
-  return "bio.protparam.flexibility: " .. letter_at(s, i) .. " at position " .. i .. " has no flexibility value"
 end
 
 --- Vihinen 1994, Biopython's way: L - 9 windows of 9, the "middle" residue is the 6th of the
@@ -158,8 +159,8 @@ function compute.flexibility(s)
       -- Biopython looks up front, then back: the first one missing is the one it names.
       local front, back = i + j + 1, i + 9 - j
       local f, b = values[front], values[back]
-      if not f then return nil, flex_error(s, front) end
-      if not b then return nil, flex_error(s, back) end
+      if not f then return nil, no_value("flexibility", s, front, "flexibility value") end
+      if not b then return nil, no_value("flexibility", s, back, "flexibility value") end
       score = score + (f + b) * FLEX_WEIGHTS[j + 1]
     end
     score = score + values[i + 6]
@@ -180,7 +181,7 @@ function compute.gravy(s, _, scale)
   local total = 0
   for i = 1, #s do
     local v = values[byte(s, i)]
-    if not v then return nil, "bio.protparam.gravy: " .. letter_at(s, i) .. " at position " .. i .. " has no value in scale '" .. scale .. "'" end
+    if not v then return nil, no_value("gravy", s, i, "value in scale '" .. scale .. "'") end
     total = total + v
   end
   if #s == 0 then return nil, empty_error("gravy", "mean over 0 residues") end
