@@ -272,7 +272,7 @@ end
 local function break_index(line, n, ascii)
   local last = math.min(n - 1, MAX_WIDTH)
   if ascii then
-    local p = sub(line, QUALIFIER_INDENT + 3, last + 1):match(".*() ")
+    local p = sub(line, QUALIFIER_INDENT + 3, last + 1):match("^.*() ") -- anchored: one pass
     return p and QUALIFIER_INDENT + 1 + p or MAX_WIDTH
   end
   for i = last, QUALIFIER_INDENT + 2, -1 do
@@ -511,6 +511,13 @@ local function gb_comment(out, rec)
   for i = 2, #lines do gb_multi_line(out, "", lines[i]) end
 end
 
+-- The six 10-base blocks of the sequence line that starts at i (the last
+-- ones empty past the end).
+local function line_blocks(seq, i)
+  return sub(seq, i, i + 9), sub(seq, i + 10, i + 19), sub(seq, i + 20, i + 29), sub(seq, i + 30, i + 39),
+    sub(seq, i + 40, i + 49), sub(seq, i + 50, i + 59)
+end
+
 -- ORIGIN and lines of "%9d" then six 10-base blocks; a record without a
 -- sequence gets its CONTIG lines, or a bare ORIGIN line.
 local function gb_sequence(out, rec)
@@ -528,10 +535,11 @@ local function gb_sequence(out, rec)
   seq = seq:lower()
   out[#out + 1] = "ORIGIN"
   local n = #seq
-  for i = 1, n, 60 do
-    local stop = math.min(i + 59, n)
-    local blocks = { rjust(format("%d", i), 9) }
-    for j = i, stop, 10 do blocks[#blocks + 1] = sub(seq, j, math.min(j + 9, stop)) end
+  local full = n - n % 60
+  for i = 1, full, 60 do out[#out + 1] = format("%9d %s %s %s %s %s %s", i, line_blocks(seq, i)) end
+  if full < n then -- the last line: only the blocks that hold bases
+    local blocks = { format("%9d", full + 1) }
+    for j = full + 1, n, 10 do blocks[#blocks + 1] = sub(seq, j, j + 9) end
     out[#out + 1] = concat(blocks, " ")
   end
 end
@@ -696,15 +704,14 @@ local function embl_sequence(out, rec)
   else
     out[#out + 1] = "SQ   "
   end
-  for i = 1, n, 60 do
-    local stop = math.min(i + 59, n)
-    local blocks = {}
-    for b = 0, 5 do
-      local j = i + 10 * b
-      local block = j <= stop and sub(seq, j, math.min(j + 9, stop)) or ""
-      blocks[b + 1] = stop - i == 59 and " " .. block or ljust(" " .. block, 11)
-    end
-    out[#out + 1] = "    " .. concat(blocks) .. rjust(format("%d", stop), 10)
+  local full = n - n % 60
+  for i = 1, full, 60 do
+    local a, b, c, d, e, f = line_blocks(seq, i)
+    out[#out + 1] = format("     %s %s %s %s %s %s%10d", a, b, c, d, e, f, i + 59)
+  end
+  if full < n then -- the last line: blocks padded to their full width
+    local a, b, c, d, e, f = line_blocks(seq, full + 1)
+    out[#out + 1] = format("     %-10s %-10s %-10s %-10s %-10s %-10s%10d", a, b, c, d, e, f, n)
   end
 end
 

@@ -14,9 +14,10 @@ gives it, and check that Biopython reads our output back to the same record.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import io
-import json
+import re
 import warnings
 from pathlib import Path
 
@@ -48,20 +49,19 @@ BIOPYTHON_CANNOT_READ = {"invalid_product.gb", "no_origin_no_end.gb", "xx_after_
 
 # --- SeqRecord -> Lua record literal -------------------------------------------------------
 
-def utf8(value):
-    """Text as UTF-8 bytes, all through lists and dicts (Biopython reads the files as UTF-8)."""
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (list, tuple)):
-        return [utf8(v) for v in value]
-    if isinstance(value, dict):
-        return {utf8(k): utf8(v) for k, v in value.items()}
-    return value
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but quote and backslash
 
 
 def lua_literal(value) -> str:
-    """A Lua literal (bytes escaped, so the source is plain ASCII)."""
-    return lua(utf8(value))
+    """A Lua literal; text as UTF-8 bytes (Biopython reads the files as UTF-8 text)."""
+    if isinstance(value, str):
+        # plain text (sequences above all) skips the per-byte escaping of lua()
+        return f'"{value}"' if _PLAIN.fullmatch(value) else lua(value.encode("utf-8"))
+    if isinstance(value, (list, tuple)):
+        return "{" + ",".join(map(lua_literal, value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"[{lua_literal(k)}]={lua_literal(v)}" for k, v in value.items()) + "}"
+    return lua(value)
 
 
 def convert_annotation(key, value):
@@ -167,8 +167,9 @@ def write_all(runtime, tmp_path, records, formats=("genbank", "embl")):
     return out
 
 
-def differential(runtime, tmp_path, sources):
-    """Every record of `sources` [(path, fmt)] in both formats, against Biopython."""
+@functools.lru_cache(maxsize=None)
+def prepared(sources):
+    """Lua records, Biopython's texts, labels and the refusals met, for `sources` ((path, fmt), ...)."""
     records, expected, labels, skipped = [], [], [], set()
     for path, fmt in sources:
         if path.name in BIOPYTHON_CANNOT_READ:
@@ -194,6 +195,12 @@ def differential(runtime, tmp_path, sources):
             records.append(lua_rec)
             expected.append(want)
             labels.append(f"{path.name}:{rec.id}")
+    return records, expected, labels, frozenset(skipped)
+
+
+def differential(runtime, tmp_path, sources):
+    """Every record of `sources` [(path, fmt)] in both formats, against Biopython."""
+    records, expected, labels, skipped = prepared(tuple(sources))
     got = write_all(runtime, tmp_path, records)
     compared = 0
     for label, want, have in zip(labels, expected, got):
