@@ -428,3 +428,111 @@ def test_errors_name_the_record_feature_and_key(runtime, tmp_path):
     for entry in got[-2:]:
         line, msg = entry.split("|", 1)
         assert f":{line}: bio._insdc_writer." in msg, entry
+
+
+# --- generated records: the corners the test files do not reach -------------------------------
+
+def _words(rng, n, alphabet="abcXY019-.,;:/()'\" é\t"):
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def random_seqrecord(rng):
+    """A SeqRecord with random names, wrapping-prone text, qualifiers and dates; may be unwritable."""
+    from Bio.Seq import Seq
+    from Bio.SeqFeature import SeqFeature, SimpleLocation
+    from Bio.SeqRecord import SeqRecord
+    length = rng.choice([0, 1, 59, 60, 61, 119, 120, 121, 250])
+    seq = "".join(rng.choice("ACGTNacgtn") for _ in range(length))
+    name = rng.choice(["X1", "ABCDEFGHIJKLMNOP", "ABCDEFGHIJKLMNOPQRS", "A" * 26, "A" * 30, "has space", ""])
+    rid = rng.choice(["X1", "X1.2", "X1.02", "X1.a", "A.B.3", "X1. 4", name or "Z9.1"])
+    desc = rng.choice(["", "<unknown description>", _words(rng, rng.randrange(0, 200)), "w" * 75 + " tail"])
+    defined = rng.random() < 0.85
+    rec = SeqRecord(Seq(seq) if defined else Seq(None, length), id=rid, name=name, description=desc)
+    ann = rec.annotations
+    ann["molecule_type"] = rng.choice(["DNA", "mRNA", "genomic DNA", "unassigned DNA", "protein", "RNA",
+                                       "ss-DNA", "other molecule type", "unspecified"])
+    if rng.random() < 0.8:
+        ann["topology"] = rng.choice(["linear", "circular", "", "weird", "toolongtopology"])
+    if rng.random() < 0.8:
+        ann["data_file_division"] = rng.choice(["BCT", "PRO", "PLN", "HUM", "XXX", "ZZZ", "CON"])
+    if rng.random() < 0.8:
+        ann["date"] = rng.choice(["21-JUL-2008", "29-FEB-2001", "29-FEB-2000", "31-APR-2010", "1-JAN-2000",
+                                  "01-Jan-2000", "01xJAN-2000", "+1-MAR-2011"])
+    for key in ("keywords", "taxonomy"):
+        if rng.random() < 0.7:
+            ann[key] = [_words(rng, rng.randrange(0, 30)) for _ in range(rng.randrange(0, 8))]
+    for key in ("source", "organism"):
+        if rng.random() < 0.7:
+            ann[key] = _words(rng, rng.randrange(0, 120))
+    if rng.random() < 0.3:
+        ann["gi"] = str(rng.randrange(1, 10 ** 9))
+    if rng.random() < 0.3:
+        ann["accession"] = rng.choice(["ACC9", "X1"])
+    if rng.random() < 0.4:
+        ann["comment"] = "\n".join(_words(rng, rng.randrange(0, 150)) for _ in range(rng.randrange(1, 4)))
+    if rng.random() < 0.3:
+        ann["structured_comment"] = {"Assembly-Data": {"Assembly Method": "x v. 1", "Sequencing Technology": "y"},
+                                     "Other": {"k": _words(rng, 90)}}
+    if rng.random() < 0.4:
+        refs = []
+        for _ in range(rng.randrange(1, 3)):
+            ref = Reference()
+            ref.location = [SimpleLocation(0, max(length, 1))] * rng.choice([0, 1, 2])
+            ref.authors, ref.title, ref.journal = _words(rng, 100), _words(rng, 80), _words(rng, 20)
+            ref.consrtm = rng.choice(["", "Consortium"])
+            ref.pubmed_id = rng.choice(["", "123"])
+            ref.medline_id = rng.choice(["", "456"])
+            ref.comment = rng.choice(["", _words(rng, 90)])
+            refs.append(ref)
+        ann["references"] = refs
+    if not defined and rng.random() < 0.7:
+        ann["contig"] = "join(" + ",".join(f"AB{rng.randrange(10 ** 5):06d}.1:1..{rng.randrange(1, 10 ** 6)}"
+                                           for _ in range(rng.randrange(1, 12))) + ")"
+    rec.dbxrefs = rng.sample(["BioProject:PRJNA1", "Project:7", "BioSample:SAMN1", "a:b:c", "Trace: 5"], rng.randrange(0, 4))
+    for _ in range(rng.randrange(0, 4)):
+        quals = {}
+        for key in rng.sample(["note", "gene", "translation", "codon_start", "transl_except", "product", "pseudo"],
+                              rng.randrange(0, 5)):
+            if key == "translation":
+                quals[key] = ["".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(rng.randrange(0, 200)))]
+            else:
+                quals[key] = [_words(rng, rng.randrange(0, 160)) for _ in range(rng.randrange(1, 3))]
+        ftype = rng.choice(["CDS", "gene", "misc_feature", "a very long feature key"])
+        rec.features.append(SeqFeature(SimpleLocation(0, max(length, 1)), type=ftype, qualifiers=quals))
+    return rec
+
+
+def random_location(rng):
+    """A join of up to 14 ranges (often longer than a line), sometimes complemented."""
+    starts = [rng.randrange(1, 10 ** rng.randrange(1, 8)) for _ in range(rng.randrange(1, 15))]
+    text = "join(" + ",".join(f"{a}..{a + rng.randrange(1, 10 ** 5)}" for a in starts) + ")"
+    return f"complement({text})" if rng.random() < 0.3 else text
+
+
+@pytest.mark.parametrize("runtime", ["lua5.4", "luajit"])
+def test_generated_records_match_biopython_or_fail_where_it_fails(runtime, tmp_path):
+    import random
+    from Bio.SeqFeature import Location
+    rng = random.Random(12)
+    recs, wants, refused = [], [], 0
+    for _ in range(300):
+        rec = random_seqrecord(rng)
+        for f in rec.features:  # long locations: wrapped at commas
+            f.location = Location.fromstring(random_location(rng))
+        want = {}
+        for fmt in ("genbank", "embl"):
+            try:
+                want[fmt] = biopython_text(rec, fmt)
+            except Exception as exc:  # noqa: BLE001 - we must refuse it too
+                want[fmt] = exc
+                refused += 1
+        recs.append(lua_record(rec))
+        wants.append(want)
+    got = write_all(runtime, tmp_path, recs)
+    for i, (want, have) in enumerate(zip(wants, got)):
+        for fmt in ("genbank", "embl"):
+            if isinstance(want[fmt], Exception):
+                assert isinstance(have[fmt], Exception), (i, fmt, want[fmt])
+            else:
+                assert have[fmt] == want[fmt], (i, fmt, have[fmt])
+    assert 30 < refused < 400
