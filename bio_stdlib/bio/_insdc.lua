@@ -540,6 +540,7 @@ function M.reader(fmt, read, close, name, fname, line_base)
     S.at = S.lineno
     local B = new_builder(S.fail)
     fmt.feed_first_line(S, B, first .. "\n") -- Biopython sees the line with its "\n"
+    S.at = nil
     local header, nums = parse_header(S, fmt)
     fmt.feed_header_lines(S, B, header, nums)
     S.at = nil
