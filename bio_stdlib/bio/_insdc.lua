@@ -479,6 +479,18 @@ local function parse_feature(S, key, lines, first_line)
   return key, location, quals
 end
 
+-- A feature's first line -> its key and the start of its location.
+local function feature_start(S, line, W)
+  if #line == W then S.fail("feature line too short for a location: '%s'", line) end
+  if sub(line, W + 1, W + 1) ~= " " and find(M.sl(line, W), " ", 1, true) then
+    -- an over-indented location (a key longer than the column allows); Biopython warns
+    local rest = M.strip(sub(line, 3))
+    local a, b = find(rest, "[ \t\r\n\v\f]+")
+    return sub(rest, 1, a - 1), sub(rest, b + 1)
+  end
+  return M.strip(M.sl(line, 2, W)), M.sl(line, W)
+end
+
 -- parse_features: the feature table, from the FEATURES/FH line (S.line) to
 -- the sequence header, feeding each feature to the builder.
 local function parse_features(S, fmt, B)
@@ -493,21 +505,13 @@ local function parse_features(S, fmt, B)
     line = M.rstrip(line)
     if line == "//" then S.fail("premature end of the features table: '//' before the sequence") end
     if fmt.FEATURE_END[line] then line = S.readline(); break end
-    if M.strip(M.sl(line, 2, W)) == "" or #line < W then
+    if M.strip(M.sl(line, 2, W)) == "" or (#line < W and not fmt.feature_start) then
       -- an empty line between features, or one too short to hold a feature (Biopython warns)
       line = S.readline()
     else
-      local key, flines
-      if #line == W then S.fail("feature line too short for a location: '%s'", line) end
       local start = S.lineno
-      if sub(line, W + 1, W + 1) ~= " " and find(M.sl(line, W), " ", 1, true) then
-        -- an over-indented location (a key longer than the column allows); Biopython warns
-        local rest = M.strip(sub(line, 3))
-        local a, b = find(rest, "[ \t\r\n\v\f]+")
-        key, flines = sub(rest, 1, a - 1), { sub(rest, b + 1) }
-      else
-        key, flines = M.strip(M.sl(line, 2, W)), { M.sl(line, W) }
-      end
+      local key, first = (fmt.feature_start or feature_start)(S, line, W)
+      local flines = { first }
       line = S.readline()
       while line ~= nil and (sub(line, 1, W) == SP or M.rstrip(line) == "") do
         flines[#flines + 1] = M.strip(M.sl(line, W))
@@ -569,28 +573,43 @@ local function format_spec(t)
     QUALIFIER_INDENT = 21, QUALIFIER_SPACER = t[4] .. string.rep(" ", 21 - #t[4]),
     SEQUENCE_HEADERS = t[5],
     feed_first_line = t[6], feed_header_lines = t[7], parse_footer = t[8], feed_misc_lines = t[9],
+    feature_start = t.feature_start, fix_location = t.fix_location,
   }
 end
 
 --- records / records_from_string / read / parse / extract / write wrappers
 -- for a format module `Mod` named `modname` ("bio.genbank") whose writer
 -- functions in bio._insdc_writer end in `suffix` ("genbank"); `spec` as
--- format_spec takes it.
-function M.install(Mod, modname, suffix, spec)
+-- format_spec takes it.  `variants` (optional) maps an opts.variant name to a
+-- table of the entries that differ from `spec` (EMBL's "imgt").
+function M.install(Mod, modname, suffix, spec, variants)
   local fmt = format_spec(spec)
+  local by_variant = {}
+  for vname, v in pairs(variants or {}) do
+    by_variant[vname] = format_spec(setmetatable(v, { __index = spec }))
+  end
   Mod.format_spec = fmt
-  local READ_OPTS = { "chunk_size" }
+  local READ_OPTS = variants and { "chunk_size", "variant" } or { "chunk_size" }
+  -- (raises at level 3: the caller of records / records_from_string)
+  local function variant_of(opts, fname)
+    if opts.variant == nil then return fmt end
+    local f = by_variant[opts.variant]
+    if not f then A.arg_error(fname, 2, "variant", "unknown variant " .. tostring(opts.variant), 3) end
+    return f
+  end
   function Mod.records(src, opts)
     local fname = modname .. ".records"
     opts = A.check_options(opts, READ_OPTS, fname, 2)
+    local f = variant_of(opts, fname)
     local read, close, name, line_base = IO.open_source(src, fname, opts.chunk_size)
-    return IO.iterator(M.reader(fmt, read, close, name, fname, line_base), close)
+    return IO.iterator(M.reader(f, read, close, name, fname, line_base), close)
   end
   function Mod.records_from_string(text, opts)
     local fname = modname .. ".records_from_string"
     opts = A.check_options(opts, READ_OPTS, fname, 2)
+    local f = variant_of(opts, fname)
     local read, close, name = IO.string_source(text, fname, opts.chunk_size)
-    return M.reader(fmt, read, close, name, fname)
+    return M.reader(f, read, close, name, fname)
   end
   function Mod.read(src, opts) return IO.collect(Mod.records(src, opts)) end
   function Mod.parse(text, opts) return IO.collect(Mod.records_from_string(text, opts)) end

@@ -206,9 +206,39 @@ local function feed_misc_lines(S, B, lines)
   end
 end
 
+-- IMGT's ID line with 5 fields (_ImgtScanner._feed_first_line), e.g.
+-- ID   HLA00001; SV 1; standard; DNA; HUM; 3503 BP.
+local function imgt_first_line(S, B, line)
+  if count(sl(line, 5), ";") ~= 5 then return feed_first_line(S, B, line) end
+  local f = strip_all(split(strip(sl(line, 5)), ";"))
+  B:locus(f[1])
+  sequence_version(B, f[2])
+  residue_and_topology(B, f[4])
+  B:set("data_file_division", f[5])
+  seq_length(S, B, f[6])
+end
+
+-- IMGT keys may run past column 21: "FT   KEY LOCATION" splits on the space,
+-- else the key is columns 3-25 (_ImgtScanner.parse_features).
+local function imgt_feature_start(S, line)
+  if sub(line, 1, 2) ~= "FT" then S.fail("expected an FT line in the feature table") end
+  local w = words(sub(line, 3))
+  if #w == 2 then return w[1], w[2] end
+  return strip(sl(line, 2, 25)), strip(sl(line, 25))
+end
+
 -- Lines start with a two-letter code; FT lines hold the feature table.
 I.install(M, "bio.embl", "embl", {
   "ID   ", { "FH   Key             Location/Qualifiers", "FH" }, { "XX" }, "FT", SEQUENCE_HEADERS,
-  feed_first_line, feed_header_lines, parse_footer, feed_misc_lines })
+  feed_first_line, feed_header_lines, parse_footer, feed_misc_lines,
+}, {
+  imgt = {
+    [2] = { "FH   Key             Location/Qualifiers", "FH   Key             Location/Qualifiers (from EMBL)",
+            "FH   Key                 Location/Qualifiers", "FH" },
+    [6] = imgt_first_line,
+    feature_start = imgt_feature_start,
+    fix_location = function(loc) return (loc:gsub("(%d+)>", ">%1")) end, -- "123>" is ">123"
+  },
+})
 
 return M

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from Bio import GenBank, SeqIO
-from Bio.GenBank.Scanner import EmblScanner
+from Bio.GenBank.Scanner import EmblScanner, _ImgtScanner
 from Bio.Seq import UndefinedSequenceError
 
 from tests.bio._lua import bio_runtimes, lua, run_bio
@@ -28,12 +28,12 @@ SKIP_SUFFIXES = (".faa", ".ffn", ".fna", ".tsv")
 
 
 def biopython_files(fmt: str) -> list[Path]:
-    """Every GenBank (``fmt="genbank"``) or EMBL file of Biopython's Tests folder."""
+    """Every GenBank (``fmt="genbank"``), EMBL or IMGT file of Biopython's Tests folder."""
     tests = biopython_tests_dir()
     if fmt == "genbank":
         return sorted(p for p in (tests / "GenBank").iterdir()
                       if p.is_file() and not p.name.endswith(SKIP_SUFFIXES))
-    return sorted((tests / "EMBL").glob("*.embl"))
+    return sorted((tests / "EMBL").glob("*." + fmt))
 
 
 def _open(path: Path):
@@ -67,7 +67,7 @@ def raw_locations(path: Path, fmt: str) -> list[list[str]]:
         warnings.simplefilter("ignore")
         if fmt == "genbank":
             return [[f.location for f in rec.features] for rec in GenBank.parse(h)]
-        scanner, out = EmblScanner(), []
+        scanner, out = (_ImgtScanner() if fmt == "imgt" else EmblScanner()), []
         scanner.set_handle(h)
         while scanner.find_start():
             scanner.parse_header()
@@ -110,7 +110,7 @@ _LUA_READ = r"""
 local M = require(%(module)s)
 local out = {}
 for i, path in ipairs(%(paths)s) do
-  local ok, recs = pcall(M.read, path, {chunk_size = %(chunk)s})
+  local ok, recs = pcall(M.read, path, {chunk_size = %(chunk)s, variant = %(variant)s})
   if not ok then out[i] = {"error", recs}
   else
     for _, r in ipairs(recs) do
@@ -126,9 +126,9 @@ return out
 """
 
 
-def ours(runtime: str, module: str, paths: list[Path], chunk: int = 65536):
+def ours(runtime: str, module: str, paths: list[Path], chunk: int = 65536, variant: str | None = None):
     got = run_bio(runtime, _LUA_READ % {"module": lua(module), "paths": lua([str(p) for p in paths]),
-                                        "chunk": chunk})
+                                        "chunk": chunk, "variant": lua(variant)})
     views = []
     for kind, value in got:
         if kind == "records":
@@ -168,13 +168,14 @@ def biopython_view_cached(path: str, fmt: str):
     return biopython_view(Path(path), fmt)
 
 
-def differential_failures(runtime: str, fmt: str, module: str, files: list[Path], chunk: int = 65536) -> list[str]:
+def differential_failures(runtime: str, fmt: str, module: str, files: list[Path], chunk: int = 65536,
+                          variant: str | None = None) -> list[str]:
     """Every way our reading of `files` differs from Biopython's (empty: none).
 
     Where Biopython raises, we must raise too, with the reader's name, the file and a line.
     """
     failures = []
-    for path, (kind, value) in zip(files, ours(runtime, module, files, chunk), strict=True):
+    for path, (kind, value) in zip(files, ours(runtime, module, files, chunk, variant), strict=True):
         want_kind, want = biopython_view_cached(str(path), fmt)
         if want_kind == "error":
             if kind != "error":
@@ -311,6 +312,7 @@ class ReaderTests:
     MODULE = FMT = SUFFIX = ""
     FOLDER = ""  # in Biopython's Tests
     EXTRA: list[Path] = []  # real files beside Biopython's
+    ALSO: tuple[str, ...] = ()  # more of Biopython's files, by suffix, to read as FMT too
     CORE: list[str] = []  # files of FOLDER read on every runtime, in tiny chunks
     MALFORMED: dict = {}  # name: (text, line, words), for assert_errors_name_file_and_line
     STRING_CASE = ""  # a MALFORMED name to parse from a string
@@ -319,7 +321,7 @@ class ReaderTests:
 
     @runtime_params(["lua5.4", "luajit"])
     def test_every_file_matches_biopython(self, runtime):
-        files = biopython_files(self.FMT) + self.EXTRA
+        files = biopython_files(self.FMT) + self.EXTRA + [p for suffix in self.ALSO for p in biopython_files(suffix)]
         assert len(files) > 15
         assert differential_failures(runtime, self.FMT, self.MODULE, files) == []
 
