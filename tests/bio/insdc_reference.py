@@ -348,3 +348,23 @@ class ReaderTests:
     @bio_runtimes()
     def test_writer_and_extract_wrappers(self, runtime):
         assert_wrappers(runtime, self.MODULE, self.SUFFIX)
+
+    @bio_runtimes()
+    def test_misspelt_options_are_errors(self, runtime):
+        got = run_bio(runtime, f"""
+            local M = require {lua(self.MODULE)}
+            local out = {{}}
+            for i, f in ipairs {{
+              function() return M.parse({lua(self.GOOD)}, {{chunksize = 2}}) end,
+              function() return M.records("x", {{variant = "imgtt"}}) end,
+            }} do
+              local ok, err = pcall(f)
+              out[i] = err
+            end
+            return out
+        """)
+        assert "bad argument #2 'opts'" in got[0] and "unknown option 'chunksize'" in got[0], got[0]
+        if self.FMT == "embl":
+            assert "bad argument #2 'variant': unknown variant imgtt" in got[1], got[1]
+        else:
+            assert "unknown option 'variant'" in got[1], got[1]
