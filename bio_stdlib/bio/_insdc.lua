@@ -432,16 +432,13 @@ local function parse_feature(S, key, lines, first_line)
       if l ~= "" then return l end
     end
   end
-  local function more() -- is there another non-blank line?
-    for k = i + 1, #lines do if lines[k] ~= "" then return true end end
-    return false
-  end
+  local last = #lines -- the last non-blank line: qualifiers are read up to it
+  while last > 0 and lines[last] == "" do last = last - 1 end
   local location = M.strip(nxt())
   local function unbalanced() return M.count(location, "(") > M.count(location, ")") end
-  while sub(location, -1) == "," or (unbalanced()) do location = location .. M.strip(nxt()) end
+  while sub(location, -1) == "," or unbalanced() do location = location .. M.strip(nxt()) end
   local quals, n = {}, 0
-  local qkey
-  while more() do
+  while i < last do
     local line = nxt()
     n = n + 1
     if n == 1 and sub(line, 1, 1) == ")" then
@@ -449,10 +446,8 @@ local function parse_feature(S, key, lines, first_line)
     elseif sub(line, 1, 1) == "/" then
       local eq = find(line, "=", 1, true)
       if not eq then
-        qkey = sub(line, 2)
-        quals[#quals + 1] = { qkey }
+        quals[#quals + 1] = { sub(line, 2) }
       else
-        qkey = sub(line, 2, eq - 1)
         local value = sub(line, eq + 1)
         if sub(value, 1, 1) == " " and sub(M.lstrip(value), 1, 1) == '"' then value = M.lstrip(value) end
         if value ~= "" and value ~= '"' and sub(value, 1, 1) == '"' then
@@ -460,7 +455,7 @@ local function parse_feature(S, key, lines, first_line)
           while sub(parts[#parts], -1) ~= '"' do parts[#parts + 1] = nxt() end
           value = concat(parts, "\n")
         end
-        quals[#quals + 1] = { qkey, value }
+        quals[#quals + 1] = { sub(line, 2, eq - 1), value }
       end
     else
       -- an unquoted value continued on the next line
