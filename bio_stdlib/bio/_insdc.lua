@@ -609,11 +609,10 @@ function M.install(Mod, modname, suffix, spec, variants)
   function Mod.read(src, opts) return IO.collect(Mod.records(src, opts)) end
   function Mod.parse(text, opts) return IO.collect(Mod.records_from_string(text, opts)) end
   function Mod.extract(f, seq, opts) return require("bio.location").extract(f, seq, opts) end
-  function Mod.write(dest, records, opts)
-    return require("bio._insdc_writer")["write_" .. suffix](dest, records, opts)
-  end
-  function Mod.format(record) return require("bio._insdc_writer")["format_" .. suffix](record) end
-  function Mod.to_string(records) return require("bio._insdc_writer")["to_string_" .. suffix](records) end
+  -- The writer's own functions, named after this module in errors; no
+  -- wrapper frame, so the caller's line is the one blamed on every runtime.
+  local writer = require("bio._insdc_writer").functions(suffix, modname)
+  Mod.write, Mod.format, Mod.to_string = writer.write, writer.format, writer.to_string
   return Mod
 end
 

@@ -794,31 +794,46 @@ end
 
 -- Each public function names itself in errors and raises them at the
 -- caller's line (level 2 from here; no tail calls, so the frame counts).
-local function formats(body, suffix)
-  local fmt, str, wr = "bio._insdc_writer.format_" .. suffix, "bio._insdc_writer.to_string_" .. suffix,
-    "bio._insdc_writer.write_" .. suffix
-  M["format_" .. suffix] = function(rec)
+-- `prefix` is the name users call them by: bio.genbank's format, write and
+-- to_string are these functions made with prefix "bio.genbank".
+local function functions(body, prefix)
+  local fmt, str, wr = prefix .. ".format", prefix .. ".to_string", prefix .. ".write"
+  local fns = {}
+  function fns.format(rec)
     local s = guarded(fmt, 2, render, body, rec)
     return s
   end
-  M["to_string_" .. suffix] = function(records)
+  function fns.to_string(records)
     local s = guarded(str, 2, to_string, body, str, records)
     return s
   end
-  M["write_" .. suffix] = function(dest, records, opts)
+  function fns.write(dest, records, opts)
     A.check_options(opts, {}, wr, 3)
     local emit, close = IO.open_dest(dest, wr)
     local n = write(body, wr, emit, close, records)
     return n
   end
+  return fns
 end
 
---- format_genbank(record) -> text; to_string_genbank(records) -> text;
--- write_genbank(dest, records) -> number written (dest: a path or an open
+local BODIES = { genbank = gb_record, embl = embl_record }
+
+--- The writer functions of one format ("genbank" or "embl"), with errors
+-- named after `prefix` (the module users call: "bio.genbank", "bio.embl"):
+-- {format = (record) -> text, to_string = (records) -> text,
+--  write = (dest, records) -> number written}.  dest: a path or an open
 -- file; records: a list, one record, or an iterator such as
--- bio.genbank.records(...)).
-formats(gb_record, "genbank")
---- format_embl, to_string_embl, write_embl: the same in EMBL format.
-formats(embl_record, "embl")
+-- bio.genbank.records(...).
+function M.functions(format, prefix)
+  return functions(assert(BODIES[format], "unknown format"), prefix)
+end
+
+--- format_genbank(record), to_string_genbank(records), write_genbank(dest,
+-- records); format_embl, to_string_embl, write_embl: the same, named after
+-- this module.
+for format, body in pairs(BODIES) do
+  local fns = functions(body, "bio._insdc_writer")
+  M["format_" .. format], M["to_string_" .. format], M["write_" .. format] = fns.format, fns.to_string, fns.write
+end
 
 return M

@@ -5,6 +5,7 @@ local MODULES = {
   seq = true, alphabet = true, translate = true, fasta = true, fastq = true,
   kmer = true, motif = true, stats = true,
   weight = true, tm = true, codon_usage = true, align = true, matrices = true,
+  genbank = true, embl = true, location = true, protparam = true,
 }
 
 local bio = { _modules = MODULES }

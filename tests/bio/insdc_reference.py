@@ -218,11 +218,16 @@ def assert_streaming_is_bounded(runtime: str, module: str, one_record: Path, tmp
     assert peak < 2048, peak  # one record's tables take a few hundred KiB at most
 
 
-# The format module's thin wrappers hand their arguments to bio._insdc_writer / bio.location.
+# The format module's writer functions are bio._insdc_writer's, made for its format and named after
+# the module; extract hands its arguments to bio.location.
 _LUA_WRAPPERS = r"""
 local calls = {}
 local function recorder(name) return function(...) calls[#calls + 1] = {name, select("#", ...), ...}; return name end end
-package.loaded["bio._insdc_writer"] = setmetatable({}, {__index = function(_, k) return recorder(k) end})
+package.loaded["bio._insdc_writer"] = {functions = function(format, prefix)
+  local made = {}
+  for _, fn in ipairs({"write", "format", "to_string"}) do made[fn] = recorder(fn .. "_" .. format .. " " .. prefix) end
+  return made
+end}
 package.loaded["bio.location"] = {extract = recorder("extract")}
 local M = require(%(module)s)
 local rec = {id = "r"}
@@ -234,7 +239,7 @@ return {out, calls}
 
 def assert_wrappers(runtime: str, module: str, suffix: str):
     out, calls = run_bio(runtime, _LUA_WRAPPERS % {"module": lua(module)})
-    names = [f"write_{suffix}", f"format_{suffix}", f"to_string_{suffix}", "extract"]
+    names = [f"{fn}_{suffix} {module}" for fn in ("write", "format", "to_string")] + ["extract"]
     assert out == names
     assert calls == [[names[0], 3, "out", "table", "table"], [names[1], 1, "table"],
                      [names[2], 1, "table"], [names[3], 3, "1..2", "ACGT", "table"]]

@@ -382,28 +382,28 @@ def test_edge_cases_on_every_runtime(runtime, tmp_path):
 
 
 ERRORS = """
-    local W = require "bio._insdc_writer"
+    local genbank, embl = require "bio.genbank", require "bio.embl"
     local out = {}
     local function try(f, ...) local ok, e = pcall(f, ...); out[#out + 1] = e end
     local ok_rec = {id = "R1", seq = "ac", annotations = {molecule_type = "DNA"}}
-    try(W.format_genbank, {id = "R1", annotations = {molecule_type = "DNA"}})
-    try(W.format_embl, {id = "R1", seq = "ac", annotations = {molecule_type = "DNA"},
+    try(genbank.format, {id = "R1", annotations = {molecule_type = "DNA"}})
+    try(embl.format, {id = "R1", seq = "ac", annotations = {molecule_type = "DNA"},
         features = {{type = "gene", location = "1..2"}, {type = "CDS"}}})
-    try(W.format_genbank, {id = "R1", seq = "ac", annotations = {molecule_type = "DNA"},
+    try(genbank.format, {id = "R1", seq = "ac", annotations = {molecule_type = "DNA"},
         features = {{location = "1..2"}}})
-    try(W.format_genbank, {id = "R1", seq = "ac", annotations = {molecule_type = "DNA"},
+    try(genbank.format, {id = "R1", seq = "ac", annotations = {molecule_type = "DNA"},
         features = {{type = "gene", location = "1..2", qualifiers = {gene = "abc"}}}})
-    try(W.to_string_genbank, {ok_rec, {id = "R2", seq = "ac", annotations = {molecule_type = "DNA"},
+    try(genbank.to_string, {ok_rec, {id = "R2", seq = "ac", annotations = {molecule_type = "DNA"},
         features = {{type = "gene", location = "1..2", qualifiers = {note = {"x", 3}}}}}})
-    try(W.format_genbank, {id = "R1", seq = "ac"})
-    try(W.write_genbank, {}, {ok_rec})
-    try(W.write_embl, TMP, {ok_rec, {id = "R3", length = "x"}})
+    try(genbank.format, {id = "R1", seq = "ac"})
+    try(genbank.write, {}, {ok_rec})
+    try(embl.write, TMP, {ok_rec, {id = "R3", length = "x"}})
     -- raised at the caller's line
     local line = debug.getinfo(1, "l").currentline + 1
-    local ok, e = pcall(function() W.format_genbank({id = "Q"}) end)
+    local ok, e = pcall(function() genbank.format({id = "Q"}) end)
     out[#out + 1] = tostring(line) .. "|" .. e
     line = debug.getinfo(1, "l").currentline + 1
-    ok, e = pcall(function() W.write_embl(TMP, {{id = "Q"}}) end)
+    ok, e = pcall(function() embl.write(TMP, {{id = "Q"}}) end)
     out[#out + 1] = tostring(line) .. "|" .. e
     return out
 """
@@ -413,21 +413,21 @@ ERRORS = """
 def test_errors_name_the_record_feature_and_key(runtime, tmp_path):
     got = run(runtime, f"local TMP = {lua_literal(str(tmp_path / 'x.embl'))}\n" + ERRORS)
     want = [
-        "bio._insdc_writer.format_genbank: record 'R1': has neither 'seq' (a string) nor 'length' (an integer)",
-        "bio._insdc_writer.format_embl: record 'R1' feature 2 (CDS): field 'location' must be a non-empty string, got nil",
-        "bio._insdc_writer.format_genbank: record 'R1' feature 1: field 'type' must be a non-empty string, got nil",
-        "bio._insdc_writer.format_genbank: record 'R1' feature 1 (gene) qualifier 'gene': the value must be a list of strings, got string",
-        "bio._insdc_writer.to_string_genbank: record 'R2' feature 1 (gene) qualifier 'note': the value must be a list of strings, got a list holding a non-string",
-        "bio._insdc_writer.format_genbank: record 'R1': missing molecule_type in annotations",
-        "bio._insdc_writer.write_genbank: bad argument #1 'dest': expected a file path or an open file, got table",
-        "bio._insdc_writer.write_embl: record 'R3': has neither 'seq' (a string) nor 'length' (an integer)",
+        "bio.genbank.format: record 'R1': has neither 'seq' (a string) nor 'length' (an integer)",
+        "bio.embl.format: record 'R1' feature 2 (CDS): field 'location' must be a non-empty string, got nil",
+        "bio.genbank.format: record 'R1' feature 1: field 'type' must be a non-empty string, got nil",
+        "bio.genbank.format: record 'R1' feature 1 (gene) qualifier 'gene': the value must be a list of strings, got string",
+        "bio.genbank.to_string: record 'R2' feature 1 (gene) qualifier 'note': the value must be a list of strings, got a list holding a non-string",
+        "bio.genbank.format: record 'R1': missing molecule_type in annotations",
+        "bio.genbank.write: bad argument #1 'dest': expected a file path or an open file, got table",
+        "bio.embl.write: record 'R3': has neither 'seq' (a string) nor 'length' (an integer)",
     ]
     for w, g in zip(want, got):
         assert g.endswith(w), (g, w)
     assert len(got) == len(want) + 2
     for entry in got[-2:]:
         line, msg = entry.split("|", 1)
-        assert f":{line}: bio._insdc_writer." in msg, entry
+        assert f":{line}: bio.genbank.format" in msg or f":{line}: bio.embl.write" in msg, entry
 
 
 # --- generated records: the corners the test files do not reach -------------------------------
