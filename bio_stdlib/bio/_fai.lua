@@ -1,0 +1,430 @@
+--- bio._fai: the FASTA index (.fai, and .gzi for BGZF) as samtools faidx
+-- writes it, and region fetches through it.  Entry points: bio.fasta.index,
+-- bio.fasta.read_index, bio.fasta.fetch (docs/bio/fasta.md, "Index and fetch").
+--
+-- The indexer follows htslib's fai_build_core (samtools 1.16) line by line,
+-- so the same files are accepted, the same ones refused, and the columns are
+-- the same bytes:
+--   * a record's NAME is the header's first word; OFFSET is the byte after
+--     the header line; LINEBASES / LINEWIDTH come from its first sequence
+--     line (printable characters / all bytes with the line end);
+--   * only the last line of a record may be shorter, and after a shorter line
+--     only blank lines or the next header may follow;
+--   * a record without any sequence line is left out of the index (as
+--     htslib does), a duplicate name is warned about and the first kept, and
+--     a last record without sequence fails the whole file.
+-- The file is read in chunks (bio._io: plain or BGZF), one pattern search per
+-- line, so memory stays bounded whatever the record or line sizes.
+local IO = require "bio._io"
+local A = require "bio.alphabet"
+
+local M = {}
+
+local byte, sub, find, gsub, fmt, concat = string.byte, string.sub, string.find, string.gsub, string.format, table.concat
+local floor = math.floor
+
+-- Errors about arguments name the user's line: arg_error at 4 counts
+-- arg_error, check, the _fai entry point and the bio.fasta wrapper.
+local function check(ok, fname, pos, name, msg)
+  if not ok then A.arg_error(fname, pos, name, msg, 4) end
+end
+
+local function check_path(path, fname)
+  check(type(path) == "string", fname, 1, "path", "expected a file path, got " .. type(path))
+end
+
+-- "plain", "bgzf" or "gzip": how the file's bytes are stored.
+local function storage(path, fname)
+  local f = IO.open_file(path, fname, 3)
+  local magic = f:read(2)
+  f:close()
+  if magic ~= "\31\139" then return "plain" end
+  return require("bio._gzip").is_bgzf(path) and "bgzf" or "gzip"
+end
+
+local function refuse_gzip(path, fname)
+  error(fmt("%s: '%s' is compressed with plain gzip, which cannot be indexed (samtools: \"Cannot index "
+    .. "files compressed with gzip, please use bgzip\"); recompress it with bgzip", fname, path), 4)
+end
+
+---------------------------------------------------------------------------
+-- Building the index
+---------------------------------------------------------------------------
+
+-- States of htslib's scanner, at a line start.
+local OUT, SEQ = 1, 2 -- between records (after a short or blank line) / inside a sequence
+
+local function printable(c)
+  return c >= 32 and c < 127
+end
+
+-- Scan FASTA text from a chunk reader; returns entries, warnings.  `where`
+-- names the file in errors (raised with level 0: they are about the data).
+local function scan(read, where, fname)
+  local entries, warnings, seen = {}, {}, {}
+  local state = OUT
+  local lineno = 1          -- the line being looked at (1-based), as htslib counts
+  local name                -- the current record's name (nil before the first header)
+  local seq_offset, seq_len, line_len, char_len = 0, 0, 0, 0
+  local read_done = false   -- the current record has had a sequence line
+  local fastq_seen = false
+
+  local function fail(msg, ...)
+    error(fmt("%s: %s: " .. msg, fname, where, ...), 0)
+  end
+  local function insert()
+    if seen[name] then
+      warnings[#warnings + 1] = fmt("Ignoring duplicate sequence \"%s\" at byte offset %.0f", name, seq_offset)
+      return
+    end
+    seen[name] = true
+    entries[#entries + 1] = { name = name, length = seq_len, offset = seq_offset, linebases = char_len,
+      linewidth = line_len }
+  end
+  -- A sequence line of ll bytes (with its end) and cl printable characters.
+  local function seq_line(ll, cl)
+    read_done = true
+    seq_len = seq_len + cl
+    if line_len == 0 then
+      line_len, char_len = ll, cl
+    elseif line_len > ll then
+      state = OUT
+    elseif line_len < ll then
+      fail("different line length in sequence '%s' (line %d; samtools: \"Different line length in sequence\")",
+        name, lineno)
+    end
+    lineno = lineno + 1
+  end
+
+  local s, pos, base = "", 1, 0 -- current chunk, next byte in it, offset of s[1]
+  local function more()
+    local chunk = read()
+    if chunk == nil then return false end
+    base = base + #s
+    s, pos = chunk, 1
+    return true
+  end
+
+  -- The rest of a header line (from pos): returns its text; sets pos after its '\n'.
+  -- `nil, text` when the file ends inside it.
+  local function header_line()
+    local parts = {}
+    while true do
+      local nl = find(s, "\n", pos, true)
+      if nl then
+        parts[#parts + 1] = sub(s, pos, nl - 1)
+        pos = nl + 1
+        return concat(parts)
+      end
+      parts[#parts + 1] = sub(s, pos)
+      pos = #s + 1
+      if not more() then return nil, concat(parts) end
+    end
+  end
+
+  -- The rest of a sequence line (from pos, which is in it): bytes and
+  -- printable characters, counted across chunks; pos ends after its '\n'.
+  local function rest_of_line()
+    local ll, cl = 0, 0
+    while true do
+      local q = find(s, "[^!-~]", pos)
+      if not q then
+        local n = #s - pos + 1
+        ll, cl = ll + n, cl + n
+        pos = #s + 1
+        if not more() then return ll + 1, cl end -- no final newline: htslib still counts one
+      else
+        ll, cl = ll + (q - pos) + 1, cl + (q - pos)
+        pos = q + 1
+        if byte(s, q) == 10 then return ll, cl end
+      end
+    end
+  end
+
+  while true do
+    if pos > #s and not more() then break end
+    local c = byte(s, pos)
+    if c == 62 then -- '>': a header, in either state
+      if read_done then insert(); read_done = false end
+      pos = pos + 1
+      local text, partial = header_line()
+      name = IO.first_word(text or partial)
+      if not text then
+        fail("the last entry '%s' has no sequence (line %d)", name, lineno)
+      end
+      seq_offset = base + pos - 1
+      seq_len, line_len, char_len = 0, 0, 0
+      state = SEQ
+      lineno = lineno + 1
+    elseif c == 10 then -- a blank line ends a sequence
+      pos = pos + 1
+      state = OUT
+      lineno = lineno + 1
+    elseif state == SEQ then
+      seq_line(rest_of_line())
+    elseif c == 13 then -- a blank CRLF line between records
+      pos = pos + 1
+      if pos > #s then more() end
+      if byte(s, pos) ~= 10 then fail("carriage return not followed by a newline at line %d", lineno) end
+      pos = pos + 1
+      lineno = lineno + 1
+    elseif c == 64 and name == nil then
+      fastq_seen = true
+      break
+    elseif c == 64 then
+      fail("found '@' in a FASTA file at line %d", lineno)
+    else
+      local shown = printable(c) and fmt("%q", string.char(c)) or fmt("character \\%d", c)
+      fail("unexpected %s at line %d (%s)", shown, lineno,
+        name and "a shorter line or a blank line ends a sequence; only a header or blank lines may follow"
+        or "text before the first '>' header")
+    end
+  end
+  if fastq_seen then
+    fail("this is FASTQ ('@' at line %d), not FASTA", lineno)
+  end
+  if not read_done then
+    if name == nil then fail("no FASTA records") end
+    fail("the last entry '%s' has no sequence", name)
+  end
+  insert()
+  return entries, warnings
+end
+
+-- Little-endian uint64 of a whole number below 2^53.
+local function u64(x)
+  local out = {}
+  for i = 1, 8 do
+    local b = x % 256
+    out[i] = string.char(b)
+    x = (x - b) / 256
+  end
+  return concat(out)
+end
+
+-- The .gzi htslib writes for a BGZF file: the count, then (compressed,
+-- uncompressed) offsets of each block after the first that holds text.
+local function gzi_bytes(path)
+  local G = require "bio._gzip"
+  local pairs_, u = {}, 0
+  for b in G.blocks(path) do
+    if b.offset > 0 and b.usize > 0 then pairs_[#pairs_ + 1] = u64(b.offset) .. u64(u) end
+    u = u + b.usize
+  end
+  return u64(#pairs_) .. concat(pairs_)
+end
+
+local function format_entry(e)
+  return fmt("%s\t%.0f\t%.0f\t%.0f\t%.0f\n", e.name, e.length, e.offset, e.linebases, e.linewidth)
+end
+
+local function write_file(path, data, fname)
+  local f, err = io.open(path, "wb")
+  if not f then error(fmt("%s: cannot write '%s': %s", fname, path, tostring(err)), 0) end
+  local ok, werr = f:write(data)
+  f:close()
+  if not ok then error(fmt("%s: cannot write '%s': %s", fname, path, tostring(werr)), 0) end
+end
+
+--- Index `path` (plain or BGZF FASTA): writes path .. ".fai" (and ".gzi"
+-- for BGZF) and returns the entries and a list of warnings.
+-- opts.write = false builds the entries without writing files.
+function M.index(path, opts, fname)
+  check_path(path, fname)
+  opts = opts or {}
+  check(type(opts) == "table", fname, 2, "opts", "expected a table of options, got " .. type(opts))
+  for k in pairs(opts) do check(k == "write" or k == "chunk_size", fname, 2, "opts",
+    fmt("unknown option '%s' (known: write, chunk_size)", tostring(k))) end
+  local kind = storage(path, fname)
+  if kind == "gzip" then refuse_gzip(path, fname) end
+  local read, close = IO.open_source(path, fname, opts.chunk_size)
+  local ok, entries, warnings = pcall(scan, read, "'" .. path .. "'", fname)
+  close()
+  if not ok then error(entries, 0) end
+  if opts.write ~= false then
+    local lines = {}
+    for i, e in ipairs(entries) do lines[i] = format_entry(e) end
+    write_file(path .. ".fai", concat(lines), fname)
+    if kind == "bgzf" then write_file(path .. ".gzi", gzi_bytes(path), fname) end
+  end
+  return entries, warnings
+end
+
+--- The text of a .fai, as index() writes it (for tests and tools).
+function M.format(entries)
+  local lines = {}
+  for i, e in ipairs(entries) do lines[i] = format_entry(e) end
+  return concat(lines)
+end
+
+---------------------------------------------------------------------------
+-- Reading an index
+---------------------------------------------------------------------------
+
+local NUM = "(%d+)"
+local LINE5 = "^([^\t]*)\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\r?$"
+local LINE6 = "^([^\t]*)\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\r?$"
+
+-- Entries of a .fai file (a path): a list, and a map from name to entry
+-- (the first of duplicate names, as htslib keeps).
+local function parse_index(fai, fname, level)
+  local f = IO.open_file(fai, fname, level + 1)
+  local entries, by_name, lineno = {}, {}, 0
+  for line in f:lines() do
+    lineno = lineno + 1
+    local name, len, off, lb, lw, qo = line:match(LINE6)
+    if not name then name, len, off, lb, lw = line:match(LINE5) end
+    if not name then
+      f:close()
+      error(fmt("%s: '%s' line %d: not a FASTA index line (expected NAME, LENGTH, OFFSET, LINEBASES, "
+        .. "LINEWIDTH separated by tabs): %q", fname, fai, lineno, #line > 60 and sub(line, 1, 60) .. "..." or line), 0)
+    end
+    local e = { name = name, length = tonumber(len), offset = tonumber(off), linebases = tonumber(lb),
+      linewidth = tonumber(lw), qualoffset = qo and tonumber(qo) or nil }
+    entries[#entries + 1] = e
+    if not by_name[name] then by_name[name] = e end
+  end
+  f:close()
+  return entries, by_name
+end
+
+--- Parse an existing .fai (the path of the .fai itself).
+function M.read_index(fai, fname)
+  check_path(fai, fname)
+  local entries = parse_index(fai, fname, 2)
+  return entries
+end
+
+---------------------------------------------------------------------------
+-- Fetching a region
+---------------------------------------------------------------------------
+
+-- The (compressed, uncompressed) offset pairs of a .gzi, with (0, 0) first.
+local function read_gzi(gzi, fname)
+  local f = IO.open_file(gzi, fname, 3)
+  local data = f:read("*a") or ""
+  f:close()
+  local function num(p)
+    local v = 0
+    for i = p + 7, p, -1 do v = v * 256 + byte(data, i) end
+    return v
+  end
+  if #data < 8 then error(fmt("%s: '%s': not a .gzi index (too short)", fname, gzi), 0) end
+  local n = num(1)
+  if #data ~= 8 + 16 * n then error(fmt("%s: '%s': not a .gzi index (%d entries need %d bytes, it has %d)",
+    fname, gzi, n, 8 + 16 * n, #data), 0) end
+  local c, u = { 0 }, { 0 }
+  for i = 1, n do
+    c[i + 1], u[i + 1] = num(9 + 16 * (i - 1)), num(17 + 16 * (i - 1))
+  end
+  return c, u
+end
+
+-- A chunk reader over the text from uncompressed byte `from`, `len` bytes.
+local function text_reader(path, kind, from, len, fname)
+  if kind == "bgzf" then
+    local c, u = read_gzi(path .. ".gzi", fname)
+    local lo, hi = 1, #u -- the last block starting at or before `from`
+    while lo < hi do
+      local mid = floor((lo + hi + 1) / 2)
+      if u[mid] <= from then lo = mid else hi = mid - 1 end
+    end
+    return require("bio._gzip").chunks(path, { start = c[lo], skip = from - u[lo], limit = len, fname = fname })
+  end
+  local f = IO.open_file(path, fname, 3)
+  f:seek("set", from)
+  local left = len or math.huge
+  return function()
+    if left <= 0 then return nil end
+    local piece = f:read(left < 65536 and left or 65536)
+    if piece == nil then left = 0; return nil end
+    left = left - #piece
+    return piece
+  end, function() f:close() end
+end
+
+-- The byte offset of 0-based base p of entry e.
+local function byte_of(e, p)
+  local lines = floor(p / e.linebases)
+  return e.offset + lines * e.linewidth + (p - lines * e.linebases)
+end
+
+-- Read `want` printable characters from uncompressed byte `from` (as
+-- htslib's fai_retrieve does: whatever is not printable is skipped).
+local function retrieve(path, kind, from, want, fname)
+  local got, n = {}, 0
+  local read, close = text_reader(path, kind, from, nil, fname)
+  local ok, err = pcall(function()
+    while n < want do
+      local piece = read()
+      if piece == nil then break end
+      if find(piece, "[^!-~]") then piece = gsub(piece, "[^!-~]+", "") end
+      if n + #piece > want then piece = sub(piece, 1, want - n) end
+      got[#got + 1] = piece
+      n = n + #piece
+    end
+  end)
+  close()
+  if not ok then error(err, 0) end
+  return concat(got)
+end
+
+-- Entries by name for `path`, from its .fai (built, as samtools does, when
+-- missing; an existing one is used as it is, as samtools does).
+local function load(path, kind, fname)
+  local fai = path .. ".fai"
+  local f = io.open(fai, "rb")
+  if f then
+    f:close()
+  else
+    M.index(path, nil, fname)
+  end
+  if kind == "bgzf" then
+    local g = io.open(path .. ".gzi", "rb")
+    if g then g:close() else write_file(path .. ".gzi", gzi_bytes(path), fname) end
+  end
+  local _, by_name = parse_index(fai, fname, 3)
+  return by_name
+end
+
+--- The sequence of name:start-stop (1-based, inclusive; start defaults to
+-- 1 and stop to the end), as samtools faidx prints it without line breaks.
+-- Returns the sequence and a warning string (or nil): "Truncated sequence:
+-- REGION" when stop is past the end, "Zero length sequence: REGION" when
+-- nothing is left.
+function M.fetch(path, name, start, stop, fname)
+  check_path(path, fname)
+  check(type(name) == "string", fname, 2, "name", "expected a sequence name, got " .. type(name))
+  local function int(v, pos, what)
+    check(v == nil or (type(v) == "number" and v == floor(v) and v >= 1 and v < 2 ^ 53), fname, pos, what,
+      "must be a whole number >= 1 (positions are 1-based), got " .. tostring(v))
+  end
+  int(start, 3, "start"); int(stop, 4, "stop")
+  if start and stop then
+    check(start <= stop, fname, 3, "start", fmt("start %.0f is after stop %.0f", start, stop))
+  end
+  local kind = storage(path, fname)
+  if kind == "gzip" then refuse_gzip(path, fname) end
+  local e = load(path, kind, fname)[name]
+  if not e then
+    error(fmt("%s: no sequence named '%s' in '%s' (see its .fai)", fname, name, path), 3)
+  end
+  local region = name
+  if start then region = region .. ":" .. fmt("%.0f", start) .. (stop and fmt("-%.0f", stop) or "") end
+  local beg = (start or 1) - 1
+  local stop_ = stop or e.length
+  local last = stop_ < e.length and stop_ or e.length
+  local warning
+  local seq = ""
+  if beg < last and e.linebases > 0 then
+    seq = retrieve(path, kind, byte_of(e, beg), last - beg, fname)
+  end
+  if #seq == 0 then
+    warning = "Zero length sequence: " .. region
+  elseif stop and #seq < stop - beg then
+    warning = "Truncated sequence: " .. region
+  end
+  return seq, warning
+end
+
+return M
