@@ -25,8 +25,9 @@ local floor = math.floor
 
 -- Errors about arguments name the user's line: arg_error at 4 counts
 -- arg_error, check, the _fai entry point and the bio.fasta wrapper.
-local function check(ok, fname, pos, name, msg)
-  if not ok then A.arg_error(fname, pos, name, msg, 4) end
+-- `depth`: more functions between the entry point and check (default 0).
+local function check(ok, fname, pos, name, msg, depth)
+  if not ok then A.arg_error(fname, pos, name, msg, 4 + (depth or 0)) end
 end
 
 local function check_path(path, fname)
@@ -35,7 +36,7 @@ end
 
 -- "plain", "bgzf" or "gzip": how the file's bytes are stored.
 local function storage(path, fname)
-  local f = IO.open_file(path, fname, 3)
+  local f = IO.open_file(path, fname, 4) -- storage, the entry point, the bio.fasta wrapper, the user
   local magic = f:read(2)
   f:close()
   if magic ~= "\31\139" then return "plain" end
@@ -291,7 +292,7 @@ end
 --- Parse an existing .fai (the path of the .fai itself).
 function M.read_index(fai, fname)
   check_path(fai, fname)
-  local entries = parse_index(fai, fname, 2)
+  local entries = parse_index(fai, fname, 3)
   return entries
 end
 
@@ -351,21 +352,27 @@ end
 
 -- Read `want` printable characters from uncompressed byte `from` (as
 -- htslib's fai_retrieve does: whatever is not printable is skipped).
-local function retrieve(path, kind, from, want, fname)
+local function retrieve(path, kind, e, beg, want, fname)
+  local from = byte_of(e, beg)
+  local span = byte_of(e, beg + want - 1) + 1 - from -- the bytes of a well-formed record
   local got, n = {}, 0
-  local read, close = text_reader(path, kind, from, nil, fname)
-  local ok, err = pcall(function()
-    while n < want do
-      local piece = read()
-      if piece == nil then break end
-      if find(piece, "[^!-~]") then piece = gsub(piece, "[^!-~]+", "") end
-      if n + #piece > want then piece = sub(piece, 1, want - n) end
-      got[#got + 1] = piece
-      n = n + #piece
-    end
-  end)
-  close()
-  if not ok then error(err, 0) end
+  -- Lines with non-printable bytes inside make the span too short: read on.
+  for _, range in ipairs({ { from, span }, { from + span, nil } }) do
+    if n >= want then break end
+    local read, close = text_reader(path, kind, range[1], range[2], fname)
+    local ok, err = pcall(function()
+      while n < want do
+        local piece = read()
+        if piece == nil then break end
+        if find(piece, "[^!-~]") then piece = gsub(piece, "[^!-~]+", "") end
+        if n + #piece > want then piece = sub(piece, 1, want - n) end
+        got[#got + 1] = piece
+        n = n + #piece
+      end
+    end)
+    close()
+    if not ok then error(err, 0) end
+  end
   return concat(got)
 end
 
@@ -397,7 +404,7 @@ function M.fetch(path, name, start, stop, fname)
   check(type(name) == "string", fname, 2, "name", "expected a sequence name, got " .. type(name))
   local function int(v, pos, what)
     check(v == nil or (type(v) == "number" and v == floor(v) and v >= 1 and v < 2 ^ 53), fname, pos, what,
-      "must be a whole number >= 1 (positions are 1-based), got " .. tostring(v))
+      "must be a whole number >= 1 (positions are 1-based), got " .. tostring(v), 1)
   end
   int(start, 3, "start"); int(stop, 4, "stop")
   if start and stop then
@@ -417,7 +424,7 @@ function M.fetch(path, name, start, stop, fname)
   local warning
   local seq = ""
   if beg < last and e.linebases > 0 then
-    seq = retrieve(path, kind, byte_of(e, beg), last - beg, fname)
+    seq = retrieve(path, kind, e, beg, last - beg, fname)
   end
   if #seq == 0 then
     warning = "Zero length sequence: " .. region
