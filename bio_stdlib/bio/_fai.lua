@@ -296,6 +296,28 @@ function M.read_index(fai, fname)
   return entries
 end
 
+--- For bio._shard: the entries of path .. ".fai" when it exists and parses,
+-- else nil (sharding then scans, as without an index).
+function M.entries_if_present(path)
+  local f = io.open(path .. ".fai", "rb")
+  if not f then return nil end
+  f:close()
+  local ok, entries = pcall(parse_index, path .. ".fai", "bio._fai", 1)
+  return ok and entries or nil
+end
+
+-- The byte offset of 0-based base p of entry e.
+local function byte_of(e, p)
+  local lines = floor(p / e.linebases)
+  return e.offset + lines * e.linewidth + (p - lines * e.linebases)
+end
+
+--- The (0-based) offset of the last sequence byte of entry e.
+function M.last_byte(e)
+  if e.length == 0 or e.linebases == 0 then return e.offset end
+  return byte_of(e, e.length - 1)
+end
+
 ---------------------------------------------------------------------------
 -- Fetching a region
 ---------------------------------------------------------------------------
@@ -344,11 +366,6 @@ local function text_reader(path, kind, from, len, fname)
   end, function() f:close() end
 end
 
--- The byte offset of 0-based base p of entry e.
-local function byte_of(e, p)
-  local lines = floor(p / e.linebases)
-  return e.offset + lines * e.linewidth + (p - lines * e.linebases)
-end
 
 -- Read `want` printable characters from uncompressed byte `from` (as
 -- htslib's fai_retrieve does: whatever is not printable is skipped).

@@ -437,3 +437,53 @@ def test_real_genomes_index_and_fetch_as_samtools(runtime, genomes):
                 regions.append((name, start, start + rng.randrange(0, 5000)))
             regions += [(name, 1, 1), (name, length, length), (name, length - 10, length + 10), (name, length - 99, None)]
         check_fetch(runtime, path, regions)
+
+
+# ------------------------------------------------------------------------------ shards
+
+_SHARDS = r"""
+local fasta = require "bio.fasta"
+local out = {}
+for i, path in ipairs(%(paths)s) do
+  out[i] = {}
+  for _, n in ipairs({1, 2, 3, 7, 20}) do
+    local ranges = {}
+    for k, s in ipairs(fasta.shards(path, n)) do ranges[k] = {s.offset, s.length, s.first_id or "", s.block or -1, s.skip or -1} end
+    out[i][#out[i] + 1] = ranges
+  end
+end
+return out
+"""
+
+
+def _shards(runtime: str, paths: list[Path]):
+    return run_bio(runtime, _SHARDS % {"paths": lua([str(p) for p in paths])})
+
+
+@bio_runtimes()
+def test_shards_are_the_same_with_and_without_an_index(runtime, tmp_path):
+    from tests.bio.test_shards import FASTA_CASES
+    cases = {name: make(random.Random(len(name))).encode() for name, make in FASTA_CASES.items()}
+    cases["empty_records_between"] = b"".join(b">e%d\n>r%d\n" % (i, i) + b"ACGT\n" * 30 for i in range(40))
+    paths = write_cases(tmp_path, cases)
+    paths.append(_bgzip(paths[0]))
+    without = _shards(runtime, paths)
+    indexed = [p for p in paths if samtools_index(p)["ok"]]
+    for p in indexed:
+        shutil.copyfile(p.parent / "samtools" / f"{p.name}.fai", f"{p}.fai")
+    assert {p.stem for p in paths} - {p.stem for p in indexed} == {"empty_records", "empty_file", "crlf", "blank_lines_first"}
+    assert _shards(runtime, paths) == without
+
+
+@bio_runtimes()
+def test_shards_use_the_index(runtime, tmp_path):
+    # An index that lists 'b' as part of 'a' (as a stale one might): the first cut, which a scan
+    # puts at 'b', moves to 'c', which the index lists where it is.
+    path = tmp_path / "x.fa"
+    body = b"ACGT\n" * 100
+    path.write_bytes(b">a\n" + body + b">b\n" + body + b">c\n" + body)
+    plain = _shards(runtime, [path])[0][2]  # 3 shards: cut points at 'b' and 'c'
+
+    Path(f"{path}.fai").write_bytes(b"a\t800\t3\t4\t5\nc\t400\t%d\t4\t5\n" % (3 + 500 + 3 + 500 + 3))
+    hinted = _shards(runtime, [path])[0][2]
+    assert [r[2] for r in plain] == ["a", "b", "c"] and [r[2] for r in hinted] == ["a", "c"]
