@@ -31,7 +31,7 @@ local function check(ok, fname, pos, name, msg, depth)
 end
 
 local function check_path(path, fname)
-  check(type(path) == "string", fname, 1, "path", "expected a file path, got " .. type(path))
+  check(type(path) == "string", fname, 1, "path", "expected a file path, got " .. type(path), 1)
 end
 
 -- "plain", "bgzf" or "gzip": how the file's bytes are stored.
@@ -236,6 +236,9 @@ function M.index(path, opts, fname)
   check(type(opts) == "table", fname, 2, "opts", "expected a table of options, got " .. type(opts))
   for k in pairs(opts) do check(k == "write" or k == "chunk_size", fname, 2, "opts",
     fmt("unknown option '%s' (known: write, chunk_size)", tostring(k))) end
+  local cs = opts.chunk_size
+  check(cs == nil or (type(cs) == "number" and cs == floor(cs) and cs >= 1), fname, 2, "opts",
+    "chunk_size must be a whole number >= 1, got " .. tostring(cs))
   local kind = storage(path, fname)
   if kind == "gzip" then refuse_gzip(path, fname) end
   local read, close = IO.open_source(path, fname, opts.chunk_size)

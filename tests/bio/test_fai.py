@@ -148,6 +148,7 @@ EDGE_CASES = {
     "tab_in_header": b">x\tdesc\nAC\n",
     "high_bytes": b">x\nAC\xe9G\nA\n",
     "fastq": b"@q1\nACGTAC\n+\nIIIIII\n",
+    "one_long_line": b">x\n" + b"ACGT" * 5000 + b"\n>y\n" + b"AC" * 3000,  # lines across many chunks
 }
 
 
@@ -382,6 +383,22 @@ def test_fetch_argument_errors(runtime, tmp_path):
     assert "cannot open" in got[5] and "missing.fa" in got[5]
     assert got[6] == "|Zero length sequence: e"  # samtools itself crashes on a zero-width record
     for err in got[:6]:
+        assert "_fai.lua" not in err and "fasta.lua" not in err, err
+
+
+@bio_runtimes()
+def test_index_argument_errors(runtime, tmp_path):
+    got = run_bio(runtime, f"""
+      local fasta = require "bio.fasta"
+      local out = {{}}
+      for i, args in ipairs({{{{3}}, {{"x.fa", {{foo = 1}}}}, {{"x.fa", {{chunk_size = 0}}}}, {{{lua(str(tmp_path / 'no.fa'))}}}}}) do
+        out[i] = select(2, pcall(fasta.index, args[1], args[2]))
+      end
+      return out""")
+    assert "bio.fasta.index: bad argument #1 'path'" in got[0]
+    assert "unknown option 'foo'" in got[1] and "chunk_size must be" in got[2]
+    assert "cannot open" in got[3] and "no.fa" in got[3]
+    for err in got:
         assert "_fai.lua" not in err and "fasta.lua" not in err, err
 
 
