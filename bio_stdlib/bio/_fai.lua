@@ -54,21 +54,24 @@ end
 
 -- States of htslib's scanner, at a line start.
 local OUT, SEQ = 1, 2 -- between records (after a short or blank line) / inside a sequence
+local SEQ_END, QUAL = 3, 4 -- FASTQ: after a short sequence line (a '+' line must follow) / in the quality
 
 local function printable(c)
   return c >= 32 and c < 127
 end
 
--- Scan FASTA text from a chunk reader; returns entries, warnings.  `where`
--- names the file in errors (raised with level 0: they are about the data).
-local function scan(read, where, fname)
+-- Scan FASTA (or, with `fastq`, FASTQ) text from a chunk reader; returns
+-- entries, warnings.  `where` names the file in errors (raised with level
+-- 0: they are about the data).
+local function scan(read, where, fname, fastq)
   local entries, warnings, seen = {}, {}, {}
   local state = OUT
   local lineno = 1          -- the line being looked at (1-based), as htslib counts
   local name                -- the current record's name (nil before the first header)
-  local seq_offset, seq_len, line_len, char_len = 0, 0, 0, 0
-  local read_done = false   -- the current record has had a sequence line
-  local fastq_seen = false
+  local seq_offset, seq_len, line_len, char_len, qual_offset, qual_len = 0, 0, 0, 0, 0, 0
+  local read_done = false   -- FASTA: the record has had a sequence line; FASTQ: its quality is complete
+  local MARK, OTHER = fastq and 64 or 62, fastq and 62 or 64 -- '@' / '>'
+  local KIND = fastq and "FASTQ" or "FASTA"
 
   local function fail(msg, ...)
     error(fmt("%s: %s: " .. msg, fname, where, ...), 0)
@@ -80,19 +83,33 @@ local function scan(read, where, fname)
     end
     seen[name] = true
     entries[#entries + 1] = { name = name, length = seq_len, offset = seq_offset, linebases = char_len,
-      linewidth = line_len }
+      linewidth = line_len, qualoffset = fastq and qual_offset or nil }
   end
   -- A sequence line of ll bytes (with its end) and cl printable characters.
   local function seq_line(ll, cl)
-    read_done = true
+    if not fastq then read_done = true end
     seq_len = seq_len + cl
     if line_len == 0 then
       line_len, char_len = ll, cl
     elseif line_len > ll then
-      state = OUT
+      state = fastq and SEQ_END or OUT
     elseif line_len < ll then
       fail("different line length in sequence '%s' (line %d; samtools: \"Different line length in sequence\")",
         name, lineno)
+    end
+    lineno = lineno + 1
+  end
+  -- A quality line, checked against the sequence as htslib checks it.
+  local function qual_line(ll, cl)
+    qual_len = qual_len + cl
+    if line_len < ll then
+      fail("quality line too long in '%s' at line %d", name, lineno)
+    elseif qual_len == seq_len then
+      read_done = true
+    elseif qual_len > seq_len then
+      fail("quality longer than the sequence in '%s' at line %d", name, lineno)
+    elseif line_len > ll then
+      fail("quality line too short in '%s' at line %d", name, lineno)
     end
     lineno = lineno + 1
   end
@@ -142,21 +159,46 @@ local function scan(read, where, fname)
     end
   end
 
+  local function header()
+    if read_done then insert(); read_done = false end
+    pos = pos + 1
+    local text, partial = header_line()
+    name = IO.first_word(text or partial)
+    if not text then
+      fail("the last entry '%s' has no sequence (line %d)", name, lineno)
+    end
+    seq_offset = base + pos - 1
+    seq_len, line_len, char_len, qual_len = 0, 0, 0, 0
+    state = SEQ
+    lineno = lineno + 1
+  end
+  local function plus_line() -- FASTQ: the '+' line; the quality starts after it
+    header_line()
+    qual_offset = base + pos - 1
+    state = QUAL
+    lineno = lineno + 1
+  end
+
   while true do
     if pos > #s and not more() then break end
     local c = byte(s, pos)
-    if c == 62 then -- '>': a header, in either state
-      if read_done then insert(); read_done = false end
-      pos = pos + 1
-      local text, partial = header_line()
-      name = IO.first_word(text or partial)
-      if not text then
-        fail("the last entry '%s' has no sequence (line %d)", name, lineno)
-      end
-      seq_offset = base + pos - 1
-      seq_len, line_len, char_len = 0, 0, 0
-      state = SEQ
-      lineno = lineno + 1
+    if state == SEQ and fastq then
+      if c == 43 then plus_line()
+      elseif c == 10 then fail("empty line inside the sequence of '%s' at line %d", name, lineno)
+      else seq_line(rest_of_line()) end
+    elseif state == SEQ_END then
+      if c ~= 43 then fail("expected '+' at line %d, got %q", lineno, string.char(c)) end
+      plus_line()
+    elseif state == QUAL then
+      if c == 10 then
+        if not read_done then fail("empty line inside the quality of '%s' at line %d", name, lineno) end
+        pos = pos + 1
+        state = OUT
+        lineno = lineno + 1
+      elseif c == 64 and read_done then header()
+      else qual_line(rest_of_line()) end
+    elseif c == MARK or (c == 62 and state == SEQ) then -- a header
+      header()
     elseif c == 10 then -- a blank line ends a sequence
       pos = pos + 1
       state = OUT
@@ -169,24 +211,21 @@ local function scan(read, where, fname)
       if byte(s, pos) ~= 10 then fail("carriage return not followed by a newline at line %d", lineno) end
       pos = pos + 1
       lineno = lineno + 1
-    elseif c == 64 and name == nil then
-      fastq_seen = true
-      break
-    elseif c == 64 then
-      fail("found '@' in a FASTA file at line %d", lineno)
+    elseif c == OTHER and name == nil then
+      fail("this is %s ('%s' at line %d), not %s", fastq and "FASTA" or "FASTQ", string.char(c), lineno, KIND)
+    elseif c == OTHER then
+      fail("found '%s' in a %s file at line %d", string.char(c), KIND, lineno)
     else
       local shown = printable(c) and fmt("%q", string.char(c)) or fmt("character \\%d", c)
       fail("unexpected %s at line %d (%s)", shown, lineno,
-        name and "a shorter line or a blank line ends a sequence; only a header or blank lines may follow"
-        or "text before the first '>' header")
+        not name and fmt("text before the first '%s' header", string.char(MARK))
+        or fastq and "only a header or blank lines may follow a record"
+        or "a shorter line or a blank line ends a sequence; only a header or blank lines may follow")
     end
   end
-  if fastq_seen then
-    fail("this is FASTQ ('@' at line %d), not FASTA", lineno)
-  end
   if not read_done then
-    if name == nil then fail("no FASTA records") end
-    fail("the last entry '%s' has no sequence", name)
+    if name == nil then fail("no %s records", KIND) end
+    fail("the last entry '%s' has no %s", name, fastq and "complete quality" or "sequence")
   end
   insert()
   return entries, warnings
@@ -216,7 +255,9 @@ local function gzi_bytes(path)
 end
 
 local function format_entry(e)
-  return fmt("%s\t%.0f\t%.0f\t%.0f\t%.0f\n", e.name, e.length, e.offset, e.linebases, e.linewidth)
+  local line = fmt("%s\t%.0f\t%.0f\t%.0f\t%.0f", e.name, e.length, e.offset, e.linebases, e.linewidth)
+  if e.qualoffset then line = line .. fmt("\t%.0f", e.qualoffset) end -- a FASTQ index
+  return line .. "\n"
 end
 
 local function write_file(path, data, fname)
@@ -227,10 +268,10 @@ local function write_file(path, data, fname)
   if not ok then error(fmt("%s: cannot write '%s': %s", fname, path, tostring(werr)), 0) end
 end
 
---- Index `path` (plain or BGZF FASTA): writes path .. ".fai" (and ".gzi"
--- for BGZF) and returns the entries and a list of warnings.
--- opts.write = false builds the entries without writing files.
-function M.index(path, opts, fname)
+--- Index `path` (plain or BGZF FASTA, or FASTQ when `fastq`): writes
+-- path .. ".fai" (and ".gzi" for BGZF) and returns the entries and a list
+-- of warnings.  opts.write = false builds the entries without writing files.
+function M.index(path, opts, fname, fastq)
   check_path(path, fname)
   opts = opts or {}
   check(type(opts) == "table", fname, 2, "opts", "expected a table of options, got " .. type(opts))
@@ -242,7 +283,7 @@ function M.index(path, opts, fname)
   local kind = storage(path, fname)
   if kind == "gzip" then refuse_gzip(path, fname) end
   local read, close = IO.open_source(path, fname, opts.chunk_size)
-  local ok, entries, warnings = pcall(scan, read, "'" .. path .. "'", fname)
+  local ok, entries, warnings = pcall(scan, read, "'" .. path .. "'", fname, fastq)
   close()
   if not ok then error(entries, 0) end
   if opts.write ~= false then

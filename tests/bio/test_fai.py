@@ -86,15 +86,17 @@ return out
 """
 
 
-def our_index(runtime: str, paths: list[Path], sizes=(0,)) -> list[list[dict]]:
-    """fasta.index on each path: size 0 writes the files, other sizes read in chunks of that many bytes."""
-    return run_bio(runtime, _INDEX % {"paths": lua([str(p) for p in paths]), "sizes": lua(list(sizes))})
+def our_index(runtime: str, paths: list[Path], sizes=(0,), module: str = "fasta") -> list[list[dict]]:
+    """fasta.index (or fastq.index) on each path: size 0 writes the files, other sizes read in
+    chunks of that many bytes."""
+    code = _INDEX % {"paths": lua([str(p) for p in paths]), "sizes": lua(list(sizes))}
+    return run_bio(runtime, code.replace('require "bio.fasta"', f'require "bio.{module}"'))
 
 
 def check_same_as_samtools(mine: dict, theirs: dict, what: str) -> None:
     if not theirs["ok"]:
         assert not mine["ok"], f"{what}: samtools refuses it ({theirs['stderr'].strip()}), we indexed it"
-        assert mine["err"].startswith("bio.fasta.index: "), mine["err"]
+        assert mine["err"].startswith(("bio.fasta.index: ", "bio.fastq.index: ")), mine["err"]
         return
     assert mine["ok"], f"{what}: samtools indexes it, we raised {mine.get('err')}"
     assert mine["fai"].encode("latin-1") == theirs["fai"], what
@@ -454,6 +456,75 @@ def test_real_genomes_index_and_fetch_as_samtools(runtime, genomes):
                 regions.append((name, start, start + rng.randrange(0, 5000)))
             regions += [(name, 1, 1), (name, length, length), (name, length - 10, length + 10), (name, length - 99, None)]
         check_fetch(runtime, path, regions)
+
+
+# ------------------------------------------------------------------------------ FASTQ
+
+FASTQ_CASES = {
+    "two_reads": b"@q1\nACGTAC\n+\nIIIIII\n@q2\nAC\n+\nII\n",
+    "wrapped": b"@q1\nACGT\nAC\n+\nIIII\nII\n@q2\nAC\n+\nII\n",
+    "plus_name_blank_no_newline": b"@q1\nACGT\nAC\n+q1\nIIII\nII\n\n@q2\nAC\n+\nII",
+    "blank_in_sequence": b"@q1\nACGT\n\n+\nIIII\n",
+    "quality_short": b"@q1\nACGT\n+\nIII\n",
+    "quality_long": b"@q1\nACGT\n+\nIIIII\n",
+    "quality_wrapped_short": b"@q1\nACGT\n+\nII\nII\n",
+    "no_plus": b"@q1\nACGT\nAC\nA\n+\nIIIIIII\n",
+    "crlf": b"@q1\r\nACGT\r\n+\r\nIIII\r\n@q2\r\nA\r\n+\r\n@\r\n",
+    "quality_starts_with_at": b"@q1\nACGT\n+\n@III\n@q1\nA\n+\nI\n",
+    "gt_after": b"@q1\nACGT\n+\nIIII\n>x\n",
+    "empty_read": b"@q1\n\n+\n\n",
+    "blank_lines_between": b"@q1\nACGT\n+\nIIII\n\n\n@q2\nA\n+\nI\n",
+    "no_final_newline": b"@q1\nACGT\n+\nIIII",
+    "extra_quality_line": b"@q1\nACGT\n+\nIIII\nJJ\n",
+    "fasta": b">q1\nACGT\n",
+}
+
+
+def random_fastq(rng: random.Random) -> bytes:
+    nl = "\r\n" if rng.random() < 0.25 else "\n"
+    out = []
+    for _ in range(rng.randrange(1, 6)):
+        n = rng.choice([1, 5, 60, 151])
+        width = rng.choice([n, n, 60, 7])
+        seq = "".join(rng.choice("ACGTN") for _ in range(n))
+        qual = "".join(rng.choice("!#+5@ABCIJ") for _ in range(n + (rng.random() < 0.05)))
+        out.append(f"@{rng.choice(['a', 'b', 'c', 'd'])} x{nl}")
+        out.extend(seq[j:j + width] + nl for j in range(0, n, width))
+        out.append("+" + nl)
+        out.extend(qual[j:j + width] + nl for j in range(0, len(qual), width))
+    return "".join(out).encode()
+
+
+@bio_runtimes()
+def test_fastq_index_is_byte_identical_to_samtools(runtime, tmp_path):
+    cases = dict(FASTQ_CASES)
+    rng = random.Random(5)
+    for i in range(25):
+        cases[f"random{i}"] = random_fastq(rng)
+    paths = write_cases(tmp_path, cases)
+    expect = {p.stem: samtools_index(p) for p in paths}
+    got = our_index(runtime, paths, sizes=(0, 2), module="fastq")
+    for path, rows in zip(paths, got):
+        for mine in rows:
+            if path.stem == "fasta":  # samtools indexes it as FASTA; fastq.index refuses it
+                assert expect["fasta"]["ok"] and "this is FASTA" in mine["err"]
+                continue
+            check_same_as_samtools(mine, expect[path.stem], path.stem)
+    assert sum(not e["ok"] for e in expect.values()) >= 9 and sum(e["ok"] for e in expect.values()) >= 20
+
+
+@pytest.mark.parametrize("runtime", BIG_RUNTIMES)
+def test_real_fastq_plain_and_bgzf(runtime, tmp_path):
+    src = Path("/usr/share/doc/any2fasta/examples/test.fq.gz")
+    if not src.exists():
+        pytest.skip(f"{src} is missing (apt-get install any2fasta)")
+    plain = tmp_path / "test.fq"
+    plain.write_bytes(gzip.decompress(src.read_bytes()))
+    paths = [plain, _bgzip(plain)]
+    for path, rows in zip(paths, our_index(runtime, paths, module="fastq")):
+        theirs = samtools_index(path)
+        check_same_as_samtools(rows[0], theirs, path.name)
+        assert theirs["fai"].count(b"\n") > 100
 
 
 # ------------------------------------------------------------------------------ shards
