@@ -1,6 +1,7 @@
 --- bio._fai: the FASTA index (.fai, and .gzi for BGZF) as samtools faidx
 -- writes it, and region fetches through it.  Entry points: bio.fasta.index,
--- bio.fasta.read_index, bio.fasta.fetch (docs/bio/fasta.md, "Index and fetch").
+-- bio.fasta.read_index, bio.fasta.fetch, bio.fastq.index (docs/bio/fasta.md,
+-- "Index and fetch"); bio._shard reads the .fai to place cut points.
 --
 -- The indexer follows htslib's fai_build_core (samtools 1.16) line by line,
 -- so the same files are accepted, the same ones refused, and the columns are
@@ -13,6 +14,9 @@
 --   * a record without any sequence line is left out of the index (as
 --     htslib does), a duplicate name is warned about and the first kept, and
 --     a last record without sequence fails the whole file.
+--   * FASTQ (bio.fastq.index): the same, plus QUALOFFSET (the byte after the
+--     '+' line), and the quality checked against the sequence's length and
+--     line width as htslib checks it.
 -- The file is read in chunks (bio._io: plain or BGZF), one pattern search per
 -- line, so memory stays bounded whatever the record or line sizes.
 local IO = require "bio._io"
@@ -287,15 +291,13 @@ function M.index(path, opts, fname, fastq)
   close()
   if not ok then error(entries, 0) end
   if opts.write ~= false then
-    local lines = {}
-    for i, e in ipairs(entries) do lines[i] = format_entry(e) end
-    write_file(path .. ".fai", concat(lines), fname)
+    write_file(path .. ".fai", M.format(entries), fname)
     if kind == "bgzf" then write_file(path .. ".gzi", gzi_bytes(path), fname) end
   end
   return entries, warnings
 end
 
---- The text of a .fai, as index() writes it (for tests and tools).
+--- The text of a .fai, as index() writes it.
 function M.format(entries)
   local lines = {}
   for i, e in ipairs(entries) do lines[i] = format_entry(e) end
