@@ -312,17 +312,27 @@ local NUM = "(%d+)"
 local LINE5 = "^([^\t]*)\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\r?$"
 local LINE6 = "^([^\t]*)\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\t" .. NUM .. "\r?$"
 
--- Entries of a .fai file (a path): a list, and a map from name to entry
--- (the first of duplicate names, as htslib keeps).
-local function parse_index(fai, fname, level)
-  local f = IO.open_file(fai, fname, level + 1)
+-- The text of a file (errors name the user's line at `level`, as open_file counts).
+local function slurp(path, fname, level)
+  local f = IO.open_file(path, fname, level + 1)
+  local text = f:read("*a") or ""
+  f:close()
+  return text
+end
+
+-- Entries of a .fai's text: a list, and a map from name to entry (the first
+-- of duplicate names, as htslib keeps).  Lines as f:lines() gives them.
+local function parse_index(text, fai, fname)
   local entries, by_name, lineno = {}, {}, 0
-  for line in f:lines() do
+  local pos, n = 1, #text
+  while pos <= n do
+    local nl = find(text, "\n", pos, true)
+    local line = sub(text, pos, (nl or n + 1) - 1)
+    pos = (nl or n) + 1
     lineno = lineno + 1
     local name, len, off, lb, lw, qo = line:match(LINE6)
     if not name then name, len, off, lb, lw = line:match(LINE5) end
     if not name then
-      f:close()
       error(fmt("%s: '%s' line %d: not a FASTA index line (expected NAME, LENGTH, OFFSET, LINEBASES, "
         .. "LINEWIDTH separated by tabs): %q", fname, fai, lineno, #line > 60 and sub(line, 1, 60) .. "..." or line), 0)
     end
@@ -331,14 +341,13 @@ local function parse_index(fai, fname, level)
     entries[#entries + 1] = e
     if not by_name[name] then by_name[name] = e end
   end
-  f:close()
   return entries, by_name
 end
 
 --- Parse an existing .fai (the path of the .fai itself).
 function M.read_index(fai, fname)
   check_path(fai, fname)
-  local entries = parse_index(fai, fname, 3)
+  local entries = parse_index(slurp(fai, fname, 3), fai, fname)
   return entries
 end
 
@@ -348,7 +357,7 @@ function M.entries_if_present(path)
   local f = io.open(path .. ".fai", "rb")
   if not f then return nil end
   f:close()
-  local ok, entries = pcall(parse_index, path .. ".fai", "bio._fai", 1)
+  local ok, entries = pcall(function() return parse_index(slurp(path .. ".fai", "bio._fai", 1), path, "bio._fai") end)
   return ok and entries or nil
 end
 
@@ -439,6 +448,8 @@ local function retrieve(path, kind, e, beg, want, fname)
   return concat(got)
 end
 
+local last_text, last_by_name -- the .fai text fetch() parsed last, and its entries by name
+
 -- Entries by name for `path`, from its .fai (built, as samtools does, when
 -- missing; an existing one is used as it is, as samtools does).
 local function load(path, kind, fname)
@@ -453,8 +464,14 @@ local function load(path, kind, fname)
     local g = io.open(path .. ".gzi", "rb")
     if g then g:close() else write_file(path .. ".gzi", gzi_bytes(path), fname) end
   end
-  local _, by_name = parse_index(fai, fname, 3)
-  return by_name
+  -- Many fetches from one file: its .fai is read each time (cheap) but parsed
+  -- again only when its text changed.
+  local text = slurp(fai, fname, 3)
+  if text ~= last_text then
+    local _, by_name = parse_index(text, fai, fname)
+    last_text, last_by_name = text, by_name
+  end
+  return last_by_name
 end
 
 --- The sequence of name:start-stop (1-based, inclusive; start defaults to

@@ -353,14 +353,17 @@ def test_fetch_uses_an_existing_index_as_samtools_does(runtime, tmp_path):
     path.write_bytes(b">a\nACGT\nAC\n")
     subprocess.run([samtools(), "faidx", str(path)], check=True)
     path.write_bytes(b">a\nTTGT\nAC\n>b\nGGG\n")  # the .fai is now stale: samtools keeps using it
+    assert subprocess.run([samtools(), "faidx", str(path), "b"], capture_output=True).returncode != 0
+    stale = samtools_fetch(path, ["a"])[0][0]
     got = run_bio(runtime, f"""
       local fasta = require "bio.fasta"
       local seq = fasta.fetch({lua(str(path))}, "a")
       local ok, err = pcall(fasta.fetch, {lua(str(path))}, "b")
-      return {{seq, ok, err}}""")
-    assert got[0] == samtools_fetch(path, ["a"])[0][0] == "TTGTAC"
+      fasta.index({lua(str(path))})  -- a new index: the next fetch sees it
+      return {{seq, ok, err, fasta.fetch({lua(str(path))}, "b"), fasta.fetch({lua(str(path))}, "a")}}""")
+    assert got[0] == stale == "TTGTAC"
     assert got[1] is False and "no sequence named 'b'" in got[2]
-    assert subprocess.run([samtools(), "faidx", str(path), "b"], capture_output=True).returncode != 0
+    assert got[3:] == ["GGG", "TTGTAC"]
 
 
 @bio_runtimes()
