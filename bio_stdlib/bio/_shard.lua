@@ -94,6 +94,36 @@ end
 
 local FINDERS = { fasta = next_fasta_start, fastq = next_fastq_start }
 
+-- With a .fai (bio._fai), a FASTA cut point inside a record's sequence can
+-- skip to that sequence's last byte: no line inside a sequence starts with
+-- '>'.  The header found after the jump must be one the index lists (its
+-- sequence starts at an indexed offset under the same name), else -- an
+-- empty record the index leaves out, a stale index -- the cut is scanned
+-- for as without an index.  Entries are in file order.  nil without a .fai.
+local function fai_finder(path, finder)
+  local entries = require("bio._fai").entries_if_present(path)
+  if not entries or #entries == 0 then return nil end
+  local FAI = require "bio._fai"
+  local by_offset = {}
+  for _, e in ipairs(entries) do by_offset[e.offset] = e.name end
+  return function(reader, at)
+    local lo, hi = 1, #entries -- the last entry whose sequence starts at or before `at`
+    if entries[1].offset > at then return finder(reader(at), at) end
+    while lo < hi do
+      local mid = floor((lo + hi + 1) / 2)
+      if entries[mid].offset <= at then lo = mid else hi = mid - 1 end
+    end
+    local last = FAI.last_byte(entries[lo])
+    if last > at then
+      local start, header = finder(reader(last), last)
+      if start and by_offset[start + #header + 2] == IO.first_word(IO.rstrip(header)) then
+        return start, header
+      end
+    end
+    return finder(reader(at), at)
+  end
+end
+
 -- The id of the first record, from the text at the start of the file.
 local function first_id_at_start(read, format)
   local marker = format == "fasta" and 62 or 64
@@ -182,7 +212,8 @@ function M.shards(path, n, format, fname)
   else
     size, reader = plain_text(f)
   end
-  local finder = FINDERS[format]
+  local scan = FINDERS[format]
+  local finder = format == "fasta" and fai_finder(path, scan) or function(open, at) return scan(open(at), at) end
   local bounds, ids = { 0 }, {}
   local ok, failure = pcall(function()
     ids[1] = first_id_at_start(reader(0), format)
@@ -190,7 +221,7 @@ function M.shards(path, n, format, fname)
     for k = 1, n - 1 do
       local target = floor(size * k / n)
       if target > found and target > 0 then
-        local start, header = finder(reader(target - 1), target - 1)
+        local start, header = finder(reader, target - 1)
         if start == nil then break end -- no record starts after target: the rest is one shard
         bounds[#bounds + 1] = start
         ids[#bounds] = IO.first_word(IO.rstrip(header or ""))

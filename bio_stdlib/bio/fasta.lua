@@ -241,6 +241,29 @@ function M.shards(path, n)
   return require("bio._shard").shards(path, n, "fasta", "bio.fasta.shards")
 end
 
+--- Index a FASTA file (plain or BGZF) as `samtools faidx` does: writes
+-- path .. ".fai" (and ".gzi" for BGZF) and returns the entries
+-- {name, length, offset, linebases, linewidth} and a list of warnings
+-- (duplicate names).  opts.write = false only returns them.  bio._fai.
+function M.index(path, opts)
+  local entries, warnings = require("bio._fai").index(path, opts, "bio.fasta.index")
+  return entries, warnings
+end
+
+--- The entries of an existing .fai file (its own path).
+function M.read_index(fai)
+  local entries = require("bio._fai").read_index(fai, "bio.fasta.read_index")
+  return entries
+end
+
+--- The sequence of name:start-stop (1-based, inclusive; start and stop
+-- optional) as `samtools faidx path region` prints it, unwrapped, read
+-- through the index (built when missing), and a warning string or nil.
+function M.fetch(path, name, start, stop)
+  local seq, warning = require("bio._fai").fetch(path, name, start, stop, "bio.fasta.fetch")
+  return seq, warning
+end
+
 --- Iterate over the records in a string holding FASTA text.
 function M.records_from_string(text, opts)
   opts = opts_of(opts, "bio.fasta.records_from_string")

@@ -214,6 +214,14 @@ function M.records(source, opts)
   return IO.iterator(reader(read, close, name, "bio.fastq.records", opts, line_base), close)
 end
 
+--- Index a FASTQ file (plain or BGZF) as `samtools faidx --fastq` does:
+-- writes path .. ".fai" (6 columns, the sixth `qualoffset`; and ".gzi" for
+-- BGZF); returns the entries and warnings, as bio.fasta.index.  bio._fai.
+function M.index(path, opts)
+  local entries, warnings = require("bio._fai").index(path, opts, "bio.fastq.index", true)
+  return entries, warnings
+end
+
 --- Record-aligned shards of a FASTQ file (plain or BGZF), as fasta.shards:
 -- cuts are made only before a 4-line record ('@' line, sequence, '+' line,
 -- quality of the same length), so a wrapped record is never split.
