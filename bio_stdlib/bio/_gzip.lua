@@ -313,6 +313,8 @@ end
 -- Reading members
 ---------------------------------------------------------------------------
 
+local decoder -- decoder(f, name, fname, opts, head, own) -> read, close (below)
+
 --- The decompressed text of a gzip file, in pieces.
 -- opts (all optional):
 --   start       compressed byte offset to begin at: a member (BGZF block)
@@ -331,15 +333,10 @@ function G.chunks(path, opts)
   A.check_string(path, fname, 1, "path")
   opts = A.check_options(opts, { "start", "skip", "limit", "chunk_size", "fname" }, fname, 2)
   local start = opts.start or 0
-  local skip_left = opts.skip or 0
-  local limit_left = opts.limit
-  local chunk_size = opts.chunk_size or G.CHUNK
   A.check_int(start, fname, 2, "start", 0, math.huge)
-  A.check_int(skip_left, fname, 2, "skip", 0, math.huge)
-  if limit_left ~= nil then A.check_int(limit_left, fname, 2, "limit", 0, math.huge) end
-  A.check_int(chunk_size, fname, 2, "chunk_size", 1, 1073741824)
-
-  local in_chunk = G.READ_SIZE
+  A.check_int(opts.skip or 0, fname, 2, "skip", 0, math.huge)
+  if opts.limit ~= nil then A.check_int(opts.limit, fname, 2, "limit", 0, math.huge) end
+  A.check_int(opts.chunk_size or G.CHUNK, fname, 2, "chunk_size", 1, 1073741824)
   local f = open_file(path, fname, 2)
   if start > 0 then
     local ok, err = f:seek("set", start)
@@ -348,9 +345,36 @@ function G.chunks(path, opts)
       error(fmt("%s: '%s': cannot seek to byte offset %d: %s", fname, path, start, tostring(err)), 2)
     end
   end
+  return decoder(f, path, fname, opts, "", true)
+end
+
+--- The decompressed text of a gzip stream that cannot seek (a pipe,
+-- standard input): `f` has read(n) and close(); `head` holds the bytes
+-- already read from it (e.g. the magic bytes a caller sniffed).  Memory
+-- and checks as G.chunks; opts: limit, chunk_size, fname, name (how errors
+-- name the stream, default "<stream>"), close (false: leave f open at the
+-- end, as for io.stdin).
+function G.stream(f, head, opts)
+  local fname = type(opts) == "table" and type(opts.fname) == "string" and opts.fname or "bio._gzip.stream"
+  opts = A.check_options(opts, { "limit", "chunk_size", "fname", "name", "close" }, fname, 3)
+  if opts.limit ~= nil then A.check_int(opts.limit, fname, 3, "limit", 0, math.huge) end
+  A.check_int(opts.chunk_size or G.CHUNK, fname, 3, "chunk_size", 1, 1073741824)
+  A.check_string(head or "", fname, 2, "head")
+  return decoder(f, opts.name or "<stream>", fname, opts, head or "", opts.close ~= false)
+end
+
+-- The reader over an open handle `f` positioned at opts.start (its first
+-- bytes already read into `head`); `own`: close f at the end.  Seeks only
+-- to step over skipped BGZF blocks (opts.skip), which a stream never asks.
+decoder = function(f, path, fname, opts, head, own)
+  local start = opts.start or 0
+  local skip_left = opts.skip or 0
+  local limit_left = opts.limit
+  local chunk_size = opts.chunk_size or G.CHUNK
+  local in_chunk = G.READ_SIZE
   local engine = use_zlib() and zlib_engine() or nil
 
-  local src = { s = "", pos = 1, base = start }
+  local src = { s = head, pos = 1, base = start }
   function src.more()
     local nx = f:read(in_chunk)
     if nx then
@@ -364,7 +388,7 @@ function G.chunks(path, opts)
   local function close()
     if not closed then
       closed = true
-      f:close()
+      if own then f:close() end
       if engine then engine.close() end
     end
   end
