@@ -48,10 +48,10 @@ local TWO32 = 4294967296
 local function open_file(path, fname, level)
   local lib = rawget(_G, "io")
   if type(lib) ~= "table" or type(lib.open) ~= "function" then
-    error(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM)", level + 1)
+    A.raise(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM)", level + 1)
   end
   local f, err = lib.open(path, "rb")
-  if not f then error(fmt("%s: cannot open '%s': %s", fname, path, tostring(err)), level + 1) end
+  if not f then A.raise(fmt("%s: cannot open '%s': %s", fname, path, tostring(err)), level + 1) end
   return f
 end
 
@@ -342,7 +342,7 @@ function G.chunks(path, opts)
     local ok, err = f:seek("set", start)
     if not ok then
       f:close()
-      error(fmt("%s: '%s': cannot seek to byte offset %d: %s", fname, path, start, tostring(err)), 2)
+      A.raise(fmt("%s: '%s': cannot seek to byte offset %d: %s", fname, path, start, tostring(err)), 2)
     end
   end
   return decoder(f, path, fname, opts, "", true)

@@ -20,7 +20,7 @@ local stdin, open_stream -- defined below
 local function io_lib(fname, level)
   local lib = rawget(_G, "io")
   if type(lib) ~= "table" or type(lib.open) ~= "function" then
-    error(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM); "
+    A.raise(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM); "
       .. "pass the text to the *_from_string functions instead", (level or 2) + 1)
   end
   return lib
@@ -32,7 +32,7 @@ end
 function M.open_file(path, fname, level)
   level = (level or 1) + 1
   local f, err = io_lib(fname, level).open(path, "rb")
-  if not f then error(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), level) end
+  if not f then A.raise(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), level) end
   return f
 end
 
@@ -85,7 +85,7 @@ end
 local function gzip_text(path, shard, fname, chunk_size, extra)
   local G = require "bio._gzip"
   if shard and shard.offset > 0 and not shard.bgzf then
-    error(string.format("%s: '%s' is gzip-compressed, so this shard (offset %d) cannot be read: "
+    A.raise(string.format("%s: '%s' is gzip-compressed, so this shard (offset %d) cannot be read: "
       .. "only BGZF files can be entered in the middle", fname, path, shard.offset), 5 + extra)
   end
   return function(offset, length)
@@ -150,7 +150,7 @@ function stdin(fname, which, level)
   local key = which == "io.stdout" and "stdout" or "stdin"
   local f = type(lib) == "table" and lib[key]
   if not f then
-    error(string.format("%s: '-' means %s, which is not available here (%s is missing)", fname,
+    A.raise(string.format("%s: '-' means %s, which is not available here (%s is missing)", fname,
       key == "stdin" and "standard input" or "standard output", which), level + 1)
   end
   return f
@@ -332,7 +332,7 @@ function M.open_dest(dest, fname)
   end
   if type(dest) == "string" then
     local f, err = io_lib(fname).open(dest, "wb")
-    if not f then error(string.format("%s: cannot open '%s' for writing: %s", fname, dest, tostring(err)), 3) end
+    if not f then A.raise(string.format("%s: cannot open '%s' for writing: %s", fname, dest, tostring(err)), 3) end
     return function(s) assert(f:write(s)) end, function() f:close() end
   end
   if is_file(dest) or (type(dest) == "table" and type(dest.write) == "function") then

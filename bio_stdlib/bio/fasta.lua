@@ -245,7 +245,8 @@ end
 -- range.  A plain-gzip file is one shard.  See docs/bio/fasta.md.
 function M.shards(path, n)
   IO.refuse_stdin(path, "bio.fasta.shards")
-  return require("bio._shard").shards(path, n, "fasta", "bio.fasta.shards")
+  local shards = require("bio._shard").shards(path, n, "fasta", "bio.fasta.shards")
+  return shards
 end
 
 --- Iterate over the records in a string holding FASTA text.

@@ -238,7 +238,8 @@ end
 -- quality of the same length), so a wrapped record is never split.
 function M.shards(path, n)
   IO.refuse_stdin(path, "bio.fastq.shards")
-  return require("bio._shard").shards(path, n, "fastq", "bio.fastq.shards")
+  local shards = require("bio._shard").shards(path, n, "fastq", "bio.fastq.shards")
+  return shards
 end
 
 --- Iterate over the records in a string holding FASTQ text.
