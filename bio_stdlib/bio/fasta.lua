@@ -581,6 +581,7 @@ local function clean(s) return (gsub(s, "[\r\n]", " ")) end
 --- The header line Biopython's FASTA writer would produce for a record:
 -- the description if it already starts with the id, else "id description".
 function M.title(rec)
+  if type(rec) ~= "table" then A.arg_error("bio.fasta.title", 1, "record", "expected a record table, got " .. type(rec), 2) end
   local id = clean(rec.id or "")
   local desc = clean(rec.description or "")
   local word = IO.first_word(desc) -- desc.split(None, 1)[0], "" for none

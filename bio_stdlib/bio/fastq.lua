@@ -58,7 +58,11 @@ else
   end
 end
 function M.decode_qualities(q, offset)
-  return decode(q, offset or 33)
+  local fname = "bio.fastq.decode_qualities"
+  A.check_string(q, fname, 1, "quality")
+  if offset ~= nil then A.check_int(offset, fname, 2, "offset", 0, 255) end
+  local scores = decode(q, offset or 33)
+  return scores
 end
 
 -- Position of the first byte of q outside [lo, hi], or nil.
@@ -106,7 +110,10 @@ end
 
 --- Encode scores (numbers) as a quality string (offset 33 by default).
 function M.encode_qualities(scores, offset)
-  local q = encode(scores, offset or 33, "bio.fastq.encode_qualities", 3)
+  local fname = "bio.fastq.encode_qualities"
+  if type(scores) ~= "table" then A.arg_error(fname, 1, "qualities", "expected a list of scores, got " .. type(scores), 2) end
+  if offset ~= nil then A.check_int(offset, fname, 2, "offset", 0, 255) end
+  local q = encode(scores, offset or 33, fname, 3)
   return q
 end
 
