@@ -2,6 +2,7 @@
 --
 --   bioxen run examples/align_pair.lua HEAGAWGHEE PAWHEAE --matrix BLOSUM62 --open -10 --extend -0.5
 --   bioxen run examples/align_pair.lua a.fa b.fa --local         (first record of each FASTA file)
+--   zcat a.fa.gz | bioxen run examples/align_pair.lua - b.fa     ("-": the first record on standard input)
 --   bioxen run examples/align_pair.lua GATTACA GCATGCU --match 1 --mismatch -1 --end-gap 0
 --
 -- Options: --local, --match N, --mismatch N, --matrix NAME, --open N, --extend N, --end-gap N.
@@ -36,11 +37,13 @@ if #seqs ~= 2 then
   os.exit(2)
 end
 
--- A sequence argument may name a FASTA file: use its first record.
+-- A sequence argument may name a FASTA file ("-": standard input): use its first record.
 local function sequence(text)
-  local f = io.open(text, "rb")
-  if not f then return text, text end
-  f:close()
+  if text ~= "-" then
+    local f = io.open(text, "rb")
+    if not f then return text, text end
+    f:close()
+  end
   local fasta = require "bio.fasta"
   for rec in fasta.records(text) do return rec.seq, rec.id end
   error(text .. ": no FASTA record")

@@ -4,6 +4,9 @@
 --   bioxen run examples/gc_map_vms.lua genome.fa --vms 4 --profile standard --mode ignore
 --   bioxen run examples/gc_map_vms.lua genome.fa.gz --vms 2        (BGZF: sharded too)
 --
+-- The input must be a file: "-" (standard input) cannot be cut into shards; pipe it to
+-- gc_table.lua instead.
+--
 -- vm.map_file cuts the file into record-aligned shards (bio.fasta.shards: a few byte
 -- ranges, more than there are VMs), creates the VMs, and hands the next shard to whichever
 -- VM is idle.  Each VM opens its own byte range, so the sequence data never passes through

@@ -3,6 +3,8 @@
 --   bioxen run examples/gc_table.lua examples/data/sample.fa
 --   bioxen run examples/gc_table.lua genome.fa --mode ignore     (N counted in the length, like seqkit)
 --   luajit examples/gc_table.lua genome.fa                       (plain interpreters work too)
+--   zcat genome.fa.gz | bioxen run examples/gc_table.lua -       (FILE "-" is standard input)
+--   bioxen run examples/gc_table.lua genome.fa.gz                (gzip and BGZF are read directly, from a pipe too)
 --
 -- Modes: remove (default: only A/C/G/T/S/W/U count in the length), ignore, weighted;
 -- see docs/bio/seq.md.  The file is streamed, one record at a time.
@@ -24,7 +26,7 @@ while i <= #args do
   else path = args[i]; i = i + 1 end
 end
 if not path then
-  io.stderr:write("usage: gc_table.lua FILE.fa [--mode remove|ignore|weighted]\n")
+  io.stderr:write("usage: gc_table.lua FILE.fa|- [--mode remove|ignore|weighted]\n")
   os.exit(2)
 end
 

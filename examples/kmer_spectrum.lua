@@ -4,6 +4,7 @@
 --   bioxen run examples/kmer_spectrum.lua examples/data/reads.fq
 --   bioxen run examples/kmer_spectrum.lua genome.fa --k 15 --top 20 --forward
 --   bioxen run examples/kmer_spectrum.lua genome.fa --vms 2      (same bytes: shards counted in VMs, summed here)
+--   zcat reads.fq.gz | bioxen run examples/kmer_spectrum.lua -  (FILE "-" is standard input; gzip is read too)
 --
 -- k may be 1..31; k-mers containing N or other non-ACGT letters are skipped.
 
@@ -31,11 +32,22 @@ if not path then
   os.exit(2)
 end
 
--- FASTQ if the first non-blank character is '@', else FASTA.
-local f = assert(io.open(path, "rb"))
-local head = f:read(4096) or ""
-f:close()
-local format = head:match("^%s*@") and "fastq" or "fasta"
+-- FASTQ if the first non-blank character of the (decompressed) text is '@', else FASTA.
+-- Standard input can be read only once, so its first chunk is kept and handed back
+-- to the reader first: `source` is then a stream (anything with read(n) will do).
+local format, source
+if nvms then
+  format, source = require("bio._shard").sniff(path, "kmer_spectrum"), path
+else
+  local read = require("bio._io").open_source(path, "kmer_spectrum")
+  local head = read()
+  format = (head or ""):match("^%s*@") and "fastq" or "fasta"
+  source = { read = function()
+    local s = head
+    if s then head = nil; return s end
+    return read()
+  end }
+end
 
 -- k-mer counts of every record of `source` (a path or a shard): counts, total, records.
 -- Self-contained (no upvalues), so vm.map_file can send it to VMs as it is.
@@ -48,7 +60,7 @@ end
 
 local counts, total, nseqs
 if not nvms then
-  local r = count_kmers(path, format, k, canonical)
+  local r = count_kmers(source, format, k, canonical)
   counts, total, nseqs = r[1], r[2], r[3]
 else
   -- Each VM counts its own shards of the file; the counts are summed here as they arrive.

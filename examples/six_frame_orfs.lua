@@ -4,6 +4,7 @@
 --   bioxen run examples/six_frame_orfs.lua genome.fa --min 300 --table 11 --start alternative
 --   bioxen run examples/six_frame_orfs.lua genome.fa --fasta > proteins.fa
 --   bioxen run examples/six_frame_orfs.lua genome.fa --vms 2        (same bytes, over 2 VMs)
+--   zcat genome.fa.gz | bioxen run examples/six_frame_orfs.lua -   (FILE "-" is standard input; not with --vms)
 --
 -- Coordinates are 1-based and inclusive on the record as given (start <= stop on both
 -- strands), and include the stop codon; see docs/bio/translate.md.

@@ -169,31 +169,58 @@ local function is_miss(err)
   return type(err) == "string" and err:find("bitwise operation on a nil value", 1, true) ~= nil
 end
 
+-- Raised (as a value) for a byte >= 0x80 by the `ascii_only` kernels.
+local NON_ASCII = {}
+
 --- A mapper for `charmap` ({char -> char}; other bytes are kept):
 -- returns map(s, reversed) -> the mapped string, reversed when asked.
 -- `common`: the letters most input is made of (at most ~10: see above);
 -- strings with other bytes are still mapped exactly, by the bytes kernel.
-function M.new(charmap, common)
+-- `ascii_only`: map(s) returns nil if s has a byte >= 0x80 (found at no
+-- cost: such a byte misses every table, and the bytes kernel then fails).
+function M.new(charmap, common, ascii_only)
   local T = {}
   for b = 0, 255 do T[b] = b end
   for k, v in pairs(charmap) do T[byte(k)] = byte(v) end
+  if ascii_only then
+    for b = 128, 255 do T[b] = nil end -- string.char(nil) raises
+    local strict = {}
+    for k, v in pairs(charmap) do strict[k] = v end
+    charmap = setmetatable(strict, { __index = function(_, c) -- the short tail (gsub)
+      if byte(c) >= 128 then error(NON_ASCII) end
+    end })
+  end
+  local function bytes(s, reversed)
+    if not ascii_only then return bytes_kernel(s, T, charmap, reversed) end
+    local ok, out = pcall(bytes_kernel, s, T, charmap, reversed)
+    if ok then return out end
+    if out == NON_ASCII or (type(out) == "string" and out:find("'char'", 1, true)) then error(NON_ASCII) end
+    error(out, 0)
+  end
   local fwd, rev -- 4-letter tables, built on the first long string
-  return function(s, reversed)
+  local function map(s, reversed)
     local n = #s
     if words_kernel and n >= WORDS_MIN then
       if not fwd then fwd, rev = quad_tables(T, common) end
       local ok, out, no, rest = pcall(words_kernel, s, reversed and rev or fwd, reversed)
       if ok then
         if reversed then
-          if rest > 0 then no = no + 1; out[no] = bytes_kernel(sub(s, 1, rest), T, charmap, true) end
+          if rest > 0 then no = no + 1; out[no] = bytes(sub(s, 1, rest), true) end
         elseif rest <= n then
-          no = no + 1; out[no] = bytes_kernel(sub(s, rest), T, charmap, false)
+          no = no + 1; out[no] = bytes(sub(s, rest), false)
         end
         return concat(out, "", 1, no)
       end
       if not is_miss(out) then error(out, 0) end -- an interrupt, out of memory: not ours to hide
     end
-    return bytes_kernel(s, T, charmap, reversed)
+    return bytes(s, reversed)
+  end
+  if not ascii_only then return map end
+  return function(s, reversed)
+    local ok, out = pcall(map, s, reversed)
+    if ok then return out end
+    if out == NON_ASCII then return nil end
+    error(out, 0)
   end
 end
 

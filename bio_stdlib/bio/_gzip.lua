@@ -16,7 +16,8 @@
 --
 -- Two engines give the same bytes:
 --   * LuaJIT fast path: with the FFI (bio._fast's F.ffi), raw inflate and
---     crc32 from the system zlib (ffi.load "z", then "libz.so.1");
+--     crc32 from the system zlib (ffi.load "z", then "libz.so.1"), and
+--     whole BGZF blocks through libdeflate when it loads (G.libdeflate_available);
 --   * portable pure Lua everywhere else: bio._inflate and a table-driven
 --     CRC32 below (arithmetic only).
 -- The fast path is skipped when zlib cannot be loaded, when bio._fast uses
@@ -48,10 +49,10 @@ local TWO32 = 4294967296
 local function open_file(path, fname, level)
   local lib = rawget(_G, "io")
   if type(lib) ~= "table" or type(lib.open) ~= "function" then
-    error(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM)", level + 1)
+    A.raise(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM)", level + 1)
   end
   local f, err = lib.open(path, "rb")
-  if not f then error(fmt("%s: cannot open '%s': %s", fname, path, tostring(err)), level + 1) end
+  if not f then A.raise(fmt("%s: cannot open '%s': %s", fname, path, tostring(err)), level + 1) end
   return f
 end
 
@@ -175,14 +176,16 @@ end
 
 local Z, ffi -- the zlib library namespace, when the fast path is on
 
-local function env_disabled()
-  if rawget(_G, "BIOXEN_NO_FFI_ZLIB") then return true end
+-- A switch that turns a fast path off: the global `name`, or the
+-- environment variable of that name set (not "" or "0") when this loads.
+local function env_disabled(name)
+  if rawget(_G, name) then return true end
   local os_lib = rawget(_G, "os")
-  local v = type(os_lib) == "table" and type(os_lib.getenv) == "function" and os_lib.getenv("BIOXEN_NO_FFI_ZLIB")
+  local v = type(os_lib) == "table" and type(os_lib.getenv) == "function" and os_lib.getenv(name)
   return v ~= nil and v ~= false and v ~= "" and v ~= "0"
 end
 
-if F.ffi and not env_disabled() then
+if F.ffi and not env_disabled("BIOXEN_NO_FFI_ZLIB") then
   ffi = F.ffi
   -- Own names bound to zlib's symbols (asm labels), so a different
   -- declaration of zlib elsewhere in the process cannot clash with ours.
@@ -214,6 +217,32 @@ if F.ffi and not env_disabled() then
   if not Z then ffi = nil end
 end
 
+-- libdeflate (htslib's inflater, ~2x zlib's speed) for whole BGZF blocks on
+-- the zlib fast path: a block's compressed and decompressed sizes are in
+-- its header and trailer and are at most 64 KiB, so it is decompressed in
+-- one call into a fixed buffer.  Plain gzip members stay on zlib's stream.
+-- Off without zlib, or with BIOXEN_NO_LIBDEFLATE (global or environment).
+local D
+if Z and not env_disabled("BIOXEN_NO_LIBDEFLATE") then
+  pcall(ffi.cdef, [[
+    typedef struct bioxen_ld_decompressor bioxen_ld_decompressor;
+    bioxen_ld_decompressor *bioxen_ld_alloc(void) __asm__("libdeflate_alloc_decompressor");
+    void bioxen_ld_free(bioxen_ld_decompressor *d) __asm__("libdeflate_free_decompressor");
+    int bioxen_ld_inflate(bioxen_ld_decompressor *d, const void *in, size_t in_n, void *out, size_t out_avail,
+                          size_t *in_used, size_t *out_made) __asm__("libdeflate_deflate_decompress_ex");
+  ]])
+  for _, name in ipairs({ "deflate", "libdeflate.so.0" }) do
+    local ok, lib = pcall(ffi.load, name)
+    if ok and pcall(function() return lib.bioxen_ld_alloc, lib.bioxen_ld_free, lib.bioxen_ld_inflate end) then
+      D = lib
+      break
+    end
+  end
+end
+--- Whether BGZF blocks are inflated with libdeflate (on the zlib fast path).
+G.libdeflate_available = D ~= nil
+local BGZF_MAX = 65536 -- the largest text a BGZF block holds
+
 --- "zlib" (LuaJIT FFI fast path) or "lua" (portable): the engine new
 -- readers use.  Set it to "lua" to force the portable engine.
 G.backend = Z and "zlib" or "lua"
@@ -240,12 +269,33 @@ local function zlib_engine()
   local out = ffi.new("uint8_t[?]", PIECE)
   local cast = ffi.cast
   local engine = {}
+  local ld = D and G.backend == "zlib" and ffi.gc(D.bioxen_ld_alloc(), D.bioxen_ld_free) or nil
   function engine.close()
     if live then
       live = false
       ffi.gc(strm, nil)
       Z.bioxen_inflateEnd(strm)
+      if ld ~= nil then ffi.gc(ld, nil); D.bioxen_ld_free(ld); ld = nil end
     end
+  end
+  -- A whole BGZF block whose deflate data is the next `in_n` bytes of src
+  -- (all in src.s), through libdeflate: a member object as engine.member
+  -- gives, or nil (no libdeflate, or it failed: the caller then streams the
+  -- block through zlib, src untouched, which reports any fault its own way).
+  local used, made = ffi.new("size_t[1]"), ffi.new("size_t[1]")
+  function engine.block(src, in_n)
+    if ld == nil then return nil end
+    local p = cast("const uint8_t *", src.s) + (src.pos - 1)
+    if D.bioxen_ld_inflate(ld, p, in_n, out, BGZF_MAX, used, made) ~= 0 then return nil end
+    local n = tonumber(made[0])
+    src.pos = src.pos + tonumber(used[0])
+    local text = n > 0 and ffi.string(out, n) or nil
+    local crc = n > 0 and tonumber(Z.bioxen_crc32(0, out, n)) or 0
+    return {
+      read = function() local t = text; text = nil; return t end,
+      crc = function() return crc end,
+      size = function() return n end,
+    }
   end
   function engine.member(src)
     if Z.bioxen_inflateReset(strm) ~= 0 then error("bio._gzip: zlib inflateReset failed", 0) end
@@ -313,6 +363,8 @@ end
 -- Reading members
 ---------------------------------------------------------------------------
 
+local decoder -- decoder(f, name, fname, opts, head, own) -> read, close (below)
+
 --- The decompressed text of a gzip file, in pieces.
 -- opts (all optional):
 --   start       compressed byte offset to begin at: a member (BGZF block)
@@ -331,26 +383,48 @@ function G.chunks(path, opts)
   A.check_string(path, fname, 1, "path")
   opts = A.check_options(opts, { "start", "skip", "limit", "chunk_size", "fname" }, fname, 2)
   local start = opts.start or 0
-  local skip_left = opts.skip or 0
-  local limit_left = opts.limit
-  local chunk_size = opts.chunk_size or G.CHUNK
   A.check_int(start, fname, 2, "start", 0, math.huge)
-  A.check_int(skip_left, fname, 2, "skip", 0, math.huge)
-  if limit_left ~= nil then A.check_int(limit_left, fname, 2, "limit", 0, math.huge) end
-  A.check_int(chunk_size, fname, 2, "chunk_size", 1, 1073741824)
-
-  local in_chunk = G.READ_SIZE
+  A.check_int(opts.skip or 0, fname, 2, "skip", 0, math.huge)
+  if opts.limit ~= nil then A.check_int(opts.limit, fname, 2, "limit", 0, math.huge) end
+  A.check_int(opts.chunk_size or G.CHUNK, fname, 2, "chunk_size", 1, 1073741824)
   local f = open_file(path, fname, 2)
   if start > 0 then
     local ok, err = f:seek("set", start)
     if not ok then
       f:close()
-      error(fmt("%s: '%s': cannot seek to byte offset %d: %s", fname, path, start, tostring(err)), 2)
+      A.raise(fmt("%s: '%s': cannot seek to byte offset %d: %s", fname, path, start, tostring(err)), 2)
     end
   end
+  return decoder(f, path, fname, opts, "", true)
+end
+
+--- The decompressed text of a gzip stream that cannot seek (a pipe,
+-- standard input): `f` has read(n) and close(); `head` holds the bytes
+-- already read from it (e.g. the magic bytes a caller sniffed).  Memory
+-- and checks as G.chunks; opts: limit, chunk_size, fname, name (how errors
+-- name the stream, default "<stream>"), close (false: leave f open at the
+-- end, as for io.stdin).
+function G.stream(f, head, opts)
+  local fname = type(opts) == "table" and type(opts.fname) == "string" and opts.fname or "bio._gzip.stream"
+  opts = A.check_options(opts, { "limit", "chunk_size", "fname", "name", "close" }, fname, 3)
+  if opts.limit ~= nil then A.check_int(opts.limit, fname, 3, "limit", 0, math.huge) end
+  A.check_int(opts.chunk_size or G.CHUNK, fname, 3, "chunk_size", 1, 1073741824)
+  A.check_string(head or "", fname, 2, "head")
+  return decoder(f, opts.name or "<stream>", fname, opts, head or "", opts.close ~= false)
+end
+
+-- The reader over an open handle `f` positioned at opts.start (its first
+-- bytes already read into `head`); `own`: close f at the end.  Seeks only
+-- to step over skipped BGZF blocks (opts.skip), which a stream never asks.
+decoder = function(f, path, fname, opts, head, own)
+  local start = opts.start or 0
+  local skip_left = opts.skip or 0
+  local limit_left = opts.limit
+  local chunk_size = opts.chunk_size or G.CHUNK
+  local in_chunk = G.READ_SIZE
   local engine = use_zlib() and zlib_engine() or nil
 
-  local src = { s = "", pos = 1, base = start }
+  local src = { s = head, pos = 1, base = start }
   function src.more()
     local nx = f:read(in_chunk)
     if nx then
@@ -364,7 +438,7 @@ function G.chunks(path, opts)
   local function close()
     if not closed then
       closed = true
-      f:close()
+      if own then f:close() end
       if engine then engine.close() end
     end
   end
@@ -502,7 +576,11 @@ function G.chunks(path, opts)
       end
     end
     member_off = off
-    member = engine and engine.member(src) or lua_member(src)
+    member = nil
+    if bsize and engine and need(member_end - offset()) then
+      member = engine.block(src, member_end - 8 - offset())
+    end
+    member = member or (engine and engine.member(src)) or lua_member(src)
     return true
   end
 

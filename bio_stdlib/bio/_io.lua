@@ -15,10 +15,12 @@ local M = {}
 -- and read 2x faster there.  PUC Lua (glibc malloc) prefers 1 MiB.
 M.CHUNK = rawget(_G, "jit") and 65536 or 1048576
 
+local stdin, open_stream -- defined below
+
 local function io_lib(fname, level)
   local lib = rawget(_G, "io")
   if type(lib) ~= "table" or type(lib.open) ~= "function" then
-    error(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM); "
+    A.raise(fname .. ": cannot open files here (io.open is disabled, e.g. in a sandboxed VM); "
       .. "pass the text to the *_from_string functions instead", (level or 2) + 1)
   end
   return lib
@@ -30,7 +32,7 @@ end
 function M.open_file(path, fname, level)
   level = (level or 1) + 1
   local f, err = io_lib(fname, level).open(path, "rb")
-  if not f then error(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), level) end
+  if not f then A.raise(string.format("%s: cannot open '%s': %s", fname, path, tostring(err)), level) end
   return f
 end
 
@@ -80,11 +82,11 @@ end
 
 -- open_text(offset, length) -> read, close over the decompressed text of a
 -- gzip file (BGZF included): a BGZF shard starts decoding at its own block.
-local function gzip_text(path, shard, fname, chunk_size)
+local function gzip_text(path, shard, fname, chunk_size, extra)
   local G = require "bio._gzip"
   if shard and shard.offset > 0 and not shard.bgzf then
-    error(string.format("%s: '%s' is gzip-compressed, so this shard (offset %d) cannot be read: "
-      .. "only BGZF files can be entered in the middle", fname, path, shard.offset), 5)
+    A.raise(string.format("%s: '%s' is gzip-compressed, so this shard (offset %d) cannot be read: "
+      .. "only BGZF files can be entered in the middle", fname, path, shard.offset), 5 + extra)
   end
   return function(offset, length)
     local opts = { limit = length ~= -1 and length or nil, chunk_size = chunk_size, fname = fname }
@@ -116,12 +118,12 @@ local function plain_text(path, f, fname, chunk_size)
 end
 
 -- A path (or a shard of it): read, close, name, line_base (see open_source).
-local function open_path(path, shard, fname, chunk_size)
-  local f = M.open_file(path, fname, 4) -- 4: the caller of the reader (open_source, reader, caller)
+local function open_path(path, shard, fname, chunk_size, extra)
+  local f = M.open_file(path, fname, 4 + extra) -- 4: the caller of the reader (open_source, reader, caller)
   local open_text
   if f:read(2) == "\31\139" then
     f:close()
-    open_text = gzip_text(path, shard, fname, chunk_size)
+    open_text = gzip_text(path, shard, fname, chunk_size, extra)
   elseif shard then
     f:close() -- the shard's reader seeks a file of its own
     open_text = plain_text(path, nil, fname, chunk_size)
@@ -138,33 +140,93 @@ local function open_path(path, shard, fname, chunk_size)
   return read, close, path, line_base
 end
 
+--- The path that means standard input (sources) or standard output (destinations).
+M.STDIN = "-"
+
+-- io.stdin or io.stdout (`which`), or an error at `level` when a sandbox
+-- took them away.
+function stdin(fname, which, level)
+  local lib = rawget(_G, "io")
+  local key = which == "io.stdout" and "stdout" or "stdin"
+  local f = type(lib) == "table" and lib[key]
+  if not f then
+    A.raise(string.format("%s: '-' means %s, which is not available here (%s is missing)", fname,
+      key == "stdin" and "standard input" or "standard output", which), level + 1)
+  end
+  return f
+end
+
+-- A stream that cannot seek (standard input, an open file, anything with
+-- read(n)), not closed by us: gzip (BGZF included) is recognised by its
+-- magic bytes and decompressed as it arrives; otherwise the chunks as read.
+function open_stream(f, name, fname, chunk_size)
+  local none = function() return 0 end
+  local head = f:read(2)
+  if head == "\31\139" then
+    local read, close = require("bio._gzip").stream(f, head,
+      { chunk_size = chunk_size, fname = fname, name = name, close = false })
+    return read, close, name, none
+  end
+  local function read()
+    if head then -- the sniffed bytes go out with the first chunk
+      local first = head
+      head = nil
+      if #first < chunk_size then first = first .. (f:read(chunk_size - #first) or "") end
+      return first
+    end
+    return f:read(chunk_size)
+  end
+  return read, function() end, name, none
+end
+
+--- Refuse "-" where a reader needs a file it can seek (shards: a pipe
+-- cannot be cut into ranges read independently).
+function M.refuse_stdin(path, fname)
+  if path == M.STDIN then
+    A.arg_error(fname, 1, "path", "'-' (standard input) cannot be sharded: a pipe can only be read once, "
+      .. "from the start; read it with records() instead, or save it to a file first", 3)
+  end
+end
+
 --- Open a source for reading.  Returns a chunk reader read() -> string|nil,
 -- a close() function, a display name for error messages, and line_base() ->
 -- the number of lines of the file before the text this reader starts at (0
 -- except for shards).  A source is a path, an open file, anything with
--- read(n), or a shard table (bio._shard; of `format`, if given).  A gzip
--- file (BGZF included) is decompressed on the fly (bio._gzip).
-function M.open_source(src, fname, chunk_size, format)
+-- read(n), "-" for standard input, or a shard table (bio._shard; of
+-- `format`, if given).  Gzip (BGZF included) is decompressed on the fly
+-- (bio._gzip), from a path or a stream alike (recognised by its magic bytes).
+--
+-- Errors about the source itself (no such file, a bad argument) are raised
+-- at the line that called the reader calling open_source; `extra` (default
+-- 0) adds levels for a reader called through wrappers of its own (read()).
+function M.open_source(src, fname, chunk_size, format, extra)
   chunk_size = chunk_size or M.CHUNK
+  extra = extra or 0
   -- Not tail calls: Lua 5.1 would count a "(tail call)" level and blame the wrong line.
   local read, close, name, line_base
-  if type(src) == "table" and require("bio._shard").check(src, fname, format, 4) then
-    read, close, name, line_base = open_path(src.path, src, fname, chunk_size)
+  if type(src) == "table" and require("bio._shard").check(src, fname, format, 4 + extra) then
+    read, close, name, line_base = open_path(src.path, src, fname, chunk_size, extra)
+    return read, close, name, line_base
+  end
+  if src == M.STDIN then
+    read, close, name, line_base = open_stream(stdin(fname, "io.stdin", 3 + extra), "<stdin>", fname, chunk_size)
     return read, close, name, line_base
   end
   if type(src) == "string" then
-    read, close, name, line_base = open_path(src, nil, fname, chunk_size)
+    read, close, name, line_base = open_path(src, nil, fname, chunk_size, extra)
     return read, close, name, line_base
   end
-  local none = function() return 0 end
   if is_file(src) then
-    return function() return src:read(chunk_size) end, function() end, "<file>", none
+    read, close, name, line_base = open_stream(src, "<file>", fname, chunk_size)
+    return read, close, name, line_base
   end
   if type(src) == "table" and type(src.read) == "function" then
     -- anything file-like with read(n)
-    return function() return src:read(chunk_size) end, function() end, "<stream>", none
+    read, close, name, line_base = open_stream(src, "<stream>", fname, chunk_size)
+    return read, close, name, line_base
   end
-  A.arg_error(fname, 1, "source", "expected a file path, an open file or a shard, got " .. type(src), 2)
+  A.arg_error(fname, 1, "source", "expected a file path, \"-\" (standard input), an open file or a shard, got "
+    .. type(src), 3 + extra)
 end
 
 --- The iterator triple for a generic `for`, plus a closing value: Lua 5.4
@@ -227,11 +289,18 @@ function M.line_reader(read)
   return state
 end
 
+--- Python's whitespace in ASCII, as str.split() and str.rstrip() see it:
+-- space, \t \n \v \f \r, and the separators \28-\31 (FS, GS, RS, US).
+-- A Lua pattern set body (use as "[" .. IO.SPACE .. "]").
+M.SPACE = " \t\n\v\f\r\28\29\30\31"
+local WS = {}
+for i = 1, #M.SPACE do WS[M.SPACE:byte(i)] = true end
+local TRAILING, LEADING_WORD = "[" .. M.SPACE .. "]+$", "^[" .. M.SPACE .. "]*([^" .. M.SPACE .. "]+)"
+
 --- Python's str.rstrip(): drop trailing whitespace.
-local WS = { [32] = true, [9] = true, [10] = true, [11] = true, [12] = true, [13] = true }
 function M.rstrip(s)
   if not WS[s:byte(-1)] then return s end -- the common case, without a pattern
-  local last = s:find("[ \t\r\n\v\f]+$")
+  local last = s:find(TRAILING)
   if last then return s:sub(1, last - 1) end
   return s
 end
@@ -239,11 +308,12 @@ end
 --- The first word of a title, as Python's str.split()[0] gives it ("" if
 -- none).  Plain finds (memchr, compiled by LuaJIT) in the common case; a
 -- pattern only for a title that starts with whitespace.
-local SEPARATORS = { " ", "\t", "\r", "\v", "\f", "\n" }
+local SEPARATORS = {}
+for i = 1, #M.SPACE do SEPARATORS[i] = M.SPACE:sub(i, i) end
 function M.first_word(title)
   if title == "" then return "" end
   if WS[title:byte(1)] then
-    return title:match("^[ \t\r\n\v\f]*([^ \t\r\n\v\f]+)") or ""
+    return title:match(LEADING_WORD) or ""
   end
   local cut = #title + 1
   for i = 1, #SEPARATORS do
@@ -256,9 +326,13 @@ end
 
 --- Open a destination for writing: returns write(str), close().
 function M.open_dest(dest, fname)
+  if dest == M.STDIN then
+    local out = stdin(fname, "io.stdout", 3)
+    return function(s) assert(out:write(s)) end, function() out:flush() end
+  end
   if type(dest) == "string" then
     local f, err = io_lib(fname).open(dest, "wb")
-    if not f then error(string.format("%s: cannot open '%s' for writing: %s", fname, dest, tostring(err)), 3) end
+    if not f then A.raise(string.format("%s: cannot open '%s' for writing: %s", fname, dest, tostring(err)), 3) end
     return function(s) assert(f:write(s)) end, function() f:close() end
   end
   if is_file(dest) or (type(dest) == "table" and type(dest.write) == "function") then
@@ -268,9 +342,10 @@ function M.open_dest(dest, fname)
 end
 
 --- Iterate over `records`: a list of records, or an iterator function.
+-- A bad argument is an error at the line that called each()'s caller.
 function M.each(records, fname)
   if type(records) == "function" then return records end
-  if type(records) ~= "table" then A.arg_error(fname, 2, "records", "expected a list of records or an iterator, got " .. type(records), 2) end
+  if type(records) ~= "table" then A.arg_error(fname, 2, "records", "expected a list of records or an iterator, got " .. type(records), 3) end
   if records.seq ~= nil then records = { records } end -- a single record
   local i = 0
   return function() i = i + 1; return records[i] end

@@ -36,6 +36,7 @@
 -- byte by byte and case-sensitively (as Biopython does for str input).
 -- Runs on Lua 5.1-5.4 and LuaJIT.
 
+local A = require "bio.alphabet"
 local matrices = require "bio.matrices"
 local names_data = require "bio.align_names"
 
@@ -111,7 +112,7 @@ local PRESETS = {
 }
 
 -- Errors read "bio.align.score: bad argument #1 'target': ..." (as the rest of bio.*).
-local function fail(fn, msg) error("bio.align." .. fn .. ": " .. msg, 3) end
+local function fail(fn, msg) A.raise("bio.align." .. fn .. ": " .. msg, 2) end -- at the user's line
 
 local function set_all(gaps, kinds, locs, types, value)
   for _, kd in ipairs(kinds) do

@@ -37,9 +37,40 @@ A.rna_complement = {
   V = "B", H = "D", D = "H", B = "V", X = "X", N = "N",
 }
 
---- Raise "<fname>: bad argument #<pos> '<name>': <msg>" from the caller's caller.
+-- A stack frame of the library itself: a bio/*.lua file, a chunk it
+-- compiled ("=bio...."), or a 5.1 "(tail call)" marker.
+local function in_library(source)
+  return source:find("[/\\]bio[/\\][%w_]+%.lua$") ~= nil or source:find("^@bio[/\\][%w_]+%.lua$") ~= nil
+    or source:find("^=bio[%._]") ~= nil or source == "=(tail call)"
+end
+local dbg = rawget(_G, "debug")
+local getinfo = type(dbg) == "table" and type(dbg.getinfo) == "function" and dbg.getinfo or nil
+
+--- Raise `msg` at the first stack frame outside the library, so an error
+-- names the user's line however deep the check that found it sits (tail
+-- calls and helpers included).  A C function there (pcall) gives no
+-- position, as error() does.  Without the debug library (a sandbox),
+-- `level` (as error() counts it from the caller of raise) is used; a
+-- negative level raises without a position.
+function A.raise(msg, level)
+  level = level or 1
+  if level < 0 then error(msg, 0) end
+  if getinfo then
+    for l = 3, 200 do -- 1: raise, 2: the library function that called it
+      local info = getinfo(l, "S")
+      if not info then break end
+      if not in_library(info.source or "") then error(msg, l) end
+    end
+  end
+  error(msg, level + 1)
+end
+
+--- Raise "<fname>: bad argument #<pos> '<name>': <msg>" at the user's line
+-- (A.raise; `level` as error() counts it: 2, the caller's caller, is what a
+-- check in a public function means, and the fallback without debug).
 function A.arg_error(fname, pos, name, msg, level)
-  error(string.format("%s: bad argument #%d '%s': %s", fname, pos, name, msg), (level or 2) + 1)
+  level = level or 2
+  A.raise(string.format("%s: bad argument #%d '%s': %s", fname, pos, name, msg), level < 0 and level or level + 1)
 end
 
 -- The check_* helpers raise at level 3: the caller of the bio function that

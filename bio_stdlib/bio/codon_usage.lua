@@ -17,6 +17,7 @@
 -- rscu() uses Sharp & Li's definition, documented in docs/bio/codon_usage.md.
 -- Runs on Lua 5.1-5.4 and LuaJIT.
 
+local A = require "bio.alphabet"
 local tables = require "bio.codon_usage_data"
 
 local M = {}
@@ -34,7 +35,7 @@ end
 M.CODONS = CODONS
 
 -- Errors read "bio.codon_usage.counts: bad argument #1 'sequences': ..." (as the rest of bio.*).
-local function fail(fn, msg) error("bio.codon_usage." .. fn .. ": " .. msg, 3) end
+local function fail(fn, msg) A.raise("bio.codon_usage." .. fn .. ": " .. msg, 2) end -- at the user's line
 
 --- A genetic code by NCBI id or name (default 1): {id, names, sense = codon -> aa, stops}.
 local by_name = {}
@@ -94,8 +95,13 @@ end
 
 --- Counts of the 64 codons over one sequence or a list, read in frame from the first base.
 -- opts: skip_invalid = false (true: ignore codons with other letters and a trailing partial codon).
+-- opts checked: nil or a table of the `allowed` names (a misspelt one is an error).
+local function options(fn, opts, allowed)
+  return A.check_options(opts, allowed, "bio.codon_usage." .. fn, 2)
+end
+
 function M.counts(sequences, opts)
-  opts = opts or {}
+  opts = options("counts", opts, { "skip_invalid" })
   local counts = zero_counts()
   for i, s in ipairs(sequence_list("counts", sequences)) do
     add_codons("counts", counts, s, i, opts.skip_invalid)
@@ -105,11 +111,12 @@ end
 
 local function as_counts(fn, x, opts)
   if type(x) == "table" and x.AAA ~= nil then return x end
-  return M.counts(x, opts)
+  return M.counts(x, { skip_invalid = opts.skip_invalid })
 end
 
 --- Frequency of each codon: its count / the number of codons (0 when there are none).
 function M.frequencies(counts_or_sequences, opts)
+  opts = options("frequencies", opts, { "skip_invalid" })
   local counts = as_counts("frequencies", counts_or_sequences, opts)
   local total = 0
   for _, c in ipairs(CODONS) do total = total + counts[c] end
@@ -139,7 +146,7 @@ end
 -- acid; stops form one group). Codons of an amino acid that never occurs get 0.
 -- opts: table (genetic code id or name, default 1), skip_invalid.
 function M.rscu(counts_or_sequences, opts)
-  opts = opts or {}
+  opts = options("rscu", opts, { "table", "skip_invalid" })
   local code = genetic_code("rscu", opts.table)
   local counts = as_counts("rscu", counts_or_sequences, opts)
   local r = {}
@@ -162,7 +169,7 @@ Index.__index = Index
 --- Relative adaptiveness of every codon from reference coding sequences (Biopython's
 -- CodonAdaptationIndex(sequences, table)). opts: table = genetic code id or name (default 1).
 function M.cai_index(sequences, opts)
-  opts = opts or {}
+  opts = options("cai_index", opts, { "table" })
   local code = genetic_code("cai_index", opts.table)
   local counts = zero_counts()
   for i, s in ipairs(sequence_list("cai_index", sequences)) do

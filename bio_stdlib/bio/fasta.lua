@@ -221,16 +221,22 @@ local function reader(read, close, name, fname, line_base)
   return next_record
 end
 
-local function opts_of(opts, fname, allowed)
-  return A.check_options(opts, allowed or { "chunk_size" }, fname, 2)
+local READ_OPTS = { "chunk_size" }
+
+-- The records iterator, for records() and read(): an error about the
+-- source names the line that called them (one level above this function).
+local function open_records(source, opts, fname)
+  local read, close, name, line_base = IO.open_source(source, fname, opts.chunk_size, "fasta", 1)
+  return IO.iterator(reader(read, close, name, fname, line_base), close)
 end
 
---- Iterate over the records of a FASTA file (a path or an open file).
+--- Iterate over the records of a FASTA file (a path, "-" for standard
+-- input, or an open file; gzip and BGZF are decompressed on the fly).
 -- opts.chunk_size: bytes per read (default 64 KiB on LuaJIT, 1 MiB elsewhere).
 function M.records(source, opts)
-  opts = opts_of(opts, "bio.fasta.records")
-  local read, close, name, line_base = IO.open_source(source, "bio.fasta.records", opts.chunk_size, "fasta")
-  return IO.iterator(reader(read, close, name, "bio.fasta.records", line_base), close)
+  opts = A.check_options(opts, READ_OPTS, "bio.fasta.records", 2)
+  local a, b, c, d = open_records(source, opts, "bio.fasta.records")
+  return a, b, c, d
 end
 
 --- Record-aligned shards of a FASTA file (plain or BGZF): up to `n` plain
@@ -238,7 +244,9 @@ end
 -- the file exactly once; records(shard) and gc_records(shard) read only that
 -- range.  A plain-gzip file is one shard.  See docs/bio/fasta.md.
 function M.shards(path, n)
-  return require("bio._shard").shards(path, n, "fasta", "bio.fasta.shards")
+  IO.refuse_stdin(path, "bio.fasta.shards")
+  local shards = require("bio._shard").shards(path, n, "fasta", "bio.fasta.shards")
+  return shards
 end
 
 --- Index a FASTA file (plain or BGZF) as `samtools faidx` does: writes
@@ -266,14 +274,15 @@ end
 
 --- Iterate over the records in a string holding FASTA text.
 function M.records_from_string(text, opts)
-  opts = opts_of(opts, "bio.fasta.records_from_string")
+  opts = A.check_options(opts, READ_OPTS, "bio.fasta.records_from_string", 2)
   local read, close, name = IO.string_source(text, "bio.fasta.records_from_string", opts.chunk_size)
   return reader(read, close, name, "bio.fasta.records_from_string")
 end
 
 --- All records of a path or open file, as a list.
 function M.read(source, opts)
-  return IO.collect(M.records(source, opts))
+  opts = A.check_options(opts, READ_OPTS, "bio.fasta.read", 2)
+  return IO.collect(open_records(source, opts, "bio.fasta.read"))
 end
 
 --- All records of a FASTA string, as a list.
@@ -561,7 +570,7 @@ function M.gc_records(source, ambiguous, opts)
         c()
         return ok and n or 0
       end
-    elseif type(source) == "string" then
+    elseif type(source) == "string" and source ~= IO.STDIN then
       read_chunk, close = fopen_chunks(source, opts.chunk_size)
       name = source
     end
@@ -595,23 +604,30 @@ local function clean(s) return (gsub(s, "[\r\n]", " ")) end
 --- The header line Biopython's FASTA writer would produce for a record:
 -- the description if it already starts with the id, else "id description".
 function M.title(rec)
+  if type(rec) ~= "table" then A.arg_error("bio.fasta.title", 1, "record", "expected a record table, got " .. type(rec), 2) end
   local id = clean(rec.id or "")
   local desc = clean(rec.description or "")
-  if desc ~= "" and desc:match("^[ \t\r\n\v\f]*([^ \t\r\n\v\f]+)") == id then return desc end
+  local word = IO.first_word(desc) -- desc.split(None, 1)[0], "" for none
+  if word ~= "" and word == id then return desc end
   if desc ~= "" then return id .. " " .. desc end
   return id
 end
 
---- One record as FASTA text, sequence wrapped at `width` columns (default
--- 60; 0 or false writes the sequence on one line).
-function M.format(rec, width)
-  local fname = "bio.fasta.format"
-  if type(rec) ~= "table" then A.arg_error(fname, 1, "record", "expected a record table, got " .. type(rec), 2) end
+-- A valid `width` (nil: 60; false or 0: one line), checked at the line
+-- that called check_width's caller.
+local function check_width(width, fname, pos)
+  if width == nil then return 60 end
+  if width ~= false and width ~= 0 then A.check_int(width, fname, pos, "width", 1, math.huge) end
+  return width
+end
+
+-- One record as FASTA text; a bad record is an error at `level` (as
+-- A.arg_error counts it; -1: no position, for write() to add the caller's).
+local function format_record(rec, width, fname, level)
+  if type(rec) ~= "table" then A.arg_error(fname, 1, "record", "expected a record table, got " .. type(rec), level) end
   local seq = rec.seq
-  if type(seq) ~= "string" then A.arg_error(fname, 1, "record", "field 'seq' must be a string, got " .. type(seq), 2) end
-  if width == nil then width = 60 end
-  if width ~= false and width ~= 0 then A.check_int(width, fname, 2, "width", 1, math.huge) end
-  if find(seq, "[\r\n]") then A.arg_error(fname, 1, "record", "sequence contains a line break", 2) end
+  if type(seq) ~= "string" then A.arg_error(fname, 1, "record", "field 'seq' must be a string, got " .. type(seq), level) end
+  if find(seq, "[\r\n]") then A.arg_error(fname, 1, "record", "sequence contains a line break", level) end
   local header = ">" .. M.title(rec) .. "\n"
   local n = #seq
   if not width or width == 0 then return header .. seq .. "\n" end
@@ -624,29 +640,44 @@ function M.format(rec, width)
   return lines[1] .. concat(lines, "\n", 2, k) .. "\n"
 end
 
+--- One record as FASTA text, sequence wrapped at `width` columns (default
+-- 60; 0 or false writes the sequence on one line).
+function M.format(rec, width)
+  local fname = "bio.fasta.format"
+  if type(rec) ~= "table" then A.arg_error(fname, 1, "record", "expected a record table, got " .. type(rec), 2) end
+  width = check_width(width, fname, 2)
+  local text = format_record(rec, width, fname, 3)
+  return text
+end
+
 --- Write records (a list, one record, or an iterator such as
--- fasta.records(...)) to a path or open file.  opts.width (default 60).
--- Returns the number of records written.
+-- fasta.records(...)) to a path, "-" (standard output) or an open file.
+-- opts.width (default 60).  Returns the number of records written.
 function M.write(dest, records, opts)
-  opts = opts_of(opts, "bio.fasta.write", { "width" })
-  local write, close = IO.open_dest(dest, "bio.fasta.write")
+  local fname = "bio.fasta.write"
+  opts = A.check_options(opts, { "width" }, fname, 3)
+  local width = check_width(opts.width, fname, 3)
+  local each = IO.each(records, fname)
+  local write, close = IO.open_dest(dest, fname)
   local n = 0
   local ok, err = pcall(function()
-    for rec in IO.each(records, "bio.fasta.write") do
-      write(M.format(rec, opts.width))
+    for rec in each do
+      write(format_record(rec, width, fname, -1)) -- -1: no position; raised again below at the caller's line
       n = n + 1
     end
   end)
   close()
-  if not ok then error(err, 0) end
+  if not ok then error(err, 2) end
   return n
 end
 
 --- Records as one FASTA string.
 function M.to_string(records, opts)
-  opts = opts_of(opts, "bio.fasta.to_string", { "width" })
+  local fname = "bio.fasta.to_string"
+  opts = A.check_options(opts, { "width" }, fname, 2)
+  local width = check_width(opts.width, fname, 2)
   local parts = {}
-  for rec in IO.each(records, "bio.fasta.to_string") do parts[#parts + 1] = M.format(rec, opts.width) end
+  for rec in IO.each(records, fname) do parts[#parts + 1] = format_record(rec, width, fname, 3) end
   return concat(parts)
 end
 

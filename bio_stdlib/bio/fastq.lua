@@ -27,10 +27,12 @@ M.variants = {
   solexa = { offset = 64, min = -5, max = 62 },
 }
 
-local function variant_of(opts, fname)
+-- The variant named by opts.variant; a bad name is an error at `level` (as
+-- A.arg_error counts it: 3 names the line that called variant_of's caller).
+local function variant_of(opts, fname, level)
   local name = opts.variant or "sanger"
   local v = M.variants[name]
-  if not v then A.arg_error(fname, 2, "variant", "must be \"sanger\", \"illumina\" or \"solexa\", got " .. tostring(name), 3) end
+  if not v then A.arg_error(fname, 2, "variant", "must be \"sanger\", \"illumina\" or \"solexa\", got " .. tostring(name), level) end
   return v, name
 end
 
@@ -56,7 +58,11 @@ else
   end
 end
 function M.decode_qualities(q, offset)
-  return decode(q, offset or 33)
+  local fname = "bio.fastq.decode_qualities"
+  A.check_string(q, fname, 1, "quality")
+  if offset ~= nil then A.check_int(offset, fname, 2, "offset", 0, 255) end
+  local scores = decode(q, offset or 33)
+  return scores
 end
 
 -- Position of the first byte of q outside [lo, hi], or nil.
@@ -83,9 +89,9 @@ else
   end
 end
 
---- Encode scores (numbers) as a quality string.
-function M.encode_qualities(scores, offset, fname)
-  offset = offset or 33
+-- Scores as a quality string; a bad score is an error at `level` (as
+-- A.arg_error counts it; -1: no position, for a caller that adds its own).
+local function encode(scores, offset, fname, level)
   local parts, n = {}, #scores
   for i = 1, n, 4096 do
     local chunk = {}
@@ -93,7 +99,7 @@ function M.encode_qualities(scores, offset, fname)
       local v = scores[k]
       if type(v) ~= "number" or v ~= math.floor(v) or v + offset < 33 or v + offset > 126 then
         A.arg_error(fname or "bio.fastq.encode_qualities", 1, "qualities",
-          string.format("score %s at position %d cannot be encoded with offset %d", tostring(v), k, offset), 2)
+          string.format("score %s at position %d cannot be encoded with offset %d", tostring(v), k, offset), level)
       end
       chunk[#chunk + 1] = v + offset
     end
@@ -102,8 +108,16 @@ function M.encode_qualities(scores, offset, fname)
   return concat(parts)
 end
 
-local function reader(read, close, name, fname, opts, line_base)
-  local v, vname = variant_of(opts, fname)
+--- Encode scores (numbers) as a quality string (offset 33 by default).
+function M.encode_qualities(scores, offset)
+  local fname = "bio.fastq.encode_qualities"
+  if type(scores) ~= "table" then A.arg_error(fname, 1, "qualities", "expected a list of scores, got " .. type(scores), 2) end
+  if offset ~= nil then A.check_int(offset, fname, 2, "offset", 0, 255) end
+  local q = encode(scores, offset or 33, fname, 3)
+  return q
+end
+
+local function reader(read, close, name, fname, opts, line_base, v, vname)
   local lo, hi = v.offset + v.min, v.offset + v.max
   local want_numbers = opts.qualities ~= false
   local lines = IO.line_reader(read)
@@ -156,7 +170,13 @@ local function reader(read, close, name, fname, opts, line_base)
     if second ~= "" and second ~= title then
       fail("the '+' line repeats a different title ('%s') than the record header '%s' (line %d)", second, title, L(header_line))
     end
-    if find(seq, " ", 1, true) or find(seq, "\t", 1, true) then fail("whitespace in the sequence of record '%s' (line %d)", title, L(header_line)) end
+    -- Biopython's FASTQ parser: "not seq.isprintable() or ' ' in seq", i.e.
+    -- no control character, space or DEL (bytes 0-32 and 127) may remain
+    if find(seq, "[%z\1-\32\127]") then
+      local at = find(seq, "[%z\1-\32\127]")
+      fail("whitespace or a control character ('%s' at column %d) in the sequence of record '%s' (line %d)",
+        A.show_char(sub(seq, at, at)), at, title, L(header_line))
+    end
     local seq_len = #seq
     local qual_parts, qlen = {}, 0
     local any, any_q = false, false
@@ -201,17 +221,23 @@ local function reader(read, close, name, fname, opts, line_base)
 end
 
 local READ_OPTS = { "variant", "qualities", "chunk_size" }
-local function opts_of(opts, fname)
-  return A.check_options(opts, READ_OPTS, fname, 2)
+
+-- The records iterator, for records() and read(): an error about the
+-- source or the options names the line that called them.
+local function open_records(source, opts, fname)
+  local v, vname = variant_of(opts, fname, 4)
+  local read, close, name, line_base = IO.open_source(source, fname, opts.chunk_size, "fastq", 1)
+  return IO.iterator(reader(read, close, name, fname, opts, line_base, v, vname), close)
 end
 
---- Iterate over the records of a FASTQ file (a path or an open file).
+--- Iterate over the records of a FASTQ file (a path, "-" for standard
+-- input, or an open file; gzip and BGZF are decompressed on the fly).
 -- opts: variant ("sanger" default, "illumina", "solexa"), qualities (false:
 -- skip the numeric scores), chunk_size.
 function M.records(source, opts)
-  opts = opts_of(opts, "bio.fastq.records")
-  local read, close, name, line_base = IO.open_source(source, "bio.fastq.records", opts.chunk_size, "fastq")
-  return IO.iterator(reader(read, close, name, "bio.fastq.records", opts, line_base), close)
+  opts = A.check_options(opts, READ_OPTS, "bio.fastq.records", 2)
+  local a, b, c, d = open_records(source, opts, "bio.fastq.records")
+  return a, b, c, d
 end
 
 --- Index a FASTQ file (plain or BGZF) as `samtools faidx --fastq` does:
@@ -226,58 +252,77 @@ end
 -- cuts are made only before a 4-line record ('@' line, sequence, '+' line,
 -- quality of the same length), so a wrapped record is never split.
 function M.shards(path, n)
-  return require("bio._shard").shards(path, n, "fastq", "bio.fastq.shards")
+  IO.refuse_stdin(path, "bio.fastq.shards")
+  local shards = require("bio._shard").shards(path, n, "fastq", "bio.fastq.shards")
+  return shards
 end
 
 --- Iterate over the records in a string holding FASTQ text.
+-- The records iterator over a string, for records_from_string() and parse().
+local function string_records(text, opts, fname)
+  local v, vname = variant_of(opts, fname, 4)
+  local read, close, name = IO.string_source(text, fname, opts.chunk_size)
+  return reader(read, close, name, fname, opts, nil, v, vname)
+end
+
 function M.records_from_string(text, opts)
-  opts = opts_of(opts, "bio.fastq.records_from_string")
-  local read, close, name = IO.string_source(text, "bio.fastq.records_from_string", opts.chunk_size)
-  return reader(read, close, name, "bio.fastq.records_from_string", opts)
+  opts = A.check_options(opts, READ_OPTS, "bio.fastq.records_from_string", 2)
+  local it = string_records(text, opts, "bio.fastq.records_from_string")
+  return it
 end
 
 --- All records of a path or open file, as a list.
 function M.read(source, opts)
-  return IO.collect(M.records(source, opts))
+  opts = A.check_options(opts, READ_OPTS, "bio.fastq.read", 2)
+  return IO.collect(open_records(source, opts, "bio.fastq.read"))
 end
 
 --- All records of a FASTQ string, as a list.
 function M.parse(text, opts)
-  return IO.collect(M.records_from_string(text, opts))
+  opts = A.check_options(opts, READ_OPTS, "bio.fastq.parse", 2)
+  return IO.collect(string_records(text, opts, "bio.fastq.parse"))
 end
 
---- One record as 4-line FASTQ text.  The quality comes from `quality` (a
--- string) or `qualities` (numbers, encoded with the variant's offset).
-function M.format(rec, opts)
-  local fname = "bio.fastq.format"
-  opts = A.check_options(opts, { "variant" }, fname, 2)
+-- The FASTQ text of one record; errors at `level` (as A.arg_error counts).
+local function format_record(rec, opts, fname, level)
   if type(rec) ~= "table" or type(rec.seq) ~= "string" then
-    A.arg_error(fname, 1, "record", "expected a record with a string field 'seq'", 2)
+    A.arg_error(fname, 1, "record", "expected a record with a string field 'seq'", level)
   end
-  local v = variant_of(opts, fname)
+  local v = variant_of(opts, fname, level)
   local q = rec.quality
-  if q == nil and rec.qualities then q = M.encode_qualities(rec.qualities, v.offset, fname) end
-  if type(q) ~= "string" then A.arg_error(fname, 1, "record", "needs 'quality' (string) or 'qualities' (numbers)", 2) end
+  if q == nil and rec.qualities then q = encode(rec.qualities, v.offset, fname, level < 0 and level or level + 1) end
+  if type(q) ~= "string" then A.arg_error(fname, 1, "record", "needs 'quality' (string) or 'qualities' (numbers)", level) end
   if #q ~= #rec.seq then
-    A.arg_error(fname, 1, "record", string.format("sequence and quality lengths differ (%d and %d)", #rec.seq, #q), 2)
+    A.arg_error(fname, 1, "record", string.format("sequence and quality lengths differ (%d and %d)", #rec.seq, #q), level)
   end
   local title = require("bio.fasta").title(rec)
   return "@" .. title .. "\n" .. rec.seq .. "\n+\n" .. q .. "\n"
 end
 
---- Write records (a list, one record, or an iterator) to a path or open
--- file.  Returns the number written.
+--- One record as 4-line FASTQ text.  The quality comes from `quality` (a
+-- string) or `qualities` (numbers, encoded with the variant's offset).
+function M.format(rec, opts)
+  opts = A.check_options(opts, { "variant" }, "bio.fastq.format", 2)
+  local text = format_record(rec, opts, "bio.fastq.format", 3)
+  return text
+end
+
+--- Write records (a list, one record, or an iterator) to a path, "-"
+-- (standard output) or an open file.  Returns the number written.
 function M.write(dest, records, opts)
-  local write, close = IO.open_dest(dest, "bio.fastq.write")
+  local fname = "bio.fastq.write"
+  opts = A.check_options(opts, { "variant" }, fname, 3)
+  local each = IO.each(records, fname)
+  local write, close = IO.open_dest(dest, fname)
   local n = 0
   local ok, err = pcall(function()
-    for rec in IO.each(records, "bio.fastq.write") do
-      write(M.format(rec, opts))
+    for rec in each do
+      write(format_record(rec, opts, fname, -1)) -- -1: no position; raised again below at the caller's line
       n = n + 1
     end
   end)
   close()
-  if not ok then error(err, 0) end
+  if not ok then error(err, 2) end
   return n
 end
 

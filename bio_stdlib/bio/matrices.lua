@@ -11,6 +11,7 @@
 -- case-sensitive, as in Biopython: BLOSUM62 has "A" but not "a".
 -- Runs on Lua 5.1-5.4 and LuaJIT.
 
+local A = require "bio.alphabet"
 local M = {}
 
 local byte, sub = string.byte, string.sub
@@ -44,14 +45,14 @@ function Matrix:has(letter) return self.by_byte[byte(letter)] ~= nil end
 local function build(name, alphabet, values)
   local n = #alphabet
   if #values ~= n * n then
-    error("bio.matrices.new: bad argument #2 'rows': expected " .. (n * n) .. " scores for alphabet '" .. alphabet .. "', got " .. #values, 3)
+    A.raise("bio.matrices.new: bad argument #2 'rows': expected " .. (n * n) .. " scores for alphabet '" .. alphabet .. "', got " .. #values, 2)
   end
   local by_byte = {}
   for i = 1, n do
     local row = {}
     for j = 1, n do row[byte(alphabet, j)] = values[(i - 1) * n + j] end
     local b = byte(alphabet, i)
-    if by_byte[b] then error("bio.matrices.new: bad argument #1 'alphabet': letter '" .. sub(alphabet, i, i) .. "' appears twice", 3) end
+    if by_byte[b] then A.raise("bio.matrices.new: bad argument #1 'alphabet': letter '" .. sub(alphabet, i, i) .. "' appears twice", 2) end
     by_byte[b] = row
   end
   return setmetatable({name = name, alphabet = alphabet, by_byte = by_byte}, Matrix)

@@ -38,8 +38,20 @@ local RNA_COMP = both_cases(A.rna_complement)
 -- through `charmap` (characters not in the map are kept), optionally
 -- reversing the result.  `common`: the letters most input consists of
 -- (the portable kernel is fastest on those).
+-- Mappers return nil for a string with a byte >= 0x80: Biopython's
+-- complement functions refuse non-ASCII text (UnicodeEncodeError).
 local function make_mapper(charmap, common)
   if ffi then
+    local u64 = ffi.typeof("const uint64_t *")
+    local band, bor = require("bit").band, require("bit").bor
+    local HIGH = ffi.cast("uint64_t", 0x80808080) * 0x100000001 -- 0x8080808080808080
+    local function ascii(p, n) -- eight bytes at a time
+      local w, acc = ffi.cast(u64, p), ffi.cast("uint64_t", 0)
+      local nw = (n - n % 8) / 8
+      for i = 0, nw - 1 do acc = bor(acc, w[i]) end
+      for i = nw * 8, n - 1 do acc = bor(acc, p[i]) end
+      return band(acc, HIGH) == 0
+    end
     local bmap = {}
     for k, v in pairs(charmap) do bmap[byte(k)] = byte(v) end
     for b = 0, 255 do bmap[b] = bmap[b] or b end
@@ -48,6 +60,7 @@ local function make_mapper(charmap, common)
       local n = #s
       if n == 0 then return s end
       local p = ffi.cast("const uint8_t*", s)
+      if not ascii(p, n) then return nil end
       local out = F.scratch("map", n)
       if reversed then
         local last = n - 1
@@ -60,35 +73,47 @@ local function make_mapper(charmap, common)
   end
   -- Portable: unrolled string.unpack/pack or string.byte/char kernels
   -- (bio._bytemap explains why and how fast).
-  return require("bio._bytemap").new(charmap, common)
+  return require("bio._bytemap").new(charmap, common, true)
 end
 
 local map_dna = make_mapper(DNA_COMP, "ACGTNacgtn")
 local map_rna = make_mapper(RNA_COMP, "ACGUNacgun")
 
+-- map(s) or the error Biopython's UnicodeEncodeError stands for, at the
+-- line that called the complement function.
+local function mapped(map, s, reversed, fname)
+  A.check_string(s, fname, 1, "seq")
+  local out = map(s, reversed)
+  if out then return out end
+  local at = s:find("[\128-\255]")
+  A.arg_error(fname, 1, "seq", string.format("non-ASCII byte \\%d at position %d (sequences are ASCII text; "
+    .. "Biopython raises UnicodeEncodeError)", s:byte(at), at), 3)
+end
+
 --- Complement of a DNA sequence: IUPAC-aware, case kept, U -> A; other
--- characters (gaps, '*', digits) unchanged.  Same as Bio.Seq.complement.
+-- ASCII characters (gaps, '*', digits) unchanged; a byte >= 0x80 is an
+-- error.  Same as Bio.Seq.complement.
 function M.complement(s)
-  A.check_string(s, "bio.seq.complement", 1, "seq")
-  return map_dna(s, false)
+  local out = mapped(map_dna, s, false, "bio.seq.complement")
+  return out
 end
 
 --- Reverse complement of a DNA sequence (Bio.Seq.reverse_complement).
 function M.reverse_complement(s)
-  A.check_string(s, "bio.seq.reverse_complement", 1, "seq")
-  return map_dna(s, true)
+  local out = mapped(map_dna, s, true, "bio.seq.reverse_complement")
+  return out
 end
 
 --- Complement as RNA: A -> U, and T is read as U (Bio.Seq.complement_rna).
 function M.complement_rna(s)
-  A.check_string(s, "bio.seq.complement_rna", 1, "seq")
-  return map_rna(s, false)
+  local out = mapped(map_rna, s, false, "bio.seq.complement_rna")
+  return out
 end
 
 --- Reverse complement as RNA (Bio.Seq.reverse_complement_rna).
 function M.reverse_complement_rna(s)
-  A.check_string(s, "bio.seq.reverse_complement_rna", 1, "seq")
-  return map_rna(s, true)
+  local out = mapped(map_rna, s, true, "bio.seq.reverse_complement_rna")
+  return out
 end
 
 M.revcomp = M.reverse_complement
@@ -279,11 +304,17 @@ local G_C = packed_map("Gg", "Cc") -- low = G, high = C
 
 --- GC skew (G-C)/(G+C) in consecutive non-overlapping windows (default 100);
 -- the last window may be shorter.  A window without G or C gives 0.0.
--- Same as Bio.SeqUtils.GC_skew; returns a list.
+-- Same as Bio.SeqUtils.GC_skew; returns a list.  As there (Python's
+-- range(0, len, window)), a negative window gives an empty list and a window
+-- of 0 is an error.
 function M.gc_skew(s, window)
   local fname = "bio.seq.gc_skew"
   A.check_string(s, fname, 1, "seq")
-  window = window == nil and 100 or A.check_int(window, fname, 2, "window", 1, math.huge)
+  if window == nil then window = 100 end
+  if type(window) ~= "number" or window ~= math.floor(window) or window == 0 or window == math.huge or window == -math.huge then
+    A.arg_error(fname, 2, "window", "must be a non-zero integer, got " .. tostring(window), 2)
+  end
+  if window < 0 then return {} end -- range(0, len, window) is empty
   local out, n = {}, #s
   for i = 1, n, window do
     local j = i + window - 1

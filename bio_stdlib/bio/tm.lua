@@ -13,6 +13,7 @@
 -- Unknown option names raise an error (a misspelt `na=` would otherwise be ignored).
 -- Runs on Lua 5.1-5.4 and LuaJIT.
 
+local A = require "bio.alphabet"
 local data = require "bio.tm_data"
 
 local M = {}
@@ -32,7 +33,7 @@ M.table_names = {"DNA_NN1", "DNA_NN2", "DNA_NN3", "DNA_NN4", "RNA_NN1", "RNA_NN2
 -- helpers
 
 -- Errors read "bio.tm.Tm_NN: bad argument #1 'seq': ..." (as the rest of bio.*).
-local function fail(fn, msg) error("bio.tm." .. fn .. ": " .. msg, 3) end
+local function fail(fn, msg) A.raise("bio.tm." .. fn .. ": " .. msg, 2) end -- at the user's line
 
 -- Check an options table against the allowed names and fill in defaults.
 local function options(fn, opts, defaults, pos)

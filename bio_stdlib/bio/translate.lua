@@ -27,6 +27,7 @@ for i = 1, #LETTERS do
 end
 
 local FN = "bio.translate.translate"
+local rename_stops -- defined with translate()
 
 ---------------------------------------------------------------------------
 -- Genetic code tables
@@ -41,18 +42,35 @@ local function known_ids()
   return "1-6, 9-16, 21-33"
 end
 
--- Resolve a table argument (id, numeric string or name) to the raw table.
+-- Python's int(str) in base 10, which Biopython tries first on a table
+-- argument: surrounding whitespace (C isspace: not \28-\31, unlike
+-- str.split), a sign, digits with single '_' between them ("1_1", " +11 ").
+-- Nothing else ("1e1", "0x0B", "11.0") is a number.
+local PY_SPACE = "[ \t\n\v\f\r]*"
+local function python_int(s)
+  local sign, digits = s:match("^" .. PY_SPACE .. "([+-]?)(%d[%d_]*)" .. PY_SPACE .. "$")
+  if not digits or find(digits, "__", 1, true) or sub(digits, -1) == "_" then return nil end
+  local n = tonumber((gsub(digits, "_", "")))
+  return sign == "-" and -n or n
+end
+
+-- Resolve a table argument to the raw table, as Biopython does: a number
+-- (an integral id), a string that Python's int() reads as one, or a name
+-- (exact, as CodonTable's *_by_name dictionaries).  Errors at the line
+-- that called the caller of resolve.
 local function resolve(spec, fname, pos)
   fname, pos = fname or FN, pos or 2
   if spec == nil then return DATA.tables[1] end
   local id = spec
   if type(spec) == "string" then
-    id = by_name[spec] or tonumber(spec)
+    id = python_int(spec) or by_name[spec]
     if id == nil then
-      A.arg_error(fname, pos, "table", string.format("unknown genetic code name '%s' (known: ids %s or names such as \"Standard\", \"Bacterial\", \"Vertebrate Mitochondrial\")", spec, known_ids()), 3)
+      A.arg_error(fname, pos, "table", string.format("unknown genetic code name '%s' (known: ids %s, as numbers or decimal strings, or names such as \"Standard\", \"Bacterial\", \"Vertebrate Mitochondrial\")", spec, known_ids()), 3)
     end
   elseif type(spec) ~= "number" then
     A.arg_error(fname, pos, "table", "expected a table id or name, got " .. type(spec), 3)
+  elseif spec ~= math.floor(spec) then
+    A.arg_error(fname, pos, "table", string.format("expected an integral table id, got %s", tostring(spec)), 3)
   end
   local t = DATA.tables[id]
   if not t then
@@ -129,11 +147,14 @@ end
 ---------------------------------------------------------------------------
 
 -- Translate one 3-character codon: amino acid letter, "*" for a stop, the
--- gap character for a gap codon, or nil for an invalid codon.
+-- gap character for a gap codon, or nil for an invalid codon.  As
+-- Biopython, a codon is first a stop or an amino acid (so a gap letter that
+-- is a nucleotide never makes a gap codon), and the upper-cased codon is
+-- compared with three gap characters.
 local function codon_aa(t, codon, gap)
   local aa = code_at(t, codon)
   if aa and aa ~= "#" then return aa end
-  if gap and codon == gap .. gap .. gap then return gap end
+  if gap and upper(codon) == gap .. gap .. gap then return gap end
   return nil
 end
 
@@ -260,7 +281,7 @@ else
       for k = 0, n - 1 do
         local aa = codon_aa(t, sub(region, 3 * k + 1, 3 * k + 3), gap)
         if not aa then return nil, first_stop, k end
-        if aa == "*" and not first_stop and gap ~= "*" then
+        if not first_stop and code_at(t, sub(region, 3 * k + 1, 3 * k + 3)) == "*" then -- a stop, not a '*' gap
           first_stop = k
           if to_stop then return gsub_codons(sub(region, 1, 3 * k), memo_for(t, gap)), k end
         end
@@ -302,6 +323,24 @@ local function check_bool(v, name)
   return v
 end
 
+-- The protein with each stop ('*') written as `stop_symbol`.  A '*' gap
+-- residue (gap = "*", codon "***") stays: Biopython emits the gap itself.
+rename_stops = function(protein, stop_symbol, gap, s, offset)
+  local sym = gsub(stop_symbol, "%%", "%%%%")
+  if gap ~= "*" then return (gsub(protein, "%*", sym)) end
+  local parts, pos = {}, 1
+  while true do
+    local k = find(protein, "*", pos, true)
+    if not k then break end
+    local at = offset + 3 * (k - 1)
+    parts[#parts + 1] = sub(protein, pos, k - 1)
+    parts[#parts + 1] = sub(s, at, at + 2) == "***" and "*" or stop_symbol
+    pos = k + 1
+  end
+  parts[#parts + 1] = sub(protein, pos)
+  return table.concat(parts)
+end
+
 local function translation_error(msg, level)
   error(FN .. ": translation error: " .. msg, level + 1)
 end
@@ -328,9 +367,10 @@ function M.translate(s, opts)
   if stop_symbol == nil then stop_symbol = "*" end
   A.check_string(stop_symbol, FN, 2, "stop_symbol")
   local to_stop, cds, gap = check_bool(opts.to_stop, "to_stop"), check_bool(opts.cds, "cds"), opts.gap
-  if gap ~= nil and (type(gap) ~= "string" or #gap ~= 1) then
+  if gap ~= nil and (type(gap) ~= "string" or #gap > 1) then
     A.arg_error(FN, 2, "gap", "must be a single character string", 2)
   end
+  if gap == "" then gap = nil end -- Biopython: no codon equals "" * 3, so no gaps
   if c.dual and to_stop then
     A.arg_error(FN, 2, "to_stop", string.format(
       "cannot be used with table %d: it has %d codon(s) that are both STOP and an amino acid (e.g. '%s' -> '%s' or STOP)",
@@ -358,9 +398,7 @@ function M.translate(s, opts)
     local at = offset + 3 * first_stop
     translation_error(string.format("extra in frame stop codon '%s' found at position %d", upper(sub(s, at, at + 2)), at), 2)
   end
-  if stop_symbol ~= "*" and first_stop then
-    protein = gsub(protein, "%*", (gsub(stop_symbol, "%%", "%%%%")))
-  end
+  if stop_symbol ~= "*" and first_stop then protein = rename_stops(protein, stop_symbol, gap, s, offset) end
   return prefix .. protein
 end
 
@@ -368,8 +406,11 @@ end
 -- Six frames and ORFs
 ---------------------------------------------------------------------------
 
-local function frame_list(s, t, stop_symbol)
-  local rc = seqmod.reverse_complement(s)
+local function frame_list(s, t, stop_symbol, fname)
+  local ok, rc = pcall(seqmod.reverse_complement, s)
+  if not ok then -- a non-ASCII byte: the error of the function the user called, at their line
+    error((gsub(tostring(rc), "^bio%.seq%.reverse_complement", fname)), 3)
+  end
   local frames = {}
   local n = #s
   for strand = 1, 2 do
@@ -405,7 +446,7 @@ function M.six_frames(s, opts)
   A.check_string(s, "bio.translate.six_frames", 1, "seq")
   opts = options(opts, SIX_FRAME_OPTS, "bio.translate.six_frames")
   local t = resolve(opts.table, "bio.translate.six_frames", 2)
-  local frames = frame_list(s, t, opts.stop_symbol or "*")
+  local frames = frame_list(s, t, opts.stop_symbol or "*", "bio.translate.six_frames")
   return frames
 end
 
@@ -505,7 +546,7 @@ function M.orfs(s, opts)
   local fname = "bio.translate.orfs"
   A.check_string(s, fname, 1, "seq")
   local o = orf_options(opts, fname)
-  local frames, rc = frame_list(s, o.t, "*")
+  local frames, rc = frame_list(s, o.t, "*", fname)
   local strands = { ["+"] = upper(seqmod.back_transcribe(s)), ["-"] = upper(seqmod.back_transcribe(rc)) }
   local result = {}
   for _, fr in ipairs(frames) do

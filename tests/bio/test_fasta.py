@@ -204,3 +204,22 @@ def test_reads_a_compressed_file_through_a_pipe(tmp_path):
         return out
     """)
     assert got == [["a", "ACGTAC"], ["b", "GG"]]
+
+
+@bio_runtimes()
+def test_ids_split_on_python_whitespace(runtime):
+    # str.split() ends a word at \x0b, \x0c and \x1c-\x1f too; str.rstrip() drops them at the end
+    texts = []
+    for ch in ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f", "\x00", "\x7f", "\x01"]:
+        texts.append(f">a{ch}b c\nACGT\n>{ch}lead x\nAC\n>trail{ch}\nGG\n>x y{ch}{ch}\nT\n")
+    got = run_bio(runtime, f"local TEXTS = {lua(texts)}\nlocal SIZES = {{1, 1048576}}\n" + PARSE_ALL)
+    for text, per_size in zip(texts, got):
+        want = biopython_records(text)
+        for recs in per_size:
+            assert recs == want, repr(text)
+    # the writer's "does the description start with the id" test splits the same way
+    got = run_bio(runtime, r"""
+        local X = require "bio.fasta"
+        return {X.title({id = "a", description = "a\28b"}), X.title({id = "a\28b", description = "a\28b c"})}
+    """)
+    assert got == ["a\x1cb", "a\x1cb a\x1cb c"]

@@ -156,17 +156,16 @@ def mutated_fastq(seed: int) -> str:
     return "\n".join(lines)
 
 
-@bio_runtimes()
-def test_corrupted_files_fail_exactly_when_biopython_fails(runtime):
-    texts = [mutated_fastq(seed) for seed in range(80)]
-    got = run_bio(runtime, f"""
+def parse_each(runtime, texts):
+    """For each text: ["ok", [[id, description, seq, qualities], ...]] or ["error", message] from fastq.parse."""
+    return run_bio(runtime, f"""
         local X = require "bio.fastq"
         local out = {{}}
         for i, t in ipairs({lua(texts)}) do
           local ok, res = pcall(X.parse, t)
           if ok then
             local recs = {{}}
-            for j, r in ipairs(res) do recs[j] = {{r.description, r.seq, r.qualities}} end
+            for j, r in ipairs(res) do recs[j] = {{r.id, r.description, r.seq, r.qualities}} end
             out[i] = {{"ok", recs}}
           else
             out[i] = {{"error", res}}
@@ -174,6 +173,12 @@ def test_corrupted_files_fail_exactly_when_biopython_fails(runtime):
         end
         return out
     """)
+
+
+@bio_runtimes()
+def test_corrupted_files_fail_exactly_when_biopython_fails(runtime):
+    texts = [mutated_fastq(seed) for seed in range(80)]
+    got = parse_each(runtime, texts)
     for text, (kind, value) in zip(texts, got):
         try:
             want = ["ok", [[r.description, str(r.seq), r.letter_annotations["phred_quality"]]
@@ -182,6 +187,44 @@ def test_corrupted_files_fail_exactly_when_biopython_fails(runtime):
             want = ["error", None]
         assert kind == want[0], (text, value)
         if kind == "ok":
-            assert [[d, s, q or []] for d, s, q in (value or [])] == want[1]
+            assert [[d, s, q or []] for _, d, s, q in (value or [])] == want[1]
         else:
             assert " line " in value  # every error names its line
+
+
+# Python's whitespace in ASCII (str.split / str.rstrip) includes \x0b, \x0c and \x1c-\x1f; Biopython's
+# FASTQ parser also refuses any control character, space or DEL left in a sequence (isprintable).
+ODD_BYTES = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f", "\x00", "\x7f", "\x01"]
+
+
+def odd_fastq_cases():
+    cases = []
+    for ch in ODD_BYTES:
+        cases += [f"@r1 x\nAC{ch}GT\n+\nIIIII\n",          # inside the sequence
+                  f"@r1 x\nACGT{ch}\n+\nIIII\n",           # at its end (stripped if whitespace)
+                  f"@r1{ch}x y\nACGT\n+\nIIII\n",          # inside the title: the id ends there or not
+                  f"@{ch}r1 x\nACGT\n+\nIIII\n",           # leading
+                  f"@r1 x{ch}\nACGT\n+r1 x\nIIII{ch}\n",   # trailing title and quality
+                  f"@r1\nAC\nGT{ch}\n+\nII\nII\n"]         # a wrapped record
+    return cases
+
+
+def biopython_fastq(text):
+    try:
+        return ["ok", [[r.id, r.description, str(r.seq), r.letter_annotations["phred_quality"]]
+                       for r in SeqIO.parse(io.StringIO(text), "fastq")]]
+    except ValueError:
+        return ["error", None]
+
+
+@bio_runtimes()
+def test_python_whitespace_and_control_bytes_as_biopython(runtime):
+    cases = odd_fastq_cases()
+    got = parse_each(runtime, cases)
+    for text, (kind, value) in zip(cases, got):
+        want_kind, want = biopython_fastq(text)
+        assert kind == want_kind, (text, value)
+        if kind == "ok":
+            assert [[i, d, s, q or []] for i, d, s, q in value] == want, text
+        elif "\n+\nIIIII\n" in text:  # a control byte inside the sequence: named
+            assert "whitespace or a control character" in value and "at column 3" in value, value

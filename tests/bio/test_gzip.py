@@ -31,7 +31,8 @@ RUNTIMES = {
     "lua5.2": ("lua5.2", {}, "lua"),
     "lua5.3": ("lua5.3", {}, "lua"),
     "lua5.4": ("lua5.4", {}, "lua"),
-    "luajit": ("luajit", {}, "zlib"),
+    "luajit": ("luajit", {}, "zlib"),  # BGZF blocks through libdeflate when it loads
+    "luajit-nolibdeflate": ("luajit", {"BIOXEN_NO_LIBDEFLATE": "1"}, "zlib"),  # every member on zlib's stream
     "luajit-nozlib": ("luajit", {"BIOXEN_NO_FFI_ZLIB": "1"}, "lua"),
     "luajit-portable": ("luajit", {"BIOXEN_BIO_PORTABLE": "1"}, "lua"),
 }
@@ -864,3 +865,31 @@ def test_lupa_runtimes_decode_too(data, tmp_path):
         """)
         assert out.read_bytes() == data.seq + data.expect["many.gz"], runtime
         assert got[1] == len(bgzf_blocks_in_python(path.read_bytes()))
+
+
+@pytest.mark.parametrize("runtime", ["luajit", "luajit-nolibdeflate"])
+def test_bgzf_blocks_through_libdeflate_or_zlib(runtime, tmp_path):
+    # the same bytes and the same errors whichever inflater takes a BGZF block
+    rng = random.Random(4)
+    text = b"".join(b">r%d\n" % i + bytes(rng.choice(b"ACGTN") for _ in range(rng.randrange(1, 3000))) + b"\n"
+                    for i in range(300))
+    good = tmp_path / "x.fa.bgz"
+    good.write_bytes(subprocess.run([require_binary("bgzip"), "-c"], input=text, capture_output=True,
+                                    check=True).stdout)
+    bad = bytearray(good.read_bytes())
+    bad[40] ^= 0xFF  # inside the first block's deflate data
+    (tmp_path / "bad.bgz").write_bytes(bytes(bad))
+    got = run_lua(runtime, f"""
+        local G = require "bio._gzip"
+        local read = G.chunks({L(str(good))})
+        local parts = {{}}
+        for piece in read do parts[#parts + 1] = piece end
+        local ok, err = pcall(function()
+          local r = G.chunks({L(str(tmp_path / "bad.bgz"))})
+          while r() do end
+        end)
+        return {{ table.concat(parts), G.libdeflate_available, err }}
+    """)
+    assert got[0].encode("latin-1") == text
+    assert got[1] is (runtime == "luajit" and ctypes.util.find_library("deflate") is not None)
+    assert "in gzip member at byte offset 0" in got[2]

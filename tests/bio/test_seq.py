@@ -75,17 +75,20 @@ def test_gc_skew_and_gc123_match_biopython(runtime):
     for _ in range(40):
         s = "".join(rng.choice("ACGTacgtN") for _ in range(rng.randrange(1, 400)))
         cases.append((s, rng.choice([1, 3, 7, 50, 100, 1000])))
+    # a window <= 0 (but not 0, an error) gives no windows; one longer than the sequence, one window
+    cases += [("ACGT", -1), ("ACGT", -100), ("", -3), ("", 5), ("GGGC", 4), ("GGGC", 5), ("GGGC", 10 ** 9)]
     got = run_bio(runtime, f"""
         local S = require "bio.seq"
         local out = {{}}
         for i, c in ipairs({lua([list(c) for c in cases])}) do
-          out[i] = {{S.gc_skew(c[1], c[2]), {{S.gc123(c[1])}}}}
+          local ok, t, p1, p2, p3 = pcall(S.gc123, c[1])
+          out[i] = {{S.gc_skew(c[1], c[2]), ok and {{t, p1, p2, p3}} or {{}}}}
         end
         return out
     """)
     for (s, w), (skew, g123) in zip(cases, got):
-        assert skew == pytest.approx(GC_skew(s, w), abs=1e-12)
-        if any(ch in "ACGTacgt" for ch in s):
+        assert (skew or []) == pytest.approx(GC_skew(s, w), abs=1e-12)  # {} is how an empty list comes back
+        if any(ch in "ACGTacgt" for ch in s) and w > 0:
             assert g123 == pytest.approx(list(GC123(s)), abs=1e-12)
 
 
@@ -127,17 +130,49 @@ def test_kernel_family_is_chosen_at_load_time():
 
 
 @bio_runtimes()
-def test_every_byte_value_passes_through_like_biopython(runtime):
-    # all 256 byte values, NUL and high bytes included, around window and block edges
-    data = bytes(range(256)) * 3 + b"ACGTN" * 7
+def test_every_ascii_byte_passes_through_like_biopython(runtime):
+    # all 128 ASCII byte values, NUL included, around window and block edges
+    data = bytes(range(128)) * 6 + b"ACGTN" * 7
     got = run_bio(runtime, f"""
         local S = require "bio.seq"
         local s = {lua(data)}
         return {{S.reverse_complement(s), S.complement_rna(s), S.gc_fraction(s), S.gc_fraction(s, "ignore"),
                 S.gc_fraction(s, "weighted")}}
     """)
-    seq = Seq(data)  # Biopython's str functions insist on ASCII; its Seq takes any bytes
-    assert got[0].encode("latin-1") == bytes(seq.reverse_complement())
-    assert got[1].encode("latin-1") == bytes(seq.complement_rna())
+    text = data.decode("ascii")
+    assert got[0] == reverse_complement(text)
+    assert got[1] == complement_rna(text)
+    seq = Seq(data)
     assert got[2:] == pytest.approx([gc_fraction(seq), gc_fraction(seq, "ignore"), gc_fraction(seq, "weighted")],
                                     abs=1e-12)
+
+
+@bio_runtimes()
+def test_bytes_above_ascii_are_refused_like_biopython(runtime):
+    # Biopython's complement functions encode their str as ASCII: any other character raises
+    # UnicodeEncodeError.  Every high byte, at the start, inside a long string (word kernels),
+    # and in a short tail.
+    cases = [bytes([b]) + b"ACGT" for b in range(128, 256)]
+    cases += [b"ACGTN" * 900 + b"\x80" + b"ACGT" * 500, b"ACGT" * 1000 + b"\xff", b"AC\xc3\xa9GT"]
+    got = run_bio(runtime, f"""
+        local S = require "bio.seq"
+        local out = {{}}
+        for i, s in ipairs({lua(cases)}) do
+          local row = {{}}
+          for _, f in ipairs{{"complement", "reverse_complement", "complement_rna", "reverse_complement_rna"}} do
+            local ok, err = pcall(S[f], s)
+            row[#row + 1] = ok and "ok" or err
+          end
+          out[i] = row
+        end
+        return out
+    """)
+    for data, row in zip(cases, got):
+        text = data.decode("latin-1")
+        at = next(i for i, b in enumerate(data) if b >= 128)
+        for name, f, msg in zip(("complement", "reverse_complement", "complement_rna", "reverse_complement_rna"),
+                                (complement, reverse_complement, complement_rna, reverse_complement_rna), row):
+            with pytest.raises(UnicodeEncodeError):
+                f(text)
+            assert msg == (f"bio.seq.{name}: bad argument #1 'seq': non-ASCII byte \\{data[at]} at position {at + 1} "
+                           "(sequences are ASCII text; Biopython raises UnicodeEncodeError)"), (name, data[:8])

@@ -263,3 +263,68 @@ def test_orfs_options_nested_any_and_errors():
     assert "bad argument #2 'min_length'" in errs[1]
     assert "bad argument #2 'table'" in errs[2]
     assert "bad argument #2 'strand'" in errs[3]
+
+
+def biopython_any(seq, table, opts):
+    """Like biopython(), with every exception (KeyError, TypeError) as 'error'."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BiopythonWarning)
+            return ["ok", translate(seq, table=table, **opts)]
+    except TranslationError:
+        return ["translation", None]
+    except Exception:  # noqa: BLE001 - any refusal counts
+        return ["error", None]
+
+
+GRID_SEQS = ["ATG***TAA***", "ATG***AAATAG", "***ATGTAA", "ATG---TAG---", "ATGNNNTAR", "ATGXXXTAA",
+             "atgxxxtaa", "ATG@@@TAG", "ATGAAATAGCCC", "ATGTGA***TAA", "GTGAAATGA"]
+GRID_GAPS = [None, "", "-", "*", "N", "X", "x", "@"]
+GRID_STOPS = ["*", "@", "", "%", "XY"]
+
+
+def grid_cases():
+    cases = []
+    for s in GRID_SEQS:
+        for gap in GRID_GAPS:
+            for stop in GRID_STOPS:
+                for to_stop, cds in ((False, False), (True, False), (False, True)):
+                    for table in (1, 11, 27):
+                        opts = {"stop_symbol": stop, "to_stop": to_stop, "cds": cds}
+                        if gap is not None:
+                            opts["gap"] = gap
+                        cases.append((s, table, opts))
+    return cases
+
+
+@bio_runtimes()
+def test_gap_stop_symbol_grid_matches_biopython(runtime):
+    # the gap residue is emitted as the gap even when it is '*' and stops are renamed;
+    # gap "" means no gap; a gap that is a nucleotide letter never makes a gap codon
+    cases = grid_cases()
+    got = run_cases(runtime, cases)
+    for (s, table, opts), (kind, value) in zip(cases, got):
+        want_kind, want_value = biopython_any(s, table, opts)
+        if want_kind == "error":  # ValueError (to_stop on table 27) and the like
+            assert kind == "value", (s, table, opts, value)
+        else:
+            assert [kind, value if kind == "ok" else None] == [want_kind, want_value], (s, table, opts, value)
+
+
+TABLE_SPECS = ["1e1", "0x0B", " 11 ", "+11", "1_1", "1__1", "11_", "_11", "011", "11.0", "-1", "0", "7",
+               "Standard", "standard", "SGC0", "Bacterial", "", " ", "\t2\n", "2\x1c", "inf", "nan", 2, 11, 33, 0, 34]
+
+
+@pytest.mark.parametrize("runtime", ["lua5.1", "lua5.4", "luajit", "lupa:lua53"])
+def test_table_argument_as_biopython_reads_it(runtime):
+    cases = [("ATGTGAAGATAG", spec, {}) for spec in TABLE_SPECS]
+    got = run_cases(runtime, cases)
+    for (s, spec, _), (kind, value) in zip(cases, got):
+        want_kind, want_value = biopython_any(s, spec, {})
+        if want_kind == "ok":
+            assert [kind, value] == ["ok", want_value], spec
+        else:
+            assert kind == "value" and "bad argument #2 'table'" in value, (spec, value)
+    # a non-integral id is refused (Biopython's int() would truncate 11.5 to 11)
+    got = run_cases(runtime, [("ATG", 11.5, {})])
+    assert got[0][0] == "value" and "expected an integral table id, got 11.5" in got[0][1]
