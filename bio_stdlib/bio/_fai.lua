@@ -48,7 +48,7 @@ local function storage(path, fname)
 end
 
 local function refuse_gzip(path, fname)
-  error(fmt("%s: '%s' is compressed with plain gzip, which cannot be indexed (samtools: \"Cannot index "
+  A.raise(fmt("%s: '%s' is compressed with plain gzip, which cannot be indexed (samtools: \"Cannot index "
     .. "files compressed with gzip, please use bgzip\"); recompress it with bgzip", fname, path), 4)
 end
 
@@ -266,10 +266,10 @@ end
 
 local function write_file(path, data, fname)
   local f, err = io.open(path, "wb")
-  if not f then error(fmt("%s: cannot write '%s': %s", fname, path, tostring(err)), 0) end
+  if not f then A.raise(fmt("%s: cannot write '%s': %s", fname, path, tostring(err))) end
   local ok, werr = f:write(data)
   f:close()
-  if not ok then error(fmt("%s: cannot write '%s': %s", fname, path, tostring(werr)), 0) end
+  if not ok then A.raise(fmt("%s: cannot write '%s': %s", fname, path, tostring(werr))) end
 end
 
 --- Index `path` (plain or BGZF FASTA, or FASTQ when `fastq`): writes
@@ -289,7 +289,7 @@ function M.index(path, opts, fname, fastq)
   local read, close = IO.open_source(path, fname, opts.chunk_size)
   local ok, entries, warnings = pcall(scan, read, "'" .. path .. "'", fname, fastq)
   close()
-  if not ok then error(entries, 0) end
+  if not ok then A.raise(entries) end
   if opts.write ~= false then
     write_file(path .. ".fai", M.format(entries), fname)
     if kind == "bgzf" then write_file(path .. ".gzi", gzi_bytes(path), fname) end
@@ -333,8 +333,8 @@ local function parse_index(text, fai, fname)
     local name, len, off, lb, lw, qo = line:match(LINE6)
     if not name then name, len, off, lb, lw = line:match(LINE5) end
     if not name then
-      error(fmt("%s: '%s' line %d: not a FASTA index line (expected NAME, LENGTH, OFFSET, LINEBASES, "
-        .. "LINEWIDTH separated by tabs): %q", fname, fai, lineno, #line > 60 and sub(line, 1, 60) .. "..." or line), 0)
+      A.raise(fmt("%s: '%s' line %d: not a FASTA index line (expected NAME, LENGTH, OFFSET, LINEBASES, "
+        .. "LINEWIDTH separated by tabs): %q", fname, fai, lineno, #line > 60 and sub(line, 1, 60) .. "..." or line))
     end
     local e = { name = name, length = tonumber(len), offset = tonumber(off), linebases = tonumber(lb),
       linewidth = tonumber(lw), qualoffset = qo and tonumber(qo) or nil }
@@ -387,10 +387,10 @@ local function read_gzi(gzi, fname)
     for i = p + 7, p, -1 do v = v * 256 + byte(data, i) end
     return v
   end
-  if #data < 8 then error(fmt("%s: '%s': not a .gzi index (too short)", fname, gzi), 0) end
+  if #data < 8 then A.raise(fmt("%s: '%s': not a .gzi index (too short)", fname, gzi)) end
   local n = num(1)
-  if #data ~= 8 + 16 * n then error(fmt("%s: '%s': not a .gzi index (%d entries need %d bytes, it has %d)",
-    fname, gzi, n, 8 + 16 * n, #data), 0) end
+  if #data ~= 8 + 16 * n then A.raise(fmt("%s: '%s': not a .gzi index (%d entries need %d bytes, it has %d)",
+    fname, gzi, n, 8 + 16 * n, #data)) end
   local c, u = { 0 }, { 0 }
   for i = 1, n do
     c[i + 1], u[i + 1] = num(9 + 16 * (i - 1)), num(17 + 16 * (i - 1))
@@ -443,7 +443,7 @@ local function retrieve(path, kind, e, beg, want, fname)
       end
     end)
     close()
-    if not ok then error(err, 0) end
+    if not ok then A.raise(err) end
   end
   return concat(got)
 end

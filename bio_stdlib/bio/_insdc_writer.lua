@@ -769,32 +769,32 @@ end
 
 -- A single record (a table with record fields and no list part) is
 -- written as a list of one; IO.each only recognises one that has `seq`.
-local function each(records, fname)
+local function each(records, fname, pos)
   if type(records) == "table" and records[1] == nil
     and (records.seq ~= nil or records.length ~= nil or records.id ~= nil or records.features ~= nil) then
     records = { records }
   end
-  return IO.each(records, fname)
+  return IO.each(records, fname, pos)
 end
 
-local function to_string(body, fname, records)
+local function to_string(body, next_record)
   local parts = {}
-  for rec in each(records, fname) do parts[#parts + 1] = render(body, rec, #parts + 1) end
+  for rec in next_record do parts[#parts + 1] = render(body, rec, #parts + 1) end
   return concat(parts)
 end
 
--- Write each record through emit(); a Failure is raised at `level`.
-local function write(body, fname, emit, close, records)
+-- Write each record through emit(); a Failure is raised at the user's line.
+local function write(body, fname, emit, close, next_record)
   local n = 0
   local ok, err = pcall(function()
-    for rec in each(records, fname) do
+    for rec in next_record do
       n = n + 1
       emit(render(body, rec, n))
     end
   end)
   close()
   if not ok then
-    if getmetatable(err) == Failure then error(fname .. ": " .. err.msg, 3) end
+    if getmetatable(err) == Failure then A.raise(fname .. ": " .. err.msg, 2) end
     error(err, 0)
   end
   return n
@@ -811,14 +811,17 @@ local function functions(body, prefix)
     local s = guarded(fmt, 2, render, body, rec)
     return s
   end
+  -- The records argument is checked before any output is made (and outside
+  -- the pcall that turns Failures into errors, so its error names the caller).
   function fns.to_string(records)
-    local s = guarded(str, 2, to_string, body, str, records)
+    local s = guarded(str, 2, to_string, body, each(records, str, 1))
     return s
   end
   function fns.write(dest, records, opts)
     A.check_options(opts, {}, wr, 3)
+    local next_record = each(records, wr, 2)
     local emit, close = IO.open_dest(dest, wr)
-    local n = write(body, wr, emit, close, records)
+    local n = write(body, wr, emit, close, next_record)
     return n
   end
   return fns

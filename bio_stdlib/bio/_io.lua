@@ -343,9 +343,11 @@ end
 
 --- Iterate over `records`: a list of records, or an iterator function.
 -- A bad argument is an error at the line that called each()'s caller.
-function M.each(records, fname)
+function M.each(records, fname, pos)
   if type(records) == "function" then return records end
-  if type(records) ~= "table" then A.arg_error(fname, 2, "records", "expected a list of records or an iterator, got " .. type(records), 3) end
+  if type(records) ~= "table" then
+    A.arg_error(fname, pos or 2, "records", "expected a list of records or an iterator, got " .. type(records), 3)
+  end
   if records.seq ~= nil then records = { records } end -- a single record
   local i = 0
   return function() i = i + 1; return records[i] end

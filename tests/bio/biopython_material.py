@@ -38,7 +38,7 @@ def biopython_tests_dir() -> Path:
     if not sdist.exists():
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-             "--no-build-isolation", f"biopython=={VERSION}", "-d", str(root)],
+             f"biopython=={VERSION}", "-d", str(root)],
             capture_output=True, text=True, timeout=600)
         if proc.returncode != 0 or not sdist.exists():
             pytest.skip(f"cannot download the biopython {VERSION} sdist from the package registry "

@@ -102,7 +102,9 @@ return {probe, explicit}
 
 
 @runtime_params(ALL_RUNTIMES)
-def test_errors_name_the_callers_line(runtime):
+def test_errors_name_the_callers_line(runtime, tmp_path, monkeypatch):
+    # The probe calls writers with paths such as 'ACGT': they must land in a scratch folder.
+    monkeypatch.chdir(tmp_path)
     code = f"local PROBE_ARGS = {lua(PROBE_ARGS)}\nlocal EXPLICIT = {lua([list(c) for c in EXPLICIT])}\n" + PROBE
     probe, explicit = run(runtime, code)
     assert len(probe) > 100  # the probe reaches most checks
