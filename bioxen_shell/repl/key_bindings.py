@@ -6,6 +6,8 @@
   input, Enter just breaks the line.
 * Meta-Enter (Esc Enter) — always a new line.
 * Tab on a blank line prefix — indents instead of completing.
+* Enter in a Ctrl-R search — runs the entry found (Esc leaves the search to edit it).
+* Ctrl-X Ctrl-E — edits the input in $VISUAL / $EDITOR, then runs it when complete.
 Ctrl-C (clear the input), Ctrl-D (exit), Ctrl-R (history search) and bracketed
 paste are prompt_toolkit's own.
 """
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import re
 
+from prompt_toolkit import search
 from prompt_toolkit.enums import DEFAULT_BUFFER
-from prompt_toolkit.filters import Condition, has_focus
+from prompt_toolkit.filters import Condition, has_focus, is_searching
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 __all__ = ["load_shell_bindings"]
@@ -28,6 +31,8 @@ def _dedent_closing_line(engine, buffer) -> None:  # noqa: ANN001
     if len(lines) < 2 or not _CLOSER.match(lines[-1]):
         return
     status, indent = engine.is_complete("\n".join(lines[:-1]))
+    if status == "incomplete" and indent == 0:
+        return  # nothing open to close: inside a long string or comment, the line is data
     want = max(0, (indent if status == "incomplete" else 0) - INDENT)
     stripped = lines[-1].lstrip()
     if len(lines[-1]) - len(stripped) != want:
@@ -41,6 +46,14 @@ def load_shell_bindings(engine) -> KeyBindings:  # noqa: ANN001
     # Only in the input buffer: in Ctrl-R search, Enter must stay prompt_toolkit's.
     editing = has_focus(DEFAULT_BUFFER)
 
+    def submit_or_indent(buffer) -> None:  # noqa: ANN001
+        _dedent_closing_line(engine, buffer)
+        status, indent = engine.is_complete(buffer.text)
+        if status == "incomplete":
+            buffer.insert_text("\n" + " " * indent)
+        else:
+            buffer.validate_and_handle()
+
     @kb.add("enter", filter=editing)
     def _enter(event: KeyPressEvent) -> None:
         buffer = event.current_buffer
@@ -52,12 +65,34 @@ def load_shell_bindings(engine) -> KeyBindings:  # noqa: ANN001
         if "\n" in document.text and document.text_after_cursor.strip():
             buffer.insert_text("\n")
             return
-        _dedent_closing_line(engine, buffer)
-        status, indent = engine.is_complete(buffer.text)
-        if status == "incomplete":
-            buffer.insert_text("\n" + " " * indent)
-        else:
-            buffer.validate_and_handle()
+        submit_or_indent(buffer)
+
+    @kb.add("enter", filter=is_searching)
+    def _run_found(event: KeyPressEvent) -> None:
+        # As in bash: Enter runs what Ctrl-R found.  prompt_toolkit's own Enter
+        # would leave the cursor on the match, where the next Enter breaks a
+        # multi-line entry.  (Esc still leaves the search to edit the entry.)
+        search.accept_search()
+        buffer = event.app.current_buffer
+        buffer.cursor_position = len(buffer.text)
+        submit_or_indent(buffer)
+
+    @kb.add("c-x", "c-e", filter=editing)
+    def _edit_in_editor(event: KeyPressEvent) -> None:
+        # As in bash: $VISUAL or $EDITOR edits the input, which then runs when it
+        # is complete (else it comes back to the prompt for more).  The cursor goes
+        # to the start first: prompt_toolkit puts it at the end only when the
+        # editor succeeded, and an aborted edit (vim's :cq) must not run.
+        buffer = event.current_buffer
+        buffer.cursor_position = 0
+        task = buffer.open_in_editor()
+
+        def edited(_task) -> None:  # noqa: ANN001
+            if not task.cancelled() and task.exception() is None and buffer.document.is_cursor_at_the_end:
+                if buffer.text.strip():
+                    submit_or_indent(buffer)
+
+        task.add_done_callback(edited)
 
     @kb.add("escape", "enter", filter=editing)
     def _newline(event: KeyPressEvent) -> None:

@@ -47,6 +47,30 @@ function M.equals_expression(src)
   return nil
 end
 
+-- `stmts; expr`: statements, then an expression whose values print (as when
+-- typed on their own line).  Returns the statements and the expression (the
+-- text around the last top-level `;`, trailing `;`s dropped), or nil.
+function M.split_last_expression(src)
+  local toks = {}
+  for _, tok in ipairs(lex.tokenize(src)) do
+    if tok.type ~= "comment" then toks[#toks + 1] = tok end
+  end
+  while toks[#toks] and toks[#toks].value == ";" do toks[#toks] = nil end
+  local depth, semi = 0, nil
+  for _, tok in ipairs(toks) do
+    depth = depth + lex.nesting_delta(tok)
+    if depth == 0 and tok.type == "op" and tok.value == ";" then semi = tok end
+  end
+  if not semi or semi == toks[#toks] then return nil end
+  return src:sub(1, semi.s - 1), src:sub(semi.e + 1, toks[#toks].e)
+end
+
+-- A chunk that returns the values of an expression passes them through
+-- `__values` (its first argument, M.values below): VALUES_HEAD .. statements
+-- .. values_tail(expr).  Same line numbers as the input.
+local VALUES_HEAD = "local __values = ... "
+local function values_tail(expr) return " return __values(" .. expr .. "\n)" end
+
 -- is_complete(src) -> "complete" | "incomplete" | "invalid", indent (columns)
 function M.is_complete(src, indent_width)
   indent_width = indent_width or 2
@@ -56,8 +80,14 @@ function M.is_complete(src, indent_width)
   if compile("return " .. src, "=stdin") or compile(src, "=stdin") then
     return "complete", 0
   end
+  local stmts, expr = M.split_last_expression(src)
+  if stmts and compile(VALUES_HEAD .. stmts .. values_tail(expr), "=stdin") then
+    return "complete", 0
+  end
   local _, err = compile(src, "=stdin")
   if M.is_eof_error(err) then
+    -- Inside a long string or comment a new line is data: no indent there.
+    if tostring(err):find("unfinished long") then return "incomplete", 0 end
     return "incomplete", lex.depth(src) * indent_width
   end
   return "invalid", 0
@@ -70,8 +100,36 @@ end
 --   local a              ->  a = nil
 --   local function g()   ->  function g()
 --   local k <const> = 1  ->  k = 1
--- A statement with <close> is left alone: its value must be closed at the end
--- of the chunk, which a real local already does.
+--   local f <close> = v  ->  local f <close> = v _ENV.f = f
+-- A statement with <close> keeps its real local, which Lua closes at the end
+-- of the chunk; the copy in the environment keeps the (closed) value visible.
+
+-- Tokens that can end an operand, and those that continue an expression after one.
+local OPERAND_END = { ["nil"] = true, ["true"] = true, ["false"] = true, ["end"] = true,
+  [")"] = true, ["]"] = true, ["}"] = true, ["..."] = true }
+local CONTINUES = {}
+for op in ([[+ - * / // % ^ .. == ~= < <= > >= & | ~ << >> ( [ { . : , and or]]):gmatch("%S+") do
+  CONTINUES[op] = true
+end
+
+-- Index of the last token of the expression list that starts at toks[i]:
+-- Lua's parser is greedy, so the list ends at the first complete operand
+-- that the next token cannot continue.  nil if it runs to the end unfinished.
+local function expression_list_end(toks, i)
+  local depth = 0
+  for j = i, #toks do
+    local tok = toks[j]
+    depth = depth + lex.nesting_delta(tok)
+    local ends = tok.type == "name" or tok.type == "number" or tok.type == "string"
+      or OPERAND_END[tok.value]
+    local nxt = toks[j + 1]
+    if depth == 0 and ends and not (nxt and (nxt.type == "string" or CONTINUES[nxt.value])) then
+      return j
+    end
+  end
+  return nil
+end
+
 function M.hoist_locals(src)
   local toks = {}
   for _, tok in ipairs(lex.tokenize(src)) do
@@ -102,7 +160,15 @@ function M.hoist_locals(src)
             break
           end
         end
-        if not has_close then
+        if has_close then
+          local last = toks[j - 1]
+          if toks[j] and toks[j].value == "=" then last = toks[expression_list_end(toks, j + 1) or #toks] end
+          local fields = {}
+          for k, name in ipairs(list) do fields[k] = "_ENV." .. name end
+          edits[#edits + 1] = { s = last.e + 1, e = last.e,
+                                text = " " .. table.concat(fields, ", ") .. " = " .. table.concat(list, ", ") }
+          for _, name in ipairs(list) do names[#names + 1] = name end
+        else
           edits[#edits + 1] = { s = tok.s, e = tok.e, text = (" "):rep(#tok.value) }
           for _, a in ipairs(attribs) do -- <const> is dropped: the value lives on in env
             edits[#edits + 1] = { s = a.s, e = a.e, text = (" "):rep(a.e - a.s + 1) }
@@ -138,7 +204,28 @@ function M.values(...) return ... end
 function M.compile_expression(src, chunkname, env)
   local body = src:gsub(";%s*$", "")
   if not compile("return " .. body, chunkname, env) then return nil end
-  return compile("local __values = ... return __values(" .. body .. "\n)", chunkname, env)
+  return compile(VALUES_HEAD .. values_tail(body), chunkname, env)
+end
+
+-- Compile statements with their top-level locals hoisted (see hoist_locals);
+-- head and tail wrap the (hoisted) statements.  Returns fn, declared_names or
+-- nil, error_message.
+local function compile_statements(src, chunkname, env, head, tail)
+  local function wrap(body) return (head or "") .. body .. (tail or "") end
+  local hoisted, names = M.hoist_locals(src)
+  if #names > 0 then
+    -- The input as typed must compile first: hoisting drops `<const>`, and
+    -- assigning to a const is a compile-time error Lua 5.4 has to report.
+    local ok, err = compile(wrap(src), chunkname, env)
+    if not ok then return nil, err end
+    local fn = compile(wrap(hoisted), chunkname, env)
+    if fn then return fn, names end
+    -- The rewrite is a convenience; if it ever produces bad code, fall back to
+    -- the original (its locals then simply end with the chunk).
+  end
+  local fn, err = compile(wrap(src), chunkname, env)
+  if not fn then return nil, err end
+  return fn, {}
 end
 
 -- Compile REPL input.  Returns fn, is_expression, declared_names
@@ -148,21 +235,17 @@ function M.compile_input(src, chunkname, env)
   if shorthand then src = shorthand end
   local fn = M.compile_expression(src, chunkname, env)
   if fn then return fn, true, {} end
-  local hoisted, names = M.hoist_locals(src)
-  if #names > 0 then
-    -- The input as typed must compile first: hoisting drops `<const>`, and
-    -- assigning to a const is a compile-time error Lua 5.4 has to report.
-    local ok, err = compile(src, chunkname, env)
-    if not ok then return nil, err end
-    fn = compile(hoisted, chunkname, env)
-    if fn then return fn, false, names end
-    -- The rewrite is a convenience; if it ever produces bad code, fall back to
-    -- the original (its locals then simply end with the chunk).
+  -- `x = 5; x` prints 5: before the plain statements, so that `t = {}; f(t)`
+  -- shows f's results as `f(t)` alone would.
+  local stmts, expr = M.split_last_expression(src)
+  if stmts and compile("return " .. expr, chunkname) then
+    local sfn, names = compile_statements(stmts, chunkname, env, VALUES_HEAD, values_tail(expr))
+    if sfn then return sfn, true, names end
   end
-  local err
-  fn, err = compile(src, chunkname, env)
-  if not fn then return nil, err end
-  return fn, false, {}
+  local names
+  fn, names = compile_statements(src, chunkname, env)
+  if not fn then return nil, names end
+  return fn, false, names
 end
 
 return M

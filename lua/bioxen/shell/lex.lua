@@ -128,19 +128,21 @@ function M.block_delta(tok)
   return 0
 end
 
+-- Signed change of nesting (blocks and brackets) for one token.
+function M.nesting_delta(tok)
+  if tok.type == "keyword" then return M.block_delta(tok) end
+  if tok.type == "op" then
+    if BRACKET_OPEN[tok.value] then return 1 end
+    if BRACKET_CLOSE[tok.value] then return -1 end
+  end
+  return 0
+end
+
 -- Nesting depth at the end of src: open blocks plus open brackets.
 function M.depth(src)
   local depth = 0
   for _, tok in ipairs(M.tokenize(src)) do
-    if tok.type == "keyword" then
-      depth = depth + M.block_delta(tok)
-    elseif tok.type == "op" then
-      if BRACKET_OPEN[tok.value] then
-        depth = depth + 1
-      elseif BRACKET_CLOSE[tok.value] then
-        depth = depth - 1
-      end
-    end
+    depth = depth + M.nesting_delta(tok)
   end
   return depth < 0 and 0 or depth
 end
