@@ -79,18 +79,22 @@ def load_shell_bindings(engine) -> KeyBindings:  # noqa: ANN001
 
     @kb.add("c-x", "c-e", filter=editing)
     def _edit_in_editor(event: KeyPressEvent) -> None:
-        # As in bash: $VISUAL or $EDITOR edits the input, which then runs when it
-        # is complete (else it comes back to the prompt for more).  The cursor goes
-        # to the start first: prompt_toolkit puts it at the end only when the
-        # editor succeeded, and an aborted edit (vim's :cq) must not run.
+        # As in bash: $VISUAL or $EDITOR edits the input, which then runs when it is
+        # complete (else a new line opens, as with Enter).  prompt_toolkit puts the
+        # cursor at the end only when the editor succeeded: the cursor starts at 0 so
+        # that an aborted edit (vim's :cq) is told apart, and does not run.
         buffer = event.current_buffer
+        where = buffer.cursor_position
         buffer.cursor_position = 0
         task = buffer.open_in_editor()
 
         def edited(_task) -> None:  # noqa: ANN001
-            if not task.cancelled() and task.exception() is None and buffer.document.is_cursor_at_the_end:
-                if buffer.text.strip():
-                    submit_or_indent(buffer)
+            if task.cancelled() or task.exception() is not None:
+                return
+            if not buffer.document.is_cursor_at_the_end:
+                buffer.cursor_position = where  # the editor failed: the input is as it was
+            elif buffer.text.strip():
+                submit_or_indent(buffer)
 
         task.add_done_callback(edited)
 

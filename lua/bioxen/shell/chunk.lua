@@ -130,12 +130,53 @@ local function expression_list_end(toks, i)
   return nil
 end
 
+-- `local a <attrib>, b … [= exprlist]` at toks[i] (the `local`): adds its
+-- edits, names and constant names; returns the index of its last name token.
+local function hoist_local_list(toks, i, edits, names, consts)
+  local tok = toks[i]
+  local list, j, has_close, attribs = { toks[i + 1].value }, i + 2, false, {}
+  while true do
+    local t = toks[j]
+    if t and t.value == "<" and toks[j + 2] then
+      if toks[j + 1].value == "close" then has_close = true end
+      attribs[#attribs + 1] = { s = t.s, e = toks[j + 2].e }
+      consts[#consts + 1] = list[#list] -- <const> and <close> alike: no assignment later
+      j = j + 3 -- '<' name '>'
+    elseif t and t.value == "," and toks[j + 1] and toks[j + 1].type == "name" then
+      list[#list + 1] = toks[j + 1].value
+      j = j + 2
+    else
+      break
+    end
+  end
+  for _, name in ipairs(list) do names[#names + 1] = name end
+  local has_values = toks[j] and toks[j].value == "="
+  if has_close then
+    local last = toks[j - 1]
+    if has_values then last = toks[expression_list_end(toks, j + 1) or #toks] end
+    local fields = {}
+    for k, name in ipairs(list) do fields[k] = "_ENV." .. name end
+    edits[#edits + 1] = { s = last.e + 1, e = last.e,
+                          text = " " .. table.concat(fields, ", ") .. " = " .. table.concat(list, ", ") }
+    return j - 1
+  end
+  edits[#edits + 1] = { s = tok.s, e = tok.e, text = (" "):rep(#tok.value) }
+  for _, a in ipairs(attribs) do -- <const> is dropped: the value lives on in env
+    edits[#edits + 1] = { s = a.s, e = a.e, text = (" "):rep(a.e - a.s + 1) }
+  end
+  if not has_values then
+    edits[#edits + 1] = { s = toks[j - 1].e + 1, e = toks[j - 1].e, text = " = nil" }
+  end
+  return j - 1
+end
+
+-- hoist_locals(src) -> new source, declared names, constant names (<const>, <close>)
 function M.hoist_locals(src)
   local toks = {}
   for _, tok in ipairs(lex.tokenize(src)) do
     if tok.type ~= "comment" then toks[#toks + 1] = tok end
   end
-  local edits, names = {}, {}
+  local edits, names, consts = {}, {}, {}
   local depth = 0
   local i = 1
   while i <= #toks do
@@ -146,53 +187,20 @@ function M.hoist_locals(src)
         edits[#edits + 1] = { s = tok.s, e = tok.e, text = (" "):rep(#tok.value) }
         names[#names + 1] = toks[i + 2].value
       elseif nxt and nxt.type == "name" then
-        local list, j, has_close, attribs = { nxt.value }, i + 2, false, {}
-        while true do
-          local t = toks[j]
-          if t and t.value == "<" and toks[j + 2] then
-            if toks[j + 1].value == "close" then has_close = true end
-            attribs[#attribs + 1] = { s = t.s, e = toks[j + 2].e }
-            j = j + 3 -- '<' name '>'
-          elseif t and t.value == "," and toks[j + 1] and toks[j + 1].type == "name" then
-            list[#list + 1] = toks[j + 1].value
-            j = j + 2
-          else
-            break
-          end
-        end
-        if has_close then
-          local last = toks[j - 1]
-          if toks[j] and toks[j].value == "=" then last = toks[expression_list_end(toks, j + 1) or #toks] end
-          local fields = {}
-          for k, name in ipairs(list) do fields[k] = "_ENV." .. name end
-          edits[#edits + 1] = { s = last.e + 1, e = last.e,
-                                text = " " .. table.concat(fields, ", ") .. " = " .. table.concat(list, ", ") }
-          for _, name in ipairs(list) do names[#names + 1] = name end
-        else
-          edits[#edits + 1] = { s = tok.s, e = tok.e, text = (" "):rep(#tok.value) }
-          for _, a in ipairs(attribs) do -- <const> is dropped: the value lives on in env
-            edits[#edits + 1] = { s = a.s, e = a.e, text = (" "):rep(a.e - a.s + 1) }
-          end
-          if not (toks[j] and toks[j].value == "=") then
-            local last = toks[j - 1]
-            edits[#edits + 1] = { s = last.e + 1, e = last.e, text = " = nil" }
-          end
-          for _, name in ipairs(list) do names[#names + 1] = name end
-        end
-        i = j - 1
+        i = hoist_local_list(toks, i, edits, names, consts)
       end
     else
       depth = depth + lex.block_delta(tok)
     end
     i = i + 1
   end
-  if #edits == 0 then return src, names end
+  if #edits == 0 then return src, names, consts end
   table.sort(edits, function(a, b) return a.s > b.s end)
   local out = src
   for _, ed in ipairs(edits) do
     out = out:sub(1, ed.s - 1) .. ed.text .. out:sub(ed.e + 1)
   end
-  return out, names
+  return out, names, consts
 end
 
 -- The values of an expression, passed through a function call so that a call
@@ -201,51 +209,67 @@ end
 -- The compiled chunk expects this function as its first argument.
 function M.values(...) return ... end
 
-function M.compile_expression(src, chunkname, env)
+function M.compile_expression(src, chunkname, env, prelude)
   local body = src:gsub(";%s*$", "")
   if not compile("return " .. body, chunkname, env) then return nil end
-  return compile(VALUES_HEAD .. values_tail(body), chunkname, env)
+  return compile((prelude or "") .. VALUES_HEAD .. values_tail(body), chunkname, env)
+end
+
+-- Earlier inputs' <const>/<close> names, declared again as constants ahead of
+-- the input (on its first line) so that assigning to one is the compile-time
+-- error it would be in one chunk.  Names the input declares anew are left out.
+local function const_prelude(consts, redeclared)
+  local skip, list = {}, {}
+  for _, name in ipairs(redeclared) do skip[name] = true end
+  for name in pairs(consts or {}) do
+    if not skip[name] then list[#list + 1] = name end
+  end
+  if #list == 0 then return "" end
+  table.sort(list)
+  return "local " .. table.concat(list, " <const>, ") .. " <const> = " .. table.concat(list, ", ") .. " "
 end
 
 -- Compile statements with their top-level locals hoisted (see hoist_locals);
--- head and tail wrap the (hoisted) statements.  Returns fn, declared_names or
--- nil, error_message.
-local function compile_statements(src, chunkname, env, head, tail)
-  local function wrap(body) return (head or "") .. body .. (tail or "") end
-  local hoisted, names = M.hoist_locals(src)
+-- head and tail wrap the (hoisted) statements.  Returns fn, declared names,
+-- constant names or nil, error_message.
+local function compile_statements(src, chunkname, env, consts, head, tail)
+  local hoisted, names, new_consts = M.hoist_locals(src)
+  head = const_prelude(consts, names) .. (head or "")
+  local function wrap(body) return head .. body .. (tail or "") end
   if #names > 0 then
     -- The input as typed must compile first: hoisting drops `<const>`, and
     -- assigning to a const is a compile-time error Lua 5.4 has to report.
     local ok, err = compile(wrap(src), chunkname, env)
     if not ok then return nil, err end
     local fn = compile(wrap(hoisted), chunkname, env)
-    if fn then return fn, names end
+    if fn then return fn, names, new_consts end
     -- The rewrite is a convenience; if it ever produces bad code, fall back to
     -- the original (its locals then simply end with the chunk).
   end
   local fn, err = compile(wrap(src), chunkname, env)
   if not fn then return nil, err end
-  return fn, {}
+  return fn, {}, {}
 end
 
--- Compile REPL input.  Returns fn, is_expression, declared_names
+-- Compile REPL input.  consts: the set of constant names of earlier inputs.
+-- Returns fn, is_expression, declared_names, constant_names
 -- or nil, error_message.  Call an expression's fn with M.values.
-function M.compile_input(src, chunkname, env)
+function M.compile_input(src, chunkname, env, consts)
   local shorthand = strip_equals(src)
   if shorthand then src = shorthand end
-  local fn = M.compile_expression(src, chunkname, env)
-  if fn then return fn, true, {} end
+  local fn = M.compile_expression(src, chunkname, env, const_prelude(consts, {}))
+  if fn then return fn, true, {}, {} end
   -- `x = 5; x` prints 5: before the plain statements, so that `t = {}; f(t)`
   -- shows f's results as `f(t)` alone would.
   local stmts, expr = M.split_last_expression(src)
   if stmts and compile("return " .. expr, chunkname) then
-    local sfn, names = compile_statements(stmts, chunkname, env, VALUES_HEAD, values_tail(expr))
-    if sfn then return sfn, true, names end
+    local sfn, names, new_consts = compile_statements(stmts, chunkname, env, consts, VALUES_HEAD, values_tail(expr))
+    if sfn then return sfn, true, names, new_consts end
   end
-  local names
-  fn, names = compile_statements(src, chunkname, env)
+  local names, new_consts
+  fn, names, new_consts = compile_statements(src, chunkname, env, consts)
   if not fn then return nil, names end
-  return fn, false, names
+  return fn, false, names, new_consts
 end
 
 return M

@@ -267,6 +267,7 @@ function M.new(host, options)
   for k, v in pairs(pretty.defaults) do self.options[k] = v end
   for k, v in pairs(options or {}) do self.options[k] = v end
   self.env, self.declared = new_env()
+  self.consts = {} -- top-level <const>/<close> names: chunk.compile_input keeps them constant
   self.counter = 0
   self.target = nil
   install_output(host)
@@ -357,12 +358,16 @@ function Shell:eval_input(src)
   if self.target then return self:_eval_target(src) end
   local name = self:_next_chunkname()
   funcsource.remember(name, src)
-  local fn, is_expr_or_err, declared = chunk.compile_input(src, name, self.env)
+  local fn, is_expr_or_err, declared, consts = chunk.compile_input(src, name, self.env, self.consts)
   if not fn then
     return { ok = false, kind = "syntax", message = is_expr_or_err }
   end
   self:_prepare(fn)
-  for _, n in ipairs(declared) do self.declared[n] = true end
+  for _, n in ipairs(declared) do
+    self.declared[n] = true
+    self.consts[n] = nil -- declared again: constant only if this input says so
+  end
+  for _, n in ipairs(consts) do self.consts[n] = true end
   local ok, res
   if is_expr_or_err == true then
     ok, res = self:_protected(fn, chunk.values)
