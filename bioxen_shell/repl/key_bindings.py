@@ -43,7 +43,7 @@ def _dedent_closing_line(engine, buffer) -> None:  # noqa: ANN001
 
 def load_shell_bindings(engine) -> KeyBindings:  # noqa: ANN001
     kb = KeyBindings()
-    # Only in the input buffer: in Ctrl-R search, Enter must stay prompt_toolkit's.
+    # Only in the input buffer: in a Ctrl-R search, Enter is _run_found below.
     editing = has_focus(DEFAULT_BUFFER)
 
     def submit_or_indent(buffer) -> None:  # noqa: ANN001
