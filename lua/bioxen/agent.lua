@@ -460,11 +460,15 @@ local RENDER_OPTIONS = { hide = hide_frame }
 -- code may still run: Lua 5.4 calls the __close handlers of the frames it unwinds after this
 -- handler, before xpcall returns (and calls it again if one of them raises).
 local function handler(err)
+  -- The agent's hook is off while the frames are taken: a hook call needs stack too.
+  local hook_fn, hook_mask, hook_count = d_gethook()
+  if type(hook_fn) == "function" then d_sethook() end
   set_limits(false)
   last_raised_by_agent = rawequal(err, INTERRUPTED) or rawequal(err, CPU_EXCEEDED)
     or rawequal(err, MEMORY_EXCEEDED) or rawequal(err, TIMED_OUT)
   last_frames = tb_collect(2, run_body)
   set_limits(true)
+  if type(hook_fn) == "function" then d_sethook(hook_fn, hook_mask, hook_count) end
   return err
 end
 

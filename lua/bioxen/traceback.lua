@@ -53,51 +53,57 @@ local function frame_text(info, name)
   return "\t" .. where .. ": " .. desc
 end
 
--- The frames, taken in one function that calls debug.getinfo itself: levels need no
--- adjusting, and it needs little stack.  That matters: the message handler of a stack
--- overflow runs in what is left (LuaJIT leaves it a few dozen slots, and every C call
--- takes 20), so nothing else runs here; the text is made once the stack is unwound.
+-- The frames, taken in one function that calls debug.getinfo itself (levels need no
+-- adjusting) with as few registers as it can: the message handler of a stack overflow
+-- runs in what is left, and on LuaJIT that is some 40 slots, of which a C call (getinfo)
+-- takes 20 above the caller's registers.  So: five locals, no numeric for (4 slots each),
+-- everything else kept in the table; the text is made once the stack is unwound.
 function M.collect(level, stop)
-  local first = (level or 1) + 1 -- counted from here: collect itself is level 1
-  local frames = { first = first, skipped = 0 }
-  if not getinfo(first, "") then
-    frames.floor = first
+  local frames = { first = (level or 1) + 1, skipped = 0 }
+  local lo = frames.first
+  if not getinfo(lo, "") then
+    frames.floor = lo
     return frames
   end
-  -- The deepest level, in O(log depth) calls (luaL_traceback's lastlevel).
-  local li, le = first, first + 1
-  while getinfo(le, "") do
-    li = le
-    le = le * 2
+  -- The deepest level, in O(log depth) calls (luaL_traceback's lastlevel): lo exists, hi
+  -- does not.
+  local hi = lo + 1
+  while getinfo(hi, "") do
+    lo = hi
+    hi = hi * 2
   end
-  while li < le do
-    local m = floor((li + le) / 2)
-    if getinfo(m, "") then li = m + 1 else le = m end
+  while lo < hi do
+    frames.m = floor((lo + hi) / 2)
+    if getinfo(frames.m, "") then lo = frames.m + 1 else hi = frames.m end
   end
+  frames.m = nil
   -- The stop frame, looked for from the bottom up; without one, the whole stack.
-  local floor_level = le -- one past the deepest level
+  frames.floor = hi -- one past the deepest level
   if stop then
-    local lowest = le - 1 - M.STOP_WINDOW
-    if lowest < first then lowest = first end
-    for l = le - 1, lowest, -1 do
-      local info = getinfo(l, "f")
-      if info and info.func == stop then
-        floor_level = l
+    lo = hi - 1
+    while lo >= frames.first and lo >= hi - 1 - M.STOP_WINDOW do
+      if getinfo(lo, "f").func == stop then
+        frames.floor = lo
         break
       end
+      lo = lo - 1
     end
   end
-  frames.floor = floor_level
-  local count = floor_level - first
-  local head_end, tail_start = floor_level, floor_level -- [first, head_end) and [tail_start, floor)
-  if count > M.HEAD + M.TAIL then
-    head_end, tail_start = first + M.HEAD, floor_level - M.TAIL
-    frames.skipped = count - M.HEAD - M.TAIL
-    frames[head_end] = getinfo(head_end, OPTIONS) -- the last head frame's caller
+  -- [first, head_end) and [tail_start, floor) are shown; in between, `skipped` levels.
+  lo, hi = frames.first, frames.floor
+  frames.head_end, frames.tail_start = hi, hi
+  if hi - lo > M.HEAD + M.TAIL then
+    frames.skipped = hi - lo - M.HEAD - M.TAIL
+    frames.head_end, frames.tail_start = lo + M.HEAD, hi - M.TAIL
   end
-  for l = first, head_end - 1 do frames[l] = getinfo(l, OPTIONS) end
-  for l = tail_start, floor_level - 1 do frames[l] = getinfo(l, OPTIONS) end
-  frames.tail_start = tail_start
+  while lo < hi do
+    frames[lo] = getinfo(lo, OPTIONS)
+    lo = lo + 1
+    if lo == frames.head_end and lo < hi then
+      frames[lo] = getinfo(lo, OPTIONS) -- the caller of the last head frame
+      lo = frames.tail_start
+    end
+  end
   return frames
 end
 
@@ -122,7 +128,7 @@ function M.render(frames, options)
       if info.istailcall then lines[#lines + 1] = TAIL_CALLS end
     end
     l = l + 1
-    if frames.skipped > 0 and l == first + M.HEAD then
+    if l == frames.head_end and l < floor_level then
       lines[#lines + 1] = "\t...\t(skipping " .. frames.skipped .. " levels)"
       l = frames.tail_start
     end

@@ -294,7 +294,8 @@ function Shell:_protected(fn, ...)
     return results -- not a tail call: keeps this frame as the traceback's floor
   end
   -- The handler only takes the frames (from level 2: the one that raised); their
-  -- text is made once the stack is unwound (a stack overflow leaves little to use).
+  -- text, and the message, are made once the stack is unwound: the handler of a stack
+  -- overflow has little stack to spare.
   local function handler(err)
     debug.sethook() -- an interrupt keeps the hook firing: not in here (rearmed below)
     if err == EXIT then return { exit = true } end
@@ -302,7 +303,7 @@ function Shell:_protected(fn, ...)
     if err == INTERRUPT then
       return { kind = "interrupted", message = "interrupted!", frames = frames }
     end
-    return { kind = "error", message = error_message(err), frames = frames }
+    return { kind = "error", err = err, frames = frames }
   end
   local ok, res = xpcall(wrapper, handler)
   self.rearm()
@@ -315,8 +316,9 @@ function Shell:_protected(fn, ...)
   end
   if err.exit then return false, { ok = false, kind = "exit" } end
   if err.frames then
+    if err.kind == "error" then err.message = error_message(err.err) end
     err.traceback = traceback.render(err.frames, render_options(env))
-    err.frames = nil
+    err.frames, err.err = nil, nil
   end
   err.ok = false
   return false, err
