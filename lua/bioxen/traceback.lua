@@ -92,7 +92,9 @@ function M.collect(level, stop)
   -- [first, head_end) and [tail_start, floor) are shown; in between, `skipped` levels.
   lo, hi = frames.first, frames.floor
   frames.head_end, frames.tail_start = hi, hi
-  if hi - lo > M.HEAD + M.TAIL then
+  -- (Cut only when that hides two levels or more: as lua5.4, whose count, though, leaves
+  -- out the level where the cut begins; this one counts every level not shown.)
+  if hi - lo > M.HEAD + M.TAIL + 1 then
     frames.skipped = hi - lo - M.HEAD - M.TAIL
     frames.head_end, frames.tail_start = lo + M.HEAD, hi - M.TAIL
   end
