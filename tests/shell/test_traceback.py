@@ -7,9 +7,7 @@ on; Ctrl-C stops a deep recursion as it stops a loop.
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -17,6 +15,7 @@ import pytest
 
 from bioxen_shell.engine import Engine
 from bioxen_shell.runtimes import RUNTIMES
+from tests.shell.test_pty import PROMPT, run as send, spawn
 from tests.waiting import PATIENCE
 
 BIOXEN = [sys.executable, "-m", "bioxen_shell"]
@@ -66,30 +65,12 @@ def test_levels_shown_and_skipped_count(runtime, depth):
 
 # ------------------------------------------------------------------ the REPL in a terminal
 
-pexpect = pytest.importorskip("pexpect", reason="pexpect is a test dependency (pip install pexpect)")
-PROMPT = "lua> "
-
-
-def spawn(runtime: str):
-    env = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", NO_COLOR="1", COLUMNS="100", LINES="30")
-    command = shutil.which("bioxen")
-    args = ([] if command else ["-m", "bioxen_shell"]) + ["--runtime", runtime]
-    child = pexpect.spawn(command or sys.executable, args, env=env, encoding="utf-8",
-                          timeout=PATIENCE, dimensions=(30, 100))
-    child.expect_exact(PROMPT)
-    return child
-
-
 @pytest.fixture(params=["lua54", "luajit"])
 def repl(request):
-    child = spawn(request.param)
+    child = spawn("--runtime", request.param)
     yield child
     if child.isalive():
         child.terminate(force=True)
-
-
-def send(child, line):
-    child.send(line + "\r")
 
 
 def test_repl_stack_overflow_then_the_session_goes_on(repl):
