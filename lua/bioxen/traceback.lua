@@ -1,10 +1,11 @@
 --- bioxen.traceback: the stack traceback of the shell and of the VM agent.
 --
 -- Cut as Lua 5.4's luaL_traceback cuts it: a deep stack shows its first HEAD and its
--- last TAIL levels and, between them, "\t...\t(skipping N levels)".  Its cost is
--- O(levels shown): the depth is found by an exponential then a binary search on
--- debug.getinfo(level, "") (each call walks the stack once), never by visiting every
--- frame, so a stack overflow of 200,000 frames is described in milliseconds.
+-- last TAIL levels and, between them, "\t...\t(skipping N levels)" (N: every level not
+-- shown).  It makes O(levels shown + log depth) debug.getinfo calls, never one per frame:
+-- the depth comes from an exponential then a binary search on debug.getinfo(level, "")
+-- (as luaL_traceback's lastlevel).  Each call walks the stack from the top, so a stack
+-- overflow of 500,000 frames takes what the runtime's own debug.traceback takes.
 --
 --   frames = traceback.collect(level, stop)   in the message handler: the frames only
 --   traceback.render(frames, options)         later: "stack traceback:\n\t…", or ""
