@@ -44,6 +44,8 @@ local encode, decode, wire_unpack, wire_count = wire.encode, wire.decode, wire.u
 local encode_parts, encode_list_parts_limited = wire.encode_parts, wire.encode_list_parts_limited
 local read_frame, write_frame = wire.read_frame, wire.write_frame
 local cstack = require("bioxen.cstack")
+local traceback = require("bioxen.traceback")
+local tb_collect, tb_render = traceback.collect, traceback.render
 
 local IS_LUAJIT = type(rawget(_G, "jit")) == "table"
 local jit = rawget(_G, "jit")
@@ -440,41 +442,33 @@ end
 -- No LuaJIT trace may hold the memory switch as a constant (jit.util.tracek reads them).
 if jit and jit.off then jit.off(set_limits) end
 
-local run_target             -- the user function of the call in progress
-local last_traceback         -- set by the handler; nil if it never ran (memory errors)
+local run_body               -- the protected body of the call in progress: the traceback's floor
+local last_frames            -- set by the handler; nil if it never ran (memory errors)
+local last_raised_by_agent   -- the handler's error was the agent's stop (see hide_frame)
 
-local function frame_text(info)
-  local where = info.short_src
-  if info.currentline and info.currentline > 0 then where = where .. ":" .. info.currentline end
-  local what
-  if info.what == "main" then what = "main chunk"
-  elseif info.name then what = s_format("function '%s'", info.name)
-  elseif info.what == "C" then what = "?"
-  else what = s_format("function <%s:%d>", info.short_src, info.linedefined or 0) end
-  return "\t" .. where .. ": in " .. what
+-- A stop raised by the agent's hook (interrupt, CPU or memory limit) goes through `error`;
+-- that C frame is the agent's doing, not the user's, so it is left out, as are the agent's
+-- own frames.
+local function hide_frame(info, is_top)
+  return is_agent_frame(info) or (is_top and last_raised_by_agent and info.func == error)
 end
+local RENDER_OPTIONS = { hide = hide_frame }
 
--- xpcall's message handler: a traceback of the user's frames.  That is the agent's work,
--- done with the limits off; they go back on before it returns, because user code may still
--- run: Lua 5.4 calls the __close handlers of the frames it unwinds after this handler,
--- before xpcall returns (and calls it again if one of them raises).
+-- xpcall's message handler: it takes the user's frames (bioxen.traceback; their text is made
+-- once the stack is unwound: a stack overflow leaves the handler little stack).  That is the
+-- agent's work, done with the limits off; they go back on before it returns, because user
+-- code may still run: Lua 5.4 calls the __close handlers of the frames it unwinds after this
+-- handler, before xpcall returns (and calls it again if one of them raises).
 local function handler(err)
+  -- The agent's hook is off while the frames are taken: a hook call needs stack too.
+  local hook_fn, hook_mask, hook_count = d_gethook()
+  if type(hook_fn) == "function" then d_sethook() end
   set_limits(false)
-  local lines = { "stack traceback:" }
-  -- A stop raised by the agent's hook (interrupt, CPU or memory limit) goes through `error`;
-  -- that C frame is the agent's doing, not the user's, so it is left out.
-  local agent_raised = rawequal(err, INTERRUPTED) or rawequal(err, CPU_EXCEEDED)
+  last_raised_by_agent = rawequal(err, INTERRUPTED) or rawequal(err, CPU_EXCEEDED)
     or rawequal(err, MEMORY_EXCEEDED) or rawequal(err, TIMED_OUT)
-  for level = 2, 60 do
-    local info = d_getinfo(level, "Slnf")
-    if not info or info.func == xpcall then break end
-    if not is_agent_frame(info) and not (agent_raised and info.func == error) then
-      lines[#lines + 1] = frame_text(info)
-    end
-    if info.func == run_target then break end
-  end
-  last_traceback = t_concat(lines, "\n")
+  last_frames = tb_collect(2, run_body)
   set_limits(true)
+  if type(hook_fn) == "function" then d_sethook(hook_fn, hook_mask, hook_count) end
   return err
 end
 
@@ -622,7 +616,7 @@ local function settle(ok, err)
     -- string.rep) can end a call in between, so check again when it returns.
     collectgarbage()
     if collectgarbage("count") > memory_limit_kb then
-      last_traceback = nil
+      last_frames = nil
       kind, msg = error_kind(MEMORY_EXCEEDED)
     end
   end
@@ -639,8 +633,7 @@ end
 -- in between (packing the results, the traceback) run with them off.
 local function run_user(f, ...)
   calls = calls + 1
-  run_target = f
-  last_traceback = nil
+  last_frames = nil
   call_results = nil
   call_started = clock()
   stop_error = nil
@@ -656,6 +649,7 @@ local function run_user(f, ...)
     if args then return finish_user(f(unpack(args, 1, args.n))) end
     return finish_user(f(...))
   end
+  run_body = body
   install_hook()
   local ok, err
   if args then ok, err = xpcall(body, handler) else ok, err = xpcall(body, handler, ...) end
@@ -676,9 +670,11 @@ local function run_user(f, ...)
   end
   d_sethook()
   stop_error = nil
-  run_target = nil
+  run_body = nil
   if result then return result end
-  return failure(kind, msg, last_traceback)
+  local frames = last_frames
+  last_frames = nil
+  return failure(kind, msg, frames and tb_render(frames, RENDER_OPTIONS))
 end
 
 ---------------------------------------------------------------------------------------------

@@ -15,15 +15,21 @@ pexpect = pytest.importorskip("pexpect", reason="pexpect is a test dependency (p
 PROMPT = "lua> "
 
 
-@pytest.fixture
-def shell():
+def spawn(*options):
+    """`bioxen *options` in a pseudo-terminal, at its first prompt."""
     env = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", NO_COLOR="1", COLUMNS="100", LINES="30")
     # The installed `bioxen` command when it is there (it is in CI), else the module.
     command = shutil.which("bioxen")
-    args = [] if command else ["-m", "bioxen_shell"]
+    args = ([] if command else ["-m", "bioxen_shell"]) + list(options)
     child = pexpect.spawn(command or sys.executable, args, env=env, encoding="utf-8",
                           timeout=PATIENCE, dimensions=(30, 100))
     child.expect_exact(PROMPT)
+    return child
+
+
+@pytest.fixture
+def shell():
+    child = spawn()
     yield child
     if child.isalive():
         child.terminate(force=True)

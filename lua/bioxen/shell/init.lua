@@ -31,6 +31,7 @@ local complete = require("bioxen.shell.complete")
 local commands = require("bioxen.shell.commands")
 local funcsource = require("bioxen.funcsource")
 local cstack = require("bioxen.cstack")
+local traceback = require("bioxen.traceback")
 
 local unpack = table.unpack or unpack
 local function pack(...) return { n = select("#", ...), ... } end
@@ -182,46 +183,18 @@ local function global_name(fn, env)
   return nil
 end
 
-local function frame_text(info, env)
-  if info.what == "tail" then return "\t(...tail calls...)" end
-  local where = info.what == "C" and "[C]" or info.short_src
-  if info.currentline and info.currentline > 0 then where = where .. ":" .. info.currentline end
-  local desc
-  if info.what == "main" then
-    desc = "in main chunk"
-  elseif info.name and info.namewhat ~= "" then
-    desc = "in function '" .. info.name .. "'"
-  elseif global_name(info.func, env) then
-    desc = "in function '" .. global_name(info.func, env) .. "'"
-  elseif info.what == "C" then
-    desc = "in ?"
-  else
-    desc = "in function <" .. info.short_src .. ":" .. info.linedefined .. ">"
-  end
-  return "\t" .. where .. ": " .. desc
+-- The engine's own files (and, at the top, the `error` call of an interrupt or of the
+-- user's error()) are left out.
+local function internal_frame(info, is_top)
+  if is_top and info.func == error then return true end
+  return info.source ~= nil and SHELL_SOURCE ~= nil
+    and info.source:sub(1, #SHELL_SOURCE + 1) == "@" .. SHELL_SOURCE
 end
 
--- Frames from where the error was raised down to (not including) stop_fn,
--- the engine's own wrapper around the user's function.
-local function user_traceback(stop_fn, env)
-  local lines = {}
-  local level = 3 -- 1 is user_traceback, 2 the message handler
-  while true do
-    local info = debug.getinfo(level, "Slnf")
-    if not info or info.func == stop_fn then break end
-    local caller = debug.getinfo(level + 1, "f")
-    if caller and caller.func == stop_fn then
-      info.name = nil -- named after the engine's own variable: not meaningful
-    end
-    local internal = (info.source and SHELL_SOURCE
-        and info.source:sub(1, #SHELL_SOURCE + 1) == "@" .. SHELL_SOURCE)
-      or (#lines == 0 and info.func == error)
-    if not internal then lines[#lines + 1] = frame_text(info, env) end
-    level = level + 1
-  end
-  while lines[#lines] == "\t(...tail calls...)" do lines[#lines] = nil end
-  if #lines == 0 then return "" end
-  return "stack traceback:\n" .. table.concat(lines, "\n")
+-- How the user's frames are shown: without the engine's, and with the names of
+-- the globals (and REPL locals) that hold the functions Lua cannot name.
+local function render_options(env)
+  return { hide = internal_frame, name = function(fn) return global_name(fn, env) end }
 end
 
 local function error_message(err)
@@ -321,13 +294,17 @@ function Shell:_protected(fn, ...)
     local results = pack(fn(unpack(args, 1, args.n)))
     return results -- not a tail call: keeps this frame as the traceback's floor
   end
+  -- The handler only takes the frames (from level 2: the one that raised); their
+  -- text, and the message, are made once the stack is unwound: the handler of a stack
+  -- overflow has little stack to spare.
   local function handler(err)
     debug.sethook() -- an interrupt keeps the hook firing: not in here (rearmed below)
     if err == EXIT then return { exit = true } end
+    local frames = traceback.collect(2, wrapper)
     if err == INTERRUPT then
-      return { kind = "interrupted", message = "interrupted!", traceback = user_traceback(wrapper, env) }
+      return { kind = "interrupted", message = "interrupted!", frames = frames }
     end
-    return { kind = "error", message = error_message(err), traceback = user_traceback(wrapper, env) }
+    return { kind = "error", err = err, frames = frames }
   end
   local ok, res = xpcall(wrapper, handler)
   self.rearm()
@@ -339,6 +316,11 @@ function Shell:_protected(fn, ...)
     err = { kind = "error", message = error_message(err), traceback = "" }
   end
   if err.exit then return false, { ok = false, kind = "exit" } end
+  if err.frames then
+    if err.kind == "error" then err.message = error_message(err.err) end
+    err.traceback = traceback.render(err.frames, render_options(env))
+    err.frames, err.err = nil, nil
+  end
   err.ok = false
   return false, err
 end
