@@ -13,27 +13,46 @@ __all__ = ["make_toolbar", "signature_parts"]
 HINT = "  :help · Tab complete · Ctrl-R search · Ctrl-D exit"
 
 
+def param_spans(params: str) -> list[tuple[int, int]]:
+    """Where each argument position is in ``params``: ``"s, n [, sep]"`` gives the spans
+    of ``s``, ``n`` and ``[, sep]`` (an optional group, nested ones included, is one)."""
+    spans, depth, start, i = [], 0, 0, 0
+    while i < len(params):
+        c = params[i]
+        depth += (c == "[") - (c == "]")
+        if depth == 0 and params.startswith(", ", i):
+            spans.append((start, i))
+            start = i = i + 2
+            continue
+        if depth == 0 and c == " " and (params[i + 1:i + 2] == "[" or params[i - 1:i] == "]"):
+            spans.append((start, i))
+            start = i + 1
+        i += 1
+    spans.append((start, len(params)))
+    return [(a, b) for a, b in spans if b > a]
+
+
 def signature_parts(info: dict) -> StyleAndTextTuples:  # noqa: ANN001
-    """``name(a, b)  first doc line`` with the argument being typed marked."""
-    sig = info["signature"]
-    parts: StyleAndTextTuples = [("class:toolbar.signature", " ")]
-    open_at = len(info["name"]) + 1
-    head, params = sig[:open_at], sig[open_at:-1] if sig.endswith(")") else ""
-    names = [p for p in params.split(", ")] if params else []
-    if not names or not sig.startswith(info["name"] + "("):
-        parts.append(("class:toolbar.signature", sig))
+    """``name(a, b)  first doc line``, the argument being typed marked."""
+    sig, plain = info["signature"], "class:toolbar.signature"
+    parts: StyleAndTextTuples = [(plain, " ")]
+    head = info["name"] + "("
+    if not (sig.startswith(head) and sig.endswith(")")):
+        parts.append((plain, sig))
     else:
-        parts.append(("class:toolbar.signature", head))
+        params = sig[len(head):-1]
+        spans = param_spans(params)
         current = info["arg"] - 1
-        if names and names[-1].endswith("...") and current >= len(names):
-            current = len(names) - 1  # every later argument is the vararg
-        for i, name in enumerate(names):
-            if i:
-                parts.append(("class:toolbar.signature", ", "))
-            style = "class:toolbar.signature.current" if i == current else "class:toolbar.signature"
-            parts.append((style, name))
-        parts.append(("class:toolbar.signature", ")"))
-    parts.append(("class:toolbar.signature", " "))
+        if spans and params[spans[-1][0]:].endswith("...") and current >= len(spans):
+            current = len(spans) - 1  # every later argument is the vararg
+        parts.append((plain, head))
+        done = 0
+        for i, (a, b) in enumerate(spans):
+            parts.append((plain, params[done:a]))
+            parts.append((plain + ".current" if i == current else plain, params[a:b]))
+            done = b
+        parts.append((plain, params[done:] + ")"))
+    parts.append((plain, " "))
     if info.get("doc"):
         parts.append(("class:toolbar.doc", "  " + info["doc"]))
     return parts

@@ -217,3 +217,27 @@ def test_the_signature_line_and_help_agree(engine):
         assert help_text.splitlines()[1] == "  " + info["signature"]
         # the doc's first sentence is in :help as well (a Lua comment or the reference line)
         assert info["doc"].split()[0] in help_text
+
+
+def test_the_toolbar_marks_the_argument_being_typed():
+    from bioxen_shell.repl.toolbar import signature_parts
+
+    def current(sig, name, arg):
+        parts = signature_parts({"name": name, "signature": sig, "doc": "Doc.", "arg": arg})
+        assert parts[-1] == ("class:toolbar.doc", "  Doc.")
+        return [text for style, text in parts if style.endswith(".current")]
+
+    assert current("string.rep(s, n [, sep])", "string.rep", 2) == ["n"]
+    assert current("string.rep(s, n [, sep])", "string.rep", 3) == ["[, sep]"]
+    assert current("print(...)", "print", 4) == ["..."]          # every later argument is the vararg
+    assert current("f(a, b)", "f", 3) == []                      # past the last parameter
+
+
+def test_the_toolbar_keeps_the_signature_text():
+    from bioxen_shell.repl.toolbar import signature_parts
+
+    for sig in ("string.rep(s, n [, sep])", "load(chunk [, chunkname [, mode [, env]]])",
+                "table.insert(list, [pos,] value)", "os.clock()", "s:sub(i [, j])"):
+        name = sig[:sig.index("(")]
+        parts = signature_parts({"name": name, "signature": sig, "doc": None, "arg": 2})
+        assert "".join(text for _style, text in parts) == f" {sig} "

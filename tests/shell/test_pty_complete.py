@@ -58,23 +58,31 @@ def screen():
     s.close()
 
 
-def test_lazy_submodules_complete_and_the_call_shows_its_signature(screen):
-    screen.type('local bio = require "bio"')
+def enter(screen, line: str) -> None:
+    screen.type(line)
     screen.send("Enter")
+
+
+def signature_shown(screen, signature: str, doc: str) -> None:
+    """The toolbar shows the call's signature and then its first doc sentence."""
+    screen.wait_for(signature, screen.toolbar)
+    line = screen.toolbar()
+    assert doc in line and line.index(doc) > line.index(signature)
+
+
+def test_lazy_submodules_complete_and_the_call_shows_its_signature(screen):
+    enter(screen, 'local bio = require "bio"')
     screen.type("bio.seq.gc_fr")
     screen.send("Tab")
     screen.wait_for("lua> bio.seq.gc_fraction")   # completed inside a lazily loaded submodule
     screen.type("(")
-    screen.wait_for("bio.seq.gc_fraction(s, ambiguous)", screen.toolbar)
-    assert "GC fraction in [0, 1], exactly as Bio.SeqUtils.gc_fraction(seq, ambiguous)." in screen.toolbar()
-    screen.type('"GGCC") == 1')
-    screen.send("Enter")
+    signature_shown(screen, "bio.seq.gc_fraction(s, ambiguous)",
+                    "GC fraction in [0, 1], exactly as Bio.SeqUtils.gc_fraction(seq, ambiguous).")
+    enter(screen, '"GGCC") == 1')
     screen.wait_for("true")
     screen.wait_for(":help", screen.toolbar)  # no call: the hint is back
     screen.type('string.rep("ab", ')
-    screen.wait_for("string.rep(s, n [, sep])", screen.toolbar)
-    assert "Returns n copies of s, separated by sep." in screen.toolbar()
+    signature_shown(screen, "string.rep(s, n [, sep])", "Returns n copies of s, separated by sep.")
     screen.send("C-c")
-    screen.type(":help bio.seq")
-    screen.send("Enter")
+    enter(screen, ":help bio.seq")
     screen.wait_for("bio.seq: nucleotide sequence operations on plain Lua strings.")
