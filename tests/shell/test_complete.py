@@ -162,6 +162,7 @@ def test_results_known_without_calling(engine):
     assert "rep" in words(engine, "tostring(42):re")
     assert "rep" in words(engine, "table.concat({}, ','):re")
     assert "format" in words(engine, 'require("string").fo')   # a loaded module
+    assert "format" in words(engine, 'require"string".fo')
     assert words(engine, 'require("no.such.module").') == []   # never loaded by completion
     assert "concat" in words(engine, "(table).con")
 

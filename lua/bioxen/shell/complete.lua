@@ -298,16 +298,12 @@ end
 
 local function call_result(toks, f, step)
   if RETURNS_STRING[f] then return "" end -- any string has the string methods
-  if f == require and step.op == "call" and step.first == step.last then
-    -- require"name" gives a module only when it is loaded already
-    local name = literal(toks[step.first])
-    return type(name) == "string" and package.loaded[name] or nil
-  end
-  if f == require and step.op == "call" and step.first + 2 == step.last then
-    local name = literal(toks[step.first + 1])
-    return type(name) == "string" and package.loaded[name] or nil
-  end
-  return nil
+  if f ~= require or step.op ~= "call" then return nil end
+  -- require"name" / require("name") gives a module only when it is loaded already
+  local arg = step.first == step.last and toks[step.first]
+    or step.first + 2 == step.last and toks[step.first + 1]
+  local name = arg and literal(arg)
+  return type(name) == "string" and package.loaded[name] or nil
 end
 
 local function evaluate(shell, toks, steps)
