@@ -485,6 +485,25 @@ class Engine:
             out.append((item[b"text"].decode(errors="replace"), start, (item[b"meta"] or b"").decode()))
         return out
 
+    def signature(self, text: str) -> dict[str, Any] | None:
+        """The call ``text`` ends inside: ``{"name", "signature", "doc", "arg"}`` or None.
+
+        Found on the Lua side without calling anything (complete.signature), from
+        the same help that ``:help`` shows.
+        """
+        if self._busy is not None or len(text) > 20000:
+            return None  # never block the UI; a huge input is not worth lexing per key
+        res = self._api[b"signature"](text.encode())
+        if res is None:
+            return None
+        doc = res[b"doc"]
+        return {
+            "name": res[b"name"].decode(errors="replace"),
+            "signature": res[b"signature"].decode(errors="replace"),
+            "doc": doc.decode(errors="replace") if doc is not None else None,
+            "arg": int(res[b"arg"]),
+        }
+
     def prompt_name(self) -> str | None:
         """The name of the eval target (``:attach``) or None when evaluating locally."""
         if self._busy is not None:

@@ -38,6 +38,9 @@ STYLE = Style.from_dict(
         "toolbar.runtime": "bg:#005f5f #ffffff",
         "toolbar.target": "bg:#5f005f #ffffff",
         "toolbar.hint": "#777777",
+        "toolbar.signature": "bg:#303030 #ffffff",
+        "toolbar.signature.current": "bold underline",
+        "toolbar.doc": "#aaaaaa",
     }
 )
 

@@ -5,6 +5,7 @@ local commands = require("bioxen.shell.commands")
 local complete = require("bioxen.shell.complete")
 local pretty = require("bioxen.shell.pretty")
 local funcsource = require("bioxen.funcsource")
+local doc = require("bioxen.shell.doc")
 
 local register = commands.register
 
@@ -36,34 +37,49 @@ local function split_args(s)
 end
 commands.split_args = split_args
 
-local function lookup(shell, name)
-  local obj = shell.env
-  for part in name:gmatch("[^%.:]+") do
-    obj = complete.safe_index(obj, part)
-    if obj == nil then return nil end
+-- A function: its signature and doc (bioxen.shell.doc, as the signature line
+-- shows them while typing a call), where it is defined, its source if short.
+local function describe_function(lines, name, fn)
+  local signature = doc.signature(fn, name)
+  if signature then lines[#lines + 1] = "  " .. signature end
+  local info = debug.getinfo(fn, "S")
+  if info.what ~= "Lua" then
+    lines[#lines + 1] = "  a built-in function"
+    local text = doc.function_doc(fn)
+    if text then lines[#lines + 1] = "  " .. text end
+    return
   end
-  return obj
+  lines[#lines + 1] = "  defined at " .. info.short_src .. ":" .. info.linedefined
+  local comment = funcsource.doc_comment(fn)
+  if comment then lines[#lines + 1] = comment end
+  local src = funcsource.source_of(fn)
+  if src and select(2, src:gsub("\n", "")) < 30 then lines[#lines + 1] = src end
+end
+
+-- A table: its doc (a __doc or _DESCRIPTION field, else the leading comment
+-- of its module file), the submodules of a lazy module, its fields.
+local function describe_table(shell, lines, t)
+  local text = rawget(t, "__doc") or rawget(t, "_DESCRIPTION")
+  if type(text) ~= "string" then text = doc.module_doc(t) end
+  if text then lines[#lines + 1] = text end
+  local mods = rawget(t, "_modules")
+  if type(mods) == "table" and type((getmetatable(t) or {}).__index) == "function" then
+    local names = {}
+    for k in pairs(mods) do if type(k) == "string" then names[#names + 1] = k end end
+    table.sort(names)
+    lines[#lines + 1] = "modules (loaded on first use): " .. table.concat(names, ", ")
+  end
+  lines[#lines + 1] = pretty.format(t, { depth = 1, items = 40, width = shell.options.width })
 end
 
 local function describe(shell, name)
-  local value = lookup(shell, name)
+  local value = complete.lookup(shell, name)
   if value == nil then return name .. " is nil" end
   local lines = { name .. ": " .. type(value) }
   if type(value) == "function" then
-    local info = debug.getinfo(value, "S")
-    if info.what == "C" then
-      lines[#lines + 1] = "  a built-in function"
-    else
-      lines[#lines + 1] = "  defined at " .. info.short_src .. ":" .. info.linedefined
-      local doc = funcsource.doc_comment(value)
-      if doc then lines[#lines + 1] = doc end
-      local src = funcsource.source_of(value)
-      if src and select(2, src:gsub("\n", "")) < 30 then lines[#lines + 1] = src end
-    end
+    describe_function(lines, name, value)
   elseif type(value) == "table" then
-    local doc = rawget(value, "__doc") or rawget(value, "_DESCRIPTION")
-    if type(doc) == "string" then lines[#lines + 1] = doc end
-    lines[#lines + 1] = pretty.format(value, { depth = 1, items = 40, width = shell.options.width })
+    describe_table(shell, lines, value)
   else
     lines[#lines + 1] = pretty.format(value, shell.options)
   end
@@ -130,7 +146,7 @@ register {
   usage = ":source NAME",
   help = "Print the Lua source of a function defined in the REPL, with -e or in a script.",
   run = function(shell, argstr)
-    local fn = lookup(shell, argstr)
+    local fn = complete.lookup(shell, argstr)
     if type(fn) ~= "function" then error(argstr .. " is not a function", 0) end
     local src, why = funcsource.source_of(fn)
     if not src then error(why, 0) end

@@ -7,6 +7,7 @@
 --   api.execute(src, chunkname)  -> result   (a chunk run as a script: -e, stdin)
 --   api.run_file(path, args)     -> result   (a script file, `arg` set as in lua)
 --   api.complete(text)           -> {replace=n, items={{text=, meta=}, …}}
+--   api.signature(text)          -> {name=, signature=, doc=, arg=} of the call text ends in, or nil
 --   api.prompt_name()            -> the eval target's name, or nil
 --   api.set_option(name, value)
 --
@@ -500,6 +501,12 @@ function Shell:_make_api()
       local ok, res = pcall(complete.complete, shell, text)
       if ok then return res end
       return { replace = 0, items = {} }
+    end,
+    signature = function(text)
+      if shell.target then return nil end -- the code runs elsewhere
+      local ok, res = pcall(complete.signature, shell, text)
+      if ok then return res end
+      return nil
     end,
     prompt_name = function() return shell.target and shell.target.name or nil end,
     set_option = function(name, value) shell.options[name] = value end,

@@ -1,0 +1,88 @@
+"""Completion and the signature line in a real terminal: bioxen under tmux, whose screen
+(capture-pane) is what a user sees, the bottom toolbar included."""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.system import require_binary
+from tests.waiting import wait_for
+
+
+class Screen:
+    """bioxen in a tmux session of its own (a private server socket)."""
+
+    def __init__(self, tmux: str, socket: str) -> None:
+        self.tmux, self.socket = tmux, socket
+        command = shutil.which("bioxen")
+        argv = [command] if command else [sys.executable, "-m", "bioxen_shell"]
+        env = ["env", "TERM=xterm", "NO_COLOR=1", f"HOME={os.environ.get('HOME', '/tmp')}"]
+        self.cmd("new-session", "-d", "-s", "main", "-x", "160", "-y", "20",
+                 shlex.join(env + argv))
+        self.wait_for("lua>")  # (capture-pane drops trailing blanks)
+
+    def cmd(self, *args: str) -> str:
+        return subprocess.run([self.tmux, "-L", self.socket, *args], check=True,
+                              capture_output=True, text=True).stdout
+
+    def text(self) -> str:
+        return self.cmd("capture-pane", "-p", "-t", "main")
+
+    def toolbar(self) -> str:
+        lines = [line for line in self.text().splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def send(self, *keys: str) -> None:
+        self.cmd("send-keys", "-t", "main", *keys)
+
+    def type(self, text: str) -> None:
+        self.cmd("send-keys", "-t", "main", "-l", text)
+
+    def wait_for(self, text: str, where=None) -> None:  # noqa: ANN001
+        where = where or self.text
+        wait_for(lambda: text in where(), f"{text!r} on the screen")
+
+    def close(self) -> None:
+        subprocess.run([self.tmux, "-L", self.socket, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def screen():
+    s = Screen(require_binary("tmux"), f"bioxen-test-{os.getpid()}")
+    yield s
+    s.close()
+
+
+def enter(screen, line: str) -> None:
+    screen.type(line)
+    screen.send("Enter")
+
+
+def signature_shown(screen, signature: str, doc: str) -> None:
+    """The toolbar shows the call's signature and then its first doc sentence."""
+    screen.wait_for(signature, screen.toolbar)
+    line = screen.toolbar()
+    assert doc in line and line.index(doc) > line.index(signature)
+
+
+def test_lazy_submodules_complete_and_the_call_shows_its_signature(screen):
+    enter(screen, 'local bio = require "bio"')
+    screen.type("bio.seq.gc_fr")
+    screen.send("Tab")
+    screen.wait_for("lua> bio.seq.gc_fraction")   # completed inside a lazily loaded submodule
+    screen.type("(")
+    signature_shown(screen, "bio.seq.gc_fraction(s, ambiguous)",
+                    "GC fraction in [0, 1], exactly as Bio.SeqUtils.gc_fraction(seq, ambiguous).")
+    enter(screen, '"GGCC") == 1')
+    screen.wait_for("true")
+    screen.wait_for(":help", screen.toolbar)  # no call: the hint is back
+    screen.type('string.rep("ab", ')
+    signature_shown(screen, "string.rep(s, n [, sep])", "Returns n copies of s, separated by sep.")
+    screen.send("C-c")
+    enter(screen, ":help bio.seq")
+    screen.wait_for("bio.seq: nucleotide sequence operations on plain Lua strings.")
