@@ -329,7 +329,7 @@ def _main(opts: argparse.Namespace | _Options) -> int:
             status = _report(engine.run_file(script, opts.args))
             if status:
                 return status
-        status = _interactive(engine) if interactive else 0
+        status = _interactive(engine, settings.get("style")) if interactive else 0
         return status
     except ShellExit as exc:
         status = exc.code
@@ -397,7 +397,7 @@ def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
 
 
 def _shell_settings() -> dict:
-    """The ``[shell]`` table of the user's config.toml: ``runtime`` and ``path``
+    """The ``[shell]`` table of the user's config.toml: ``runtime``, ``path`` and ``style``
     (bioxen_shell.settings; a file that cannot be used is a usage error, exit status 2)."""
     from . import paths
 
@@ -412,12 +412,15 @@ def _shell_settings() -> dict:
         raise UsageError(str(exc)) from None
 
 
-def _interactive(engine) -> int:  # noqa: ANN001
+def _interactive(engine, style: str | None = None) -> int:  # noqa: ANN001
+    """The REPL; ``style``: the colour style config.toml names (None: the default)."""
     _run_init_file(engine)
     if sys.stdin.isatty() and sys.stdout.isatty():
         from .repl.app import run_repl
-    else:
-        from .repl.plain import run_repl
+
+        return run_repl(engine, style=style)
+    from .repl.plain import run_repl
+
     return run_repl(engine)
 
 

@@ -16,7 +16,7 @@ import sys
 from .files import InputFileError, did_you_mean, load_toml
 from .runtimes import RUNTIMES, UnknownRuntime, canonical_name
 
-__all__ = ["SECTIONS", "SHELL_KEYS", "SettingsError", "read_shell_settings"]
+__all__ = ["DEFAULT_STYLE", "SECTIONS", "SHELL_KEYS", "SettingsError", "check_style", "read_shell_settings"]
 
 #: The top-level tables of config.toml.
 SECTIONS = ("hosts", "pools", "shell")
@@ -41,8 +41,34 @@ def _directories(v: object) -> list[str]:
     return list(v)
 
 
+#: The colour style of the REPL when config.toml names none (bioxen_shell.repl.styles).
+DEFAULT_STYLE = "bioxen"
+
+
+def check_style(v: object) -> str:
+    """A colour style name: ``bioxen`` or a Pygments style (plug-ins too); else ValueError.
+
+    Pygments is imported only when a style is named (about 4 ms), never for the default."""
+    if isinstance(v, str) and v == DEFAULT_STYLE:
+        return v
+    if isinstance(v, str) and v:
+        from pygments.styles import STYLE_MAP, get_style_by_name
+        from pygments.util import ClassNotFound
+
+        if v in STYLE_MAP:
+            return v
+        try:
+            get_style_by_name(v)  # a plug-in's style (looked up only for names Pygments lacks)
+            return v
+        except ClassNotFound:
+            hint = did_you_mean(v, [DEFAULT_STYLE, *STYLE_MAP])
+            if hint:
+                raise ValueError(f"expected a Pygments style name ({hint})") from None
+    raise ValueError(f'expected a Pygments style name such as "{DEFAULT_STYLE}" (the default) or "monokai"')
+
+
 #: ``[shell]`` key -> checker: returns the value or raises ValueError(what was expected).
-SHELL_KEYS = {"runtime": _runtime, "path": _directories}
+SHELL_KEYS = {"runtime": _runtime, "path": _directories, "style": check_style}
 
 
 def _show(value: object) -> str:

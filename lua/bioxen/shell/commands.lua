@@ -59,15 +59,20 @@ function M.list()
   return copy
 end
 
--- Names (and aliases) starting with prefix, sorted.
-function M.names(prefix)
+-- The keys of t starting with prefix, sorted.
+local function sorted_keys(t, prefix)
   prefix = prefix or ""
   local out = {}
-  for name in pairs(by_name) do
+  for name in pairs(t) do
     if name:sub(1, #prefix) == prefix then out[#out + 1] = name end
   end
   table.sort(out)
   return out
+end
+
+-- Names (and aliases) starting with prefix, sorted.
+function M.names(prefix)
+  return sorted_keys(by_name, prefix)
 end
 
 -- Split ":name rest" into name, rest.
