@@ -300,7 +300,7 @@ def _main(opts: argparse.Namespace | _Options) -> int:
 
     from .engine import Engine, ShellExit
 
-    settings = _shell_settings()
+    settings = _shell_settings(full=interactive)
     runtime = opts.runtime or settings.get("runtime") or DEFAULT_RUNTIME
     try:
         engine = Engine(runtime, module_paths=[*opts.paths, *settings.get("path", [])])
@@ -396,9 +396,10 @@ def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
     threading.Thread(target=start, name="bioxen-vm-warm-up", daemon=True).start()
 
 
-def _shell_settings() -> dict:
+def _shell_settings(full: bool = True) -> dict:
     """The ``[shell]`` table of the user's config.toml: ``runtime``, ``path`` and ``style``
-    (bioxen_shell.settings; a file that cannot be used is a usage error, exit status 2)."""
+    (bioxen_shell.settings; a file that cannot be used is a usage error, exit status 2).
+    ``full``: a REPL will open, so look the style's name up too."""
     from . import paths
 
     path = paths.config_dir() / "config.toml"
@@ -407,7 +408,7 @@ def _shell_settings() -> dict:
     from .settings import SettingsError, read_shell_settings
 
     try:
-        return read_shell_settings(path)
+        return read_shell_settings(path, full=full)
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
 

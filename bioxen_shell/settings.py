@@ -67,8 +67,17 @@ def check_style(v: object) -> str:
     raise ValueError(f'expected a Pygments style name such as "{DEFAULT_STYLE}" (the default) or "monokai"')
 
 
+def _style_shape(v: object) -> str:
+    """The style's check when no REPL will open: a name, not yet looked up (no Pygments import)."""
+    if isinstance(v, str) and v:
+        return v
+    return check_style(v)  # raises
+
+
 #: ``[shell]`` key -> checker: returns the value or raises ValueError(what was expected).
 SHELL_KEYS = {"runtime": _runtime, "path": _directories, "style": check_style}
+#: The lighter checkers ``read_shell_settings(…, full=False)`` uses (scripts, ``-e``: no REPL).
+_LIGHT_KEYS = {"style": _style_shape}
 
 
 def _show(value: object) -> str:
@@ -79,12 +88,13 @@ def _show(value: object) -> str:
     return "a table" if isinstance(value, dict) else "an array" if isinstance(value, list) else repr(value)
 
 
-def read_shell_settings(path: str | os.PathLike[str]) -> dict:
+def read_shell_settings(path: str | os.PathLike[str], *, full: bool = True) -> dict:
     """The checked ``[shell]`` table of ``path`` (``{}`` when the file does not exist).
 
     Raises :class:`SettingsError` for a file that cannot be read or parsed and for a bad
     ``[shell]`` value; writes one warning line to stderr for each unknown section or
-    ``[shell]`` key.  ``path`` values have ``~`` expanded.
+    ``[shell]`` key.  ``path`` values have ``~`` expanded.  ``full=False`` (no REPL will
+    open) checks only the type of ``style``, sparing start-up the Pygments import.
     """
     try:
         data = load_toml(path)
@@ -103,7 +113,7 @@ def read_shell_settings(path: str | os.PathLike[str]) -> dict:
         raise SettingsError(f"{where}: shell: expected a table [shell], got {_show(table)}")
     out: dict = {}
     for key, value in table.items():
-        check = SHELL_KEYS.get(key)
+        check = SHELL_KEYS.get(key) if full else _LIGHT_KEYS.get(key, SHELL_KEYS.get(key))
         if check is None:
             hint = did_you_mean(key, SHELL_KEYS)
             _warn(f"{where}: shell.{key}: unknown key, ignored"

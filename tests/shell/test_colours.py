@@ -202,8 +202,26 @@ def test_config_check_and_start_up_with_a_style(tmp_path):
     config.write_text('[shell]\nstyle = "monokay"\n')
     code, _, err = bioxen("config", "check", env=env)
     assert code == 2 and f"{config}: shell.style: expected a Pygments style name (did you mean 'monokai'?)" in err
+    # the REPL stops at the start; a script or -e, which never draw, only check that it is a name
+    code, _, err = bioxen("-i", env=env)
+    assert code == 2 and f"{config}: shell.style: expected a Pygments style name (did you mean 'monokai'?)" in err
+    assert bioxen("-e", "print(1)", env=env) == (0, "1\n", "")
+    config.write_text("[shell]\nstyle = 3\n")
     code, _, err = bioxen("-e", "print(1)", env=env)
-    assert code == 2 and f"{config}: shell.style: expected a Pygments style name" in err
+    assert code == 2 and f"{config}: shell.style: expected a Pygments style name such as" in err
+
+
+def test_a_style_costs_scripts_no_pygments_import(tmp_path):
+    (tmp_path / "config.toml").write_text('[shell]\nstyle = "monokai"\n')
+    probe = "\n".join([
+        "import sys",
+        "from bioxen_shell.cli import main",
+        "assert main(['-e', 'x = 1']) == 0",
+        "print(sorted(m for m in sys.modules if m.startswith(('pygments', 'prompt_toolkit'))))",
+    ])
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=PATIENCE,
+                         env=dict(os.environ, BIOXEN_CONFIG_DIR=str(tmp_path)))
+    assert (out.returncode, out.stdout.strip()) == (0, "[]"), out.stderr
 
 
 # -- :set style -----------------------------------------------------------------------------------
