@@ -300,7 +300,7 @@ def _main(opts: argparse.Namespace | _Options) -> int:
 
     from .engine import Engine, ShellExit
 
-    settings = _shell_settings()
+    settings = _shell_settings(full=interactive)
     runtime = opts.runtime or settings.get("runtime") or DEFAULT_RUNTIME
     try:
         engine = Engine(runtime, module_paths=[*opts.paths, *settings.get("path", [])])
@@ -329,7 +329,7 @@ def _main(opts: argparse.Namespace | _Options) -> int:
             status = _report(engine.run_file(script, opts.args))
             if status:
                 return status
-        status = _interactive(engine) if interactive else 0
+        status = _interactive(engine, settings.get("style")) if interactive else 0
         return status
     except ShellExit as exc:
         status = exc.code
@@ -396,9 +396,10 @@ def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
     threading.Thread(target=start, name="bioxen-vm-warm-up", daemon=True).start()
 
 
-def _shell_settings() -> dict:
-    """The ``[shell]`` table of the user's config.toml: ``runtime`` and ``path``
-    (bioxen_shell.settings; a file that cannot be used is a usage error, exit status 2)."""
+def _shell_settings(full: bool = True) -> dict:
+    """The ``[shell]`` table of the user's config.toml: ``runtime``, ``path`` and ``style``
+    (bioxen_shell.settings; a file that cannot be used is a usage error, exit status 2).
+    ``full``: a REPL will open, so look the style's name up too."""
     from . import paths
 
     path = paths.config_dir() / "config.toml"
@@ -407,17 +408,20 @@ def _shell_settings() -> dict:
     from .settings import SettingsError, read_shell_settings
 
     try:
-        return read_shell_settings(path)
+        return read_shell_settings(path, full=full)
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _interactive(engine) -> int:  # noqa: ANN001
+def _interactive(engine, style: str | None = None) -> int:  # noqa: ANN001
+    """The REPL; ``style``: the colour style config.toml names (None: the default)."""
     _run_init_file(engine)
     if sys.stdin.isatty() and sys.stdout.isatty():
         from .repl.app import run_repl
-    else:
-        from .repl.plain import run_repl
+
+        return run_repl(engine, style=style)
+    from .repl.plain import run_repl
+
     return run_repl(engine)
 
 

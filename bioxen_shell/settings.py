@@ -16,7 +16,7 @@ import sys
 from .files import InputFileError, did_you_mean, load_toml
 from .runtimes import RUNTIMES, UnknownRuntime, canonical_name
 
-__all__ = ["SECTIONS", "SHELL_KEYS", "SettingsError", "read_shell_settings"]
+__all__ = ["DEFAULT_STYLE", "SECTIONS", "SHELL_KEYS", "SettingsError", "check_style", "read_shell_settings"]
 
 #: The top-level tables of config.toml.
 SECTIONS = ("hosts", "pools", "shell")
@@ -41,8 +41,43 @@ def _directories(v: object) -> list[str]:
     return list(v)
 
 
+#: The colour style of the REPL when config.toml names none (bioxen_shell.repl.styles).
+DEFAULT_STYLE = "bioxen"
+
+
+def check_style(v: object) -> str:
+    """A colour style name: ``bioxen`` or a Pygments style (plug-ins too); else ValueError.
+
+    Pygments is imported only when a style is named (about 4 ms), never for the default."""
+    if isinstance(v, str) and v == DEFAULT_STYLE:
+        return v
+    if isinstance(v, str) and v:
+        from pygments.styles import STYLE_MAP, get_style_by_name
+        from pygments.util import ClassNotFound
+
+        if v in STYLE_MAP:
+            return v
+        try:
+            get_style_by_name(v)  # a plug-in's style (looked up only for names Pygments lacks)
+            return v
+        except ClassNotFound:
+            hint = did_you_mean(v, [DEFAULT_STYLE, *STYLE_MAP])
+            if hint:
+                raise ValueError(f"expected a Pygments style name ({hint})") from None
+    raise ValueError(f'expected a Pygments style name such as "{DEFAULT_STYLE}" (the default) or "monokai"')
+
+
+def _style_shape(v: object) -> str:
+    """The style's check when no REPL will open: a name, not yet looked up (no Pygments import)."""
+    if isinstance(v, str) and v:
+        return v
+    return check_style(v)  # raises
+
+
 #: ``[shell]`` key -> checker: returns the value or raises ValueError(what was expected).
-SHELL_KEYS = {"runtime": _runtime, "path": _directories}
+SHELL_KEYS = {"runtime": _runtime, "path": _directories, "style": check_style}
+#: The lighter checkers ``read_shell_settings(…, full=False)`` uses (scripts, ``-e``: no REPL).
+_LIGHT_KEYS = {"style": _style_shape}
 
 
 def _show(value: object) -> str:
@@ -53,12 +88,13 @@ def _show(value: object) -> str:
     return "a table" if isinstance(value, dict) else "an array" if isinstance(value, list) else repr(value)
 
 
-def read_shell_settings(path: str | os.PathLike[str]) -> dict:
+def read_shell_settings(path: str | os.PathLike[str], *, full: bool = True) -> dict:
     """The checked ``[shell]`` table of ``path`` (``{}`` when the file does not exist).
 
     Raises :class:`SettingsError` for a file that cannot be read or parsed and for a bad
     ``[shell]`` value; writes one warning line to stderr for each unknown section or
-    ``[shell]`` key.  ``path`` values have ``~`` expanded.
+    ``[shell]`` key.  ``path`` values have ``~`` expanded.  ``full=False`` (no REPL will
+    open) checks only the type of ``style``, sparing start-up the Pygments import.
     """
     try:
         data = load_toml(path)
@@ -77,7 +113,7 @@ def read_shell_settings(path: str | os.PathLike[str]) -> dict:
         raise SettingsError(f"{where}: shell: expected a table [shell], got {_show(table)}")
     out: dict = {}
     for key, value in table.items():
-        check = SHELL_KEYS.get(key)
+        check = SHELL_KEYS.get(key) if full else _LIGHT_KEYS.get(key, SHELL_KEYS.get(key))
         if check is None:
             hint = did_you_mean(key, SHELL_KEYS)
             _warn(f"{where}: shell.{key}: unknown key, ignored"

@@ -15,7 +15,7 @@ from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import History
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
-from prompt_toolkit.styles import Style
+from prompt_toolkit.styles import DynamicStyle
 
 from .. import __version__
 from ..engine import ShellExit
@@ -24,25 +24,46 @@ from .history import last_entries, open_history
 from .key_bindings import load_shell_bindings
 from .lexer import ShellLexer
 from .printer import show_result
+from .styles import DEFAULT_STYLE, prompt_style, style_names
 from .toolbar import make_toolbar
 
-__all__ = ["run_repl", "make_session"]
+__all__ = ["run_repl", "make_session", "ColourStyle"]
 
-STYLE = Style.from_dict(
-    {
-        "prompt": "ansigreen bold",
-        "prompt.target": "ansimagenta bold",
-        "continuation": "ansibrightblack",
-        "meta-command": "ansicyan",
-        "bottom-toolbar": "noreverse bg:#222222 #aaaaaa",
-        "toolbar.runtime": "bg:#005f5f #ffffff",
-        "toolbar.target": "bg:#5f005f #ffffff",
-        "toolbar.hint": "#777777",
-        "toolbar.signature": "bg:#303030 #ffffff",
-        "toolbar.signature.current": "bold underline",
-        "toolbar.doc": "#aaaaaa",
-    }
-)
+
+class ColourStyle:
+    """The colour style of a session (input and printed values): config.toml's
+    ``[shell] style``, changed by ``:set style NAME`` (a setting registered in Lua)."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or DEFAULT_STYLE
+        self.prompt_toolkit = prompt_style(self.name)  # ValueError for an unknown name
+        self._registered_in = None  # the Lua shell object it was registered in
+
+    def set(self, name: str) -> str | None:
+        """Switch to the style ``name``; returns what was wrong, or None."""
+        try:
+            self.prompt_toolkit = prompt_style(name)
+        except ValueError as exc:
+            return f"{exc}, got \"{name}\""
+        self.name = name
+        return None
+
+    def _lua_set(self, value: bytes) -> bytes | None:
+        problem = self.set(value.decode("utf-8", "replace"))
+        return problem.encode() if problem else None
+
+    def register(self, engine) -> None:  # noqa: ANN001
+        """Make ``:set style`` known to the engine's Lua state; again after :reset and
+        :runtime, which build a fresh one."""
+        if self._registered_in is engine.shell:
+            return
+        engine.require("bioxen.shell.commands")[b"setting"](engine.to_lua({
+            "name": "style",
+            "get": lambda: self.name.encode(),
+            "set": self._lua_set,
+            "values": lambda: engine.to_lua(style_names()),
+        }))
+        self._registered_in = engine.shell
 
 
 def _show_notices(history: History) -> None:
@@ -63,8 +84,10 @@ def make_session(
     output: Output | None = None,
     history: History | None = None,
     toolbar: bool = True,
+    style: ColourStyle | None = None,
 ) -> PromptSession:
     """Build the PromptSession: highlighting, Lua-side completion, history, bindings."""
+    style = style or ColourStyle()
 
     def message() -> StyleAndTextTuples:
         name = engine.prompt_name()
@@ -86,8 +109,8 @@ def make_session(
         history=history if history is not None else open_history(),
         key_bindings=load_shell_bindings(engine),
         bottom_toolbar=make_toolbar(engine) if toolbar else None,
-        style=STYLE,
-        include_default_pygments_style=True,
+        style=DynamicStyle(lambda: style.prompt_toolkit),
+        include_default_pygments_style=False,  # its identifiers are #19177c: unreadable on black
         tempfile_suffix=".lua",
         input=input,
         output=output,
@@ -102,9 +125,14 @@ def run_repl(
     history: History | None = None,
     banner: bool = True,
     color: bool | None = None,
+    style: str | None = None,
 ) -> int:
-    """Run the REPL until Ctrl-D, ``:quit`` or ``os.exit``; return the exit status."""
-    session = make_session(engine, input=input, output=output, history=history, toolbar=input is None)
+    """Run the REPL until Ctrl-D, ``:quit`` or ``os.exit``; return the exit status.
+
+    ``style``: the colour style's name (config.toml's ``[shell] style``; None: the default)."""
+    colours = ColourStyle(style)
+    session = make_session(engine, input=input, output=output, history=history, toolbar=input is None,
+                           style=colours)
     engine.history_provider = lambda n: last_entries(session.history, n)
     if color is None:  # NO_COLOR: https://no-color.org
         color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -114,6 +142,7 @@ def run_repl(
         )
         engine.flush()
     while True:
+        colours.register(engine)
         _show_notices(session.history)
         try:
             text = session.prompt()
@@ -127,7 +156,8 @@ def run_repl(
             continue
         try:
             engine.set_option("width", max(20, session.output.get_size().columns))
-            show_result(engine, engine.eval_line(text), color=color)
+            show_result(engine, engine.eval_line(text), color=color, style=colours.name,
+                        depth=session.app.color_depth.name)
         except ShellExit as exc:
             return exc.code
         except KeyboardInterrupt:

@@ -224,33 +224,65 @@ register {
   end,
 }
 
+-- `:set` shows and changes the printing options (numbers, Lua side) and the settings a
+-- front end registered with commands.setting (the colour style, Python side).
+local function show_settings(shell)
+  local lines = {}
+  local keys = {}
+  for k in pairs(shell.options) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do lines[#lines + 1] = string.format("  %-10s %s", k, tostring(shell.options[k])) end
+  for _, k in ipairs(commands.setting_names()) do
+    lines[#lines + 1] = string.format("  %-10s %s", k, tostring(commands.get_setting(k).get()))
+  end
+  return table.concat(lines, "\n")
+end
+
+local function option_names()
+  local out = commands.setting_names()
+  for k in pairs(pretty.defaults) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+local function with_prefix(list, partial)
+  local out = {}
+  for _, w in ipairs(list) do
+    if w:sub(1, #partial) == partial then out[#out + 1] = w end
+  end
+  return out
+end
+
 register {
   name = "set",
-  usage = ":set [NAME VALUE]",
-  help = "Show or change printing options: depth, items, string_max, width, indent.",
+  usage = ":set [NAME [VALUE]]",
+  help = "Show or change printing options (depth, items, string_max, width, indent) and the colour style.",
   run = function(shell, argstr)
-    local name, value = argstr:match("^(%S+)%s+(%S+)$")
-    if not name then
-      if argstr ~= "" then error("usage: :set NAME VALUE", 0) end
-      local keys = {}
-      for k in pairs(shell.options) do keys[#keys + 1] = k end
-      table.sort(keys)
-      local lines = {}
-      for i, k in ipairs(keys) do lines[i] = string.format("  %-10s %s", k, tostring(shell.options[k])) end
-      return table.concat(lines, "\n")
+    if argstr == "" then return show_settings(shell) end
+    local name, value = argstr:match("^(%S+)%s*(%S*)$")
+    if not name then error("usage: :set NAME VALUE", 0) end
+    local setting = commands.get_setting(name)
+    if pretty.defaults[name] == nil and not setting then
+      error("unknown option '" .. name .. "' (options: " .. table.concat(option_names(), ", ") .. ")", 0)
     end
-    if pretty.defaults[name] == nil then error("unknown option " .. name, 0) end
+    if value == "" then  -- :set NAME shows one value
+      return name .. " " .. tostring(setting and setting.get() or shell.options[name])
+    end
+    if setting then
+      local problem = setting.set(value)
+      if problem then error(name .. ": " .. tostring(problem), 0) end
+      return
+    end
     local n = tonumber(value)
     if not n or n < 1 then error(name .. " must be a positive number", 0) end
     shell.options[name] = math.floor(n)
   end,
-  complete = function(_, partial)
-    local out = {}
-    for k in pairs(pretty.defaults) do
-      if k:sub(1, #partial) == partial then out[#out + 1] = k end
-    end
-    table.sort(out)
-    return out
+  complete = function(_, partial, args)
+    local name = (args or ""):match("^(%S+)%s")
+    if not name then return with_prefix(option_names(), partial) end
+    local setting = commands.get_setting(name)
+    if setting and setting.values then return with_prefix(setting.values(), partial) end
+    return {}
   end,
 }
 

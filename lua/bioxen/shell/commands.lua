@@ -59,15 +59,53 @@ function M.list()
   return copy
 end
 
--- Names (and aliases) starting with prefix, sorted.
-function M.names(prefix)
+-- The keys of t starting with prefix, sorted.
+local function sorted_keys(t, prefix)
   prefix = prefix or ""
   local out = {}
-  for name in pairs(by_name) do
+  for name in pairs(t) do
     if name:sub(1, #prefix) == prefix then out[#out + 1] = name end
   end
   table.sort(out)
   return out
+end
+
+-- Names (and aliases) starting with prefix, sorted.
+function M.names(prefix)
+  return sorted_keys(by_name, prefix)
+end
+
+-- Settings a front end owns (the REPL's colour style, say), changed with
+-- `:set NAME VALUE` beside the printing options.  Python registers them at the
+-- start of each Lua state (bioxen_shell/repl/app.py):
+--
+--   commands.setting{
+--     name = "style",
+--     get = function() return "bioxen" end,
+--     set = function(value) end,              -- returns nil, or the text of what was wrong
+--     values = function() return {...} end,   -- optional: for completion
+--   }
+local settings = {}  -- name -> spec
+
+function M.setting(spec)
+  if type(spec) ~= "table" or type(spec.name) ~= "string" or not spec.name:find("^[%w_]+$") then
+    error("setting: expected a table with a 'name' such as \"style\"", 2)
+  end
+  -- (functions, or Python callables, which are userdata in Lua)
+  if spec.get == nil or spec.set == nil then
+    error("setting: " .. spec.name .. " needs 'get' and 'set' functions", 2)
+  end
+  settings[spec.name] = spec
+  return spec
+end
+
+function M.get_setting(name)
+  return settings[name]
+end
+
+-- Names of the registered settings, sorted.
+function M.setting_names()
+  return sorted_keys(settings)
 end
 
 -- Split ":name rest" into name, rest.

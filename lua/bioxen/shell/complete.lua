@@ -491,7 +491,7 @@ local function complete_command(shell, text)
   local spec = name and commands.get(name)
   if not spec or not spec.complete then return nil end
   local partial = args:match("([^%s]*)$")
-  local ok, list = pcall(spec.complete, shell, partial)
+  local ok, list = pcall(spec.complete, shell, partial, args)  -- args: all the words so far
   if not ok or type(list) ~= "table" then return nil end
   local items = {}
   for i, word in ipairs(list) do items[i] = { text = word, meta = "" } end
