@@ -1,10 +1,11 @@
 """The ``bioxen`` command.
 
-    bioxen                       the REPL (prompt_toolkit on a terminal)
-    bioxen FILE.lua [ARGS...]      run a script (as ``bioxen run``)
-    bioxen run FILE.lua [ARGS...]  run a script: ``arg``/``...`` as in ``lua``; a ``#!`` line is allowed
+    bioxen                       the REPL (prompt_toolkit on a terminal; prompts on
+                                 the terminal when only stdin is one: bioxen | tee log)
+    bioxen [OPTS] FILE.lua [ARGS...]      run a script (as ``bioxen run``)
+    bioxen run [OPTS] FILE.lua [ARGS...]  run a script: ``arg``/``...`` as in ``lua``; a ``#!`` line is allowed
     bioxen -e CODE               run a chunk (an expression prints its value)
-    bioxen -  /  … | bioxen      run Lua read from stdin (no prompt, no escape codes)
+    bioxen - [ARGS...]  /  … | bioxen   run Lua read from stdin as the script "-" (no prompt, no escape codes)
     bioxen -i [FILE]             run FILE (and -e chunks), then open the REPL
     bioxen profiles|vm|config …  subcommands of the VM and remote layers
 
