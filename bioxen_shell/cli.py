@@ -327,6 +327,8 @@ def _main(opts: argparse.Namespace | _Options) -> int:
     previous = {sig: signal.signal(sig, _on_terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     status = 1
     try:
+        if script is not None:
+            engine.set_arg(script, opts.args)  # -l and -e code sees it too, as in lua
         for spec in opts.modules:  # -l mod  or  -l name=mod (as in Lua 5.4)
             name, _, module = spec.rpartition("=")
             code = f"{_lua_name(name or module)} = require({_lua_string(module)})"

@@ -461,6 +461,11 @@ class Engine:
         lua_args = None if args is None else self.lua.table_from([os.fsencode(a) for a in args])
         return self._to_result(self._call(self._api[b"execute"], src, chunkname.encode(), lua_args))
 
+    def set_arg(self, script: str, args: Iterable[str] = ()) -> None:
+        """Set the global ``arg`` for ``script`` and its ``args`` (``arg[0]`` is the script), as
+        ``lua`` does before its ``-e`` chunks; run_file and execute set it again."""
+        self._api[b"set_arg"](os.fsencode(script), self.lua.table_from([os.fsencode(a) for a in args]))
+
     def run_file(self, path: str | os.PathLike, args: Iterable[str] = ()) -> Result:
         """Run a Lua script with ``arg``/``...`` set as ``lua`` does; globals stay in the shell."""
         lua_args = self.lua.table_from([os.fsencode(a) for a in args])

@@ -113,6 +113,12 @@ def test_stdin_arguments_after_e_chunks_and_errors_name_stdin():
     same_as_lua(["-", "a"], "local n = select('#', ...)\nerror('got ' .. n)")
 
 
+def test_e_chunks_see_the_scripts_arg_table(tmp_path):
+    (tmp_path / "s.lua").write_text("print(#arg, ...)\n")
+    same_as_lua(["-e", "print(arg[0], #arg, arg[1], ...)", "s.lua", "a", "b"], cwd=tmp_path)
+    same_as_lua(["-e", "print(arg[0], #arg, arg[1])", "-", "a"], "print(arg[0], ...)")
+
+
 @pytest.mark.parametrize("args", [["a", "--", "b"], ["--", "b"], ["--"], ["-i", "--runtime", "lua51"]])
 def test_script_arguments_are_passed_verbatim(tmp_path, args):
     (tmp_path / "s.lua").write_text("#!/x\nprint(select('#', ...), ...)\nprint(arg[0], #arg, arg[1])\n")

@@ -542,6 +542,7 @@ function Shell:_make_api()
     handle = function(line) return shell:handle(line) end,
     execute = function(src, chunkname, args) return shell:execute(src, chunkname, args) end,
     run_file = function(path, args) return shell:run_file(path, args) end,
+    set_arg = set_arg,
     complete = function(text)
       local ok, res = pcall(complete.complete, shell, text)
       if ok then return res end
