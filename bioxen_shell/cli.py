@@ -1,10 +1,11 @@
 """The ``bioxen`` command.
 
-    bioxen                       the REPL (prompt_toolkit on a terminal)
-    bioxen FILE.lua [ARGS...]      run a script (as ``bioxen run``)
-    bioxen run FILE.lua [ARGS...]  run a script: ``arg``/``...`` as in ``lua``; a ``#!`` line is allowed
+    bioxen                       the REPL (prompt_toolkit on a terminal; prompts on
+                                 the terminal when only stdin is one: bioxen | tee log)
+    bioxen [OPTS] FILE.lua [ARGS...]      run a script (as ``bioxen run``)
+    bioxen run [OPTS] FILE.lua [ARGS...]  run a script: ``arg``/``...`` as in ``lua``; a ``#!`` line is allowed
     bioxen -e CODE               run a chunk (an expression prints its value)
-    bioxen -  /  … | bioxen      run Lua read from stdin (no prompt, no escape codes)
+    bioxen - [ARGS...]  /  … | bioxen   run Lua read from stdin as the script "-" (no prompt, no escape codes)
     bioxen -i [FILE]             run FILE (and -e chunks), then open the REPL
     bioxen profiles|vm|config …  subcommands of the VM and remote layers
 
@@ -103,22 +104,21 @@ _VALUE_OPTIONS = {"-e": "chunks", "-l": "modules", "--path": "paths", "--runtime
 
 
 def _quick_parse(argv: list[str]) -> _Options | None:
-    """Parse an ordinary command line exactly as argparse would, or return None.
+    """Parse an ordinary command line exactly as _argparse would, or return None.
 
     Handles the options of _build_parser spelled out in full (``--runtime NAME``
     or ``--runtime=NAME``), ``--`` and the script with its arguments.  Anything
     else -- ``--help``, abbreviations, attached values (``-eCODE``), a value
     that starts with ``-``, a missing value -- returns None and goes to argparse,
     which also writes every error message.  tests/shell/test_cli_quick.py
-    checks the two parsers agree.
+    checks it agrees with _argparse.
     """
     opts = _Options()
     i, n = 0, len(argv)
-    separator = False
     while i < n:
         arg = argv[i]
         if arg == "--":
-            i, separator = i + 1, True
+            i += 1
             break
         if arg == "-" or not arg.startswith("-"):
             break  # the script: it and everything after it belong to the script
@@ -146,8 +146,21 @@ def _quick_parse(argv: list[str]) -> _Options | None:
     if i < n:
         opts.script = argv[i]
         opts.args = argv[i + 1:]
-        if not separator and "--" in opts.args:
-            return None  # argparse drops the first "--" even there
+    return opts
+
+
+def _argparse(argv: list[str]) -> argparse.Namespace:
+    """Parse with argparse, keeping the script's arguments as given.
+
+    argparse drops a ``--`` that comes right after the script; ``lua`` passes
+    it on (``lua f.lua -- x``: ``arg[1]`` is ``--``), and so does bioxen.
+    """
+    opts = _build_parser().parse_args(argv)
+    if opts.script is not None:
+        n = len(opts.args)
+        start = len(argv) - n - 1  # where the script is when nothing was dropped
+        if argv[start:] != [opts.script, *opts.args] and start > 0 and argv[start - 1] == opts.script:
+            opts.args = argv[start:]
     return opts
 
 
@@ -259,22 +272,25 @@ def _exit_now(status: int) -> None:
     os._exit(status)
 
 
+_RUN_USAGE = "bioxen run [OPTIONS] FILE [ARGS...]"
+
+
 def _dispatch(argv: list[str]) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS:
             gc.enable()  # a subcommand may run for long: collect as usual
             return _run_subcommand(argv[0], argv[1:])
-        if argv and argv[0] == "run":
-            if len(argv) < 2 or argv[1] in ("-h", "--help"):
-                if len(argv) >= 2:
-                    print("usage: bioxen run FILE [ARGS...]\n\nRun a Lua script; `arg` and `...` "
-                          "hold the arguments, a leading #! line is skipped.")
-                    return 0
-                raise UsageError("run: missing FILE (usage: bioxen run FILE [ARGS...])")
-            argv = ["--", *argv[1:]]
-        opts = _quick_parse(argv)
-        if opts is None:
-            opts = _build_parser().parse_args(argv)
+        run = bool(argv) and argv[0] == "run"
+        if run:
+            argv = argv[1:]
+            if argv[:1] in (["-h"], ["--help"]):
+                print(f"usage: {_RUN_USAGE}\n\nRun a Lua script; `arg` and `...` hold the arguments, "
+                      "a leading #! line is skipped.  The options (before FILE) are bioxen's "
+                      "(see bioxen --help); everything after FILE goes to the script.")
+                return 0
+        opts = _quick_parse(argv) or _argparse(argv)
+        if run and opts.script is None and not opts.version:
+            raise UsageError(f"run: missing FILE (usage: {_RUN_USAGE})")
         return _main(opts)
     except UsageError as exc:
         _stderr(f"bioxen: {exc}\n")
@@ -311,6 +327,8 @@ def _main(opts: argparse.Namespace | _Options) -> int:
     previous = {sig: signal.signal(sig, _on_terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     status = 1
     try:
+        if script is not None:
+            engine.set_arg(script, opts.args)  # -l and -e code sees it too, as in lua
         for spec in opts.modules:  # -l mod  or  -l name=mod (as in Lua 5.4)
             name, _, module = spec.rpartition("=")
             code = f"{_lua_name(name or module)} = require({_lua_string(module)})"
@@ -322,7 +340,7 @@ def _main(opts: argparse.Namespace | _Options) -> int:
             if status:
                 return status
         if stdin_chunk:
-            status = _report(engine.execute(_read_stdin(), "=stdin"))
+            status = _report(engine.execute(_read_stdin(), "=stdin", opts.args))
             if status:
                 return status
         elif script is not None:

@@ -449,11 +449,22 @@ class Engine:
             return Result(True, "ok", output=f"switched to {self.runtime} (a fresh Lua state)".encode())
         return result
 
-    def execute(self, src: str | bytes, chunkname: str = "=(command line)") -> Result:
-        """Run a chunk as a script (``-e``, stdin).  An expression prints its values."""
+    def execute(self, src: str | bytes, chunkname: str = "=(command line)",
+                args: Iterable[str] | None = None) -> Result:
+        """Run a chunk as a script (``-e``, stdin).  An expression prints its values.
+
+        With ``args`` the chunk is the script ``-`` (stdin, as in ``lua - a b``):
+        a ``#`` first line is skipped, ``arg`` is set and ``...`` holds ``args``.
+        """
         if isinstance(src, str):
             src = src.encode()
-        return self._to_result(self._call(self._api[b"execute"], src, chunkname.encode()))
+        lua_args = None if args is None else self.lua.table_from([os.fsencode(a) for a in args])
+        return self._to_result(self._call(self._api[b"execute"], src, chunkname.encode(), lua_args))
+
+    def set_arg(self, script: str, args: Iterable[str] = ()) -> None:
+        """Set the global ``arg`` for ``script`` and its ``args`` (``arg[0]`` is the script), as
+        ``lua`` does before its ``-e`` chunks; run_file and execute set it again."""
+        self._api[b"set_arg"](os.fsencode(script), self.lua.table_from([os.fsencode(a) for a in args]))
 
     def run_file(self, path: str | os.PathLike, args: Iterable[str] = ()) -> Result:
         """Run a Lua script with ``arg``/``...`` set as ``lua`` does; globals stay in the shell."""

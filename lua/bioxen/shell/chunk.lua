@@ -12,6 +12,10 @@ local function compile(src, chunkname, env)
   if src:byte(1) == 27 then
     return nil, chunkname:gsub("^[=@]", "") .. ": binary chunks are not accepted"
   end
+  -- LuaJIT's load skips a leading "#" line (and a UTF-8 BOM) of any chunk;
+  -- Lua does that for files only (the shell does it in its script reader), so
+  -- `-e '#x'` and REPL input must stay errors: a space keeps LuaJIT from it.
+  if src:find("^#") or src:find("^\239\187\191") then src = " " .. src end
   if setfenv then -- Lua 5.1 / LuaJIT
     local fn, err = loadstring(src, chunkname)
     if fn and env then setfenv(fn, env) end
@@ -20,6 +24,15 @@ local function compile(src, chunkname, env)
   return load(src, chunkname, "t", env)
 end
 M.compile = compile
+
+-- Whether an expression uses its chunk's own `...` (outside any function of
+-- its own): compile_expression's helper, passed as the first argument, would
+-- show in it, so such an expression is compiled as `return expr` instead.
+function M.uses_chunk_varargs(expr)
+  return expr:find("...", 1, true) ~= nil -- the common case costs no compile
+    and compile("return " .. expr, "=expr") ~= nil
+    and compile("return function() return " .. expr .. "\n end", "=expr") == nil
+end
 
 -- A syntax error that ends at <eof> means "give me more".  Lua 5.1 and LuaJIT
 -- quote it ('<eof>'), 5.2 and later do not: accept both.  An unfinished

@@ -380,21 +380,53 @@ function Shell:_eval_target(src)
            traceback = reply.traceback and tostring(reply.traceback) or "" }
 end
 
+-- A script's first line is skipped when it starts with "#", keeping line
+-- numbers; a UTF-8 BOM before it goes too.  As lua does for a file or stdin
+-- (never for -e or REPL input: chunk.compile keeps LuaJIT from doing it there).
+local function skip_header(text)
+  text = text:gsub("^\239\187\191", "", 1)
+  if text:sub(1, 1) == "#" then text = text:gsub("^[^\n]*", "", 1) end
+  return text
+end
+
+-- `arg` as the lua command sets it: arg[0] the script, arg[1]... its arguments.
+local function set_arg(script, args)
+  local arg = { [-1] = "bioxen", [0] = script }
+  for i, a in ipairs(args) do arg[i] = a end
+  _G.arg = arg
+end
+
 -- Run a chunk with script semantics (-e, stdin).  An input that only makes
 -- sense as an expression (`bioxen -e '1+1'`) prints its values; a function
 -- call is a statement (as in `lua -e`) unless written `=f()` or `(f())`.
-function Shell:execute(src, chunkname)
+-- With `args` (a list) the chunk is the script "-" (stdin, as in `lua - a b`):
+-- a "#" first line is skipped, `arg` is set and `...` holds the arguments.
+function Shell:execute(src, chunkname, args)
   chunkname = chunkname or "=(command line)"
+  if args then
+    src = skip_header(src)
+    set_arg("-", args)
+  end
   funcsource.remember(chunkname, src)
   local fn, err = chunk.compile(src, chunkname, self.env)
-  local is_expr = false
+  local is_expr, takes_values = false, false
   if not fn then
-    local efn = chunk.compile_expression(chunk.equals_expression(src) or src, chunkname, self.env)
-    if not efn then return { ok = false, kind = "syntax", message = err } end
-    fn, is_expr = efn, true
+    local expr = chunk.equals_expression(src) or src
+    if chunk.uses_chunk_varargs(expr) then -- `bioxen -e '...'`, stdin with arguments
+      fn = chunk.compile("return " .. expr, chunkname, self.env)
+    else
+      fn, takes_values = chunk.compile_expression(expr, chunkname, self.env), true
+    end
+    if not fn then return { ok = false, kind = "syntax", message = err } end
+    is_expr = true
   end
   self:_prepare(fn)
-  local ok, res = self:_protected(fn, is_expr and chunk.values or nil)
+  local ok, res
+  if takes_values then
+    ok, res = self:_protected(fn, chunk.values)
+  else
+    ok, res = self:_protected(fn, unpack(args or {}))
+  end
   if not ok then return res end
   if is_expr then return self:_show(res) end
   return { ok = true, kind = "ok", output = "" }
@@ -404,9 +436,7 @@ end
 local function read_script(host, path)
   local text, err = host.read_script(path)
   if not text then return nil, err end
-  -- A leading #! line is skipped, keeping line numbers.
-  if text:sub(1, 1) == "#" then text = text:gsub("^[^\n]*", "", 1) end
-  return text
+  return skip_header(text)
 end
 
 -- Run a script file: `arg` as the lua command sets it, `...` = the arguments.
@@ -419,9 +449,7 @@ function Shell:run_file(path, args)
   local fn, cerr = chunk.compile(src, chunkname, self.env)
   if not fn then return { ok = false, kind = "syntax", message = cerr } end
   self:_prepare(fn)
-  local arg = { [-1] = "bioxen", [0] = path }
-  for i, a in ipairs(args) do arg[i] = a end
-  _G.arg = arg
+  set_arg(path, args)
   local ok, res = self:_protected(fn, unpack(args))
   if not ok then return res end
   return { ok = true, kind = "ok", output = "" }
@@ -495,8 +523,9 @@ function Shell:_make_api()
       return chunk.is_complete(src, shell.options.indent)
     end,
     handle = function(line) return shell:handle(line) end,
-    execute = function(src, chunkname) return shell:execute(src, chunkname) end,
+    execute = function(src, chunkname, args) return shell:execute(src, chunkname, args) end,
     run_file = function(path, args) return shell:run_file(path, args) end,
+    set_arg = set_arg,
     complete = function(text)
       local ok, res = pcall(complete.complete, shell, text)
       if ok then return res end
