@@ -161,8 +161,15 @@ class VMManager(Manager):
         collects them).  :meth:`execute_string` keeps its output in its ``stdout``."""
         handle = self.get_vm(vm_id)
         if output_callback is not None:
+            import codecs
+
+            # Output comes in pieces: a character cut between two stays whole.
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
             def text(data: bytes) -> None:
-                output_callback(data.decode("utf-8", "replace"))
+                piece = decoder.decode(data)
+                if piece:
+                    output_callback(piece)
 
             handle.on_output = text
             self._attached[vm_id] = text

@@ -79,6 +79,13 @@ def test_attach_callback_gets_send_input_output():
         manager.send_input("w1", "print('after')")
         assert manager.read_output("w1", timeout=PATIENCE) == "after\n"
         assert "".join(seen) == "from send\nno newline"
+        # a character cut between two pieces of output arrives whole
+        seen.clear()
+        manager.attach_to_vm("w1", seen.append)
+        manager.send_input("w1", "local _ = io.write('\\206')")  # two inputs: two pieces of output
+        manager.send_input("w1", "local _ = io.write('\\177')")
+        assert manager.read_output("w1", timeout=PATIENCE) == ""
+        assert seen == ["\u03b1"]
 
 
 def test_map_from_python():
