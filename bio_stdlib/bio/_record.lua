@@ -1,9 +1,10 @@
 --- bio._record: the metatable of every sequence record the readers make
--- (bio.fasta, bio.fastq, bio.genbank, bio.embl).  It only adds `__tostring`,
+-- (bio.fasta, bio.fastq, bio.genbank, bio.embl).  It adds `__tostring`,
 -- so the REPL, `print` and `tostring` show a record as Biopython's
--- `str(record)` does; the record stays a plain table of fields (no `__index`,
--- `__eq`, `__len` or `__pairs`: `==`, `#`, `pairs` and the wire codec see it
--- as before).
+-- `str(record)` does (and `__repr`, Biopython's one-line repr(record), which the
+-- REPL shows for a record inside a table); the record stays a plain table of
+-- fields (no `__index`, `__eq`, `__len` or `__pairs`: `==`, `#`, `pairs` and
+-- the wire codec see it as before).
 --
 --   ID: seq1
 --   Name: seq1
@@ -120,9 +121,22 @@ local function summary(rec, letters)
   return concat(lines, "\n")
 end
 
+-- Biopython's repr(record), one line: how a record shows inside a table in the REPL
+-- (bioxen.shell.pretty reads `__repr`), as Python shows a list of records.
+local function repr(rec)
+  local seq
+  if type(rec.seq) == "string" then seq = seq_repr(rec.seq)
+  elseif type(rec.length) == "number" then seq = format("Seq(None, length=%d)", rec.length)
+  else seq = "None" end
+  local function text(v) return v == nil and "None" or py_quote(tostring(v)) end
+  return format("SeqRecord(seq=%s, id=%s, name=%s, description=%s, dbxrefs=%s)", seq, text(rec.id),
+    text(rec.name or rec.id), text(rec.description), py_value(type(rec.dbxrefs) == "table" and rec.dbxrefs or {}))
+end
+M.repr = repr
+
 -- One metatable per kind of per-letter annotation, all with the one __tostring.
 local function metatable(letters)
-  return { __name = "bio.record", __tostring = function(rec) return summary(rec, letters) end }
+  return { __name = "bio.record", __tostring = function(rec) return summary(rec, letters) end, __repr = repr }
 end
 
 M.RECORD = metatable(nil)                 -- FASTA, GenBank, EMBL

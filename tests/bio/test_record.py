@@ -12,12 +12,29 @@ from tests.bio._lua import bio_runtimes, lua, run_bio
 TESTS = ref.biopython_tests_dir()
 
 
-def _tostrings(runtime, module, path, opts="{}"):
+def _tostrings(runtime, module, path, opts="{}", how="tostring"):
     return run_bio(runtime, f"""
+        local show = {how}
         local out = {{}}
-        for r in require({lua(module)}).records({lua(str(path))}, {opts}) do out[#out + 1] = tostring(r) end
+        for r in require({lua(module)}).records({lua(str(path))}, {opts}) do out[#out + 1] = show(r) end
         return out
     """)
+
+
+REPR = 'getmetatable(require("bio.fasta").parse(">a\\nA\\n")[1]).__repr'
+
+
+@pytest.mark.parametrize("runtime", ["lupa:luajit21", "lua5.1", "lua5.4"])
+@pytest.mark.parametrize("module,fmt,path", [
+    ("bio.fasta", "fasta", TESTS / "Fasta" / "f002"),
+    ("bio.fastq", "fastq", TESTS / "Quality" / "example.fastq"),
+    ("bio.genbank", "genbank", TESTS / "GenBank" / "NC_005816.gb"),
+    ("bio.genbank", "genbank", TESTS / "GenBank" / "cor6_6.gb"),
+    ("bio.embl", "embl", TESTS / "EMBL" / "TRBG361.embl"),
+])
+def test_records_have_biopythons_repr(runtime, module, fmt, path):
+    # the one-line form the REPL shows for a record inside a table
+    assert _tostrings(runtime, module, path, how=REPR) == [repr(r) for r in SeqIO.parse(path, fmt)]
 
 
 @bio_runtimes()
@@ -71,7 +88,7 @@ def test_undefined_sequence_prints_its_length():
 
 @bio_runtimes()
 def test_records_stay_plain_tables(runtime):
-    # one metatable for every kind, holding __tostring only: no __index, __eq, __len, __pairs
+    # one metatable for every kind, holding how it shows only: no __index, __eq, __len, __pairs
     got = run_bio(runtime, """
         local fa = require("bio.fasta").parse(">a b\\nAC\\n")[1]
         local fq = require("bio.fastq").parse("@a b\\nAC\\n+\\nII\\n")[1]
@@ -92,5 +109,5 @@ def test_records_stay_plain_tables(runtime):
         return {keys, mts, fa == twin, getmetatable(fa) == getmetatable(gb), #fa}
     """)
     assert got[0] == ["description", "id", "seq"]
-    assert got[1] == [["__name", "__tostring"]] * 3
+    assert got[1] == [["__name", "__repr", "__tostring"]] * 3
     assert got[2] is False and got[3] is True and got[4] == 0

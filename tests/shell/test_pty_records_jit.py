@@ -41,5 +41,10 @@ def test_jit_says_it_needs_luajit_and_records_print_as_biopython(lua54):
     for line in ("ID: s1", "Name: s1", "Description: s1 a test", "Number of features: 0", "Seq('ACGT')"):
         lua54.expect_exact(line + "\r\n")
     lua54.expect_exact(PROMPT)
+    # inside a table: Biopython's repr(record), as Python shows a list of records
+    lua54.send('require("bio.fasta").parse(">s1 a test\\nACGT\\n>s2\\nGG\\n")\r')
+    lua54.expect_exact("SeqRecord(seq=Seq('ACGT'), id='s1', name='s1', description='s1 a test', dbxrefs=[]),")
+    lua54.expect_exact("SeqRecord(seq=Seq('GG'), id='s2', name='s2', description='s2', dbxrefs=[])")
+    lua54.expect_exact(PROMPT)
     lua54.sendcontrol("d")
     lua54.expect(pexpect.EOF)
