@@ -24,14 +24,16 @@ def _tostrings(runtime, module, path, opts="{}", how="tostring"):
 REPR = 'getmetatable(require("bio.fasta").parse(">a\\nA\\n")[1]).__repr'
 
 
+# GenBank and EMBL files of Biopython's tests: (module, SeqIO format, path)
+INSDC = [("bio.genbank", "genbank", TESTS / "GenBank" / name) for name in ("NC_005816.gb", "cor6_6.gb", "NC_000932.gb")] \
+    + [("bio.embl", "embl", TESTS / "EMBL" / name) for name in ("TRBG361.embl", "DD231055_edited.embl")]
+
+
 @pytest.mark.parametrize("runtime", ["lupa:luajit21", "lua5.1", "lua5.4"])
 @pytest.mark.parametrize("module,fmt,path", [
     ("bio.fasta", "fasta", TESTS / "Fasta" / "f002"),
     ("bio.fastq", "fastq", TESTS / "Quality" / "example.fastq"),
-    ("bio.genbank", "genbank", TESTS / "GenBank" / "NC_005816.gb"),
-    ("bio.genbank", "genbank", TESTS / "GenBank" / "cor6_6.gb"),
-    ("bio.embl", "embl", TESTS / "EMBL" / "TRBG361.embl"),
-])
+] + INSDC)
 def test_records_have_biopythons_repr(runtime, module, fmt, path):
     # the one-line form the REPL shows for a record inside a table
     assert _tostrings(runtime, module, path, how=REPR) == [repr(r) for r in SeqIO.parse(path, fmt)]
@@ -58,13 +60,7 @@ def _expected_insdc(rec) -> str:
 
 
 @pytest.mark.parametrize("runtime", ["lupa:luajit21", "lua5.4"])
-@pytest.mark.parametrize("module,fmt,path", [
-    ("bio.genbank", "genbank", TESTS / "GenBank" / "NC_005816.gb"),
-    ("bio.genbank", "genbank", TESTS / "GenBank" / "cor6_6.gb"),
-    ("bio.genbank", "genbank", TESTS / "GenBank" / "NC_000932.gb"),
-    ("bio.embl", "embl", TESTS / "EMBL" / "TRBG361.embl"),
-    ("bio.embl", "embl", TESTS / "EMBL" / "DD231055_edited.embl"),
-])
+@pytest.mark.parametrize("module,fmt,path", INSDC)
 def test_genbank_and_embl_records_print_as_biopython(runtime, module, fmt, path):
     got = _tostrings(runtime, module, path)
     records = list(SeqIO.parse(path, fmt))
