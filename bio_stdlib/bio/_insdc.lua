@@ -9,6 +9,7 @@
 -- header lines, sequence footer) as a "format" table; this module runs them.
 local IO = require "bio._io"
 local A = require "bio.alphabet"
+local R = require "bio._record"
 
 local M = {}
 
@@ -102,7 +103,7 @@ Builder.__index = Builder
 
 local function new_builder(fail)
   return setmetatable({
-    rec = { description = "", dbxrefs = {}, annotations = {}, features = {} },
+    rec = R.record({ description = "", dbxrefs = {}, annotations = {}, features = {} }),
     seq_type = "", seq_data = nil, ref = nil, expected_size = nil, fail = fail,
   }, Builder)
 end

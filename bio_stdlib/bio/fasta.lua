@@ -14,6 +14,7 @@
 local F = require "bio._fast"
 local A = require "bio.alphabet"
 local IO = require "bio._io"
+local R = require "bio._record"
 
 local M = {}
 
@@ -142,7 +143,7 @@ end
 ---------------------------------------------------------------------------
 
 local function make_record(title)
-  return { id = IO.first_word(title), description = title }
+  return R.record({ id = IO.first_word(title), description = title })
 end
 
 -- The record iterator over a chunk reader.

@@ -13,6 +13,7 @@
 local F = require "bio._fast"
 local A = require "bio.alphabet"
 local IO = require "bio._io"
+local R = require "bio._record"
 
 local ffi = F.ffi
 
@@ -120,6 +121,7 @@ end
 local function reader(read, close, name, fname, opts, line_base, v, vname)
   local lo, hi = v.offset + v.min, v.offset + v.max
   local want_numbers = opts.qualities ~= false
+  local mt = vname == "solexa" and R.SOLEXA or R.PHRED -- Biopython's letter annotation
   local lines = IO.line_reader(read)
   local pending -- a line read ahead (the next record's header)
   local done = false
@@ -214,7 +216,7 @@ local function reader(read, close, name, fname, opts, line_base, v, vname)
     at_line = nil
     if not pending then done = true; close() end
     local quality = #qual_parts == 1 and qual_parts[1] or concat(qual_parts)
-    local rec = { id = IO.first_word(title), description = title, seq = seq, quality = quality }
+    local rec = R.record({ id = IO.first_word(title), description = title, seq = seq, quality = quality }, mt)
     if want_numbers then rec.qualities = decode(quality, v.offset) end
     return rec
   end

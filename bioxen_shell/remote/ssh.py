@@ -62,6 +62,20 @@ _MAX_PACKET = 32 * 1024
 _SEND_CHUNK = 32 * 1024  # fallback packet size
 _RECV_ALL = 1 << 30
 _STDERR_TAIL = 64 * 1024
+#: how long closing an agent that exited waits for the rest of its stderr (seconds)
+_STDERR_FLUSH = 2.0
+
+
+def _show_stderr(data: bytes) -> None:
+    """The agent's stderr — the VM's io.stderr, its stdout (moved there by the wrapper), and
+    what os.execute children print — on this process's stderr, as a local VM's (which
+    inherits the fd) is: the same output on every backend."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(2, view):]
+    except OSError:  # no stderr to write to: nothing to show it on
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,13 +575,18 @@ class SSHAgentProcess:
                         self._pgid = int(m.group(2)) if m.group(2) != b"-" else None
                         self._interrupt_file = m.group(3).decode(errors="surrogateescape")
                         self._pid_known.set()
-                        data = pending[:m.start()] + pending[m.end():]
+                        # What came before the pid line is the wrapper's (or a login
+                        # script's): kept for diagnostics, not shown.
+                        with self._stderr_lock:
+                            self._stderr += pending[:m.start()]
+                        data = pending[m.end():]
                         pending = b""
                     else:
                         continue
                 with self._stderr_lock:
                     self._stderr += data
                     del self._stderr[:-_STDERR_TAIL]
+                _show_stderr(data)
                 log.debug("agent stderr on %s: %r", self._host.address, data[:200])
         except (OSError, EOFError):
             pass
@@ -576,6 +595,12 @@ class SSHAgentProcess:
                 with self._stderr_lock:
                     self._stderr += pending
             self._pid_known.set()  # wake _await_pid: the channel is gone
+
+    def _await_stderr(self) -> None:
+        """Let the reader show the last of the agent's stderr (it ends with the agent), as
+        a local VM's lands on the terminal before the VM is gone."""
+        if self._reader is not threading.current_thread():
+            self._reader.join(_STDERR_FLUSH)
 
     def _await_pid(self, timeout: float) -> None:
         if not self._pid_known.wait(timeout) or self.pid is None:
@@ -733,6 +758,7 @@ class SSHAgentProcess:
             self.kill()
         elif self.pid is not None:
             self._guard_send(f"d {self.pid}")  # the agent exited: nothing left to kill
+            self._await_stderr()
         with self._lock:
             self._closed = True
         try:

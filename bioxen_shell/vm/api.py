@@ -66,6 +66,8 @@ class VMManager(Manager):
         # VMs are processes, not thread-pool jobs, and the interpreter comes from the profile.
         super().__init__(on_output=on_output)
         self._interactive: dict[str, list[str]] = {}
+        #: attach_to_vm's callbacks (bytes in), by VM name: where send_input output goes too
+        self._attached: dict[str, Callable[[bytes], None]] = {}
 
     # -- creation and lookup ------------------------------------------------------------
 
@@ -95,6 +97,7 @@ class VMManager(Manager):
         """Destroy the VM and free its name (it can be created again)."""
         self.destroy(vm_id)
         self._interactive.pop(vm_id, None)
+        self._attached.pop(vm_id, None)
 
     def get_vm_info(self, vm_id: str) -> dict[str, Any]:
         return self.get_vm(vm_id).info()
@@ -130,14 +133,17 @@ class VMManager(Manager):
         """Output and results of the inputs that finished, as a REPL shows them.
 
         Collects, in order, every input that finishes within ``timeout`` seconds (returning as
-        soon as none is pending).  Errors appear as ``error: <message>`` lines.
+        soon as none is pending).  Errors appear as ``error: <message>`` lines.  While the VM
+        is attached (:meth:`attach_to_vm`), what the inputs print goes to the callback instead,
+        as it arrives, and the text returned holds their values and errors only.
         """
         handle = self.get_vm(vm_id)
+        stream = self._attached.get(vm_id)
         parts: list[str] = []
         deadline = time.monotonic() + timeout
         while handle.pending:
             try:
-                res = handle.recv(max(0.0, deadline - time.monotonic()))
+                res = handle.recv(max(0.0, deadline - time.monotonic()), on_output=stream)
             except VMError as exc:
                 parts.append(exc.output.decode("utf-8", "replace"))
                 parts.append(f"error: {exc.message}\n")
@@ -150,14 +156,28 @@ class VMManager(Manager):
         return "".join(parts)
 
     def attach_to_vm(self, vm_id: str, output_callback: Callable[[str], None] | None = None) -> VMHandle:
-        """Stream the VM's printed output to ``output_callback`` (text) as calls run."""
+        """Stream the VM's printed output to ``output_callback`` (text) as calls run: the calls
+        made on the handle, and the inputs of :meth:`send_input` (as :meth:`read_output`
+        collects them).  :meth:`execute_string` keeps its output in its ``stdout``."""
         handle = self.get_vm(vm_id)
         if output_callback is not None:
-            handle.on_output = lambda data: output_callback(data.decode("utf-8", "replace"))
+            import codecs
+
+            # Output comes in pieces: a character cut between two stays whole.
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+            def text(data: bytes) -> None:
+                piece = decoder.decode(data)
+                if piece:
+                    output_callback(piece)
+
+            handle.on_output = text
+            self._attached[vm_id] = text
         return handle
 
     def detach_from_vm(self, vm_id: str) -> None:
         """Undo :meth:`attach_to_vm` (harmless when not attached)."""
+        self._attached.pop(vm_id, None)
         handle = self.get(vm_id)
         if handle is not None:
             handle.on_output = self.on_output

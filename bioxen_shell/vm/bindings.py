@@ -155,7 +155,9 @@ class Host:
         try:
             created = self.manager.create(progress=progress, **options)
         except TypeError as exc:
-            raise VMError(f"vm.create: {exc}", kind="error") from None
+            from .manager import VMCreateError
+
+            raise VMCreateError(str(exc)) from None
         finally:
             if bar is not None:
                 bar.close()

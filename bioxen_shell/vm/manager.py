@@ -36,10 +36,17 @@ _PARALLEL = {"local": 8}
 _DEFAULT_PARALLEL = 16
 
 
+#: what every vm.create error starts with (once)
+PREFIX = "vm.create: "
+
+
 class VMCreateError(VMError):
     """``vm.create`` failed (bad arguments, unknown type, backend failure)."""
 
     def __init__(self, message: str) -> None:
+        # One place for the prefix: a backend's or a profile's message may carry it already.
+        if not message.startswith(PREFIX):
+            message = PREFIX + message
         super().__init__(message, kind="create")
         self.left_behind = False  # something the create made could not be removed
 
@@ -211,7 +218,9 @@ class Manager:
             left = [(n, e) for n, e in errors if getattr(e, "left_behind", False)]
             first_name, first = (left or errors)[0]
             detail = str(first)
-            if not detail.startswith((first_name, "vm.create")):
+            if detail.startswith(PREFIX):  # said once, at the start of the whole message
+                detail = detail[len(PREFIX):]
+            if not detail.startswith(first_name):
                 detail = f"{first_name}: {detail}"
             removed = (f"all {total} were removed" if not left else
                        f"{len(left)} could not be removed completely")
@@ -226,7 +235,7 @@ class Manager:
         except VMError:
             raise
         except Exception as exc:  # BackendError, ValueError for a bad option: shown as is
-            raise VMCreateError(f"vm.create: {exc}") from None
+            raise VMCreateError(str(exc)) from None
         handle = VMHandle(name, backend, prof, on_output=self.on_output, interrupted=self.interrupted)
         try:
             handle.start()

@@ -1302,7 +1302,9 @@ local function send_reply(id, r)
   local ok, parts, n = pcall(reply_parts, id, r, blobs)
   if not ok then
     blobs = nil  -- what the failed encoding collected goes with it
-    parts, n = reply_parts(id, failure("encode", tostring(parts)))
+    local why = tostring(parts)
+    if r.ran then why = why .. " (the code ran: what it changed in the VM stays changed)" end
+    parts, n = reply_parts(id, failure("encode", why))
   end
   if blobs and blobs[1] == nil then blobs = nil end
   flush_output()
@@ -1323,7 +1325,10 @@ local function handle(payload, blobs)
   end
   local fn = OPS[op]
   if not fn then return id, failure("protocol", s_format("unknown op %q", tostring(op))) end
-  return id, fn(req)
+  local r = fn(req)
+  -- The user's code has run: if its values cannot travel, the error must say so (send_reply).
+  if r[1] and (op == "eval" or op == "call") then r.ran = true end
+  return id, r
 end
 
 ---------------------------------------------------------------------------------------------

@@ -352,12 +352,11 @@ function M.bind(host)
   function VM:destroy() check(h_destroy(this(self, "destroy"))) end
 
   function VM:send(code, ...) return api.send(self, code, ...) end
+  --- The values of the oldest vm.send (w:wait is the same call): nil, "timeout" when not
+  -- there in time; an error when no send is pending, rather than a silent nothing that
+  -- looks like a send that returned no values.
   function VM:recv(timeout) return api.recv(self, timeout) end
-  --- Wait for the oldest vm.send result (nothing to wait for: returns nothing).
-  function VM:wait(timeout)
-    if check(h_pending(self._uid)) == 0 then return end
-    return api.recv(self, timeout)
-  end
+  VM.wait = VM.recv
   function VM:pending() return (check(h_pending(self._uid))) end
 
   return api

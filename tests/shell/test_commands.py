@@ -134,4 +134,14 @@ def test_jit_command_compiles_typed_code_only_when_asked(make_engine):
     assert engine.show(traced.format(code=loop)) == "true"
     engine.show(":jit off")
     assert engine.show(traced.format(code=loop)) == "false"
-    assert make_engine("lua54").eval_line(":jit").kind == "error"  # LuaJIT only
+
+
+@pytest.mark.parametrize("runtime", ["lua51", "lua54"])
+def test_jit_command_on_other_runtimes_says_it_needs_luajit(make_engine, runtime):
+    engine = make_engine(runtime)
+    assert ":jit [on|off]" in engine.show(":help")  # listed, as on LuaJIT
+    for line in (":jit", ":jit on"):
+        result = engine.eval_line(line)
+        assert result.kind == "error"
+        assert b":jit needs LuaJIT; this runtime is Lua 5." in result.message
+        assert b"unknown command" not in result.message

@@ -95,7 +95,9 @@ def test_send_recv_wait(shell, tmp_path):
     assert shell.show("vm.recv(w)") == '"first"'
     assert shell.show("w:wait()") == '"second"'
     assert shell.take() == b"out\n"
-    assert shell.show("w:wait()") == ""  # nothing pending
+    # nothing pending: w:wait() and w:recv() are one call, and both say so
+    for call in ("w:wait()", "w:recv()", "vm.recv(w)", "w:wait(1)"):
+        assert shell.fail(call).message == b"w1: nothing to receive (no vm.send pending)", call
     # The call waits for a file the test makes only after the short recv has timed out.
     go = tmp_path / "go"
     shell.show(f"w:send([[while not io.open({str(go)!r}) do end return 1]])")

@@ -64,6 +64,30 @@ def test_attach_callback_and_info_and_remove():
             manager.get_vm("zz")
 
 
+def test_attach_callback_gets_send_input_output():
+    with VMManager() as manager:
+        manager.create_vm("w1")
+        seen = []
+        manager.attach_to_vm("w1", seen.append)
+        manager.send_input("w1", "print('from send') return 1")
+        manager.send_input("w1", "io.write('no newline') error('bad')")
+        out = manager.read_output("w1", timeout=PATIENCE)
+        # the printed text went to the callback, in order; read_output keeps values and errors
+        assert "".join(seen) == "from send\nno newline"
+        assert out == "1\nerror: w1:1: bad\n"
+        manager.detach_from_vm("w1")
+        manager.send_input("w1", "print('after')")
+        assert manager.read_output("w1", timeout=PATIENCE) == "after\n"
+        assert "".join(seen) == "from send\nno newline"
+        # a character cut between two pieces of output arrives whole
+        seen.clear()
+        manager.attach_to_vm("w1", seen.append)
+        manager.send_input("w1", "local _ = io.write('\\206')")  # two inputs: two pieces of output
+        manager.send_input("w1", "local _ = io.write('\\177')")
+        assert manager.read_output("w1", timeout=PATIENCE) == ""
+        assert seen == ["\u03b1"]
+
+
 def test_map_from_python():
     with VMManager() as manager:
         results, failures = manager.map("function(x) if x == 2 then error('two') end return x * 10 end",

@@ -286,31 +286,34 @@ register {
   end,
 }
 
-if type(jit) == "table" then
-  register {
-    name = "jit",
-    usage = ":jit [on|off]",
-    help = "LuaJIT: also compile the code you type (on: fastest, but Ctrl-C cannot stop a compiled loop) or not (off, the default).",
-    run = function(shell, argstr)
-      if argstr == "on" then
-        shell.jit_user_code = true
-      elseif argstr == "off" then
-        shell.jit_user_code = false
-      elseif argstr ~= "" then
-        error("usage: :jit [on|off]", 0)
-      end
-      return "code you type is " .. (shell.jit_user_code and "JIT-compiled (Ctrl-C may not stop loops)"
-        or "interpreted (Ctrl-C always stops it); library code is JIT-compiled")
-    end,
-    complete = function(_, partial)
-      local out = {}
-      for _, w in ipairs({ "on", "off" }) do
-        if w:sub(1, #partial) == partial then out[#out + 1] = w end
-      end
-      return out
-    end,
-  }
-end
+-- Registered on every runtime, so that :help's list and the command agree; elsewhere it
+-- says what it needs instead of "unknown command".
+register {
+  name = "jit",
+  usage = ":jit [on|off]",
+  help = "LuaJIT only: also compile the code you type (on: fastest, but Ctrl-C cannot stop a compiled loop) or not (off, the default).",
+  run = function(shell, argstr)
+    if type(jit) ~= "table" then
+      error(":jit needs LuaJIT; this runtime is " .. _VERSION .. " (switch with :runtime luajit)", 0)
+    end
+    if argstr == "on" then
+      shell.jit_user_code = true
+    elseif argstr == "off" then
+      shell.jit_user_code = false
+    elseif argstr ~= "" then
+      error("usage: :jit [on|off]", 0)
+    end
+    return "code you type is " .. (shell.jit_user_code and "JIT-compiled (Ctrl-C may not stop loops)"
+      or "interpreted (Ctrl-C always stops it); library code is JIT-compiled")
+  end,
+  complete = function(_, partial)
+    local out = {}
+    for _, w in ipairs({ "on", "off" }) do
+      if w:sub(1, #partial) == partial then out[#out + 1] = w end
+    end
+    return out
+  end,
+}
 
 register {
   name = "quit",

@@ -7,7 +7,8 @@
 -- as <cycle>; nesting deeper than opts.depth prints as {…}; more than
 -- opts.items entries end in "… (+N more)"; strings longer than opts.string_max
 -- are cut with a note of their full length.  A table whose metatable has
--- __tostring prints through it (so sequence objects show as themselves).
+-- __tostring prints through it (so sequence objects show as themselves); inside a
+-- table, through the metatable's __repr function when it has one (a one-line form).
 -- Output fits opts.width columns where it can: short tables on one line,
 -- longer ones one entry per line.
 
@@ -118,7 +119,10 @@ end
 local function render(v, opts, level, path)
   if type(v) ~= "table" then return scalar(v, opts) end
   if has_tostring(v) then
-    local ok, s = pcall(tostring, v)
+    -- Inside a table, an object may show its one-line form (`__repr`), as Python shows the
+    -- items of a list by their repr; at the top, its __tostring.
+    local repr = level > 0 and rawget(getmetatable(v), "__repr")
+    local ok, s = pcall(type(repr) == "function" and repr or tostring, v)
     if ok and type(s) == "string" then return s end
   end
   if path[v] then return "<cycle: " .. tostring(v) .. ">" end
