@@ -218,7 +218,7 @@ def test_config_typos_warn_once_at_start_with_the_close_match(env, config):
     code, out, err = bioxen(env, "config", "check")
     assert code == 2
     assert one_line(err) == (f"bioxen: config: {config}: shell.runtme: unknown key, did you mean 'runtime'? "
-                             f"(expected one of: runtime, path)")
+                             f"(expected one of: runtime, path, style)")
 
 
 def test_config_bad_shell_value_exits_2(env, config):
