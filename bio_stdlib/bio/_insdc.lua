@@ -82,6 +82,19 @@ local function set_of(list)
 end
 M.set_of = set_of
 
+--- t[k] = v, remembering the order in which keys first arrive (in the
+-- metatable's __order list), as a Python dict does: the writer gives a
+-- structured comment back in the file's order.  The table's fields stay
+-- plain; code that does not look at the metatable sees an ordinary map.
+function M.put_in_order(t, k, v)
+  if t[k] == nil then
+    local mt = getmetatable(t)
+    if mt == nil then mt = { __order = {} }; setmetatable(t, mt) end
+    mt.__order[#mt.__order + 1] = k
+  end
+  t[k] = v
+end
+
 --- An iterator over `lines` and then one "" (as Biopython appends to its
 -- header and misc lines), shared by a for loop and the inner loops it runs.
 function M.cursor(lines)

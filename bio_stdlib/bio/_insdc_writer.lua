@@ -130,17 +130,25 @@ local function join(v, sep)
 end
 
 -- Pairs of a table in a fixed order: a list of {key, value} pairs keeps
--- its order; a plain map (no order in Lua) is sorted by key.
+-- its order; a map from the reader keeps the file's order (its metatable's
+-- __order, see bio._insdc.put_in_order); other keys of a map (no order in
+-- Lua) follow, sorted.
 local function ordered_pairs(t)
   local out = {}
   if t[1] ~= nil then
     for i, kv in ipairs(t) do out[i] = kv end
     return out
   end
+  local mt, seen = getmetatable(t), {}
+  if type(mt) == "table" and type(mt.__order) == "table" then
+    for _, k in ipairs(mt.__order) do
+      if t[k] ~= nil and not seen[k] then out[#out + 1] = { k, t[k] }; seen[k] = true end
+    end
+  end
   local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
+  for k in pairs(t) do if not seen[k] then keys[#keys + 1] = k end end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  for i, k in ipairs(keys) do out[i] = { k, t[k] } end
+  for _, k in ipairs(keys) do out[#out + 1] = { k, t[k] } end
   return out
 end
 

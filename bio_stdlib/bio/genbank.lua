@@ -214,8 +214,8 @@ local function feed_header_lines(S, B, all, all_nums)
         elseif skey ~= nil and contains(data, "::") then
           local name, value = structured_pair(data)
           match_name = name
-          structured[skey] = structured[skey] or {}
-          structured[skey][name] = value
+          if structured[skey] == nil then I.put_in_order(structured, skey, {}) end
+          I.put_in_order(structured[skey], name, value)
           any_structured = true
         elseif skey ~= nil and not contains(data, "-END##") then
           -- a continued value; Biopython warns and drops it when no field came first
