@@ -25,17 +25,9 @@ function M.sl(s, i, j)
   return sub(s, i + 1, j)
 end
 
---- str.strip() / lstrip() / rstrip() (ASCII whitespace).
-function M.strip(s) return (s:match("^[ \t\r\n\v\f]*(.-)[ \t\r\n\v\f]*$")) end
-function M.lstrip(s) return (s:match("^[ \t\r\n\v\f]*(.*)$")) end
-M.rstrip = IO.rstrip
-
---- str.split() (no argument): the words.
-function M.words(s)
-  local out = {}
-  for w in s:gmatch("[^ \t\r\n\v\f]+") do out[#out + 1] = w end
-  return out
-end
+--- str.strip() / lstrip() / rstrip() and str.split() (no argument): Python's
+-- whitespace, as every reader of the library sees it (bio._io).
+M.strip, M.lstrip, M.rstrip, M.words = IO.strip, IO.lstrip, IO.rstrip, IO.words
 
 --- str.split(sep) with a plain separator, and at most `max` splits.
 function M.split(s, sep, max)
@@ -494,7 +486,7 @@ local function feature_start(S, line, W)
   if sub(line, W + 1, W + 1) ~= " " and find(M.sl(line, W), " ", 1, true) then
     -- an over-indented location (a key longer than the column allows); Biopython warns
     local rest = M.strip(sub(line, 3))
-    local a, b = find(rest, "[ \t\r\n\v\f]+")
+    local a, b = find(rest, "[" .. IO.SPACE .. "]+")
     return sub(rest, 1, a - 1), sub(rest, b + 1)
   end
   return M.strip(M.sl(line, 2, W)), M.sl(line, W)

@@ -51,16 +51,7 @@ end
 -- counting characters of UTF-8 text rather than bytes.
 ---------------------------------------------------------------------------
 
-local WS = "[ \t\n\r\v\f\28\29\30\31]"
-
-local function lstrip(s) return (gsub(s, "^" .. WS .. "+", "")) end
-local function strip(s) return (gsub(lstrip(s), WS .. "+$", "")) end
-
-local function split_words(s)
-  local words = {}
-  for w in s:gmatch("[^ \t\n\r\v\f\28\29\30\31]+") do words[#words + 1] = w end
-  return words
-end
+local lstrip, strip, split_words = IO.lstrip, IO.strip, IO.words
 
 -- Characters in UTF-8 text: the bytes that do not continue a character.
 local function ulen(s)

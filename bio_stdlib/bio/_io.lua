@@ -297,6 +297,19 @@ local WS = {}
 for i = 1, #M.SPACE do WS[M.SPACE:byte(i)] = true end
 local TRAILING, LEADING_WORD = "[" .. M.SPACE .. "]+$", "^[" .. M.SPACE .. "]*([^" .. M.SPACE .. "]+)"
 
+--- Python's str.strip() and str.lstrip() (whitespace as M.SPACE).
+local STRIP, LSTRIP = "^[" .. M.SPACE .. "]*(.-)[" .. M.SPACE .. "]*$", "^[" .. M.SPACE .. "]*(.*)$"
+function M.strip(s) return (s:match(STRIP)) end
+function M.lstrip(s) return (s:match(LSTRIP)) end
+
+--- Python's str.split() with no argument: the words, as a list.
+local WORD = "[^" .. M.SPACE .. "]+"
+function M.words(s)
+  local out = {}
+  for w in s:gmatch(WORD) do out[#out + 1] = w end
+  return out
+end
+
 --- Python's str.rstrip(): drop trailing whitespace.
 function M.rstrip(s)
   if not WS[s:byte(-1)] then return s end -- the common case, without a pattern
