@@ -2,27 +2,9 @@
 through their __tostring (docs/shell.md, "How results print")."""
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-
 import pytest
 
-from tests.waiting import PATIENCE
-
-pexpect = pytest.importorskip("pexpect", reason="pexpect is a test dependency (pip install pexpect)")
-
-PROMPT = "lua> "
-
-
-def spawn(*args):
-    env = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", NO_COLOR="1", COLUMNS="100", LINES="30")
-    command = shutil.which("bioxen")
-    argv = list(args) if command else ["-m", "bioxen_shell", *args]
-    child = pexpect.spawn(command or sys.executable, argv, env=env, encoding="utf-8",
-                          timeout=PATIENCE, dimensions=(30, 100))
-    child.expect_exact(PROMPT)
-    return child
+from tests.shell.test_pty import PROMPT, pexpect, spawn
 
 
 @pytest.fixture
