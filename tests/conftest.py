@@ -12,8 +12,8 @@ import signal
 
 import pytest
 
-# Fixtures shared across test folders: the loopback sshd and the XAPI simulator.
-pytest_plugins = ["tests.remote.sshd_fixture", "tests.xapi_sim.fixtures"]
+# Fixtures shared across test folders: the loopback sshd, the XAPI simulator and a Slurm cluster.
+pytest_plugins = ["tests.remote.sshd_fixture", "tests.xapi_sim.fixtures", "tests.slurm_fixture"]
 
 STRICT = os.environ.get("BIOXEN_REQUIRE_SYSTEM") == "1"
 

@@ -49,7 +49,10 @@ def require_data(path: Path) -> Path:
 
 _PACKAGE = {"sshd": "openssh-server", "luajit": "luajit", "seqkit": "seqkit", "tmux": "tmux", "bgzip": "tabix",
             "cloud-init": "cloud-init", "bsdtar": "libarchive-tools",
-            "genisoimage": "genisoimage", "blkid": "util-linux", "samtools": "samtools"}
+            "genisoimage": "genisoimage", "blkid": "util-linux", "samtools": "samtools",
+            **dict.fromkeys(["slurmctld", "slurmd", "srun", "salloc", "sbatch", "squeue", "scancel", "sinfo"],
+                            "slurm-wlm munge"),
+            **dict.fromkeys(["munged", "munge", "unmunge"], "munge")}
 
 
 def die_with_parent() -> None:

@@ -1,0 +1,1 @@
+"""Facts about a real Slurm (tests/slurm_cluster.py) that the bioxen slurm backend relies on."""
