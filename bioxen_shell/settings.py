@@ -19,7 +19,7 @@ from .runtimes import RUNTIMES, UnknownRuntime, canonical_name
 __all__ = ["DEFAULT_STYLE", "SECTIONS", "SHELL_KEYS", "SettingsError", "check_style", "read_shell_settings"]
 
 #: The top-level tables of config.toml.
-SECTIONS = ("hosts", "pools", "shell")
+SECTIONS = ("hosts", "pools", "clusters", "shell")
 
 
 class SettingsError(ValueError):

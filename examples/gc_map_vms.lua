@@ -3,6 +3,7 @@
 --   bioxen run examples/gc_map_vms.lua examples/data/sample.fa --vms 2
 --   bioxen run examples/gc_map_vms.lua genome.fa --vms 4 --profile standard --mode ignore
 --   bioxen run examples/gc_map_vms.lua genome.fa.gz --vms 2        (BGZF: sharded too)
+--   bioxen run examples/gc_map_vms.lua genome.fa --vms 8 --type slurm --cluster hpc
 --
 -- The input must be a file: "-" (standard input) cannot be cut into shards; pipe it to
 -- gc_table.lua instead.
@@ -14,7 +15,7 @@
 -- soon as it is next in order.
 
 local args = { ... }
-local path, nvms, profile, mode, nshards = nil, 2, nil, "remove", nil
+local path, nvms, profile, mode, nshards, vmtype, cluster = nil, 2, nil, "remove", nil, nil, nil
 local i = 1
 while i <= #args do
   local a = args[i]
@@ -22,10 +23,12 @@ while i <= #args do
   elseif a == "--profile" then profile = args[i + 1]; i = i + 2
   elseif a == "--mode" then mode = args[i + 1]; i = i + 2
   elseif a == "--shards" then nshards = tonumber(args[i + 1]); i = i + 2
+  elseif a == "--type" then vmtype = args[i + 1]; i = i + 2
+  elseif a == "--cluster" then cluster = args[i + 1]; i = i + 2
   else path = a; i = i + 1 end
 end
 if not path or not nvms then
-  io.stderr:write("usage: gc_map_vms.lua FILE.fa [--vms N] [--shards N] [--profile NAME] [--mode remove|ignore|weighted]\n")
+  io.stderr:write("usage: gc_map_vms.lua FILE.fa [--vms N] [--shards N] [--profile NAME] [--mode remove|ignore|weighted] [--type local|slurm|…] [--cluster NAME]\n")
   os.exit(2)
 end
 
@@ -41,7 +44,7 @@ local _, failures = vm.map_file(function(shard, mode)
   end
   return table.concat(out)
 end, path, {
-  vms = nvms, shards = nshards, profile = profile, format = "fasta",
+  vms = nvms, shards = nshards, profile = profile, format = "fasta", type = vmtype, cluster = cluster,
   args = { mode },
   on_result = function(_, text) io.write(text) end,
 })

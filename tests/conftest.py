@@ -25,6 +25,15 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture
+def manager():
+    """A VM manager whose VMs must all be gone again (destroyed without an error) after the test."""
+    from bioxen_shell.vm.manager import Manager
+    m = Manager()
+    yield m
+    assert m.destroy_all() == []
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -20,7 +20,7 @@ import pytest
 from tests.slurm_cluster import CLIENTS, DAEMONS, SBIN, Cluster, node_state, start_cluster
 from tests.system import require_binary
 
-__all__ = ["slurm_cluster", "slurm_env"]
+__all__ = ["slurm_cluster", "slurm_env", "slurm_vm_options"]
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +44,14 @@ def slurm_cluster(tmp_path_factory):
 @pytest.fixture
 def slurm_env(slurm_cluster) -> dict[str, str]:
     return {**os.environ, **slurm_cluster.env}
+
+
+@pytest.fixture(scope="session")
+def slurm_vm_options(slurm_cluster, tmp_path_factory):
+    """``vm.create`` options for a VM on ``slurm_cluster`` (its SLURM_CONF, and the agent
+    bundle in a shared_dir of the session rather than the real ``~/.cache/bioxen``)."""
+    return {
+        "type": "slurm",
+        "slurm_conf": str(slurm_cluster.conf),
+        "shared_dir": str(tmp_path_factory.mktemp("slurm-shared")),
+    }

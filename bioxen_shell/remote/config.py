@@ -11,6 +11,10 @@ Lives at ``paths.config_dir() / "config.toml"`` (``~/.config/bioxen/config.toml`
     url = "https://xcp1.lab"
     password_command = "pass show xcp/root"
 
+    [clusters.hpc]                # vm.create{type="slurm", cluster="hpc"}
+    login = "hpc-login"           # a [hosts.NAME] or user@host; absent: Slurm's tools on this machine
+    partition = "short"
+
     [shell]
     runtime = "lua54"
 
@@ -43,16 +47,38 @@ __all__ = [
     "Config",
     "HostConfig",
     "PoolConfig",
+    "ClusterConfig",
     "config_path",
     "load_config",
     "parse_target",
     "resolve_host",
     "INTERPRETERS",
+    "RUNTIME_BINARIES",
+    "interpreter_candidates",
     "cli_main",
 ]
 
 #: Interpreters tried on a remote host, best first.
 INTERPRETERS = ("luajit", "lua5.4", "lua5.3", "lua5.2", "lua5.1", "lua")
+#: profile.runtime → the interpreter binary that provides it on a host or a compute node.
+RUNTIME_BINARIES = {"lua51": "lua5.1", "lua52": "lua5.2", "lua53": "lua5.3", "lua54": "lua5.4",
+                    "lua55": "lua5.5", "luajit": "luajit"}
+
+
+def interpreter_candidates(interpreter: str | None, runtime: str | None) -> list[str]:
+    """What to look for on a host or a compute node, best first: the configured interpreter,
+    the binary of the profile's runtime, or every one of :data:`INTERPRETERS`.  ValueError
+    names an unknown runtime."""
+    if interpreter:
+        return [interpreter]
+    if runtime:
+        binary = RUNTIME_BINARIES.get(runtime)
+        if binary is None:
+            raise ValueError(f"runtime {runtime!r} is not one of {', '.join(RUNTIME_BINARIES)}")
+        return [binary]
+    return list(INTERPRETERS)
+
+
 #: The longest timeout or interval the config takes (365 days): larger ones are typos, and
 #: sockets and waits cannot take arbitrarily large numbers.
 MAX_SECONDS = 365 * 24 * 3600
@@ -154,6 +180,57 @@ def _host_keys(v: Any) -> str:
 def _inject(v: Any) -> str:
     if v not in ("xenstore", "cloud-init"):
         raise ValueError('expected "cloud-init" (a NoCloud config drive, for stock cloud images) or "xenstore" (a bioxen template)')
+    return v
+
+
+_SLURM_TIME = re.compile(r"(\d+-)?\d+(:\d+){0,2}|\d+-\d+|UNLIMITED|INFINITE", re.IGNORECASE)
+_SLURM_MEM = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
+_SLURM_NAME = re.compile(r"[A-Za-z0-9_.,:+-]+")
+
+
+def _slurm_time(v: Any) -> str:
+    """Slurm's ``--time``: minutes (an integer), or "MM:SS", "HH:MM:SS", "D-HH[:MM[:SS]]"."""
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return str(v)
+    if isinstance(v, str) and _SLURM_TIME.fullmatch(v):
+        return v
+    raise ValueError('expected minutes (an integer) or a Slurm time such as "30:00", "2:00:00" or "1-12"')
+
+
+def _slurm_mem(v: Any) -> str:
+    """Slurm's ``--mem``: megabytes (an integer) or a number with K, M, G or T."""
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return str(v)
+    if isinstance(v, str) and _SLURM_MEM.fullmatch(v) and int(v.rstrip("KMGTkmgt")) > 0:
+        return v.upper()
+    raise ValueError('expected megabytes (an integer) or a size such as "500M" or "4G"')
+
+
+def _slurm_name(v: Any) -> str:
+    if not isinstance(v, str) or not _SLURM_NAME.fullmatch(v):
+        raise ValueError("expected a Slurm name (letters, digits, '_', '.', ',', ':', '+', '-')")
+    return v
+
+
+def _cpus(v: Any) -> int:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
+        raise ValueError("expected a number of CPUs from 1 to 4096")
+    return v
+
+
+def _arguments(v: Any) -> tuple[str, ...]:
+    if isinstance(v, dict) and not v:  # an empty Lua table arrives as an empty dict
+        return ()
+    if not isinstance(v, (list, tuple)) or not all(isinstance(a, str) and a and "\0" not in a for a in v):
+        raise ValueError('expected an array of command-line arguments, e.g. ["--constraint=avx2"]')
+    return tuple(v)
+
+
+def _login(v: Any) -> str:
+    if not isinstance(v, str) or not v or v.startswith("-") or any(c.isspace() for c in v):
+        raise ValueError('expected a [hosts.NAME] of this file or "user@hostname:port"')
     return v
 
 
@@ -323,6 +400,36 @@ POOL_KEYS: dict[str, Callable[[Any], Any]] = {
     "inject": _inject,
 }
 
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A Slurm cluster (a ``[clusters.NAME]`` table, or ``vm.create{type="slurm"}`` options).
+    Used by ``bioxen_shell.remote.slurm``."""
+
+    name: str = "local"
+    login: str | None = None           # SSH host that submits; None = Slurm's tools on this machine
+    partition: str | None = None       # None = the cluster's default partition
+    account: str | None = None
+    qos: str | None = None
+    cpus: int = 1                      # --cpus-per-task of each VM
+    mem: str | None = None             # --mem; None = the profile's memory_limit plus a margin
+    time: str | None = None            # --time; None = the partition's default
+    queue_timeout: float = 600.0       # how long a VM's job may wait in the queue (0 = forever)
+    start_timeout: float = 60.0        # from the grant to the agent's hello
+    shared_dir: str = "~/.cache/bioxen"  # on a file system the compute nodes share
+    interpreter: str | None = None     # on the compute nodes; else the best found
+    slurm_conf: str | None = None      # SLURM_CONF for the Slurm commands (a second cluster)
+    salloc_args: tuple[str, ...] = ()  # more arguments for salloc (e.g. "--constraint=avx2")
+    srun_args: tuple[str, ...] = ()    # more arguments for srun
+    source: str = "vm.create"
+
+
+CLUSTER_KEYS: dict[str, Callable[[Any], Any]] = {
+    "login": _login, "partition": _slurm_name, "account": _slurm_name, "qos": _slurm_name,
+    "cpus": _cpus, "mem": _slurm_mem, "time": _slurm_time, "queue_timeout": _seconds_or_zero,
+    "start_timeout": _seconds, "shared_dir": _path, "interpreter": _interpreter,
+    "slurm_conf": _path, "salloc_args": _arguments, "srun_args": _arguments,
+}
+
 # SHELL_KEYS (the [shell] table) comes from bioxen_shell.settings, which the shell reads at every start.
 
 
@@ -335,6 +442,7 @@ class Config:
     hosts: dict[str, HostConfig] = field(default_factory=dict)
     given: dict[str, frozenset[str]] = field(default_factory=dict)  # keys each [hosts.NAME] sets
     pools: dict[str, PoolConfig] = field(default_factory=dict)
+    clusters: dict[str, ClusterConfig] = field(default_factory=dict)
     shell: dict[str, Any] = field(default_factory=dict)
 
 
@@ -405,12 +513,23 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
                     raise ConfigError(where, f"pools.{name}.verify_tls",
                                       "is false, which contradicts ca_bundle/fingerprint; remove one")
                 cfg.pools[name] = PoolConfig(name=name, source=f"{where} [pools.{name}]", **values)
+        elif section == "clusters":
+            for name, table in _named_tables(value, where, "clusters"):
+                values = _check_table(table, CLUSTER_KEYS, where, f"clusters.{name}")
+                cfg.clusters[name] = ClusterConfig(name=name, source=f"{where} [clusters.{name}]", **values)
         elif section == "shell":
             cfg.shell = _check_table(value, SHELL_KEYS, where, "shell")
         else:
             hint = did_you_mean(section, SECTIONS)
             raise ConfigError(where, section, f"unknown section{', ' + hint if hint else ''} "
-                                              "(expected [hosts.NAME], [pools.NAME] or [shell])")
+                                              "(expected [hosts.NAME], [pools.NAME], [clusters.NAME] or [shell])")
+    for name, cluster in cfg.clusters.items():
+        if cluster.login is not None and cluster.login not in cfg.hosts:
+            try:
+                parse_target(cluster.login)
+            except ConfigError:
+                raise ConfigError(where, f"clusters.{name}.login", "expected a [hosts.NAME] of this file "
+                                  'or "user@hostname:port"', cluster.login) from None
     return cfg
 
 
@@ -586,5 +705,6 @@ def cli_main(argv: list[str]) -> int:
                   f"password crosses the network in clear (allow_http = true)", file=sys.stderr)
     hosts = ", ".join(cfg.hosts) or "none"
     pools = ", ".join(cfg.pools) or "none"
-    print(f"{path}: OK — hosts: {hosts}; pools: {pools}" + ("; [shell] settings" if cfg.shell else ""))
+    clusters = f"; clusters: {', '.join(cfg.clusters)}" if cfg.clusters else ""
+    print(f"{path}: OK — hosts: {hosts}; pools: {pools}{clusters}" + ("; [shell] settings" if cfg.shell else ""))
     return 0

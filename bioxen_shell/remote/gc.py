@@ -1,4 +1,4 @@
-"""``bioxen vm gc``: find XCP-ng VMs bioxen left behind, and destroy them with ``--yes``.
+"""``bioxen vm gc``: find XCP-ng VMs and Slurm jobs bioxen left behind, and remove them with ``--yes``.
 
 An *orphan* is a VM this user's bioxen (this installation) created whose creating process is
 gone (it crashed, was killed, or the machine rebooted).  Two sources, so nothing is missed:
@@ -18,11 +18,18 @@ bioxen-looking is listed and never destroyed:
 * ``not-mine`` — stamped by another user or another bioxen installation;
 * ``unowned`` — tagged ``bioxen`` without an owner stamp (by hand, or by another tool).
 
+Slurm jobs (``--cluster NAME``; ``local`` is this machine's Slurm) are found the same way: every
+job bioxen submits is named ``bioxen-VM`` and carries the owner stamp in its comment
+(``bioxen-owner=…``), so a job of this user's that merely has such a name is ``unowned`` and
+never cancelled.  An orphan job is cancelled with ``scancel``.
+
 Without ``--yes`` nothing is destroyed.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +53,7 @@ class Candidate:
     created: str
     ref: str | None = None
     record_id: str | None = None  # the record to drop with it, when not its uuid (pending)
+    cluster: str | None = None    # a Slurm job (uuid: its job id) of this cluster
 
 
 STATUS_NOTES = {
@@ -54,7 +62,8 @@ STATUS_NOTES = {
     "foreign": "created by you from another machine (OWNER): orphaned there or still in use, "
                "which cannot be seen from here; destroyed only with --foreign",
     "not-mine": "another user's or another bioxen installation's; never destroyed",
-    "unowned": "tagged 'bioxen' without bioxen's owner stamp; never destroyed",
+    "unowned": "tagged 'bioxen' (a VM) or named 'bioxen-…' (a Slurm job) without bioxen's owner "
+               "stamp; never destroyed",
     "ambiguous": "untagged, named as a VM a killed bioxen was cloning, as is another VM: "
                  "never destroyed (check which is yours)",
     "gone": "recorded, but no longer on the pool",
@@ -66,17 +75,24 @@ def _classify(record: registry_mod.VMRecord | None,
     """The status of one bioxen-looking VM, and its owner when known."""
     from .xcpng import OWNER_KEY
     if record is not None:  # our own record: we cloned it (its uuid came from our VM.clone)
-        owner = record.owner
-    else:
-        token = other_config.get(OWNER_KEY)
-        owner = registry_mod.Owner.from_token(token) if token else None
-        if owner is None:
-            return "unowned", None
-        if not owner.is_ours():
-            return "not-mine", owner
+        return _by_owner(record.owner), record.owner
+    return classify_stamp(other_config.get(OWNER_KEY))
+
+
+def classify_stamp(token: str | None) -> tuple[str, registry_mod.Owner | None]:
+    """The status of something that carries (or lacks) bioxen's owner stamp, and its owner."""
+    owner = registry_mod.Owner.from_token(token) if token else None
+    if owner is None:
+        return "unowned", None
+    if not owner.is_ours():
+        return "not-mine", owner
+    return _by_owner(owner), owner
+
+
+def _by_owner(owner: registry_mod.Owner) -> str:
     if not owner.is_local():
-        return "foreign", owner
-    return ("in-use" if owner.is_alive() else "orphan"), owner
+        return "foreign"
+    return "in-use" if owner.is_alive() else "orphan"
 
 
 def _owner_text(owner: registry_mod.Owner | None) -> str:
@@ -148,8 +164,36 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
     return found
 
 
+def scan_cluster(name: str) -> list[Candidate]:
+    """Classify every job of this user on one Slurm cluster that looks like bioxen's."""
+    from .slurm import COMMENT_PREFIX, cluster_for_gc, commands_for, list_jobs
+    cmds = commands_for(cluster_for_gc(name))
+    try:
+        jobs = list_jobs(cmds)
+    finally:
+        cmds.close()
+    found = []
+    for job in jobs:
+        comment = job["comment"]
+        token = comment[len(COMMENT_PREFIX):] if comment.startswith(COMMENT_PREFIX) else None
+        status, owner = classify_stamp(token)
+        found.append(Candidate(pool=f"slurm:{name}", uuid=job["job"], name_label=job["name"],
+                               owner=_owner_text(owner), status=status, created=job["submitted"],
+                               cluster=name))
+    return found
+
+
+def _cancel(c: Candidate) -> str | None:
+    from .slurm import cancel_job, cluster_for_gc, commands_for
+    cmds = commands_for(cluster_for_gc(c.cluster or "local"))
+    try:
+        return cancel_job(cmds, c.uuid)
+    finally:
+        cmds.close()
+
+
 def _print_table(rows: list[Candidate], out: TextIO) -> None:
-    header = ("STATUS", "POOL", "NAME", "UUID", "OWNER", "CREATED")
+    header = ("STATUS", "WHERE", "NAME", "ID", "OWNER", "CREATED")
     table = [header] + [(c.status, c.pool, c.name_label, c.uuid, c.owner, c.created)
                         for c in rows]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
@@ -178,17 +222,17 @@ def _configured_pools() -> list[str]:
     return sorted(getattr(cfg, "pools", {}) or {})
 
 
-USAGE = "usage: bioxen vm gc [--pool NAME]... [--yes] [--foreign]\n"
+USAGE = "usage: bioxen vm gc [--pool NAME]... [--cluster NAME]... [--yes] [--foreign]\n"
 
 
 def cli_main(argv: list[str], *, out: TextIO | None = None, err: TextIO | None = None,
              open_session: Callable[[Any], XapiSession] | None = None) -> int:
-    """``bioxen vm gc [--pool NAME]… [--yes] [--foreign]`` (argv starts at ``gc``)."""
+    """``bioxen vm gc [--pool NAME]… [--cluster NAME]… [--yes] [--foreign]`` (argv starts at ``gc``)."""
     out = out or sys.stdout
     err = err or sys.stderr
     if not argv or argv[0] in ("-h", "--help"):
         (out if argv else err).write(USAGE + "Subcommands of `bioxen vm`: gc (list and remove "
-                                     "XCP-ng VMs left behind; see `bioxen vm gc --help`)\n")
+                                     "XCP-ng VMs and Slurm jobs left behind; see `bioxen vm gc --help`)\n")
         return 0 if argv else 2
     if argv[0] != "gc":
         err.write(f"bioxen vm: unknown subcommand {argv[0]!r} (expected: gc)\n")
@@ -203,11 +247,14 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
         open_session: Callable[[Any], XapiSession] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="bioxen vm gc",
-        description="List XCP-ng VMs that bioxen created and no running bioxen uses "
-                    "(left by a crash or a kill); destroy them with --yes.")
+        description="List XCP-ng VMs and Slurm jobs that bioxen created and no running bioxen "
+                    "uses (left by a crash or a kill); remove them with --yes.")
     parser.add_argument("--pool", action="append", metavar="NAME",
-                        help="only this pool (repeatable); default: every configured pool "
+                        help="only this XCP-ng pool (repeatable); default: every configured pool "
                              "and every pool in bioxen's record")
+    parser.add_argument("--cluster", action="append", metavar="NAME",
+                        help="only this Slurm cluster (repeatable; 'local': this machine's Slurm); "
+                             "default: every [clusters.NAME], and 'local' where Slurm is set up")
     parser.add_argument("--yes", action="store_true", help="destroy the orphans listed")
     parser.add_argument("--foreign", action="store_true",
                         help="also destroy your bioxen VMs created from other machines "
@@ -221,12 +268,15 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
     except (registry_mod.RegistryError, OSError) as e:
         err.write(f"bioxen vm gc: {e}\n")
         return 2
-    pools = args.pool or sorted({r.pool for r in records} | set(_configured_pools()))
-    if not pools:
-        out.write("no XCP-ng pools configured and no VMs recorded: nothing to do\n")
+    if args.pool or args.cluster:
+        pools, clusters = args.pool or [], args.cluster or []
+    else:
+        pools = sorted({r.pool for r in records} | set(_configured_pools()))
+        clusters = _configured_clusters()
+    if not pools and not clusters:
+        out.write("no XCP-ng pools or Slurm clusters configured and no VMs recorded: nothing to do\n")
         return 0
 
-    from .xcpng import VMRemoval, pool_session
     status = 0
     rows: list[Candidate] = []
     sessions: dict[str, XapiSession] = {}
@@ -234,6 +284,7 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
         for pool in pools:
             pool_records = [r for r in records if r.pool == pool]
             try:
+                from .xcpng import pool_session
                 settings = _settings_for(pool, pool_records)
                 if open_session is not None:
                     session = open_session(settings)
@@ -246,37 +297,70 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
                 continue
             sessions[pool] = session
             rows.extend(scan(session, pool, pool_records))
-        _print_table(rows, out) if rows else out.write("no bioxen VMs found\n")
+        for cluster in clusters:
+            try:
+                rows.extend(scan_cluster(cluster))
+            except Exception as e:  # noqa: BLE001 - report and go on with the other clusters
+                err.write(f"bioxen vm gc: cluster {cluster!r}: {e}\n")
+                status = 1
+        _print_table(rows, out) if rows else out.write("no bioxen VMs or jobs found\n")
 
         doomed = [c for c in rows if c.status == "orphan" or
                   (args.foreign and c.status == "foreign")]
         stale = [c for c in rows if c.status == "gone"]
         if not args.yes:
             if doomed or stale:
-                out.write(f"{len(doomed)} orphan VM(s)"
+                out.write(f"{len(doomed)} orphan(s)"
                           f"{f', {len(stale)} stale record(s)' if stale else ''}; "
                           f"run `bioxen vm gc --yes` to remove them\n")
             return status
         for c in stale:
             reg.remove(c.uuid)
         for c in doomed:
-            session = sessions[c.pool]
-            removal = VMRemoval(session, c.ref)
-            try:
-                kept = removal.run()
-            except (XapiError, XapiConnectionError) as e:
-                err.write(f"bioxen vm gc: could not destroy {c.name_label} ({c.uuid}): {e}; "
-                          f"{removal.left()}\n")
-                status = 1
+            if c.cluster is not None:
+                problem = _cancel(c)
+                if problem is not None:
+                    err.write(f"bioxen vm gc: could not cancel Slurm job {c.uuid} ({c.name_label}) on "
+                              f"cluster {c.cluster}: {problem}\n")
+                    status = 1
+                else:
+                    out.write(f"cancelled Slurm job {c.uuid} ({c.name_label}) on cluster {c.cluster}\n")
                 continue
-            reg.remove(c.uuid)
-            if c.record_id:
-                reg.remove(c.record_id)
-            note = f" (kept disks used by other VMs: {', '.join(kept)})" if kept else ""
-            out.write(f"destroyed {c.name_label} ({c.uuid}) on pool {c.pool}{note}\n")
+            status |= _destroy_vm(c, sessions[c.pool], reg, out, err)
         if not doomed:
             out.write("no orphans to destroy\n")
         return status
     finally:
         for session in sessions.values():
             session.logout()
+
+
+def _destroy_vm(c: Candidate, session: XapiSession, reg: registry_mod.Registry,
+                out: TextIO, err: TextIO) -> int:
+    from .xcpng import VMRemoval
+    removal = VMRemoval(session, c.ref)
+    try:
+        kept = removal.run()
+    except (XapiError, XapiConnectionError) as e:
+        err.write(f"bioxen vm gc: could not destroy {c.name_label} ({c.uuid}): {e}; "
+                  f"{removal.left()}\n")
+        return 1
+    reg.remove(c.uuid)
+    if c.record_id:
+        reg.remove(c.record_id)
+    note = f" (kept disks used by other VMs: {', '.join(kept)})" if kept else ""
+    out.write(f"destroyed {c.name_label} ({c.uuid}) on pool {c.pool}{note}\n")
+    return 0
+
+
+def _configured_clusters() -> list[str]:
+    """Every [clusters.NAME], and "local" when this machine has Slurm set up (SLURM_CONF or
+    /etc/slurm/slurm.conf, and squeue on PATH)."""
+    try:
+        from . import config as config_mod
+        names = sorted(config_mod.load_config().clusters)
+    except Exception:  # noqa: BLE001 - a broken config is `bioxen config check`'s to report
+        names = []
+    if shutil.which("squeue") and (os.environ.get("SLURM_CONF") or os.path.exists("/etc/slurm/slurm.conf")):
+        names.append("local")
+    return names

@@ -29,7 +29,6 @@ import logging
 import os
 import random
 import re
-import select
 import shlex
 import socket
 import threading
@@ -38,9 +37,12 @@ from typing import Any
 
 import paramiko
 
-from ..vm.transport import BackendError, TransportClosed, TransportTimeout
+from ..vm.transport import BackendError
 from . import upload
-from .config import INTERPRETERS, ConfigError, HostConfig, apply_ssh_config, parse_target, resolve_host
+from .channel import ChannelStream
+from .config import (INTERPRETERS, RUNTIME_BINARIES, ConfigError, HostConfig, apply_ssh_config,
+                     parse_target, resolve_host)
+from .config import interpreter_candidates as config_candidates
 from .credentials import CredentialError, resolve_password
 from .hostkeys import HostKeyError, HostKeyVerifier, known_hosts_name
 
@@ -52,15 +54,9 @@ log = logging.getLogger(__name__)
 # terminal next to bioxen's own one-line error.  Users who configure logging still get it.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-#: profile.runtime → the interpreter binary that provides it on a host.
-RUNTIME_BINARIES = {"lua51": "lua5.1", "lua52": "lua5.2", "lua53": "lua5.3", "lua54": "lua5.4",
-                    "lua55": "lua5.5", "luajit": "luajit"}
-
 #: Channel window: large enough that a 100 MB transfer is not a stream of window adjusts.
 _WINDOW = 16 * 1024 * 1024
 _MAX_PACKET = 32 * 1024
-_SEND_CHUNK = 32 * 1024  # fallback packet size
-_RECV_ALL = 1 << 30
 _STDERR_TAIL = 64 * 1024
 #: how long closing an agent that exited waits for the rest of its stderr (seconds)
 _STDERR_FLUSH = 2.0
@@ -372,19 +368,9 @@ if [ ! -f "$dir/.complete" ]; then printf 'bioxen-upload %s
 ' "$cache"; exit 0; fi
 printf 'bioxen-start %s
 ' "$name"
-exec 3<&0 4>&1 </dev/null 1>&2
-lpath="$dir/lua/?.lua;$dir/lua/?/init.lua;$dir/bio_stdlib/?.lua;$dir/bio_stdlib/?/init.lua"
 intr="$dir/intr.$$"
 : > "$intr"
-if [ -e /dev/fd/3 ]; then
-  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua" \
-    --in=/dev/fd/3 --out=/dev/fd/4 --interrupt-file="$intr" &
-else
-  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua" \
-    --interrupt-file="$intr" 0<&3 1>&4 &
-fi
-pid=$!
-exec 3<&- 4>&-
+{start}
 pg=-
 kill -0 -- -$$ 2>/dev/null && pg=$$
 printf 'bioxen-agent-pid %s %s %s
@@ -432,14 +418,10 @@ def _as_group(script: str) -> bytes:
 
 def interpreter_candidates(host: HostConfig, runtime: str | None) -> list[str]:
     """What to look for on the host: the configured interpreter, the profile's runtime, or all (best first)."""
-    if host.interpreter:
-        return [host.interpreter]
-    if runtime:
-        binary = RUNTIME_BINARIES.get(runtime)
-        if binary is None:
-            raise BackendError(f"ssh: runtime {runtime!r} is not one of {', '.join(RUNTIME_BINARIES)}")
-        return [binary]
-    return list(INTERPRETERS)
+    try:
+        return config_candidates(host.interpreter, runtime)
+    except ValueError as e:
+        raise BackendError(f"ssh: {e}") from None
 
 
 def _no_interpreter(host: HostConfig, runtime: str | None, found: list[str]) -> BackendError:
@@ -462,7 +444,7 @@ def launch_agent(link: "_Link", host: HostConfig, runtime: str | None = None, *,
     wrapper = _WRAPPER.format(
         cache=_home_relative(host.cache_dir), version=bundle.version,
         candidates=" ".join(shlex.quote(c) for c in candidates),
-        all=" ".join(shlex.quote(c) for c in INTERPRETERS),
+        all=" ".join(shlex.quote(c) for c in INTERPRETERS), start=upload.AGENT_START_SH,
     )
     link.guard(host)  # before any agent runs: from its start on, a lost connection kills it
     for _attempt in range(2):
@@ -532,7 +514,7 @@ def _read_status_line(chan: paramiko.Channel, timeout: float) -> str:
                        + (f": {said[-2000:]}" if said else f" within {timeout:g} s"))
 
 
-class SSHAgentProcess:
+class SSHAgentProcess(ChannelStream):
     """The byte stream to an agent on an SSH host (implements ``transport.AgentProcess``)."""
 
     def __init__(self, link: "_Link", chan: paramiko.Channel, host: HostConfig, interpreter: str) -> None:
@@ -548,12 +530,7 @@ class SSHAgentProcess:
         self._stderr = bytearray()
         self._stderr_lock = threading.Lock()
         self._pid_known = threading.Event()
-        self._eof = False
-        self._pending, self._pending_at = b"", 0   # bytes read from paramiko, not yet returned
-        self._killed = False
-        self._closed = False
-        self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
+        self._init_channel(chan, host.address)
         self._reader = threading.Thread(target=self._drain_stderr, name=f"ssh-stderr-{host.hostname}",
                                         daemon=True)
         self._reader.start()
@@ -611,88 +588,6 @@ class SSHAgentProcess:
         if not self._guard_send(f"a {self.pid} {self._pgid or '-'} {self._interrupt_file}"):
             raise BackendError(f"ssh: {self._host.address}: the control channel closed at start")
 
-    # -- the byte stream -------------------------------------------------------------------------
-    def send(self, data: bytes) -> None:
-        if self._killed or self._closed:
-            raise TransportClosed("the SSH agent was stopped")
-        # Not Channel.sendall: it re-slices the remaining bytes after every packet, which is
-        # quadratic for a 100 MB argument.  A memoryview walks the data without copying it.
-        view = memoryview(data).cast("B")
-        chan = self._chan
-        chunk = max(4096, chan.out_max_packet_size or _SEND_CHUNK)  # one packet per call
-        try:
-            while view:
-                sent = chan.send(view[:chunk])  # paramiko takes any buffer: no copy per packet
-                if sent == 0:
-                    raise OSError("channel closed")
-                view = view[sent:]
-        except (OSError, EOFError, paramiko.SSHException) as e:
-            raise TransportClosed(f"ssh: {self._host.address}: {self._lost_text(e)}") from None
-
-    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-        if self._killed or self._closed:
-            return b""
-        if self._pending_at < len(self._pending):
-            return self._take(max_bytes)
-        data = self._recv_all(timeout)
-        if len(data) <= max_bytes:
-            return data
-        self._pending, self._pending_at = data, 0
-        return self._take(max_bytes)
-
-    def recv_into(self, view: memoryview, timeout: float | None) -> int:
-        """Like ``recv`` but into ``view``: a big frame's bytes go from paramiko's buffer
-        straight into the frame's own buffer (no join, no decode at the end)."""
-        if self._killed or self._closed:
-            return 0
-        if self._pending_at < len(self._pending):
-            data = self._take(len(view))
-        else:
-            data = self._recv_all(timeout)
-            if len(data) > len(view):
-                self._pending, self._pending_at = data, len(view)
-                data = memoryview(data)[:len(view)]
-        n = len(data)
-        view[:n] = data
-        return n
-
-    def _recv_all(self, timeout: float | None) -> bytes:
-        """Everything paramiko holds (waiting up to ``timeout`` for something), ``b""`` at the end.
-
-        All of it, not a given size: paramiko's buffer drops a partial read with
-        ``del buffer[:n]``, a memmove of the rest (up to the 16 MiB window) per call."""
-        if self._eof or self._killed or self._closed:
-            return b""
-        chan = self._chan
-        if not chan.recv_ready():
-            with self._lock:
-                if self._killed or self._closed:
-                    return b""
-                fd = chan.fileno()
-            try:
-                ready, _, _ = select.select([fd, self._wake_r], [], [], timeout)
-            except (OSError, ValueError):
-                ready = [self._wake_r]
-            if self._killed or self._closed:
-                return b""
-            if not ready:
-                raise TransportTimeout(f"no data from the agent on {self._host.address} within {timeout:g} s")
-        try:
-            data = chan.recv(_RECV_ALL)
-        except (OSError, EOFError, paramiko.SSHException):
-            data = b""
-        if not data:
-            self._eof = True
-        return data
-
-    def _take(self, max_bytes: int) -> bytes:
-        start = self._pending_at
-        out = self._pending[start:start + max_bytes]
-        self._pending_at = start + len(out)
-        if self._pending_at >= len(self._pending):
-            self._pending, self._pending_at = b"", 0
-        return out
-
     # -- controls --------------------------------------------------------------------------------
     def _guard_send(self, command: str) -> bool:
         return self._link.guard_send(command + "\n")
@@ -706,10 +601,7 @@ class SSHAgentProcess:
             if self._killed:
                 return
             self._killed = True
-            try:
-                os.write(self._wake_w, b"x")
-            except OSError:
-                pass
+        self._wake()
         try:
             if self.pid is not None:
                 self._guard_send(f"k {self.pid}")
@@ -759,17 +651,7 @@ class SSHAgentProcess:
         elif self.pid is not None:
             self._guard_send(f"d {self.pid}")  # the agent exited: nothing left to kill
             self._await_stderr()
-        with self._lock:
-            self._closed = True
-        try:
-            self._chan.close()
-        except Exception:
-            pass
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close_channel()
 
     def _lost_text(self, e: BaseException) -> str:
         if not self._link.alive():
@@ -1142,35 +1024,41 @@ class SSHBackend:
 
     # -- data for maps -------------------------------------------------------------------------
     def stage_file(self, local_path: str) -> str:
-        """Put a local file in the host's data cache; return its path on the host.
+        """Put a local file in the host's data cache; return its path on the host
+        (:func:`stage_on_host`)."""
+        return stage_on_host(self.host, local_path, self.upload_method)
 
-        ``<cache_dir>/data/<sha256><ext>`` (see :func:`upload.stage_data`): uploaded once per
-        host and content — every VM on the host and every map reuse it, remembered in this
-        process per host — verified before it gets that name, resumed after a dropped link.
-        The upload uses a connection of its own, opened for it and closed after it.
-        Raises :class:`upload.StageError` (a :class:`BackendError`) naming the host and the file.
-        """
-        local = upload.local_file(local_path)  # missing/unreadable: an error naming the file
-        key = (_stage_host_identity(self.host), local.sha256, local.ext)
-        remote = _staged.get(key)
-        if remote is not None:
-            return remote
-        with _stage_guard:
-            lock = _stage_locks.setdefault(key, threading.Lock())
-        with lock:  # VMs of one host staging the same file at once: one upload, the rest wait
-            remote = _staged.get(key)
-            if remote is None:
-                # A connection of its own: gigabytes of data never queue behind (or in front
-                # of) a VM's requests, and a link that fails while staging is not the VM's.
-                try:
-                    client = connect(self.host)
-                except BackendError as e:
-                    raise upload.StageError(f"staging {local.path} on {self.host.address} "
-                                            f"failed: {e}") from None
-                try:
-                    result = upload.stage_data(client, self.host.cache_dir, local,
-                                               where=self.host.address, method=self.upload_method)
-                finally:
-                    close_client(client)
-                remote = _staged[key] = result.remote_path
+
+def stage_on_host(host: HostConfig, local_path: str, method: str = "auto") -> str:
+    """Put a local file in ``host``'s data cache; return its path on the host.
+
+    ``<cache_dir>/data/<sha256><ext>`` (see :func:`upload.stage_data`): uploaded once per
+    host and content — every VM on the host and every map reuse it, remembered in this
+    process per host — verified before it gets that name, resumed after a dropped link.
+    The upload uses a connection of its own, opened for it and closed after it.
+    Raises :class:`upload.StageError` (a :class:`BackendError`) naming the host and the file.
+    """
+    local = upload.local_file(local_path)  # missing/unreadable: an error naming the file
+    key = (_stage_host_identity(host), local.sha256, local.ext)
+    remote = _staged.get(key)
+    if remote is not None:
         return remote
+    with _stage_guard:
+        lock = _stage_locks.setdefault(key, threading.Lock())
+    with lock:  # VMs of one host staging the same file at once: one upload, the rest wait
+        remote = _staged.get(key)
+        if remote is None:
+            # A connection of its own: gigabytes of data never queue behind (or in front
+            # of) a VM's requests, and a link that fails while staging is not the VM's.
+            try:
+                client = connect(host)
+            except BackendError as e:
+                raise upload.StageError(f"staging {local.path} on {host.address} "
+                                        f"failed: {e}") from None
+            try:
+                result = upload.stage_data(client, host.cache_dir, local,
+                                           where=host.address, method=method)
+            finally:
+                close_client(client)
+            remote = _staged[key] = result.remote_path
+    return remote

@@ -93,6 +93,25 @@ def agent_bundle() -> Bundle:
     return _bundle_for(_signature())
 
 
+#: sh lines that start the agent of the bundle in ``$dir`` under ``$interp`` in the background
+#: (its pid in ``$pid``), interrupted through the file ``$intr``.  The protocol moves to fds 3/4
+#: first, so whatever a child process of the agent prints goes to stderr, never into the
+#: protocol.  Shared by the SSH wrapper and the Slurm step's.
+AGENT_START_SH = r"""
+lpath="$dir/lua/?.lua;$dir/lua/?/init.lua;$dir/bio_stdlib/?.lua;$dir/bio_stdlib/?/init.lua"
+exec 3<&0 4>&1 </dev/null 1>&2
+if [ -e /dev/fd/3 ]; then
+  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua" \
+    --in=/dev/fd/3 --out=/dev/fd/4 --interrupt-file="$intr" &
+else
+  "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua" \
+    --interrupt-file="$intr" 0<&3 1>&4 &
+fi
+pid=$!
+exec 3<&- 4>&-
+""".strip("\n")
+
+
 def remote_bundle_dir(cache_dir_abs: str, bundle: Bundle) -> str:
     return f"{cache_dir_abs.rstrip('/')}/agent-{bundle.version}"
 

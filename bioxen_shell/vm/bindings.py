@@ -361,6 +361,11 @@ def format_vms_table(handles: list["VMHandle"]) -> str:
             where = f"{d['host']} ({d['pid']})"
         if d.get("template"):
             where += f" [{d['template']}]"
+        if d.get("job"):  # slurm: job.step, its state, node and the agent's pid there
+            where = f"job {d['job']}" + (f".{d['step']}" if d.get("step") not in (None, "-") else "")
+            where += f" {d['state']}" if d.get("state") else ""
+            where += f" on {d['node']}" if d.get("node") else ""
+            where += f" ({d['pid']})" if d.get("pid") else ""
         status = d["status"]
         if d.get("exit_reason") and status in ("crashed", "lost", "stopped"):
             status += f" ({d['exit_reason']})"

@@ -6,29 +6,19 @@ pipes (its fds 3 and 4).  Being a process, it can be interrupted (SIGINT), kille
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import select
 import signal
 import threading
-import time
 TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
 if TYPE_CHECKING:
     from typing import Any
 
 from .. import paths
 from .forkserver import Zygote, ZygoteError
+from .pipes import PipeStream
 from .profiles import local_default_runtime
-from .transport import (
-    BackendError,
-    TransportClosed,
-    TransportTimeout,
-    describe_exit_status,
-)
-
-#: How long a read polls before it blocks (see LocalAgentProcess._wait_readable).
-_SPIN_SECONDS = 100e-6
+from .transport import BackendError, describe_exit_status
 
 __all__ = ["LocalBackend", "LocalAgentProcess"]
 
@@ -39,139 +29,22 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 #: says so).  While the zygote lives it reports every exit; a busy machine only delays that.
 _EXITED_REPORT_WAIT = 60.0
 
-_F_SETPIPE_SZ = 1031
-_PIPE_SIZE = 1 << 20  # fewer wake-ups when 100 MB strings move
 
-
-def _pipe() -> tuple[int, int]:
-    r, w = os.pipe2(os.O_CLOEXEC)
-    try:
-        fcntl.fcntl(w, _F_SETPIPE_SZ, _PIPE_SIZE)
-    except OSError:
-        pass  # pipe-max-size lower than 1 MiB: keep the default
-    return r, w
-
-
-class LocalAgentProcess:
+class LocalAgentProcess(PipeStream):
     """The byte stream to one local worker (implements ``transport.AgentProcess``)."""
 
     def __init__(self, zygote: Zygote, *, runtime: str, max_memory: int, env: dict[str, str],
                  name: str, target: str | None = None) -> None:
         self._zygote = zygote
-        in_r, self._to_agent = _pipe()
-        self._from_agent, out_w = _pipe()
-        try:
-            kwargs = {"target": target} if target else {}
-            self.pid = zygote.spawn(in_r, out_w, runtime=runtime, max_memory=max_memory,
-                                    env=env, name=name, **kwargs)
-        except BaseException:
-            for fd in (self._to_agent, self._from_agent):
-                os.close(fd)
-            raise
-        finally:
-            os.close(in_r)
-            os.close(out_w)
-        # Writes must never block while the agent is itself blocked writing output to us (a
-        # pipelined 100 MB request behind a 100 MB reply would deadlock); see send().
-        os.set_blocking(self._to_agent, False)
-        self._poll_in = select.poll()
-        self._poll_in.register(self._from_agent, select.POLLIN)
-        self._pending = bytearray()  # bytes read while a send() waited for room
-        self._eof = False
-        self._closed = False
+        kwargs = {"target": target} if target else {}
+        self.pid = self._start_on_pipes(lambda stdin, stdout: zygote.spawn(
+            stdin, stdout, runtime=runtime, max_memory=max_memory, env=env, name=name, **kwargs))
         self._lock = threading.Lock()
         try:
             self._pidfd: int | None = os.pidfd_open(self.pid)
         except (AttributeError, OSError):
             self._pidfd = None  # already gone, or an old kernel: fall back to kill(pid)
         self._stat_fd: int | None = None  # /proc/<pid>/stat, opened by the first cpu_seconds()
-
-    # -- byte stream -------------------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        if self._closed or self._eof:
-            raise TransportClosed("the worker's stream is closed")
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self._to_agent, view)
-                view = view[n:]
-                continue
-            except BlockingIOError:
-                pass
-            except (BrokenPipeError, OSError) as exc:
-                if isinstance(exc, BrokenPipeError) or exc.errno in (errno.EPIPE, errno.EBADF):
-                    raise TransportClosed("the worker's stream is closed") from None
-                raise
-            # The pipe is full: wait for room, and drain what the agent writes meanwhile.
-            p = select.poll()
-            p.register(self._to_agent, select.POLLOUT)
-            if not self._eof:
-                p.register(self._from_agent, select.POLLIN)
-            for fd, ev in p.poll():
-                if fd == self._from_agent and not self._eof:
-                    chunk = os.read(self._from_agent, _PIPE_SIZE)
-                    if chunk:
-                        self._pending += chunk
-                    else:
-                        self._eof = True
-                elif fd == self._to_agent and ev & (select.POLLERR | select.POLLHUP):
-                    raise TransportClosed("the worker's stream is closed")
-
-    def _wait_readable(self, timeout: float | None) -> bool:
-        """Wait until the agent's stream has data (or EOF); False on timeout.
-
-        Most replies come back within tens of microseconds, so the first ``_SPIN_SECONDS`` are
-        spent polling without sleeping: a blocking wait would add a scheduler wake-up, which on
-        this kind of machine doubles the round trip (measured: 81 → 40 µs for a pipe ping-pong
-        with 10 µs of work).  Longer calls then block as usual, so the spin costs at most that
-        much CPU per call.
-        """
-        poll = self._poll_in.poll
-        if poll(0):
-            return True
-        spin_until = time.perf_counter() + _SPIN_SECONDS
-        while time.perf_counter() < spin_until:
-            if poll(0):
-                return True
-        if timeout is not None:
-            timeout = max(0.0, timeout - _SPIN_SECONDS)
-        return bool(poll(None if timeout is None else int(timeout * 1000 + 0.999)))
-
-    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-        if self._pending:
-            out = bytes(self._pending[:max_bytes])
-            del self._pending[:max_bytes]
-            return out
-        if self._eof or self._closed:
-            return b""
-        if not self._wait_readable(timeout):
-            raise TransportTimeout(f"no data within {timeout} s")
-        try:
-            data = os.read(self._from_agent, max_bytes)
-        except OSError as exc:
-            if exc.errno == errno.EBADF:
-                return b""
-            raise
-        if not data:
-            self._eof = True
-        return data
-
-    def recv_into(self, view: memoryview, timeout: float | None) -> int:
-        """Like ``recv`` but into ``view`` (big frames are read without an extra copy)."""
-        if self._pending:
-            n = min(len(self._pending), view.nbytes)
-            view[:n] = self._pending[:n]
-            del self._pending[:n]
-            return n
-        if self._eof or self._closed:
-            return 0
-        if not self._wait_readable(timeout):
-            raise TransportTimeout(f"no data within {timeout} s")
-        n = os.readv(self._from_agent, [view])
-        if n == 0:
-            self._eof = True
-        return n
 
     # -- controls -------------------------------------------------------------------------
 
@@ -251,11 +124,7 @@ class LocalAgentProcess:
         if self.exit_reason() is None:
             self.kill()
             self.wait_exit_reason(2.0)
-        for fd in (self._to_agent, self._from_agent):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close_pipes()
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None

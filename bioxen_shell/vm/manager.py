@@ -24,6 +24,7 @@ BACKENDS: dict[str, str] = {
     "local": "bioxen_shell.vm.local:LocalBackend",
     "ssh": "bioxen_shell.remote.ssh:SSHBackend",
     "xcpng": "bioxen_shell.remote.xcpng:XCPngBackend",
+    "slurm": "bioxen_shell.remote.slurm:SlurmBackend",
 }
 
 #: keys of vm.create{} the manager consumes; everything else goes to the backend
@@ -92,9 +93,11 @@ def status_summary(handles: list[VMHandle]) -> str:
     return f"{n} VM{'s' if n != 1 else ''}: " + ", ".join(parts)
 
 
-def in_parallel(fn: Callable[[Any], Any], items: list, workers: int, name: str) -> list[tuple[Any, BaseException | None]]:
+def in_parallel(fn: Callable[[Any], Any], items: list, workers: int, name: str,
+                on_stop: Callable[[], None] | None = None) -> list[tuple[Any, BaseException | None]]:
     """``fn`` over ``items`` on up to ``workers`` threads: ``(value, None)`` or ``(None, error)``
-    per item, in order.  One item runs on the calling thread.  (Plain threads, not
+    per item, in order.  One item runs on the calling thread; ``on_stop`` is called when Ctrl-C
+    stops it, so items that wait can give up.  (Plain threads, not
     concurrent.futures: that module costs more start-up than a VM takes to create.)"""
     outcomes: list[tuple[Any, BaseException | None]] = [(None, None)] * len(items)
     todo = iter(range(len(items)))
@@ -122,6 +125,8 @@ def in_parallel(fn: Callable[[Any], Any], items: list, workers: int, name: str) 
             t.join()
     except BaseException:  # Ctrl-C on the calling thread: let the started items finish, no new ones
         stopped = True
+        if on_stop is not None:
+            on_stop()
         for t in threads:
             t.join()
         raise
@@ -185,10 +190,20 @@ class Manager:
         total = len(names)
         done = 0
         done_lock = threading.Lock()
+        # A backend that waits (a Slurm queue) stops at Ctrl-C, or when a sibling failed: the
+        # whole create fails then, and the VMs already made are destroyed again.
+        given_up = threading.Event()
+
+        def cancelled() -> bool:
+            return given_up.is_set() or bool(self.interrupted is not None and self.interrupted())
 
         def one(name: str) -> VMHandle:
             nonlocal done
-            handle = self._start_one(name, backend_cls, prof, options)
+            try:
+                handle = self._start_one(name, backend_cls, prof, options, cancelled)
+            except BaseException:
+                given_up.set()
+                raise
             with done_lock:
                 done += 1
                 if progress is not None:
@@ -204,7 +219,8 @@ class Manager:
         workers = min(total, _PARALLEL.get(getattr(backend_cls, "kind", ""), _DEFAULT_PARALLEL))
         results: list[VMHandle | None] = [None] * total
         errors: list[tuple[str, BaseException]] = []
-        for i, (value, exc) in enumerate(in_parallel(one, names, workers, "bioxen-create")):
+        for i, (value, exc) in enumerate(in_parallel(one, names, workers, "bioxen-create",
+                                                     on_stop=given_up.set)):
             if exc is not None:
                 errors.append((names[i], exc))  # collected, reported together below
             else:
@@ -229,13 +245,17 @@ class Manager:
                 f"{'first' if not left else 'what is left'}: {detail}")
         return results  # type: ignore[return-value]
 
-    def _start_one(self, name: str, backend_cls: type, prof: Profile, options: dict) -> VMHandle:
+    def _start_one(self, name: str, backend_cls: type, prof: Profile, options: dict,
+                   cancelled: Callable[[], bool]) -> VMHandle:
         try:
             backend = backend_cls(name, dict(options), prof)
         except VMError:
             raise
         except Exception as exc:  # BackendError, ValueError for a bad option: shown as is
             raise VMCreateError(str(exc)) from None
+        set_cancel_check = getattr(backend, "set_cancel_check", None)  # optional (slurm)
+        if set_cancel_check is not None:
+            set_cancel_check(cancelled)
         handle = VMHandle(name, backend, prof, on_output=self.on_output, interrupted=self.interrupted)
         try:
             handle.start()

@@ -80,7 +80,7 @@ class AgentProcess(Protocol):
 
     Frames, the codec and requests are the handle's business; an ``AgentProcess`` only
     moves bytes.  Implementations: ``bioxen_shell.vm.local.LocalAgentProcess`` (pipes to a
-    forked worker), the SSH backend's channel wrapper.
+    forked worker), the SSH backend's channel wrapper, and Slurm steps (``remote.slurm``).
     """
 
     def send(self, data: bytes) -> None:
@@ -158,7 +158,7 @@ class AgentProcess(Protocol):
 
 class Backend(Protocol):
     """One kind of place where agents run.  Picked by ``vm.create{type=…}`` from
-    ``bioxen_shell.vm.manager.BACKENDS`` (``"local"``, ``"ssh"``, ``"xcpng"``).
+    ``bioxen_shell.vm.manager.BACKENDS`` (``"local"``, ``"ssh"``, ``"xcpng"``, ``"slurm"``).
 
     Constructor: ``Backend(name, options, profile)``
 
@@ -180,7 +180,7 @@ class Backend(Protocol):
     The constructor must not do I/O; ``start()`` does.
     """
 
-    kind: str  # "local" | "ssh" | "xcpng"
+    kind: str  # "local" | "ssh" | "xcpng" | "slurm"
 
     def __init__(self, name: str, options: dict[str, Any], profile: "Profile") -> None: ...
 

@@ -1,9 +1,11 @@
 """One set of VM behaviour tests, run against every kind of VM.
 
 ``any_vm`` is parametrized over the backends: ``local`` (a forked worker), ``ssh`` (the agent
-under a stock interpreter on a loopback OpenSSH server) and ``xcpng`` (a guest of the XAPI
-simulator reached over SSH).  The remote fixtures ``ssh_vm_options`` / ``xcpng_vm_options``
-(tests/remote/sshd_fixture.py, tests/xapi_sim/fixtures.py) give the ``vm.create`` options.
+under a stock interpreter on a loopback OpenSSH server), ``xcpng`` (a guest of the XAPI
+simulator reached over SSH) and ``slurm`` (a job step on a real one-node Slurm cluster).  The
+remote fixtures ``ssh_vm_options`` / ``xcpng_vm_options`` / ``slurm_vm_options``
+(tests/remote/sshd_fixture.py, tests/xapi_sim/fixtures.py, tests/slurm_fixture.py) give the
+``vm.create`` options.
 Every backend exists: one that does not import, or a missing fixture, is a failure.  Only a
 missing system part (sshd) skips, through tests/system.py, saying why; under
 ``BIOXEN_REQUIRE_SYSTEM=1`` (CI) that skip is a failure too.
@@ -17,11 +19,11 @@ import os
 import pytest
 
 from bioxen_shell.vm.handle import VMCrashed, VMError, VMInterrupted, VMRestarted, VMTimeout
-from bioxen_shell.vm.manager import Manager, resolve_backend
+from bioxen_shell.vm.manager import resolve_backend
 from bioxen_shell.vm.profiles import load_profile
 from tests.waiting import PATIENCE, lua_touch, pid_gone, wait_for
 
-BACKENDS = ["local", "ssh", "xcpng"]
+BACKENDS = ["local", "ssh", "xcpng", "slurm"]
 
 
 def _options(request, kind: str) -> dict:
@@ -30,7 +32,7 @@ def _options(request, kind: str) -> dict:
     # A backend that does not import (VMCreateError) fails here, whatever the environment:
     # it is a bug of bioxen, not a missing part of the machine.
     resolve_backend(kind)
-    # The fixture skips, through tests/system.py, only when a system part (sshd) is missing.
+    # The fixture skips, through tests/system.py, only when a system part (sshd, Slurm) is missing.
     options = dict(request.getfixturevalue(f"{kind}_vm_options"))
     options.setdefault("type", kind)
     return options
@@ -39,13 +41,6 @@ def _options(request, kind: str) -> dict:
 @pytest.fixture(params=BACKENDS)
 def backend_options(request):
     return _options(request, request.param)
-
-
-@pytest.fixture
-def manager():
-    m = Manager()
-    yield m
-    assert m.destroy_all() == []
 
 
 @pytest.fixture

@@ -34,6 +34,14 @@ fingerprint = "sha256:{fp}"
 template = "debian-12-bioxen"
 ip_timeout = 120
 
+[clusters.hpc]
+login = "lab1"
+partition = "short"
+cpus = 4
+mem = "8g"
+time = "2:00:00"
+salloc_args = ["--constraint=avx2"]
+
 [shell]
 runtime = "lua54"
 path = ["~/lua"]
@@ -58,6 +66,9 @@ def test_good_config_is_parsed(cfg_file):
     assert pool.url == "https://xcp1.lab" and pool.user == "root" and pool.verify_tls is True
     assert pool.ssh_user == "bioxen" and pool.ip_timeout == 120
     assert cfg.shell == {"runtime": "lua54", "path": ["~/lua"]}
+    hpc = cfg.clusters["hpc"]
+    assert (hpc.login, hpc.partition, hpc.cpus, hpc.mem, hpc.time) == ("lab1", "short", 4, "8G", "2:00:00")
+    assert hpc.salloc_args == ("--constraint=avx2",) and hpc.queue_timeout == 600 and hpc.account is None
 
 
 def test_missing_file_is_an_empty_config():
@@ -81,6 +92,14 @@ def test_missing_file_is_an_empty_config():
     ('[shell]\nruntime = "lua99"\n', "shell.runtime", "expected one of lua51"),
     ('[hosts]\na = 1\n', "hosts.a", "expected a table [hosts.a], got 1"),
     ('[servers.a]\n', "servers", "unknown section"),
+    ('[clusters.c]\ncpus = 0\n', "clusters.c.cpus", "expected a number of CPUs from 1 to 4096, got 0"),
+    ('[clusters.c]\ntime = "soon"\n', "clusters.c.time", 'expected minutes (an integer) or a Slurm time'),
+    ('[clusters.c]\nmem = "lots"\n', "clusters.c.mem", 'expected megabytes (an integer) or a size'),
+    ('[clusters.c]\npartiton = "x"\n', "clusters.c.partiton", "unknown key, did you mean 'partition'?"),
+    ('[clusters.c]\nsalloc_args = "--x"\n', "clusters.c.salloc_args", "expected an array of command-line arguments"),
+    ('[clusters.c]\nlogin = "no such host!"\n', "clusters.c.login", 'expected a [hosts.NAME] of this file'),
+    ('[clusters.c]\nlogin = "a b"\n', "clusters.c.login", 'expected a [hosts.NAME]'),
+    ('[clusters.c]\nqueue_timeout = -1\n', "clusters.c.queue_timeout", "from 0 (turns it off)"),
 ])
 def test_bad_values_name_file_key_and_expectation(cfg_file, text, key, expected):
     cfg_file.write_text(text)
@@ -144,7 +163,7 @@ def test_config_check_ok(cfg_file, capsys):
     cfg_file.write_text(GOOD.replace('key = "~/.ssh/id_ed25519"\n', ""))
     assert cli_main(["check"]) == 0
     out = capsys.readouterr().out
-    assert "OK" in out and "lab1" in out and "lab" in out
+    assert "OK" in out and "lab1" in out and "lab" in out and "clusters: hpc" in out
 
 
 def test_config_check_reports_errors_and_bad_files(cfg_file, tmp_path, capsys):

@@ -13,7 +13,7 @@ import pytest
 from bioxen_shell.remote import hostkeys, upload
 from bioxen_shell.remote.ssh import SSHBackend
 from bioxen_shell.vm.handle import VMCrashed, VMInterrupted
-from bioxen_shell.vm.manager import Manager
+
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.remote.sshd_fixture import start_sshd, write_keypair
@@ -22,13 +22,6 @@ from tests.waiting import PATIENCE, eventually, finishes, lua_touch, pid_gone, w
 
 INTERPRETERS = ["luajit", "lua5.4"]
 ALL_STOCK = ["luajit", "lua5.4", "lua5.3", "lua5.2", "lua5.1"]
-
-
-@pytest.fixture
-def manager():
-    m = Manager()
-    yield m
-    assert m.destroy_all() == []
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from bioxen_shell.remote import config as config_mod
 from bioxen_shell.remote.config import ConfigError, resolve_host
 from bioxen_shell.vm.profiles import load_profile
 from tests.remote.sshd_fixture import start_sshd
-from tests.vm.conftest import manager  # noqa: F401  (a fixture: VMs destroyed after each test)
 
 
 @pytest.fixture(scope="module")

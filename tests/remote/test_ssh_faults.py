@@ -14,18 +14,11 @@ import time
 import pytest
 
 from bioxen_shell.vm.handle import VMError, VMProtocolError, VMRestarted
-from bioxen_shell.vm.manager import Manager
+
 from bioxen_shell.vm.profiles import load_profile
 from tests.vm import fake_agent
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def manager():
-    m = Manager()
-    yield m
-    assert m.destroy_all() == []
 
 
 def _create(manager, ssh_vm_options, name, tmp_path=None, **changes):

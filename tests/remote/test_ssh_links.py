@@ -19,7 +19,6 @@ from bioxen_shell.vm.handle import VMCrashed, VMRestarted
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.remote.sshd_fixture import start_sshd
-from tests.vm.conftest import manager  # noqa: F401  (a fixture: VMs destroyed after each test)
 from tests.waiting import eventually, lua_touch, pid_gone, wait_for, when
 
 

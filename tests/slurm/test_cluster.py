@@ -161,9 +161,10 @@ def test_squeue_shows_an_unset_comment_as_null(slurm_env, jobs):
 
 
 def test_salloc_says_it_waits_for_resources(slurm_env, jobs):
-    big = allocate(slurm_env, "-J", "bioxen-big", "-n1", "-c2")
+    # in "short": "debug" shares each core among four jobs (OverSubscribe=FORCE:4)
+    big = allocate(slurm_env, "-p", "short", "-J", "bioxen-big", "-n1", "-c2")
     jobs.append(big)
-    waiter = subprocess.Popen(["salloc", "--no-shell", "-J", "bioxen-waiter", "-n1"], env=slurm_env,
+    waiter = subprocess.Popen(["salloc", "--no-shell", "-p", "short", "-J", "bioxen-waiter", "-n1"], env=slurm_env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         text = read_until(waiter.stderr, b"queued and waiting for resources\n", "salloc to say it waits").decode()
@@ -214,15 +215,31 @@ def test_scancel_signal_reaches_every_process_of_a_step(slurm_env, jobs, tmp_pat
 @pytest.mark.parametrize("args, message", [
     (["-p", "nosuch"], "salloc: error: invalid partition specified: nosuch\n"
                        "salloc: error: Job submit/allocate failed: Invalid partition name specified\n"),
-    (["-p", "short", "-t", "10"], "salloc: error: Job submit/allocate failed: Requested time limit is invalid "
-                                  "(missing or exceeds some limit)\n"),
     (["--mem=999999"], "salloc: error: Memory specification can not be satisfied\n"
                        "salloc: error: Job submit/allocate failed: Requested node configuration is not available\n"),
-    (["-c", "3"], "salloc: error: Job submit/allocate failed: More processors requested than permitted\n"),
-], ids=["no-such-partition", "over-max-time", "too-much-memory", "too-many-cpus"])
+], ids=["no-such-partition", "too-much-memory"])
 def test_salloc_refuses_impossible_requests(slurm_env, args, message):
     proc = run(["salloc", "--no-shell", *args, "-n1"], slurm_env, text=True)
     assert (proc.returncode, proc.stderr) == (1, message)
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["-p", "short", "-t", "10"], "PartitionTimeLimit"),
+    (["-c", "3"], "PartitionConfig"),
+], ids=["over-max-time", "too-many-cpus"])
+def test_over_a_partitions_limits_salloc_pends_forever(slurm_env, args, reason):
+    """Under Slurm's default EnforcePartLimits=NO (the test cluster's too) such a job is queued
+    and never runs: the backend must read the reason and give up (tests/slurm/test_slurm_vms.py)."""
+    proc = subprocess.Popen(["salloc", "--no-shell", "-J", "bioxen-test-pend", *args, "-n1"], env=slurm_env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        first = proc.stderr.readline().decode()
+        assert first == "salloc: Requested partition configuration not available now\n"
+        job = re.match(r"salloc: Pending job allocation (\d+)$", proc.stderr.readline().decode().strip()).group(1)
+        wait_for(lambda: job_state(slurm_env, job) == f"PENDING|{reason}", f"job {job} to pend with {reason}")
+    finally:
+        run(["scancel", "-n", "bioxen-test-pend"], slurm_env)
+        proc.wait(PATIENCE)
 
 
 def test_the_short_partition_grants_up_to_its_max_time(slurm_env, jobs):

@@ -8,13 +8,6 @@ from bioxen_shell.vm.manager import Manager
 from bioxen_shell.vm.profiles import load_profile
 
 
-@pytest.fixture
-def manager():
-    m = Manager()
-    yield m
-    assert m.destroy_all() == []
-
-
 @pytest.fixture(scope="module")
 def module_manager():
     m = Manager()
