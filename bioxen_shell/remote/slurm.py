@@ -346,12 +346,13 @@ class _Allocation:
                 pass
             now = time.monotonic()
             if self.cancelled():
-                raise BackendError(f"slurm: {self.vm_name}: cancelled while job "
-                                   f"{self.job or '(not yet queued)'} waited in the queue")
+                raise BackendError(f"slurm: stopped while job {self.job or '(not yet queued)'} waited in "
+                                   f"the queue (Ctrl-C, or another VM of this vm.create failed); the "
+                                   f"job was cancelled")
             if limit and now - started > limit:
                 state = job_state(self.cmds, self.job) if self.job else None
                 what = f" ({state[0]}, reason: {state[1]})" if state else ""
-                raise BackendError(f"slurm: {self.vm_name}: job {self.job or '?'} still waits in the "
+                raise BackendError(f"slurm: job {self.job or '?'} still waits in the "
                                    f"queue{what} after {limit:g} s (queue_timeout); it was cancelled")
             if self.job is not None and now >= next_poll:
                 next_poll = now + _QUEUE_POLL
@@ -367,7 +368,7 @@ class _Allocation:
         why = _HOPELESS.get(reason) or ("it asks for more than a per-job limit allows"
                                         if _PER_JOB_LIMIT.search(reason) else None)
         if why is not None:
-            raise BackendError(f"slurm: {self.vm_name}: job {self.job} cannot start: Slurm keeps it "
+            raise BackendError(f"slurm: job {self.job} cannot start: Slurm keeps it "
                                f"PENDING with reason {reason} ({why}); it was cancelled")
 
     def _abandon(self, proc: Any) -> None:

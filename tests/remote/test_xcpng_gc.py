@@ -309,8 +309,9 @@ def test_owner_liveness():
     assert registry_mod.Owner.from_token(me.token()).is_alive()
 
 
-def test_cli_usage(capsys):
+def test_cli_usage(capsys, monkeypatch):
     from bioxen_shell.cli import main
+    monkeypatch.delenv("SLURM_CONF", raising=False)  # no local Slurm either (CI starts one)
     assert main(["vm"]) == 2
     assert main(["vm", "frobnicate"]) == 2
     assert "unknown subcommand 'frobnicate'" in capsys.readouterr().err

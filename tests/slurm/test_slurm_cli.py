@@ -3,6 +3,7 @@ output byte for byte, and bioxen's exit cancels its jobs."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,48 @@ def test_exit_cancels_the_jobs_of_vms_left_running(slurm_vm_options, slurm_env):
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"42\n"
     wait_for(lambda: _queue(env) == [], "bioxen's jobs to be gone after it exited")
+
+
+def test_ctrl_c_while_the_job_waits_cancels_it(slurm_vm_options, slurm_env):
+    """SIGINT (Ctrl-C) to `bioxen -e` whose vm.create waits in the queue: the job is cancelled,
+    bioxen says so and exits with an error."""
+    _cluster_config(slurm_vm_options)
+    env = {**os.environ, **slurm_env}
+    proc = subprocess.Popen([sys.executable, "-m", "bioxen_shell", "-e",
+                             'vm.create{type = "slurm", cluster = "test", name = "waits", '
+                             'salloc_args = {"--begin=now+1hour"}} print("never")'],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: any(line.startswith(JOB_PREFIX + "waits|PENDING") for line in _queue(env)),
+                 "the job to be queued")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=PATIENCE)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and out == b""
+    assert b"stopped while job" in err and b"the job was cancelled" in err
+    wait_for(lambda: _queue(env) == [], "the job to be cancelled")
+
+
+def test_a_killed_bioxen_leaves_a_job_that_gc_finds_and_cancels(slurm_vm_options, slurm_env, tmp_path):
+    """kill -9 of bioxen: its agent ends with srun's input, but the allocation stays until its
+    time limit; `bioxen vm gc` lists it as an orphan and `--yes` cancels it."""
+    _cluster_config(slurm_vm_options)
+    env = {**os.environ, **slurm_env}
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-m", "bioxen_shell", "-e",
+                             'local v = vm.create{type = "slurm", cluster = "test", name = "killed"} '
+                             f'io.open({str(ready)!r}, "w"):close() while true do end'],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(ready.exists, "the VM to be created")
+    finally:
+        proc.kill()
+        proc.wait()
+    listing = bioxen("vm", "gc", "--cluster", "local", env=env)
+    assert listing.returncode == 0, listing.stderr
+    (row,) = [line for line in listing.stdout.decode().splitlines() if JOB_PREFIX + "killed" in line]
+    assert row.split()[0] == "orphan"
+    removed = bioxen("vm", "gc", "--cluster", "local", "--yes", env=env)
+    assert removed.returncode == 0 and b"cancelled Slurm job" in removed.stdout
+    wait_for(lambda: _queue(env) == [], "the orphaned job to be cancelled")

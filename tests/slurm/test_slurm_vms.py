@@ -196,7 +196,7 @@ def test_ctrl_c_while_queued_cancels_every_job(options, slurm_cluster, count):
     wait_for(lambda: len(live_jobs(slurm_cluster, JOB_PREFIX + "cc")) == (count or 1), "the jobs to be queued")
     pressed.set()  # what Ctrl-C in the shell does
     t.join(PATIENCE)
-    assert not t.is_alive() and failure and "cancelled" in str(failure[0])
+    assert not t.is_alive() and failure and "the job was cancelled" in str(failure[0])
     assert len(m) == 0
     wait_for(lambda: not live_jobs(slurm_cluster, JOB_PREFIX + "cc"), "the jobs to be cancelled")
 
