@@ -64,10 +64,10 @@ _GCM_PEER = "ssh -c aes128-gcm@openssh.com host cat"
 
 def _raw_paramiko_peer(client, path: Path, size: int, payload: bytes) -> tuple[float, float]:
     """The same over one paramiko exec channel each way (bioxen's window and packet size)."""
-    from bioxen_shell.remote import ssh
+    from bioxen_shell.remote.channel import MAX_PACKET, WINDOW
 
     def channel(command: str):
-        chan = client.get_transport().open_session(window_size=ssh._WINDOW, max_packet_size=ssh._MAX_PACKET)
+        chan = client.get_transport().open_session(window_size=WINDOW, max_packet_size=MAX_PACKET)
         chan.exec_command(command)
         return chan
 

@@ -16,7 +16,16 @@ import paramiko
 
 from ..vm.transport import TransportClosed, TransportTimeout
 
-__all__ = ["ChannelStream"]
+__all__ = ["ChannelStream", "WINDOW", "MAX_PACKET"]
+
+#: The receive window of every channel bioxen opens: large enough that a 100 MB transfer is
+#: not a stream of window adjusts.
+WINDOW = 16 * 1024 * 1024
+#: The largest data packet bioxen accepts on its channels (what the server may send in one).
+#: paramiko spends a fixed cost per packet in Python: 128 KiB packets move 100 MiB out of a
+#: host about 30% faster than the 32 KiB of SSH's minimum (0.17–0.21 s against 0.23–0.29 s
+#: for `cat` of a file on loopback, same run).  OpenSSH's own packets go up to 256 KiB.
+MAX_PACKET = 128 * 1024
 
 #: Fallback packet size when the server stated none.
 _SEND_CHUNK = 32 * 1024

@@ -411,13 +411,14 @@ class ClusterConfig:
     account: str | None = None
     qos: str | None = None
     cpus: int = 1                      # --cpus-per-task of each VM
-    mem: str | None = None             # --mem; None = the profile's memory_limit plus a margin
+    mem: str | None = None             # per VM; None = the profile's memory_limit plus a margin
     time: str | None = None            # --time; None = the partition's default
     queue_timeout: float = 600.0       # how long a VM's job may wait in the queue (0 = forever)
     start_timeout: float = 60.0        # from the grant to the agent's hello
     shared_dir: str = "~/.cache/bioxen"  # on a file system the compute nodes share
     interpreter: str | None = None     # on the compute nodes; else the best found
     slurm_conf: str | None = None      # SLURM_CONF for the Slurm commands (a second cluster)
+    overcommit: bool = False           # more VMs than CPUs: salloc/srun --overcommit
     salloc_args: tuple[str, ...] = ()  # more arguments for salloc (e.g. "--constraint=avx2")
     srun_args: tuple[str, ...] = ()    # more arguments for srun
     source: str = "vm.create"
@@ -427,7 +428,7 @@ CLUSTER_KEYS: dict[str, Callable[[Any], Any]] = {
     "login": _login, "partition": _slurm_name, "account": _slurm_name, "qos": _slurm_name,
     "cpus": _cpus, "mem": _slurm_mem, "time": _slurm_time, "queue_timeout": _seconds_or_zero,
     "start_timeout": _seconds, "shared_dir": _path, "interpreter": _interpreter,
-    "slurm_conf": _path, "salloc_args": _arguments, "srun_args": _arguments,
+    "slurm_conf": _path, "salloc_args": _arguments, "srun_args": _arguments, "overcommit": _boolean,
 }
 
 # SHELL_KEYS (the [shell] table) comes from bioxen_shell.settings, which the shell reads at every start.

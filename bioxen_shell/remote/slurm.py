@@ -1,32 +1,33 @@
 """Slurm VMs: the bioxen agent as a job step on a Slurm cluster.
 
 ``vm.create{type="slurm", cluster="hpc", partition="short", cpus=2, mem="4G", time="2:00:00",
-count=8}``.  Each VM is one Slurm job (an allocation of one task with ``cpus`` CPUs) and its agent
-one job step in it, so ``vm.map`` over file shards runs across the cluster with the same agent,
-protocol and ``vm`` API as every other VM.  Starting a VM:
+count=8}``.  The VMs of one ``vm.create`` share one Slurm job (N tasks of ``cpus`` CPUs, see
+:class:`_JobGroup`) and each VM's agent is one job step in it, so ``vm.map`` over file shards
+runs across the cluster with the same agent, protocol and ``vm`` API as every other VM:
 
 1. **allocate** (:class:`_Allocation`): ``salloc --no-shell --job-name=bioxen-NAME
-   --comment=bioxen-owner=TOKEN --ntasks=1 --cpus-per-task=…`` (plus ``--mem``, ``--time``,
-   ``--partition``, ``--account``, ``--qos``).  The job id is read from salloc's stderr as soon as
-   the controller has queued the job; while it waits, ``squeue`` tells its state and reason, shown
-   on stderr when they change.  ``queue_timeout`` ends the wait, and so does Ctrl-C: both cancel
-   the job (``scancel``).  The comment carries the owner stamp of :mod:`.registry`, which is how
-   ``bioxen vm gc`` tells this installation's jobs from everything else in the queue.
+   --comment=bioxen-owner=TOKEN --ntasks=N --cpus-per-task=…`` (plus ``--mem-per-cpu``,
+   ``--time``, ``--partition``, ``--account``, ``--qos``).  The job id is read from salloc's
+   stderr as soon as the controller has queued the job; while it waits, ``squeue`` tells its
+   state and reason, shown on stderr when they change.  ``queue_timeout`` ends the wait, and so
+   does Ctrl-C: both cancel the job (``scancel``).  The comment carries the owner stamp of
+   :mod:`.registry`, which is how ``bioxen vm gc`` tells this installation's jobs from
+   everything else in the queue.
 2. **stage** the agent bundle (``lua/`` and ``bio_stdlib/``) once per version into
    ``shared_dir`` — a directory on a file system the compute nodes share (home, by default
    ``~/.cache/bioxen``), next to the bundles the SSH backend uploads;
-3. **step**: ``srun --jobid=N --ntasks=1 --unbuffered sh -c WRAPPER`` with the protocol on
-   srun's stdin and stdout (``--unbuffered``: see :func:`_srun_argv`).  The wrapper, on the node, finds the best Lua
-   interpreter there, starts the agent with SIGUSR1 ignored, reports ``bioxen-agent-pid PID STEP
-   NODE INTERPRETER`` on stderr and turns SIGUSR1 into a byte appended to the agent's interrupt
-   file (stock ``lua`` has no safe SIGINT handler).  So an interrupt is ``scancel --signal=USR1
-   N.STEP``, a kill ``scancel --signal=KILL N.STEP``, and ``:restart()`` starts a new step in the
-   same allocation (a new allocation if the job has ended).
-4. **destroy** cancels the job with every step in it (``scancel N``).
+3. **step**: ``srun --jobid=N --ntasks=1 --exact --unbuffered sh -c WRAPPER`` per VM, with the
+   protocol on srun's stdin and stdout (see :func:`_srun_argv`).  The wrapper, on the node, finds
+   the best Lua interpreter there, starts the agent with SIGUSR1 ignored, reports
+   ``bioxen-agent-pid PID STEP NODE INTERPRETER`` on stderr and turns SIGUSR1 into a byte
+   appended to the agent's interrupt file (stock ``lua`` has no safe SIGINT handler).  So an
+   interrupt is ``scancel --signal=USR1 N.STEP``, a kill ``scancel --signal=KILL N.STEP``, and
+   ``:restart()`` starts a new step in the same job (a job of its own if that one has ended).
+4. **destroy** ends the VM's step; the job goes with its last VM (``scancel N``).
 
 Slurm's commands run on this machine (its client tools on PATH), or on a login host over SSH
 when the cluster's ``login`` names one (``[clusters.NAME]`` in config.toml): the two differ only in
-:class:`_LocalCommands` / :class:`_SSHCommands`, the places commands run and steps are started.
+:class:`_LocalCommands` / :class:`.slurm_ssh.SSHCommands`, the places commands run and steps are started.
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ _FIRST_POLL = 1.0
 #: How long a Slurm command (squeue, scancel) may take before it counts as failed.
 _COMMAND_TIMEOUT = 30.0
 _STDERR_TAIL = 64 * 1024
+#: How long a lost VM's message waits for its ending job's final state (CANCELLED, TIMEOUT…).
+_ENDING_WAIT = 15.0
 
 _JOB_ID = re.compile(r"[Jj]ob allocation (\d+)")
 #: What salloc says on every wait (bioxen shows the queue's state itself).
@@ -125,26 +128,50 @@ def cluster_for_gc(name: str) -> ClusterConfig:
     return cluster_settings({"cluster": name})
 
 
-def _salloc_argv(cluster: ClusterConfig, vm_name: str, mem: str | None, owner: str) -> list[str]:
-    argv = ["salloc", "--no-shell", f"--job-name={JOB_PREFIX}{vm_name}",
-            f"--comment={COMMENT_PREFIX}{owner}", "--ntasks=1", "--nodes=1",
+def _salloc_argv(cluster: ClusterConfig, label: str, ntasks: int, mem_per_cpu: int | None,
+                 owner: str) -> list[str]:
+    argv = ["salloc", "--no-shell", f"--job-name={JOB_PREFIX}{label}",
+            f"--comment={COMMENT_PREFIX}{owner}", f"--ntasks={ntasks}",
             f"--cpus-per-task={cluster.cpus}"]
-    for option, value in (("--mem", mem), ("--time", cluster.time), ("--partition", cluster.partition),
+    if mem_per_cpu:
+        argv.append(f"--mem-per-cpu={mem_per_cpu}")
+    if cluster.overcommit:
+        argv.append("--overcommit")
+    for option, value in (("--time", cluster.time), ("--partition", cluster.partition),
                           ("--account", cluster.account), ("--qos", cluster.qos)):
         if value:
             argv.append(f"{option}={value}")
     return argv + list(cluster.salloc_args)
 
 
-def _job_memory(cluster: ClusterConfig, profile: Any) -> str | None:
-    """``--mem``: the cluster's or vm.create's ``mem``, else the profile's memory_limit plus
-    :data:`_MEM_MARGIN_MB` (so the agent's own limit, which keeps the VM, is hit first)."""
+_MB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def _megabytes(size: str) -> int:
+    """Slurm's memory syntax ("500", "500M", "4G") in MB."""
+    unit = size[-1].upper() if size[-1].isalpha() else "M"
+    number = int(size[:-1] if size[-1].isalpha() else size)
+    return max(1, -int(-number * _MB[unit] // 1))
+
+
+def vm_memory(cluster: ClusterConfig, profile: Any) -> tuple[int | None, bool]:
+    """The memory one VM asks for (MB), and whether the user asked for it (``mem``) rather than
+    it being the profile's memory_limit plus :data:`_MEM_MARGIN_MB` (so that the agent's own
+    limit, which keeps the VM, is hit first)."""
     if cluster.mem:
-        return cluster.mem
+        return _megabytes(cluster.mem), True
     limit = int(getattr(profile, "memory_limit", 0) or 0)
     if limit <= 0:
-        return None
-    return str(-(-limit // (1024 * 1024)) + _MEM_MARGIN_MB)
+        return None, False
+    return -(-limit // (1024 * 1024)) + _MEM_MARGIN_MB, False
+
+
+def node_memory(cmds: Any, partition: str | None) -> int | None:
+    """The memory (MB) of the partition's smallest node as Slurm counts it, or None."""
+    argv = ["sinfo", "-h", "-o", "%m"] + (["-p", partition] if partition else [])
+    status, out, _err = cmds.run(argv)
+    sizes = [int(m.group(0)) for m in re.finditer(r"\d+", out)] if status == 0 else []
+    return min(sizes) if sizes else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,14 +318,15 @@ def _show(text: str) -> None:
 
 
 class _Allocation:
-    """Ask for one VM's job and wait until Slurm grants it (see the module docstring)."""
+    """Ask for a job and wait until Slurm grants it (see the module docstring)."""
 
-    def __init__(self, cmds: Any, cluster: ClusterConfig, vm_name: str, mem: str | None,
-                 cancelled: Callable[[], bool]) -> None:
+    def __init__(self, cmds: Any, cluster: ClusterConfig, label: str, ntasks: int,
+                 mem_per_cpu: int | None, cancelled: Callable[[], bool]) -> None:
         self.cmds = cmds
         self.cluster = cluster
-        self.vm_name = vm_name
-        self.mem = mem
+        self.vm_name = label
+        self.ntasks = ntasks
+        self.mem_per_cpu = mem_per_cpu
         self.cancelled = cancelled
         self.owner = registry.current_owner().token()
         self.job: str | None = None
@@ -317,7 +345,7 @@ class _Allocation:
     def request(self) -> str:
         """The granted job's id.  Raises BackendError (job cancelled) on an error, the queue
         timeout or a cancel; a KeyboardInterrupt cancels the job too, then goes on."""
-        argv = _salloc_argv(self.cluster, self.vm_name, self.mem, self.owner)
+        argv = _salloc_argv(self.cluster, self.vm_name, self.ntasks, self.mem_per_cpu, self.owner)
         proc = self.cmds.popen(argv)
         reader = threading.Thread(target=self._read_stderr, args=(proc.stderr,),
                                   name=f"salloc-{self.vm_name}", daemon=True)
@@ -430,8 +458,11 @@ def _srun_argv(cluster: ClusterConfig, job: str, bundle_dir: str, candidates: li
     # --unbuffered: without it slurmstepd forwards a task's stdout only up to its last newline
     # (a frame's payload would wait for the next frame); with it the task's stdout is a pty in
     # raw mode, which passes every byte value unchanged (tests/slurm checks both facts).
+    # --exact: the step takes only its own task's CPUs, so the VMs of one job run side by side
+    # (without it the first step holds the whole allocation and the next waits).
     return (["srun", f"--jobid={job}", "--ntasks=1", "--nodes=1", f"--cpus-per-task={cluster.cpus}",
-             "--unbuffered", "--quiet", "--kill-on-bad-exit=1"] + list(cluster.srun_args)
+             "--exact", "--unbuffered", "--quiet", "--kill-on-bad-exit=1"]
+            + (["--overcommit"] if cluster.overcommit else []) + list(cluster.srun_args)
             + ["sh", "-c", _WRAPPER, "bioxen-agent", bundle_dir] + candidates)
 
 
@@ -618,6 +649,76 @@ class SlurmStep(_StepControls, PipeStream):
 
 
 # ---------------------------------------------------------------------------------------------
+# The job that the VMs of one vm.create share
+
+class _JobGroup:
+    """One job for the VMs of one ``vm.create`` (``count = N``: N tasks, one step per VM).
+
+    One job rather than one per VM: the scheduler grants the VMs together (a map starts when
+    all its VMs can), one ``salloc`` waits in the queue and is cancelled, and on a cluster whose
+    nodes' memory Slurm does not know (``RealMemory`` unset) jobs cannot share a node but the
+    steps of one job can.  The first VM to start asks for the job; the others wait for it.  The
+    job is cancelled when its last VM leaves (destroyed or stopped); a VM restarted after that
+    asks for a job of its own."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.job: str | None = None
+        self.spent = False                  # its job was given back or has ended
+        self._members: dict[int, str] = {}   # id → VM name
+        self._lock = threading.Lock()
+        self._asked = False
+        self._granted = threading.Event()
+        self._error: BaseException | None = None
+
+    def join(self, member: Any) -> None:
+        with self._lock:
+            self._members[id(member)] = member.name
+
+    def job_for(self, ask: Callable[[int, str], str], cancelled: Callable[[], bool]) -> str:
+        """The group's job: asked for by the first caller (``ask(ntasks, label)``; the label is
+        the first VM's name), waited for by the rest."""
+        with self._lock:
+            if self.job is not None:
+                return self.job
+            first = not self._asked
+            self._asked = True
+            label = min(self._members.values(), key=lambda n: (len(n), n), default="vm")
+        if first:
+            try:
+                job = ask(self.size, label + (f"+{self.size - 1}" if self.size > 1 else ""))
+            except BaseException as e:
+                self._error = e
+                self._granted.set()
+                raise
+            with self._lock:
+                self.job = job
+            self._granted.set()
+            return job
+        while not self._granted.wait(0.2):
+            if cancelled():
+                raise BackendError("slurm: stopped while the job of this vm.create waited in the queue "
+                                   "(Ctrl-C, or another VM of this vm.create failed); the job was "
+                                   "cancelled")  # by the VM that asked for it
+        if self._error is not None:
+            raise BackendError(str(self._error) if isinstance(self._error, BackendError)
+                               else "slurm: asking for the job of this vm.create failed") from None
+        if self.job is None:  # every VM that had started left again (the create failed)
+            raise BackendError("slurm: the job of this vm.create was given back")
+        return self.job
+
+    def leave(self, member: Any) -> str | None:
+        """``member`` is gone; the job to cancel when it was the last one (else None)."""
+        with self._lock:
+            self._members.pop(id(member), None)
+            if self._members or self.job is None:
+                return None
+            job, self.job = self.job, None
+            self.spent = True
+            return job
+
+
+# ---------------------------------------------------------------------------------------------
 # The backend
 
 class SlurmBackend:
@@ -626,7 +727,7 @@ class SlurmBackend:
     Options: ``cluster`` (a ``[clusters.NAME]`` of config.toml; default: Slurm on this machine)
     and any key of such a table to override it: ``partition``, ``account``, ``qos``, ``cpus``,
     ``mem``, ``time``, ``queue_timeout``, ``start_timeout``, ``shared_dir``, ``interpreter``,
-    ``slurm_conf``, ``salloc_args``, ``srun_args``, ``login``.
+    ``slurm_conf``, ``overcommit``, ``salloc_args``, ``srun_args``, ``login``.
     """
 
     kind = "slurm"
@@ -640,14 +741,25 @@ class SlurmBackend:
             self.candidates = interpreter_candidates(self.cluster.interpreter, self.runtime)
         except ValueError as e:
             raise BackendError(f"slurm: {e}") from None
-        self.mem = _job_memory(self.cluster, profile)
         self._cmds: Any = None
+        self._group = _JobGroup(1)
+        self._group.join(self)
         self.job: str | None = None
         self._step: Any = None
         self._cancelled: Callable[[], bool] = lambda: False
         self._lock = threading.Lock()
         self._state_cache: tuple[float, tuple[str, str, str] | None] = (0.0, None)
         self._lost: str | None = None
+
+    @classmethod
+    def shared_for_create(cls, count: int) -> _JobGroup:
+        """What the VMs of one ``vm.create{count = N}`` share: one job (see :class:`_JobGroup`)."""
+        return _JobGroup(count)
+
+    def set_shared(self, group: _JobGroup) -> None:
+        self._group.leave(self)
+        self._group = group
+        group.join(self)
 
     def set_cancel_check(self, check: Callable[[], bool]) -> None:
         """The manager's "stop waiting" test (Ctrl-C in the shell, a failed sibling of count=N)."""
@@ -662,11 +774,14 @@ class SlurmBackend:
         with self._lock:
             cmds = self._commands()
             bundle_dir = cmds.install_bundle()
-            if self.job is not None and not self._job_alive():
-                self._lost = self._end_text()
-                self.job = None  # ended (time limit, cancelled): :restart() asks for a new one
-            if self.job is None:
-                self.job = _Allocation(cmds, self.cluster, self.name, self.mem, self._cancelled).request()
+            group = self._group
+            if group.spent or (group.job is not None and not self._job_alive(group.job)):
+                if group.job is not None:  # ended (time limit, cancelled): a job of its own
+                    self._lost = self._end_text(group.job)
+                group.leave(self)
+                group = self._group = _JobGroup(1)
+            group.join(self)
+            self.job = group.job_for(self._ask, self._cancelled)
             step = cmds.start_step(self.job, _srun_argv(self.cluster, self.job, bundle_dir, self.candidates))
             try:
                 step.await_start(self.cluster.start_timeout, self.runtime, self.candidates)
@@ -677,24 +792,48 @@ class SlurmBackend:
             self._step = step
             return step
 
-    def _job_alive(self) -> bool:
-        state = job_state(self._commands(), self.job) if self.job else None
+    def _ask(self, ntasks: int, label: str) -> str:
+        """Ask for the job of this VM's group (``ntasks`` VMs) and wait for it."""
+        cmds = self._commands()
+        per_vm, asked = vm_memory(self.cluster, self.profile)
+        if per_vm and not asked:
+            nodes = node_memory(cmds, self.cluster.partition)
+            if nodes is not None and per_vm > nodes:
+                _show(f"slurm: {self.name}: the nodes have {nodes} MB as Slurm counts it, less than the "
+                      f"{per_vm} MB of the profile's memory_limit (plus {_MEM_MARGIN_MB} MB): the job "
+                      f"asks for no memory of its own (the agent's limit still holds; mem = … sets it)")
+                per_vm = None
+        mem_per_cpu = -(-per_vm // self.cluster.cpus) if per_vm else None
+        return _Allocation(cmds, self.cluster, label, ntasks, mem_per_cpu, self._cancelled).request()
+
+    def _job_alive(self, job: str | None = None) -> bool:
+        job = job or self.job
+        state = job_state(self._commands(), job) if job else None
         return state is not None and state[0] in _LIVE_STATES
 
-    def _end_text(self) -> str | None:
-        if self.job is None:
+    def _end_text(self, job: str | None = None) -> str | None:
+        job = job or self.job
+        if job is None:
             return None
-        status, out, _err = self._commands().run(
-            ["scontrol", "show", "job", self.job, "-o"])
-        if status != 0:
-            return f"Slurm job {self.job} has ended"
-        fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
-        state = fields.get("JobState", "?")
+        # A job that is ending shows COMPLETING until its steps are gone: wait a little for the
+        # state it ends in (CANCELLED, TIMEOUT…), which says why.
+        deadline = time.monotonic() + _ENDING_WAIT
+        while True:
+            status, out, _err = self._commands().run(["scontrol", "show", "job", job, "-o"])
+            if status != 0:
+                return f"Slurm job {job} has ended"
+            fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+            state = fields.get("JobState", "?")
+            if state != "COMPLETING" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if state == "COMPLETING":
+            return f"Slurm job {job} is ending (COMPLETING)"
         reason = fields.get("Reason", "None")
         why = {"TIMEOUT": f"it reached its time limit ({fields.get('TimeLimit', '?')})",
                "CANCELLED": "it was cancelled", "NODE_FAIL": "its node failed",
                "PREEMPTED": "it was preempted", "OUT_OF_MEMORY": "it ran out of memory"}.get(state)
-        return (f"Slurm job {self.job} is {state}" + (f": {why}" if why else "")
+        return (f"Slurm job {job} is {state}" + (f": {why}" if why else "")
                 + (f" (reason: {reason})" if reason not in ("None", "") else ""))
 
     def stop(self) -> None:
@@ -705,9 +844,11 @@ class SlurmBackend:
         self._release()
 
     def _release(self) -> None:
+        """This VM leaves its job; the last VM of a job cancels it."""
         with self._lock:
-            job, self.job = self.job, None
+            self.job = None
             self._step = None
+            job = self._group.leave(self)
             if job is None:
                 return
             problem = cancel_job(self._commands(), job)

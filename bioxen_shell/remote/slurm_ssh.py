@@ -17,15 +17,11 @@ import paramiko
 
 from ..vm.transport import BackendError
 from . import ssh, upload
-from .channel import ChannelStream
+from .channel import MAX_PACKET, WINDOW, ChannelStream
 from .config import ClusterConfig, ConfigError, resolve_host
 from .slurm import _COMMAND_TIMEOUT, _StepControls, _slurm_said
 
 __all__ = ["SSHCommands", "SSHSlurmStep"]
-
-_WINDOW = 16 * 1024 * 1024
-_MAX_PACKET = 32 * 1024
-
 
 def _sh(command: str) -> str:
     """One line any login shell (bash, zsh, fish, tcsh) hands to sh unchanged."""
@@ -114,7 +110,7 @@ class SSHCommands:
         return _ChannelProcess(self._exec(argv))
 
     def start_step(self, job: str, argv: list[str]) -> "SSHSlurmStep":
-        chan = self._exec(argv, window_size=_WINDOW, max_packet_size=_MAX_PACKET)
+        chan = self._exec(argv, window_size=WINDOW, max_packet_size=MAX_PACKET)
         return SSHSlurmStep(self, job, chan)
 
     def install_bundle(self) -> str:

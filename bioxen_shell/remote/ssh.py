@@ -39,7 +39,7 @@ import paramiko
 
 from ..vm.transport import BackendError
 from . import upload
-from .channel import ChannelStream
+from .channel import MAX_PACKET, WINDOW, ChannelStream
 from .config import (INTERPRETERS, RUNTIME_BINARIES, ConfigError, HostConfig, apply_ssh_config,
                      parse_target, resolve_host)
 from .config import interpreter_candidates as config_candidates
@@ -54,9 +54,6 @@ log = logging.getLogger(__name__)
 # terminal next to bioxen's own one-line error.  Users who configure logging still get it.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-#: Channel window: large enough that a 100 MB transfer is not a stream of window adjusts.
-_WINDOW = 16 * 1024 * 1024
-_MAX_PACKET = 32 * 1024
 _STDERR_TAIL = 64 * 1024
 #: how long closing an agent that exited waits for the rest of its stderr (seconds)
 _STDERR_FLUSH = 2.0
@@ -448,7 +445,7 @@ def launch_agent(link: "_Link", host: HostConfig, runtime: str | None = None, *,
     )
     link.guard(host)  # before any agent runs: from its start on, a lost connection kills it
     for _attempt in range(2):
-        chan = link.open_channel(host, window_size=_WINDOW, max_packet_size=_MAX_PACKET)
+        chan = link.open_channel(host, window_size=WINDOW, max_packet_size=MAX_PACKET)
         try:
             chan.exec_command(_LOADER)
             chan.sendall(_as_group(wrapper))

@@ -38,6 +38,7 @@ import paramiko
 
 from .. import paths
 from ..vm.transport import BackendError
+from .channel import MAX_PACKET, WINDOW
 
 __all__ = ["Bundle", "agent_bundle", "remote_bundle_dir", "upload_bundle", "UploadError",
            "LocalFile", "StageResult", "StageError", "local_file", "stage_data", "file_sha256",
@@ -277,9 +278,6 @@ def _finish(client: paramiko.SSHClient, tmp: str, final: str, timeout: float) ->
 
 #: Local read size while hashing and uploading: memory stays bounded whatever the file size.
 _CHUNK = 1 << 20
-#: Our receive window and packet size for the staging channels.
-_WINDOW = 16 * 1024 * 1024
-_MAX_PACKET = 32 * 1024
 #: SFTP write request size when the server does not state its limit (every server takes it).
 _SFTP_WRITE_DEFAULT = 32 * 1024
 #: Upper bound of the write size taken from the server's limits@openssh.com answer.
@@ -619,7 +617,7 @@ class _Lines:
 
 
 def _open_script(transport: paramiko.Transport, script: str, timeout: float) -> paramiko.Channel:
-    chan = transport.open_session(window_size=_WINDOW, max_packet_size=_MAX_PACKET, timeout=timeout)
+    chan = transport.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET, timeout=timeout)
     chan.exec_command("exec sh")  # the script goes on stdin: any login shell passes this on
     chan.sendall(_as_group(script))
     return chan
@@ -732,7 +730,7 @@ def _send_sftp(sftp: paramiko.SFTPClient, local: LocalFile, part: str, start: in
 
 
 def _send_all(chan: paramiko.Channel, view: memoryview) -> None:
-    chunk = max(4096, chan.out_max_packet_size or _MAX_PACKET)
+    chunk = max(4096, chan.out_max_packet_size or MAX_PACKET)
     while view:
         n = chan.send(view[:chunk].tobytes())
         if n <= 0:
@@ -779,7 +777,7 @@ def _readback_sha256(transport: paramiko.Transport, part: str, timeout: float) -
     """Read the upload back (``cat`` over an exec channel) and hash it here: the verification
     for hosts with neither sha256sum, shasum, openssl nor python3.  Costs a second transfer."""
     h = hashlib.sha256()
-    chan = transport.open_session(window_size=_WINDOW, max_packet_size=_MAX_PACKET, timeout=timeout)
+    chan = transport.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET, timeout=timeout)
     try:
         chan.settimeout(timeout)
         chan.exec_command("exec cat " + shlex.quote(part))
@@ -856,8 +854,8 @@ def stage_data(client: paramiko.SSHClient, cache_dir: str, local: LocalFile, *, 
         use = method
         if method in ("auto", "sftp"):
             try:
-                sftp = paramiko.SFTPClient.from_transport(transport, window_size=_WINDOW,
-                                                          max_packet_size=_MAX_PACKET)
+                sftp = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW,
+                                                          max_packet_size=MAX_PACKET)
                 use = "sftp"
             except (paramiko.SSHException, EOFError, OSError) as e:
                 if not transport.is_active():

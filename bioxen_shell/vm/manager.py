@@ -193,6 +193,9 @@ class Manager:
         # A backend that waits (a Slurm queue) stops at Ctrl-C, or when a sibling failed: the
         # whole create fails then, and the VMs already made are destroyed again.
         given_up = threading.Event()
+        # What the VMs of this create share, if the backend shares anything (Slurm: one job).
+        share = getattr(backend_cls, "shared_for_create", None)
+        shared = share(total) if share is not None else None
 
         def cancelled() -> bool:
             return given_up.is_set() or bool(self.interrupted is not None and self.interrupted())
@@ -200,7 +203,7 @@ class Manager:
         def one(name: str) -> VMHandle:
             nonlocal done
             try:
-                handle = self._start_one(name, backend_cls, prof, options, cancelled)
+                handle = self._start_one(name, backend_cls, prof, options, cancelled, shared)
             except BaseException:
                 given_up.set()
                 raise
@@ -246,7 +249,7 @@ class Manager:
         return results  # type: ignore[return-value]
 
     def _start_one(self, name: str, backend_cls: type, prof: Profile, options: dict,
-                   cancelled: Callable[[], bool]) -> VMHandle:
+                   cancelled: Callable[[], bool], shared: Any = None) -> VMHandle:
         try:
             backend = backend_cls(name, dict(options), prof)
         except VMError:
@@ -256,6 +259,8 @@ class Manager:
         set_cancel_check = getattr(backend, "set_cancel_check", None)  # optional (slurm)
         if set_cancel_check is not None:
             set_cancel_check(cancelled)
+        if shared is not None:
+            backend.set_shared(shared)
         handle = VMHandle(name, backend, prof, on_output=self.on_output, interrupted=self.interrupted)
         try:
             handle.start()
