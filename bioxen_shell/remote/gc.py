@@ -164,14 +164,11 @@ def scan(session: XapiSession, pool: str, records: list[registry_mod.VMRecord]) 
     return found
 
 
-def scan_cluster(name: str) -> list[Candidate]:
-    """Classify every job of this user on one Slurm cluster that looks like bioxen's."""
-    from .slurm import COMMENT_PREFIX, cluster_for_gc, commands_for, list_jobs
-    cmds = commands_for(cluster_for_gc(name))
-    try:
-        jobs = list_jobs(cmds)
-    finally:
-        cmds.close()
+def scan_cluster(name: str, cmds: Any) -> list[Candidate]:
+    """Classify every job of this user on one Slurm cluster that looks like bioxen's (``cmds``:
+    where its commands run, :func:`bioxen_shell.remote.slurm.commands_for`)."""
+    from .slurm import COMMENT_PREFIX, list_jobs
+    jobs = list_jobs(cmds)
     found = []
     for job in jobs:
         comment = job["comment"]
@@ -181,15 +178,6 @@ def scan_cluster(name: str) -> list[Candidate]:
                                owner=_owner_text(owner), status=status, created=job["submitted"],
                                cluster=name))
     return found
-
-
-def _cancel(c: Candidate) -> str | None:
-    from .slurm import cancel_job, cluster_for_gc, commands_for
-    cmds = commands_for(cluster_for_gc(c.cluster or "local"))
-    try:
-        return cancel_job(cmds, c.uuid)
-    finally:
-        cmds.close()
 
 
 def _print_table(rows: list[Candidate], out: TextIO) -> None:
@@ -280,6 +268,7 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
     status = 0
     rows: list[Candidate] = []
     sessions: dict[str, XapiSession] = {}
+    cluster_cmds: dict[str, Any] = {}  # where each cluster's Slurm commands run (scan, then cancel)
     try:
         for pool in pools:
             pool_records = [r for r in records if r.pool == pool]
@@ -299,7 +288,9 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
             rows.extend(scan(session, pool, pool_records))
         for cluster in clusters:
             try:
-                rows.extend(scan_cluster(cluster))
+                from .slurm import cluster_for_gc, commands_for
+                cmds = cluster_cmds[cluster] = commands_for(cluster_for_gc(cluster))
+                rows.extend(scan_cluster(cluster, cmds))
             except Exception as e:  # noqa: BLE001 - report and go on with the other clusters
                 err.write(f"bioxen vm gc: cluster {cluster!r}: {e}\n")
                 status = 1
@@ -318,7 +309,8 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
             reg.remove(c.uuid)
         for c in doomed:
             if c.cluster is not None:
-                problem = _cancel(c)
+                from .slurm import cancel_job
+                problem = cancel_job(cluster_cmds[c.cluster], c.uuid)
                 if problem is not None:
                     err.write(f"bioxen vm gc: could not cancel Slurm job {c.uuid} ({c.name_label}) on "
                               f"cluster {c.cluster}: {problem}\n")
@@ -333,6 +325,8 @@ def _gc(argv: list[str], out: TextIO, err: TextIO,
     finally:
         for session in sessions.values():
             session.logout()
+        for cmds in cluster_cmds.values():
+            cmds.close()
 
 
 def _destroy_vm(c: Candidate, session: XapiSession, reg: registry_mod.Registry,

@@ -32,6 +32,7 @@ when the cluster's ``login`` names one (``[clusters.NAME]`` in config.toml): the
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shlex
@@ -44,7 +45,7 @@ import time
 from typing import Any, Callable
 
 from ..vm.pipes import PipeStream
-from ..vm.transport import BackendError
+from ..vm.transport import BackendError, show_agent_stderr
 from . import registry, upload
 from .config import (CLUSTER_KEYS, INTERPRETERS, ClusterConfig, ConfigError, _check_table,
                      interpreter_candidates, load_config)
@@ -151,7 +152,7 @@ def _megabytes(size: str) -> int:
     """Slurm's memory syntax ("500", "500M", "4G") in MB."""
     unit = size[-1].upper() if size[-1].isalpha() else "M"
     number = int(size[:-1] if size[-1].isalpha() else size)
-    return max(1, -int(-number * _MB[unit] // 1))
+    return max(1, math.ceil(number * _MB[unit]))
 
 
 def vm_memory(cluster: ClusterConfig, profile: Any) -> tuple[int | None, bool]:
@@ -277,6 +278,12 @@ def job_state(cmds: Any, job: str) -> tuple[str, str, str] | None:
     return None
 
 
+def job_is_live(cmds: Any, job: str) -> bool:
+    """Whether the job still holds (or will hold) its node: queued or running, not ending."""
+    state = job_state(cmds, job)
+    return state is not None and state[0] in _LIVE_STATES
+
+
 def cancel_job(cmds: Any, job: str, signal_name: str | None = None) -> str | None:
     """``scancel`` a job (or a step ``N.S``); the error text, or None when it worked."""
     argv = ["scancel"] + ([f"--signal={signal_name}"] if signal_name else []) + [job]
@@ -307,7 +314,7 @@ def list_jobs(cmds: Any) -> list[dict[str, str]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The allocation: one job per VM
+# The allocation: asking for a job and waiting in the queue
 
 def _show(text: str) -> None:
     try:
@@ -324,7 +331,7 @@ class _Allocation:
                  mem_per_cpu: int | None, cancelled: Callable[[], bool]) -> None:
         self.cmds = cmds
         self.cluster = cluster
-        self.vm_name = label
+        self.label = label
         self.ntasks = ntasks
         self.mem_per_cpu = mem_per_cpu
         self.cancelled = cancelled
@@ -345,10 +352,10 @@ class _Allocation:
     def request(self) -> str:
         """The granted job's id.  Raises BackendError (job cancelled) on an error, the queue
         timeout or a cancel; a KeyboardInterrupt cancels the job too, then goes on."""
-        argv = _salloc_argv(self.cluster, self.vm_name, self.ntasks, self.mem_per_cpu, self.owner)
+        argv = _salloc_argv(self.cluster, self.label, self.ntasks, self.mem_per_cpu, self.owner)
         proc = self.cmds.popen(argv)
         reader = threading.Thread(target=self._read_stderr, args=(proc.stderr,),
-                                  name=f"salloc-{self.vm_name}", daemon=True)
+                                  name=f"salloc-{self.label}", daemon=True)
         reader.start()
         try:
             status = self._wait(proc)
@@ -389,7 +396,7 @@ class _Allocation:
                     self._check_hopeless(state[1])
                 if state is not None and state[0] == "PENDING" and state[:2] != shown:
                     shown = state[:2]
-                    _show(f"slurm: {self.vm_name}: job {self.job} {state[0]} (reason: {state[1]}), "
+                    _show(f"slurm: {self.label}: job {self.job} {state[0]} (reason: {state[1]}), "
                           f"waiting {now - started:.0f} s")
 
     def _check_hopeless(self, reason: str) -> None:
@@ -417,7 +424,7 @@ class _Allocation:
             return
         stamp = COMMENT_PREFIX + self.owner
         for job in jobs:
-            if job["comment"] == stamp and job["name"] == JOB_PREFIX + self.vm_name:
+            if job["comment"] == stamp and job["name"] == JOB_PREFIX + self.label:
                 cancel_job(self.cmds, job["job"])
 
 
@@ -513,7 +520,7 @@ class _StepControls:
                         continue
                 self._keep(data)
                 if not self._killed:  # after a kill, srun's "task 0: Killed" is our own doing
-                    _write_stderr(data)
+                    show_agent_stderr(data)
         finally:
             self._keep(pending)
             self._started.set()
@@ -583,8 +590,7 @@ class _StepControls:
 
     def _job_ended(self) -> bool:
         if self._ended is None:
-            state = job_state(self._cmds, self.job)
-            self._ended = state is None or state[0] not in _LIVE_STATES
+            self._ended = not job_is_live(self._cmds, self.job)
         return self._ended
 
     def describe(self) -> dict[str, Any]:
@@ -594,15 +600,6 @@ class _StepControls:
             if value is not None:
                 out[key] = value
         return out
-
-
-def _write_stderr(data: bytes) -> None:
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(2, view):]
-    except OSError:
-        pass
 
 
 class SlurmStep(_StepControls, PipeStream):
@@ -808,8 +805,7 @@ class SlurmBackend:
 
     def _job_alive(self, job: str | None = None) -> bool:
         job = job or self.job
-        state = job_state(self._commands(), job) if job else None
-        return state is not None and state[0] in _LIVE_STATES
+        return job is not None and job_is_live(self._commands(), job)
 
     def _end_text(self, job: str | None = None) -> str | None:
         job = job or self.job

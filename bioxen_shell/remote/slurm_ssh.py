@@ -59,6 +59,7 @@ class SSHCommands:
         self.where = self.host.address
         self._link: Any = None
         self._lock = threading.Lock()
+        self._installed: dict[str, str] = {}  # bundle version → its directory on the login host
 
     def _leased(self) -> Any:
         with self._lock:
@@ -69,6 +70,11 @@ class SSHCommands:
                 ssh.release_link(self.host, link)
             self._link = ssh.lease_link(self.host)
             return self._link
+
+    def link_lost(self) -> bool:
+        """Whether the connection the commands and steps ran on has died."""
+        link = self._link
+        return link is not None and not link.alive()
 
     def close(self) -> None:
         with self._lock:
@@ -116,6 +122,9 @@ class SSHCommands:
     def install_bundle(self) -> str:
         """This version of the agent bundle in ``shared_dir`` on the login host (uploaded once)."""
         bundle = upload.agent_bundle()
+        known = self._installed.get(bundle.version)
+        if known is not None:  # a restart: the bundle is where this VM's first start put it
+            return known
         shared = ssh._home_relative(self.cluster.shared_dir)
         status, out, err = self.run(["sh", "-c", f'd={shared}; mkdir -p "$d" && cd "$d" && pwd -P && '
                                                  f'if [ -f agent-{bundle.version}/.complete ]; '
@@ -127,7 +136,8 @@ class SSHCommands:
         absolute, state = lines
         if state == "missing":
             self._leased().upload_once(self.host, absolute, bundle, "auto")
-        return upload.remote_bundle_dir(absolute, bundle)
+        final = self._installed[bundle.version] = upload.remote_bundle_dir(absolute, bundle)
+        return final
 
     def stage_file(self, local_path: str) -> str:
         """A map's data file, staged once per content into ``shared_dir/data`` on the login host."""
@@ -166,8 +176,7 @@ class SSHSlurmStep(_StepControls, ChannelStream):
         return None
 
     def exit_reason(self) -> str | None:
-        link = self._cmds._link
-        if not self._killed and link is not None and not link.alive():
+        if not self._killed and self._cmds.link_lost():
             return "connection lost"
         if not self._killed and self._srun_status() == -1:
             return "connection lost"  # closed without a status: srun's fate is unknown

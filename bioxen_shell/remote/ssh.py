@@ -37,7 +37,7 @@ from typing import Any
 
 import paramiko
 
-from ..vm.transport import BackendError
+from ..vm.transport import BackendError, show_agent_stderr
 from . import upload
 from .channel import MAX_PACKET, WINDOW, ChannelStream
 from .config import (INTERPRETERS, RUNTIME_BINARIES, ConfigError, HostConfig, apply_ssh_config,
@@ -57,18 +57,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 _STDERR_TAIL = 64 * 1024
 #: how long closing an agent that exited waits for the rest of its stderr (seconds)
 _STDERR_FLUSH = 2.0
-
-
-def _show_stderr(data: bytes) -> None:
-    """The agent's stderr — the VM's io.stderr, its stdout (moved there by the wrapper), and
-    what os.execute children print — on this process's stderr, as a local VM's (which
-    inherits the fd) is: the same output on every backend."""
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(2, view):]
-    except OSError:  # no stderr to write to: nothing to show it on
-        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,7 +548,7 @@ class SSHAgentProcess(ChannelStream):
                 with self._stderr_lock:
                     self._stderr += data
                     del self._stderr[:-_STDERR_TAIL]
-                _show_stderr(data)
+                show_agent_stderr(data)
                 log.debug("agent stderr on %s: %r", self._host.address, data[:200])
         except (OSError, EOFError):
             pass

@@ -50,6 +50,7 @@ __all__ = [
     "TransportClosed",
     "TransportTimeout",
     "describe_exit_status",
+    "show_agent_stderr",
 ]
 
 
@@ -228,3 +229,17 @@ def describe_exit_status(status: int) -> str:
     if os.WIFEXITED(status):
         return f"exit status {os.WEXITSTATUS(status)}"
     return f"status {status}"
+
+
+def show_agent_stderr(data: bytes) -> None:
+    """A remote agent's stderr — the VM's io.stderr, its stdout (moved there by the wrappers),
+    and what os.execute children print — on this process's stderr, as a local VM's (which
+    inherits the fd) is: the same output on every backend."""
+    import os
+
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(2, view):]
+    except OSError:  # no stderr to write to: nothing to show it on
+        pass
