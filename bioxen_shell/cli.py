@@ -52,7 +52,7 @@ class UsageError(Exception):
 def _build_parser() -> argparse.ArgumentParser:
     import argparse
 
-    from .runtimes import DEFAULT_RUNTIME, RUNTIMES
+    from .runtimes import RUNTIMES, default_runtime
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # one line, not argparse's two
@@ -74,7 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="open the REPL after running the script and -e chunks")
     p.add_argument("--runtime", metavar="NAME",
                    help=f"Lua runtime: {' '.join(RUNTIMES)} (default: runtime in the [shell] table "
-                   f"of config.toml, else {DEFAULT_RUNTIME})")
+                   f"of config.toml, else {default_runtime()}); aliases such as 5.4 or lua5.4 work too")
     p.add_argument("--path", dest="paths", action="append", default=[], metavar="DIR",
                    help="also search DIR for Lua modules (repeatable; see also BIOXEN_PATH)")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -298,12 +298,12 @@ def _dispatch(argv: list[str]) -> int:
 
 
 def _main(opts: argparse.Namespace | _Options) -> int:
-    from .runtimes import DEFAULT_RUNTIME, UnknownRuntime
+    from .runtimes import UnknownRuntime, default_runtime
 
     if opts.version:
         import lupa
 
-        print(f"bioxen {__version__} (lupa {lupa.__version__}; default runtime {DEFAULT_RUNTIME})")
+        print(f"bioxen {__version__} (lupa {lupa.__version__}; default runtime {default_runtime()})")
         return 0
     script = opts.script
     if script is not None:
@@ -317,7 +317,7 @@ def _main(opts: argparse.Namespace | _Options) -> int:
     from .engine import Engine, ShellExit
 
     settings = _shell_settings(full=interactive)
-    runtime = opts.runtime or settings.get("runtime") or DEFAULT_RUNTIME
+    runtime = opts.runtime or settings.get("runtime") or default_runtime()
     try:
         engine = Engine(runtime, module_paths=[*opts.paths, *settings.get("path", [])])
     except UnknownRuntime as exc:
@@ -400,9 +400,10 @@ def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
     zygote = None
     if threading.active_count() == 1:  # forking is safe only with one thread (zygote.py)
         try:
+            from .runtimes import DEFAULT_RUNTIME, FALLBACK_RUNTIME
             from .vm.zygote import fork_zygote
 
-            zygote = fork_zygote("luajit,lua54")
+            zygote = fork_zygote(f"{DEFAULT_RUNTIME},{FALLBACK_RUNTIME}")
         except OSError:
             pass
 
@@ -467,7 +468,3 @@ def _lua_name(module: str) -> str:
     if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
         raise UsageError(f"-l {module}: not a usable global name (use -l NAME=MODULE)")
     return name
-
-
-def entry_point() -> None:
-    main()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
+from . import schema
 from .files import InputFileError, did_you_mean, load_toml
-from .runtimes import RUNTIMES, UnknownRuntime, canonical_name
 
 __all__ = ["DEFAULT_STYLE", "SECTIONS", "SHELL_KEYS", "SettingsError", "check_style", "read_shell_settings"]
 
@@ -22,23 +22,8 @@ __all__ = ["DEFAULT_STYLE", "SECTIONS", "SHELL_KEYS", "SettingsError", "check_st
 SECTIONS = ("hosts", "pools", "clusters", "shell")
 
 
-class SettingsError(ValueError):
-    """config.toml cannot be used; ``str()`` names the file and the key."""
-
-
-def _runtime(v: object) -> str:
-    try:
-        if not isinstance(v, str):
-            raise UnknownRuntime(v)
-        return canonical_name(v)
-    except UnknownRuntime:
-        raise ValueError(f"expected one of {', '.join(RUNTIMES)} (or an alias such as 5.4)") from None
-
-
-def _directories(v: object) -> list[str]:
-    if not isinstance(v, list) or not all(isinstance(x, str) and x and "\0" not in x for x in v):
-        raise ValueError("expected an array of directory names")
-    return list(v)
+class SettingsError(schema.SchemaError):
+    """config.toml cannot be used; ``str()`` names the file and the key (the one schema's format)."""
 
 
 #: The colour style of the REPL when config.toml names none (bioxen_shell.repl.styles).
@@ -74,18 +59,17 @@ def _style_shape(v: object) -> str:
     return check_style(v)  # raises
 
 
+_directory_names = schema.string_list("directory names", "a directory name", item=schema.string)
+
+
+def _directories(v: object) -> list[str]:
+    return list(_directory_names(v))
+
+
 #: ``[shell]`` key -> checker: returns the value or raises ValueError(what was expected).
-SHELL_KEYS = {"runtime": _runtime, "path": _directories, "style": check_style}
+SHELL_KEYS = {"runtime": schema.runtime, "path": _directories, "style": check_style}
 #: The lighter checkers ``read_shell_settings(…, full=False)`` uses (scripts, ``-e``: no REPL).
 _LIGHT_KEYS = {"style": _style_shape}
-
-
-def _show(value: object) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "a table" if isinstance(value, dict) else "an array" if isinstance(value, list) else repr(value)
 
 
 def read_shell_settings(path: str | os.PathLike[str], *, full: bool = True) -> dict:
@@ -108,21 +92,8 @@ def read_shell_settings(path: str | os.PathLike[str], *, full: bool = True) -> d
             hint = did_you_mean(section, SECTIONS)
             _warn(f"{where}: [{section}]: unknown section, ignored"
                   + (f"; {hint}" if hint else f" (bioxen knows {', '.join(SECTIONS)})"))
-    table = data.get("shell", {})
-    if not isinstance(table, dict):
-        raise SettingsError(f"{where}: shell: expected a table [shell], got {_show(table)}")
-    out: dict = {}
-    for key, value in table.items():
-        check = SHELL_KEYS.get(key) if full else _LIGHT_KEYS.get(key, SHELL_KEYS.get(key))
-        if check is None:
-            hint = did_you_mean(key, SHELL_KEYS)
-            _warn(f"{where}: shell.{key}: unknown key, ignored"
-                  + (f"; {hint}" if hint else f" (expected one of: {', '.join(SHELL_KEYS)})"))
-            continue
-        try:
-            out[key] = check(value)
-        except ValueError as exc:
-            raise SettingsError(f"{where}: shell.{key}: {exc}, got {_show(value)}") from None
+    spec = SHELL_KEYS if full else {**SHELL_KEYS, **_LIGHT_KEYS}
+    out = schema.check_table(data.get("shell", {}), spec, where, "shell", error=SettingsError, on_unknown=_warn)
     if "path" in out:
         out["path"] = [os.path.expanduser(d) for d in out["path"]]
     return out

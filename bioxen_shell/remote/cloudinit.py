@@ -31,11 +31,10 @@ from ..vm.transport import BackendError
 from .xapi import XapiConnectionError, XapiError, XapiSession
 
 __all__ = ["Seed", "user_data", "meta_data", "build_image", "attach_config_drive",
-           "DRIVE_KEY", "LABEL", "INJECT_MODES", "DEFAULT_PACKAGES"]
+           "DRIVE_KEY", "LABEL", "DEFAULT_PACKAGES"]
 
 LABEL = "cidata"
 DRIVE_KEY = "bioxen-config-drive"   # VDI other_config: the uuid of the VM it seeds
-INJECT_MODES = ("xenstore", "cloud-init")
 DEFAULT_PACKAGES = ("lua5.4",)       # the agent's interpreter; a no-op where it is installed
 MiB = 1024 * 1024
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import math
 import os
 import re
 import stat
@@ -37,8 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .. import paths
+from .. import paths, schema
 from ..files import InputFileError, did_you_mean, load_toml
+from ..runtimes import BINARIES, INTERPRETERS, canonical_name
+from ..schema import VM_CREATE, SchemaError
 from ..settings import SECTIONS, SHELL_KEYS
 from . import credentials
 
@@ -53,110 +54,49 @@ __all__ = [
     "parse_target",
     "resolve_host",
     "INTERPRETERS",
-    "RUNTIME_BINARIES",
     "interpreter_candidates",
+    "normalise_fingerprint",
+    "pool_values",
+    "check_settings",
+    "backend_error",
+    "upload_method",
     "cli_main",
 ]
 
-#: Interpreters tried on a remote host, best first.
-INTERPRETERS = ("luajit", "lua5.4", "lua5.3", "lua5.2", "lua5.1", "lua")
-#: profile.runtime → the interpreter binary that provides it on a host or a compute node.
-RUNTIME_BINARIES = {"lua51": "lua5.1", "lua52": "lua5.2", "lua53": "lua5.3", "lua54": "lua5.4",
-                    "lua55": "lua5.5", "luajit": "luajit"}
-
-
 def interpreter_candidates(interpreter: str | None, runtime: str | None) -> list[str]:
     """What to look for on a host or a compute node, best first: the configured interpreter,
-    the binary of the profile's runtime, or every one of :data:`INTERPRETERS`.  ValueError
-    names an unknown runtime."""
+    the binary of the profile's runtime (any name or alias of :mod:`bioxen_shell.runtimes`), or
+    every one of :data:`INTERPRETERS`.  :class:`UnknownRuntime` (a ValueError) names an unknown
+    runtime and the accepted names."""
     if interpreter:
         return [interpreter]
     if runtime:
-        binary = RUNTIME_BINARIES.get(runtime)
-        if binary is None:
-            raise ValueError(f"runtime {runtime!r} is not one of {', '.join(RUNTIME_BINARIES)}")
-        return [binary]
+        return [BINARIES[canonical_name(runtime)]]
     return list(INTERPRETERS)
 
 
-#: The longest timeout or interval the config takes (365 days): larger ones are typos, and
-#: sockets and waits cannot take arbitrarily large numbers.
-MAX_SECONDS = 365 * 24 * 3600
+class ConfigError(SchemaError):
+    """A bad config value; ``str()`` names the file (or ``vm.create{…}``), the key and what was
+    expected (the one format of :mod:`bioxen_shell.schema`)."""
 
 
-class ConfigError(ValueError):
-    """A bad config value; ``str()`` names the file (or ``vm.create``), the key and what was expected."""
+def backend_error(kind: str, error: ConfigError) -> Exception:
+    """The BackendError a backend raises for ``error``: a bad ``vm.create{…}`` option says where
+    it is itself; a config file's gets the backend's name in front (``ssh: FILE: KEY: …``)."""
+    from ..vm.transport import BackendError
 
-    def __init__(self, where: str, key: str, expected: str, got: Any = dataclasses.MISSING) -> None:
-        self.where, self.key, self.expected = where, key, expected
-        text = f"{where}: {key}: {expected}" if key else f"{where}: {expected}"
-        if got is not dataclasses.MISSING:
-            text += f", got {_show(got)}"
-        super().__init__(text)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return repr(value)
+    return BackendError(str(error) if error.where == VM_CREATE else f"{kind}: {error}")
 
 
 # -- value checkers: each returns the value or raises ValueError(<what was expected>) ----------
 
-def _string(v: Any) -> str:
-    if not isinstance(v, str) or not v:
-        raise ValueError("expected a non-empty string")
-    if "\0" in v:
-        raise ValueError("expected a string without NUL characters (\\u0000)")
-    return v
-
-
-def _path(v: Any) -> str:
-    return _string(v)  # "~" is expanded where the path is used (locally or on the host)
-
-
-def _port(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
-        raise ValueError("expected an integer from 1 to 65535")
-    return v
-
-
-def _finite_seconds(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v > MAX_SECONDS:
-        return None
-    return float(v)
-
-
-def _seconds(v: Any) -> float:
-    seconds = _finite_seconds(v)
-    if seconds is None or not seconds > 0:
-        raise ValueError(f"expected a number of seconds greater than 0, at most {MAX_SECONDS} (365 days)")
-    return seconds
-
-
-def _seconds_or_zero(v: Any) -> float:
-    seconds = _finite_seconds(v)
-    if seconds is None or seconds < 0:
-        raise ValueError(f"expected a number of seconds from 0 (turns it off) to {MAX_SECONDS} (365 days)")
-    return seconds
-
-
-def _count(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
-        raise ValueError("expected an integer from 1 to 1000")
-    return v
-
-
-def _boolean(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError("expected true or false")
-    return v
+_string = schema.string
+_path = schema.string  # "~" is expanded where the path is used (locally or on the host)
+_port = schema.integer(1, 65535)
+_seconds = schema.seconds()
+_seconds_or_zero = schema.seconds(zero="turns it off")
+_count = schema.integer(1, 1000)
+_boolean = schema.boolean
 
 
 def _interpreter(v: Any) -> str:
@@ -165,22 +105,20 @@ def _interpreter(v: Any) -> str:
     return v
 
 
-def _trust(v: Any) -> str:
-    if v not in ("known-hosts", "tofu"):
-        raise ValueError('expected "known-hosts" (verify against known_hosts) or "tofu" (trust and record the first key)')
-    return v
+_trust = schema.one_of({"known-hosts": "verify against known_hosts",
+                         "tofu": "trust and record the first key"})
+_host_keys = schema.one_of({"inject": "bioxen generates the guest's host key", "tofu": "", "known-hosts": ""})
+_inject = schema.one_of({"cloud-init": "a NoCloud config drive, for stock cloud images",
+                         "xenstore": "a bioxen template"})
 
 
-def _host_keys(v: Any) -> str:
-    if v not in ("inject", "tofu", "known-hosts"):
-        raise ValueError('expected "inject" (bioxen generates the guest\'s host key), "tofu" or "known-hosts"')
-    return v
+#: How the agent bundle and data files reach a host: vm.create{upload=…} of SSH and XCP-ng VMs.
+UPLOAD_METHOD = schema.one_of({"auto": "SFTP, else a tar stream over exec", "sftp": "", "exec": ""})
 
 
-def _inject(v: Any) -> str:
-    if v not in ("xenstore", "cloud-init"):
-        raise ValueError('expected "cloud-init" (a NoCloud config drive, for stock cloud images) or "xenstore" (a bioxen template)')
-    return v
+def upload_method(options: dict[str, Any]) -> str:
+    """``options.pop("upload")``, checked (:data:`UPLOAD_METHOD`); "auto" when not given."""
+    return schema.check_value(UPLOAD_METHOD, options.pop("upload", "auto"), VM_CREATE, "upload", ConfigError)
 
 
 _SLURM_TIME = re.compile(r"(\d+-)?\d+(:\d+){0,2}|\d+-\d+|UNLIMITED|INFINITE", re.IGNORECASE)
@@ -212,20 +150,9 @@ def _slurm_name(v: Any) -> str:
     return v
 
 
-def _cpus(v: Any) -> int:
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
-        raise ValueError("expected a number of CPUs from 1 to 4096")
-    return v
-
-
-def _arguments(v: Any) -> tuple[str, ...]:
-    if isinstance(v, dict) and not v:  # an empty Lua table arrives as an empty dict
-        return ()
-    if not isinstance(v, (list, tuple)) or not all(isinstance(a, str) and a and "\0" not in a for a in v):
-        raise ValueError('expected an array of command-line arguments, e.g. ["--constraint=avx2"]')
-    return tuple(v)
+_cpus = schema.integer(1, 4096, "a number of CPUs")
+_arguments = schema.string_list('command-line arguments, e.g. ["--constraint=avx2"]', "an argument",
+                                item=schema.string)
 
 
 def _login(v: Any) -> str:
@@ -234,16 +161,12 @@ def _login(v: Any) -> str:
     return v
 
 
-class _SecretValueError(ValueError):
-    """A bad value that may hold a secret: its message never shows the value."""
-
-
 def _url(v: Any) -> str:
     if not isinstance(v, str) or not re.match(r"^https?://[^/\s]+", v) or "\0" in v:
         raise ValueError('expected a URL such as "https://xcp1.lab"')
     problem = url_credentials_problem(v)
     if problem:
-        raise _SecretValueError(problem)
+        raise schema.Secret(problem)
     return v.rstrip("/")
 
 
@@ -275,9 +198,23 @@ def http_problem(url: str, allow_http: bool) -> str | None:
             "allow_http = true to accept that")
 
 
+def normalise_fingerprint(text: str) -> str:
+    """``"sha256:AB:CD…"``, ``"AB:CD…"`` or ``"abcd…"`` → 64 lowercase hex digits.
+
+    Raises ``ValueError`` saying what was expected (the caller adds file and key)."""
+    value = text.strip() if isinstance(text, str) else ""
+    for prefix in ("sha256:", "sha-256:"):
+        if value.lower().startswith(prefix):
+            value = value[len(prefix):]
+    value = value.replace(":", "").replace(" ", "").lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError("expected a SHA-256 certificate fingerprint: 'sha256:' followed by "
+                         "32 hex bytes (e.g. from `openssl x509 -noout -fingerprint -sha256`)")
+    return value
+
+
 def _fingerprint(v: Any) -> str:
-    if not isinstance(v, str) or not re.fullmatch(r"(?i)sha256:[0-9a-f:]{64,95}", v):
-        raise ValueError('expected "sha256:" and the certificate\'s SHA-256 digest in hex')
+    normalise_fingerprint(v)
     return v
 
 
@@ -321,7 +258,7 @@ class HostConfig:
     proxy_jump: str | None = None      # "[user@]host[:port][,…]": reach the host through these
     identity_files: tuple[str, ...] = ()  # IdentityFile lines of the ssh config (when no key)
     cache_dir: str = "~/.cache/bioxen"  # on the host
-    source: str = "vm.create"          # where these settings came from (for messages)
+    source: str = VM_CREATE          # where these settings came from (for messages)
 
     @property
     def login(self) -> str:
@@ -421,7 +358,7 @@ class ClusterConfig:
     overcommit: bool = False           # more VMs than CPUs: salloc/srun --overcommit
     salloc_args: tuple[str, ...] = ()  # more arguments for salloc (e.g. "--constraint=avx2")
     srun_args: tuple[str, ...] = ()    # more arguments for srun
-    source: str = "vm.create"
+    source: str = VM_CREATE
 
 
 CLUSTER_KEYS: dict[str, Callable[[Any], Any]] = {
@@ -451,31 +388,31 @@ def config_path() -> Path:
     return paths.config_dir() / "config.toml"
 
 
-def _check_table(table: Any, spec: Mapping[str, Callable[[Any], Any]], where: str, prefix: str) -> dict[str, Any]:
-    """Check every key of ``table`` against ``spec``; return the converted values."""
-    if not isinstance(table, dict):
-        raise ConfigError(where, prefix, "expected a table", table)
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        dotted = f"{prefix}.{key}" if prefix else key
-        if key == "password":
-            raise ConfigError(where, dotted, "bioxen does not keep passwords in its config; "
-                                             "use password_file, password_command or password_env")
-        checker = spec.get(key)
-        if checker is None:
-            hint = did_you_mean(key, spec)
-            raise ConfigError(where, dotted, f"unknown key{', ' + hint if hint else ''} "
-                                             f"(expected one of: {', '.join(spec)})")
-        try:
-            out[key] = checker(value)
-        except _SecretValueError as e:
-            raise ConfigError(where, dotted, str(e)) from None
-        except ValueError as e:
-            raise ConfigError(where, dotted, str(e), value) from None
+_REFUSED = {"password": f"bioxen does not keep passwords in its config; use {CREDENTIAL_OPTIONS}"}
+
+
+def check_settings(table: Any, spec: Mapping[str, Callable[[Any], Any]], where: str, prefix: str) -> dict[str, Any]:
+    """Check every key of ``table`` against ``spec`` (the one schema); the converted values."""
+    out = schema.check_table(table, dict(spec), where, prefix, error=ConfigError, refused=_REFUSED)
     sources = [k for k in credentials.SOURCE_KEYS if k in out]
     if len(sources) > 1:
         raise ConfigError(where, prefix, f"give only one password source, not {' and '.join(sources)}")
     return out
+
+
+def pool_values(table: Any, where: str, prefix: str = "") -> dict[str, Any]:
+    """The checked values of one pool's table: a ``[pools.NAME]`` of the file, or the inline
+    ``vm.create{pool = {…}}`` (``where`` = :data:`schema.VM_CREATE`, ``prefix`` = ``pool``)."""
+    values = check_settings(table, POOL_KEYS, where, prefix)
+    key = f"{prefix}." if prefix else ""
+    if "url" not in values:
+        raise ConfigError(where, f"{key}url", 'missing; expected a URL such as "https://xcp1.lab"')
+    problem = http_problem(values["url"], values.get("allow_http", False))
+    if problem:
+        raise ConfigError(where, f"{key}url", problem)
+    if values.get("verify_tls") is False and ("ca_bundle" in values or "fingerprint" in values):
+        raise ConfigError(where, f"{key}verify_tls", "is false, which contradicts ca_bundle/fingerprint; remove one")
+    return values
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -493,33 +430,25 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     for section, value in data.items():
         if section == "hosts":
             for name, table in _named_tables(value, where, "hosts"):
-                values = _check_table(table, HOST_KEYS, where, f"hosts.{name}")
+                values = check_settings(table, HOST_KEYS, where, f"hosts.{schema.key_text(name)}")
                 if "hostname" not in values:
                     try:
                         values["hostname"] = _hostname(name)
                     except ValueError as e:
-                        raise ConfigError(where, f"hosts.{name}", f"the table's name is the host name "
+                        raise ConfigError(where, f"hosts.{schema.key_text(name)}", f"the table's name is the host name "
                                                                   f"when hostname is not given: {e}") from None
                 cfg.given[name] = frozenset(k for k in values if k in table)
                 cfg.hosts[name] = HostConfig(name=name, source=f"{where} [hosts.{name}]", **values)
         elif section == "pools":
             for name, table in _named_tables(value, where, "pools"):
-                values = _check_table(table, POOL_KEYS, where, f"pools.{name}")
-                if "url" not in values:
-                    raise ConfigError(where, f"pools.{name}.url", 'missing; expected a URL such as "https://xcp1.lab"')
-                problem = http_problem(values["url"], values.get("allow_http", False))
-                if problem:
-                    raise ConfigError(where, f"pools.{name}.url", problem)
-                if values.get("verify_tls") is False and ("ca_bundle" in values or "fingerprint" in values):
-                    raise ConfigError(where, f"pools.{name}.verify_tls",
-                                      "is false, which contradicts ca_bundle/fingerprint; remove one")
+                values = pool_values(table, where, f"pools.{schema.key_text(name)}")
                 cfg.pools[name] = PoolConfig(name=name, source=f"{where} [pools.{name}]", **values)
         elif section == "clusters":
             for name, table in _named_tables(value, where, "clusters"):
-                values = _check_table(table, CLUSTER_KEYS, where, f"clusters.{name}")
+                values = check_settings(table, CLUSTER_KEYS, where, f"clusters.{schema.key_text(name)}")
                 cfg.clusters[name] = ClusterConfig(name=name, source=f"{where} [clusters.{name}]", **values)
         elif section == "shell":
-            cfg.shell = _check_table(value, SHELL_KEYS, where, "shell")
+            cfg.shell = check_settings(value, SHELL_KEYS, where, "shell")
         else:
             hint = did_you_mean(section, SECTIONS)
             raise ConfigError(where, section, f"unknown section{', ' + hint if hint else ''} "
@@ -529,7 +458,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             try:
                 parse_target(cluster.login)
             except ConfigError:
-                raise ConfigError(where, f"clusters.{name}.login", "expected a [hosts.NAME] of this file "
+                raise ConfigError(where, f"clusters.{schema.key_text(name)}.login", "expected a [hosts.NAME] of this file "
                                   'or "user@hostname:port"', cluster.login) from None
     return cfg
 
@@ -539,7 +468,7 @@ def _named_tables(value: Any, where: str, section: str):
         raise ConfigError(where, section, f"expected tables [{section}.NAME]", value)
     for name, table in value.items():
         if not isinstance(table, dict):
-            raise ConfigError(where, f"{section}.{name}", f"expected a table [{section}.{name}]", table)
+            raise ConfigError(where, f"{section}.{schema.key_text(name)}", f"expected a table [{section}.{schema.key_text(name)}]", table)
         yield name, table
 
 
@@ -552,7 +481,7 @@ def parse_target(target: str) -> dict[str, Any]:
     """``user@host:port`` (``[v6addr]:port`` for IPv6; user and port optional) → fields."""
     m = _TARGET.match(target) if isinstance(target, str) and "\0" not in target else None
     if not m:
-        raise ConfigError("vm.create", "host", 'expected a configured host name or "user@hostname:port"', target)
+        raise ConfigError(schema.VM_CREATE, "host", 'expected a configured host name or "user@hostname:port"', target)
     out: dict[str, Any] = {"hostname": m.group("v6") or m.group("host")}
     if m.group("user"):
         out["user"] = _username(m.group("user"))
@@ -560,7 +489,7 @@ def parse_target(target: str) -> dict[str, Any]:
         try:
             out["port"] = _port(int(m.group("port")))
         except ValueError as e:
-            raise ConfigError("vm.create", "host", str(e), target) from None
+            raise ConfigError(schema.VM_CREATE, "host", str(e), target) from None
     return out
 
 
@@ -574,7 +503,7 @@ def resolve_host(target: str, options: Mapping[str, Any] | None = None, config: 
     as ``ssh`` does: a ``Host`` alias's HostName, User, Port, IdentityFile and ProxyJump (and
     ServerAliveInterval / ServerAliveCountMax as keepalive / keepalive_count).
     """
-    opts = _check_table(dict(options or {}), HOST_KEYS, "vm.create", "")
+    opts = check_settings(dict(options or {}), HOST_KEYS, schema.VM_CREATE, "")
     if config is None:
         config = load_config()
     if target in config.hosts:
@@ -583,7 +512,7 @@ def resolve_host(target: str, options: Mapping[str, Any] | None = None, config: 
     else:
         fields = parse_target(target)
         fields.update(opts)
-        host = HostConfig(name=target, source="vm.create", **fields)
+        host = HostConfig(name=target, source=VM_CREATE, **fields)
         given = set(fields)
     return apply_ssh_config(host, given)
 
@@ -662,12 +591,12 @@ def _file_problems(cfg: Config) -> list[str]:
                             f"(mode {stat.S_IMODE(p.stat().st_mode):04o}); run chmod 600 {p}")
 
     for name, h in cfg.hosts.items():
-        need_file(f"hosts.{name}.key", h.key)
-        need_file(f"hosts.{name}.known_hosts", h.known_hosts)
-        password_file(f"hosts.{name}.password_file", h.password_file)
+        need_file(f"hosts.{schema.key_text(name)}.key", h.key)
+        need_file(f"hosts.{schema.key_text(name)}.known_hosts", h.known_hosts)
+        password_file(f"hosts.{schema.key_text(name)}.password_file", h.password_file)
     for name, pl in cfg.pools.items():
-        need_file(f"pools.{name}.ca_bundle", pl.ca_bundle)
-        password_file(f"pools.{name}.password_file", pl.password_file)
+        need_file(f"pools.{schema.key_text(name)}.ca_bundle", pl.ca_bundle)
+        password_file(f"pools.{schema.key_text(name)}.password_file", pl.password_file)
     return problems
 
 

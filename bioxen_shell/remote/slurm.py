@@ -44,10 +44,12 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..runtimes import INTERPRETERS
+from ..schema import VM_CREATE, show
 from ..vm.pipes import PipeStream
 from ..vm.transport import BackendError, show_agent_stderr
 from . import registry, upload
-from .config import (CLUSTER_KEYS, INTERPRETERS, ClusterConfig, ConfigError, _check_table,
+from .config import (CLUSTER_KEYS, ClusterConfig, ConfigError, backend_error, check_settings,
                      interpreter_candidates, load_config)
 
 __all__ = ["SlurmBackend", "SlurmStep", "JOB_PREFIX", "COMMENT_PREFIX", "list_jobs", "cancel_job",
@@ -102,14 +104,14 @@ def cluster_settings(options: dict[str, Any]) -> ClusterConfig:
     opts = dict(options)
     name = opts.pop("cluster", None)
     try:
-        given = _check_table(opts, CLUSTER_KEYS, "vm.create", "")
+        given = check_settings(opts, CLUSTER_KEYS, VM_CREATE, "")
     except ConfigError as e:
-        raise BackendError(f"slurm: {e}") from None
+        raise backend_error("slurm", e) from None
     if name is None:
         return ClusterConfig(**given)
     if not isinstance(name, str) or not name:
-        raise BackendError(f'slurm: vm.create: cluster: expected the name of a [clusters.NAME] of '
-                           f'config.toml, got {name!r}')
+        raise BackendError(f"{VM_CREATE}: cluster: expected the name of a [clusters.NAME] of "
+                           f"config.toml, got {show(name)}")
     try:
         config = load_config()
     except ConfigError as e:
@@ -117,7 +119,7 @@ def cluster_settings(options: dict[str, Any]) -> ClusterConfig:
     base = config.clusters.get(name)
     if base is None:
         known = ", ".join(config.clusters) or "none"
-        raise BackendError(f"slurm: vm.create: cluster: {name!r} is not a [clusters.NAME] of "
+        raise BackendError(f"{VM_CREATE}: cluster: {show(name)} is not a [clusters.NAME] of "
                            f"{config.path} (clusters there: {known})")
     return dataclasses.replace(base, **given)
 

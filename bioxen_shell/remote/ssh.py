@@ -37,16 +37,17 @@ from typing import Any
 
 import paramiko
 
+from ..runtimes import BINARIES, INTERPRETERS, canonical_name
 from ..vm.transport import BackendError, show_agent_stderr
 from . import upload
 from .channel import MAX_PACKET, WINDOW, ChannelStream
-from .config import (INTERPRETERS, RUNTIME_BINARIES, ConfigError, HostConfig, apply_ssh_config,
-                     parse_target, resolve_host)
+from .config import (ConfigError, HostConfig, apply_ssh_config, backend_error,
+                     parse_target, resolve_host, upload_method)
 from .config import interpreter_candidates as config_candidates
 from .credentials import CredentialError, resolve_password
 from .hostkeys import HostKeyError, HostKeyVerifier, known_hosts_name
 
-__all__ = ["SSHBackend", "SSHAgentProcess", "SSHConnectError", "connect", "launch_agent", "interpreter_candidates", "RUNTIME_BINARIES"]
+__all__ = ["SSHBackend", "SSHAgentProcess", "SSHConnectError", "connect", "launch_agent", "interpreter_candidates"]
 
 log = logging.getLogger(__name__)
 # paramiko logs a failed handshake as an ERROR with a full traceback from its transport thread;
@@ -415,7 +416,7 @@ def _no_interpreter(host: HostConfig, runtime: str | None, found: list[str]) -> 
         return BackendError(f"ssh: {host.address}: interpreter {host.interpreter!r} (from {host.source}) "
                             f"is not installed on the host; Lua interpreters found there: {listing}")
     if runtime:
-        return BackendError(f"ssh: {host.address} has no {RUNTIME_BINARIES[runtime]} (runtime {runtime}); "
+        return BackendError(f"ssh: {host.address} has no {BINARIES[canonical_name(runtime)]} (runtime {runtime}); "
                             f"Lua interpreters found there: {listing}")
     return BackendError(f"ssh: {host.address} has no Lua interpreter (looked for {', '.join(INTERPRETERS)}); "
                         f"install one (e.g. apt-get install luajit) or set interpreter = \"/path/to/lua\"")
@@ -912,13 +913,11 @@ class SSHBackend:
         if not target or not isinstance(target, str):
             raise BackendError('ssh: vm.create{type="ssh"} needs host="NAME" (a [hosts.NAME] of the config) '
                                'or host="user@hostname:port"')
-        self.upload_method = opts.pop("upload", "auto")
-        if self.upload_method not in ("auto", "sftp", "exec"):
-            raise BackendError(f'ssh: option upload: expected "auto", "sftp" or "exec", got {self.upload_method!r}')
         try:
+            self.upload_method = upload_method(opts)
             host = resolve_host(target, opts)
         except ConfigError as e:
-            raise BackendError(f"ssh: {e}") from None
+            raise backend_error("ssh", e) from None
         self._init(name, host, profile)
 
     @classmethod

@@ -45,6 +45,8 @@ from typing import Any, Callable, Protocol, TypeVar
 
 import XenAPI
 
+from .config import normalise_fingerprint  # the one check of a fingerprint (config and pools)
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -177,22 +179,6 @@ class _SecretLike(Protocol):
 
 def _reveal(password: str | _SecretLike) -> str:
     return password if isinstance(password, str) else password.reveal()
-
-
-def normalise_fingerprint(text: str) -> str:
-    """``"sha256:AB:CD…"``, ``"AB:CD…"`` or ``"abcd…"`` → 64 lowercase hex digits.
-
-    Raises ``ValueError`` saying what was expected (the caller adds file and key).
-    """
-    value = text.strip()
-    for prefix in ("sha256:", "sha-256:"):
-        if value.lower().startswith(prefix):
-            value = value[len(prefix):]
-    value = value.replace(":", "").replace(" ", "").lower()
-    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise ValueError("expected a SHA-256 certificate fingerprint: 'sha256:' followed by "
-                         "32 hex bytes (e.g. from `openssl x509 -noout -fingerprint -sha256`)")
-    return value
 
 
 def _pretty_fingerprint(hexdigest: str) -> str:

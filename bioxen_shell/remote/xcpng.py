@@ -46,12 +46,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import schema
+from ..vm import profiles
 from ..vm.transport import AgentProcess, BackendError
+from . import config
 from . import registry as registry_mod
-from .cloudinit import INJECT_MODES
 from .xapi import (
-    NULL_REF, InsecureTLSWarning, TLSSettings, XapiConnectionError, XapiError, XapiSession,
-    XapiTimeout, normalise_fingerprint,
+    NULL_REF, InsecureTLSWarning, TLSSettings, XapiConnectionError, XapiError, XapiSession, XapiTimeout,
 )
 
 log = logging.getLogger(__name__)
@@ -66,25 +67,28 @@ CREATED_KEY = "bioxen-created"
 AUTHORIZED_KEYS_KEY = "vm-data/bioxen/authorized_keys"
 SSH_USER_KEY = "vm-data/bioxen/user"
 HOST_KEY_KEY = "vm-data/bioxen/ssh_host_ed25519_key"
-HOST_KEY_MODES = ("inject", "known-hosts", "tofu")
 NAME_PREFIX = "bioxen-"
 MIN_MEMORY = 128 * 1024 * 1024
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
-# Pool keys (config file [pools.NAME] or an inline pool table) and their types.
-_POOL_KEYS: dict[str, type | tuple] = {
-    "url": str, "user": str, "password_file": str, "password_command": str,
-    "password_env": str, "verify_tls": bool, "allow_http": bool, "ca_bundle": str,
-    "fingerprint": str,
-    "template": str, "network": str, "sr": str, "ssh_user": str, "ssh_key": str,
-    "ssh_port": int, "ip_timeout": (int, float), "known_hosts": str,
-    "start_timeout": (int, float), "shutdown_timeout": (int, float), "host_keys": str,
-    "inject": str,
+#: The pool settings a vm.create may override for its VM (checked as the config checks them).
+_POOL_OVERRIDES = ("template", "network", "sr", "ssh_user", "ssh_key", "ssh_port", "ip_timeout",
+                   "start_timeout", "shutdown_timeout", "host_keys", "inject")
+
+
+def _memory(value: Any) -> int:
+    size = profiles.size(value)
+    if size < MIN_MEMORY:
+        raise ValueError("expected at least 128MiB (a size like '2GiB' or '512MiB')")
+    return size
+
+
+#: vm.create options the XCP-ng backend itself consumes (the one schema); anything else goes to
+#: SSHBackend, which checks it.
+_OWN_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    **{k: config.POOL_KEYS[k] for k in _POOL_OVERRIDES},
+    "memory": _memory, "vcpus": schema.integer(1, 64),
 }
-# vm.create options the XCP-ng backend itself consumes; anything else goes to SSHBackend.
-_OWN_OPTIONS = {"pool", "template", "memory", "vcpus", "network", "sr", "ssh_user", "ssh_key",
-                "ssh_port", "ip_timeout", "start_timeout", "shutdown_timeout", "host_keys",
-                "inject"}
 
 
 @dataclass(frozen=True)
@@ -112,108 +116,41 @@ class PoolSettings:
     inject: str = "cloud-init"  # how the keys reach the guest: a config drive or xenstore_data
 
     @classmethod
-    def from_mapping(cls, name: str, data: dict[str, Any], where: str) -> "PoolSettings":
-        if not isinstance(data, dict):
-            raise BackendError(f"{where}: expected a table of pool settings, got {data!r}")
-        data = {k: _integral(v) if _POOL_KEYS.get(k) is int else v for k, v in data.items()}
-        if "password" in data:
-            raise BackendError(
-                f"{where}: a password may not be written here; use password_file, "
-                f"password_command or password_env (or be prompted)")
-        for key, value in data.items():
-            expected = _POOL_KEYS.get(key)
-            if expected is None:
-                raise BackendError(f"{where}: unknown key {key!r} (expected one of: "
-                                   f"{', '.join(sorted(_POOL_KEYS))})")
-            if isinstance(value, bool) and expected is not bool:
-                raise BackendError(f"{where}: {key} must be a {_type_name(expected)}, got {value!r}")
-            if not isinstance(value, expected):
-                raise BackendError(f"{where}: {key} must be a {_type_name(expected)}, got {value!r}")
-        for key in ("url", "user"):
-            if key not in data:
-                raise BackendError(f"{where}: missing key {key!r}")
-        from .config import http_problem, url_credentials_problem
-        problem = url_credentials_problem(data["url"])
-        if problem:  # never echo this URL: it holds a secret
-            raise BackendError(f"{where}: url: {problem}")
-        if not re.match(r"^https?://[^/]+", data["url"]):
-            raise BackendError(f"{where}: url must start with https:// (or http://), got "
-                               f"{data['url']!r}")
-        problem = http_problem(data["url"], data.get("allow_http", False))
-        if problem:
-            raise BackendError(f"{where}: url {problem}")
-        fingerprint = data.get("fingerprint")
-        if fingerprint is not None:
-            try:
-                normalise_fingerprint(fingerprint)
-            except ValueError as e:
-                raise BackendError(f"{where}: fingerprint: {e}") from None
-        sources = {k: data[k] for k in ("password_file", "password_command", "password_env")
-                   if k in data}
-        if len(sources) > 1:
-            raise BackendError(f"{where}: give only one of password_file, password_command, "
-                               f"password_env (found {', '.join(sources)})")
-        tls = TLSSettings(verify=data.get("verify_tls", True), ca_bundle=data.get("ca_bundle"),
-                          fingerprint=fingerprint)
-        if data.get("host_keys", "inject") not in HOST_KEY_MODES:
-            raise BackendError(f"{where}: host_keys must be one of {', '.join(HOST_KEY_MODES)}, "
-                               f"got {data['host_keys']!r}")
-        _check_inject(data.get("inject", "cloud-init"), where)
-        kwargs = {k: data[k] for k in ("template", "network", "sr", "ssh_user", "ssh_key",
-                                       "ssh_port", "known_hosts", "host_keys", "inject")
-                  if k in data}
-        for k in ("ip_timeout", "start_timeout", "shutdown_timeout"):
-            if k in data:
-                if data[k] <= 0:
-                    raise BackendError(f"{where}: {k} must be > 0 seconds, got {data[k]!r}")
-                kwargs[k] = float(data[k])
-        return cls(name=name, url=data["url"], user=data["user"], where=where,
-                   password=sources, tls=tls, allow_http=data.get("allow_http", False), **kwargs)
+    def from_mapping(cls, name: str, data: Any, where: str, prefix: str = "") -> "PoolSettings":
+        """Settings from a table of pool keys (an inline ``pool = {…}``, a VM's record), checked
+        by the config's one schema; ``where`` and ``prefix`` name the table in errors."""
+        try:
+            values = config.pool_values(data, where, prefix)
+        except config.ConfigError as e:
+            raise config.backend_error("xcpng", e) from None
+        return cls.from_config(config.PoolConfig(name=name, source=where, **values))
 
-
-def _check_inject(value: Any, where: str) -> None:
-    if value not in INJECT_MODES:
-        raise BackendError(f"{where}: inject must be \"cloud-init\" (a NoCloud config drive, for "
-                           f"stock cloud images) or \"xenstore\" (a bioxen template), got "
-                           f"{value!r}")
-
-
-def _integral(value: Any) -> Any:
-    """Lua 5.1/LuaJIT numbers arrive as floats: accept 2.0 where an integer is expected."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _type_name(expected: type | tuple) -> str:
-    names = {str: "string", bool: "boolean", int: "integer", float: "number"}
-    if isinstance(expected, tuple):
-        return "number"
-    return names.get(expected, expected.__name__)
+    @classmethod
+    def from_config(cls, pool: config.PoolConfig) -> "PoolSettings":
+        """Settings from a checked pool (the config's :class:`PoolConfig`, which has the defaults)."""
+        tls = TLSSettings(verify=pool.verify_tls, ca_bundle=pool.ca_bundle, fingerprint=pool.fingerprint)
+        return cls(name=pool.name, url=pool.url, user=pool.user, where=pool.source,
+                   password={k: v for k, v in pool.password_table().items() if v is not None},
+                   tls=tls, allow_http=pool.allow_http,
+                   **{k: getattr(pool, k) for k in (*_POOL_OVERRIDES, "known_hosts")})
 
 
 def load_pool(pool: Any) -> PoolSettings:
     """``pool="lab"`` → the config file's ``[pools.lab]``; a table → inline settings."""
     if isinstance(pool, dict):
-        return PoolSettings.from_mapping(str(pool.get("url", "inline")), pool,
-                                         "vm.create{pool={…}}")
+        return PoolSettings.from_mapping(str(pool.get("url", "inline")), pool, schema.VM_CREATE, "pool")
     if not isinstance(pool, str) or not pool:
         raise BackendError("xcpng: vm.create needs pool=<name of a [pools.NAME] section in the "
                            "config file> (or a table of pool settings)")
-    from . import config as config_mod  # the config file belongs to the config module
     try:
-        cfg = config_mod.load_config()
-    except Exception as e:  # its errors name file, line and key already
-        raise BackendError(f"xcpng: {e}") from None
-    pools = getattr(cfg, "pools", {}) or {}
-    if pool not in pools:
-        known = ", ".join(sorted(pools)) or "none"
-        raise BackendError(f"xcpng: pool {pool!r} is not in {getattr(cfg, 'path', 'the config')} "
+        cfg = config.load_config()
+    except config.ConfigError as e:  # its errors name file, line and key already
+        raise config.backend_error("xcpng", e) from None
+    if pool not in cfg.pools:
+        known = ", ".join(sorted(cfg.pools)) or "none"
+        raise BackendError(f"xcpng: pool {pool!r} is not in {cfg.path} "
                            f"(pools defined: {known}); add a [pools.{pool}] section")
-    entry = pools[pool]  # a config.PoolConfig, already checked by the config module
-    data = {k: getattr(entry, k) for k in _POOL_KEYS if getattr(entry, k, None) is not None}
-    where = getattr(entry, "source", "") or f"{getattr(cfg, 'path', 'config')} [pools.{pool}]"
-    return PoolSettings.from_mapping(pool, data, where)
+    return PoolSettings.from_config(cfg.pools[pool])
 
 
 # ------------------------------------------------------------------------------ passwords
@@ -478,6 +415,15 @@ class _Step:
         log.debug("xcpng step: %s", name)
 
 
+def _guest_host(target: str, options: dict[str, Any]) -> config.HostConfig:
+    """A guest as an SSH host, its SSH options checked by the config's schema (never the
+    config file's [hosts.*]: a guest is not one of them)."""
+    try:
+        return config.resolve_host(target, options, config=config.Config(path=Path("/nonexistent")))
+    except config.ConfigError as e:
+        raise config.backend_error("xcpng", e) from None
+
+
 class XCPngBackend:
     """A bioxen VM on an XCP-ng pool.  See the module docstring for the steps."""
 
@@ -491,27 +437,14 @@ class XCPngBackend:
             raise BackendError("xcpng: vm.create{type=\"xcpng\"} needs pool=<pool name> "
                                "(a [pools.NAME] section of the config file)")
         self._pool_option = options.pop("pool")
-        self._own = {k: options.pop(k) for k in list(options) if k in _OWN_OPTIONS}
+        own = {k: options.pop(k) for k in list(options) if k in _OWN_OPTIONS}
         self._ssh_extra = options  # passed through to SSHBackend, which validates them
-        for key in ("vcpus", "ssh_port", "memory"):
-            if key in self._own:
-                self._own[key] = _integral(self._own[key])
-        self.memory = self._memory(self._own.get("memory"))
-        self.vcpus = self._vcpus(self._own.get("vcpus"))
-        for key in ("template", "network", "sr", "ssh_user", "ssh_key"):
-            value = self._own.get(key)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise BackendError(f"xcpng: {key} must be a non-empty string, got {value!r}")
-        for key in ("ssh_port",):
-            value = self._own.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 0 < value < 65536):
-                raise BackendError(f"xcpng: {key} must be a port number, got {value!r}")
-        for key in ("ip_timeout", "start_timeout", "shutdown_timeout"):
-            value = self._own.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or value <= 0):
-                raise BackendError(f"xcpng: {key} must be a number of seconds > 0, got {value!r}")
+        try:
+            self._own = config.check_settings(own, _OWN_OPTIONS, schema.VM_CREATE, "")
+        except config.ConfigError as e:
+            raise config.backend_error("xcpng", e) from None
+        self.memory: int | None = self._own.get("memory")
+        self.vcpus: int | None = self._own.get("vcpus")
         self._check_ssh_options()
         self._lock = threading.RLock()
         self._settings: PoolSettings | None = None
@@ -524,57 +457,22 @@ class XCPngBackend:
     # ------------------------------------------------------------------ options
     def _check_ssh_options(self) -> None:
         """Reject a bad SSH option now, not after a VM was created for nothing."""
-        from . import config as config_mod
-        extra = {k: v for k, v in self._ssh_extra.items() if k != "upload"}
-        if self._ssh_extra.get("upload", "auto") not in ("auto", "sftp", "exec"):
-            raise BackendError(f'xcpng: option upload: expected "auto", "sftp" or "exec", got '
-                               f'{self._ssh_extra["upload"]!r}')
+        extra = dict(self._ssh_extra)
+        try:
+            self._upload = config.upload_method(extra)
+        except config.ConfigError as e:
+            raise config.backend_error("xcpng", e) from None
         for key in ("hostname", "port", "user", "host"):
             if key in extra:
-                raise BackendError(f"xcpng: option {key!r} is not for XCP-ng VMs (the guest's "
+                raise BackendError(f"{schema.VM_CREATE}: {key}: not for XCP-ng VMs (the guest's "
                                    f"address comes from XAPI; use ssh_user / ssh_port)")
-        try:
-            config_mod.resolve_host("check@127.0.0.1:22", extra,
-                                    config=config_mod.Config(path=Path("/nonexistent")))
-        except config_mod.ConfigError as e:
-            raise BackendError(f"xcpng: {e}") from None
-
-    @staticmethod
-    def _memory(value: Any) -> int | None:
-        if value is None:
-            return None
-        from ..vm.profiles import ProfileError, parse_size
-        try:
-            size = parse_size(value, "memory")
-        except ProfileError as e:
-            raise BackendError(f"xcpng: {e}") from None
-        if size < MIN_MEMORY:
-            raise BackendError(f"xcpng: memory={value!r} is {size} bytes; give at least 128MiB "
-                               f"(a size like '2GiB' or '512MiB')")
-        return size
-
-    @staticmethod
-    def _vcpus(value: Any) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
-            raise BackendError(f"xcpng: vcpus must be an integer from 1 to 64, got {value!r}")
-        return value
+        _guest_host("check@127.0.0.1:22", extra)
 
     def settings(self) -> PoolSettings:
         """The pool settings with this VM's overrides applied (cached)."""
         if self._settings is None:
             base = load_pool(self._pool_option)
-            overrides = {k: self._own[k] for k in ("template", "network", "sr", "ssh_user",
-                                                   "ssh_key", "ssh_port", "host_keys", "inject")
-                         if k in self._own}
-            _check_inject(overrides.get("inject", base.inject), "xcpng: vm.create")
-            if overrides.get("host_keys", base.host_keys) not in HOST_KEY_MODES:
-                raise BackendError(f"xcpng: host_keys must be one of "
-                                   f"{', '.join(HOST_KEY_MODES)}, got {overrides['host_keys']!r}")
-            for k in ("ip_timeout", "start_timeout", "shutdown_timeout"):
-                if k in self._own:
-                    overrides[k] = float(self._own[k])
+            overrides = {k: self._own[k] for k in _POOL_OVERRIDES if k in self._own}
             self._settings = replace(base, **overrides)
         return self._settings
 
@@ -1248,7 +1146,6 @@ class XCPngBackend:
     def _ssh_host(self) -> Any:
         """The guest as an SSH host: ``ssh_user@ip:ssh_port`` with the pool's key and
         known_hosts, plus any SSH option given to vm.create (checked by the config module)."""
-        from . import config as config_mod
         s = self.settings()
         options: dict[str, Any] = {"key": s.ssh_key, "agent": False}
         if s.known_hosts:
@@ -1260,12 +1157,7 @@ class XCPngBackend:
         options.update({k: v for k, v in self._ssh_extra.items() if k != "upload"})
         target = f"{s.ssh_user}@{'[' + self.ip + ']' if ':' in (self.ip or '') else self.ip}" \
                  f":{s.ssh_port}"
-        try:
-            host = config_mod.resolve_host(target, options,
-                                           config=config_mod.Config(path=Path("/nonexistent")))
-        except config_mod.ConfigError as e:
-            raise BackendError(f"xcpng: {e}") from None
-        return replace(host, name=f"xcpng:{self.name}", source=s.where)
+        return replace(_guest_host(target, options), name=f"xcpng:{self.name}", source=s.where)
 
     def _host_key_alias(self) -> str:
         return f"xcpng-{self.vm_uuid}"
@@ -1281,7 +1173,7 @@ class XCPngBackend:
         # (sshd or the injected key not there yet) until the deadline.
         backend = ssh_mod.SSHBackend.for_host(self.name, host, self.profile,
                                               retry_for=max(1.0, deadline - time.monotonic()),
-                                              upload_method=self._ssh_extra.get("upload", "auto"))
+                                              upload_method=self._upload)
         try:
             proc = backend.start()
         except BackendError as e:

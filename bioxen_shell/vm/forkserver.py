@@ -75,9 +75,9 @@ class Zygote:
             self._sock = adopt[1]
         else:
             if preload is None:  # the runtime local VMs run by default, imported before the first fork
-                from .profiles import local_default_runtime
+                from ..runtimes import default_runtime
 
-                preload = (local_default_runtime(),)
+                preload = (default_runtime(),)
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             self._sock = parent
             try:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 from .. import paths
 from .forkserver import Zygote, ZygoteError
 from .pipes import PipeStream
-from .profiles import local_default_runtime
+from ..runtimes import default_runtime
 from .transport import BackendError, describe_exit_status
 
 __all__ = ["LocalBackend", "LocalAgentProcess"]
@@ -154,7 +154,7 @@ class LocalBackend:
         self.name = name
         self.profile = profile
         self._target: str | None = options.get("_target")
-        self.runtime: str = profile.runtime or local_default_runtime()
+        self.runtime: str = profile.runtime or default_runtime()
 
     def lua_path(self) -> str:
         """``package.path`` entries the agent gets in ``configure``."""

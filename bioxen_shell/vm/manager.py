@@ -14,6 +14,7 @@ TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+from ..schema import VM_CREATE
 from .handle import VMError, VMHandle
 from .profiles import Profile, ProfileError, load_profile
 
@@ -37,7 +38,7 @@ _PARALLEL = {"local": 8}
 _DEFAULT_PARALLEL = 16
 
 
-#: what every vm.create error starts with (once)
+#: what every vm.create error starts with (once; a bad option's says vm.create{…}: KEY: …)
 PREFIX = "vm.create: "
 
 
@@ -46,7 +47,7 @@ class VMCreateError(VMError):
 
     def __init__(self, message: str) -> None:
         # One place for the prefix: a backend's or a profile's message may carry it already.
-        if not message.startswith(PREFIX):
+        if not message.startswith((PREFIX, VM_CREATE)):
             message = PREFIX + message
         super().__init__(message, kind="create")
         self.left_behind = False  # something the create made could not be removed

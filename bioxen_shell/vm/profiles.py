@@ -12,7 +12,6 @@ Every key is checked: an unknown key, a wrong type or a bad value raises
 """
 from __future__ import annotations
 
-import math
 import re
 import sys
 from pathlib import Path
@@ -20,15 +19,14 @@ TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py
 if TYPE_CHECKING:
     from typing import Any
 
-from .. import paths
+from .. import paths, schema
+from ..runtimes import default_runtime
+from ..schema import SchemaError
 
 __all__ = [
     "Profile",
     "ProfileError",
-    "RUNTIMES",
     "DEFAULT_PROFILE",
-    "LOCAL_DEFAULT_RUNTIME",
-    "local_default_runtime",
     "load_profile",
     "load_profile_file",
     "list_profiles",
@@ -37,15 +35,6 @@ __all__ = [
     "cli_main",
 ]
 
-#: Runtime names a profile may ask for (lupa modules locally, interpreter binaries remotely).
-RUNTIMES = ("lua51", "lua52", "lua53", "lua54", "lua55", "luajit")
-#: What a local VM runs when neither the profile nor vm.create names a runtime, if lupa has
-#: it (see :func:`local_default_runtime`): LuaJIT runs library code (bio.*) JIT-compiled,
-#: while user chunks run interpreted so the agent's count hook still fires; limits the hook
-#: cannot see are enforced by the host (docs/vms.md, "Limits").
-LOCAL_DEFAULT_RUNTIME = "luajit"
-#: The local default when this lupa build has no LuaJIT runtime.
-LOCAL_FALLBACK_RUNTIME = "lua54"
 DEFAULT_PROFILE = "standard"
 #: The largest ``memory_limit``: 64 TiB, half of what a 64-bit Linux process can address
 #: (128 TiB); a larger value is a typo, and the worker's RLIMIT_AS backstop (a few times the
@@ -55,23 +44,6 @@ MAX_MEMORY_LIMIT = 64 * 1024**4
 MAX_SECONDS = 365 * 24 * 3600
 #: How deep a ``[globals]`` value may nest (the VM's wire codec stops at 200).
 MAX_GLOBALS_DEPTH = 64
-
-_local_default: str | None = None
-
-
-def local_default_runtime() -> str:
-    """The runtime a local VM runs when nobody names one: ``luajit`` when lupa's LuaJIT
-    module imports here, else ``lua54``.  Checked once per process (the import is cached)."""
-    global _local_default
-    if _local_default is None:
-        try:
-            import importlib
-
-            importlib.import_module("lupa.luajit21")
-            _local_default = LOCAL_DEFAULT_RUNTIME
-        except ImportError:
-            _local_default = LOCAL_FALLBACK_RUNTIME
-    return _local_default
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -87,8 +59,9 @@ _SIZE_UNITS = {
 }
 
 
-class ProfileError(ValueError):
-    """A profile is missing or invalid.  The message names the file, the key and what was expected."""
+class ProfileError(SchemaError):
+    """A profile is missing or invalid.  The message names the file, the key and what was expected
+    (the one format of :mod:`bioxen_shell.schema`)."""
 
 
 class Profile:
@@ -158,10 +131,10 @@ class Profile:
 
     def with_runtime(self, runtime: str | None) -> "Profile":
         """This profile with another runtime (``vm.create{runtime=…}``); checks the name."""
-        if runtime is None or runtime == self.runtime:
+        if runtime is None:
             return self
-        _check_runtime(runtime, "vm.create", "runtime")
-        return self.replace(runtime=runtime)
+        return self.replace(runtime=schema.check_value(schema.runtime, runtime, schema.VM_CREATE, "runtime",
+                                                       ProfileError))
 
     def configure_fields(self, vm_name: str, lua_path: str) -> dict[str, Any]:
         """The fields of the agent's ``configure`` request (docs/protocol.md)."""
@@ -199,13 +172,13 @@ class Profile:
 
 # --------------------------------------------------------------------------- sizes
 
-def parse_size(value: Any, where: str = "size") -> int:
-    """``"256MiB"`` / ``"1GB"`` / ``1048576`` / ``0`` → bytes.  ``where`` names the key in errors."""
-    if isinstance(value, bool):
-        raise ProfileError(f"{where}: expected a size like '256MiB' or a number of bytes, got {value!r}")
-    if isinstance(value, int):
+def size(value: Any) -> int:
+    """``"256MiB"`` / ``"1GB"`` / ``1048576`` / ``0`` → bytes; else ValueError(what was expected)."""
+    if isinstance(value, float) and value.is_integer():  # Lua 5.1/LuaJIT numbers arrive as floats
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
-            raise ProfileError(f"{where}: expected a size >= 0, got {value}")
+            raise ValueError("expected a size >= 0")
         return value
     if isinstance(value, str):
         m = _SIZE_RE.match(value)
@@ -215,13 +188,16 @@ def parse_size(value: Any, where: str = "size") -> int:
                 whole, _, frac = m.group(1).partition(".")
                 whole = whole.lstrip("0")
                 if len(whole) > 24:  # beyond any size (and int() of a long digit string is slow)
-                    raise ProfileError(f"{where}: {value!r} is too large")
+                    raise ValueError("expected a size of at most 24 digits (this is too large)")
                 frac = frac[:24]
                 factor = _SIZE_UNITS[unit]
                 return int(whole or 0) * factor + int(frac or 0) * factor // 10 ** len(frac)
-    raise ProfileError(
-        f"{where}: expected a size like '256MiB', '1GB' or a number of bytes (0 = no limit), got {value!r}"
-    )
+    raise ValueError("expected a size like '256MiB', '1GB' or a number of bytes (0 = no limit)")
+
+
+def parse_size(value: Any, where: str = "size") -> int:
+    """:func:`size`, with a bad value raised as :class:`ProfileError` naming ``where`` (the key)."""
+    return schema.check_value(size, value, where, "", ProfileError)
 
 
 def format_size(n: int) -> str:
@@ -239,49 +215,43 @@ def format_size(n: int) -> str:
 
 # --------------------------------------------------------------------------- validation
 
-def _check_runtime(value: Any, where: str, key: str) -> str:
-    if not isinstance(value, str) or value not in RUNTIMES:
-        raise ProfileError(f"{where}: key '{key}': expected one of {', '.join(RUNTIMES)}, got {value!r}")
-    return value
+def _limit(value: Any) -> int:
+    """A size limit: :func:`size`, at most :data:`MAX_MEMORY_LIMIT`."""
+    n = size(value)
+    if n > MAX_MEMORY_LIMIT:
+        raise ValueError(f"expected at most {format_size(MAX_MEMORY_LIMIT)}, the largest limit bioxen takes "
+                         f"(a 64-bit Linux process can address 128TiB)")
+    return n
 
 
-def _seconds(value: Any, where: str, key: str) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
-            or value > MAX_SECONDS):
-        raise ProfileError(f"{where}: key '{key}': expected a number of seconds >= 0 (0 = no limit) and at most "
-                           f"{MAX_SECONDS} (365 days), got {value!r}")
-    return float(value)
+class _TooDeep(schema.Invalid):
+    """A value nested deeper than MAX_GLOBALS_DEPTH."""
 
 
-def _boolean(value: Any, where: str, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ProfileError(f"{where}: key '{key}': expected true or false, got {value!r}")
-    return value
-
-
-def _string_list(value: Any, where: str, key: str, pattern: re.Pattern | None, what: str) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ProfileError(f"{where}: key '{key}': expected a list of {what}, got {value!r}")
-    for i, item in enumerate(value, 1):
-        if not isinstance(item, str) or (pattern is not None and not pattern.match(item)):
-            raise ProfileError(f"{where}: key '{key}' item {i}: expected {what}, got {item!r}")
-    return tuple(value)
-
-
-def _lua_value(value: Any, where: str, key: str, depth: int = 1) -> Any:
-    """TOML values that map onto Lua values (dates do not; integers fit in 64 bits)."""
+def _lua_value(value: Any, depth: int = 1) -> Any:
+    """TOML values that map onto Lua values (dates do not; integers fit in 64 bits).  A problem
+    deep down is raised as :class:`schema.Invalid` naming its place (``.a[2]``)."""
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-        raise ProfileError(f"{where}: key '{key}': expected an integer from -2^63 to 2^63-1, got {value}")
+        raise ValueError("expected an integer from -2^63 to 2^63-1")
     if isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, dict)) and depth > MAX_GLOBALS_DEPTH:
-        top = ".".join(key.split("[", 1)[0].split(".")[:2])  # globals.NAME, not the whole path down
-        raise ProfileError(f"{where}: key '{top}': nested deeper than {MAX_GLOBALS_DEPTH} levels")
-    if isinstance(value, list):
-        return [_lua_value(v, where, f"{key}[{i}]", depth + 1) for i, v in enumerate(value, 1)]
-    if isinstance(value, dict):
-        return {k: _lua_value(v, where, f"{key}.{k}", depth + 1) for k, v in value.items()}
-    raise ProfileError(f"{where}: key '{key}': expected a string, number, boolean, array or table, got {value!r}")
+        raise _TooDeep(f"expected values nested at most {MAX_GLOBALS_DEPTH} levels deep")
+    if isinstance(value, (list, dict)):
+        items = enumerate(value, 1) if isinstance(value, list) else value.items()
+        out = {}
+        for k, v in items:
+            place = f"[{k}]" if isinstance(value, list) else f".{schema.key_text(k)}"
+            try:
+                out[k] = _lua_value(v, depth + 1)
+            except _TooDeep:
+                raise  # named by the top key (globals.NAME), not the whole path down
+            except schema.Invalid as e:
+                raise schema.Invalid(str(e), key=place + e.key, got=v if e.got is schema.MISSING else e.got) from None
+            except ValueError as e:
+                raise schema.Invalid(str(e), key=place, got=v) from None
+        return list(out.values()) if isinstance(value, list) else out
+    raise ValueError("expected a string, number, boolean, array or table")
 
 
 _LUA_KEYWORDS = frozenset(
@@ -289,84 +259,78 @@ _LUA_KEYWORDS = frozenset(
     "then true until while".split())
 
 
-def _modules(value: Any, where: str) -> tuple[str, ...]:
-    names = _string_list(value, where, "preload", _MODULE_RE, "Lua module names like 'bio.seq'")
-    for i, name in enumerate(names, 1):
-        if any(part in _LUA_KEYWORDS for part in name.split(".")):
-            raise ProfileError(f"{where}: key 'preload' item {i}: {name!r} contains a Lua keyword")
-    return names
+def _module_name(name: str) -> None:
+    if any(part in _LUA_KEYWORDS for part in name.split(".")):
+        raise ValueError("expected a Lua module name without Lua keywords")
 
 
-def _globals(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ProfileError(f"{where}: key 'globals': expected a table of Lua globals, got {value!r}")
-    out = {}
-    for k, v in value.items():
-        if not _IDENT_RE.match(k):
-            raise ProfileError(f"{where}: key 'globals.{k}': expected a Lua identifier as the name")
-        out[k] = _lua_value(v, where, f"globals.{k}")
-    return out
+def _table_of(what: str, check_name, check_value):  # noqa: ANN001, ANN202
+    """A checker for a table ``NAME -> value`` (``globals``, ``env``): each name by ``check_name``
+    and each value by ``check_value``; a problem names the entry (``globals.x``)."""
+    def check(value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a table of {what}")
+        out = {}
+        for k, v in value.items():
+            try:
+                check_name(k)
+                out[k] = check_value(v)
+            except _TooDeep as e:
+                raise schema.Invalid(str(e), key=f".{schema.key_text(k)}") from None
+            except schema.Invalid as e:
+                raise schema.Invalid(str(e), key=f".{schema.key_text(k)}{e.key}",
+                                     got=v if e.got is schema.MISSING else e.got) from None
+            except ValueError as e:
+                raise schema.Invalid(str(e), key=f".{schema.key_text(k)}", got=v) from None
+        return out
+    return check
 
 
-def _env(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ProfileError(f"{where}: key 'env': expected a table of environment variables, got {value!r}")
-    for k, v in value.items():
-        if not isinstance(v, str) or not k or "=" in k:
-            raise ProfileError(f"{where}: key 'env.{k}': expected a string value and a name without '='")
-        if "\0" in k or "\0" in v:
-            raise ProfileError(f"{where}: key {'env.' + k!r}: an environment variable cannot hold a NUL "
-                               f"character (\\u0000) in its {'name' if chr(0) in k else 'value'}")
-    return dict(value)
+def _lua_identifier(name: str) -> None:
+    if not _IDENT_RE.match(name):
+        raise schema.Invalid("expected a Lua identifier as the name")
 
 
-_FIELDS = {
-    "description": lambda v, w: _str(v, w, "description"),
-    "runtime": lambda v, w: _check_runtime(v, w, "runtime"),
-    "preload": lambda v, w: _modules(v, w),
-    "sandbox": lambda v, w: _boolean(v, w, "sandbox"),
-    "memory_limit": lambda v, w: _size(v, w, "memory_limit"),
-    "call_timeout": lambda v, w: _seconds(v, w, "call_timeout"),
-    "cpu_limit": lambda v, w: _seconds(v, w, "cpu_limit"),
-    "paths": lambda v, w: _string_list(v, w, "paths", _PATH_RE, "directory paths (without NUL characters)"),
-    "globals": lambda v, w: _globals(v, w),
-    "env": lambda v, w: _env(v, w),
-    "allow_ffi": lambda v, w: _boolean(v, w, "allow_ffi"),
-    "stall_limit": lambda v, w: _seconds(v, w, "stall_limit"),
-    "max_blob": lambda v, w: _size(v, w, "max_blob"),
-}
+def _env_name(name: str) -> None:
+    if "\0" in name:
+        raise schema.Invalid("an environment variable cannot hold a NUL character (\\u0000) in its name", got=name)
+    if not name or "=" in name:
+        raise schema.Invalid("expected a variable name without '='", got=name)
 
 
-def _str(value: Any, where: str, key: str) -> str:
+def _env_value(value: Any) -> str:
     if not isinstance(value, str):
-        raise ProfileError(f"{where}: key '{key}': expected a string, got {value!r}")
+        raise ValueError("expected a string")
+    if "\0" in value:
+        raise ValueError("an environment variable cannot hold a NUL character (\\u0000) in its value")
     return value
 
 
-def _size(value: Any, where: str, key: str) -> int:
-    size = parse_size(value, f"{where}: key '{key}'")
-    if size > MAX_MEMORY_LIMIT:
-        raise ProfileError(f"{where}: key '{key}': {value!r} is more than {format_size(MAX_MEMORY_LIMIT)}, the "
-                           f"largest limit bioxen takes (a 64-bit Linux process can address 128TiB)")
-    return size
+_no_limit_seconds = schema.seconds(zero="no limit")
+
+#: The profile's keys (one schema: :mod:`bioxen_shell.schema`).
+_FIELDS = {
+    "description": schema.text,
+    "runtime": schema.runtime,
+    "preload": schema.string_list("Lua module names", "a Lua module name like 'bio.seq'", _MODULE_RE, _module_name),
+    "sandbox": schema.boolean,
+    "memory_limit": _limit,
+    "call_timeout": _no_limit_seconds,
+    "cpu_limit": _no_limit_seconds,
+    "paths": schema.string_list("directory paths", "a directory path without NUL characters (\\u0000)"),
+    "globals": _table_of("Lua globals", _lua_identifier, _lua_value),
+    "env": _table_of("environment variables", _env_name, _env_value),
+    "allow_ffi": schema.boolean,
+    "stall_limit": _no_limit_seconds,
+    "max_blob": _limit,
+}
 
 
 def profile_from_dict(name: str, data: dict[str, Any], source: str) -> Profile:
     """Validate a parsed TOML document into a :class:`Profile`."""
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        check = _FIELDS.get(key)
-        if check is None:
-            from ..files import did_you_mean
-
-            hint = did_you_mean(key, _FIELDS)
-            raise ProfileError(
-                f"{source}: unknown key '{key}'{', ' + hint if hint else ''} "
-                f"(expected one of: {', '.join(sorted(_FIELDS))})"
-            )
-        kwargs[key] = check(value, source)
+    kwargs = schema.check_table(data, _FIELDS, source, error=ProfileError)
     if kwargs.get("sandbox") and kwargs.get("allow_ffi"):
-        raise ProfileError(f"{source}: key 'allow_ffi': expected false when sandbox = true (ffi escapes any sandbox)")
+        raise ProfileError(source, "allow_ffi", "expected false when sandbox = true (ffi escapes any sandbox)", True)
     kwargs.setdefault("allow_ffi", not kwargs.get("sandbox", False))
     # Extra module paths are relative to the profile file, so a profile can ship its modules.
     base = Path(source).parent if source != "<built-in>" else Path.cwd()
@@ -505,7 +469,7 @@ def _cli(args: list[str]) -> int:
         for r in rows:
             out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] + "\n")
         if any(r[1] == "default" for r in rows[1:]):
-            out.write(f"(RUNTIME default: local VMs run {local_default_runtime()}, remote VMs the best "
+            out.write(f"(RUNTIME default: local VMs run {default_runtime()}, remote VMs the best "
                       f"interpreter found, luajit first)\n")
         return status
     if cmd == "show":
@@ -523,7 +487,7 @@ def _cli(args: list[str]) -> int:
                 continue
             if k == "runtime" and v is None:
                 out.write(f"# runtime unset: local VMs run luajit where lupa has it, else lua54 (here: "
-                          f"{local_default_runtime()}); remote ones the best interpreter found (luajit first)\n")
+                          f"{default_runtime()}); remote ones the best interpreter found (luajit first)\n")
                 continue
             if (k == "memory_limit" and not p.memory_limit) or (k == "max_blob" and not p.max_blob):
                 v = 0

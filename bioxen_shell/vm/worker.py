@@ -26,21 +26,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from importlib import import_module
 from pathlib import Path
 
 __all__ = ["run_worker", "load_runtime_module", "agent_path", "main"]
-
-#: The runtime names bioxen knows, mapped to lupa's module names.
-RUNTIMES = {
-    "lua51": "lua51",
-    "lua52": "lua52",
-    "lua53": "lua53",
-    "lua54": "lua54",
-    "lua55": "lua55",
-    "luajit": "luajit21",
-    "luajit21": "luajit21",
-}
 
 # A runtime created without max_memory cannot get one later, so workers always have one;
 # "no limit" is this (far above anything the machine has).
@@ -48,20 +36,10 @@ _UNLIMITED = 1 << 50
 
 
 def load_runtime_module(name: str):
-    """The lupa module of runtime ``name`` (``lua54``, ``luajit``…)."""
-    try:
-        from bioxen_shell.runtimes import load_lupa  # the shell's factory, when present
-    except ImportError:
-        load_lupa = None
-    if load_lupa is not None:
-        try:
-            return load_lupa(name)
-        except (AttributeError, TypeError):
-            pass
-    module = RUNTIMES.get(name)
-    if module is None:
-        raise ValueError(f"unknown Lua runtime {name!r} (expected one of {', '.join(sorted(RUNTIMES))})")
-    return import_module(f"lupa.{module}")
+    """The lupa module of runtime ``name`` (any name or alias of :mod:`bioxen_shell.runtimes`)."""
+    from bioxen_shell.runtimes import load_lupa
+
+    return load_lupa(name)
 
 
 def agent_path() -> Path:

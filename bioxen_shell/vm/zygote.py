@@ -17,6 +17,8 @@ import signal
 import socket
 import sys
 
+from ..runtimes import LUPA_MODULES  # the lupa module of each runtime name: the one runtime table
+
 __all__ = ["ZygoteError", "set_parent_death_signal", "set_process_name", "zygote_main",
            "LUPA_MODULES", "DEFAULT_TARGET"]
 
@@ -24,11 +26,6 @@ _PR_SET_PDEATHSIG = 1
 _MAX_MSG = 64 * 1024
 #: What a worker runs unless a spawn request names another target (tests use this).
 DEFAULT_TARGET = "bioxen_shell.vm.worker:run_worker"
-#: lupa modules behind the runtime names of profiles.
-LUPA_MODULES = {
-    "lua51": "lupa.lua51", "lua52": "lupa.lua52", "lua53": "lupa.lua53",
-    "lua54": "lupa.lua54", "lua55": "lupa.lua55", "luajit": "lupa.luajit21",
-}
 
 
 class ZygoteError(RuntimeError):

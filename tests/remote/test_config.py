@@ -87,7 +87,8 @@ def test_missing_file_is_an_empty_config():
     ('[hosts.a]\npassword_env = "A"\npassword_file = "/x"\n', "hosts.a", "only one password source"),
     ('[pools.p]\nuser = "root"\n', "pools.p.url", 'missing; expected a URL'),
     ('[pools.p]\nurl = "xcp1"\n', "pools.p.url", 'expected a URL such as "https://xcp1.lab", got "xcp1"'),
-    ('[pools.p]\nurl = "https://x"\nfingerprint = "md5:00"\n', "pools.p.fingerprint", 'expected "sha256:"'),
+    ('[pools.p]\nurl = "https://x"\nfingerprint = "md5:00"\n', "pools.p.fingerprint",
+     "expected a SHA-256 certificate fingerprint: 'sha256:' followed by 32 hex bytes"),
     ('[pools.p]\nurl = "https://x"\nverify_tls = false\nca_bundle = "/ca"\n', "pools.p.verify_tls", "contradicts"),
     ('[shell]\nruntime = "lua99"\n', "shell.runtime", "expected one of lua51"),
     ('[hosts]\na = 1\n', "hosts.a", "expected a table [hosts.a], got 1"),
@@ -151,11 +152,11 @@ def test_targets_and_overrides(cfg_file):
     assert (h.hostname, h.port, h.interpreter, h.user) == ("10.0.0.5", 22, "lua5.4", "bio")
     assert "[hosts.lab1]" in h.source
     adhoc = resolve_host("me@10.1.1.1:2022")
-    assert (adhoc.hostname, adhoc.port, adhoc.user, adhoc.source) == ("10.1.1.1", 2022, "me", "vm.create")
+    assert (adhoc.hostname, adhoc.port, adhoc.user, adhoc.source) == ("10.1.1.1", 2022, "me", "vm.create{…}")
     assert adhoc.address == "me@10.1.1.1:2022"
-    with pytest.raises(ConfigError, match=r"^vm.create: host: expected a configured host name"):
+    with pytest.raises(ConfigError, match=r"^vm.create\{…\}: host: expected a configured host name"):
         resolve_host("a b@c")
-    with pytest.raises(ConfigError, match=r"^vm.create: keepalive: expected a number of seconds"):
+    with pytest.raises(ConfigError, match=r"^vm.create\{…\}: keepalive: expected a number of seconds"):
         resolve_host("lab1", {"keepalive": "often"})
 
 

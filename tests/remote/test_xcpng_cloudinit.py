@@ -441,10 +441,10 @@ def test_inject_option_is_checked_everywhere():
     # a stock cloud image is what most users have: the config drive is the default
     assert xcpng.PoolSettings.from_mapping("p", {"url": "https://x", "user": "root"},
                                            "here").inject == "cloud-init"
-    with pytest.raises(BackendError, match=r'here: inject must be "cloud-init"'):
+    with pytest.raises(BackendError, match=r'here: inject: expected "cloud-init"'):
         xcpng.PoolSettings.from_mapping("p", {"url": "https://x", "user": "root",
                                               "inject": "iso"}, "here")
-    with pytest.raises(BackendError, match="inject must be"):
+    with pytest.raises(BackendError, match=r'vm.create\{…\}: inject: expected "cloud-init"'):
         XCPngBackend("v", {"pool": {"url": "https://x", "user": "root"}, "inject": "drive"},
                      load_profile(None)).settings()
 

@@ -74,7 +74,7 @@ def test_run_with_args_and_shebang(tmp_path):
         (["run", "missing.lua"], "bioxen: cannot open missing.lua: no such file"),
         (["run"], "bioxen: run: missing FILE"),
         (["--bogus"], "bioxen: unrecognized arguments: --bogus"),
-        (["--runtime", "lua9", "-e", "1"], "bioxen: unknown Lua runtime 'lua9'; choose one of: lua51,"),
+        (["--runtime", "lua9", "-e", "1"], "bioxen: unknown Lua runtime 'lua9'; expected one of lua51,"),
         (["-e"], "bioxen: argument -e: expected one argument"),
     ],
 )

@@ -16,9 +16,10 @@ import threading
 import pytest
 
 from bioxen_shell import paths
-from bioxen_shell.remote.config import INTERPRETERS
+from bioxen_shell.runtimes import INTERPRETERS
 from bioxen_shell.vm.handle import VMError, VMInterrupted, VMRestarted, VMTimeout
-from bioxen_shell.vm.profiles import load_profile, local_default_runtime
+from bioxen_shell.runtimes import default_runtime
+from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.waiting import PATIENCE
 
@@ -69,7 +70,7 @@ def assert_restarted(h, exc: VMError, *, kind: str, limit_text: str, old_pid: in
 
 
 def test_luajit_is_the_local_default(manager):
-    assert local_default_runtime() == "luajit"
+    assert default_runtime() == "luajit"
     h = manager.create("dflt")
     info = h.info()
     assert info["runtime"] == "luajit" and info["lua_version"] == "Lua 5.1"
@@ -81,15 +82,15 @@ def test_luajit_is_the_local_default(manager):
 def test_without_lupa_luajit_local_vms_fall_back_to_lua54(monkeypatch):
     import sys
 
-    from bioxen_shell.vm import profiles
+    from bioxen_shell import runtimes
     from bioxen_shell.vm.local import LocalBackend
 
-    monkeypatch.setattr(profiles, "_local_default", None)
+    monkeypatch.setattr(runtimes, "_default", None)
     monkeypatch.setitem(sys.modules, "lupa.luajit21", None)  # "import lupa.luajit21" fails
-    assert profiles.local_default_runtime() == "lua54"
+    assert runtimes.default_runtime() == "lua54"
     assert LocalBackend("x", {}, load_profile("standard")).runtime == "lua54"
     assert LocalBackend("y", {}, load_profile("standard").with_runtime("luajit")).runtime == "luajit"
-    monkeypatch.setattr(profiles, "_local_default", None)  # forget the simulated answer
+    monkeypatch.setattr(runtimes, "_default", None)  # forget the simulated answer
 
 
 def test_remote_best_interpreter_prefers_luajit():

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from bioxen_shell.engine import Engine
-from bioxen_shell.vm.profiles import local_default_runtime
+from bioxen_shell.runtimes import default_runtime
 from tests.waiting import PATIENCE, lua_touch, pid_gone, wait_for, when
 
 RUNTIMES = ["luajit", "lua51", "lua54"]  # the shell runs on any; the VMs are always separate
@@ -150,7 +150,7 @@ def test_vms_table_and_toolbar(shell):
     out = shell.show(":vms")
     assert out.splitlines()[0].split() == ["NAME", "TYPE", "PROFILE", "RUNTIME", "STATUS", "CREATED", "UPTIME",
                                            "PID/HOST"]
-    assert "w1" in out and "local" in out and "standard" in out and local_default_runtime() in out
+    assert "w1" in out and "local" in out and "standard" in out and default_runtime() in out
     assert out.splitlines()[-1].endswith("running")
     assert any("running" in seg for seg in shell.status_segments())
 

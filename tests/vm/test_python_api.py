@@ -6,7 +6,7 @@ import pytest
 import bioxen_shell
 from bioxen_shell import VMManager, create_vm
 from bioxen_shell.vm.handle import VMError
-from bioxen_shell.vm.profiles import local_default_runtime
+from bioxen_shell.runtimes import default_runtime
 from tests.waiting import PATIENCE
 
 DEFAULT_LUA_VERSION = {"luajit": "Lua 5.1", "lua54": "Lua 5.4"}
@@ -100,7 +100,7 @@ def test_map_from_python():
 def test_module_level_create_vm():
     vm = create_vm("pyapi-default")
     try:
-        assert vm.eval("return _VERSION") == [DEFAULT_LUA_VERSION[local_default_runtime()]]
+        assert vm.eval("return _VERSION") == [DEFAULT_LUA_VERSION[default_runtime()]]
         with pytest.raises(VMError, match="vm:1: x"):
             vm.eval("error('x')")
     finally:

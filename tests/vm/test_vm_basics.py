@@ -8,7 +8,7 @@ import pytest
 
 from bioxen_shell.vm.handle import VMError, VMStateError
 from bioxen_shell.vm.manager import VMCreateError
-from bioxen_shell.vm.profiles import local_default_runtime
+from bioxen_shell.runtimes import default_runtime
 from tests.waiting import PATIENCE
 
 
@@ -119,8 +119,8 @@ def test_info_describes_the_vm(vm):
     for key in ("name", "type", "profile", "status", "pid", "created", "uptime", "memory"):
         assert key in info, key
     assert info["type"] == "local" and info["status"] == "running" and info["memory"] > 0
-    assert info["pid"] == vm.pid and info["runtime"] == local_default_runtime()
-    if local_default_runtime() == "luajit":
+    assert info["pid"] == vm.pid and info["runtime"] == default_runtime()
+    if default_runtime() == "luajit":
         assert info["lua_version"] == "Lua 5.1" and info["jit"].startswith("LuaJIT")
     else:
         assert info["lua_version"] == "Lua 5.4"
