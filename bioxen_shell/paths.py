@@ -25,6 +25,8 @@ __all__ = [
     "state_dir",
     "cache_dir",
     "lua_search_path",
+    "lua_search_dirs",
+    "lua_patterns",
 ]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -83,17 +85,24 @@ def cache_dir() -> Path:
     return _user_dir("BIOXEN_CACHE_DIR", "cache")
 
 
+def lua_search_dirs(extra_dirs: list[str] | None = None) -> list[str]:
+    """The directories of :func:`lua_search_path`, in order, each once."""
+    dirs: list[str] = list(extra_dirs or [])
+    dirs += [d for d in os.environ.get("BIOXEN_PATH", "").split(os.pathsep) if d]
+    dirs += [str(bio_stdlib_dir()), str(lua_dir())]
+    return list(dict.fromkeys(dirs))
+
+
+def lua_patterns(dirs: list[str]) -> str:
+    """``D/?.lua;D/?/init.lua`` for each directory: the ``package.path`` entries that find a
+    module in them."""
+    return ";".join(f"{os.path.join(d, '?.lua')};{os.path.join(d, '?', 'init.lua')}" for d in dirs)
+
+
 def lua_search_path(extra_dirs: list[str] | None = None) -> str:
     """A ``package.path`` value that finds bioxen's Lua modules, ``bio.*`` and the user's.
 
     Order: the user's extra directories, then ``BIOXEN_PATH`` (colon separated),
-    then the sequence library, then bioxen's own Lua sources.
+    then the sequence library, then bioxen's own Lua sources; each directory once.
     """
-    dirs: list[str] = list(extra_dirs or [])
-    dirs += [d for d in os.environ.get("BIOXEN_PATH", "").split(os.pathsep) if d]
-    dirs += [str(bio_stdlib_dir()), str(lua_dir())]
-    parts = []
-    for d in dirs:
-        parts.append(os.path.join(d, "?.lua"))
-        parts.append(os.path.join(d, "?", "init.lua"))
-    return ";".join(parts)
+    return lua_patterns(lua_search_dirs(extra_dirs))

@@ -225,9 +225,10 @@ class _LocalCommands:
         """Run ``argv`` (srun) with the protocol on its stdin and stdout."""
         return SlurmStep(self, job, argv)
 
-    def install_bundle(self) -> str:
-        """Put this version of the agent bundle under ``shared_dir``; return its directory."""
-        bundle = upload.agent_bundle()
+    def install_bundle(self, profile=None) -> str:  # noqa: ANN001
+        """Put this version of the agent bundle (with ``profile``'s modules) under ``shared_dir``;
+        return its directory."""
+        bundle = upload.agent_bundle(profile)
         shared = os.path.abspath(os.path.expanduser(self.cluster.shared_dir))
         final = upload.remote_bundle_dir(shared, bundle)
         if os.path.isfile(os.path.join(final, ".complete")):
@@ -772,7 +773,7 @@ class SlurmBackend:
     def start(self) -> Any:
         with self._lock:
             cmds = self._commands()
-            bundle_dir = cmds.install_bundle()
+            bundle_dir = cmds.install_bundle(self.profile)
             group = self._group
             if group.spent or (group.job is not None and not self._job_alive(group.job)):
                 if group.job is not None:  # ended (time limit, cancelled): a job of its own
@@ -859,6 +860,11 @@ class SlurmBackend:
         if self._lost is None and self.job is not None and not self._job_alive():
             self._lost = self._end_text()
         return self._lost
+
+    def lua_path(self) -> str:
+        """Nothing to add to the agent's ``package.path``: the profile's modules travel in the
+        bundle (``lib/``, first in the path the step's launcher sets)."""
+        return ""
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "slurm", "cluster": self.cluster.name}

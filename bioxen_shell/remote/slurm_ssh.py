@@ -119,9 +119,10 @@ class SSHCommands:
         chan = self._exec(argv, window_size=WINDOW, max_packet_size=MAX_PACKET)
         return SSHSlurmStep(self, job, chan)
 
-    def install_bundle(self) -> str:
-        """This version of the agent bundle in ``shared_dir`` on the login host (uploaded once)."""
-        bundle = upload.agent_bundle()
+    def install_bundle(self, profile=None) -> str:  # noqa: ANN001
+        """This version of the agent bundle (with ``profile``'s modules) in ``shared_dir`` on the
+        login host (uploaded once)."""
+        bundle = upload.agent_bundle(profile)
         known = self._installed.get(bundle.version)
         if known is not None:  # a restart: the bundle is where this VM's first start put it
             return known

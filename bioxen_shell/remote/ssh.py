@@ -423,9 +423,10 @@ def _no_interpreter(host: HostConfig, runtime: str | None, found: list[str]) -> 
 
 
 def launch_agent(link: "_Link", host: HostConfig, runtime: str | None = None, *,
-                 upload_method: str = "auto", start_timeout: float = 30.0) -> "SSHAgentProcess":
-    """Start the agent on the host over ``link`` (uploading this version of the bundle first if needed)."""
-    bundle = upload.agent_bundle()
+                 upload_method: str = "auto", start_timeout: float = 30.0, profile=None) -> "SSHAgentProcess":  # noqa: ANN001
+    """Start the agent on the host over ``link`` (uploading this version of the bundle, with the
+    modules of ``profile.paths``, first if needed)."""
+    bundle = upload.agent_bundle(profile)
     candidates = interpreter_candidates(host, runtime)
     wrapper = _WRAPPER.format(
         cache=_home_relative(host.cache_dir), version=bundle.version,
@@ -966,7 +967,8 @@ class SSHBackend:
             for _attempt in range(_START_ATTEMPTS):
                 link = self._leased()
                 try:
-                    proc = launch_agent(link, self.host, runtime, upload_method=self.upload_method)
+                    proc = launch_agent(link, self.host, runtime, upload_method=self.upload_method,
+                                        profile=self.profile)
                 except _LinkFull:
                     _full(self.host, link)  # this VM (and later ones) go to another connection
                     self._release()
@@ -999,6 +1001,11 @@ class SSHBackend:
         """Why bioxen ended the connection its agent ran on (a frozen host), if it did."""
         link = self._running_on or self._link
         return link.lost if link is not None else None
+
+    def lua_path(self) -> str:
+        """Nothing to add to the agent's ``package.path``: the profile's modules travel in the
+        bundle, whose ``lib/`` the launcher puts first (never this machine's directories)."""
+        return ""
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "ssh", "host": self.host.name, "address": self.host.address}

@@ -1,7 +1,9 @@
 """Put the agent and the sequence library on a remote host, once per version.
 
 The *bundle* is every Lua file the agent may need: ``lua/bioxen/**`` (the agent, the wire
-codec, …) and ``bio_stdlib/**`` (``require "bio.seq"``).  Its version is a SHA-256 over the
+codec, …), ``bio_stdlib/**`` (``require "bio.seq"``) and the Lua files of the profile's
+``paths`` (the user's modules, under ``lib/``: a module of an earlier directory wins, as in
+``package.path`` locally).  Its version is a SHA-256 over the
 file names and contents, so a changed file means a new directory and an unchanged one is never
 sent twice.  On the host it lives in ``<cache_dir>/agent-<version>/`` (``cache_dir`` defaults
 to ``~/.cache/bioxen``), with a ``.complete`` marker written last.
@@ -70,28 +72,56 @@ def _collect(root: Path, prefix: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def _signature() -> tuple:
+#: Where the profile's modules go in the bundle (first in the agent's ``package.path``).
+MODULES_DIR = "lib"
+#: The most Lua a profile's ``paths`` may hold: they travel with every new bundle version, and
+#: a slip such as ``paths = ["~"]`` must fail at once, not upload a home directory's scripts.
+MAX_MODULE_BYTES = 64 * 1024 * 1024
+
+
+def _signature(module_dirs: tuple[str, ...]) -> tuple:
     """Cheap change detector (names, sizes, mtimes) so the hash is recomputed only on change."""
     sig = []
-    for root in (paths.lua_dir(), paths.bio_stdlib_dir()):
+    for root in (paths.lua_dir(), paths.bio_stdlib_dir(), *map(Path, module_dirs)):
         for p in sorted(root.rglob("*.lua")):
             st = p.stat()
             sig.append((str(p), st.st_size, st.st_mtime_ns))
     return tuple(sig)
 
 
-@lru_cache(maxsize=4)
-def _bundle_for(_sig: tuple) -> Bundle:
-    files = _collect(paths.lua_dir(), "lua") + _collect(paths.bio_stdlib_dir(), "bio_stdlib")
+def _collect_modules(module_dirs: tuple[str, ...], where: str) -> list[tuple[str, bytes]]:
+    """The Lua files of ``module_dirs`` under :data:`MODULES_DIR`, merged: a name an earlier
+    directory has is not taken again (``require`` would find the earlier one locally too)."""
+    taken: dict[str, bytes] = {}
+    total = 0
+    for d in module_dirs:
+        for name, data in _collect(Path(d), MODULES_DIR):
+            if name in taken:
+                continue
+            taken[name] = data
+            total += len(data)
+            if total > MAX_MODULE_BYTES:
+                raise BackendError(f"{where}: paths: {d}: the directories hold more than "
+                                   f"{MAX_MODULE_BYTES >> 20} MiB of Lua files, the most bioxen uploads "
+                                   f"with the agent (name only the directories of your modules)")
+    return sorted(taken.items())
+
+
+@lru_cache(maxsize=8)
+def _bundle_for(_sig: tuple, module_dirs: tuple[str, ...], where: str) -> Bundle:
+    files = (_collect(paths.lua_dir(), "lua") + _collect(paths.bio_stdlib_dir(), "bio_stdlib")
+             + _collect_modules(module_dirs, where))
     h = hashlib.sha256()
     for name, data in files:
         h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
     return Bundle(version=h.hexdigest()[:16], files=tuple(files))
 
 
-def agent_bundle() -> Bundle:
-    """The current bundle of this installation."""
-    return _bundle_for(_signature())
+def agent_bundle(profile=None) -> Bundle:  # noqa: ANN001 - a vm.profiles.Profile
+    """The current bundle of this installation, with the modules of ``profile.paths`` (the
+    directories that exist) in :data:`MODULES_DIR`: a remote VM finds them as a local one does."""
+    dirs = tuple(d for d in getattr(profile, "paths", ()) if os.path.isdir(d))
+    return _bundle_for(_signature(dirs), dirs, getattr(profile, "source", "profile"))
 
 
 #: sh lines that start the agent of the bundle in ``$dir`` under ``$interp`` in the background
@@ -99,7 +129,7 @@ def agent_bundle() -> Bundle:
 #: first, so whatever a child process of the agent prints goes to stderr, never into the
 #: protocol.  Shared by the SSH wrapper and the Slurm step's.
 AGENT_START_SH = r"""
-lpath="$dir/lua/?.lua;$dir/lua/?/init.lua;$dir/bio_stdlib/?.lua;$dir/bio_stdlib/?/init.lua"
+lpath="$dir/lib/?.lua;$dir/lib/?/init.lua;$dir/lua/?.lua;$dir/lua/?/init.lua;$dir/bio_stdlib/?.lua;$dir/bio_stdlib/?/init.lua"
 exec 3<&0 4>&1 </dev/null 1>&2
 if [ -e /dev/fd/3 ]; then
   "$interp" -e "package.path=[==[$lpath]==]..';'..package.path" "$dir/lua/bioxen/agent.lua" \

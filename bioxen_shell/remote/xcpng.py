@@ -453,6 +453,8 @@ class XCPngBackend:
         self.power_state: str | None = None  # as the pool last confirmed it
         self._ssh: Any = None
         self._registry = registry_mod.Registry()
+        if isinstance(self._pool_option, dict):
+            self.settings()  # an inline pool table is checked before anything is made
 
     # ------------------------------------------------------------------ options
     def _check_ssh_options(self) -> None:
@@ -603,10 +605,7 @@ class XCPngBackend:
 
     def lua_path(self) -> str:
         """The ``package.path`` the handle configures: the SSH side knows the guest's layout."""
-        fn = getattr(self._ssh, "lua_path", None)
-        if fn is not None:
-            return fn()
-        return ";".join(f"{d}/?.lua;{d}/?/init.lua" for d in getattr(self.profile, "paths", ()))
+        return self._ssh.lua_path() if self._ssh is not None else ""
 
     def stage_file(self, local_path: str) -> str:
         """Put a local file in the guest's data cache over its SSH connection (once per guest;

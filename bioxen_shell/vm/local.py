@@ -157,8 +157,11 @@ class LocalBackend:
         self.runtime: str = profile.runtime or default_runtime()
 
     def lua_path(self) -> str:
-        """``package.path`` entries the agent gets in ``configure``."""
-        return paths.lua_search_path(list(self.profile.paths))
+        """``package.path`` entries the agent gets in ``configure`` (put before its own): the
+        profile's directories.  The worker starts with :func:`paths.lua_search_path` (BIOXEN_PATH,
+        bio.*, bioxen's Lua), so those are not sent again: each entry is in the path once."""
+        base = set(paths.lua_search_dirs())
+        return paths.lua_patterns([d for d in dict.fromkeys(self.profile.paths) if d not in base])
 
     def start(self) -> LocalAgentProcess:
         try:

@@ -105,6 +105,62 @@ def test_runtime_of_profile_picks_the_binary(manager, ssh_vm_options, cache_dir)
     assert _one(vm, "return _VERSION") == "Lua 5.4"
 
 
+def _lua_table(options: dict) -> str:
+    """``options`` as a Lua table constructor (strings and booleans)."""
+    def value(v):
+        return ("true" if v else "false") if isinstance(v, bool) else "[==[" + str(v) + "]==]"
+    return "{" + ", ".join(f"{k} = {value(v)}" for k, v in options.items()) + "}"
+
+
+def test_runtime_aliases_pick_the_binary_from_the_one_table(manager, ssh_vm_options, cache_dir, tmp_path):
+    require_binary("lua5.4")
+    opts = _options(ssh_vm_options, cache_dir=str(cache_dir))
+    (tmp_path / "p54.toml").write_text('runtime = "5.4"\n')
+    assert _create(manager, opts, name="p54", profile=str(tmp_path / "p54.toml")).describe()["interpreter"] == "lua5.4"
+    assert _create(manager, opts, name="v54", runtime="lua5.4").describe()["interpreter"] == "lua5.4"
+
+
+def test_shell_runtime_alias_in_config_toml_works_for_the_shell_config_check_and_ssh_vms(
+        ssh_vm_options, cache_dir):
+    """The repro of issue 11: ``[shell] runtime = "5.4"``."""
+    import os
+    import subprocess
+    import sys
+
+    require_binary("lua5.4")
+    config = Path(os.environ["BIOXEN_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text('[shell]\nruntime = "5.4"\n')
+    bioxen = [sys.executable, "-m", "bioxen_shell"]
+    check = subprocess.run([*bioxen, "config", "check"], capture_output=True, text=True, timeout=PATIENCE)
+    assert check.returncode == 0 and "OK" in check.stdout, check.stderr
+    opts = _options(ssh_vm_options, cache_dir=str(cache_dir), ssh_config="none", runtime="5.4")
+    code = f"local v = vm.create({_lua_table(opts)}); print(_VERSION, v:eval('return _VERSION'))"
+    run = subprocess.run([*bioxen, "-e", code], capture_output=True, text=True, timeout=PATIENCE)
+    assert (run.returncode, run.stdout) == (0, "Lua 5.4\tLua 5.4\n"), run.stderr
+
+
+def test_profile_paths_are_uploaded_with_the_bundle(manager, ssh_vm_options, cache_dir, tmp_path):
+    mods, other = tmp_path / "mods", tmp_path / "other"
+    (mods / "pkg").mkdir(parents=True)
+    other.mkdir()
+    (mods / "mymod.lua").write_text("return {answer = 42}\n")
+    (mods / "pkg" / "init.lua").write_text("return 'pkg'\n")
+    (other / "mymod.lua").write_text("return {answer = 0}\n")  # the first directory wins, as locally
+    (other / "extra.lua").write_text("return 'extra'\n")
+    (tmp_path / "mods.toml").write_text(f'paths = ["{mods}", "{other}"]\n')
+    opts = _options(ssh_vm_options, cache_dir=str(cache_dir))
+    vm = _create(manager, opts, name="m1", profile=str(tmp_path / "mods.toml"))
+    assert _one(vm, 'return require("mymod").answer') == 42
+    assert _one(vm, 'return require("pkg") .. require("extra")') == "pkgextra"
+    found = _one(vm, 'return package.searchpath("mymod", package.path)')
+    assert found.startswith(str(cache_dir)) and found.endswith("/lib/mymod.lua"), found  # the uploaded copy
+    assert str(mods) not in _one(vm, "return package.path")  # never this machine's directory
+    (mods / "mymod.lua").write_text("return {answer = 43}\n")  # a changed module: a new bundle version
+    assert _one(_create(manager, opts, name="m2", profile=str(tmp_path / "mods.toml")),
+                'return require("mymod").answer') == 43
+
+
 def test_missing_interpreter_is_a_clear_error(manager, ssh_vm_options, cache_dir):
     with pytest.raises(Exception, match=r"interpreter 'lua9\.9'.*not installed on the host; "
                                         r"Lua interpreters found there: luajit, lua5\.4"):

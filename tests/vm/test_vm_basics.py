@@ -173,6 +173,30 @@ def test_runtime_option(manager):
     assert h51.eval("return _VERSION") == ["Lua 5.1"]
 
 
+def test_runtime_aliases_name_the_same_runtimes(manager):
+    assert manager.create("a54", runtime="5.4").eval("return _VERSION") == ["Lua 5.4"]
+    assert manager.create("a53", runtime="lua5.3").info()["runtime"] == "lua53"
+    assert manager.create("aj", runtime="luajit2.1").eval("return jit ~= nil") == [True]
+    with pytest.raises(VMCreateError, match=r"^vm.create\{…\}: runtime: expected one of lua51, .*luajit2.1.*, "
+                                            r'got "lua9"$'):
+        manager.create("bad", runtime="lua9")
+
+
+def test_package_path_has_each_entry_once(manager, tmp_path):
+    """The worker starts with bioxen's own path; configure adds only the profile's directories."""
+    from bioxen_shell import paths
+    from tests.vm.conftest import profile
+
+    (tmp_path / "mine.lua").write_text("return 'mine'\n")
+    dirs = (str(tmp_path), str(tmp_path), str(paths.bio_stdlib_dir()))  # repeated, and one of bioxen's
+    h = manager.create("pp", profile=profile(paths=dirs))
+    entries = h.eval("return package.path")[0].split(";")
+    assert len(entries) == len(set(entries)), entries
+    assert entries[:2] == [f"{tmp_path}/?.lua", f"{tmp_path}/?/init.lua"]  # the profile's first
+    assert f"{paths.bio_stdlib_dir()}/?.lua" in entries
+    assert h.eval("return require('mine')") == ["mine"]
+
+
 def test_missing_preload_module_is_a_clear_error(manager, tmp_path):
     from tests.vm.conftest import profile
 
