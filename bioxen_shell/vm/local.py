@@ -15,9 +15,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 from .. import paths
+from ..runtimes import default_runtime
+from ..schema import VM_CREATE, SchemaError, unknown_key
 from .forkserver import Zygote, ZygoteError
 from .pipes import PipeStream
-from ..runtimes import default_runtime
 from .transport import BackendError, describe_exit_status
 
 __all__ = ["LocalBackend", "LocalAgentProcess"]
@@ -146,11 +147,11 @@ class LocalBackend:
 
     def __init__(self, name: str, options: dict, profile: Any) -> None:
         unknown = sorted(set(options) - set(self.OPTIONS))
-        if unknown:
-            raise BackendError(
-                f"vm.create: option {unknown[0]!r} is not known for type='local' "
-                f"(local VMs take name, profile, runtime, type, count)"
-            )
+        if unknown:  # in the one schema's format, naming what a local VM takes
+            from .manager import MANAGER_KEYS
+
+            raise BackendError(str(SchemaError(VM_CREATE, unknown[0], unknown_key(unknown[0], MANAGER_KEYS)
+                                               + " for type='local'")))
         self.name = name
         self.profile = profile
         self._target: str | None = options.get("_target")

@@ -30,7 +30,7 @@ __all__ = [
     "load_profile",
     "load_profile_file",
     "list_profiles",
-    "parse_size",
+    "size",
     "format_size",
     "cli_main",
 ]
@@ -48,7 +48,6 @@ MAX_GLOBALS_DEPTH = 64
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PATH_RE = re.compile(r"^[^\0]+$")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1, "B": 1,
@@ -193,11 +192,6 @@ def size(value: Any) -> int:
                 factor = _SIZE_UNITS[unit]
                 return int(whole or 0) * factor + int(frac or 0) * factor // 10 ** len(frac)
     raise ValueError("expected a size like '256MiB', '1GB' or a number of bytes (0 = no limit)")
-
-
-def parse_size(value: Any, where: str = "size") -> int:
-    """:func:`size`, with a bad value raised as :class:`ProfileError` naming ``where`` (the key)."""
-    return schema.check_value(size, value, where, "", ProfileError)
 
 
 def format_size(n: int) -> str:

@@ -67,6 +67,20 @@ def test_a_vm_is_a_job_step_and_vms_shows_job_node_and_state(manager, options, s
     wait_for(lambda: not [j for j in live_jobs(slurm_cluster) if j[0] == row["job"]], "the job to end")
 
 
+def test_profile_paths_travel_in_the_bundle_and_runtime_aliases_pick_the_interpreter(manager, options, tmp_path):
+    from tests.system import require_binary
+
+    require_binary("lua5.4")
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "mymod.lua").write_text("return {answer = 42}\n")
+    (tmp_path / "p.toml").write_text(f'runtime = "5.4"\npaths = ["{mods}"]\n')
+    vm = manager.create("sp", profile=load_profile(str(tmp_path / "p.toml")), **options)
+    assert vm.eval('return _VERSION, require("mymod").answer') == ["Lua 5.4", 42]
+    found = vm.eval('return package.searchpath("mymod", package.path)')[0]
+    assert found.endswith("/lib/mymod.lua") and not found.startswith(str(mods)), found  # the bundle's copy
+
+
 def test_count_makes_one_job_whose_steps_are_the_vms_and_a_map_runs_over_them(manager, options, slurm_cluster,
                                                                              tmp_path):
     vms = manager.create("m", count=2, **options)

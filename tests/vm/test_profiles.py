@@ -10,7 +10,7 @@ from bioxen_shell.vm.profiles import (
     list_profiles,
     load_profile,
     load_profile_file,
-    parse_size,
+    size,
 )
 
 
@@ -88,11 +88,11 @@ def test_unknown_profile_lists_the_known_ones():
 
 
 def test_sizes():
-    assert parse_size("256MiB") == 256 * 1024**2
-    assert parse_size("1GB") == 10**9
-    assert parse_size(0) == 0
-    with pytest.raises(ProfileError):
-        parse_size(True)
+    assert size("256MiB") == 256 * 1024**2
+    assert size("1GB") == 10**9
+    assert size(0) == 0 and size(2.0) == 2  # Lua 5.1/LuaJIT numbers arrive as floats
+    with pytest.raises(ValueError, match="expected a size like '256MiB'"):
+        size(True)
 
 
 def test_cli_list_show_check(capsys, tmp_path):
