@@ -119,12 +119,14 @@ def key_text(key: object) -> str:
     return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
-def unknown_key(key: object, known) -> str:  # noqa: ANN001 - any iterable of str
-    """``unknown key, did you mean 'port'? (expected one of: hostname, port, …)``."""
+def unknown_key(key: object, known, context: str = "") -> str:  # noqa: ANN001 - any iterable of str
+    """``unknown key, did you mean 'port'? (expected one of: hostname, port, …)``; ``context``
+    follows "unknown key" (``for type='local'``)."""
     from .files import did_you_mean
 
     hint = did_you_mean(str(key), known)
-    return f"unknown key{', ' + hint if hint else ''} (expected one of: {', '.join(known)})"
+    return (f"unknown key{' ' + context if context else ''}{', ' + hint if hint else ''} "
+            f"(expected one of: {', '.join(known)})")
 
 
 # -- checkers shared by the tables ------------------------------------------------------------

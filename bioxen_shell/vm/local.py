@@ -150,8 +150,8 @@ class LocalBackend:
         if unknown:  # in the one schema's format, naming what a local VM takes
             from .manager import MANAGER_KEYS
 
-            raise BackendError(str(SchemaError(VM_CREATE, unknown[0], unknown_key(unknown[0], MANAGER_KEYS)
-                                               + " for type='local'")))
+            raise BackendError(str(SchemaError(VM_CREATE, unknown[0],
+                                               unknown_key(unknown[0], MANAGER_KEYS, "for type='local'"))))
         self.name = name
         self.profile = profile
         self._target: str | None = options.get("_target")

@@ -215,9 +215,11 @@ class Backend(Protocol):
     # agent that was lost ("the host did not answer 3 keepalives in 60 s …"), added to the
     # "VM lost (connection lost)" message; ``None`` when it just dropped.
 
-    # Optional: ``def lua_path(self) -> str`` — ``package.path`` entries for the agent's
-    # ``configure`` (where bio_stdlib and the profile's paths are at that place).  Without it
-    # the handle sends the profile's ``paths`` only.
+    # Optional: ``def lua_path(self) -> str`` — ``package.path`` entries the agent's
+    # ``configure`` puts before its own: where the profile's paths are at that place (local:
+    # the directories themselves; SSH, XCP-ng, Slurm: "", their modules travel in the agent
+    # bundle's lib/, already in the path).  Without it the handle sends the profile's
+    # ``paths`` as they are (only right for a place that sees this machine's files).
 
 
 def describe_exit_status(status: int) -> str:

@@ -24,8 +24,8 @@ def _error(shell, line: str) -> str:
 
 
 @pytest.mark.parametrize("options,start", [
-    ("{profle = 'x'}", "vm.create{…}: profle: unknown key, did you mean 'profile'? (expected one of: name, "
-                       "profile, type, count, runtime) for type='local'"),
+    ("{profle = 'x'}", "vm.create{…}: profle: unknown key for type='local', did you mean 'profile'? "
+                       "(expected one of: name, profile, type, count, runtime)"),
     ("{profile = 'nope'}", "vm.create: profile 'nope' not found"),
     ("{type = 'nope'}", "vm.create: type 'nope' is not known"),
     ("{runtime = 'zz'}", "vm.create{…}: runtime: expected one of"),  # a bad option: the schema's format
