@@ -14,6 +14,7 @@ TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+from .. import schema
 from ..schema import VM_CREATE
 from .handle import VMError, VMHandle
 from .profiles import Profile, ProfileError, load_profile
@@ -53,19 +54,18 @@ class VMCreateError(VMError):
         self.left_behind = False  # something the create made could not be removed
 
 
+_COUNT = schema.integer(1, MAX_COUNT, "a number of VMs")
+
+
 def check_count(count: Any) -> int | None:
-    """``vm.create{count = N}``: a whole number from 1 to :data:`MAX_COUNT` (or None); returned
-    as an int (Lua 5.3+ may send ``4.0``)."""
+    """``vm.create{count = N}``: a whole number from 1 to :data:`MAX_COUNT` (or None), checked
+    by the one schema; returned as an int (Lua 5.3+ may send ``4.0``)."""
     if count is None:
         return None
-    if isinstance(count, float) and count.is_integer():
-        count = int(count)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise VMCreateError(f"vm.create: count must be a positive integer, got {count!r}")
-    if count > MAX_COUNT:
-        raise VMCreateError(f"vm.create: count must be at most {MAX_COUNT} (one vm.create makes at most "
-                            f"{MAX_COUNT} VMs), got {count}")
-    return count
+    try:
+        return schema.check_value(_COUNT, count, VM_CREATE, "count")
+    except schema.SchemaError as e:
+        raise VMCreateError(str(e)) from None
 
 
 def resolve_backend(kind: str) -> type:

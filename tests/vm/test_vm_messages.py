@@ -29,7 +29,7 @@ def _error(shell, line: str) -> str:
     ("{profile = 'nope'}", "vm.create: profile 'nope' not found"),
     ("{type = 'nope'}", "vm.create: type 'nope' is not known"),
     ("{runtime = 'zz'}", "vm.create{…}: runtime: expected one of"),  # a bad option: the schema's format
-    ("{count = 0}", "vm.create: count must be a positive integer"),
+    ("{count = 0}", "vm.create{…}: count: expected a number of VMs from 1 to 1024, got 0"),
     ("{name = 'c', count = 2, bogus = 1}",
      "vm.create: 2 of 2 VMs failed to start (all 2 were removed); first: c1: vm.create{…}: bogus: unknown key"),
 ])
