@@ -41,7 +41,7 @@ import time
 import uuid as uuidlib
 import warnings
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -93,27 +93,29 @@ _OWN_OPTIONS: dict[str, Callable[[Any], Any]] = {
 
 @dataclass(frozen=True)
 class PoolSettings:
-    """One pool's settings, validated.  ``where`` names their source in messages."""
+    """One pool's settings, validated, as the backend uses them; ``where`` names their source in
+    messages.  Made from a :class:`config.PoolConfig` (:meth:`from_config`), which has the
+    defaults."""
 
     name: str
     url: str
     user: str
     where: str
-    password: dict[str, str] = field(default_factory=dict)  # the password source keys only
-    tls: TLSSettings = TLSSettings()
-    allow_http: bool = False
-    template: str | None = None
-    network: str | None = None
-    sr: str | None = None
-    ssh_user: str = "bioxen"
-    ssh_key: str = "~/.ssh/id_ed25519"
-    ssh_port: int = 22
-    ip_timeout: float = 300.0
-    start_timeout: float = 600.0
-    shutdown_timeout: float = 120.0
-    known_hosts: str | None = None
-    host_keys: str = "inject"   # how the guest's SSH host key becomes trusted (docs/xcpng.md)
-    inject: str = "cloud-init"  # how the keys reach the guest: a config drive or xenstore_data
+    password: dict[str, str]  # the password source keys only
+    tls: TLSSettings
+    allow_http: bool
+    template: str | None
+    network: str | None
+    sr: str | None
+    ssh_user: str
+    ssh_key: str
+    ssh_port: int
+    ip_timeout: float
+    start_timeout: float
+    shutdown_timeout: float
+    known_hosts: str | None
+    host_keys: str  # how the guest's SSH host key becomes trusted (docs/xcpng.md)
+    inject: str     # how the keys reach the guest: a config drive or xenstore_data
 
     @classmethod
     def from_mapping(cls, name: str, data: Any, where: str, prefix: str = "") -> "PoolSettings":
