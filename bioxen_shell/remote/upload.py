@@ -39,6 +39,7 @@ from typing import Callable
 import paramiko
 
 from .. import paths
+from ..files import format_bytes
 from ..vm.transport import BackendError
 from .channel import MAX_PACKET, WINDOW
 
@@ -79,38 +80,37 @@ MODULES_DIR = "lib"
 MAX_MODULE_BYTES = 64 * 1024 * 1024
 
 
-def _signature(module_dirs: tuple[str, ...]) -> tuple:
-    """Cheap change detector (names, sizes, mtimes) so the hash is recomputed only on change."""
+def _signature(module_dirs: tuple[str, ...], where: str) -> tuple:
+    """Cheap change detector (names, sizes, mtimes) so the hash is recomputed only on change.
+    Refuses module directories with more than :data:`MAX_MODULE_BYTES` of Lua before any is read."""
     sig = []
-    for root in (paths.lua_dir(), paths.bio_stdlib_dir(), *map(Path, module_dirs)):
-        for p in sorted(root.rglob("*.lua")):
+    modules = 0
+    for root in (paths.lua_dir(), paths.bio_stdlib_dir(), *module_dirs):
+        for p in sorted(Path(root).rglob("*.lua")):
             st = p.stat()
             sig.append((str(p), st.st_size, st.st_mtime_ns))
+            modules += st.st_size if root in module_dirs else 0
+            if modules > MAX_MODULE_BYTES:
+                raise BackendError(f"{where}: paths: {root}: the directories hold more than "
+                                   f"{format_bytes(MAX_MODULE_BYTES)} of Lua files, the most bioxen uploads "
+                                   f"with the agent (name only the directories of your modules)")
     return tuple(sig)
 
 
-def _collect_modules(module_dirs: tuple[str, ...], where: str) -> list[tuple[str, bytes]]:
+def _collect_modules(module_dirs: tuple[str, ...]) -> list[tuple[str, bytes]]:
     """The Lua files of ``module_dirs`` under :data:`MODULES_DIR`, merged: a name an earlier
     directory has is not taken again (``require`` would find the earlier one locally too)."""
     taken: dict[str, bytes] = {}
-    total = 0
     for d in module_dirs:
         for name, data in _collect(Path(d), MODULES_DIR):
-            if name in taken:
-                continue
-            taken[name] = data
-            total += len(data)
-            if total > MAX_MODULE_BYTES:
-                raise BackendError(f"{where}: paths: {d}: the directories hold more than "
-                                   f"{MAX_MODULE_BYTES >> 20} MiB of Lua files, the most bioxen uploads "
-                                   f"with the agent (name only the directories of your modules)")
+            taken.setdefault(name, data)
     return sorted(taken.items())
 
 
 @lru_cache(maxsize=8)
-def _bundle_for(_sig: tuple, module_dirs: tuple[str, ...], where: str) -> Bundle:
+def _bundle_for(_sig: tuple, module_dirs: tuple[str, ...]) -> Bundle:
     files = (_collect(paths.lua_dir(), "lua") + _collect(paths.bio_stdlib_dir(), "bio_stdlib")
-             + _collect_modules(module_dirs, where))
+             + _collect_modules(module_dirs))
     h = hashlib.sha256()
     for name, data in files:
         h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
@@ -121,7 +121,7 @@ def agent_bundle(profile=None) -> Bundle:  # noqa: ANN001 - a vm.profiles.Profil
     """The current bundle of this installation, with the modules of ``profile.paths`` (the
     directories that exist) in :data:`MODULES_DIR`: a remote VM finds them as a local one does."""
     dirs = tuple(d for d in getattr(profile, "paths", ()) if os.path.isdir(d))
-    return _bundle_for(_signature(dirs), dirs, getattr(profile, "source", "profile"))
+    return _bundle_for(_signature(dirs, getattr(profile, "source", "profile")), dirs)
 
 
 #: sh lines that start the agent of the bundle in ``$dir`` under ``$interp`` in the background

@@ -13,6 +13,7 @@ import pytest
 from bioxen_shell.remote import hostkeys, upload
 from bioxen_shell.remote.ssh import SSHBackend
 from bioxen_shell.vm.handle import VMCrashed, VMInterrupted
+from bioxen_shell.vm.manager import VMCreateError
 
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
@@ -159,6 +160,19 @@ def test_profile_paths_are_uploaded_with_the_bundle(manager, ssh_vm_options, cac
     (mods / "mymod.lua").write_text("return {answer = 43}\n")  # a changed module: a new bundle version
     assert _one(_create(manager, opts, name="m2", profile=str(tmp_path / "mods.toml")),
                 'return require("mymod").answer') == 43
+
+
+def test_profile_paths_over_the_module_cap_are_refused_naming_the_profile(manager, ssh_vm_options, cache_dir,
+                                                                         tmp_path, monkeypatch):
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "big.lua").write_text("return 1\n" * 10)
+    (tmp_path / "p.toml").write_text(f'paths = ["{mods}"]\n')
+    monkeypatch.setattr(upload, "MAX_MODULE_BYTES", 50)  # the cap, made small enough to reach
+    with pytest.raises(VMCreateError, match=rf"^vm.create: r1: {tmp_path / 'p.toml'}: paths: {mods}: the "
+                                            r"directories hold more than 50 bytes of Lua files"):
+        _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)), profile=str(tmp_path / "p.toml"))
+    assert not cache_dir.exists() or not any(cache_dir.iterdir())  # nothing was uploaded
 
 
 def test_missing_interpreter_is_a_clear_error(manager, ssh_vm_options, cache_dir):
