@@ -41,7 +41,7 @@ function M.install(api, host)
       if name then
         local v = api.get(name)
         if not v then return usage_error("no VM named " .. name .. " (" .. known() .. ")") end
-        return require("bioxen.shell.pretty").format(v:info(), shell.options)
+        return require("bioxen.runner.pretty").format(v:info(), shell.options)
       end
       local ok, text, _, msg = h_vms_table()
       if not ok then error(msg, 0) end

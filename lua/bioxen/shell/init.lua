@@ -26,8 +26,9 @@
 --   history(n) -> {line, …}, clock() -> seconds, runtimes() -> {name, …},
 --   runtime -> current runtime name.
 
-local chunk = require("bioxen.shell.chunk")
-local pretty = require("bioxen.shell.pretty")
+local chunk = require("bioxen.runner.chunk")
+local session = require("bioxen.runner.session")
+local pretty = require("bioxen.runner.pretty")
 local complete = require("bioxen.shell.complete")
 local commands = require("bioxen.shell.commands")
 local funcsource = require("bioxen.funcsource")
@@ -219,20 +220,6 @@ end
 local Shell = {}
 Shell.__index = Shell
 
-local function new_env()
-  -- The REPL's environment: top-level locals live in it as raw fields; every
-  -- other read falls through to _G (a plain table __index: globals stay fast)
-  -- and every other write goes to _G.
-  local declared = {}
-  local env = setmetatable({}, {
-    __index = _G,
-    __newindex = function(t, k, v)
-      if declared[k] then rawset(t, k, v) else _G[k] = v end
-    end,
-  })
-  return env, declared
-end
-
 function M.new(host, options)
   local self = setmetatable({}, Shell)
   self.host = host
@@ -240,9 +227,8 @@ function M.new(host, options)
   self.options = {}
   for k, v in pairs(pretty.defaults) do self.options[k] = v end
   for k, v in pairs(options or {}) do self.options[k] = v end
-  self.env, self.declared = new_env()
-  self.consts = {} -- top-level <const>/<close> names: chunk.compile_input keeps them constant
-  self.counter = 0
+  self.session = session.new(_G, "repl")
+  self.env = self.session.env
   self.target = nil
   install_output(host)
   self.rearm = install_interrupts(host)
@@ -327,38 +313,19 @@ function Shell:_protected(fn, ...)
 end
 
 function Shell:_show(values)
-  if values.n > 0 then rawset(self.env, "_", values[1]) end
-  return { ok = true, kind = "ok", output = pretty.format_values(values, self.options) }
-end
-
-function Shell:_next_chunkname()
-  self.counter = self.counter + 1
-  return "=repl[" .. self.counter .. "]"
+  return { ok = true, kind = "ok", output = self.session:show(values, self.options) }
 end
 
 -- Evaluate one complete REPL input (code, not a meta-command) and show it.
 function Shell:eval_input(src)
   if self.target then return self:_eval_target(src) end
-  local name = self:_next_chunkname()
+  local fn, is_expr, name = self.session:compile(src)
+  if not fn then return { ok = false, kind = "syntax", message = is_expr } end
   funcsource.remember(name, src)
-  local fn, is_expr_or_err, declared, consts = chunk.compile_input(src, name, self.env, self.consts)
-  if not fn then
-    return { ok = false, kind = "syntax", message = is_expr_or_err }
-  end
   self:_prepare(fn)
-  for _, n in ipairs(declared) do
-    self.declared[n] = true
-    self.consts[n] = nil -- declared again: constant only if this input says so
-  end
-  for _, n in ipairs(consts) do self.consts[n] = true end
-  local ok, res
-  if is_expr_or_err == true then
-    ok, res = self:_protected(fn, chunk.values)
-  else
-    ok, res = self:_protected(fn)
-  end
+  local ok, res = self:_protected(session.run, fn, is_expr)
   if not ok then return res end
-  return self:_show(res)
+  return self:_show(res[1])
 end
 
 function Shell:_eval_target(src)
@@ -519,8 +486,10 @@ function Shell:_make_api()
   local shell = self
   return {
     is_complete = function(src)
-      if is_command(src) then return "complete", 0 end
-      return chunk.is_complete(src, shell.options.indent)
+      if is_command(src) or src:find("^%s*$") then return "complete", 0 end
+      local target = shell.target
+      if target and target.is_complete then return target.is_complete(src, shell.options.indent) end
+      return shell.session:is_complete(src, shell.options.indent)
     end,
     handle = function(line) return shell:handle(line) end,
     execute = function(src, chunkname, args) return shell:execute(src, chunkname, args) end,
