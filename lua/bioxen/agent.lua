@@ -46,6 +46,9 @@ local read_frame, write_frame = wire.read_frame, wire.write_frame
 local cstack = require("bioxen.cstack")
 local traceback = require("bioxen.traceback")
 local tb_collect, tb_render = traceback.collect, traceback.render
+-- The runner the shell's REPL runs on too: compiling, REPL sessions, completion.
+local runner = { chunk = require("bioxen.runner.chunk"), session = require("bioxen.runner.session"),
+  complete = require("bioxen.runner.complete") }
 
 local IS_LUAJIT = type(rawget(_G, "jit")) == "table"
 local jit = rawget(_G, "jit")
@@ -75,140 +78,22 @@ if EMBEDDED then
 end
 
 local HOOK_COUNT = 10000            -- VM instructions between limit/interrupt checks
-local FLUSH_BYTES = 64 * 1024       -- output is flushed at this size ...
-local FLUSH_SECONDS = 0.1           -- ... or after this much CPU time
 
 ---------------------------------------------------------------------------------------------
 -- Channel and captured output
 
 local chan_in, chan_out = real_stdin, real_stdout
 
-local out_parts, out_n, out_size, out_last = {}, 0, 0, 0
-
 local put_frame   -- put_frame(kind, parts, n [, blobs]): write frames and flush (defined below)
-
-local function flush_output()
-  if out_n == 0 then return end
-  local n = out_n
-  out_n, out_size = 0, 0
-  put_frame("O", out_parts, n)
-  for i = 1, n do out_parts[i] = nil end
-  out_last = clock()
-end
-
 local arm_output_hook -- defined with the hook below
 local check_alive
 
-local function emit(s)
-  local was_empty = out_n == 0
-  out_n = out_n + 1
-  out_parts[out_n] = s
-  out_size = out_size + #s
-  if out_size >= FLUSH_BYTES or clock() - out_last >= FLUSH_SECONDS then
-    flush_output()
-  elseif was_empty then
-    arm_output_hook()
-  end
-end
-
-local function emit_values(n, ...)
-  for i = 1, n do
-    local v = select(i, ...)
-    local tv = type(v)
-    if tv ~= "string" and tv ~= "number" then
-      error(s_format("bad argument #%d to 'write' (string expected, got %s)", i, tv), 3)
-    end
-    emit(tostring(v))
-  end
-end
-
-local function captured_print(...)
-  local n = select("#", ...)
-  for i = 1, n do
-    if i > 1 then emit("\t") end
-    emit(tostring((select(i, ...))))
-  end
-  emit("\n")
-end
-
--- io.stdout as user code sees it: a file-like object whose writes become O frames.
-local stdout_proxy, stdin_proxy, install_io_capture
-do
-local stdout_methods = {}
-function stdout_methods.write(self, ...)
-  emit_values(select("#", ...), ...)
-  return self
-end
-function stdout_methods.flush(self) return self end
-function stdout_methods.setvbuf() return true end
-function stdout_methods.close() return nil, "cannot close standard file" end
-function stdout_methods.seek() return nil, "Illegal seek", 29 end
-function stdout_methods.lines() error("file not readable", 2) end
-function stdout_methods.read() return nil, "Bad file descriptor", 9 end
-stdout_proxy = setmetatable({}, {
-  __index = stdout_methods,
-  __tostring = function() return "file (bioxen output)" end,
-  __name = "FILE*",
-  __metatable = false,
-})
-
--- stdin is the protocol channel (or nothing): user code reads an empty input.
-local stdin_methods = {}
-function stdin_methods.read() return nil end
-function stdin_methods.lines() return function() return nil end end
-function stdin_methods.close() return nil, "cannot close standard file" end
-function stdin_methods.write() return nil, "Bad file descriptor", 9 end
-function stdin_methods.flush(self) return self end
-function stdin_methods.setvbuf() return true end
-function stdin_methods.seek() return nil, "Illegal seek", 29 end
-stdin_proxy = setmetatable({}, {
-  __index = stdin_methods,
-  __tostring = function() return "file (bioxen empty input)" end,
-  __metatable = false,
-})
-
-local current_output = stdout_proxy -- what io.write writes to
-local function captured_io_write(...)
-  if current_output == stdout_proxy then
-    emit_values(select("#", ...), ...)
-    return stdout_proxy
-  end
-  return current_output:write(...)
-end
-local function captured_io_output(f)
-  if f == nil then return current_output end
-  if f == stdout_proxy or f == real_stdout then
-    current_output = stdout_proxy
-  else
-    current_output = io_output(f)
-  end
-  return current_output
-end
-local current_input = stdin_proxy
-local function captured_io_read(...)
-  return current_input:read(...)
-end
-local function captured_io_input(f)
-  if f == nil then return current_input end
-  if f == stdin_proxy or f == real_stdin then current_input = stdin_proxy
-  else current_input = io_input(f) end
-  return current_input
-end
-local function captured_io_lines(name, ...)
-  if name == nil then return current_input:lines(...) end
-  return io_lines(name, ...)
-end
-
-install_io_capture = function(io_table)
-  io_table.write = captured_io_write
-  io_table.output = captured_io_output
-  io_table.stdout = stdout_proxy
-  io_table.read = captured_io_read
-  io_table.input = captured_io_input
-  io_table.lines = captured_io_lines
-  io_table.stdin = stdin_proxy
-end
-end
+local output = require("bioxen.agent.output").new {
+  send = function(parts, n) put_frame("O", parts, n) end,
+  arm_hook = function() arm_output_hook() end,
+  real_stdout = real_stdout, real_stdin = real_stdin, clock = clock,
+}
+local flush_output = output.flush
 
 ---------------------------------------------------------------------------------------------
 -- Limits, interrupts and the count hook
@@ -232,15 +117,16 @@ local wall_limit, wall_started = 0, 0
 local interrupt_file, interrupt_seen = nil, 0
 local main_thread = nil      -- on 5.2+: to see lua.c's SIGINT hook from inside coroutines
 
--- Code of the agent, wire.lua and cstack.lua is never interrupted, and its frames are never
--- shown to the user.
-local AGENT_SOURCE = d_getinfo(1, "S").source
-local WIRE_SOURCE = d_getinfo(wire.encode, "S").source
-local CSTACK_SOURCE = cstack.SOURCE
+-- Code of the agent (agent.lua and its own modules, lua/bioxen/agent/), wire.lua and
+-- cstack.lua is never interrupted, and its frames are never shown to the user.
+local AGENT_SOURCES = {
+  [d_getinfo(1, "S").source] = true, [d_getinfo(wire.encode, "S").source] = true,
+  [cstack.SOURCE] = true, [d_getinfo(output.flush, "S").source] = true,
+}
 local function is_agent_frame(info)
   if info == nil then return false end
   local src = info.source
-  return src == AGENT_SOURCE or src == WIRE_SOURCE or src == CSTACK_SOURCE
+  return src ~= nil and AGENT_SOURCES[src] == true
 end
 local function in_main_thread()
   local co, is_main = co_running()
@@ -272,7 +158,7 @@ local alive_checked = 0     -- os.time() of the last check: wall seconds, whatev
 check_alive = function(now)
   alive_checked = now
   local ok = pcall(function()
-    if out_n == 0 then write_frame(chan_out, "O", "") end
+    if output.empty() then write_frame(chan_out, "O", "") end
     assert(chan_out:flush())
   end)
   if not ok then
@@ -344,7 +230,7 @@ hook = function()
   end
   local wall = os_time()
   if wall ~= alive_checked then check_alive(wall) end
-  if out_n > 0 and now - out_last >= FLUSH_SECONDS then
+  if output.due(now) then
     flush_output()
     -- (A SIGINT that came during the write set lua.c's hook: leave it to fire.)
     if output_hook_armed and in_main_thread() and d_gethook() ~= "external hook" then
@@ -398,16 +284,9 @@ end
 -- Compiling user code
 
 local user_env = _G
+local vm_name = nil          -- configure.name
 
-local function compile(code, chunkname, env)
-  if s_byte(code, 1) == 27 then return nil, "attempt to load a binary chunk (mode is 't')" end
-  if LUA51 then
-    local f, err = loadstring(code, chunkname)
-    if f then setfenv(f, env) end
-    return f, err
-  end
-  return load(code, chunkname, "t", env)
-end
+local compile = runner.chunk.compile
 
 local function prepare(f)
   -- Interpreted user code keeps the count hook firing under LuaJIT (traces never call it).
@@ -449,8 +328,18 @@ local last_raised_by_agent   -- the handler's error was the agent's stop (see hi
 -- A stop raised by the agent's hook (interrupt, CPU or memory limit) goes through `error`;
 -- that C frame is the agent's doing, not the user's, so it is left out, as are the agent's
 -- own frames.
-local function hide_frame(info, is_top)
-  return is_agent_frame(info) or (is_top and last_raised_by_agent and info.func == error)
+-- The runner's frames (a REPL line's session.run, its values' chunk.values) are left out too:
+-- as in the shell, the user's traceback ends at the line typed.
+local hide_frame
+do
+local RUNNER_DIR = s_match(d_getinfo(runner.chunk.values, "S").source, "^(@.*/runner/)[^/]*$")
+local function is_runner_frame(info)
+  local src = info and info.source
+  return RUNNER_DIR ~= nil and src ~= nil and s_sub(src, 1, #RUNNER_DIR) == RUNNER_DIR
+end
+hide_frame = function(info, is_top)
+  return is_agent_frame(info) or is_runner_frame(info) or (is_top and last_raised_by_agent and info.func == error)
+end
 end
 local RENDER_OPTIONS = { hide = hide_frame }
 
@@ -730,12 +619,6 @@ local function run_walk(parts, upto)
   return run_user(walk, parts, upto)
 end
 
-local function get_path(name, raw)
-  local parts, err = parse_name(name)
-  if not parts then return nil, err end
-  return walk(parts, #parts, raw)
-end
-
 -- Why fn cannot be called (nil when it can), looked at raw: no metamethod runs.
 local function not_callable(fn, name)
   if type(fn) == "function" then return nil end
@@ -759,52 +642,28 @@ local function call_path(parts, name)
 end
 
 ---------------------------------------------------------------------------------------------
--- Completion
+-- The REPL of an attached shell, and completion
 
-local complete
+-- One REPL session per VM (bioxen.runner.session, as the shell's own): top-level locals, `_`,
+-- constants, one compile per line.  Made at its first use, once configure has set user_env.
+local repl
 do
-local KEYWORDS = { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
-  "goto", "if", "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while" }
-
--- Candidates replace the trailing identifier path of `text` (docs/extending.md, the
--- shell's completion contract): "x = string.fo" -> { "string.format" }.
-complete = function(text)
-  local path = s_match(text, "[%a_][%w_]*[%w_%.:]*$")
-  if not path then return {} end
-  local candidates, seen = {}, {}
-  local function add(s)
-    if not seen[s] then seen[s] = true; candidates[#candidates + 1] = s end
-  end
-  local function add_keys(t, prefix, word, methods_only)
-    local depth = 0
-    while type(t) == "table" and depth < 5 do
-      for k, v in next, t do
-        if type(k) == "string" and s_find(k, "^[%a_][%w_]*$") and s_sub(k, 1, #word) == word then
-          if not methods_only or type(v) == "function" then add(prefix .. k) end
-        end
-      end
-      local mt = getmetatable(t)
-      t = type(mt) == "table" and rawget(mt, "__index") or nil
-      depth = depth + 1
-    end
-  end
-  local base, sep, word = s_match(path, "^(.*)([%.:])([%w_]*)$")
-  if base then
-    if s_find(base, ":") then return {} end
-    local ok, obj = get_path(base, true)  -- raw: completion never runs user metamethods
-    if ok then
-      if type(obj) == "string" then obj = user_env.string end
-      add_keys(obj, base .. sep, word, sep == ":")
-    end
-  else
-    add_keys(user_env, "", path, false)
-    for i = 1, #KEYWORDS do
-      if s_sub(KEYWORDS[i], 1, #path) == path then add(KEYWORDS[i]) end
-    end
-  end
-  t_sort(candidates)
-  return candidates
+local repl_session = nil
+repl = function()
+  if not repl_session then repl_session = runner.session.new(user_env, vm_name or "vm") end
+  return repl_session
 end
+end
+
+-- Candidates replacing the trailing identifier path of `text` (docs/extending.md, the
+-- shell's completion contract): "x = string.fo" -> { "string.format" }.  The shell's
+-- completion (bioxen.runner.complete) in the REPL session: the agent's work, not a user
+-- call, so no user code runs (no __complete, no lazy require), and it stops after its
+-- budget (expression.SECONDS of CPU) with what it has: a huge table never makes the host
+-- wait, nor time the request out.
+local function complete(text)
+  local r = runner.complete.complete(repl().env, text, { run_code = false, clock = clock, string = user_env.string })
+  return runner.complete.candidates(text, r)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -880,7 +739,7 @@ make_sandbox_env = function(allow_ffi)
   for i = 1, #SAFE_GLOBALS do env[SAFE_GLOBALS[i]] = rawget(_G, SAFE_GLOBALS[i]) end
   for lib, names in pairs(SAFE_LIBS) do env[lib] = copy_fields(rawget(_G, lib), names) end
   env._G = env
-  env.print = captured_print
+  env.print = output.print
   env.unpack = env.unpack or env.table.unpack
   local gc = collectgarbage
   env.collectgarbage = function(opt, arg)
@@ -890,22 +749,23 @@ make_sandbox_env = function(allow_ffi)
     error("collectgarbage('" .. tostring(opt) .. "') is not available in the sandbox", 2)
   end
   env.io = {}
-  install_io_capture(env.io)
+  output.install(env.io)
   -- io.lines/io.input with a file name would open files: not in the sandbox.
   env.io.lines = function(name, ...)
     if name ~= nil then error("io.lines on files is not available in the sandbox", 2) end
-    return stdin_proxy:lines()
+    return output.stdin:lines()
   end
   env.io.input = function(f)
     if f ~= nil then error("io.input is not available in the sandbox", 2) end
-    return stdin_proxy
+    return output.stdin
   end
   env.io.output = function(f)
-    if f ~= nil and f ~= stdout_proxy then error("io.output is not available in the sandbox", 2) end
-    return stdout_proxy
+    if f ~= nil and f ~= output.stdout then error("io.output is not available in the sandbox", 2) end
+    return output.stdout
   end
-  env.io.write = function(...) emit_values(select("#", ...), ...); return stdout_proxy end
-  env.io.stderr = stdout_proxy
+  local emit_values, stdout = output.emit_values, output.stdout
+  env.io.write = function(...) emit_values(select("#", ...), ...); return stdout end
+  env.io.stderr = stdout
   env.pcall = user_pcall
   env.xpcall = user_xpcall
   env.coroutine.resume = user_resume
@@ -956,7 +816,6 @@ end
 
 local configured = false
 local reply_blob_min = nil   -- configure.blobs: reply strings this long go as B frames
-local vm_name = nil
 local sandboxed = false
 local allow_ffi = true
 
@@ -1262,6 +1121,34 @@ function OPS.complete(req)
   return ok_values(1, complete(req.text))
 end
 
+-- A line typed in a shell attached to this VM, run as the shell's REPL runs one (the same
+-- session code); the reply is its values as the shell prints them (options: the shell's
+-- printing options, bioxen.runner.pretty).  Their printing is user code too (__tostring).
+function OPS.repl(req)
+  local code, options = req.code, req.options
+  if type(code) ~= "string" then return failure("protocol", "repl needs a 'code' string") end
+  if options ~= nil and type(options) ~= "table" then return failure("protocol", "repl options must be a table") end
+  local s = repl()
+  local fn, is_expr = s:compile(code)
+  if not fn then return failure("syntax", is_expr) end
+  prepare(fn)
+  return run_user(function()
+    local text = s:show(runner.session.run(fn, is_expr), options)
+    return text
+  end)
+end
+
+-- Whether a line typed so far is complete, judged by this VM's own Lua: "complete",
+-- "incomplete" (and the next line's indent) or "invalid".  Its compile serves the repl
+-- request that follows.
+function OPS.is_complete(req)
+  if type(req.code) ~= "string" then return failure("protocol", "is_complete needs a 'code' string") end
+  local indent = req.indent
+  if indent ~= nil and type(indent) ~= "number" then return failure("protocol", "is_complete indent must be a number") end
+  local status, columns = repl():is_complete(req.code, indent)
+  return ok_values(2, status, columns)
+end
+
 function OPS.info()
   return ok_values(1, {
     runtime = LUA_VERSION, jit = jit and jit.version or nil, memory_kb = collectgarbage("count"),
@@ -1356,8 +1243,8 @@ local function open_channel(opts)
 end
 
 local function install_user_io()
-  rawset(_G, "print", captured_print)
-  install_io_capture(io)
+  rawset(_G, "print", output.print)
+  output.install(io)
   -- os.exit flushes captured output so that it reaches the host first.
   os.exit = function(...)
     pcall(flush_output)
@@ -1501,7 +1388,6 @@ local function main(...)
     local co, is_main = co_running()
     if is_main then main_thread = co end
   end
-  out_last = clock()
   set_limits(false)  -- the agent's own work runs with the collector held (see set_limits)
   start_io_thread()
   local hello = { protocol = 1, agent = AGENT_VERSION, runtime = LUA_VERSION,

@@ -8,15 +8,17 @@ local lex = require("bioxen.runner.lex")
 
 local M = {}
 
--- load(src, name, env) on every runtime, text chunks only.
+-- load(src, name, env) on every runtime, text chunks only.  (The library
+-- functions are taken at load time: the agent compiles with it whatever user
+-- code later does to the globals.)
+local s_byte, s_find = string.byte, string.find
+local loadstring, load, setfenv = rawget(_G, "loadstring"), load, rawget(_G, "setfenv")
 local function compile(src, chunkname, env)
-  if src:byte(1) == 27 then
-    return nil, chunkname:gsub("^[=@]", "") .. ": binary chunks are not accepted"
-  end
+  if s_byte(src, 1) == 27 then return nil, "attempt to load a binary chunk (mode is 't')" end
   -- LuaJIT's load skips a leading "#" line (and a UTF-8 BOM) of any chunk;
   -- Lua does that for files only (the shell does it in its script reader), so
   -- `-e '#x'` and REPL input must stay errors: a space keeps LuaJIT from it.
-  if src:find("^#") or src:find("^\239\187\191") then src = " " .. src end
+  if s_find(src, "^#") or s_find(src, "^\239\187\191") then src = " " .. src end
   if setfenv then -- Lua 5.1 / LuaJIT
     local fn, err = loadstring(src, chunkname)
     if fn and env then setfenv(fn, env) end
