@@ -117,9 +117,10 @@ local function members(obj, accept, budget)
   local out = {}
   local seen = 0
   local function add(k, v)
-    if out[k] == nil and is_identifier(k) and accept(k, v) then
+    if out[k] == nil and not budget.cut and type(k) == "string" and accept(k, v) and is_identifier(k) then
       out[k] = v
       budget.found = budget.found + 1
+      if budget.found >= budget.limit then budget.cut = true end
     end
   end
   if type(obj) == "string" then obj = budget.string or string end
@@ -132,6 +133,7 @@ local function members(obj, accept, budget)
         scanned = scanned + 1
         if scanned % 256 == 0 and spent(budget) then return out end
       end
+      if budget.cut then return out end
       for k in pairs(lazy_modules(obj) or {}) do add(k, LAZY) end -- loaded or not: a module
     end
     local mt = getmetatable(obj)

@@ -328,22 +328,27 @@ function Shell:eval_input(src)
   return self:_show(res[1])
 end
 
+-- A line for the eval target (what :attach set).  Its eval(src, options) answers
+-- {ok = true, output = text} (printed there: bioxen.vm_commands) or {ok = true,
+-- values = {…}} (printed here), or {ok = false, kind =, error =, traceback =}.
 function Shell:_eval_target(src)
   local target = self.target
-  local ok, res = self:_protected(target.eval, src)
+  local ok, res = self:_protected(target.eval, src, self.options)
   if not ok then return res end
   local reply = res[1]
   if type(reply) ~= "table" then
     return { ok = false, kind = "error",
              message = "target " .. target.name .. ": eval returned " .. type(reply) .. ", expected a table" }
   end
+  if reply.ok and reply.output ~= nil then return { ok = true, kind = "ok", output = tostring(reply.output) } end
   if reply.ok then
     local values = reply.values or { n = 0 }
     values.n = values.n or #values
     return self:_show(values)
   end
-  return { ok = false, kind = reply.kind or "error",
-           message = tostring(reply.error or reply.message or "error"),
+  local kind = reply.kind or "error"
+  return { ok = false, kind = kind,
+           message = kind == "interrupted" and tostring(INTERRUPT) or tostring(reply.error or reply.message or "error"),
            traceback = reply.traceback and tostring(reply.traceback) or "" }
 end
 
@@ -474,10 +479,12 @@ function Shell:_set_target(t)
     return
   end
   if type(t) ~= "table" or type(t.name) ~= "string" or type(t.eval) ~= "function" then
-    error("set_target: expected {name=string, eval=function, complete=function|nil}", 3)
+    error("set_target: expected {name=string, eval=function, complete=function|nil, is_complete=function|nil}", 3)
   end
-  if t.complete ~= nil and type(t.complete) ~= "function" then
-    error("set_target: 'complete' must be a function", 3)
+  for _, field in ipairs({ "complete", "is_complete" }) do
+    if t[field] ~= nil and type(t[field]) ~= "function" then
+      error("set_target: '" .. field .. "' must be a function", 3)
+    end
   end
   self.target = t
 end
@@ -488,7 +495,10 @@ function Shell:_make_api()
     is_complete = function(src)
       if is_command(src) or src:find("^%s*$") then return "complete", 0 end
       local target = shell.target
-      if target and target.is_complete then return target.is_complete(src, shell.options.indent) end
+      if target and target.is_complete then
+        local status, indent = target.is_complete(src, shell.options.indent)
+        if status then return status, indent end
+      end
       return shell.session:is_complete(src, shell.options.indent)
     end,
     handle = function(line) return shell:handle(line) end,
