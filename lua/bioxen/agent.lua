@@ -91,7 +91,7 @@ local check_alive
 local output = require("bioxen.agent.output").new {
   send = function(parts, n) put_frame("O", parts, n) end,
   arm_hook = function() arm_output_hook() end,
-  real_stdout = real_stdout, real_stdin = real_stdin, clock = clock,
+  clock = clock,
 }
 local flush_output = output.flush
 

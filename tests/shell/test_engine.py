@@ -75,6 +75,13 @@ def test_print_and_io_write_go_to_the_shell_output(repl):
     assert repl.take_output() == b"a\t1\tnil\nb2\nc\n"
 
 
+def test_stdout_is_a_file_as_lua_sees_it(repl):
+    assert repl.show("io.type(io.stdout), io.write('x') == io.stdout, io.output() == io.stdout") == '"file"\ttrue\ttrue'
+    assert repl.take_output() == b"x"
+    result = repl.eval_line("io.write('ok', {})")
+    assert result.message.decode().endswith(":1: bad argument #2 to 'write' (string expected, got table)")
+
+
 def test_binary_strings_cross_intact(repl):
     repl.show("print(string.char(0, 255, 10))")
     assert repl.take_output() == b"\x00\xff\n\n"

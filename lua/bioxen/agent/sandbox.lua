@@ -117,8 +117,8 @@ function M.new(allow_ffi, module_path)
     if f ~= nil and f ~= output.stdout then error("io.output is not available in the sandbox", 2) end
     return output.stdout
   end
-  local emit_values, stdout = output.emit_values, output.stdout
-  env.io.write = function(...) emit_values(select("#", ...), ...); return stdout end
+  local write_values, stdout = output.write_values, output.stdout
+  env.io.write = function(...) write_values(select("#", ...), ...); return stdout end
   env.io.stderr = stdout
   env.pcall = user_pcall
   env.xpcall = user_xpcall

@@ -28,6 +28,7 @@
 
 local chunk = require("bioxen.runner.chunk")
 local session = require("bioxen.runner.session")
+local capture = require("bioxen.runner.capture")
 local pretty = require("bioxen.runner.pretty")
 local complete = require("bioxen.shell.complete")
 local commands = require("bioxen.shell.commands")
@@ -55,82 +56,13 @@ local current -- the shell of this runtime
 local SHELL_SOURCE = debug.getinfo(1, "S").source:match("^@(.*)shell/init%.lua$")
 
 ---------------------------------------------------------------------------
--- Output: print, io.write and io.stdout go through host.write, so Lua output,
--- VM output and the front end share one ordered stream.
+-- Output: print, io.write and io.stdout go through host.write (bioxen.runner.capture,
+-- as in the agent), so Lua output, VM output and the front end share one ordered stream.
 
 local function install_output(host)
-  local write, flush = host.write, host.flush
-  local tostring, select, type = tostring, select, type
-
-  local function emit(fname, ...)
-    local n = select("#", ...)
-    local parts = {}
-    for i = 1, n do
-      local v = select(i, ...)
-      local tv = type(v)
-      if tv == "string" then
-        parts[i] = v
-      elseif tv == "number" then
-        parts[i] = tostring(v)
-      else
-        error("bad argument #" .. i .. " to '" .. fname .. "' (string expected, got " .. tv .. ")", 3)
-      end
-    end
-    write(table.concat(parts))
-  end
-
-  _G.print = function(...)
-    local n = select("#", ...)
-    if n == 1 and type((...)) == "string" then write((...) .. "\n") return end
-    local parts = {}
-    for i = 1, n do parts[i] = tostring((select(i, ...))) end
-    write(table.concat(parts, "\t") .. "\n")
-  end
-
-  local stdout
-  local methods = {
-    write = function(self, ...)
-      if select("#", ...) == 1 and type((...)) == "string" then write((...)) else emit("write", ...) end
-      return self
-    end,
-    flush = function(self) flush() return self end,
-    setvbuf = function() return true end,
-    close = function() return nil, "cannot close standard file" end,
-    seek = function() return nil, "Illegal seek", 29 end,
-    lines = function() error("stdout is not readable", 2) end,
-    read = function() return nil, "Bad file descriptor", 9 end,
-  }
-  stdout = setmetatable({}, {
-    __index = methods,
-    __name = "FILE*",
-    __tostring = function() return "file (stdout)" end,
-  })
-  local real_output, real_type = io.output, io.type
-  local current_out = stdout
-  io.stdout = stdout
-  io.output = function(f)
-    if f == nil then return current_out end
-    if f == stdout then current_out = stdout return stdout end
-    current_out = real_output(f)
-    return current_out
-  end
-  io.write = function(...)
-    if current_out == stdout then
-      -- one string (the usual io.write(string.format(...))): no table to build
-      if select("#", ...) == 1 and type((...)) == "string" then write((...)) else emit("write", ...) end
-      return stdout
-    end
-    return current_out:write(...)
-  end
-  local real_flush = io.flush
-  io.flush = function()
-    if current_out == stdout then flush() return true end
-    return real_flush()
-  end
-  io.type = function(x)
-    if x == stdout then return "file" end
-    return real_type(x)
-  end
+  local cap = capture.new { put = host.write, flush = host.flush, join = true, name = "file (stdout)" }
+  _G.print = cap.print
+  cap.install(io)
 end
 
 ---------------------------------------------------------------------------
