@@ -48,7 +48,7 @@ local traceback = require("bioxen.traceback")
 local tb_collect, tb_render = traceback.collect, traceback.render
 -- The runner the shell's REPL runs on too: compiling, REPL sessions, completion.
 local runner = { chunk = require("bioxen.runner.chunk"), session = require("bioxen.runner.session"),
-  complete = require("bioxen.runner.complete") }
+  complete = require("bioxen.runner.complete"), hook = require("bioxen.runner.hook") }
 
 local IS_LUAJIT = type(rawget(_G, "jit")) == "table"
 local jit = rawget(_G, "jit")
@@ -77,7 +77,7 @@ if EMBEDDED then
   end
 end
 
-local HOOK_COUNT = 10000            -- VM instructions between limit/interrupt checks
+local HOOK_COUNT = runner.hook.COUNT  -- VM instructions between limit/interrupt checks
 
 ---------------------------------------------------------------------------------------------
 -- Channel and captured output
@@ -264,19 +264,7 @@ arm_output_hook = function()
   d_sethook(hook, "", HOOK_COUNT)
 end
 
-local function hooked_create(f)
-  local co = co_create(f)
-  d_sethook(co, coroutine_hook, "", HOOK_COUNT)
-  return co
-end
-local function hooked_wrap(f)
-  local co = hooked_create(f)
-  return function(...)
-    local r = { co_resume(co, ...) }
-    if r[1] then return unpack(r, 2, wire_count(r)) end
-    error(r[2], 0)
-  end
-end
+local hooked_create, hooked_wrap = runner.hook.coroutines(coroutine_hook, HOOK_COUNT)
 -- LuaJIT's hooks are global (not per coroutine) and coroutine.wrap keeps error positions;
 -- there the plain functions are enough once the main hook is on.
 

@@ -29,6 +29,7 @@
 local chunk = require("bioxen.runner.chunk")
 local session = require("bioxen.runner.session")
 local capture = require("bioxen.runner.capture")
+local runner_hook = require("bioxen.runner.hook")
 local pretty = require("bioxen.runner.pretty")
 local complete = require("bioxen.shell.complete")
 local commands = require("bioxen.shell.commands")
@@ -47,7 +48,7 @@ local INTERRUPT = setmetatable({}, { __tostring = function() return "interrupted
 local EXIT = setmetatable({}, { __tostring = function() return "exit" end })
 M.INTERRUPT, M.EXIT = INTERRUPT, EXIT
 
-local HOOK_COUNT = 10000 -- instructions between interrupt polls: ~0.1 ms of work
+local HOOK_COUNT = runner_hook.COUNT -- instructions between interrupt polls
 
 local current -- the shell of this runtime
 
@@ -80,20 +81,7 @@ local function install_interrupts(host)
       error(p == 2 and EXIT or INTERRUPT, 0)
     end
   end
-  local co_create, resume = coroutine.create, coroutine.resume
-  coroutine.create = function(f)
-    local co = co_create(f)
-    sethook(co, hook, "", HOOK_COUNT)
-    return co
-  end
-  coroutine.wrap = function(f)
-    local co = coroutine.create(f)
-    return function(...)
-      local res = pack(resume(co, ...))
-      if res[1] then return unpack(res, 2, res.n) end
-      error(res[2], 0)
-    end
-  end
+  coroutine.create, coroutine.wrap = runner_hook.coroutines(hook, HOOK_COUNT)
   local function rearm() sethook(hook, "", HOOK_COUNT) end
   rearm()
   return rearm
