@@ -636,9 +636,12 @@ end
 -- constants, one compile per line.  Made at its first use, once configure has set user_env.
 local repl
 do
-local repl_session = nil
+local repl_session, session_globals = nil, nil
 repl = function()
-  if not repl_session then repl_session = runner.session.new(user_env, vm_name or "vm") end
+  -- (complete may come before configure, which may then make a sandbox: a new user_env)
+  if session_globals ~= user_env then
+    repl_session, session_globals = runner.session.new(user_env, vm_name or "vm"), user_env
+  end
   return repl_session
 end
 end
@@ -647,7 +650,7 @@ end
 -- shell's completion contract): "x = string.fo" -> { "string.format" }.  The shell's
 -- completion (bioxen.runner.complete) in the REPL session: the agent's work, not a user
 -- call, so no user code runs (no __complete, no lazy require), and it stops after its
--- budget (expression.SECONDS of CPU) with what it has: a huge table never makes the host
+-- budget (runner.complete.SECONDS of CPU) with what it has: a huge table never makes the host
 -- wait, nor time the request out.
 local function complete(text)
   local r = runner.complete.complete(repl().env, text, { run_code = false, clock = clock, string = user_env.string })
