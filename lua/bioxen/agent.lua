@@ -358,6 +358,8 @@ local ERROR_OBJECT_TEXT = {
   thread = "(error object is a thread value)", cdata = "(error object is a cdata value)",
 }
 
+local repl_line = false  -- the call in progress runs a REPL line (OPS.repl)
+
 local function error_kind(err)
   if rawequal(err, INTERRUPTED) then return "interrupted", "interrupted" end
   if rawequal(err, CPU_EXCEEDED) then
@@ -380,7 +382,13 @@ local function error_kind(err)
       local ok, s = pcall(tostring, err)
       if ok and type(s) == "string" then msg = s else collectgarbage() end
     end
-    -- (A constant: a VM the __tostring left at its memory limit cannot build a message.)
+    -- A REPL line's error object is shown as the shell shows one (user code: it may run
+    -- __tostring of what it holds).  Else a constant: a VM the __tostring left at its memory
+    -- limit cannot build a message.
+    if msg == nil and repl_line then
+      local ok, s = pcall(runner.session.error_object_text, err)
+      if ok then msg = s end
+    end
     msg = msg or ERROR_OBJECT_TEXT[te] or "(error object is not a string)"
   end
   if s_find(msg, "interrupted!$") then return "interrupted", "interrupted" end
@@ -977,10 +985,14 @@ function OPS.repl(req)
   local fn, is_expr = s:compile(code)
   if not fn then return failure("syntax", is_expr) end
   prepare(fn)
-  return run_user(function()
+  repl_line = true
+  local ran, r = pcall(run_user, function()
     local text = s:show(runner.session.run(fn, is_expr), options)
     return text
   end)
+  repl_line = false
+  if not ran then error(r, 0) end
+  return r
 end
 
 -- Whether a line typed so far is complete, judged by this VM's own Lua: "complete",

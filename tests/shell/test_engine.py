@@ -142,10 +142,10 @@ def test_syntax_error(repl):
     assert "near '='" in result.message.decode()
 
 
-def test_non_string_error_values(engine):
-    result = engine.eval_line("error({code = 42})")
+def test_non_string_error_values(repl):
+    result = repl.eval_line("error({code = 42})")
     assert "code = 42" in result.message.decode()
-    result = engine.eval_line("error(setmetatable({}, {__tostring = function() return 'custom' end}))")
+    result = repl.eval_line("error(setmetatable({}, {__tostring = function() return 'custom' end}))")
     assert result.message == b"custom"
 
 

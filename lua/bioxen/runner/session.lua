@@ -19,7 +19,7 @@
 local chunk = require("bioxen.runner.chunk")
 local pretty = require("bioxen.runner.pretty")
 
-local setmetatable, rawset, tostring, ipairs = setmetatable, rawset, tostring, ipairs
+local setmetatable, rawset, tostring, ipairs, type = setmetatable, rawset, tostring, ipairs, type
 
 local M = {}
 
@@ -91,6 +91,12 @@ end
 function M.run(fn, is_expr)
   if is_expr then return chunk.pack(fn(chunk.values)) end
   return chunk.pack(fn())
+end
+
+-- An error object that is not a string, nor has a __tostring, as the REPL shows it:
+-- what Lua says of it, and what it holds.
+function M.error_object_text(err)
+  return "(error object is a " .. type(err) .. " value) " .. pretty.format(err, { depth = 2 })
 end
 
 -- The values of an input as the REPL shows them; `_` becomes the first.

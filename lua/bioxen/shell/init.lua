@@ -131,7 +131,7 @@ local function error_message(err)
     local ok, s = pcall(tostring, err) -- a Python exception raised into Lua
     if ok then return tostring(s) end
   end
-  return "(error object is a " .. type(err) .. " value) " .. pretty.format(err, { depth = 2 })
+  return session.error_object_text(err)
 end
 
 ---------------------------------------------------------------------------
