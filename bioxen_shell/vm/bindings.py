@@ -314,6 +314,9 @@ class Host:
         return self._results(self._handle(uid).request_lua("repl", {"code": code}, {"options": options}))
 
     def lua_is_complete(self, uid: int, code: bytes, indent: int) -> tuple:
+        h = self._handle(uid)
+        if h.status != "running":  # busy with a call sent earlier: the shell judges, never waits
+            return (False, b"busy", f"VM {h.name} is {h.status}".encode(), b"")
         return self._results(self._handle(uid).request_lua("is_complete", {"code": code, "indent": int(indent)}))
 
     def lua_interrupt(self, uid: int) -> tuple:

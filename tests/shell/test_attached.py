@@ -12,7 +12,7 @@ from bioxen_shell.repl.plain import run_repl
 from tests.shell.conftest import AttachedEngine
 from tests.shell.test_cli_tty_stdin import spawn
 from tests.system import require_binary
-from tests.waiting import PATIENCE
+from tests.waiting import PATIENCE, finishes, lua_touch, wait_for
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is a test dependency (pip install pexpect)")
 
@@ -35,6 +35,16 @@ def test_completeness_is_judged_by_the_vms_lua(make_engine):
     assert attached.is_complete(half) == ("incomplete", 2)
     attached.show(half + "\n  print(y)\nend")
     assert attached.take_output() == b"0\n1\n1\n"
+
+
+def test_a_vm_busy_with_a_call_sent_earlier_leaves_completeness_to_the_shell(make_engine, tmp_path):
+    engine = make_engine("luajit", extensions=["bioxen_shell.vm.bindings"])
+    engine.show("w = vm.create{name = 'w'}")
+    running = tmp_path / "running"
+    engine.show(f"w:send([[{lua_touch(running)} while true do end]])")   # never ends by itself
+    wait_for(running.exists, "the VM to run the call sent")
+    engine.show(":attach w")
+    assert finishes(lambda: engine.is_complete("for i = 1, 3 do"), "is_complete") == ("incomplete", 2)
 
 
 def test_completion_of_a_huge_table_returns_part_of_it_and_the_vm_lives_on(attached):

@@ -45,6 +45,12 @@ def test_indent_hint_follows_nesting(repl):
     assert repl.is_complete("do\nend\nwhile true do")[1] == 2
 
 
+def test_indent_hint_follows_the_indent_option(repl):
+    assert repl.is_complete("for i = 1, 3 do") == ("incomplete", 2)
+    repl.set_option("indent", 4)
+    assert repl.is_complete("for i = 1, 3 do") == ("incomplete", 4)
+
+
 def test_multiline_chunk_runs_after_completion(repl):
     src = "function add(a, b)\n  return a + b\nend"
     assert repl.is_complete(src)[0] == "complete"

@@ -272,12 +272,12 @@ function M.compile_expression(src, chunkname, env, prelude)
 end
 
 -- Why an input does not compile: more lines can finish it ("incomplete", with
--- the indent of the next line) or none can ("invalid").
-local function failure(src, err, indent_width)
+-- the nesting depth of the next line) or none can ("invalid").
+local function failure(src, err)
   if M.is_eof_error(err) then
     -- Inside a long string or comment a new line is data: no indent there.
-    local indent = tostring(err):find("unfinished long") and 0 or lex.depth(src) * (indent_width or 2)
-    return { status = "incomplete", indent = indent, message = err }
+    local depth = tostring(err):find("unfinished long") and 0 or lex.depth(src)
+    return { status = "incomplete", depth = depth, message = err }
   end
   return { status = "invalid", message = err }
 end
@@ -290,18 +290,18 @@ end
 -- its run share.  consts: the set of constant names of earlier inputs.  Returns
 --   { status = "complete", fn =, is_expr =, declared = {names}, consts = {names} }
 --     (call an expression's fn with M.values: its first argument)
---   { status = "incomplete", indent = columns, message = }
+--   { status = "incomplete", depth = levels of nesting open, message = }
 --   { status = "invalid", message = }
 -- An input that is one expression is compiled once as that; `stmts; expr`
 -- once as statements whose last expression's values print; anything else as
 -- statements, its top-level locals hoisted into env.
-function M.analyse(src, chunkname, env, consts, indent_width)
+function M.analyse(src, chunkname, env, consts)
   local expr = M.equals_expression(src)
   if expr then
     local fn = M.compile_expression(expr, chunkname, env, const_prelude(consts, {}))
     if fn then return compiled(fn, true) end
     local _, err = compile("return " .. expr, chunkname, env)
-    return failure(src, err, indent_width)
+    return failure(src, err)
   end
   local toks = code_tokens(src)
   while toks[#toks] and toks[#toks].value == ";" do toks[#toks] = nil end
@@ -319,7 +319,7 @@ function M.analyse(src, chunkname, env, consts, indent_width)
     if fn then return compiled(fn, true, names, new_consts) end
   end
   local fn, names, new_consts = compile_statements(src, chunkname, env, consts)
-  if not fn then return failure(src, names, indent_width) end
+  if not fn then return failure(src, names) end
   return compiled(fn, false, names, new_consts)
 end
 

@@ -57,17 +57,17 @@ end
 
 -- The analysis of src (bioxen.runner.chunk.analyse), made once for it: the
 -- completeness check and the run that follows it share one compile.
-function Session:analyse(src, indent_width)
+function Session:analyse(src)
   local last = self.analysed
   if last and last.src == src and last.counter == self.counter then return last.result end
-  local result = chunk.analyse(src, self:_chunkname(), self.env, self.consts, indent_width)
+  local result = chunk.analyse(src, self:_chunkname(), self.env, self.consts)
   self.analysed = { src = src, counter = self.counter, result = result }
   return result
 end
 
 function Session:is_complete(src, indent_width)
-  local r = self:analyse(src, indent_width)
-  return r.status, r.indent or 0
+  local r = self:analyse(src)
+  return r.status, (r.depth or 0) * (indent_width or 2)
 end
 
 -- The input compiled and its names declared; the next input gets the next chunk
