@@ -46,15 +46,23 @@ class CapturedEngine(Engine):
         return started.is_set
 
 
+def lua_literal(value) -> str:
+    """A string or boolean as Lua source."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "[==[" + str(value) + "]==]"
+
+
 class AttachedEngine(CapturedEngine):
     """A shell attached to a fresh local VM of ``vm_runtime``: every line runs in the VM."""
 
     chunk_stem = "w"
 
-    def __init__(self, vm_runtime: str):
+    def __init__(self, vm_runtime: str, **create_options):
         super().__init__("luajit", extensions=["bioxen_shell.vm.bindings"])
         self.marks = Path(tempfile.mkdtemp(prefix="bx-attached-"))
-        self.show(f"vm.create{{name = 'w', runtime = '{vm_runtime}'}}")
+        options = {"name": "w", "runtime": vm_runtime, **create_options}
+        self.show("vm.create{" + ", ".join(f"{k} = {lua_literal(v)}" for k, v in options.items()) + "}")
         assert "attached to w" in self.show(":attach w")
         self.take_output()
 

@@ -47,6 +47,21 @@ def test_a_vm_busy_with_a_call_sent_earlier_leaves_completeness_to_the_shell(mak
     assert finishes(lambda: engine.is_complete("for i = 1, 3 do"), "is_complete") == ("incomplete", 2)
 
 
+def test_an_ssh_vm_attached_behaves_as_the_repl(ssh_vm_options):
+    # the agent under the host's stock lua5.4, its runner uploaded with it (the bundle)
+    attached = AttachedEngine("lua54", **ssh_vm_options)
+    try:
+        assert attached.vm_manager.get("w").describe()["type"] == "ssh"
+        assert attached.show("_VERSION") == '"Lua 5.4"'
+        attached.show("local x = 41")
+        assert attached.show("x + 1") == "42"
+        assert attached.show("_ * 2, {a = {1}}") == "84\t{a = {1}}"
+        assert attached.is_complete("for i = 1, 3 do\n  local y <const> = i // 2") == ("incomplete", 2)
+        assert "xpcall" in [text for text, _, _ in attached.complete("xp")]
+    finally:
+        attached.close()
+
+
 def test_completion_of_a_huge_table_returns_part_of_it_and_the_vm_lives_on(attached):
     attached.show("local kept = 'state'")
     attached.show("big = {} for i = 1, 700000 do big['k' .. i] = i end")
