@@ -167,44 +167,13 @@ check_alive = function(now)
   end
 end
 
--- LuaJIT fast path (stock luajit only; the portable fallback is lua.c's one-shot handler):
--- SIGINT stays blocked and the hook polls for it with sigpending, so any number of SIGINTs
--- interrupt safely — never in the middle of a frame, never killing the process.
+-- LuaJIT fast path (stock luajit only): SIGINT polled by the hook (lua/bioxen/agent/sigint.lua).
 local sigint_pending, sigint_drain = nil, nil
+local sigint = require("bioxen.agent.sigint")
+AGENT_SOURCES[d_getinfo(sigint.block, "S").source] = true
 local function setup_sigint_polling()
   if EMBEDDED or not HAS_FFI then return end
-  local ok = pcall(function()
-    local ffi = FFI
-    if ffi.os ~= "Linux" then error("only on Linux") end
-    ffi.cdef[[
-      typedef struct { unsigned long val[16]; } bioxen_sigset_t;
-      typedef struct { long tv_sec; long tv_nsec; } bioxen_timespec_t;
-      int sigemptyset(bioxen_sigset_t *set);
-      int sigaddset(bioxen_sigset_t *set, int signum);
-      int sigprocmask(int how, const bioxen_sigset_t *set, bioxen_sigset_t *oldset);
-      int sigpending(bioxen_sigset_t *set);
-      int sigismember(const bioxen_sigset_t *set, int signum);
-      int sigtimedwait(const bioxen_sigset_t *set, void *info, const bioxen_timespec_t *timeout);
-    ]]
-    local C, SIGINT, SIG_BLOCK = ffi.C, 2, 0
-    local set, pending = ffi.new("bioxen_sigset_t"), ffi.new("bioxen_sigset_t")
-    local zero = ffi.new("bioxen_timespec_t")
-    C.sigemptyset(set)
-    C.sigaddset(set, SIGINT)
-    if C.sigprocmask(SIG_BLOCK, set, nil) ~= 0 then error("sigprocmask failed") end
-    sigint_pending = function()
-      C.sigpending(pending)
-      if C.sigismember(pending, SIGINT) == 1 then
-        C.sigtimedwait(set, nil, zero)
-        return true
-      end
-      return false
-    end
-    sigint_drain = function()
-      while sigint_pending() do end
-    end
-  end)
-  if not ok then sigint_pending, sigint_drain = nil, nil end
+  sigint_pending, sigint_drain = sigint.block(FFI)
 end
 
 local function interrupt_requested()
