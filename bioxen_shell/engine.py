@@ -522,6 +522,13 @@ class Engine:
         name = self._api[b"prompt_name"]()
         return name.decode() if name is not None else None
 
+    def detach(self) -> Result | None:
+        """Ctrl-D while attached: back to the shell's own Lua (``:detach``), whose result
+        is returned; None when not attached (Ctrl-D then ends the REPL)."""
+        if self.prompt_name() is None:
+            return None
+        return self.eval_line(":detach")
+
     def set_option(self, name: str, value: int) -> None:
         """Set a printing option (depth, items, string_max, width, indent)."""
         self._api[b"set_option"](name.encode(), value)

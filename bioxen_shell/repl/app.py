@@ -148,8 +148,12 @@ def run_repl(
             text = session.prompt()
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt clears the input
-        except EOFError:
-            return 0
+        except EOFError:  # Ctrl-D: detaches from a VM, else ends the REPL
+            detached = engine.detach()
+            if detached is None:
+                return 0
+            show_result(engine, detached, color=color, style=colours.name, depth=session.app.color_depth.name)
+            continue
         finally:
             _show_notices(session.history)  # e.g. saving this input failed: said once, here
         if not text.strip():

@@ -85,7 +85,14 @@ def _loop(engine, stdin: IO[str], prompter: _Prompter) -> int:  # noqa: ANN001
             continue
         if not line:
             prompter.write("\n")  # Ctrl-D: the shell's own prompt starts on a fresh line
-            break
+            if pending:
+                break
+            # Attached: Ctrl-D detaches (a terminal's next line is read; a pipe's end ends it).
+            detached = engine.detach()
+            if detached is None:
+                break
+            show_result(engine, detached)
+            continue
         size += len(line)
         if size > MAX_SCRIPT_BYTES:
             sys.stderr.write(f"bioxen: stdin: a chunk {too_large(MAX_SCRIPT_BYTES, 'a Lua script')}\n")

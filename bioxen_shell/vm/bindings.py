@@ -36,7 +36,8 @@ _live_managers: "set[Manager]" = set()  # destroyed at exit; dropped when their 
 #: The host functions bioxen.vm and bioxen.vm_commands call (``Host.lua_<name>``).
 HOST_FUNCTIONS = ("create", "eval", "call", "set", "get", "require", "info", "stop", "restart",
                   "destroy", "send", "recv", "pending", "list", "lookup", "destroy_all", "map", "cpus",
-                  "complete", "interrupt", "vms_table", "summary", "status", "protocol_error")
+                  "complete", "interrupt", "vms_table", "summary", "status", "protocol_error",
+                  "repl", "is_complete")
 
 
 def _load_vm_machinery() -> None:
@@ -304,6 +305,19 @@ class Host:
 
     def lua_complete(self, uid: int, text: bytes) -> tuple:
         return (True, wire.encode(self._handle(uid).complete(_text(text))))
+
+    # An attached shell (:attach, lua/bioxen/vm_commands.lua): its lines run in the VM's REPL
+    # session (the agent's repl request, bioxen.runner.session), and the VM's own Lua judges
+    # whether a line typed so far is complete.
+
+    def lua_repl(self, uid: int, code: bytes, options: bytes) -> tuple:
+        return self._results(self._handle(uid).request_lua("repl", {"code": code}, {"options": options}))
+
+    def lua_is_complete(self, uid: int, code: bytes, indent: int) -> tuple:
+        h = self._handle(uid)
+        if h.status != "running":  # busy with a call sent earlier: the shell judges, never waits
+            return (False, b"busy", f"VM {h.name} is {h.status}".encode(), b"")
+        return self._results(self._handle(uid).request_lua("is_complete", {"code": code, "indent": int(indent)}))
 
     def lua_interrupt(self, uid: int) -> tuple:
         self._handle(uid).interrupt()

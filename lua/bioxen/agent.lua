@@ -46,6 +46,9 @@ local read_frame, write_frame = wire.read_frame, wire.write_frame
 local cstack = require("bioxen.cstack")
 local traceback = require("bioxen.traceback")
 local tb_collect, tb_render = traceback.collect, traceback.render
+-- The runner the shell's REPL runs on too: compiling, REPL sessions, completion.
+local runner = { chunk = require("bioxen.runner.chunk"), session = require("bioxen.runner.session"),
+  complete = require("bioxen.runner.complete"), hook = require("bioxen.runner.hook") }
 
 local IS_LUAJIT = type(rawget(_G, "jit")) == "table"
 local jit = rawget(_G, "jit")
@@ -74,141 +77,23 @@ if EMBEDDED then
   end
 end
 
-local HOOK_COUNT = 10000            -- VM instructions between limit/interrupt checks
-local FLUSH_BYTES = 64 * 1024       -- output is flushed at this size ...
-local FLUSH_SECONDS = 0.1           -- ... or after this much CPU time
+local HOOK_COUNT = runner.hook.COUNT  -- VM instructions between limit/interrupt checks
 
 ---------------------------------------------------------------------------------------------
 -- Channel and captured output
 
 local chan_in, chan_out = real_stdin, real_stdout
 
-local out_parts, out_n, out_size, out_last = {}, 0, 0, 0
-
 local put_frame   -- put_frame(kind, parts, n [, blobs]): write frames and flush (defined below)
-
-local function flush_output()
-  if out_n == 0 then return end
-  local n = out_n
-  out_n, out_size = 0, 0
-  put_frame("O", out_parts, n)
-  for i = 1, n do out_parts[i] = nil end
-  out_last = clock()
-end
-
 local arm_output_hook -- defined with the hook below
 local check_alive
 
-local function emit(s)
-  local was_empty = out_n == 0
-  out_n = out_n + 1
-  out_parts[out_n] = s
-  out_size = out_size + #s
-  if out_size >= FLUSH_BYTES or clock() - out_last >= FLUSH_SECONDS then
-    flush_output()
-  elseif was_empty then
-    arm_output_hook()
-  end
-end
-
-local function emit_values(n, ...)
-  for i = 1, n do
-    local v = select(i, ...)
-    local tv = type(v)
-    if tv ~= "string" and tv ~= "number" then
-      error(s_format("bad argument #%d to 'write' (string expected, got %s)", i, tv), 3)
-    end
-    emit(tostring(v))
-  end
-end
-
-local function captured_print(...)
-  local n = select("#", ...)
-  for i = 1, n do
-    if i > 1 then emit("\t") end
-    emit(tostring((select(i, ...))))
-  end
-  emit("\n")
-end
-
--- io.stdout as user code sees it: a file-like object whose writes become O frames.
-local stdout_proxy, stdin_proxy, install_io_capture
-do
-local stdout_methods = {}
-function stdout_methods.write(self, ...)
-  emit_values(select("#", ...), ...)
-  return self
-end
-function stdout_methods.flush(self) return self end
-function stdout_methods.setvbuf() return true end
-function stdout_methods.close() return nil, "cannot close standard file" end
-function stdout_methods.seek() return nil, "Illegal seek", 29 end
-function stdout_methods.lines() error("file not readable", 2) end
-function stdout_methods.read() return nil, "Bad file descriptor", 9 end
-stdout_proxy = setmetatable({}, {
-  __index = stdout_methods,
-  __tostring = function() return "file (bioxen output)" end,
-  __name = "FILE*",
-  __metatable = false,
-})
-
--- stdin is the protocol channel (or nothing): user code reads an empty input.
-local stdin_methods = {}
-function stdin_methods.read() return nil end
-function stdin_methods.lines() return function() return nil end end
-function stdin_methods.close() return nil, "cannot close standard file" end
-function stdin_methods.write() return nil, "Bad file descriptor", 9 end
-function stdin_methods.flush(self) return self end
-function stdin_methods.setvbuf() return true end
-function stdin_methods.seek() return nil, "Illegal seek", 29 end
-stdin_proxy = setmetatable({}, {
-  __index = stdin_methods,
-  __tostring = function() return "file (bioxen empty input)" end,
-  __metatable = false,
-})
-
-local current_output = stdout_proxy -- what io.write writes to
-local function captured_io_write(...)
-  if current_output == stdout_proxy then
-    emit_values(select("#", ...), ...)
-    return stdout_proxy
-  end
-  return current_output:write(...)
-end
-local function captured_io_output(f)
-  if f == nil then return current_output end
-  if f == stdout_proxy or f == real_stdout then
-    current_output = stdout_proxy
-  else
-    current_output = io_output(f)
-  end
-  return current_output
-end
-local current_input = stdin_proxy
-local function captured_io_read(...)
-  return current_input:read(...)
-end
-local function captured_io_input(f)
-  if f == nil then return current_input end
-  if f == stdin_proxy or f == real_stdin then current_input = stdin_proxy
-  else current_input = io_input(f) end
-  return current_input
-end
-local function captured_io_lines(name, ...)
-  if name == nil then return current_input:lines(...) end
-  return io_lines(name, ...)
-end
-
-install_io_capture = function(io_table)
-  io_table.write = captured_io_write
-  io_table.output = captured_io_output
-  io_table.stdout = stdout_proxy
-  io_table.read = captured_io_read
-  io_table.input = captured_io_input
-  io_table.lines = captured_io_lines
-  io_table.stdin = stdin_proxy
-end
-end
+local output = require("bioxen.agent.output").new {
+  send = function(parts, n) put_frame("O", parts, n) end,
+  arm_hook = function() arm_output_hook() end,
+  clock = clock,
+}
+local flush_output = output.flush
 
 ---------------------------------------------------------------------------------------------
 -- Limits, interrupts and the count hook
@@ -232,15 +117,16 @@ local wall_limit, wall_started = 0, 0
 local interrupt_file, interrupt_seen = nil, 0
 local main_thread = nil      -- on 5.2+: to see lua.c's SIGINT hook from inside coroutines
 
--- Code of the agent, wire.lua and cstack.lua is never interrupted, and its frames are never
--- shown to the user.
-local AGENT_SOURCE = d_getinfo(1, "S").source
-local WIRE_SOURCE = d_getinfo(wire.encode, "S").source
-local CSTACK_SOURCE = cstack.SOURCE
+-- Code of the agent (agent.lua and its own modules, lua/bioxen/agent/), wire.lua and
+-- cstack.lua is never interrupted, and its frames are never shown to the user.
+local AGENT_SOURCES = {
+  [d_getinfo(1, "S").source] = true, [d_getinfo(wire.encode, "S").source] = true,
+  [cstack.SOURCE] = true, [d_getinfo(output.flush, "S").source] = true,
+}
 local function is_agent_frame(info)
   if info == nil then return false end
   local src = info.source
-  return src == AGENT_SOURCE or src == WIRE_SOURCE or src == CSTACK_SOURCE
+  return src ~= nil and AGENT_SOURCES[src] == true
 end
 local function in_main_thread()
   local co, is_main = co_running()
@@ -272,7 +158,7 @@ local alive_checked = 0     -- os.time() of the last check: wall seconds, whatev
 check_alive = function(now)
   alive_checked = now
   local ok = pcall(function()
-    if out_n == 0 then write_frame(chan_out, "O", "") end
+    if output.empty() then write_frame(chan_out, "O", "") end
     assert(chan_out:flush())
   end)
   if not ok then
@@ -281,44 +167,13 @@ check_alive = function(now)
   end
 end
 
--- LuaJIT fast path (stock luajit only; the portable fallback is lua.c's one-shot handler):
--- SIGINT stays blocked and the hook polls for it with sigpending, so any number of SIGINTs
--- interrupt safely — never in the middle of a frame, never killing the process.
+-- LuaJIT fast path (stock luajit only): SIGINT polled by the hook (lua/bioxen/agent/sigint.lua).
 local sigint_pending, sigint_drain = nil, nil
+local sigint = require("bioxen.agent.sigint")
+AGENT_SOURCES[d_getinfo(sigint.block, "S").source] = true
 local function setup_sigint_polling()
   if EMBEDDED or not HAS_FFI then return end
-  local ok = pcall(function()
-    local ffi = FFI
-    if ffi.os ~= "Linux" then error("only on Linux") end
-    ffi.cdef[[
-      typedef struct { unsigned long val[16]; } bioxen_sigset_t;
-      typedef struct { long tv_sec; long tv_nsec; } bioxen_timespec_t;
-      int sigemptyset(bioxen_sigset_t *set);
-      int sigaddset(bioxen_sigset_t *set, int signum);
-      int sigprocmask(int how, const bioxen_sigset_t *set, bioxen_sigset_t *oldset);
-      int sigpending(bioxen_sigset_t *set);
-      int sigismember(const bioxen_sigset_t *set, int signum);
-      int sigtimedwait(const bioxen_sigset_t *set, void *info, const bioxen_timespec_t *timeout);
-    ]]
-    local C, SIGINT, SIG_BLOCK = ffi.C, 2, 0
-    local set, pending = ffi.new("bioxen_sigset_t"), ffi.new("bioxen_sigset_t")
-    local zero = ffi.new("bioxen_timespec_t")
-    C.sigemptyset(set)
-    C.sigaddset(set, SIGINT)
-    if C.sigprocmask(SIG_BLOCK, set, nil) ~= 0 then error("sigprocmask failed") end
-    sigint_pending = function()
-      C.sigpending(pending)
-      if C.sigismember(pending, SIGINT) == 1 then
-        C.sigtimedwait(set, nil, zero)
-        return true
-      end
-      return false
-    end
-    sigint_drain = function()
-      while sigint_pending() do end
-    end
-  end)
-  if not ok then sigint_pending, sigint_drain = nil, nil end
+  sigint_pending, sigint_drain = sigint.block(FFI)
 end
 
 local function interrupt_requested()
@@ -344,7 +199,7 @@ hook = function()
   end
   local wall = os_time()
   if wall ~= alive_checked then check_alive(wall) end
-  if out_n > 0 and now - out_last >= FLUSH_SECONDS then
+  if output.due(now) then
     flush_output()
     -- (A SIGINT that came during the write set lua.c's hook: leave it to fire.)
     if output_hook_armed and in_main_thread() and d_gethook() ~= "external hook" then
@@ -378,19 +233,7 @@ arm_output_hook = function()
   d_sethook(hook, "", HOOK_COUNT)
 end
 
-local function hooked_create(f)
-  local co = co_create(f)
-  d_sethook(co, coroutine_hook, "", HOOK_COUNT)
-  return co
-end
-local function hooked_wrap(f)
-  local co = hooked_create(f)
-  return function(...)
-    local r = { co_resume(co, ...) }
-    if r[1] then return unpack(r, 2, wire_count(r)) end
-    error(r[2], 0)
-  end
-end
+local hooked_create, hooked_wrap = runner.hook.coroutines(coroutine_hook, HOOK_COUNT)
 -- LuaJIT's hooks are global (not per coroutine) and coroutine.wrap keeps error positions;
 -- there the plain functions are enough once the main hook is on.
 
@@ -398,16 +241,9 @@ end
 -- Compiling user code
 
 local user_env = _G
+local vm_name = nil          -- configure.name
 
-local function compile(code, chunkname, env)
-  if s_byte(code, 1) == 27 then return nil, "attempt to load a binary chunk (mode is 't')" end
-  if LUA51 then
-    local f, err = loadstring(code, chunkname)
-    if f then setfenv(f, env) end
-    return f, err
-  end
-  return load(code, chunkname, "t", env)
-end
+local compile = runner.chunk.compile
 
 local function prepare(f)
   -- Interpreted user code keeps the count hook firing under LuaJIT (traces never call it).
@@ -449,8 +285,18 @@ local last_raised_by_agent   -- the handler's error was the agent's stop (see hi
 -- A stop raised by the agent's hook (interrupt, CPU or memory limit) goes through `error`;
 -- that C frame is the agent's doing, not the user's, so it is left out, as are the agent's
 -- own frames.
-local function hide_frame(info, is_top)
-  return is_agent_frame(info) or (is_top and last_raised_by_agent and info.func == error)
+-- The runner's frames (a REPL line's session.run, its values' chunk.values) are left out too:
+-- as in the shell, the user's traceback ends at the line typed.
+local hide_frame
+do
+local RUNNER_DIR = s_match(d_getinfo(runner.chunk.values, "S").source, "^(@.*/runner/)[^/]*$")
+local function is_runner_frame(info)
+  local src = info and info.source
+  return RUNNER_DIR ~= nil and src ~= nil and s_sub(src, 1, #RUNNER_DIR) == RUNNER_DIR
+end
+hide_frame = function(info, is_top)
+  return is_agent_frame(info) or is_runner_frame(info) or (is_top and last_raised_by_agent and info.func == error)
+end
 end
 local RENDER_OPTIONS = { hide = hide_frame }
 
@@ -481,6 +327,8 @@ local ERROR_OBJECT_TEXT = {
   thread = "(error object is a thread value)", cdata = "(error object is a cdata value)",
 }
 
+local repl_line = false  -- the call in progress runs a REPL line (OPS.repl)
+
 local function error_kind(err)
   if rawequal(err, INTERRUPTED) then return "interrupted", "interrupted" end
   if rawequal(err, CPU_EXCEEDED) then
@@ -503,7 +351,13 @@ local function error_kind(err)
       local ok, s = pcall(tostring, err)
       if ok and type(s) == "string" then msg = s else collectgarbage() end
     end
-    -- (A constant: a VM the __tostring left at its memory limit cannot build a message.)
+    -- A REPL line's error object is shown as the shell shows one (user code: it may run
+    -- __tostring of what it holds).  Else a constant: a VM the __tostring left at its memory
+    -- limit cannot build a message.
+    if msg == nil and repl_line then
+      local ok, s = pcall(runner.session.error_object_text, err)
+      if ok then msg = s end
+    end
     msg = msg or ERROR_OBJECT_TEXT[te] or "(error object is not a string)"
   end
   if s_find(msg, "interrupted!$") then return "interrupted", "interrupted" end
@@ -730,12 +584,6 @@ local function run_walk(parts, upto)
   return run_user(walk, parts, upto)
 end
 
-local function get_path(name, raw)
-  local parts, err = parse_name(name)
-  if not parts then return nil, err end
-  return walk(parts, #parts, raw)
-end
-
 -- Why fn cannot be called (nil when it can), looked at raw: no metamethod runs.
 local function not_callable(fn, name)
   if type(fn) == "function" then return nil end
@@ -759,217 +607,50 @@ local function call_path(parts, name)
 end
 
 ---------------------------------------------------------------------------------------------
--- Completion
+-- The REPL of an attached shell, and completion
 
-local complete
+-- One REPL session per VM (bioxen.runner.session, as the shell's own): top-level locals, `_`,
+-- constants, one compile per line.  Made at its first use, once configure has set user_env.
+local repl
 do
-local KEYWORDS = { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
-  "goto", "if", "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while" }
-
--- Candidates replace the trailing identifier path of `text` (docs/extending.md, the
--- shell's completion contract): "x = string.fo" -> { "string.format" }.
-complete = function(text)
-  local path = s_match(text, "[%a_][%w_]*[%w_%.:]*$")
-  if not path then return {} end
-  local candidates, seen = {}, {}
-  local function add(s)
-    if not seen[s] then seen[s] = true; candidates[#candidates + 1] = s end
+local repl_session, session_globals = nil, nil
+repl = function()
+  -- (complete may come before configure, which may then make a sandbox: a new user_env)
+  if session_globals ~= user_env then
+    repl_session, session_globals = runner.session.new(user_env, vm_name or "vm"), user_env
   end
-  local function add_keys(t, prefix, word, methods_only)
-    local depth = 0
-    while type(t) == "table" and depth < 5 do
-      for k, v in next, t do
-        if type(k) == "string" and s_find(k, "^[%a_][%w_]*$") and s_sub(k, 1, #word) == word then
-          if not methods_only or type(v) == "function" then add(prefix .. k) end
-        end
-      end
-      local mt = getmetatable(t)
-      t = type(mt) == "table" and rawget(mt, "__index") or nil
-      depth = depth + 1
-    end
-  end
-  local base, sep, word = s_match(path, "^(.*)([%.:])([%w_]*)$")
-  if base then
-    if s_find(base, ":") then return {} end
-    local ok, obj = get_path(base, true)  -- raw: completion never runs user metamethods
-    if ok then
-      if type(obj) == "string" then obj = user_env.string end
-      add_keys(obj, base .. sep, word, sep == ":")
-    end
-  else
-    add_keys(user_env, "", path, false)
-    for i = 1, #KEYWORDS do
-      if s_sub(KEYWORDS[i], 1, #path) == path then add(KEYWORDS[i]) end
-    end
-  end
-  t_sort(candidates)
-  return candidates
+  return repl_session
 end
+end
+
+-- Candidates replacing the trailing identifier path of `text` (docs/extending.md, the
+-- shell's completion contract): "x = string.fo" -> { "string.format" }.  The shell's
+-- completion (bioxen.runner.complete) in the REPL session: the agent's work, not a user
+-- call, so no user code runs (no __complete, no lazy require), and it stops after its
+-- budget (runner.complete.SECONDS of CPU) with what it has: a huge table never makes the host
+-- wait, nor time the request out.
+local function complete(text)
+  local r = runner.complete.complete(repl().env, text, { run_code = false, clock = clock, string = user_env.string })
+  return runner.complete.candidates(text, r)
 end
 
 ---------------------------------------------------------------------------------------------
--- Sandbox (configure sandbox=true): see docs/agent.md for the exact whitelist.
+-- Sandbox (configure sandbox=true): lua/bioxen/agent/sandbox.lua
 
 local module_path = package.path   -- where require (and the sandbox's require) looks
-
-local make_sandbox_env
-do
-local SAFE_GLOBALS = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber",
-  "tostring", "type", "unpack", "xpcall", "rawequal", "rawlen", "rawget", "rawset", "getmetatable",
-  "setmetatable", "_VERSION" }
-local SAFE_LIBS = {
-  string = { "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match", "rep",
-    "reverse", "sub", "upper", "pack", "packsize", "unpack" },
-  table = { "concat", "insert", "maxn", "remove", "sort", "unpack", "pack", "move" },
-  math = { "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "cosh", "deg", "exp", "floor", "fmod",
-    "frexp", "huge", "ldexp", "log", "log10", "max", "maxinteger", "min", "mininteger", "modf", "pi",
-    "pow", "rad", "random", "randomseed", "sin", "sinh", "sqrt", "tan", "tanh", "tointeger", "type", "ult" },
-  os = { "clock", "time", "date", "difftime" },
-  coroutine = { "create", "isyieldable", "resume", "running", "status", "wrap", "yield", "close" },
-  utf8 = { "char", "charpattern", "codes", "codepoint", "len", "offset" },
-  bit32 = { "arshift", "band", "bnot", "bor", "btest", "bxor", "extract", "lrotate", "lshift",
-    "replace", "rrotate", "rshift" },
-  bit = { "tobit", "tohex", "bnot", "band", "bor", "bxor", "lshift", "rshift", "arshift", "rol", "ror", "bswap" },
+local sandbox = require("bioxen.agent.sandbox").bind {
+  output = output, compile = compile, prepare = prepare, pcall = user_pcall, xpcall = user_xpcall,
+  resume = user_resume, create = hooked_create, wrap = hooked_wrap, has_ffi = HAS_FFI,
 }
-
-local function copy_fields(src, names)
-  local t = {}
-  if type(src) ~= "table" then return nil end
-  for i = 1, #names do t[names[i]] = rawget(src, names[i]) end
-  return t
-end
-
-
-local function sandbox_require_factory(env, loaded)
-  return function(name)
-    if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected)", 2) end
-    -- A module name is words (letters, digits, '_', '-') joined by single dots.  Nothing
-    -- else reaches io.open: no NUL (which would end the path there, dropping the '.lua' of
-    -- the template), no '/', no '..', no '%'.
-    if not s_find(name, "^[%w_%-]+$") and not (s_find(name, "^[%w_%-][%w_%-%.]*[%w_%-]$")
-        and not s_find(name, "%.%.")) then
-      error(s_format("bad argument #1 to 'require' (%q is not a module name: expected words of "
-        .. "letters, digits, '_' and '-' joined by dots)", name), 2)
-    end
-    local have = loaded[name]
-    if have ~= nil then return have end
-    local fname = s_gsub(name, "%.", "/")
-    local tried = {}
-    for template in s_gmatch(module_path, "[^;]+") do
-      local path = s_gsub(template, "%?", fname)
-      local fh = io_open(path, "rb")
-      if fh then
-        local src = fh:read("*a")
-        fh:close()
-        local f, err = compile(src, "@" .. path, env)
-        if not f then error(s_format("error loading module '%s' from file '%s':\n\t%s", name, path, err), 2) end
-        prepare(f)
-        local r = f(name, path)
-        if r == nil then r = loaded[name]; if r == nil then r = true end end
-        loaded[name] = r
-        return r
-      end
-      tried[#tried + 1] = "\n\tno file '" .. path .. "'"
-    end
-    error(s_format("module '%s' not found:%s", name, t_concat(tried)), 2)
-  end
-end
-
-make_sandbox_env = function(allow_ffi)
-  local env = {}
-  for i = 1, #SAFE_GLOBALS do env[SAFE_GLOBALS[i]] = rawget(_G, SAFE_GLOBALS[i]) end
-  for lib, names in pairs(SAFE_LIBS) do env[lib] = copy_fields(rawget(_G, lib), names) end
-  env._G = env
-  env.print = captured_print
-  env.unpack = env.unpack or env.table.unpack
-  local gc = collectgarbage
-  env.collectgarbage = function(opt, arg)
-    if opt == nil or opt == "collect" or opt == "count" or opt == "step" or opt == "isrunning" then
-      return gc(opt or "collect", arg)
-    end
-    error("collectgarbage('" .. tostring(opt) .. "') is not available in the sandbox", 2)
-  end
-  env.io = {}
-  install_io_capture(env.io)
-  -- io.lines/io.input with a file name would open files: not in the sandbox.
-  env.io.lines = function(name, ...)
-    if name ~= nil then error("io.lines on files is not available in the sandbox", 2) end
-    return stdin_proxy:lines()
-  end
-  env.io.input = function(f)
-    if f ~= nil then error("io.input is not available in the sandbox", 2) end
-    return stdin_proxy
-  end
-  env.io.output = function(f)
-    if f ~= nil and f ~= stdout_proxy then error("io.output is not available in the sandbox", 2) end
-    return stdout_proxy
-  end
-  env.io.write = function(...) emit_values(select("#", ...), ...); return stdout_proxy end
-  env.io.stderr = stdout_proxy
-  env.pcall = user_pcall
-  env.xpcall = user_xpcall
-  env.coroutine.resume = user_resume
-  if not IS_LUAJIT then
-    env.coroutine.create = hooked_create
-    env.coroutine.wrap = hooked_wrap
-  end
-  -- load: text only, in the sandbox environment (unless the caller passes its own table).
-  env.load = function(chunk, chunkname, mode, fenv)
-    if type(chunk) == "function" then
-      local pieces = {}
-      while true do
-        local piece = chunk()
-        if piece == nil or piece == "" then break end
-        if type(piece) ~= "string" then error("reader function must return a string", 2) end
-        pieces[#pieces + 1] = piece
-      end
-      chunk = t_concat(pieces)
-    end
-    if type(chunk) ~= "string" then return nil, "bad argument #1 to 'load' (string expected)" end
-    if mode ~= nil and mode ~= "t" and mode ~= "bt" and mode ~= "tb" then
-      return nil, "attempt to load a binary chunk (mode is '" .. tostring(mode) .. "')"
-    end
-    local f, err = compile(chunk, chunkname or chunk, type(fenv) == "table" and fenv or env)
-    if f then prepare(f) end
-    return f, err
-  end
-  env.loadstring = function(s, chunkname) return env.load(s, chunkname) end
-  local loaded = {}
-  for name, lib in pairs({ string = env.string, table = env.table, math = env.math, os = env.os,
-    coroutine = env.coroutine, utf8 = env.utf8, bit32 = env.bit32, bit = env.bit, io = env.io }) do
-    loaded[name] = lib
-  end
-  loaded._G = env
-  if allow_ffi and HAS_FFI then
-    loaded.ffi = require("ffi")
-    env.jit = rawget(_G, "jit")
-    loaded.jit = env.jit
-  end
-  env.require = sandbox_require_factory(env, loaded)
-  env.package = { loaded = loaded, path = module_path }
-  return env
-end
-end
+AGENT_SOURCES[d_getinfo(sandbox.new, "S").source] = true
 
 ---------------------------------------------------------------------------------------------
 -- Requests
 
 local configured = false
 local reply_blob_min = nil   -- configure.blobs: reply strings this long go as B frames
-local vm_name = nil
 local sandboxed = false
 local allow_ffi = true
-
-local function protect_string_metatable(safe_string)
-  -- Every string shares one metatable: in the sandbox its __index becomes the sandbox's own
-  -- string table (so ("").dump is gone too) and getmetatable("") returns false, so nobody
-  -- can change how all strings behave.
-  local mt = getmetatable("")
-  if type(mt) == "table" then
-    rawset(mt, "__index", safe_string)
-    rawset(mt, "__metatable", false)
-  end
-end
 
 -- require as the user's code would call it (the lookup of `require` may meet metamethods the
 -- user set on the globals): run as user code.
@@ -1007,73 +688,12 @@ local function reply_limit()
     limit_kb) }
 end
 
--- Outside the sandbox user code sees the real globals, `debug` included.
---   * The agent's functions and stack frames are closed to debug: their locals and upvalues
---     hold the state of the limits and, under lupa, the memory switch.  getlocal/setlocal on
---     an agent frame and getupvalue/setupvalue on an agent function find nothing,
---     upvaluejoin with one raises, getinfo gives no `func` for an agent frame.
---   * collectgarbage("stop"/"restart") is remembered: the agent holds the collector between
---     calls and restarts it for a call only if user code has not stopped it.
---   * On LuaJIT, the C-stack guard (bioxen.cstack).
+-- Outside the sandbox user code sees the real globals, `debug` included, with the agent
+-- closed to it (lua/bioxen/agent/globals.lua); on LuaJIT, with the C-stack guard (bioxen.cstack).
+local user_globals = require("bioxen.agent.globals")
+AGENT_SOURCES[d_getinfo(user_globals.open, "S").source] = true
 local function open_globals()
-  local dbg = rawget(_G, "debug")
-  if type(dbg) == "table" then
-    local getinfo, getlocal, setlocal = dbg.getinfo, dbg.getlocal, dbg.setlocal
-    local getupvalue, setupvalue, upvaluejoin = dbg.getupvalue, dbg.setupvalue, dbg.upvaluejoin
-    local function agent_function(f)
-      return type(f) == "function" and is_agent_frame(getinfo(f, "S"))
-    end
-    -- Is the frame named by ([thread,] level) the agent's?  Levels count from the caller of
-    -- the debug function: two frames up from here (this function, the wrapper).
-    local function agent_level(a, b)
-      if type(a) == "thread" then return type(b) == "number" and is_agent_frame(getinfo(a, b, "S")) end
-      return type(a) == "number" and a > 0 and is_agent_frame(getinfo(a + 2, "S"))
-    end
-    local function shift(a) if type(a) == "number" and a > 0 then return a + 1 end return a end
-    dbg.getlocal = function(a, b, c)
-      if agent_level(a, b) then return nil end
-      if type(a) == "thread" then return getlocal(a, b, c) end
-      local name, value = getlocal(shift(a), b)
-      return name, value
-    end
-    dbg.setlocal = function(a, b, c, d)
-      if agent_level(a, b) then return nil end
-      if type(a) == "thread" then return setlocal(a, b, c, d) end
-      local name = setlocal(shift(a), b, c)
-      return name
-    end
-    dbg.getinfo = function(a, b, c)
-      local info
-      if type(a) == "thread" then info = getinfo(a, b, c)
-      elseif type(a) == "function" then return getinfo(a, b)
-      else info = getinfo(shift(a), b) end
-      if info and info.func ~= nil and agent_function(info.func) then info.func = nil end
-      return info
-    end
-    dbg.getupvalue = function(f, n)
-      if agent_function(f) then return nil end
-      local name, value = getupvalue(f, n)
-      return name, value
-    end
-    dbg.setupvalue = function(f, n, v)
-      if agent_function(f) then return nil end
-      local name = setupvalue(f, n, v)
-      return name
-    end
-    if upvaluejoin then
-      dbg.upvaluejoin = function(f1, n1, f2, n2)
-        if agent_function(f1) or agent_function(f2) then
-          error("bad argument to 'upvaluejoin' (a function of the bioxen agent)", 2)
-        end
-        return upvaluejoin(f1, n1, f2, n2)
-      end
-    end
-  end
-  local gc = collectgarbage
-  rawset(_G, "collectgarbage", function(opt, ...)
-    if opt == "stop" then gc_user_stopped = true elseif opt == "restart" then gc_user_stopped = false end
-    return gc(opt, ...)
-  end)
+  user_globals.open(is_agent_frame, function(stopped) gc_user_stopped = stopped end)
   cstack.install(_G, true)
 end
 
@@ -1116,8 +736,8 @@ local function configure(req)
   end
   if req.sandbox then
     sandboxed = true
-    user_env = make_sandbox_env(allow_ffi)
-    protect_string_metatable(user_env.string)
+    user_env = sandbox.new(allow_ffi, module_path)
+    sandbox.protect_string_metatable(user_env.string)
     cstack.install(user_env)
   else
     if not allow_ffi then
@@ -1262,6 +882,38 @@ function OPS.complete(req)
   return ok_values(1, complete(req.text))
 end
 
+-- A line typed in a shell attached to this VM, run as the shell's REPL runs one (the same
+-- session code); the reply is its values as the shell prints them (options: the shell's
+-- printing options, bioxen.runner.pretty).  Their printing is user code too (__tostring).
+function OPS.repl(req)
+  local code, options = req.code, req.options
+  if type(code) ~= "string" then return failure("protocol", "repl needs a 'code' string") end
+  if options ~= nil and type(options) ~= "table" then return failure("protocol", "repl options must be a table") end
+  local s = repl()
+  local fn, is_expr = s:compile(code)
+  if not fn then return failure("syntax", is_expr) end
+  prepare(fn)
+  repl_line = true
+  local ran, r = pcall(run_user, function()
+    local text = s:show(runner.session.run(fn, is_expr), options)
+    return text
+  end)
+  repl_line = false
+  if not ran then error(r, 0) end
+  return r
+end
+
+-- Whether a line typed so far is complete, judged by this VM's own Lua: "complete",
+-- "incomplete" (and the next line's indent) or "invalid".  Its compile serves the repl
+-- request that follows.
+function OPS.is_complete(req)
+  if type(req.code) ~= "string" then return failure("protocol", "is_complete needs a 'code' string") end
+  local indent = req.indent
+  if indent ~= nil and type(indent) ~= "number" then return failure("protocol", "is_complete indent must be a number") end
+  local status, columns = repl():is_complete(req.code, indent)
+  return ok_values(2, status, columns)
+end
+
 function OPS.info()
   return ok_values(1, {
     runtime = LUA_VERSION, jit = jit and jit.version or nil, memory_kb = collectgarbage("count"),
@@ -1356,8 +1008,8 @@ local function open_channel(opts)
 end
 
 local function install_user_io()
-  rawset(_G, "print", captured_print)
-  install_io_capture(io)
+  rawset(_G, "print", output.print)
+  output.install(io)
   -- os.exit flushes captured output so that it reaches the host first.
   os.exit = function(...)
     pcall(flush_output)
@@ -1501,7 +1153,6 @@ local function main(...)
     local co, is_main = co_running()
     if is_main then main_thread = co end
   end
-  out_last = clock()
   set_limits(false)  -- the agent's own work runs with the collector held (see set_limits)
   start_io_thread()
   local hello = { protocol = 1, agent = AGENT_VERSION, runtime = LUA_VERSION,

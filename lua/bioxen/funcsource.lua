@@ -12,7 +12,7 @@
 -- `-e` code, scripts) first, then files for "@path" chunk names.
 -- Runs on Lua 5.1-5.5 and LuaJIT.
 
-local lex = require("bioxen.shell.lex")
+local lex = require("bioxen.runner.lex")
 
 local M = {}
 

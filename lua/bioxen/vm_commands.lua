@@ -9,9 +9,8 @@ local wire = require("bioxen.wire")
 local M = {}
 
 function M.install(api, host)
-  local h_eval, h_complete, h_vms_table = host.eval, host.complete, host.vms_table
-  local decode, wire_count = wire.decode, wire.count
-  local counter = 0
+  local h_repl, h_is_complete, h_complete, h_vms_table = host.repl, host.is_complete, host.complete, host.vms_table
+  local decode, encode = wire.decode, wire.encode
 
   -- A one-line error for the user (no traceback: it is not a failure of running code).
   local function usage_error(text)
@@ -41,7 +40,7 @@ function M.install(api, host)
       if name then
         local v = api.get(name)
         if not v then return usage_error("no VM named " .. name .. " (" .. known() .. ")") end
-        return require("bioxen.shell.pretty").format(v:info(), shell.options)
+        return require("bioxen.runner.pretty").format(v:info(), shell.options)
       end
       local ok, text, _, msg = h_vms_table()
       if not ok then error(msg, 0) end
@@ -50,21 +49,28 @@ function M.install(api, host)
     complete = function(shell, partial) return names(partial) end,
   }
 
-  -- An eval target for the shell: each line typed goes to the VM as a REPL chunk.
+  -- The reply's values (see bioxen.vm: the payload, where its values start, their blobs).
+  local function reply_values(a, b, c)
+    return decode(a, b, "value", c)
+  end
+
+  -- An eval target for the shell: each line typed runs in the VM's own REPL session (the
+  -- agent's, bioxen.runner.session: the shell's), printed there as the shell prints.
   local function target_for(v)
     local uid, name = v._uid, v.name
     return {
       name = name,
-      eval = function(src)
-        counter = counter + 1
-        local ok, a, b, c = h_eval(uid, src, "{0;}", "=" .. name .. "[" .. counter .. "]")
+      eval = function(src, options)
+        local ok, a, b, c = h_repl(uid, src, encode(options or {}))
         if not ok then return { ok = false, kind = a, error = b, traceback = c } end
-        -- the reply's payload, where its values start, their blobs (see bioxen.vm)
-        local vals = decode(a, b, "value", c)
-        local n = wire_count(vals)
-        local out = { n = n }
-        for i = 1, n do out[i] = vals[i] end
-        return { ok = true, values = out }
+        return { ok = true, output = reply_values(a, b, c)[1] }
+      end,
+      -- Judged by the VM's own Lua; nil (the shell judges) when the VM cannot answer.
+      is_complete = function(src, indent)
+        local ok, a, b, c = h_is_complete(uid, src, indent)
+        if not ok then return nil end
+        local vals = reply_values(a, b, c)
+        return vals[1], vals[2]
       end,
       complete = function(text)
         local ok, list = h_complete(uid, text)

@@ -18,12 +18,18 @@ ENTER, CTRL_C, CTRL_D = "\r", "\x03", "\x04"
 
 
 def drive(engine, keys: str, history=None) -> int:
-    """Type ``keys`` into the REPL, then Ctrl-C (clear) and Ctrl-D; return the exit status."""
+    """Type ``keys`` into the REPL, then Ctrl-C (clear) and Ctrl-D; return the exit status.
+    (Attached to a VM, the first Ctrl-D detaches and the second ends the REPL.)"""
     with create_pipe_input() as pipe:
-        pipe.send_text(keys + CTRL_C + CTRL_D)
+        pipe.send_text(keys + CTRL_C + CTRL_D + CTRL_D)
         return run_repl(engine, input=pipe, output=DummyOutput(),
                         history=history if history is not None else InMemoryHistory(),
                         banner=False, color=False)
+
+
+def printed(repl) -> bytes:
+    """What the typed lines printed (attached, drive's first Ctrl-D then says it detached)."""
+    return repl.take_output().removesuffix(b"detached from w\n")
 
 
 @pytest.fixture
@@ -31,20 +37,45 @@ def engine(make_engine):
     return make_engine("luajit")
 
 
-def test_expression_prints_and_ctrl_d_exits(engine):
-    assert drive(engine, "1 + 1" + ENTER) == 0
-    assert engine.take_output() == b"2\n"
+@pytest.fixture(params=["luajit", "vm:lua54", "vm:luajit"])
+def repl(request, make_engine):
+    """The REPL, and the REPL attached to a local VM (tests/shell/conftest.py)."""
+    return make_engine(request.param)
 
 
-def test_enter_on_incomplete_input_opens_an_indented_line(engine):
+def test_expression_prints_and_ctrl_d_exits(repl):
+    assert drive(repl, "1 + 1" + ENTER) == 0
+    assert printed(repl) == b"2\n"
+
+
+def test_enter_on_incomplete_input_opens_an_indented_line(repl):
     keys = "for i = 1, 2 do" + ENTER + "print(i * 10)" + ENTER + "end" + ENTER
-    drive(engine, keys)
-    assert engine.take_output() == b"10\n20\n"
+    drive(repl, keys)
+    assert printed(repl) == b"10\n20\n"
 
 
-def test_locals_persist_between_prompts(engine):
-    drive(engine, "local n = 6" + ENTER + "n * 7" + ENTER)
-    assert engine.take_output() == b"42\n"
+def test_a_half_typed_block_waits_for_its_end_as_the_vms_lua_judges(make_engine):
+    # LuaJIT (the shell's Lua here) has no `<const>` and no `//`: only the VM's Lua 5.4 can
+    # tell that the block is unfinished rather than wrong.
+    repl = make_engine("vm:lua54")
+    keys = "for i = 1, 3 do" + ENTER + "local y <const> = i // 2" + ENTER + "print(y)" + ENTER + "end" + ENTER
+    drive(repl, keys)
+    assert printed(repl) == b"0\n1\n1\n"
+
+
+def test_ctrl_d_while_attached_detaches(make_engine):
+    repl = make_engine("vm:luajit")
+    with create_pipe_input() as pipe:
+        pipe.send_text(CTRL_D + "'back home'" + ENTER + CTRL_D)
+        assert run_repl(repl, input=pipe, output=DummyOutput(), history=InMemoryHistory(),
+                        banner=False, color=False) == 0
+    assert repl.take_output() == b'detached from w\n"back home"\n'
+    assert repl.prompt_name() is None
+
+
+def test_locals_persist_between_prompts(repl):
+    drive(repl, "local n = 6" + ENTER + "n * 7" + ENTER)
+    assert printed(repl) == b"42\n"
 
 
 def test_ctrl_c_at_the_prompt_clears_the_input(engine):
@@ -52,10 +83,10 @@ def test_ctrl_c_at_the_prompt_clears_the_input(engine):
     assert engine.take_output() == b'"after"\n'
 
 
-def test_errors_go_to_stderr_and_the_loop_continues(engine, capfd):
-    drive(engine, "error('bad')" + ENTER + "'still here'" + ENTER)
-    assert engine.take_output() == b'"still here"\n'
-    assert "repl[1]:1: bad" in capfd.readouterr().err
+def test_errors_go_to_stderr_and_the_loop_continues(repl, capfd):
+    drive(repl, "error('bad')" + ENTER + "'still here'" + ENTER)
+    assert printed(repl) == b'"still here"\n'
+    assert f"{repl.chunk_stem}[1]:1: bad" in capfd.readouterr().err
 
 
 def test_invalid_input_is_submitted_to_show_the_error(engine, capfd):

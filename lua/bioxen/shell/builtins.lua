@@ -3,7 +3,7 @@
 
 local commands = require("bioxen.shell.commands")
 local complete = require("bioxen.shell.complete")
-local pretty = require("bioxen.shell.pretty")
+local pretty = require("bioxen.runner.pretty")
 local funcsource = require("bioxen.funcsource")
 local doc = require("bioxen.shell.doc")
 

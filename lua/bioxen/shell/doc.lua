@@ -177,12 +177,7 @@ function M.first_sentence(text)
 end
 
 -- The name under which t is in package.loaded, or nil.
-function M.module_name(t)
-  for name, mod in pairs(package.loaded) do
-    if mod == t and type(name) == "string" then return name end
-  end
-  return nil
-end
+M.module_name = require("bioxen.runner.complete").module_name
 
 -- The file a module name loads from, as require would find it (package.path).
 local function module_file(name)

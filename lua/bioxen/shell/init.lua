@@ -26,8 +26,11 @@
 --   history(n) -> {line, …}, clock() -> seconds, runtimes() -> {name, …},
 --   runtime -> current runtime name.
 
-local chunk = require("bioxen.shell.chunk")
-local pretty = require("bioxen.shell.pretty")
+local chunk = require("bioxen.runner.chunk")
+local session = require("bioxen.runner.session")
+local capture = require("bioxen.runner.capture")
+local runner_hook = require("bioxen.runner.hook")
+local pretty = require("bioxen.runner.pretty")
 local complete = require("bioxen.shell.complete")
 local commands = require("bioxen.shell.commands")
 local funcsource = require("bioxen.funcsource")
@@ -45,7 +48,7 @@ local INTERRUPT = setmetatable({}, { __tostring = function() return "interrupted
 local EXIT = setmetatable({}, { __tostring = function() return "exit" end })
 M.INTERRUPT, M.EXIT = INTERRUPT, EXIT
 
-local HOOK_COUNT = 10000 -- instructions between interrupt polls: ~0.1 ms of work
+local HOOK_COUNT = runner_hook.COUNT -- instructions between interrupt polls
 
 local current -- the shell of this runtime
 
@@ -54,82 +57,13 @@ local current -- the shell of this runtime
 local SHELL_SOURCE = debug.getinfo(1, "S").source:match("^@(.*)shell/init%.lua$")
 
 ---------------------------------------------------------------------------
--- Output: print, io.write and io.stdout go through host.write, so Lua output,
--- VM output and the front end share one ordered stream.
+-- Output: print, io.write and io.stdout go through host.write (bioxen.runner.capture,
+-- as in the agent), so Lua output, VM output and the front end share one ordered stream.
 
 local function install_output(host)
-  local write, flush = host.write, host.flush
-  local tostring, select, type = tostring, select, type
-
-  local function emit(fname, ...)
-    local n = select("#", ...)
-    local parts = {}
-    for i = 1, n do
-      local v = select(i, ...)
-      local tv = type(v)
-      if tv == "string" then
-        parts[i] = v
-      elseif tv == "number" then
-        parts[i] = tostring(v)
-      else
-        error("bad argument #" .. i .. " to '" .. fname .. "' (string expected, got " .. tv .. ")", 3)
-      end
-    end
-    write(table.concat(parts))
-  end
-
-  _G.print = function(...)
-    local n = select("#", ...)
-    if n == 1 and type((...)) == "string" then write((...) .. "\n") return end
-    local parts = {}
-    for i = 1, n do parts[i] = tostring((select(i, ...))) end
-    write(table.concat(parts, "\t") .. "\n")
-  end
-
-  local stdout
-  local methods = {
-    write = function(self, ...)
-      if select("#", ...) == 1 and type((...)) == "string" then write((...)) else emit("write", ...) end
-      return self
-    end,
-    flush = function(self) flush() return self end,
-    setvbuf = function() return true end,
-    close = function() return nil, "cannot close standard file" end,
-    seek = function() return nil, "Illegal seek", 29 end,
-    lines = function() error("stdout is not readable", 2) end,
-    read = function() return nil, "Bad file descriptor", 9 end,
-  }
-  stdout = setmetatable({}, {
-    __index = methods,
-    __name = "FILE*",
-    __tostring = function() return "file (stdout)" end,
-  })
-  local real_output, real_type = io.output, io.type
-  local current_out = stdout
-  io.stdout = stdout
-  io.output = function(f)
-    if f == nil then return current_out end
-    if f == stdout then current_out = stdout return stdout end
-    current_out = real_output(f)
-    return current_out
-  end
-  io.write = function(...)
-    if current_out == stdout then
-      -- one string (the usual io.write(string.format(...))): no table to build
-      if select("#", ...) == 1 and type((...)) == "string" then write((...)) else emit("write", ...) end
-      return stdout
-    end
-    return current_out:write(...)
-  end
-  local real_flush = io.flush
-  io.flush = function()
-    if current_out == stdout then flush() return true end
-    return real_flush()
-  end
-  io.type = function(x)
-    if x == stdout then return "file" end
-    return real_type(x)
-  end
+  local cap = capture.new { put = host.write, flush = host.flush, join = true, name = "file (stdout)" }
+  _G.print = cap.print
+  cap.install(io)
 end
 
 ---------------------------------------------------------------------------
@@ -147,20 +81,7 @@ local function install_interrupts(host)
       error(p == 2 and EXIT or INTERRUPT, 0)
     end
   end
-  local co_create, resume = coroutine.create, coroutine.resume
-  coroutine.create = function(f)
-    local co = co_create(f)
-    sethook(co, hook, "", HOOK_COUNT)
-    return co
-  end
-  coroutine.wrap = function(f)
-    local co = coroutine.create(f)
-    return function(...)
-      local res = pack(resume(co, ...))
-      if res[1] then return unpack(res, 2, res.n) end
-      error(res[2], 0)
-    end
-  end
+  coroutine.create, coroutine.wrap = runner_hook.coroutines(hook, HOOK_COUNT)
   local function rearm() sethook(hook, "", HOOK_COUNT) end
   rearm()
   return rearm
@@ -210,7 +131,7 @@ local function error_message(err)
     local ok, s = pcall(tostring, err) -- a Python exception raised into Lua
     if ok then return tostring(s) end
   end
-  return "(error object is a " .. type(err) .. " value) " .. pretty.format(err, { depth = 2 })
+  return session.error_object_text(err)
 end
 
 ---------------------------------------------------------------------------
@@ -219,20 +140,6 @@ end
 local Shell = {}
 Shell.__index = Shell
 
-local function new_env()
-  -- The REPL's environment: top-level locals live in it as raw fields; every
-  -- other read falls through to _G (a plain table __index: globals stay fast)
-  -- and every other write goes to _G.
-  local declared = {}
-  local env = setmetatable({}, {
-    __index = _G,
-    __newindex = function(t, k, v)
-      if declared[k] then rawset(t, k, v) else _G[k] = v end
-    end,
-  })
-  return env, declared
-end
-
 function M.new(host, options)
   local self = setmetatable({}, Shell)
   self.host = host
@@ -240,9 +147,8 @@ function M.new(host, options)
   self.options = {}
   for k, v in pairs(pretty.defaults) do self.options[k] = v end
   for k, v in pairs(options or {}) do self.options[k] = v end
-  self.env, self.declared = new_env()
-  self.consts = {} -- top-level <const>/<close> names: chunk.compile_input keeps them constant
-  self.counter = 0
+  self.session = session.new(_G, "repl")
+  self.env = self.session.env
   self.target = nil
   install_output(host)
   self.rearm = install_interrupts(host)
@@ -327,56 +233,42 @@ function Shell:_protected(fn, ...)
 end
 
 function Shell:_show(values)
-  if values.n > 0 then rawset(self.env, "_", values[1]) end
-  return { ok = true, kind = "ok", output = pretty.format_values(values, self.options) }
-end
-
-function Shell:_next_chunkname()
-  self.counter = self.counter + 1
-  return "=repl[" .. self.counter .. "]"
+  return { ok = true, kind = "ok", output = self.session:show(values, self.options) }
 end
 
 -- Evaluate one complete REPL input (code, not a meta-command) and show it.
 function Shell:eval_input(src)
   if self.target then return self:_eval_target(src) end
-  local name = self:_next_chunkname()
+  local fn, is_expr, name = self.session:compile(src)
+  if not fn then return { ok = false, kind = "syntax", message = is_expr } end
   funcsource.remember(name, src)
-  local fn, is_expr_or_err, declared, consts = chunk.compile_input(src, name, self.env, self.consts)
-  if not fn then
-    return { ok = false, kind = "syntax", message = is_expr_or_err }
-  end
   self:_prepare(fn)
-  for _, n in ipairs(declared) do
-    self.declared[n] = true
-    self.consts[n] = nil -- declared again: constant only if this input says so
-  end
-  for _, n in ipairs(consts) do self.consts[n] = true end
-  local ok, res
-  if is_expr_or_err == true then
-    ok, res = self:_protected(fn, chunk.values)
-  else
-    ok, res = self:_protected(fn)
-  end
+  local ok, res = self:_protected(session.run, fn, is_expr)
   if not ok then return res end
-  return self:_show(res)
+  return self:_show(res[1])
 end
 
+-- A line for the eval target (what :attach set).  Its eval(src, options) answers
+-- {ok = true, output = text} (printed there: bioxen.vm_commands) or {ok = true,
+-- values = {…}} (printed here), or {ok = false, kind =, error =, traceback =}.
 function Shell:_eval_target(src)
   local target = self.target
-  local ok, res = self:_protected(target.eval, src)
+  local ok, res = self:_protected(target.eval, src, self.options)
   if not ok then return res end
   local reply = res[1]
   if type(reply) ~= "table" then
     return { ok = false, kind = "error",
              message = "target " .. target.name .. ": eval returned " .. type(reply) .. ", expected a table" }
   end
+  if reply.ok and reply.output ~= nil then return { ok = true, kind = "ok", output = tostring(reply.output) } end
   if reply.ok then
     local values = reply.values or { n = 0 }
     values.n = values.n or #values
     return self:_show(values)
   end
-  return { ok = false, kind = reply.kind or "error",
-           message = tostring(reply.error or reply.message or "error"),
+  local kind = reply.kind or "error"
+  return { ok = false, kind = kind,
+           message = kind == "interrupted" and tostring(INTERRUPT) or tostring(reply.error or reply.message or "error"),
            traceback = reply.traceback and tostring(reply.traceback) or "" }
 end
 
@@ -507,10 +399,12 @@ function Shell:_set_target(t)
     return
   end
   if type(t) ~= "table" or type(t.name) ~= "string" or type(t.eval) ~= "function" then
-    error("set_target: expected {name=string, eval=function, complete=function|nil}", 3)
+    error("set_target: expected {name=string, eval=function, complete=function|nil, is_complete=function|nil}", 3)
   end
-  if t.complete ~= nil and type(t.complete) ~= "function" then
-    error("set_target: 'complete' must be a function", 3)
+  for _, field in ipairs({ "complete", "is_complete" }) do
+    if t[field] ~= nil and type(t[field]) ~= "function" then
+      error("set_target: '" .. field .. "' must be a function", 3)
+    end
   end
   self.target = t
 end
@@ -519,8 +413,13 @@ function Shell:_make_api()
   local shell = self
   return {
     is_complete = function(src)
-      if is_command(src) then return "complete", 0 end
-      return chunk.is_complete(src, shell.options.indent)
+      if is_command(src) or src:find("^%s*$") then return "complete", 0 end
+      local target = shell.target
+      if target and target.is_complete then
+        local status, indent = target.is_complete(src, shell.options.indent)
+        if status then return status, indent end
+      end
+      return shell.session:is_complete(src, shell.options.indent)
     end,
     handle = function(line) return shell:handle(line) end,
     execute = function(src, chunkname, args) return shell:execute(src, chunkname, args) end,

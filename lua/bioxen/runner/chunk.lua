@@ -1,21 +1,24 @@
--- Compiling REPL input: is it complete, is it an expression, and how to keep
--- top-level `local`s alive from one line to the next.
+-- Compiling REPL input, for the shell and for the agent of an attached VM alike:
+-- is it complete, is it an expression, and how to keep top-level `local`s alive
+-- from one line to the next (bioxen.runner.session holds that state).
 --
 -- Runs on Lua 5.1-5.5 and LuaJIT.
 
-local lex = require("bioxen.shell.lex")
+local lex = require("bioxen.runner.lex")
 
 local M = {}
 
--- load(src, name, env) on every runtime, text chunks only.
+-- load(src, name, env) on every runtime, text chunks only.  (The library
+-- functions are taken at load time: the agent compiles with it whatever user
+-- code later does to the globals.)
+local s_byte, s_find = string.byte, string.find
+local loadstring, load, setfenv = rawget(_G, "loadstring"), load, rawget(_G, "setfenv")
 local function compile(src, chunkname, env)
-  if src:byte(1) == 27 then
-    return nil, chunkname:gsub("^[=@]", "") .. ": binary chunks are not accepted"
-  end
+  if s_byte(src, 1) == 27 then return nil, "attempt to load a binary chunk (mode is 't')" end
   -- LuaJIT's load skips a leading "#" line (and a UTF-8 BOM) of any chunk;
   -- Lua does that for files only (the shell does it in its script reader), so
   -- `-e '#x'` and REPL input must stay errors: a space keeps LuaJIT from it.
-  if src:find("^#") or src:find("^\239\187\191") then src = " " .. src end
+  if s_find(src, "^#") or s_find(src, "^\239\187\191") then src = " " .. src end
   if setfenv then -- Lua 5.1 / LuaJIT
     local fn, err = loadstring(src, chunkname)
     if fn and env then setfenv(fn, env) end
@@ -47,12 +50,6 @@ function M.is_eof_error(err)
 end
 
 -- `=expr` is the Lua 5.1 shorthand for `return expr`; keep it working.
-local function strip_equals(src)
-  local rest = src:match("^%s*=(.*)$")
-  if rest and not rest:find("^=") then return "return " .. rest end
-  return nil
-end
-
 -- The expression of an `=expr` input, or nil.
 function M.equals_expression(src)
   local rest = src:match("^%s*=(.*)$")
@@ -60,22 +57,16 @@ function M.equals_expression(src)
   return nil
 end
 
--- `stmts; expr`: statements, then an expression whose values print (as when
--- typed on their own line).  Returns the statements and the expression (the
--- text around the last top-level `;`, trailing `;`s dropped), or nil.
-function M.split_last_expression(src)
-  local toks = {}
-  for _, tok in ipairs(lex.tokenize(src)) do
-    if tok.type ~= "comment" then toks[#toks + 1] = tok end
-  end
-  while toks[#toks] and toks[#toks].value == ";" do toks[#toks] = nil end
+-- The index in toks (comments dropped, no trailing `;`) of the last top-level
+-- `;` that has tokens after it, or nil: `stmts; expr` prints expr's values.
+function M.last_top_level_semicolon(toks)
   local depth, semi = 0, nil
-  for _, tok in ipairs(toks) do
+  for i, tok in ipairs(toks) do
     depth = depth + lex.nesting_delta(tok)
-    if depth == 0 and tok.type == "op" and tok.value == ";" then semi = tok end
+    if depth == 0 and tok.type == "op" and tok.value == ";" then semi = i end
   end
-  if not semi or semi == toks[#toks] then return nil end
-  return src:sub(1, semi.s - 1), src:sub(semi.e + 1, toks[#toks].e)
+  if not semi or semi == #toks then return nil end
+  return semi
 end
 
 -- A chunk that returns the values of an expression passes them through
@@ -83,28 +74,6 @@ end
 -- .. values_tail(expr).  Same line numbers as the input.
 local VALUES_HEAD = "local __values = ... "
 local function values_tail(expr) return " return __values(" .. expr .. "\n)" end
-
--- is_complete(src) -> "complete" | "incomplete" | "invalid", indent (columns)
-function M.is_complete(src, indent_width)
-  indent_width = indent_width or 2
-  if src:find("^%s*$") then return "complete", 0 end
-  local shorthand = strip_equals(src)
-  if shorthand then src = shorthand end
-  if compile("return " .. src, "=stdin") or compile(src, "=stdin") then
-    return "complete", 0
-  end
-  local stmts, expr = M.split_last_expression(src)
-  if stmts and compile(VALUES_HEAD .. stmts .. values_tail(expr), "=stdin") then
-    return "complete", 0
-  end
-  local _, err = compile(src, "=stdin")
-  if M.is_eof_error(err) then
-    -- Inside a long string or comment a new line is data: no indent there.
-    if tostring(err):find("unfinished long") then return "incomplete", 0 end
-    return "incomplete", lex.depth(src) * indent_width
-  end
-  return "invalid", 0
-end
 
 -- Rewrite top-level `local` statements into assignments, so the values land in
 -- the REPL's environment table and the next line still sees them.  Returns the
@@ -222,11 +191,7 @@ end
 -- The compiled chunk expects this function as its first argument.
 function M.values(...) return ... end
 
-function M.compile_expression(src, chunkname, env, prelude)
-  local body = src:gsub(";%s*$", "")
-  if not compile("return " .. body, chunkname, env) then return nil end
-  return compile((prelude or "") .. VALUES_HEAD .. values_tail(body), chunkname, env)
-end
+function M.pack(...) return { n = select("#", ...), ... } end
 
 -- Earlier inputs' <const>/<close> names, declared again as constants ahead of
 -- the input (on its first line) so that assigning to one is the compile-time
@@ -244,16 +209,19 @@ end
 
 -- Compile statements with their top-level locals hoisted (see hoist_locals);
 -- head and tail wrap the (hoisted) statements.  Returns fn, declared names,
--- constant names or nil, error_message.
+-- constant names or nil, error_message.  One compile in the usual case: the
+-- input as typed is compiled too only when it declares constants (hoisting
+-- drops `<const>`, and assigning to one is a compile-time error Lua 5.4 must
+-- report) or when the hoisted text fails (for the error as the user wrote it).
 local function compile_statements(src, chunkname, env, consts, head, tail)
   local hoisted, names, new_consts = M.hoist_locals(src)
   head = const_prelude(consts, names) .. (head or "")
   local function wrap(body) return head .. body .. (tail or "") end
   if #names > 0 then
-    -- The input as typed must compile first: hoisting drops `<const>`, and
-    -- assigning to a const is a compile-time error Lua 5.4 has to report.
-    local ok, err = compile(wrap(src), chunkname, env)
-    if not ok then return nil, err end
+    if #new_consts > 0 then
+      local ok, err = compile(wrap(src), chunkname, env)
+      if not ok then return nil, err end
+    end
     local fn = compile(wrap(hoisted), chunkname, env)
     if fn then return fn, names, new_consts end
     -- The rewrite is a convenience; if it ever produces bad code, fall back to
@@ -264,25 +232,95 @@ local function compile_statements(src, chunkname, env, consts, head, tail)
   return fn, {}, {}
 end
 
--- Compile REPL input.  consts: the set of constant names of earlier inputs.
--- Returns fn, is_expression, declared_names, constant_names
--- or nil, error_message.  Call an expression's fn with M.values.
-function M.compile_input(src, chunkname, env, consts)
-  local shorthand = strip_equals(src)
-  if shorthand then src = shorthand end
-  local fn = M.compile_expression(src, chunkname, env, const_prelude(consts, {}))
-  if fn then return fn, true, {}, {} end
+local STATEMENT_START = { ["local"] = true, ["for"] = true, ["if"] = true, ["while"] = true,
+  ["repeat"] = true, ["do"] = true, ["return"] = true, ["goto"] = true, ["break"] = true }
+
+-- Could the tokens be one expression list?  Only then is the input compiled as
+-- one: brackets balanced (so that the `__values(` … `)` around it cannot pair
+-- with them), no assignment at the top level, no statement keyword first.
+local function may_be_expression(toks, first, last)
+  local t1 = toks[first]
+  if not t1 then return false end
+  if STATEMENT_START[t1.value] and t1.type == "keyword" then return false end
+  if t1.value == "::" then return false end
+  if t1.value == "function" and toks[first + 1] and toks[first + 1].type == "name" then return false end
+  local depth = 0
+  for i = first, last do
+    local tok = toks[i]
+    depth = depth + lex.nesting_delta(tok) -- brackets, and the blocks of `function … end`
+    if depth < 0 then return false end
+    if depth == 0 and tok.type == "op" and tok.value == "=" then return false end
+  end
+  return depth == 0
+end
+
+local function code_tokens(src)
+  local toks = {}
+  for _, tok in ipairs(lex.tokenize(src)) do
+    if tok.type ~= "comment" then toks[#toks + 1] = tok end
+  end
+  return toks
+end
+
+-- An expression, compiled to return its values through M.values (its first
+-- argument); nil when src is not one expression.  One compile.
+function M.compile_expression(src, chunkname, env, prelude)
+  local body = src:gsub(";%s*$", "")
+  local toks = code_tokens(body)
+  if not may_be_expression(toks, 1, #toks) then return nil end
+  return compile((prelude or "") .. VALUES_HEAD .. values_tail(body), chunkname, env)
+end
+
+-- Why an input does not compile: more lines can finish it ("incomplete", with
+-- the nesting depth of the next line) or none can ("invalid").
+local function failure(src, err)
+  if M.is_eof_error(err) then
+    -- Inside a long string or comment a new line is data: no indent there.
+    local depth = tostring(err):find("unfinished long") and 0 or lex.depth(src)
+    return { status = "incomplete", depth = depth, message = err }
+  end
+  return { status = "invalid", message = err }
+end
+
+local function compiled(fn, is_expr, names, new_consts)
+  return { status = "complete", fn = fn, is_expr = is_expr, declared = names or {}, consts = new_consts or {} }
+end
+
+-- Analyse and compile one REPL input, the one compile its completeness check and
+-- its run share.  consts: the set of constant names of earlier inputs.  Returns
+--   { status = "complete", fn =, is_expr =, declared = {names}, consts = {names} }
+--     (call an expression's fn with M.values: its first argument)
+--   { status = "incomplete", depth = levels of nesting open, message = }
+--   { status = "invalid", message = }
+-- An input that is one expression is compiled once as that; `stmts; expr`
+-- once as statements whose last expression's values print; anything else as
+-- statements, its top-level locals hoisted into env.
+function M.analyse(src, chunkname, env, consts)
+  local expr = M.equals_expression(src)
+  if expr then
+    local fn = M.compile_expression(expr, chunkname, env, const_prelude(consts, {}))
+    if fn then return compiled(fn, true) end
+    local _, err = compile("return " .. expr, chunkname, env)
+    return failure(src, err)
+  end
+  local toks = code_tokens(src)
+  while toks[#toks] and toks[#toks].value == ";" do toks[#toks] = nil end
+  if may_be_expression(toks, 1, #toks) then
+    local fn = compile(const_prelude(consts, {}) .. VALUES_HEAD .. values_tail((src:gsub(";%s*$", ""))),
+      chunkname, env)
+    if fn then return compiled(fn, true) end
+  end
   -- `x = 5; x` prints 5: before the plain statements, so that `t = {}; f(t)`
   -- shows f's results as `f(t)` alone would.
-  local stmts, expr = M.split_last_expression(src)
-  if stmts and compile("return " .. expr, chunkname) then
-    local sfn, names, new_consts = compile_statements(stmts, chunkname, env, consts, VALUES_HEAD, values_tail(expr))
-    if sfn then return sfn, true, names, new_consts end
+  local semi = M.last_top_level_semicolon(toks)
+  if semi and may_be_expression(toks, semi + 1, #toks) then
+    local stmts, last = src:sub(1, toks[semi].s - 1), src:sub(toks[semi].e + 1, toks[#toks].e)
+    local fn, names, new_consts = compile_statements(stmts, chunkname, env, consts, VALUES_HEAD, values_tail(last))
+    if fn then return compiled(fn, true, names, new_consts) end
   end
-  local names, new_consts
-  fn, names, new_consts = compile_statements(src, chunkname, env, consts)
-  if not fn then return nil, names end
-  return fn, false, names, new_consts
+  local fn, names, new_consts = compile_statements(src, chunkname, env, consts)
+  if not fn then return failure(src, names) end
+  return compiled(fn, false, names, new_consts)
 end
 
 return M
