@@ -978,11 +978,26 @@ local function require_module(name)
 end
 
 -- configure's preload: require, then bind the module to the global named after its last
--- part unless that is taken (bio.seq -> seq); all of it user code.
+-- part unless that is taken (bio.seq -> seq), and make it reachable by its dotted name
+-- (bio.seq.gc_fraction(s) without a require): a root that is itself a module (bio) is used
+-- as it is, missing levels become tables, names already set are left alone.  All of it user
+-- code.
 local function preload_module(name)
   local m = user_env.require(name)
   local short = s_match(name, "([^%.]+)$")
   if user_env[short] == nil then user_env[short] = m end
+  local root = s_match(name, "^([^%.]+)%.")
+  if not root then return m end
+  if user_env[root] == nil then
+    local found, root_module = pcall(user_env.require, root)
+    user_env[root] = (found and type(root_module) == "table") and root_module or {}
+  end
+  local t = user_env[root]
+  for part, dot in s_gmatch(s_sub(name, #root + 2), "([^%.]+)(%.?)") do
+    if type(t) ~= "table" then break end
+    if t[part] == nil then t[part] = dot == "" and m or {} end
+    t = t[part]
+  end
   return m
 end
 
@@ -1113,6 +1128,11 @@ local function configure(req)
     host_set_memory(memory_limit_kb * 1024)
     hard_limit_kb = memory_limit_kb
     memory_limit_kb = 0
+  end
+  if host_set_memory and hard_limit_kb == 0 and host_set_memory("limit") == 0 then
+    -- No limit to switch on and off around each call: two calls into Python less per call.
+    -- (next_frame keeps it for the wait for requests.)
+    host_set_memory = nil
   end
   if req.sandbox then
     sandboxed = true
@@ -1348,6 +1368,9 @@ end
 local function open_channel(opts)
   if opts["in"] then chan_in = assert(io_open(opts["in"], "rb")) end
   if opts.out then chan_out = assert(io_open(opts.out, "wb")) end
+  -- Under lupa the agent waits for its next request by polling the pipe (host_wait_input):
+  -- unbuffered, every byte not read yet is in the pipe, where poll sees it.
+  if EMBEDDED then chan_in:setvbuf("no") end
   if opts["interrupt-file"] then
     interrupt_file = assert(io_open(opts["interrupt-file"], "rb"))
     interrupt_seen = interrupt_file:seek("end") or 0
@@ -1398,7 +1421,9 @@ end
 local pending = nil          -- the reply of the request in hand, until it has been written
 local next_frame, start_io_thread
 do
-local io_state = {}
+-- (host: the worker's host function, kept here for the wait for requests when configure
+-- finds no memory limit to switch and drops host_set_memory; no local left in main)
+local io_state = { host = host_set_memory }
 local io_thread = nil
 
 local function io_loop(op, kind, parts, n, blobs)
@@ -1431,6 +1456,10 @@ local function io_call(op, kind, parts, n, blobs)
 end
 
 next_frame = function()
+  -- Under lupa: spin briefly before blocking, the next request is usually microseconds away
+  -- (worker.py, wait_input).
+  local wait = io_state.host
+  if wait then wait("wait") end
   if io_thread then return io_call("read") end
   return pcall(read_frame, chan_in)
 end

@@ -17,7 +17,7 @@ import pytest
 
 from bioxen_shell import paths
 from bioxen_shell.remote.config import INTERPRETERS
-from bioxen_shell.vm.handle import VMError, VMInterrupted, VMRestarted, VMTimeout
+from bioxen_shell.vm.errors import VMError, VMInterrupted, VMRestarted, VMTimeout
 from bioxen_shell.vm.profiles import load_profile, local_default_runtime
 from bioxen_shell.vm.transport import BackendError
 from tests.waiting import PATIENCE
