@@ -24,10 +24,8 @@ agent's count hook watches its size.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import sys
-from time import perf_counter
 from importlib import import_module
 from pathlib import Path
 
@@ -43,10 +41,6 @@ RUNTIMES = {
     "luajit": "luajit21",
     "luajit21": "luajit21",
 }
-
-#: How long the agent's wait for its next request spins before it blocks (the host's read
-#: spins as long: bioxen_shell/vm/pipes.py).
-_SPIN_SECONDS = 100e-6
 
 # A runtime created without max_memory cannot get one later, so workers always have one;
 # "no limit" is this (far above anything the machine has).
@@ -88,41 +82,19 @@ class _MemorySwitch:
     reading, decoding and encoding is never limited.  A number sets the limit (bytes), once:
     later numbers are refused.  ``"used"`` returns the bytes the runtime holds, as the limit
     counts them (on Lua 5.5 big strings are not in ``collectgarbage("count")``), ``"limit"``
-    the limit (0: none, and then the agent stops switching it).  ``"wait"``
-    polls the agent's input for up to ``_SPIN_SECONDS`` before the agent blocks reading it
-    (see :meth:`wait_input`).
+    the limit (0: none, and then the agent stops switching it).
 
     Only the agent can reach it: it is handed over as a global the agent takes into a local
     and removes before any user code runs, and outside the sandbox the agent closes its own
     functions and frames to ``debug`` (docs/agent.md).
     """
 
-    def __init__(self, runtime, max_memory: int | None, in_fd: int) -> None:
+    def __init__(self, runtime, max_memory: int | None) -> None:
         self._runtime = runtime
         self._limit = max_memory or 0
         self._fixed = bool(max_memory)
-        self._input = select.poll()
-        self._input.register(in_fd, select.POLLIN)
-
-    def wait_input(self) -> bool:
-        """Spin until the next request has begun to arrive, for at most ``_SPIN_SECONDS``;
-        True if it has.  A host that waits on a reply sends the next request within
-        microseconds of reading it: a process that blocks at once gets it only after a
-        scheduler wake-up, which on a virtual machine costs several times a round trip (see
-        bench/vm_roundtrip.py).  The agent reads its input unbuffered, so every byte not yet
-        read is in the pipe, where poll sees it."""
-        poll = self._input.poll
-        if poll(0):
-            return True
-        until = perf_counter() + _SPIN_SECONDS
-        while perf_counter() < until:
-            if poll(0):
-                return True
-        return False
 
     def __call__(self, value) -> int | None:
-        if value == "wait":
-            return self.wait_input()
         if value == "limit":
             return self._limit
         if value == "used":
@@ -205,7 +177,7 @@ def run_worker(
     boot = lua.execute("return function(...) " + _BOOT + " end")
     # A global, not an argument: no frame of the boot function holds it (the agent takes it
     # into a local and removes the global before user code runs).
-    lua.globals()["BIOXEN_HOST_SET_MEMORY"] = _MemorySwitch(lua, max_memory, in_fd)
+    lua.globals()["BIOXEN_HOST_SET_MEMORY"] = _MemorySwitch(lua, max_memory)
     status = boot(str(agent_path()), lua_path or lua_search_path(), *args)
     return int(status or 0)
 

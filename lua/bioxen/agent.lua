@@ -1131,7 +1131,6 @@ local function configure(req)
   end
   if host_set_memory and hard_limit_kb == 0 and host_set_memory("limit") == 0 then
     -- No limit to switch on and off around each call: two calls into Python less per call.
-    -- (next_frame keeps it for the wait for requests.)
     host_set_memory = nil
   end
   if req.sandbox then
@@ -1368,9 +1367,6 @@ end
 local function open_channel(opts)
   if opts["in"] then chan_in = assert(io_open(opts["in"], "rb")) end
   if opts.out then chan_out = assert(io_open(opts.out, "wb")) end
-  -- Under lupa the agent waits for its next request by polling the pipe (host_wait_input):
-  -- unbuffered, every byte not read yet is in the pipe, where poll sees it.
-  if EMBEDDED then chan_in:setvbuf("no") end
   if opts["interrupt-file"] then
     interrupt_file = assert(io_open(opts["interrupt-file"], "rb"))
     interrupt_seen = interrupt_file:seek("end") or 0
@@ -1421,9 +1417,7 @@ end
 local pending = nil          -- the reply of the request in hand, until it has been written
 local next_frame, start_io_thread
 do
--- (host: the worker's host function, kept here for the wait for requests when configure
--- finds no memory limit to switch and drops host_set_memory; no local left in main)
-local io_state = { host = host_set_memory }
+local io_state = {}
 local io_thread = nil
 
 local function io_loop(op, kind, parts, n, blobs)
@@ -1456,10 +1450,6 @@ local function io_call(op, kind, parts, n, blobs)
 end
 
 next_frame = function()
-  -- Under lupa: spin briefly before blocking, the next request is usually microseconds away
-  -- (worker.py, wait_input).
-  local wait = io_state.host
-  if wait then wait("wait") end
   if io_thread then return io_call("read") end
   return pcall(read_frame, chan_in)
 end
