@@ -442,7 +442,7 @@ class VMHandle:
         one piece (big strings that came as blobs are put back in)."""
         res = self._request(op, fields, raw=raw, blobs=blobs, timeout=timeout, on_output=on_output,
                             decode=False)
-        return res.encoded if res.encoded is not None else b"{0;}"
+        return res.encoded if res.encoded is not None else protocol.EMPTY_LIST
 
     def request_lua(self, op: str, fields: dict[str, Any], raw: dict[str, bytes] | None = None,
                     blobs: list | None = None, *, timeout: float | None = None,
