@@ -33,6 +33,7 @@ the same table is in docs/protocol.md, "Round trip"):
   two process wake-ups per round trip .................................. 3 to 40 µs each,
     depending on how idle the machine is (an idle vCPU halts and wakes slowly)
   measured: vm.eval 53 µs (16x the floor, was 74 µs), w:eval 62 µs (19x, was 94 µs)
+  (busy machine; idle, the floor itself is ~67 µs: vm.eval 96 µs = 1.4x, w:eval 106 µs = 1.6x)
 2x the floor (~7 µs) is below what the protocol layer alone costs in Python (4.5 µs) plus
 one lupa call into the agent's Lua work: the floor moves no data and runs no code.
 """
