@@ -21,7 +21,7 @@ from pathlib import Path
 from _vmbench import table
 from scale_out import genome_copies
 
-from bioxen_shell.vm import wire
+from bioxen_shell.vm import protocol as wire
 from bioxen_shell.vm.manager import Manager
 from bioxen_shell.vm.mapper import run_map
 from tests.bio.harness import run as run_lua

@@ -16,7 +16,7 @@ from _vmbench import LUA, table
 
 from bioxen_shell.vm.manager import Manager
 from bioxen_shell.vm.mapper import run_map, split_list
-from bioxen_shell.vm import wire
+from bioxen_shell.vm import protocol as wire
 
 REPEATS = 3
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from _vmbench import table  # noqa: E402  (the VM benchmarks' table printer)
 
-from bioxen_shell.vm import wire  # noqa: E402
+from bioxen_shell.vm import protocol as wire  # noqa: E402
 
 LUA_BENCH = r"""
 local N = tonumber(arg[1])

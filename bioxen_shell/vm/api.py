@@ -28,10 +28,12 @@ TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from .handle import Result, VMError, VMHandle
+from .errors import VMError
+from .handle import VMHandle
+from .pending import Result
 from .manager import Manager
 from .mapper import run_map, split_list
-from . import wire
+from . import protocol
 
 __all__ = ["VMManager", "create_vm", "default_manager", "format_values"]
 
@@ -116,10 +118,10 @@ class VMManager(Manager):
         ``args`` are passed to every call after the item; ``on_result(i, value)`` receives the
         results in order as they arrive (then ``results`` is empty); ``stage=False``: shard
         paths already exist on remote hosts (docs/vms.md)."""
-        deliver = (lambda i, encoded: on_result(i, wire.decode(encoded))) if on_result else None
-        res = run_map(self, function_source, split_list(wire.encode(list(items))), vms=vms,
+        deliver = (lambda i, encoded: on_result(i, protocol.decode(encoded))) if on_result else None
+        res = run_map(self, function_source, split_list(protocol.encode(list(items))), vms=vms,
                       create_options=create_options, progress=False, on_result=deliver, stage=stage,
-                      extra_args=[wire.encode(a) for a in args])
+                      extra_args=[protocol.encode(a) for a in args])
         return res.values(), res.failures
 
     # -- interactive sessions (prior art: send_input / read_output) -------------------

@@ -42,9 +42,9 @@ HOST_FUNCTIONS = ("create", "eval", "call", "set", "get", "require", "info", "st
 
 def _load_vm_machinery() -> None:
     """Import what :class:`Host` uses.  Done on the first ``vm`` call, not at shell start."""
-    global wire, VMError, run_map, split_list, status_summary
-    from . import wire
-    from .handle import VMError
+    global protocol, VMError, run_map, split_list, status_summary
+    from . import protocol
+    from .errors import VMError
     from .manager import status_summary
     from .mapper import run_map, split_list
 
@@ -86,7 +86,7 @@ def _text(b: Any) -> str:
 
 
 def _failure(exc: BaseException) -> tuple:
-    from .handle import VMError
+    from .errors import VMError
 
     if isinstance(exc, VMError):
         return (False, exc.kind.encode(), exc.message.encode(), exc.traceback.encode())
@@ -122,7 +122,7 @@ class Host:
             return uid
 
     def _handle(self, uid: int) -> "VMHandle":
-        from .handle import VMError
+        from .errors import VMError
 
         h = self._uids.get(uid)
         if h is None:
@@ -132,13 +132,13 @@ class Host:
         return h
 
     def _refs(self, handles: list["VMHandle"]) -> bytes:
-        return wire.encode([{"uid": self._uid(h), "name": h.name} for h in handles])
+        return protocol.encode([{"uid": self._uid(h), "name": h.name} for h in handles])
 
     # -- functions called from Lua ------------------------------------------------------
 
 
     def lua_create(self, opts: bytes) -> tuple:
-        options = wire.decode(opts) or {}
+        options = protocol.decode(opts) or {}
         if isinstance(options, list):
             raise VMError("vm.create: expected a table of options like {name='w1', profile='standard'}", kind="error")
         options = {str(k): v for k, v in options.items()}
@@ -173,14 +173,12 @@ class Host:
 
     def _results(self, res: Any) -> tuple:
         if res.reply is None:
-            return (True, b"{0;}")
+            return (True, protocol.EMPTY_LIST)
         blobs = res.blobs
         if blobs:
             blobs = self.table_from(blobs) if self.table_from is not None else None
             if blobs is None:  # no Lua at hand to make the table: one piece instead
-                from .handle import inline_blobs
-
-                return (True, inline_blobs(res.reply, res.start, len(res.reply) - 1, res.blobs))
+                return (True, protocol.inline_blobs(res.reply, res.start, len(res.reply) - 1, res.blobs))
         return (True, res.reply, res.start + 1, blobs, res.end + 1)
 
     def lua_eval(self, uid: int, code: bytes, args: bytes, chunkname: bytes | None, blobs: Any = None) -> tuple:
@@ -198,15 +196,11 @@ class Host:
         return self._results(self._handle(uid).request_lua("get", {"name": name}))
 
     def lua_require(self, uid: int, module: bytes) -> tuple:
-        try:
-            return self._results(self._handle(uid).request_lua("require", {"module": module}))
-        except VMError as exc:
-            if exc.kind == "encode":  # a module of functions stays in the VM: report success
-                return (True, b"{1;t}")
-            raise
+        # (a module of functions: the agent answers true)
+        return self._results(self._handle(uid).request_lua("require", {"module": module}))
 
     def lua_info(self, uid: int) -> tuple:
-        return (True, wire.encode(_lua_info(self._uids[uid].info() if uid in self._uids else {})))
+        return (True, protocol.encode(_lua_info(self._uids[uid].info() if uid in self._uids else {})))
 
     def lua_status(self, uid: int) -> tuple:
         h = self._uids.get(uid)
@@ -281,7 +275,7 @@ class Host:
         """``on_result``: a Lua function(i, encoded_value) called in order as results arrive
         (the streaming form); the results list is then not built.  ``args``: the encoded list
         of values passed after each item."""
-        options = wire.decode(opts) or {}
+        options = protocol.decode(opts) or {}
         if isinstance(options, list):
             options = {}
         vms_opt = options.pop("vms", None)
@@ -304,7 +298,7 @@ class Host:
         return (True, os.cpu_count() or 1)
 
     def lua_complete(self, uid: int, text: bytes) -> tuple:
-        return (True, wire.encode(self._handle(uid).complete(_text(text))))
+        return (True, protocol.encode(self._handle(uid).complete(_text(text))))
 
     # An attached shell (:attach, lua/bioxen/vm_commands.lua): its lines run in the VM's REPL
     # session (the agent's repl request, bioxen.runner.session), and the VM's own Lua judges
@@ -417,16 +411,16 @@ class _LazyHost:
                     manager = Manager(on_output=self.engine.write, interrupted=self.engine.interrupted)
                     _live_managers.add(manager)
                     self.host = Host(manager, self.engine.write, self.engine.lua.table_from)
-                    self.engine.vm_manager = manager
                 host = self.host
         return host
 
-    #: answers while no VM was ever created, without loading the VM machinery
-    _IDLE_ANSWERS: dict[str, tuple] = {
-        "vms_table": (True, b"no VMs (create one with vm.create{name='w1'})"),
-        "summary": (True, b"no VMs"),
-        "list": (True, b"{0;}"),
-        "destroy_all": (True,),
+    #: answers while no VM was ever created, without loading the VM machinery (or, for
+    #: ``list``, only the codec, for the empty list)
+    _IDLE_ANSWERS: dict[str, Callable[[], tuple]] = {
+        "vms_table": lambda: (True, b"no VMs (create one with vm.create{name='w1'})"),
+        "summary": lambda: (True, b"no VMs"),
+        "list": lambda: (True, __import__("bioxen_shell.vm.protocol.codec", fromlist=["EMPTY_LIST"]).EMPTY_LIST),
+        "destroy_all": lambda: (True,),
     }
 
     def function(self, name: str) -> Callable:
@@ -435,7 +429,7 @@ class _LazyHost:
 
         def call(*args: Any) -> tuple:
             if idle is not None and self.host is None:
-                return idle
+                return idle()
             try:
                 return getattr(self.get(), method)(*args)
             except KeyboardInterrupt:

@@ -1,4 +1,7 @@
-"""The VM handle: one class that runs the agent protocol for every kind of VM.
+"""The VM session: one class that runs the agent protocol for every kind of VM.
+
+It writes and reads nothing of the wire itself: requests are built and replies parsed by the
+protocol layer (``protocol/``: envelope, codec, frames), errors come from ``errors.py``.
 
 A :class:`VMHandle` owns one backend (local / ssh / xcpng) and, while the VM runs, one
 ``AgentProcess`` (the byte stream to the agent, see transport.py).  It reads the agent's
@@ -14,16 +17,16 @@ stream into "VM crashed (signal 9)".
 Fast path: a synchronous request is written and its reply read in the calling thread (no
 thread hand-off), so a round trip costs two pipe writes, two reads and the codec.
 
-Values cross in two forms.  The Python API passes Python values (``wire.py`` encodes them).
+Values cross in two forms.  The Python API passes Python values (``protocol.codec`` encodes them).
 The shell's Lua side encodes values itself with ``bioxen.wire`` (so Lua integers, floats and
 byte strings keep their exact types) and uses :meth:`VMHandle.request_lua`, which splices the
 encoded bytes into the request and hands back the reply untouched for the Lua decoder.
 
-Big strings (``wire.BLOB_THRESHOLD`` and up) travel as ``B`` frames both ways
+Big strings (``protocol.BLOB_THRESHOLD`` and up) travel as ``B`` frames both ways
 (docs/protocol.md, "Blobs"): written straight from the objects the caller has, and read each
 into a buffer of its own, which becomes the value without a copy.
 
-Frames are read by ``wire.FrameReader`` (the one reader, for every backend), fed here with a
+Frames are read by ``protocol.FrameReader`` (the one reader, for every backend), fed here with a
 deadline on every read; whatever the agent sends that breaks the protocol (a malformed header,
 a length over its limit, a reply that does not decode, a frame left half-sent for
 ``stall_limit``) kills the agent and crashes the VM with a :class:`VMProtocolError`
@@ -31,8 +34,6 @@ a length over its limit, a reply that does not decode, a frame left half-sent fo
 """
 from __future__ import annotations
 
-import re
-import signal
 import sys
 import threading
 import time
@@ -41,7 +42,11 @@ TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from . import wire
+from . import protocol
+from .errors import (InterruptRestarted, TimeoutRestarted, VMCrashed, VMError, VMInterrupted, VMProtocolError,
+                     VMRestarted, VMStateError, VMTimeout)
+from .pending import MAX_OUTPUT_IN_MEMORY, Output, Pending, Result
+from .sigint import deferring, gate_enter, gate_exit, gate_take, undeferred
 from .transport import TransportClosed, TransportTimeout
 
 __all__ = [
@@ -59,9 +64,6 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 _RECV_CHUNK = 1 << 20
-_BIG_FRAME = 1 << 20
-#: Output of a ``send`` kept in memory until ``recv``; more goes to a temporary file.
-MAX_OUTPUT_IN_MEMORY = 1 << 20
 #: How often a waiting call looks at Ctrl-C and its deadline (seconds).
 _POLL_SLICE = 0.05
 #: An interrupt not answered after this long is sent again (see VMHandle.interrupt).
@@ -76,288 +78,6 @@ def _cpu_margin(limit: float) -> float:
     return 0.25 + 0.05 * limit
 
 
-# =========================================================================== errors
-
-class VMError(Exception):
-    """A request failed inside the VM.  ``kind`` is the protocol's error kind
-    (``error``, ``syntax``, ``interrupted``, ``cpu_limit``, ``memory``, ``encode``, ``protocol``)
-    or one of the host-side kinds ``crashed``, ``timeout``, ``state``."""
-
-    def __init__(self, message: str, *, kind: str = "error", traceback: str = "", vm: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.kind = kind
-        self.traceback = traceback or ""
-        self.vm = vm
-        #: output the failed request printed before it failed (pipelined requests)
-        self.output = b""
-
-
-class VMCrashed(VMError):
-    """The VM's agent is gone: killed, crashed, or the connection dropped."""
-
-
-class VMTimeout(VMError):
-    """The call ran longer than its timeout and was stopped."""
-
-
-class VMInterrupted(VMError):
-    """The call was interrupted (Ctrl-C)."""
-
-
-class VMStateError(VMError):
-    """The VM is not in a state that allows the operation (stopped, destroyed)."""
-
-
-class VMProtocolError(VMCrashed):
-    """The agent broke the protocol: a malformed frame or payload, a length over its limit, or
-    a stall in the middle of a frame (``stall_limit``).  ``kind`` is ``"protocol"``.  The agent
-    is killed and the VM is crashed; ``:restart()`` starts a fresh one."""
-
-
-class VMRestarted(VMCrashed):
-    """The call hit a limit (or Ctrl-C) and its agent did not answer the interrupt (it ran code
-    the interrupt cannot reach: JIT-compiled code, one long C call), so the agent was killed
-    and a fresh one started.  The VM runs again, but its state (globals) is gone.  ``kind``
-    names what stopped the call: ``timeout``, ``cpu_limit`` or ``interrupted``.  Also a
-    :class:`VMTimeout` / :class:`VMInterrupted` for those kinds."""
-
-
-class _TimeoutRestarted(VMRestarted, VMTimeout):
-    pass
-
-
-class _InterruptRestarted(VMRestarted, VMInterrupted):
-    pass
-
-
-class Result:
-    """What one request produced: its values and the output printed while it ran."""
-
-    __slots__ = ("values", "output", "encoded", "reply", "start", "end", "blobs")
-
-    def __init__(self, values: list | None = None, output: bytes = b"") -> None:
-        self.values: list = [] if values is None else values
-        self.output = output
-        #: for the ``*_encoded`` path: the reply's ``values`` as encoded bytes
-        self.encoded: bytes | None = None
-        #: for the Lua path (``decode="lua"``): the whole ``R`` payload, where its ``values``
-        #: start and end in it, and the blobs (``B`` frames) they refer to, all as ``bytes``
-        self.reply: bytes | None = None
-        self.start = 0
-        self.end = 0
-        self.blobs: list | None = None
-
-    def __repr__(self) -> str:
-        return f"Result(values={self.values!r}, output={self.output!r})"
-
-
-# =========================================================================== envelope codec
-# Requests and replies are tables of a few scalar fields plus encoded values.  The envelope is
-# built here so encoded arguments from the Lua side can be spliced in without decoding them.
-
-def _enc_str(s: str | bytes) -> bytes:
-    b = s.encode() if isinstance(s, str) else s
-    return b"s%d:%s" % (len(b), b)
-
-
-_NAMES: dict[str, bytes] = {}
-
-
-def _enc_name(name: str) -> bytes:
-    """Field names and ops, encoded once (a handful of constant strings)."""
-    b = _NAMES.get(name)
-    if b is None:
-        b = _enc_str(name)
-        if len(_NAMES) < 256:
-            _NAMES[name] = b
-    return b
-
-
-def _enc_scalar(v: Any) -> bytes:
-    if v is True:
-        return b"t"
-    if v is False:
-        return b"f"
-    if isinstance(v, int):
-        return b"i%d;" % v
-    if isinstance(v, (str, bytes)):
-        return _enc_str(v)
-    return wire.encode(v)
-
-
-def build_request_parts(req_id: int, op: str, fields: dict[str, Any],
-                        raw: dict[str, bytes | list] | None = None, blobs: list | None = None) -> list:
-    """The payload of a ``Q`` frame as pieces: ``{0; id=… op=… fields… raw fields…}``.
-
-    ``raw`` values are already encoded: bytes, or a list of pieces (``wire.encode_parts``),
-    which are written as they are, so a 100 MB argument is never copied on this side.  They
-    may refer to ``blobs`` (``S<i>;``); with ``blobs`` given, a big string field (a 100 MB
-    ``code``) is appended there too and referred to the same way.
-    """
-    parts = [b"{0;s2:idi%d;s2:op" % req_id, _enc_name(op)]
-    threshold = wire.BLOB_THRESHOLD
-    for k, v in fields.items():
-        parts.append(_enc_name(k))
-        if blobs is not None and isinstance(v, (str, bytes)) and len(v) >= threshold // 4:
-            b = v.encode() if isinstance(v, str) else v
-            if len(b) >= threshold:
-                blobs.append(b)
-                parts.append(b"S%d;" % len(blobs))
-                continue
-        parts.append(_enc_scalar(v))
-    if raw:
-        for k, v in raw.items():
-            parts.append(_enc_name(k))
-            if isinstance(v, list):
-                parts.extend(v)
-            else:
-                parts.append(v)
-    parts.append(b"}")
-    return parts
-
-
-def build_request(req_id: int, op: str, fields: dict[str, Any], raw: dict[str, bytes | list] | None = None) -> bytes:
-    """The payload of a ``Q`` frame as one bytes object."""
-    return b"".join(build_request_parts(req_id, op, fields, raw))
-
-
-def _nbytes(part: Any) -> int:
-    return len(part) if type(part) is bytes else (part.nbytes if isinstance(part, memoryview) else len(part))
-
-
-def encode_list_parts(values: list | tuple, blobs: list | None = None) -> list:
-    """A value list as pieces (see :func:`build_request_parts`); with ``blobs``, big strings
-    go there (``wire.encode_parts``)."""
-    parts: list = [b"{%d;" % len(values)]
-    for i, v in enumerate(values, 1):
-        parts.extend(wire.encode_parts(v, f"value #{i}", blobs))
-    parts.append(b"}")
-    return parts
-
-
-def _skip_value(data: bytes, pos: int, refs: list | None = None) -> int:
-    """Position just after the encoded value starting at ``pos`` (no decoding, but checked as
-    strictly as decoding would: ``wire.WireError`` otherwise).  Blob references met on the way
-    are listed in ``refs`` as ``(start, end, index)``."""
-    return wire.skip_value(data, pos, refs)
-
-
-def inline_blobs(data: bytes | bytearray, start: int, end: int, blobs: list) -> bytes:
-    """The encoded values ``data[start:end]`` with every blob reference replaced by the
-    string itself (``s<len>:<bytes>``), for callers that want one self-contained encoding."""
-    refs: list = []
-    pos = start
-    while pos < end:
-        pos = _skip_value(data, pos, refs)
-    if pos != end:
-        raise wire.WireError(f"malformed wire data at byte {pos + 1}: the values run past the reply")
-    view = memoryview(data)
-    pieces: list = []
-    last = start
-    for ref_start, ref_end, index in refs:
-        if not 1 <= index <= len(blobs):
-            raise wire.WireError(f"reference to a blob that did not come (S{index};)")
-        blob = blobs[index - 1]
-        pieces += (view[last:ref_start], b"s%d:" % len(blob), blob)
-        last = ref_end
-    pieces.append(view[last:end])
-    return b"".join(pieces)
-
-
-#: ``{0;s2:id i<n>; s2:ok t s6:values …}``: how the agent writes a successful reply.
-_OK_REPLY = re.compile(rb"\{0;s2:idi(-?\d+);s2:okts6:values(?=[{n])")
-
-
-def reply_span(payload: bytes | bytearray) -> tuple[dict[str, Any], tuple[int, int] | None]:
-    """Decode a reply's small fields; return where its ``values`` are (``(start, end)`` in
-    ``payload``, or ``None``), so values can be decoded in place or passed on still encoded.
-    Raises ``wire.WireError`` for a payload that is not a reply table."""
-    m = _OK_REPLY.match(payload)
-    if m is not None and payload[-1] == 0x7D:  # the common case, in one regex step
-        return {"id": int(m.group(1)), "ok": True}, (m.end(), len(payload) - 1)
-    if not payload.startswith(b"{"):
-        raise wire.WireError(f"a reply must be a table, got {bytes(payload[:20])!r}")
-    semi = payload.find(b";", 1, 22)
-    count = payload[1:semi] if semi > 0 else b""
-    if not count.isdigit():
-        raise wire.WireError(f"malformed reply table header {bytes(payload[:22])!r}")
-    pos = _skip_value_list(payload, semi + 1, int(count))
-    fields: dict[str, Any] = {}
-    span: tuple[int, int] | None = None
-    last = len(payload) - 1
-    while True:
-        if pos > last:
-            raise wire.WireError("reply table not closed with '}'")
-        if payload[pos] == 0x7D:
-            break
-        kend = _skip_value(payload, pos)
-        key = wire.decode(payload[pos:kend])
-        if key == "values" and "ok" in fields and payload[last] == 0x7D:
-            # The agent writes id, ok, then ``values`` last: take the rest without walking a
-            # possibly huge table.
-            return fields, (kend, last)
-        vend = _skip_value(payload, kend)
-        if key == "values":
-            span = (kend, vend)
-        else:
-            fields[key] = wire.decode(payload[kend:vend])
-        pos = vend
-    if pos != last:
-        raise wire.WireError(f"{last - pos} bytes after the reply table")
-    return fields, span
-
-
-def split_reply(payload: bytes | bytearray) -> tuple[dict[str, Any], bytes | None]:
-    """Decode a reply's small fields; return ``values`` still encoded (``None`` if absent)."""
-    fields, span = reply_span(payload)
-    return fields, (bytes(memoryview(payload)[span[0]:span[1]]) if span else None)
-
-
-def _skip_value_list(data: bytes, pos: int, n: int) -> int:
-    for _ in range(n):
-        pos = _skip_value(data, pos)
-    return pos
-
-
-def _as_list(value: Any) -> list:
-    """A decoded value list → Python list (empty tables decode as ``{}``)."""
-    if value is None or value == {}:
-        return []
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):  # an array part with trailing nils decodes as a dict
-        n = max((k for k in value if isinstance(k, int)), default=0)
-        return [value.get(i) for i in range(1, n + 1)]
-    return [value]
-
-
-def preload_globals_code(modules: tuple[str, ...] | list[str]) -> str:
-    """Lua that makes preloaded modules reachable by their dotted names as globals, so with
-    ``preload = ["bio.seq"]`` user code can write ``bio.seq.gc_fraction(s)`` as well as
-    ``require("bio.seq")``.  A root that is itself a module (``bio``) is used as is.  Module
-    names are validated identifiers (profiles.py), so they are safe to splice into code."""
-    lines = []
-    roots: list[str] = []
-    for name in modules:
-        root = name.split(".")[0]
-        if root not in roots:
-            roots.append(root)
-    for root in roots:
-        lines.append(f'if {root} == nil then local ok, m = pcall(require, "{root}") '
-                     f'if ok and type(m) == "table" then {root} = m else {root} = {{}} end end')
-    for name in modules:
-        parts = name.split(".")
-        for i in range(2, len(parts)):
-            prefix = ".".join(parts[:i])
-            lines.append(f"if {prefix} == nil then {prefix} = {{}} end")
-        if len(parts) > 1:
-            lines.append(f'if {name} == nil then {name} = require("{name}") end')
-    return "pcall(function()\n" + "\n".join(lines) + "\nend)"
-
-
-# =========================================================================== the handle
-
 class _Held:
     """``with _Held(lock):`` releases a lock that was acquired beforehand."""
 
@@ -369,147 +89,6 @@ class _Held:
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
-
-
-class _Output:
-    """What a ``send`` printed, kept until its ``recv``: in memory up to
-    :data:`MAX_OUTPUT_IN_MEMORY`, then in an unlinked temporary file (``tempfile``'s directory,
-    ``$TMPDIR``), so a VM that prints gigabytes into a send never fills the host's memory."""
-
-    __slots__ = ("mem", "file", "size")
-
-    def __init__(self) -> None:
-        self.mem = bytearray()
-        self.file: Any = None
-        self.size = 0
-
-    def append(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.file is None:
-            if len(self.mem) + len(data) <= MAX_OUTPUT_IN_MEMORY:
-                self.mem += data
-                return
-            import tempfile
-
-            self.file = tempfile.TemporaryFile(prefix="bioxen-output-")
-            self.file.write(self.mem)
-            self.mem = bytearray()
-        self.file.write(data)
-
-    def drain(self, write: Callable[[bytes], None]) -> None:
-        """Hand everything over to ``write`` in pieces of at most 1 MiB, then forget it."""
-        f, mem = self.file, self.mem
-        self.file, self.mem, self.size = None, bytearray(), 0
-        if f is None:
-            if mem:
-                write(bytes(mem))
-            return
-        try:
-            f.seek(0)
-            while True:
-                piece = f.read(1 << 20)
-                if not piece:
-                    break
-                write(piece)
-        finally:
-            f.close()
-
-    def getvalue(self) -> bytes:
-        """Everything, as one ``bytes`` (the Python API's ``Result.output``), then forget it."""
-        if self.file is None:
-            out = bytes(self.mem)
-            self.mem, self.size = bytearray(), 0
-            return out
-        pieces: list = []
-        self.drain(pieces.append)
-        return b"".join(pieces)
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        self.file, self.mem, self.size = None, bytearray(), 0
-
-
-class _Pending:
-    """A request written to the agent whose reply has not been read yet."""
-
-    __slots__ = ("id", "op", "sync", "output", "reply", "blobs", "blob_bytes", "error", "on_output",
-                 "stream", "fields", "span")
-
-    def __init__(self, id: int, op: str, sync: bool, on_output: Callable[[bytes], None] | None = None) -> None:
-        self.id, self.op, self.sync = id, op, sync
-        self.output: _Output | None = None  # what a send printed (sync calls stream theirs)
-        self.reply: Any = None  # the R payload (bytes, or a bytearray for big replies)
-        self.blobs: list | None = None  # payloads of the B frames that came before the R
-        self.blob_bytes = 0
-        self.error: VMError | None = None
-        self.on_output = on_output  # sync calls: where O frames go
-        self.stream: Callable[[bytes], None] | None = None  # a recv waiting on this send
-        self.fields: dict | None = None  # the reply's small fields and where its values are
-        self.span: tuple[int, int] | None = None
-
-    def take_output(self, write: Callable[[bytes], None] | None = None) -> bytes:
-        """The output kept for this send: handed to ``write`` (then ``b""``) or returned."""
-        out, self.output = self.output, None
-        if out is None:
-            return b""
-        if write is not None:
-            out.drain(write)
-            return b""
-        return out.getvalue()
-
-
-# =========================================================================== Ctrl-C in the main thread
-# A KeyboardInterrupt can land at any bytecode, also between a read returning its bytes and the
-# frame reader taking them: those bytes would be lost and the stream out of step for good.
-# So while the main thread waits on a VM, Python's default SIGINT handler is replaced by one
-# that only takes note (the way asyncio.run does), and the wait loop treats the note like the
-# shell's Ctrl-C: it interrupts the VM's call, reads the reply to its end, and only then raises
-# KeyboardInterrupt.  The handler is installed the first time a VM wait runs in the main thread
-# under Python's default handler, and stays; outside VM waits it raises KeyboardInterrupt as
-# the default one does.  Under any other handler (the shell's own sets a flag) nothing changes.
-
-class _Gate:
-    depth = 0          # VM waits the main thread is in
-    pending = False    # a SIGINT came during one of them and was not acted on yet
-
-
-_MAIN_THREAD = threading.main_thread().ident
-
-
-def _sigint_handler(signum: int, frame: Any) -> None:
-    if _Gate.depth:
-        _Gate.pending = True
-    else:
-        raise KeyboardInterrupt
-
-
-def _gate_enter() -> bool:
-    """Defer SIGINT while the main thread waits on a VM; False when nothing is deferred."""
-    if threading.get_ident() != _MAIN_THREAD:
-        return False
-    current = signal.getsignal(signal.SIGINT)
-    if current is not _sigint_handler:
-        if current is not signal.default_int_handler:
-            return False
-        signal.signal(signal.SIGINT, _sigint_handler)
-    _Gate.depth += 1
-    return True
-
-
-def _gate_exit() -> None:
-    _Gate.depth -= 1
-    if not _Gate.depth and _Gate.pending:
-        _Gate.pending = False
-        raise KeyboardInterrupt
-
-
-def _gate_take() -> bool:
-    """A deferred Ctrl-C, taken (the caller acts on it)."""
-    if _Gate.pending:
-        _Gate.pending = False
-        return True
-    return False
 
 
 class VMHandle:
@@ -536,8 +115,8 @@ class VMHandle:
         self._proc: Any = None
         self._lock = threading.RLock()
         self._next_id = 0
-        self._inflight: deque[_Pending] = deque()
-        self._async_done: deque[_Pending] = deque()
+        self._inflight: deque[Pending] = deque()
+        self._async_done: deque[Pending] = deque()
         self._reader = self._new_reader()
         #: seconds a read waited in the middle of a frame without a byte (see stall_limit)
         self._starved = 0.0
@@ -548,7 +127,7 @@ class VMHandle:
         self._starting = False  # start() is running: a stuck agent is not restarted from within
         # The host's watch of cpu_limit (see _cpu_exceeded): the request being watched, the
         # worker's CPU seconds when watching began, when the host interrupted it for the limit.
-        self._cpu_head: _Pending | None = None
+        self._cpu_head: Pending | None = None
         self._cpu_base = 0.0
         self._cpu_stopped_at: float | None = None
         #: how often the handle restarted an agent that did not answer an interrupt, and why
@@ -580,14 +159,9 @@ class VMHandle:
                 self._proc = self.backend.start()
                 # configure goes out before the hello is read: one round trip less at start.
                 configure_id = self._write_request("configure", self._configure_fields(), sync=True)
-                bind_id = None
-                if self.profile.preload:
-                    bind_id = self._write_request(
-                        "eval", {"code": preload_globals_code(self.profile.preload), "chunkname": "=profile"},
-                        raw={"args": b"{0;}"}, sync=True)
                 kind, payload = self._read_hello(time.monotonic() + self.start_timeout)
                 try:
-                    hello = wire.decode(payload, "hello") if kind == b"H" else None
+                    hello = protocol.decode(payload, "hello") if kind == b"H" else None
                 except (ValueError, IndexError, RecursionError, OverflowError) as exc:
                     raise self._protocol_failure(f"bad hello: {exc}") from None
                 if not isinstance(hello, dict):
@@ -609,8 +183,6 @@ class VMHandle:
                         f"{self.name}: profile {self.profile.name!r} ({self.profile.source}) could not be "
                         f"applied: {exc.message}", kind=exc.kind, traceback=exc.traceback, vm=self.name
                     ) from None
-                if bind_id is not None:
-                    self._finish(self._wait(bind_id, timeout=self.start_timeout), True)
             except BaseException:
                 self._discard_proc()
                 self.status = "crashed"
@@ -793,19 +365,19 @@ class VMHandle:
         """Run Lua source (an expression is accepted) and return its values as a list."""
         blobs: list = []
         return self._request("eval", {"code": code, "chunkname": chunkname},
-                             raw={"args": encode_list_parts(args, blobs)}, blobs=blobs,
+                             raw={"args": protocol.encode_list_parts(args, blobs)}, blobs=blobs,
                              timeout=timeout, on_output=on_output).values
 
     def call(self, fname: str, *args: Any, timeout: float | None = None,
              on_output: Callable[[bytes], None] | None = None) -> list:
         """Call the global function ``fname`` (dots allowed: ``bio.seq.gc``)."""
         blobs: list = []
-        return self._request("call", {"fn": fname}, raw={"args": encode_list_parts(args, blobs)}, blobs=blobs,
+        return self._request("call", {"fn": fname}, raw={"args": protocol.encode_list_parts(args, blobs)}, blobs=blobs,
                              timeout=timeout, on_output=on_output).values
 
     def set(self, name: str, value: Any) -> None:
         blobs: list = []
-        self._request("set", {"name": name}, raw={"value": wire.encode_parts(value, name, blobs)}, blobs=blobs)
+        self._request("set", {"name": name}, raw={"value": protocol.encode_parts(value, name, blobs)}, blobs=blobs)
 
     def get(self, name: str) -> Any:
         vals = self._request("get", {"name": name}).values
@@ -813,13 +385,8 @@ class VMHandle:
 
     def require(self, module: str) -> Any:
         """Load ``module`` in the VM.  Returns what ``require`` returned when that value can
-        travel (data), else ``True`` (a module of functions stays in the VM)."""
-        try:
-            vals = self._request("require", {"module": module}).values
-        except VMError as exc:
-            if exc.kind == "encode":
-                return True
-            raise
+        travel (data), else ``True`` (the agent's answer for a module of functions)."""
+        vals = self._request("require", {"module": module}).values
         return vals[0] if vals else None
 
     def complete(self, text: str) -> list[str]:
@@ -836,13 +403,13 @@ class VMHandle:
         finally:
             self._lock.release()
         cands = vals[0] if vals else []
-        return [c for c in _as_list(cands) if isinstance(c, str)]
+        return [c for c in protocol.as_list(cands) if isinstance(c, str)]
 
     def execute(self, code: str, *args: Any, timeout: float | None = None) -> Result:
         """Run code and return values *and* the output it printed (the Python API's base)."""
         out = bytearray()
         blobs: list = []
-        res = self._request("eval", {"code": code, "chunkname": "=vm"}, raw={"args": encode_list_parts(args, blobs)},
+        res = self._request("eval", {"code": code, "chunkname": "=vm"}, raw={"args": protocol.encode_list_parts(args, blobs)},
                             blobs=blobs, timeout=timeout, on_output=out.extend)
         res.output = bytes(out)
         return res
@@ -875,7 +442,7 @@ class VMHandle:
         one piece (big strings that came as blobs are put back in)."""
         res = self._request(op, fields, raw=raw, blobs=blobs, timeout=timeout, on_output=on_output,
                             decode=False)
-        return res.encoded if res.encoded is not None else b"{0;}"
+        return res.encoded if res.encoded is not None else protocol.EMPTY_LIST
 
     def request_lua(self, op: str, fields: dict[str, Any], raw: dict[str, bytes] | None = None,
                     blobs: list | None = None, *, timeout: float | None = None,
@@ -892,7 +459,7 @@ class VMHandle:
     def send(self, code: str, *args: Any, chunkname: str = "=vm", encoded_args: bytes | None = None) -> int:
         """Start ``code`` without waiting; :meth:`recv` collects the result.  Returns the request id."""
         blobs: list = []
-        raw = {"args": encoded_args if encoded_args is not None else encode_list_parts(args, blobs)}
+        raw = {"args": encoded_args if encoded_args is not None else protocol.encode_list_parts(args, blobs)}
         return self.send_request("eval", {"code": code, "chunkname": chunkname}, raw=raw, blobs=blobs)
 
     def send_request(self, op: str, fields: dict[str, Any], raw: dict[str, bytes] | None = None,
@@ -901,12 +468,12 @@ class VMHandle:
         refer to ``blobs`` as in :meth:`request_lua`."""
         with self._lock:
             self._check_usable()
-            gated = _gate_enter()  # Ctrl-C in the main thread: not in the middle of a small write
+            gated = gate_enter()  # Ctrl-C in the main thread: not in the middle of a small write
             try:
                 return self._write_request(op, fields, raw=raw, blobs=blobs, sync=False)
             finally:
                 if gated:
-                    _gate_exit()
+                    gate_exit()
 
     @property
     def pending(self) -> int:
@@ -947,8 +514,12 @@ class VMHandle:
     # ------------------------------------------------------------------ request machinery
 
     def _check_usable(self) -> None:
-        if self.current_status() in ("running", "busy") and self._proc is not None:
+        # An agent that died since the last call is found by the request itself (its write
+        # fails or the stream ends, and the reason is read then): no look at the process here,
+        # it would cost a system call per request.
+        if self._proc is not None and self.status in ("running", "busy"):
             return
+        self.current_status()
         if self.status in ("crashed", "lost"):
             raise VMCrashed(self._crash_message(), kind="crashed", vm=self.name)
         raise VMStateError(f"{self.name}: VM is {self.status}" +
@@ -978,7 +549,7 @@ class VMHandle:
                  decode: bool | str = True, interruptible: bool = True) -> Result:
         with self._lock:
             self._check_usable()
-            gated = _gate_enter()  # Ctrl-C in the main thread waits for a point where the stream is in step
+            gated = gate_enter()  # Ctrl-C in the main thread waits for a point where the stream is in step
             try:
                 rid = self._write_request(op, fields, raw=raw, blobs=blobs, sync=True, on_output=on_output)
                 if timeout is None:
@@ -988,9 +559,9 @@ class VMHandle:
                 return self._finish(p, decode)
             finally:
                 if gated:
-                    _gate_exit()
+                    gate_exit()
 
-    def _finish(self, p: _Pending, decode: bool | str, on_output: Callable[[bytes], None] | None = None) -> Result:
+    def _finish(self, p: Pending, decode: bool | str, on_output: Callable[[bytes], None] | None = None) -> Result:
         """The result of an answered request: Python values (``decode=True``), the encoded
         values in one piece (``False``), or the reply as it came for the Lua decoder (``"lua"``).
         What a ``send`` printed goes to ``on_output`` when given, else into ``Result.output``
@@ -1004,9 +575,9 @@ class VMHandle:
                 else:
                     p.take_output(lambda _: None)
             raise p.error
-        payload = p.reply or b"{0;s2:okt}"
+        payload = p.reply or protocol.EXIT_REPLY
         blobs, p.blobs = p.blobs, None
-        fields, span = (p.fields, p.span) if p.fields is not None else reply_span(payload)
+        fields, span = (p.fields, p.span) if p.fields is not None else protocol.reply_span(payload)
         if not fields.get("ok"):
             err = self._reply_error(fields)
             err.output = p.take_output(on_output)
@@ -1017,32 +588,16 @@ class VMHandle:
         try:
             if decode == "lua":
                 # lupa turns bytes (only bytes) into Lua strings: big frames already are bytes
-                # (wire._GrowingBuffer), so nothing is copied here.  The Lua side decodes (and
+                # (protocol._GrowingBuffer), so nothing is copied here.  The Lua side decodes (and
                 # reports a malformed one through protocol_error).
                 res.reply = payload if type(payload) is bytes else bytes(payload)
                 res.start, res.end = span
                 if blobs:
                     res.blobs = [b if type(b) is bytes else bytes(b) for b in blobs]
             elif decode:
-                # In place: the only copy is the Python object for each value.
-                values, end = wire.decode_at(payload, span[0], blobs=blobs)
-                if end != span[1]:
-                    raise wire.WireError(f"{span[1] - end} bytes after the values")
-                if not isinstance(values, (list, dict)) and values is not None:
-                    raise wire.WireError("the values are not a table")
-                res.values = _as_list(values)
-            elif blobs:
-                res.encoded = inline_blobs(payload, span[0], span[1], blobs)
+                res.values = protocol.reply_values(payload, span, blobs)
             else:
-                end = span[0]
-                if end < span[1]:
-                    end = _skip_value(payload, end)  # checked: these bytes are spliced elsewhere
-                if end != span[1]:
-                    raise wire.WireError(f"{span[1] - end} bytes after the values")
-                if span == (0, len(payload)):
-                    res.encoded = bytes(payload)
-                else:
-                    res.encoded = bytes(memoryview(payload)[span[0]:span[1]])
+                res.encoded = protocol.encoded_values(payload, span, blobs)
         except (ValueError, IndexError, RecursionError, OverflowError, MemoryError) as exc:
             raise self._protocol_failure(
                 f"the values of the reply to request {p.id} ({p.op}) cannot be decoded: "
@@ -1068,13 +623,11 @@ class VMHandle:
         string fields are added after them), each in a ``B`` frame, then the ``Q`` frame."""
         self._next_id += 1
         rid = self._next_id
-        blobs = list(blobs) if blobs else []
-        parts = build_request_parts(rid, op, fields, raw, blobs)
-        total = sum(map(_nbytes, parts))
-        p = _Pending(rid, op, sync, on_output=on_output)
+        pieces = protocol.request_frames(rid, op, fields, raw, blobs)
+        p = Pending(rid, op, sync, on_output=on_output)
         self._inflight.append(p)
         try:
-            self._send_parts(b"Q%d\n" % total, parts, total, blobs)
+            self._send(pieces)
         except KeyboardInterrupt:
             # Part of the request may be written: the agent's input is out of step.
             self._stream_cut("landed in the middle of writing a request")
@@ -1090,44 +643,20 @@ class VMHandle:
             self.status = "busy"
         return rid
 
-    def _send_parts(self, header: bytes, parts: list, total: int, blobs: list | None = None) -> None:
-        """Write a frame, after a ``B`` frame for each of ``blobs``: small pieces joined into
-        one write, big ones written as they are (no copy)."""
+    def _send(self, pieces: list) -> None:
+        """Write a request's pieces (``protocol.request_frames``: one piece for a small one)."""
         send = self._proc.send
-        if not blobs and total < _BIG_FRAME:
-            send(b"".join([header, *parts]))
+        if len(pieces) == 1 or not deferring():
+            for piece in pieces:
+                send(piece)
             return
         # A big request is not written under the main thread's Ctrl-C deferral (a full pipe
         # could hold it long): a Ctrl-C during it restarts the VM (see _stream_cut).
-        if not _Gate.depth or threading.get_ident() != _MAIN_THREAD:
-            self._send_pieces(send, header, parts, blobs)
-            return
-        depth, _Gate.depth = _Gate.depth, 0
-        try:
-            self._send_pieces(send, header, parts, blobs)
-        finally:
-            _Gate.depth = depth
+        with undeferred():
+            for piece in pieces:
+                send(piece)
 
-    def _send_pieces(self, send: Callable[[Any], None], header: bytes, parts: list, blobs: list | None) -> None:
-        pieces: list = []
-        for blob in blobs or ():
-            pieces.append(b"B%d\n" % _nbytes(blob))
-            pieces.append(blob)
-        pieces.append(header)
-        pieces += parts
-        small: list = []
-        for part in pieces:
-            if _nbytes(part) < 65536:
-                small.append(part)
-                continue
-            if small:
-                send(b"".join(small))
-                small = []
-            send(part.cast("B") if isinstance(part, memoryview) else part)
-        if small:
-            send(b"".join(small))
-
-    def _wait(self, rid: int, *, timeout: float | None, interruptible: bool = True) -> _Pending:
+    def _wait(self, rid: int, *, timeout: float | None, interruptible: bool = True) -> Pending:
         """Read frames until the reply to ``rid``; replies to earlier ``send``s are queued."""
         target = next(p for p in self._inflight if p.id == rid)
         try:
@@ -1139,7 +668,7 @@ class VMHandle:
             raise target.error
         return target
 
-    def _pump_until(self, target: _Pending, recv_timeout: float | None, *,
+    def _pump_until(self, target: Pending, recv_timeout: float | None, *,
                     call_timeout: float | None = None, interruptible: bool = True) -> None:
         """Process frames until ``target`` has its reply.
 
@@ -1161,9 +690,9 @@ class VMHandle:
         call_deadline = None if not call_timeout else start + call_timeout
         interrupted_at: float | None = None
         why: str | None = None
-        stopped: _Pending | None = None  # the request that was running when the interrupt went out
+        stopped: Pending | None = None  # the request that was running when the interrupt went out
         keyboard = False  # a deferred Ctrl-C (main thread) is being acted on: raise it at the end
-        gated = _gate_enter()
+        gated = gate_enter()
         try:
             while target in self._inflight:
                 now = time.monotonic()
@@ -1194,7 +723,7 @@ class VMHandle:
                         stopped, interrupted_at = self._inflight[0], now
                         self.interrupt()
                 if why is None:
-                    if interruptible and gated and _gate_take():
+                    if interruptible and gated and gate_take():
                         why, keyboard = "interrupt", True
                     elif interruptible and self.interrupted is not None and self.interrupted():
                         why = "interrupt"
@@ -1230,7 +759,7 @@ class VMHandle:
             raise
         finally:
             if gated:
-                _gate_exit()  # a Ctrl-C that came while not interruptible is raised now
+                gate_exit()  # a Ctrl-C that came while not interruptible is raised now
         if why == "cpu" and stopped is not None:
             self._report_cpu_limit(stopped)
         elif why == "timeout" and target.error is None and target.fields is not None:
@@ -1247,7 +776,7 @@ class VMHandle:
         if keyboard:
             raise KeyboardInterrupt
 
-    def _stop_for_keyboard_interrupt(self, target: _Pending) -> None:
+    def _stop_for_keyboard_interrupt(self, target: Pending) -> None:
         """After a KeyboardInterrupt in the waiting thread: stop the call (kill and restart the
         VM if it does not answer within the grace period).  The frame reader keeps its place,
         so a reply that was half read when Ctrl-C came is read to its end."""
@@ -1290,7 +819,7 @@ class VMHandle:
             self._cpu_stopped_at = time.monotonic()
         return True
 
-    def _report_cpu_limit(self, p: _Pending) -> None:
+    def _report_cpu_limit(self, p: Pending) -> None:
         """``p`` was interrupted by the host for its CPU limit and answered: report the limit
         (the agent answers ``interrupted`` when the host's interrupt came before its own check)."""
         if p.error is not None or p.fields is None:
@@ -1309,13 +838,13 @@ class VMHandle:
         if why == "timeout":
             label = "call_timeout" if limit == self.profile.call_timeout else "timeout"
             what, short = f"call timed out after {limit:g} s ({label} {limit:g} s)", f"{label} {limit:g} s"
-            restarted_cls, crashed_cls, kind = _TimeoutRestarted, VMTimeout, "timeout"
+            restarted_cls, crashed_cls, kind = TimeoutRestarted, VMTimeout, "timeout"
         elif why == "cpu":
             what, short = f"call used more than {limit:g} s of CPU (cpu_limit {limit:g} s)", f"cpu_limit {limit:g} s"
             restarted_cls, crashed_cls, kind = VMRestarted, VMError, "cpu_limit"
         else:
             what, short = "call was interrupted", "interrupted"
-            restarted_cls, crashed_cls, kind = _InterruptRestarted, VMInterrupted, "interrupted"
+            restarted_cls, crashed_cls, kind = InterruptRestarted, VMInterrupted, "interrupted"
         what = (f"{self.name}: {what} and the VM did not answer the interrupt within {grace:g} s "
                 f"(it was running code the interrupt cannot reach: JIT-compiled code or one long C call)")
         reason = f"killed by bioxen: {short}, no answer to the interrupt within {grace:g} s"
@@ -1391,12 +920,12 @@ class VMHandle:
                 head.stream(payload)
             else:
                 if head.output is None:
-                    head.output = _Output()
+                    head.output = Output()
                 head.output.append(payload)
         elif kind == b"B":
             # A big string of the reply that comes next (protocol.md, "Blobs").
             head.blob_bytes += len(payload)
-            limit = getattr(self.profile, "max_blob", wire.MAX_BLOB)
+            limit = getattr(self.profile, "max_blob", protocol.MAX_BLOB)
             if limit and head.blob_bytes > limit:
                 self._protocol_failure(f"the blobs of one reply add up to more than max_blob "
                                        f"({head.blob_bytes} bytes > {limit})")
@@ -1407,8 +936,8 @@ class VMHandle:
                 head.blobs.append(payload)
         elif kind == b"R":
             try:
-                fields, span = reply_span(payload)
-                problem = self._reply_problem(head, fields, payload, span)
+                fields, span = protocol.reply_span(payload)
+                problem = protocol.reply_problem(head.id, fields, payload, span)
             except (ValueError, IndexError, RecursionError, OverflowError) as exc:
                 problem = str(exc)
             if problem is not None:
@@ -1423,27 +952,6 @@ class VMHandle:
                 self.status = "running"
         else:
             self._protocol_failure(f"{kind.decode()} frame in the middle of request {head.id} ({head.op})")
-
-    @staticmethod
-    def _reply_problem(head: _Pending, fields: dict, payload: Any, span: tuple[int, int] | None) -> str | None:
-        """What is wrong with a reply's envelope (``None``: nothing)."""
-        ok = fields.get("ok")
-        if ok is not True and ok is not False:
-            return f"'ok' is {ok!r}, not a boolean"
-        rid = fields.get("id")
-        if rid is None:
-            if ok or fields.get("kind") != "interrupted":  # the one reply that may lack an id
-                return "no 'id'"
-        elif rid != head.id or type(rid) is not int:
-            return f"'id' is {rid!r}, the request was {head.id}"
-        if ok:
-            if span is not None and payload[span[0]] not in b"{n":
-                return "'values' is not a table"
-        else:
-            for key in ("kind", "error", "traceback"):
-                if not isinstance(fields.get(key, ""), (str, bytes)):
-                    return f"{key!r} is not a string"
-        return None
 
     def _on_stream_end(self) -> None:
         """The agent's stream ended: find out why, fail every pending request."""
@@ -1463,7 +971,7 @@ class VMHandle:
         expected_exit = bool(self._inflight) and self._inflight[0].op == "exit"
         if expected_exit:
             for p in list(self._inflight):
-                p.reply, p.fields, p.span = b"{0;s2:okt}", {"ok": True}, None
+                p.reply, p.fields, p.span = protocol.EXIT_REPLY, {"ok": True}, None
             self._inflight.clear()
             self.status = "stopped"
         else:
@@ -1474,16 +982,16 @@ class VMHandle:
             proc.close()
 
     # ------------------------------------------------------------------ framing
-    # One reader for every backend (wire.FrameReader, fed from the AgentProcess): each read
+    # One reader for every backend (protocol.FrameReader, fed from the AgentProcess): each read
     # waits at most until the deadline it is given (a 50 ms slice of the wait loop, which then
     # looks at Ctrl-C, the call's deadline, the CPU limit and a stall in mid-frame), headers
     # and lengths are checked before they are believed, O frames are handed over in pieces.
 
-    def _new_reader(self) -> wire.FrameReader:
-        max_blob = getattr(self.profile, "max_blob", wire.MAX_BLOB) or None
-        return wire.FrameReader(wire.AGENT_KINDS, {b"B": max_blob}, stream=b"O",
-                                limit_names={b"B": "the profile's max_blob", b"R": "wire.MAX_REPLY",
-                                             b"H": "wire.MAX_HELLO"})
+    def _new_reader(self) -> protocol.FrameReader:
+        max_blob = getattr(self.profile, "max_blob", protocol.MAX_BLOB) or None
+        return protocol.FrameReader(protocol.AGENT_KINDS, {b"B": max_blob}, stream=b"O",
+                                limit_names={b"B": "the profile's max_blob", b"R": "protocol.MAX_REPLY",
+                                             b"H": "protocol.MAX_HELLO"})
 
     @property
     def stall_limit(self) -> float:
@@ -1519,7 +1027,7 @@ class VMHandle:
         while True:
             try:
                 frame = reader.next()
-            except (wire.FrameError, MemoryError) as exc:
+            except (protocol.FrameError, MemoryError) as exc:
                 err = self._protocol_failure(str(exc) or "the host ran out of memory for a frame")
                 if starting:
                     raise err from None
@@ -1619,7 +1127,7 @@ class VMHandle:
                 self._async_done.extendleft(reversed(done))
             self.restarts += 1
             self.last_restart = f"Ctrl-C {what}"
-            err = _InterruptRestarted(f"{self.name}: Ctrl-C {what}; the VM was restarted, and its state "
+            err = InterruptRestarted(f"{self.name}: Ctrl-C {what}; the VM was restarted, and its state "
                                       f"(globals) was lost", kind="interrupted", vm=self.name)
         except Exception as exc:
             self.status = "crashed" if self.status != "destroyed" else self.status

@@ -23,8 +23,9 @@ TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from . import wire
-from .handle import VMCrashed, VMError, VMHandle, VMInterrupted, VMRestarted, VMStateError, _skip_value
+from . import protocol
+from .errors import VMCrashed, VMError, VMInterrupted, VMRestarted, VMStateError
+from .handle import VMHandle
 from .manager import MAX_COUNT, Manager
 from .progress import Progress
 
@@ -51,41 +52,21 @@ class MapResult:
         self.failures: list[tuple[int, str]] = []
 
     def encoded_results(self) -> bytes:
-        return b"{%d;" % len(self.results) + b"".join(self.results) + b"}"
+        return protocol.join_list(self.results)
 
     def encoded_failures(self) -> bytes:
-        return wire.encode([{"index": i, "error": msg} for i, msg in self.failures])
+        return protocol.encode([{"index": i, "error": msg} for i, msg in self.failures])
 
     def values(self) -> list:
-        return [wire.decode(r) for r in self.results]
+        return [protocol.decode(r) for r in self.results]
 
 
 def split_list(encoded: bytes, what: str = "items") -> list[bytes]:
     """The array items of an encoded table, each still encoded (no decoding)."""
-    if not encoded.startswith(b"{"):
-        raise ValueError(f"vm.map: {what} must be a list (a table with items 1..n)")
-    semi = encoded.index(b";")
-    n = int(encoded[1:semi])
-    pos = semi + 1
-    items = []
-    for _ in range(n):
-        end = _skip_value(encoded, pos)
-        items.append(encoded[pos:end])
-        pos = end
-    if encoded[pos:pos + 1] != b"}":
-        raise ValueError(f"vm.map: {what} must be a list (a table with only keys 1..n)")
-    return items
-
-
-def _first_value(values: bytes | None) -> bytes:
-    """The first value of an encoded value list (``n`` for none)."""
-    if not values or not values.startswith(b"{"):
-        return b"n"
-    semi = values.index(b";")
-    if int(values[1:semi]) == 0:
-        return b"n"
-    end = _skip_value(values, semi + 1)
-    return values[semi + 1:end]
+    try:
+        return protocol.list_items(encoded, what)
+    except ValueError as exc:
+        raise ValueError(f"vm.map: {exc}") from None
 
 
 def _definition(source: str, first_line: int) -> str:
@@ -121,7 +102,7 @@ def run_map(manager: Manager, source: str, items: list[bytes] | Callable[[], lis
                 manager.destroy_many([h.name for h in starting.wait()])
             raise
     n_items = len(items)
-    result = MapResult(results=[] if on_result else [b"n"] * n_items)
+    result = MapResult(results=[] if on_result else [protocol.NIL] * n_items)
     if n_items == 0 and starting is None:
         return result
     if starting is not None:
@@ -220,7 +201,7 @@ def describe_item(item: bytes, index: int) -> str:
     """``item 3``, or ``shard 3 (first record chr2)`` for a shard (decoded only for messages)."""
     if item.startswith(b"{") and len(item) < 65536:
         try:
-            value = wire.decode(item)
+            value = protocol.decode(item)
         except Exception:  # a message must never fail
             value = None
         if isinstance(value, dict) and "offset" in value and "path" in value:
@@ -238,9 +219,7 @@ class _Run:
                  show_progress: bool | None, interrupted: Callable[[], bool] | None,
                  extra_args: list[bytes]) -> None:
         self.pool, self.items, self.result = pool, items, result
-        # The call's value list is "{n;" item extra... "}".
-        self.args_head = b"{%d;" % (1 + len(extra_args))
-        self.args_tail = b"".join(extra_args) + b"}"
+        self.extra_args = extra_args  # encoded: passed after each item
         self.definition, self.chunkname, self.own = definition, chunkname, own
         self.on_result, self.stage, self.interrupted = on_result, stage, interrupted
         self.bar = Progress(len(items), "vm.map", enabled=show_progress)
@@ -304,11 +283,11 @@ class _Run:
                     return
                 try:
                     values = h.request_encoded("call", {"fn": MAP_FN},
-                                               {"args": [self.args_head, self.prepare(h, i), self.args_tail]})
+                                               {"args": protocol.list_parts([self.prepare(h, i), *self.extra_args])})
                     self.bar.advance()
                     with self.lock:
                         self.succeeded += 1
-                    self.deliver(i, _first_value(values))
+                    self.deliver(i, protocol.first_item(values))
                 except VMInterrupted as exc:
                     self.halt(exc)
                     return

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ..remote.upload import StageError
+from .protocol.codec import encode_string
 
 __all__ = ["prepare_item", "shard_path_span", "StageError"]
 
@@ -53,7 +54,7 @@ def prepare_item(handle: Any, encoded_item: bytes, *, stage: bool = True) -> byt
     if remote == path:
         return encoded_item
     new = os.fsencode(remote)
-    return b"".join((encoded_item[:start], b"s%d:" % len(new), new, encoded_item[end:]))
+    return b"".join((encoded_item[:start], encode_string(new), encoded_item[end:]))
 
 
 def shard_path_span(item: bytes) -> tuple[int, int, str] | None:

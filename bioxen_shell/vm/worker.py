@@ -59,7 +59,8 @@ class _MemorySwitch:
     ``True``/``False`` switch the user limit on and off around each call, so the agent's own
     reading, decoding and encoding is never limited.  A number sets the limit (bytes), once:
     later numbers are refused.  ``"used"`` returns the bytes the runtime holds, as the limit
-    counts them (on Lua 5.5 big strings are not in ``collectgarbage("count")``).
+    counts them (on Lua 5.5 big strings are not in ``collectgarbage("count")``), ``"limit"``
+    the limit (0: none, and then the agent stops switching it).
 
     Only the agent can reach it: it is handed over as a global the agent takes into a local
     and removes before any user code runs, and outside the sandbox the agent closes its own
@@ -72,6 +73,8 @@ class _MemorySwitch:
         self._fixed = bool(max_memory)
 
     def __call__(self, value) -> int | None:
+        if value == "limit":
+            return self._limit
         if value == "used":
             return self._runtime.get_memory_used() or 0
         if value is True:

@@ -659,11 +659,26 @@ local function require_module(name)
 end
 
 -- configure's preload: require, then bind the module to the global named after its last
--- part unless that is taken (bio.seq -> seq); all of it user code.
+-- part unless that is taken (bio.seq -> seq), and make it reachable by its dotted name
+-- (bio.seq.gc_fraction(s) without a require): a root that is itself a module (bio) is used
+-- as it is, missing levels become tables, names already set are left alone.  All of it user
+-- code.
 local function preload_module(name)
   local m = user_env.require(name)
   local short = s_match(name, "([^%.]+)$")
   if user_env[short] == nil then user_env[short] = m end
+  local root = s_match(name, "^([^%.]+)%.")
+  if not root then return m end
+  if user_env[root] == nil then
+    local found, root_module = pcall(user_env.require, root)
+    user_env[root] = (found and type(root_module) == "table") and root_module or {}
+  end
+  local t = user_env[root]
+  for part, dot in s_gmatch(s_sub(name, #root + 2), "([^%.]+)(%.?)") do
+    if type(t) ~= "table" then break end
+    if t[part] == nil then t[part] = dot == "" and m or {} end
+    t = t[part]
+  end
   return m
 end
 
@@ -733,6 +748,10 @@ local function configure(req)
     host_set_memory(memory_limit_kb * 1024)
     hard_limit_kb = memory_limit_kb
     memory_limit_kb = 0
+  end
+  if host_set_memory and hard_limit_kb == 0 and host_set_memory("limit") == 0 then
+    -- No limit to switch on and off around each call: two calls into Python less per call.
+    host_set_memory = nil
   end
   if req.sandbox then
     sandboxed = true

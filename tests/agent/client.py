@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from bioxen_shell.vm import wire
+from bioxen_shell.vm import protocol as wire
 from tests.waiting import PATIENCE, wait_for
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -41,7 +41,7 @@ class Agent:
     def __init__(self, runtime: str, *, max_memory: int | None = None, extra_args=(), env=None,
                  blobs: bool = True) -> None:
         self.runtime = runtime
-        self.blobs = blobs  # big strings as B frames (wire.request_parts; replies: configure)
+        self.blobs = blobs  # big strings as B frames (wire.encode_request; replies: configure)
         to_agent_r, to_agent_w = os.pipe()
         from_agent_r, from_agent_w = os.pipe()
         # The agent's ends become fds 3 and 4 in the child.
@@ -103,7 +103,7 @@ class Agent:
     def send(self, op: str, **fields) -> int:
         rid = self.next_id
         self.next_id += 1
-        wire.write_parts(self.wfd, wire.request_parts(op, rid, send_blobs=self.blobs, **fields))
+        wire.write_parts(self.wfd, wire.encode_request(op, rid, send_blobs=self.blobs, **fields))
         return rid
 
     def recv(self, timeout: float = PATIENCE, on_output=None):

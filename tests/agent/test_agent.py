@@ -235,7 +235,7 @@ def test_configure_rejects_bad_fields(start_agent):
 def test_garbage_requests_get_protocol_errors_and_the_agent_carries_on(start_agent, runtime):
     import random
 
-    from bioxen_shell.vm import wire
+    from bioxen_shell.vm import protocol as wire
 
     a = start_agent(runtime)
     rng = random.Random(7)

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from bioxen_shell.vm import wire
+from bioxen_shell.vm import protocol as wire
 from tests.agent.client import AgentError
 from tests.waiting import PATIENCE
 

@@ -12,8 +12,8 @@ import struct
 
 import pytest
 
-from bioxen_shell.vm import wire
-from bioxen_shell.vm.wire import WireError
+from bioxen_shell.vm import protocol as wire
+from bioxen_shell.vm.protocol import WireError
 
 DOUBLES_ONLY = {"lua51", "lua52", "luajit21", "lua5.1", "lua5.2", "luajit"}  # no integer subtype
 
@@ -306,14 +306,14 @@ def _has_nan_key(v) -> bool:
 # Blob frames: big strings of a request travel in their own B frames
 
 
-def test_request_parts_put_big_strings_in_blob_frames():
+def test_encode_request_puts_big_strings_in_blob_frames():
     big = b"x" * wire.BLOB_THRESHOLD
-    parts = wire.request_parts("set", 7, name="s", value=big)
+    parts = wire.encode_request("set", 7, name="s", value=big)
     frames = wire.FrameReader().feed(b"".join(parts))
     assert [k for k, _ in frames] == [b"B", b"Q"]
     assert frames[0][1] == big
     assert b"s5:valueS1;" in frames[1][1]
-    small = wire.request_parts("set", 8, send_blobs=False, name="s", value=big)
+    small = wire.encode_request("set", 8, send_blobs=False, name="s", value=big)
     assert [k for k, _ in wire.FrameReader().feed(b"".join(small))] == [b"Q"]
 
 

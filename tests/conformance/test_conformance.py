@@ -18,7 +18,7 @@ import os
 
 import pytest
 
-from bioxen_shell.vm.handle import VMCrashed, VMError, VMInterrupted, VMRestarted, VMTimeout
+from bioxen_shell.vm.errors import VMCrashed, VMError, VMInterrupted, VMRestarted, VMTimeout
 from bioxen_shell.vm.manager import resolve_backend
 from bioxen_shell.vm.profiles import load_profile
 from tests.waiting import PATIENCE, lua_touch, pid_gone, wait_for
@@ -217,7 +217,7 @@ def test_killing_a_busy_vm_leaves_no_agent_running(any_vm, tmp_path):
 
 def test_map_over_file_shards_reads_each_range_in_the_vm(manager, make_vm, tmp_path):
     """Shards travel as descriptors; each VM reads its own range (a remote VM a staged copy)."""
-    from bioxen_shell.vm import wire
+    from bioxen_shell.vm import protocol as wire
     from bioxen_shell.vm.mapper import run_map
     from tests.bio.harness import run
 

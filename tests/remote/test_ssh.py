@@ -12,7 +12,7 @@ import pytest
 
 from bioxen_shell.remote import hostkeys, upload
 from bioxen_shell.remote.ssh import SSHBackend
-from bioxen_shell.vm.handle import VMCrashed, VMInterrupted
+from bioxen_shell.vm.errors import VMCrashed, VMInterrupted
 from bioxen_shell.vm.manager import VMCreateError
 
 from bioxen_shell.vm.profiles import load_profile

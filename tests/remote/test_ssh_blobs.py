@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bioxen_shell.vm import wire
-from bioxen_shell.vm.handle import VMError, VMInterrupted
+from bioxen_shell.vm import protocol as wire
+from bioxen_shell.vm.errors import VMError, VMInterrupted
 from bioxen_shell.vm.manager import Manager
 from bioxen_shell.vm.profiles import load_profile
 from tests.system import require_binary

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from bioxen_shell.vm.handle import VMError, VMProtocolError, VMRestarted
+from bioxen_shell.vm.errors import VMProtocolError, VMRestarted
 
 from bioxen_shell.vm.profiles import load_profile
 from tests.vm import fake_agent

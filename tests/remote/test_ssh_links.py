@@ -15,7 +15,7 @@ import pytest
 
 from bioxen_shell.remote import ssh
 from bioxen_shell.remote.config import resolve_host
-from bioxen_shell.vm.handle import VMCrashed, VMRestarted
+from bioxen_shell.vm.errors import VMCrashed, VMRestarted
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.remote.sshd_fixture import start_sshd

@@ -19,7 +19,7 @@ import pytest
 from bioxen_shell.remote import ssh, upload
 from bioxen_shell.remote.config import resolve_host
 from bioxen_shell.remote.ssh import SSHBackend
-from bioxen_shell.vm import staging, wire
+from bioxen_shell.vm import protocol as wire, staging
 from bioxen_shell.vm.manager import Manager
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError

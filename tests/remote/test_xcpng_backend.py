@@ -769,7 +769,7 @@ def test_guest_powered_off_behind_our_back_is_lost_then_restarts(xapi_sim, xcpng
     """Someone hard-shuts the guest down in XAPI while a call runs: the call fails as a lost
     VM (not a hang), and :restart() boots the same guest again."""
     from bioxen_shell.remote.xapi import XapiSession
-    from bioxen_shell.vm.handle import VMCrashed
+    from bioxen_shell.vm.errors import VMCrashed
     from bioxen_shell.vm.manager import Manager
     settings, guests = xcpng_guest_settings
     manager = Manager()

@@ -14,7 +14,7 @@ import pytest
 
 from bioxen_shell.remote import gc, registry
 from bioxen_shell.remote.slurm import COMMENT_PREFIX, JOB_PREFIX
-from bioxen_shell.vm.handle import VMCrashed, VMError
+from bioxen_shell.vm.errors import VMCrashed, VMError
 from bioxen_shell.vm.manager import Manager, VMCreateError
 from bioxen_shell.vm.profiles import load_profile
 from tests.waiting import PATIENCE, wait_for
@@ -90,7 +90,7 @@ def test_count_makes_one_job_whose_steps_are_the_vms_and_a_map_runs_over_them(ma
     assert [j[1] for j in live_jobs(slurm_cluster) if j[0] == job] == [JOB_PREFIX + "m1+1"]
     fa = tmp_path / "g.fa"
     fa.write_text("".join(f">r{i}\n" + "GC" * i + "AT" * (50 - i) + "\n" for i in range(40)))
-    from bioxen_shell.vm import wire
+    from bioxen_shell.vm import protocol as wire
     from bioxen_shell.vm.mapper import run_map
     from tests.bio.harness import run
     shards = run("lupa:luajit21", f"return require('bio.fasta').shards({str(fa)!r}, 7)")
@@ -301,7 +301,7 @@ shared_dir = "{shared}"
         assert d["host"] == "login" and d["state"] == "RUNNING" and d["pid"]
         fa = tmp_path / "data.fa"
         fa.write_text(">a\nACGT\n>b\nGGGG\n")
-        from bioxen_shell.vm import wire
+        from bioxen_shell.vm import protocol as wire
         from bioxen_shell.vm.mapper import run_map
         from tests.bio.harness import run
         shards = run("lupa:luajit21", f"return require('bio.fasta').shards({str(fa)!r}, 2)")

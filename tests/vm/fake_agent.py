@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sys
 
-from bioxen_shell.vm import wire  # imported once, in the zygote (it loads the target before forking)
+from bioxen_shell.vm import protocol as wire  # imported once, in the zygote (it loads the target before forking)
 
 TARGET = "tests.vm.fake_agent:run"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

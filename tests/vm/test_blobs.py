@@ -12,8 +12,9 @@ import io
 import pytest
 
 from bioxen_shell.engine import Engine
-from bioxen_shell.vm import wire
-from bioxen_shell.vm.handle import VMError, VMInterrupted, inline_blobs
+from bioxen_shell.vm import protocol as wire
+from bioxen_shell.vm.errors import VMError, VMInterrupted
+from bioxen_shell.vm.protocol import inline_blobs
 from tests.vm.conftest import profile
 from tests.waiting import PATIENCE
 
@@ -239,6 +240,11 @@ def test_lua_side_round_trips_around_the_threshold(shell):
     assert _blobs(sent) == 1 and _blobs(got) == 2
     # nils around big strings keep the count
     assert shell.show("return select('#', w:eval('return nil, ..., nil', b))") == "3"
+    # a big `code` goes as a blob too (only the reply's small number comes back inline)
+    spy.take()
+    assert shell.show("return w:eval('return #\"' .. string.rep('A', T) .. '\"')") == str(T)
+    sent, got = spy.take()
+    assert _blobs(sent) == 1 and _blobs(got) == 0
 
 
 def test_lua_side_output_comes_before_a_big_reply(shell):

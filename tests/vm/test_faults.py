@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from bioxen_shell.vm.bindings import format_vms_table
-from bioxen_shell.vm.handle import VMCrashed, VMError, VMRestarted, VMTimeout
+from bioxen_shell.vm.errors import VMCrashed, VMError, VMRestarted, VMTimeout
 from tests.vm.conftest import profile
 from tests.waiting import PATIENCE, lua_touch, wait_for, when
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bioxen_shell.vm.handle import VMInterrupted, VMTimeout
+from bioxen_shell.vm.errors import VMInterrupted, VMTimeout
 from bioxen_shell.vm.manager import MAX_COUNT, Manager, VMCreateError
 from tests.system import require_binary
 from tests.vm.conftest import profile
@@ -239,7 +239,7 @@ def test_count_is_capped_with_a_clear_error(manager):
     assert manager.list() == []
     with pytest.raises(ValueError, match=f"vms must be at most {MAX_COUNT}"):
         from bioxen_shell.vm.mapper import run_map, split_list
-        from bioxen_shell.vm import wire
+        from bioxen_shell.vm import protocol as wire
 
         run_map(manager, "function(x) return x end", split_list(wire.encode(list(range(2000)))), vms=2000,
                 progress=False)

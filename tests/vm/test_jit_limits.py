@@ -16,9 +16,8 @@ import threading
 import pytest
 
 from bioxen_shell import paths
-from bioxen_shell.runtimes import INTERPRETERS
-from bioxen_shell.vm.handle import VMError, VMInterrupted, VMRestarted, VMTimeout
-from bioxen_shell.runtimes import default_runtime
+from bioxen_shell.runtimes import INTERPRETERS, default_runtime
+from bioxen_shell.vm.errors import VMError, VMInterrupted, VMRestarted, VMTimeout
 from bioxen_shell.vm.profiles import load_profile
 from bioxen_shell.vm.transport import BackendError
 from tests.waiting import PATIENCE

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bioxen_shell.vm.forkserver import Zygote
-from bioxen_shell.vm.handle import VMError, VMTimeout
+from bioxen_shell.vm.errors import VMError, VMTimeout
 from bioxen_shell.vm.manager import Manager
 from tests.vm.conftest import profile
 from tests.vm.test_lifetime import children_of

@@ -15,9 +15,8 @@ import time
 
 import pytest
 
-from bioxen_shell.vm import wire
-from bioxen_shell.vm.handle import VMCrashed, VMError, VMProtocolError
-from bioxen_shell.vm.manager import VMCreateError
+from bioxen_shell.vm import protocol as wire
+from bioxen_shell.vm.errors import VMCrashed, VMError, VMProtocolError
 from tests.vm.conftest import profile
 from tests.vm.fake_agent import TARGET
 
@@ -98,7 +97,7 @@ def test_malformed_payloads_crash_the_vm_with_a_protocol_error(manager):
         (lambda rid: reply(rid, b"{1;S1;}"), "reference to a blob that did not come"),
         (lambda rid: reply(rid, b"{1;x}"), "unknown tag b'x'"),
         (lambda rid: reply(rid, b"i5;"), "'values' is not a table"),
-        (lambda rid: reply(rid + 7), f"the request was"),
+        (lambda rid: reply(rid + 7), "the request was"),
         (lambda rid: reply(rid)[:-1], "cannot be decoded"),
         (lambda rid: reply(rid) + b"junk", "after the reply table"),
         (lambda rid: b"{0;s2:idi%d;s2:oki1;}" % rid, "'ok' is 1"),
@@ -210,7 +209,7 @@ _LYING_HEADER = r"""
 import sys, time
 sys.path.insert(0, {root!r})
 from bioxen_shell.vm.manager import Manager
-from bioxen_shell.vm.handle import VMError
+from bioxen_shell.vm.errors import VMError
 from tests.vm.conftest import profile
 from tests.vm.fake_agent import TARGET
 def hwm():

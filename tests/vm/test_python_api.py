@@ -5,7 +5,7 @@ import pytest
 
 import bioxen_shell
 from bioxen_shell import VMManager, create_vm
-from bioxen_shell.vm.handle import VMError
+from bioxen_shell.vm.errors import VMError
 from bioxen_shell.runtimes import default_runtime
 from tests.waiting import PATIENCE
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bioxen_shell.vm.handle import VMError, VMStateError
+from bioxen_shell.vm.errors import VMError, VMStateError
 from bioxen_shell.vm.manager import VMCreateError
 from bioxen_shell.runtimes import default_runtime
 from tests.waiting import PATIENCE
