@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ..remote.upload import StageError
-from .protocol.codec import encode_string
+from .protocol.codec import encode_string, skip_value
 
 __all__ = ["prepare_item", "shard_path_span", "StageError"]
 
@@ -70,7 +70,7 @@ def shard_path_span(item: bytes) -> tuple[int, int, str] | None:
     try:
         return _scan(item)
     except (ValueError, IndexError):
-        return None  # not valid wire data: not ours to judge, the VM will say
+        return None  # not valid wire data (WireError is a ValueError): the VM will say
 
 
 def _scan(data: bytes) -> tuple[int, int, str] | None:
@@ -78,9 +78,9 @@ def _scan(data: bytes) -> tuple[int, int, str] | None:
     path: tuple[int, int, str] | None = None
     offset = length = False
     while data[pos] != 0x7D:  # "}"
-        key_end = _skip(data, pos)
+        key_end = skip_value(data, pos)
         key = data[pos:key_end]
-        value_end = _skip(data, key_end)
+        value_end = skip_value(data, key_end)
         if key == _PATH_KEY:
             if data[key_end] != 0x73:  # "s": the path must be a string
                 return None
@@ -99,27 +99,3 @@ def _scan(data: bytes) -> tuple[int, int, str] | None:
         pos = value_end
     return None
 
-
-def _skip(data: bytes, pos: int) -> int:
-    """Position just after the encoded value at ``pos``, without decoding it."""
-    c = data[pos]
-    if c in b"ntf":
-        return pos + 1
-    if c in b"idS":  # S<i>; refers to a blob frame
-        return data.index(b";", pos) + 1
-    if c == 0x73:  # s<len>:<bytes>
-        colon = data.index(b":", pos)
-        end = colon + 1 + int(data[pos + 1:colon])
-        if end > len(data):
-            raise ValueError("string runs past the end")
-        return end
-    if c == 0x7B:  # {N; N values, then key/value pairs }
-        semi = data.index(b";", pos)
-        count = int(data[pos + 1:semi])
-        pos = semi + 1
-        for _ in range(count):
-            pos = _skip(data, pos)
-        while data[pos] != 0x7D:
-            pos = _skip(data, _skip(data, pos))
-        return pos + 1
-    raise ValueError(f"bad encoded value at byte {pos}")

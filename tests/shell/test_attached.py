@@ -25,7 +25,7 @@ def attached(request):
 
 
 def vm_pid(engine) -> int:
-    return engine.vm_manager.get("w").describe()["pid"]
+    return engine.vm_host.get().manager.get("w").describe()["pid"]
 
 
 def test_completeness_is_judged_by_the_vms_lua(make_engine):
@@ -51,7 +51,7 @@ def test_an_ssh_vm_attached_behaves_as_the_repl(ssh_vm_options):
     # the agent under the host's stock lua5.4, its runner uploaded with it (the bundle)
     attached = AttachedEngine("lua54", **ssh_vm_options)
     try:
-        assert attached.vm_manager.get("w").describe()["type"] == "ssh"
+        assert attached.vm_host.get().manager.get("w").describe()["type"] == "ssh"
         assert attached.show("_VERSION") == '"Lua 5.4"'
         attached.show("local x = 41")
         assert attached.show("x + 1") == "42"
