@@ -3,13 +3,17 @@ login host have in common.
 
 ``send`` walks the data with a memoryview, one packet per call (``Channel.sendall`` re-slices
 the rest after every packet: quadratic for a 100 MB argument); ``recv`` takes everything
-paramiko holds at once, and ``recv_into`` puts it straight into a frame's buffer.  ``kill``
-(the subclass's) wakes a reader blocked in ``select`` through a pipe.
+paramiko holds at once, and ``recv_into`` puts it straight into a frame's buffer.
+
+A reader waits on a ``threading.Event`` that paramiko's stdout buffer sets and clears
+(``BufferedPipe.set_event``), never on ``Channel.fileno()``: that pipe is shared with the
+stderr buffer through paramiko's ``OrPipe``, whose flags are not thread-safe, and the thread
+draining stderr then races the reader into a second ``os.read`` of a one-byte pipe, which
+blocks for ever (seen: a call hung when its agent wrote to stderr).  ``kill`` (the
+subclass's) sets the same event to wake a waiting reader.
 """
 from __future__ import annotations
 
-import os
-import select
 import threading
 
 import paramiko
@@ -48,17 +52,16 @@ class ChannelStream:
         self._killed = False
         self._closed = False
         self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
+        # set while paramiko holds stdout bytes (or the channel is closed), and by _wake
+        self._readable = threading.Event()
+        chan.in_buffer.set_event(self._readable)
 
     def _lost_text(self, e: BaseException) -> str:
         return f"the agent's channel is closed ({e or type(e).__name__})"
 
     def _wake(self) -> None:
-        """Wake a ``recv`` blocked in select (after ``_killed`` was set)."""
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        """Wake a waiting ``recv`` (after ``_killed`` was set)."""
+        self._readable.set()
 
     def send(self, data: bytes) -> None:
         if self._killed or self._closed:
@@ -113,14 +116,7 @@ class ChannelStream:
             return b""
         chan = self._chan
         if not chan.recv_ready():
-            with self._lock:
-                if self._killed or self._closed:
-                    return b""
-                fd = chan.fileno()
-            try:
-                ready, _, _ = select.select([fd, self._wake_r], [], [], timeout)
-            except (OSError, ValueError):
-                ready = [self._wake_r]
+            ready = self._readable.wait(timeout)
             if self._killed or self._closed:
                 return b""
             if not ready:
@@ -148,8 +144,4 @@ class ChannelStream:
             self._chan.close()
         except Exception:
             pass
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._readable.set()  # a reader still waiting sees the stream closed

@@ -90,6 +90,21 @@ def test_child_process_output_cannot_corrupt_the_protocol(manager, ssh_vm_option
     wait_for(lambda: "R5\nhello" in vm._proc.stderr_tail(), "the child's output on the agent's stderr")
 
 
+def test_calls_whose_agent_writes_to_stderr_never_hang_the_host(manager, ssh_vm_options, cache_dir):
+    """Every reply races a write on the agent's stderr, which another thread drains from the
+    same channel.  Waiting on ``Channel.fileno()`` (one pipe that paramiko shares, unlocked,
+    between the stdout and stderr buffers) made about one run in three of 3000 such calls
+    block for ever in a second ``os.read`` of that pipe."""
+    vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)))
+
+    def calls() -> int:
+        for i in range(8000):
+            assert vm.eval("io.stderr:write('e') return ...", i) == [i]
+        return i
+
+    assert finishes(calls, "8000 calls that write to stderr") == 7999
+
+
 def test_program_is_not_on_the_command_line(manager, ssh_vm_options, cache_dir):
     vm = _create(manager, _options(ssh_vm_options, cache_dir=str(cache_dir)))
     pid = vm.describe()["pid"]
