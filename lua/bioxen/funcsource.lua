@@ -95,10 +95,7 @@ function M.source_of(fn)
   if not start then return nil, "line " .. first .. " is missing from " .. info.short_src end
   -- Tokenize from the first line on: line numbers stay relative to `first`.
   local sub = text:sub(start)
-  local toks = {}
-  for _, tok in ipairs(lex.tokenize(sub)) do
-    if tok.type ~= "comment" then toks[#toks + 1] = tok end
-  end
+  local toks = lex.code_tokens(sub)
   local found = {}
   for i, tok in ipairs(toks) do
     if tok.line > 1 then break end

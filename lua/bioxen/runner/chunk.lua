@@ -154,10 +154,7 @@ end
 
 -- hoist_locals(src) -> new source, declared names, constant names (<const>, <close>)
 function M.hoist_locals(src)
-  local toks = {}
-  for _, tok in ipairs(lex.tokenize(src)) do
-    if tok.type ~= "comment" then toks[#toks + 1] = tok end
-  end
+  local toks = lex.code_tokens(src)
   local edits, names, consts = {}, {}, {}
   local depth = 0
   local i = 1
@@ -254,19 +251,11 @@ local function may_be_expression(toks, first, last)
   return depth == 0
 end
 
-local function code_tokens(src)
-  local toks = {}
-  for _, tok in ipairs(lex.tokenize(src)) do
-    if tok.type ~= "comment" then toks[#toks + 1] = tok end
-  end
-  return toks
-end
-
 -- An expression, compiled to return its values through M.values (its first
 -- argument); nil when src is not one expression.  One compile.
 function M.compile_expression(src, chunkname, env, prelude)
   local body = src:gsub(";%s*$", "")
-  local toks = code_tokens(body)
+  local toks = lex.code_tokens(body)
   if not may_be_expression(toks, 1, #toks) then return nil end
   return compile((prelude or "") .. VALUES_HEAD .. values_tail(body), chunkname, env)
 end
@@ -303,7 +292,7 @@ function M.analyse(src, chunkname, env, consts)
     local _, err = compile("return " .. expr, chunkname, env)
     return failure(src, err)
   end
-  local toks = code_tokens(src)
+  local toks = lex.code_tokens(src)
   while toks[#toks] and toks[#toks].value == ";" do toks[#toks] = nil end
   if may_be_expression(toks, 1, #toks) then
     local fn = compile(const_prelude(consts, {}) .. VALUES_HEAD .. values_tail((src:gsub(";%s*$", ""))),

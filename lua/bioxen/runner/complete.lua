@@ -32,6 +32,7 @@ function M.module_name(t)
   return nil
 end
 
+-- Names in order, those starting with _ last (as completion lists them).
 local function sort_names(list)
   table.sort(list, function(a, b)
     local ua, ub = a:sub(1, 1) == "_", b:sub(1, 1) == "_"
@@ -368,18 +369,10 @@ local function value_before(env, toks, i, budget)
   return evaluate(env, toks, steps, budget)
 end
 
-local function code_tokens(text)
-  local toks = {}
-  for _, tok in ipairs(lex.tokenize(text)) do
-    if tok.type ~= "comment" then toks[#toks + 1] = tok end
-  end
-  return toks
-end
-
 -- The value of a whole prefix expression ("bio.seq", "t[1].name", "s:upper"
 -- as s.upper), found as completion finds it: without calls; or nil.
 function M.lookup(env, expr)
-  local toks = code_tokens((expr:gsub("^([%w_%.]+):([%a_][%w_]*)$", "%1.%2")))
+  local toks = lex.code_tokens((expr:gsub("^([%w_%.]+):([%a_][%w_]*)$", "%1.%2")))
   if #toks == 0 then return nil end
   local steps, start = parse_back(toks, #toks, 1)
   if not steps or start ~= 1 then return nil end
@@ -398,7 +391,7 @@ end
 
 local function complete_expression(env, text, budget)
   if in_string_or_comment(text) then return nil end
-  local toks = code_tokens(text)
+  local toks = lex.code_tokens(text)
   local last = toks[#toks]
   if not last or last.e < #text then return nil end
   local partial, k = "", #toks
@@ -431,7 +424,7 @@ end
 -- The call the end of text is inside: its function, name, whether it is a
 -- method and the argument number; or nil.
 function M.call_at(env, text)
-  local toks = code_tokens(text)
+  local toks = lex.code_tokens(text)
   local stack = {}
   for i, t in ipairs(toks) do
     if t.type == "op" and OPEN[t.value] then
@@ -488,5 +481,7 @@ function M.candidates(text, result)
   for i, item in ipairs(result.items) do out[i] = head .. item.text end
   return out
 end
+
+M.sort_names = sort_names
 
 return M

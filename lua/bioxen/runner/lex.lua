@@ -120,6 +120,15 @@ local CLOSE = { ["end"] = true, ["until"] = true }
 local BRACKET_OPEN = { ["("] = true, ["{"] = true, ["["] = true }
 local BRACKET_CLOSE = { [")"] = true, ["}"] = true, ["]"] = true }
 
+-- code_tokens(src) -> the tokens of src without its comments (what parsers look at)
+function M.code_tokens(src)
+  local toks = {}
+  for _, tok in ipairs(M.tokenize(src)) do
+    if tok.type ~= "comment" then toks[#toks + 1] = tok end
+  end
+  return toks
+end
+
 -- Signed change of block depth for one token (keywords only).
 function M.block_delta(tok)
   if tok.type ~= "keyword" then return 0 end

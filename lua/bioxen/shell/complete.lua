@@ -20,14 +20,7 @@ local doc = require("bioxen.shell.doc")
 
 local M = {}
 
-local function sort_names(list)
-  table.sort(list, function(a, b)
-    local ua, ub = a:sub(1, 1) == "_", b:sub(1, 1) == "_"
-    if ua ~= ub then return ub end
-    return a < b
-  end)
-  return list
-end
+local sort_names = expression.sort_names
 
 -- The value of a whole prefix expression ("bio.seq", "t[1].name", "s:upper"
 -- as s.upper), found as completion finds it: without calls; or nil.
