@@ -73,6 +73,24 @@ if ffi then
   end
 end
 
+-- libc through the FFI, declared once here for every module that uses it (a second
+-- ffi.cdef of the same declaration is an error): memchr, a vectorised byte search, and
+-- the stdio calls that read a file straight into a byte buffer.  nil where unavailable.
+if ffi then
+  local ok_memchr = pcall(ffi.cdef, "void *memchr(const void *s, int c, size_t n);")
+  local found, fn = pcall(function() return ffi.C.memchr end)
+  if ok_memchr and found and fn then F.memchr = fn end
+  local ok_stdio = pcall(ffi.cdef, [[
+    typedef struct bioxen_FILE bioxen_FILE;
+    bioxen_FILE *fopen(const char *path, const char *mode);
+    size_t fread(void *ptr, size_t size, size_t n, bioxen_FILE *f);
+    int fclose(bioxen_FILE *f);
+    int fseek(bioxen_FILE *f, long offset, int whence);
+  ]])
+  --- ffi.C with fopen, fread, fclose and fseek declared (the file type is bioxen_FILE).
+  if ok_stdio then F.stdio = ffi.C end
+end
+
 --- What the library runs on, for bioxen's :info and for bug reports.
 function F.describe()
   return { runtime = F.runtime, kernels = F.kernels }

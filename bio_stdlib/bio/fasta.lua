@@ -32,13 +32,8 @@ local new_sink
 -- method, add_until(s, i), appends s[i..] up to the next line that starts
 -- with '>' and returns that '>' position, or nil when s ends first.
 
--- libc memchr through the FFI: a vectorised scan for the next newline.
-local memchr
-if ffi then
-  local ok = pcall(ffi.cdef, "void *memchr(const void *s, int c, size_t n);")
-  local ok2, fn = pcall(function() return ffi.C.memchr end)
-  if ok2 and fn then memchr = fn elseif not ok then memchr = nil end
-end
+-- libc memchr through the FFI (bio._fast): a vectorised scan for the next newline.
+local memchr = F.memchr
 
 if ffi and memchr then
   -- Copy whole lines with ffi.copy (memcpy), found with memchr; spaces,
@@ -326,14 +321,8 @@ end
 local gc_scanner -- LuaJIT + FFI: gc_scanner(chunk_reader, close, name, fname, mode) -> next()
 local fopen_chunks, string_chunks
 if ffi and memchr then
-  local ok_stdio = pcall(ffi.cdef, [[
-    typedef struct bioxen_FILE bioxen_FILE;
-    bioxen_FILE *fopen(const char *path, const char *mode);
-    size_t fread(void *ptr, size_t size, size_t n, bioxen_FILE *f);
-    int fclose(bioxen_FILE *f);
-    int fseek(bioxen_FILE *f, long offset, int whence);
-  ]])
-  local C = ffi.C
+  local C = F.stdio -- fopen, fread, fclose, fseek (nil: no stdio through the FFI)
+  local ok_stdio = C ~= nil
   local cast, floor = ffi.cast, math.floor
   local u8p, u16p = ffi.typeof("const uint8_t *"), ffi.typeof("const uint16_t *")
   local NL, GT = 10, 62

@@ -14,13 +14,15 @@ import os
 from os import sched_yield as _yield
 import select
 import time
-from typing import Callable, TypeVar
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Callable, TypeVar
+
+    T = TypeVar("T")
 
 from .transport import TransportClosed, TransportTimeout
 
 __all__ = ["PipeStream", "make_pipe", "PIPE_SIZE"]
-
-T = TypeVar("T")
 
 #: How long a read polls before it blocks (see PipeStream._wait_readable).
 _SPIN_SECONDS = 100e-6

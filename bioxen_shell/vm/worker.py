@@ -28,7 +28,7 @@ import signal
 import sys
 from pathlib import Path
 
-__all__ = ["run_worker", "load_runtime_module", "agent_path", "main"]
+__all__ = ["run_worker", "PreparedAgent", "load_runtime_module", "agent_path", "main"]
 
 # A runtime created without max_memory cannot get one later, so workers always have one;
 # "no limit" is this (far above anything the machine has).
@@ -69,8 +69,15 @@ class _MemorySwitch:
 
     def __init__(self, runtime, max_memory: int | None) -> None:
         self._runtime = runtime
-        self._limit = max_memory or 0
-        self._fixed = bool(max_memory)
+        self._limit = 0
+        self._fixed = False
+        self.fix(max_memory)
+
+    def fix(self, max_memory: int | None) -> None:
+        """The limit the worker was started with (the profile's): configure cannot change it."""
+        if max_memory:
+            self._limit = int(max_memory)
+            self._fixed = True
 
     def __call__(self, value) -> int | None:
         if value == "limit":
@@ -124,6 +131,54 @@ return chunk(select(3, ...))
 """
 
 
+class PreparedAgent:
+    """A LuaRuntime with the agent loaded but not yet started.
+
+    The zygote makes one per runtime and forks every local VM from it, so a new worker finds
+    the agent's code compiled and its modules loaded (about 6 ms of work, paid once instead
+    of once per VM); the worker then only starts it on its own descriptors (:meth:`run`).
+    Nothing the agent loads depends on the process it will run in: its channel, interrupt
+    file, limits and signal handlers are all set up by :meth:`run`, in the worker.
+    """
+
+    def __init__(self, runtime: str, lua_path: str | None = None) -> None:
+        from bioxen_shell.paths import lua_search_path
+
+        module = load_runtime_module(runtime)
+        self.lua = module.LuaRuntime(
+            register_eval=False,
+            register_builtins=False,
+            attribute_filter=_deny_attribute,
+            max_memory=_UNLIMITED,
+        )
+        boot = self.lua.execute("return function(...) " + _BOOT + " end")
+        # A global, not an argument: no frame of the boot function holds it (the agent takes it
+        # into a local and removes the global before user code runs).
+        self._memory = _MemorySwitch(self.lua, None)
+        self.lua.globals()["BIOXEN_HOST_SET_MEMORY"] = self._memory
+        # "--defer": the agent returns its main function instead of running it.
+        self._start = boot(str(agent_path()), lua_path or lua_search_path(), "--defer")
+        # Lua 5.4+ seeds math.random once per state, from the clock and an address: every
+        # fork of this state would draw the same numbers.  (5.1-5.3 use C's rand(), and
+        # LuaJIT its own generator, both with a fixed seed in any fresh process, as before.)
+        self._reseed = self.lua.eval("_VERSION") not in ("Lua 5.1", "Lua 5.2", "Lua 5.3") and \
+            not self.lua.eval("jit ~= nil")
+
+    def run(self, *, in_fd: int, out_fd: int, max_memory: int | None = None,
+            interrupt_file: str | None = None) -> int:
+        """Serve the protocol on ``in_fd``/``out_fd`` until ``exit`` or end of input (once)."""
+        self._memory.fix(max_memory)
+        if self._reseed:
+            seed = int.from_bytes(os.urandom(12), "little")
+            self.lua.execute("math.randomseed(...)", seed & (2**52 - 1), seed >> 52)
+        args = [f"--in=/dev/fd/{in_fd}", f"--out=/dev/fd/{out_fd}"]
+        if interrupt_file is None:
+            args.append(f"--interrupt-file=/dev/fd/{_interrupt_file()}")
+        else:
+            args.append(f"--interrupt-file={interrupt_file}")
+        return int(self._start(*args) or 0)
+
+
 def run_worker(
     runtime: str,
     *,
@@ -138,26 +193,8 @@ def run_worker(
     ``max_memory`` (bytes) is a hard limit on what user code may allocate; the agent's own
     work is not counted.  Without it, ``configure.memory_limit`` (KiB) sets the limit.
     """
-    from bioxen_shell.paths import lua_search_path
-
-    module = load_runtime_module(runtime)
-    lua = module.LuaRuntime(
-        register_eval=False,
-        register_builtins=False,
-        attribute_filter=_deny_attribute,
-        max_memory=_UNLIMITED,
-    )
-    args = [f"--in=/dev/fd/{in_fd}", f"--out=/dev/fd/{out_fd}"]
-    if interrupt_file is None:
-        args.append(f"--interrupt-file=/dev/fd/{_interrupt_file()}")
-    else:
-        args.append(f"--interrupt-file={interrupt_file}")
-    boot = lua.execute("return function(...) " + _BOOT + " end")
-    # A global, not an argument: no frame of the boot function holds it (the agent takes it
-    # into a local and removes the global before user code runs).
-    lua.globals()["BIOXEN_HOST_SET_MEMORY"] = _MemorySwitch(lua, max_memory)
-    status = boot(str(agent_path()), lua_path or lua_search_path(), *args)
-    return int(status or 0)
+    return PreparedAgent(runtime, lua_path).run(in_fd=in_fd, out_fd=out_fd, max_memory=max_memory,
+                                               interrupt_file=interrupt_file)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,7 @@ class _ZygoteServer:
             signal.signal(sig, lambda *_: self.shutdown(0))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.targets: dict[str, object] = {}
+        self.prepared: dict[str, object] = {}  # runtime -> worker.PreparedAgent
 
     def serve(self) -> None:
         while True:
@@ -123,18 +124,36 @@ class _ZygoteServer:
                 os.close(fd)
 
     def load_target(self, request: dict) -> object:
-        """Import the worker function and the runtime's lupa module here, once, before fork."""
+        """Import the worker function and the runtime's lupa module here, once, before fork.
+
+        The default worker is forked from an agent already loaded here (prepared_agent), unless
+        the VM's environment changes where Lua modules are found (BIOXEN_PATH): then its
+        worker loads the agent itself, after its environment is set."""
         name = request["target"]
+        runtime = request["runtime"]
+        if name == DEFAULT_TARGET and runtime in LUPA_MODULES and \
+                "BIOXEN_PATH" not in (request.get("env") or {}):
+            agent = self.prepared_agent(runtime)
+            return lambda _runtime, **kwargs: agent.run(**kwargs)
         fn = self.targets.get(name)
         if fn is None:
             mod_name, _, attr = name.partition(":")
             fn = getattr(importlib.import_module(mod_name), attr)
             self.targets[name] = fn
-        runtime = request["runtime"]
         if runtime not in LUPA_MODULES:
             raise ZygoteError(f"runtime {runtime!r} is not one of {', '.join(LUPA_MODULES)}")
         importlib.import_module(LUPA_MODULES[runtime])
         return fn
+
+    def prepared_agent(self, runtime: str) -> object:
+        """The agent loaded in a ``runtime`` LuaRuntime of this process (made once): each
+        worker forked afterwards starts with it ready (worker.PreparedAgent)."""
+        agent = self.prepared.get(runtime)
+        if agent is None:
+            from .worker import PreparedAgent
+
+            agent = self.prepared[runtime] = PreparedAgent(runtime)
+        return agent
 
     def become_worker(self, fds: list[int], request: dict, target: object) -> None:
         status = 1
@@ -278,10 +297,14 @@ def zygote_main(argv: list[str]) -> None:
         paths.lua_search_path()  # warms platformdirs' lazy imports
     except Exception:
         pass
-    for runtime in filter(None, preload.split(",")):
+    for i, runtime in enumerate(filter(None, preload.split(","))):
         try:
             importlib.import_module(LUPA_MODULES[runtime])
+            if i == 0:  # the default runtime's agent, loaded before the first VM asks
+                server.prepared_agent(runtime)
         except ImportError:  # a runtime lupa lacks: reported when a VM asks for it
+            pass
+        except Exception:  # noqa: BLE001 - the first VM that needs it reports the error
             pass
     try:
         ctrl.send(b"ready")

@@ -1196,6 +1196,9 @@ local function main(...)
   end
 end
 
+-- "--defer": the launcher loads the agent once and forks a worker per VM from it (worker.py,
+-- PreparedAgent); each worker then calls main with its channel's arguments.
+if EMBEDDED and select(1, ...) == "--defer" then return main end
 local status = main(...)
 if EMBEDDED then return status end
 pcall(function() chan_out:flush() end)

@@ -80,6 +80,12 @@ FASTA_CASES = {
     "one_huge_record": lambda rng: ">huge chromosome\n" + "".join(
         "".join(rng.choice("ACGT") for _ in range(60)) + "\n" for _ in range(3000)),
     "gt_inside_lines": lambda rng: "".join(f">r{i}\nAC>GT\nA>\n" for i in range(200)),
+    # Cut points far from the next record (LuaJIT reads 256 KiB at a time to find it), and a
+    # header longer than that read, so the header's end is in the next one.
+    "long_records_and_headers": lambda rng: "".join(
+        f">r{i} {'d' * (300_000 if i == 1 else 10)}\n" + "".join(
+            "".join(rng.choice("ACGT") for _ in range(60)) + "\n" for _ in range(lines))
+        for i, lines in enumerate([9000, 10, 9000, 9000])),
     "empty_file": lambda rng: "",
 }
 
@@ -100,6 +106,13 @@ def _expected_fasta_starts(data: bytes, n: int) -> list[int]:
     return bounds
 
 
+def _header_id(data: bytes, start: int) -> str:
+    """The id (first word) of the FASTA header line that begins at ``start``."""
+    end = data.find(b"\n", start)
+    words = data[start + 1:end if end >= 0 else len(data)].split()
+    return words[0].decode() if words else ""
+
+
 @bio_runtimes()
 @pytest.mark.parametrize("case", sorted(FASTA_CASES))
 def test_fasta_shards_read_back_exactly(runtime, case, tmp_path):
@@ -112,6 +125,8 @@ def test_fasta_shards_read_back_exactly(runtime, case, tmp_path):
         _check_cover(run["ranges"], len(text.encode()), run["n"])
         if text:
             assert [r[0] for r in run["ranges"]] == _expected_fasta_starts(text.encode(), run["n"])
+            for start, _, first_id, *_ in run["ranges"][1:]:  # each cut names the record it starts
+                assert first_id == _header_id(text.encode(), start), (run["n"], start)
     if case == "one_huge_record":
         assert all(len(run["ranges"]) == 1 for run in got["runs"])
     if case == "straddling":

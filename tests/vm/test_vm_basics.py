@@ -278,3 +278,36 @@ def test_a_failed_count_create_leaves_nothing_behind(manager):
         manager.create("bad", count=3, profile=profile(preload=("bio.nope",)))
     assert manager.list() == [] and manager.get("bad1") is None
     assert len(manager.create("bad", count=2)) == 2  # the names are free again
+
+
+def test_lua54_vms_made_together_draw_different_random_numbers(manager):
+    """Local VMs are forked from one loaded agent (zygote.py): Lua 5.4 seeds math.random per
+    state, so each worker must be seeded again, or every VM of a map would draw the same."""
+    vms = manager.create("rnd", count=3, runtime="lua54")
+    draws = [tuple(h.eval("local t = {} for i = 1, 4 do t[i] = math.random(1 << 40) end return table.unpack(t)"))
+             for h in vms]
+    assert len(set(draws)) == 3, draws
+
+
+def test_luajit_vms_keep_luajits_fixed_random_sequence(manager):
+    """Stock LuaJIT starts every state with the same seed; a forked VM is no different."""
+    a, b = manager.create("fixed", count=2, runtime="luajit")
+    code = "return math.random(1000000), math.random(1000000)"
+    assert a.eval(code) == b.eval(code)
+
+
+def test_a_profiles_bioxen_path_reaches_the_vms_module_search(manager, tmp_path):
+    """A VM whose environment sets BIOXEN_PATH loads the agent after that is set (it is not
+    forked from the zygote's loaded agent), so its package.path has the directory."""
+    from tests.vm.conftest import profile
+
+    (tmp_path / "labmod.lua").write_text("return {where = 'BIOXEN_PATH'}\n")
+    h = manager.create("bp", profile=profile(env={"BIOXEN_PATH": str(tmp_path)}))
+    assert h.eval("return require('labmod').where, os.getenv('BIOXEN_PATH')") == ["BIOXEN_PATH", str(tmp_path)]
+
+
+def test_vms_forked_from_one_agent_keep_their_own_state(manager):
+    a, b = manager.create("own", count=2)
+    a.eval("shared_name = 'a'; package.loaded['bio.seq'] = nil")
+    assert b.eval("return shared_name, package.loaded['bioxen.wire'] ~= nil") == [None, True]
+    assert a.pid != b.pid
