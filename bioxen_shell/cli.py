@@ -31,7 +31,7 @@ from . import __version__
 TYPE_CHECKING = False  # typing costs ~2.5 ms of start-up: only for type checkers
 if TYPE_CHECKING:
     import argparse
-    from typing import Sequence
+    from typing import Callable, Sequence
 
 __all__ = ["main", "SUBCOMMANDS"]
 
@@ -308,7 +308,7 @@ def _main(opts: argparse.Namespace | _Options) -> int:
     script = opts.script
     if script is not None:
         _check_file(script)
-    _prestart_vms_if_used(script, opts.chunks)
+    warm_up = _prestart_vms_if_used(script, opts.chunks)
     stdin_chunk = script == "-" or (
         script is None and not opts.chunks and not opts.interactive and not sys.stdin.isatty()
     )
@@ -323,6 +323,8 @@ def _main(opts: argparse.Namespace | _Options) -> int:
     except UnknownRuntime as exc:
         raise UsageError(str(exc)) from None
     gc.enable()  # start-up is over (see _main_argv)
+    if warm_up is not None:
+        warm_up()
     # SIGTERM and SIGHUP (terminal closed) unwind like os.exit: VMs get destroyed.
     previous = {sig: signal.signal(sig, _on_terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     status = 1
@@ -377,42 +379,46 @@ def _read_stdin() -> bytes:
         raise UsageError(str(exc)) from None
 
 
-def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> None:
-    """Get VMs ready in the background when the code about to run mentions ``vm``, so that
-    starting the zygote and importing the VM layer overlap the shell's own start
-    (bindings.warm_up).  A wrong guess costs little: a zygote nobody uses exits with the shell."""
+def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> Callable[[], None] | None:
+    """When the code about to run mentions ``vm``, fork the zygote now (while this process
+    has one thread) and return a function that starts the rest of the VM layer's warm-up in
+    the background (bindings.warm_up).  The caller starts it once the engine is built, just
+    before user code runs: the warm-up's Python work then overlaps the user code's Lua (which
+    runs without the GIL: finding a file's shards, say) rather than the shell's own start-up,
+    which needs the GIL as much.  A wrong guess costs little: a zygote nobody uses exits with
+    the shell.  None: the code does not mention ``vm``."""
     import re
     import stat
-    import threading
 
     uses_vm = re.compile(rb"(?<![\w.])vm\s*[.:\[]")  # vm. vm: vm[ as a word
     texts = [c.encode() for c in chunks]
     if script not in (None, "-"):
         try:
             if not stat.S_ISREG(os.stat(script).st_mode):
-                return  # a pipe (bioxen run <(…)) read here would be empty for the run itself
+                return None  # a pipe (bioxen run <(…)) read here would be empty for the run itself
             with open(script, "rb") as f:
                 texts.append(f.read(1 << 20))
         except OSError:
-            return
+            return None
     if not any(uses_vm.search(t) for t in texts):
-        return
-    zygote = None
+        return None
+    import threading
+
     if threading.active_count() == 1:  # forking is safe only with one thread (zygote.py)
         try:
             from .runtimes import DEFAULT_RUNTIME, FALLBACK_RUNTIME
             from .vm.zygote import fork_zygote
 
-            zygote = fork_zygote(f"{DEFAULT_RUNTIME},{FALLBACK_RUNTIME}")
+            fork_zygote(f"{DEFAULT_RUNTIME},{FALLBACK_RUNTIME}")
         except OSError:
             pass
 
     def start() -> None:
         from .vm.bindings import warm_up
 
-        warm_up(zygote)
+        threading.Thread(target=warm_up, name="bioxen-vm-warm-up", daemon=True).start()
 
-    threading.Thread(target=start, name="bioxen-vm-warm-up", daemon=True).start()
+    return start
 
 
 def _shell_settings(full: bool = True) -> dict:

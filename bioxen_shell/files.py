@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 import stat
 
+TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py)
+if TYPE_CHECKING:
+    from typing import Callable
+
 __all__ = [
     "MAX_SCRIPT_BYTES",
     "MAX_TOML_BYTES",
@@ -113,8 +117,12 @@ def _read_all(read, name, limit: int, what: str, size_hint: int) -> bytes:  # no
             raise InputFileError(name, too_large(limit, what))
 
 
-def load_toml(path: str | os.PathLike[str]) -> dict:
+def load_toml(path: str | os.PathLike[str], known: Callable[[bytes], dict | None] | None = None) -> dict:
     """Read and parse one TOML file (a profile, ``config.toml``).
+
+    ``known(raw)``: a parse of the file's bytes made earlier, or None (then tomllib parses
+    them); the shipped profiles have one (``vm/shipped_profiles.py``), which spares a shell
+    that starts VMs the import of tomllib.
 
     Raises :class:`InputFileError` naming the file: over :data:`MAX_TOML_BYTES`, a directory,
     not UTF-8 (with the line and column of the first bad byte), not valid TOML (the parser's
@@ -122,6 +130,9 @@ def load_toml(path: str | os.PathLike[str]) -> dict:
     :class:`FileNotFoundError`.
     """
     raw = read_capped(path, MAX_TOML_BYTES, "a TOML file (profiles, config.toml)", wait_for_writer=False)
+    data = known(raw) if known is not None else None
+    if data is not None:
+        return data
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -49,11 +49,11 @@ def _load_vm_machinery() -> None:
     from .mapper import run_map, split_list
 
 
-def warm_up(zygote: tuple | None = None) -> None:
+def warm_up() -> None:
     """Get VMs ready to start before the shell needs them (run in a background thread by a
-    shell whose code mentions ``vm``, see cli.py): import the VM machinery and warm the
-    user-directory lookups while the zygote that cli.py forked (``zygote``: pid and socket)
-    boots, then adopt it.  Everything here would otherwise happen on the first ``vm`` call;
+    shell whose code mentions ``vm``, see cli.py): import the VM machinery, warm the
+    user-directory lookups and read the default profile, then wait for the zygote that cli.py
+    forked to be ready.  Everything here would otherwise happen on the first ``vm`` call;
     errors are left for that call."""
     try:
         _load_vm_machinery()
@@ -63,20 +63,15 @@ def warm_up(zygote: tuple | None = None) -> None:
         paths.lua_search_path()
         paths.config_dir()
         # The default profile: the first vm.create reads it, and its TOML parser's imports
-        # alone cost ~10 ms (a second read of the file costs 0.5 ms).
+        # alone cost ~7 ms (a second read of the file costs 0.5 ms).
         from .profiles import load_profile
 
         load_profile(None)
+        from .forkserver import Zygote
+
+        Zygote.instance()
     except Exception:
         pass
-    finally:
-        if zygote is not None:
-            try:
-                from .forkserver import Zygote
-
-                Zygote.adopt(*zygote)
-            except Exception:
-                pass
 
 
 def _text(b: Any) -> str:
@@ -286,7 +281,7 @@ class Host:
             vms: Any = [self._handle(int(u)) for u in (pool_uids if isinstance(pool_uids, list) else [])]
         else:
             vms = vms_opt
-        res = run_map(self.manager, _text(source), _items(items), chunkname=_text(chunkname),
+        res = run_map(self.manager, _text(source), split_list(items), chunkname=_text(chunkname),
                       first_line=int(first_line or 1), vms=vms, create_options=options,
                       progress=progress, interrupted=self.manager.interrupted,
                       on_result=on_result, stage=stage,
@@ -322,21 +317,6 @@ class Host:
 
     def lua_summary(self) -> tuple:
         return (True, status_summary(self.manager.list()).encode())
-
-
-def _items(items: Any) -> Any:
-    """vm.map's encoded items, or (vm.map_file) a Lua function returning ``ok, encoded`` that
-    run_map calls while the map's VMs start."""
-    if isinstance(items, bytes):
-        return split_list(items)
-
-    def compute() -> list[bytes]:
-        ok, value = items()
-        if not ok:
-            raise VMError(_text(value), kind="error")
-        return split_list(value)
-
-    return compute
 
 
 def _blob_list(blobs: Any) -> list | None:

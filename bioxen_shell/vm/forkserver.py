@@ -27,9 +27,10 @@ Messages (each one datagram; text, space separated; the spawn request carries tw
 """
 from __future__ import annotations
 
+import _socket  # the C module: socket.py's import costs ~2 ms of a VM-using shell's start
 import marshal
 import os
-import socket
+import struct
 import sys
 import threading
 import time
@@ -38,6 +39,8 @@ TYPE_CHECKING = False  # not `typing` at run time: it costs start-up (see cli.py
 if TYPE_CHECKING:
     from typing import Any
 
+    from _socket import socket as Socket
+
 from .zygote import (
     _MAX_MSG,
     DEFAULT_TARGET,
@@ -45,6 +48,7 @@ from .zygote import (
     ZygoteError,
     set_parent_death_signal,
     set_process_name,
+    take_forked,
     zygote_main,
 )
 
@@ -61,9 +65,9 @@ class Zygote:
     _spawner: "_SpawnerThread | None" = None
 
     def __init__(self, preload: tuple[str, ...] | None = None, *,
-                 adopt: tuple[int, socket.socket] | None = None) -> None:
+                 adopt: tuple[int, Socket] | None = None) -> None:
         """Start a zygote (a fresh interpreter), or ``adopt`` one that ``zygote.fork_zygote``
-        forked: ``(pid, control socket)``.  Returns once it is ready."""
+        forked: ``(pid, control socket)``.  Returns once it is ready (or raises ZygoteError)."""
         self._lock = threading.Lock()
         self._next_id = 0
         self._pending: dict[int, _Waiter] = {}
@@ -78,7 +82,7 @@ class Zygote:
                 from ..runtimes import default_runtime
 
                 preload = (default_runtime(),)
-            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
             self._sock = parent
             try:
                 self._proc = Zygote._spawner_thread().run(lambda: self._popen(child, preload))
@@ -102,22 +106,20 @@ class Zygote:
 
     @classmethod
     def instance(cls) -> "Zygote":
-        """The running zygote, started on first use and restarted if it died."""
+        """The running zygote: the one the shell forked at start (``zygote.fork_zygote``),
+        else one started on first use; restarted if it died."""
         with cls._instance_lock:
             z = cls._instance
             if z is None or not z.alive():
-                cls._instance = z = cls()
+                forked = take_forked()
+                z = None
+                if forked is not None:
+                    try:
+                        z = cls(adopt=(forked[0], _socket.socket(fileno=forked[1])))
+                    except ZygoteError:  # it failed to start: a fresh one below
+                        z = None
+                cls._instance = z = z or cls()
             return z
-
-    @classmethod
-    def adopt(cls, pid: int, sock: socket.socket) -> None:
-        """Make the zygote that ``zygote.fork_zygote`` started this process's zygote (waits
-        until it is ready; if it failed, the next :meth:`instance` starts a fresh one)."""
-        with cls._instance_lock:
-            if cls._instance is not None and cls._instance.alive():
-                sock.close()
-                return
-            cls._instance = cls(adopt=(pid, sock))
 
     @classmethod
     def _spawner_thread(cls) -> "_SpawnerThread":
@@ -129,7 +131,7 @@ class Zygote:
         return cls._spawner
 
     @staticmethod
-    def _popen(child: socket.socket, preload: tuple[str, ...]) -> Any:
+    def _popen(child: Socket, preload: tuple[str, ...]) -> Any:
         import subprocess  # only for a zygote started afresh (the shell forks its own: cli.py)
 
         root = str(Path(__file__).resolve().parents[2])
@@ -167,8 +169,10 @@ class Zygote:
             rid = self._next_id
             self._pending[rid] = fut
             try:
-                socket.send_fds(self._sock, [b"spawn %d %s" % (rid, marshal.dumps(request))],
-                                [agent_stdin, agent_stdout])
+                # What socket.send_fds does: the two descriptors ride along as SCM_RIGHTS.
+                fds = struct.pack("2i", agent_stdin, agent_stdout)
+                self._sock.sendmsg([b"spawn %d %s" % (rid, marshal.dumps(request))],
+                                   [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
             except OSError as exc:
                 self._pending.pop(rid, None)
                 raise ZygoteError(f"the VM zygote is gone ({exc})") from None
@@ -202,7 +206,7 @@ class Zygote:
                 return
             self._closed = True
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
         self._sock.close()

@@ -75,7 +75,7 @@ def _definition(source: str, first_line: int) -> str:
     return "\n" * max(0, first_line - 1) + f"{MAP_FN} = {source}"
 
 
-def run_map(manager: Manager, source: str, items: list[bytes] | Callable[[], list[bytes]], *,
+def run_map(manager: Manager, source: str, items: list[bytes], *,
             chunkname: str = "=map", first_line: int = 1, vms: int | list[VMHandle] | None = None,
             create_options: dict[str, Any] | None = None, progress: bool | None = None,
             interrupted: Callable[[], bool] | None = None,
@@ -83,31 +83,18 @@ def run_map(manager: Manager, source: str, items: list[bytes] | Callable[[], lis
             stage: bool = True, extra_args: list[bytes] | None = None) -> MapResult:
     """Run ``source`` (a Lua function expression) over encoded ``items``; see module docs.
 
-    ``items`` may be a function that returns them (``vm.map_file``: the shards): the map's own
-    VMs then start while it runs, so finding the shards and starting VMs overlap; with no
-    ``vms`` count the map then makes one VM per core.  ``on_result(i, encoded_value)``
+    ``vms``: how many VMs the map creates (default: one per core; never more than the items),
+    or a list of VMs to use.  ``on_result(i, encoded_value)``
     (1-based ``i``, in order) receives each result as soon as it and every earlier one are
     in; ``MapResult.results`` then stays empty.  ``stage=False``: shard paths already exist
     on remote hosts (see staging.py).  ``extra_args``: encoded values passed to the function
     after each item (the same for every call)."""
     own = not isinstance(vms, list)
-    starting: _PoolStart | None = None
-    if callable(items):
-        if own:
-            starting = _PoolStart(manager, _pool_size(vms, None), create_options)
-        try:
-            items = items()
-        except BaseException:
-            if starting is not None:
-                manager.destroy_many([h.name for h in starting.wait()])
-            raise
     n_items = len(items)
     result = MapResult(results=[] if on_result else [protocol.NIL] * n_items)
-    if n_items == 0 and starting is None:
+    if n_items == 0:
         return result
-    if starting is not None:
-        pool = starting.wait()
-    elif own:
+    if own:
         pool = manager.create(count=_pool_size(vms, n_items), **_create_options(manager, create_options))
         assert isinstance(pool, list)
     else:
@@ -116,12 +103,11 @@ def run_map(manager: Manager, source: str, items: list[bytes] | Callable[[], lis
             raise ValueError("vm.map: the pool of VMs is empty")
     definition = _definition(source, first_line)
     try:
-        if n_items:
-            for h in pool:
-                _define(h, definition, chunkname)
-            _Run(pool, items, result, definition=definition, chunkname=chunkname, own=own,
-                 on_result=on_result, stage=stage, show_progress=progress, interrupted=interrupted,
-                 extra_args=extra_args or []).run()
+        for h in pool:
+            _define(h, definition, chunkname)
+        _Run(pool, items, result, definition=definition, chunkname=chunkname, own=own,
+             on_result=on_result, stage=stage, show_progress=progress, interrupted=interrupted,
+             extra_args=extra_args or []).run()
     finally:
         if own:
             manager.destroy_many([h.name for h in pool])
@@ -135,13 +121,12 @@ def run_map(manager: Manager, source: str, items: list[bytes] | Callable[[], lis
     return result
 
 
-def _pool_size(vms: Any, n_items: int | None) -> int:
+def _pool_size(vms: Any, n_items: int) -> int:
     """How many VMs a map creates: ``vms``, or one per core; never more than the items."""
     count = vms if isinstance(vms, int) and not isinstance(vms, bool) else (os.cpu_count() or 1)
     if count < 1:
         raise ValueError(f"vm.map: vms must be a positive number or a list of VMs, got {vms!r}")
-    if n_items is not None:
-        count = min(count, n_items)
+    count = min(count, n_items)
     if count > MAX_COUNT:
         raise ValueError(f"vm.map: vms must be at most {MAX_COUNT} (the most VMs one vm.create makes), got {vms!r}")
     return count
@@ -151,35 +136,6 @@ def _create_options(manager: Manager, create_options: dict[str, Any] | None) -> 
     opts = dict(create_options or {})
     opts.setdefault("name", _map_prefix(manager))
     return opts
-
-
-class _PoolStart:
-    """A map's own VMs, being created on a thread of their own while the calling thread works
-    out the items (the shards: reading the file while the VMs start saves the shorter of the
-    two).  :meth:`wait` returns the pool or raises what creating it raised."""
-
-    def __init__(self, manager: Manager, count: int, create_options: dict[str, Any] | None) -> None:
-        self._pool: list[VMHandle] | None = None
-        self._error: BaseException | None = None
-        opts = _create_options(manager, create_options)
-        self._thread = threading.Thread(target=self._create, args=(manager, count, opts),
-                                        name="bioxen-map-create", daemon=True)
-        self._thread.start()
-
-    def _create(self, manager: Manager, count: int, opts: dict[str, Any]) -> None:
-        try:
-            pool = manager.create(count=count, **opts)
-            assert isinstance(pool, list)
-            self._pool = pool
-        except BaseException as exc:  # noqa: BLE001 - raised again by wait()
-            self._error = exc
-
-    def wait(self) -> list[VMHandle]:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._pool is not None
-        return self._pool
 
 
 def _define(h: VMHandle, definition: str, chunkname: str) -> None:

@@ -344,13 +344,26 @@ def _search_dirs() -> list[Path]:
     return dirs
 
 
+def _shipped_dir() -> Path | None:
+    try:
+        return paths.profiles_dir()
+    except FileNotFoundError:
+        return None
+
+
 def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
     """Load and validate one profile file."""
     from ..files import InputFileError, load_toml
 
     path = Path(path)
+    known = None
+    if path.parent == _shipped_dir():  # a shipped profile: tomllib's parse may be kept already
+        from .shipped_profiles import parsed
+
+        def known(raw: bytes) -> dict | None:
+            return parsed(path.name, raw)
     try:
-        data = load_toml(path)
+        data = load_toml(path, known)
     except FileNotFoundError:
         raise ProfileError(f"{path}: profile file not found") from None
     except InputFileError as exc:

@@ -14,13 +14,15 @@ import os
 import resource
 import select
 import signal
-import socket
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 import sys
 
 from ..runtimes import LUPA_MODULES  # the lupa module of each runtime name: the one runtime table
 
 __all__ = ["ZygoteError", "set_parent_death_signal", "set_process_name", "zygote_main",
-           "LUPA_MODULES", "DEFAULT_TARGET"]
+           "fork_zygote", "take_forked", "LUPA_MODULES", "DEFAULT_TARGET"]
 
 _PR_SET_PDEATHSIG = 1
 _MAX_MSG = 64 * 1024
@@ -76,6 +78,8 @@ class _ZygoteServer:
         self.prepared: dict[str, object] = {}  # runtime -> worker.PreparedAgent
 
     def serve(self) -> None:
+        import socket  # imported by zygote_main already (not at this module's top: see there)
+
         while True:
             try:
                 ready, _, _ = select.select([self.ctrl, self.wake_r], [], [])
@@ -280,6 +284,8 @@ def zygote_main(argv: list[str]) -> None:
     # (The shell's death also closes the control socket, which ends the zygote the same way.)
     set_parent_death_signal(signal.SIGTERM)
     set_process_name("bioxen-zygote")
+    import socket  # here, in the zygote: the shell forks it before it has imported socket
+
     ctrl = socket.socket(fileno=ctrl_fd)
     if os.getppid() != shell_pid:  # the shell died before prctl took effect
         os._exit(1)
@@ -313,9 +319,21 @@ def zygote_main(argv: list[str]) -> None:
     server.serve()
 
 
-def fork_zygote(preload: str) -> tuple[int, socket.socket]:
-    """Start the zygote by forking the calling process; returns its pid and the shell's end
-    of the control socket (``Zygote.adopt`` takes both over).
+#: The zygote fork_zygote started (pid, the shell's end of the control socket as a file
+#: descriptor), until the first ``forkserver.Zygote.instance()`` adopts it (take_forked).
+_forked: "tuple[int, int] | None" = None
+
+
+def take_forked() -> "tuple[int, int] | None":
+    """The zygote fork_zygote started and nobody adopted yet (then None from now on)."""
+    global _forked
+    forked, _forked = _forked, None
+    return forked
+
+
+def fork_zygote(preload: str) -> None:
+    """Start the zygote by forking the calling process: the first ``Zygote.instance()``
+    adopts it (see take_forked).
 
     Only for a process that has **one thread** (the CLI at start-up, before the engine):
     a fork copies the calling thread only, and a lock held by another one would stay held in
@@ -324,7 +342,11 @@ def fork_zygote(preload: str) -> tuple[int, socket.socket]:
     The child becomes exactly what ``python -m bioxen_shell.vm.zygote`` is: its own session,
     ``/`` as its directory, stdin from /dev/null, no descriptor but 0-2 and the socket."""
     shell_pid = os.getpid()
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # The C module, not socket.py: this runs on the shell's start-up path, and socket.py's
+    # import costs ~3 ms there.  The ends are plain descriptors from here on.
+    import _socket
+
+    parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:  # the zygote: never returns into the shell's code
         status = 1
@@ -348,7 +370,10 @@ def fork_zygote(preload: str) -> tuple[int, socket.socket]:
                 os._exit(status)
         os._exit(status)
     child.close()
-    return pid, parent
+    global _forked
+    if _forked is not None:  # forked twice without an adoption between: keep the new one
+        os.close(_forked[1])
+    _forked = (pid, parent.detach())
 
 
 

@@ -237,17 +237,7 @@ function M.bind(host)
     if args ~= nil and type(args) ~= "table" then
       error("bad option 'args' to 'map' (list of values expected, got " .. type(args) .. ")", 3)
     end
-    local encoded_items
-    if type(items) == "function" then
-      encoded_items = function()
-        local ok, list = pcall(items)
-        if not ok then return false, tostring(list) end
-        return true, encode(list, "items")
-      end
-    else
-      encoded_items = encode(items, "items")
-    end
-    local res, failures = check(h_map(source, chunkname, line, encoded_items, encode(o, "options"),
+    local res, failures = check(h_map(source, chunkname, line, encode(items, "items"), encode(o, "options"),
       deliver, args and encode(args, "args")))
     local results = res and decode(res) or nil
     if failures ~= nil then failures = (decode(failures)) end
@@ -296,9 +286,11 @@ function M.bind(host)
         or type(o.pool) == "table" and #o.pool or check(h_cpus())
       nshards = 4 * math.max(1, nvms)
     end
-    -- The shards are found while the map's VMs start (mapper.run_map).
-    local shards = require("bio." .. format).shards
-    local results, failures = map(fn, function() return shards(path, nshards) end, o)
+    -- The shards are found before the map starts: this is Lua, which runs while the VM layer's
+    -- warm-up (Python) finishes importing (bindings.warm_up), and a file cut into fewer shards
+    -- than there are VMs gets no more VMs than shards.
+    local shards = require("bio." .. format).shards(path, nshards)
+    local results, failures = map(fn, shards, o)
     return results, failures
   end
 

@@ -107,3 +107,33 @@ def test_cli_list_show_check(capsys, tmp_path):
     assert "oops: unknown key" in capsys.readouterr().out
     assert cli_main(["show", "nope"]) == 2
     assert cli_main(["frobnicate"]) == 2
+
+
+def test_the_kept_parses_of_the_shipped_profiles_are_current():
+    """bioxen_shell/vm/shipped_profiles.py is what its generator makes of profiles/*.toml."""
+    from pathlib import Path
+
+    from tests.vm import gen_shipped_profiles
+
+    committed = Path(gen_shipped_profiles.DEFAULT_OUT).read_text()
+    assert committed == gen_shipped_profiles.generate(), "run: python tests/vm/gen_shipped_profiles.py"
+
+
+def test_a_shipped_profile_is_read_as_its_file_now_is(tmp_path, monkeypatch):
+    """The kept parse of a shipped profile is used only for its committed bytes: an edited
+    file (an installation changed in place) is parsed again, and every field agrees with
+    tomllib's reading of the file either way."""
+    import shutil
+    import tomllib
+
+    from bioxen_shell.vm.profiles import profile_from_dict
+
+    for f in paths.profiles_dir().glob("*.toml"):
+        shutil.copy(f, tmp_path / f.name)
+    std = tmp_path / "standard.toml"
+    std.write_text(std.read_text().replace('memory_limit = "2GiB"', 'memory_limit = "3GiB"'))
+    monkeypatch.setattr(paths, "profiles_dir", lambda: tmp_path)
+    assert load_profile("standard").memory_limit == 3 * 1024**3
+    for name in ("standard", "minimal", "sandboxed", "bioinformatics"):
+        path = tmp_path / f"{name}.toml"
+        assert load_profile(name) == profile_from_dict(name, tomllib.loads(path.read_text()), str(path))

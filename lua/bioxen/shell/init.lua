@@ -70,19 +70,36 @@ end
 -- Interrupts: a count hook polls the host; once it reports a Ctrl-C (or an
 -- os.exit request) the hook fires on every instruction, so a pcall in the
 -- user's code cannot swallow the interrupt.  New coroutines get the hook too.
+--
+-- A poll calls into Python, which takes the GIL: while another thread of the
+-- shell runs Python (a map's drivers, the VM layer's warm-up), each poll may
+-- wait up to Python's switch interval (5 ms).  Lua itself runs without the
+-- GIL, so the hook polls at most once per POLL_INTERVAL of CPU time, not at
+-- every call: a Ctrl-C is seen that much later, and Lua code never runs at the
+-- pace of the GIL.
+local POLL_INTERVAL = 0.005 -- seconds of CPU time (os.clock) between two polls
 
 local function install_interrupts(host)
-  local poll, sethook, error = host.poll, debug.sethook, error
+  local poll, sethook, error, clock = host.poll, debug.sethook, error, os.clock
   local hook
+  local stop = 0        -- the host's last answer (1: interrupt, 2: exit), kept until rearm
+  local next_poll = 0   -- os.clock() from which the next call polls
   hook = function()
-    local p = poll()
-    if p ~= 0 then
+    if stop == 0 then
+      local now = clock()
+      if now < next_poll then return end
+      next_poll = now + POLL_INTERVAL
+      stop = poll()
+      if stop == 0 then return end
       sethook(hook, "", 1)
-      error(p == 2 and EXIT or INTERRUPT, 0)
     end
+    error(stop == 2 and EXIT or INTERRUPT, 0)
   end
   coroutine.create, coroutine.wrap = runner_hook.coroutines(hook, HOOK_COUNT)
-  local function rearm() sethook(hook, "", HOOK_COUNT) end
+  local function rearm()
+    stop, next_poll = 0, 0
+    sethook(hook, "", HOOK_COUNT)
+  end
   rearm()
   return rearm
 end
