@@ -318,13 +318,13 @@ def _main(opts: argparse.Namespace | _Options) -> int:
 
     settings = _shell_settings(full=interactive)
     runtime = opts.runtime or settings.get("runtime") or default_runtime()
+    if warm_up is not None:
+        warm_up()
     try:
         engine = Engine(runtime, module_paths=[*opts.paths, *settings.get("path", [])])
     except UnknownRuntime as exc:
         raise UsageError(str(exc)) from None
     gc.enable()  # start-up is over (see _main_argv)
-    if warm_up is not None:
-        warm_up()
     # SIGTERM and SIGHUP (terminal closed) unwind like os.exit: VMs get destroyed.
     previous = {sig: signal.signal(sig, _on_terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     status = 1
@@ -382,10 +382,10 @@ def _read_stdin() -> bytes:
 def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> Callable[[], None] | None:
     """When the code about to run mentions ``vm``, fork the zygote now (while this process
     has one thread) and return a function that starts the rest of the VM layer's warm-up in
-    the background (bindings.warm_up).  The caller starts it once the engine is built, just
-    before user code runs: the warm-up's Python work then overlaps the user code's Lua (which
-    runs without the GIL: finding a file's shards, say) rather than the shell's own start-up,
-    which needs the GIL as much.  A wrong guess costs little: a zygote nobody uses exits with
+    the background (bindings.warm_up).  The caller starts it as the engine is built, when the
+    shell's own Python start-up is done: the warm-up's Python work then overlaps Lua (the
+    engine's, then the user code's, which runs without the GIL: finding a file's shards, say)
+    rather than the shell's own imports, which need the GIL as much.  A wrong guess costs little: a zygote nobody uses exits with
     the shell.  None: the code does not mention ``vm``."""
     import re
     import stat
@@ -406,10 +406,9 @@ def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> Callable[[],
 
     if threading.active_count() == 1:  # forking is safe only with one thread (zygote.py)
         try:
-            from .runtimes import DEFAULT_RUNTIME, FALLBACK_RUNTIME
             from .vm.zygote import fork_zygote
 
-            fork_zygote(f"{DEFAULT_RUNTIME},{FALLBACK_RUNTIME}")
+            fork_zygote()  # the default runtime, imported and its agent loaded in the zygote
         except OSError:
             pass
 

@@ -303,7 +303,12 @@ def zygote_main(argv: list[str]) -> None:
         paths.lua_search_path()  # warms platformdirs' lazy imports
     except Exception:
         pass
-    for i, runtime in enumerate(filter(None, preload.split(","))):
+    # The runtimes to import before the first fork (the first also gets its agent loaded);
+    # none named: the default one (lupa's LuaJIT, or Lua 5.4 where lupa has none).  Any other
+    # runtime is imported by the first VM that asks for it.
+    from ..runtimes import default_runtime
+
+    for i, runtime in enumerate([r for r in preload.split(",") if r] or [default_runtime()]):
         try:
             importlib.import_module(LUPA_MODULES[runtime])
             if i == 0:  # the default runtime's agent, loaded before the first VM asks
@@ -331,9 +336,10 @@ def take_forked() -> "tuple[int, int] | None":
     return forked
 
 
-def fork_zygote(preload: str) -> None:
+def fork_zygote(preload: str = "") -> None:
     """Start the zygote by forking the calling process: the first ``Zygote.instance()``
-    adopts it (see take_forked).
+    adopts it (see take_forked).  ``preload``: the runtimes it imports at once, comma
+    separated (empty: the default runtime; see zygote_main).
 
     Only for a process that has **one thread** (the CLI at start-up, before the engine):
     a fork copies the calling thread only, and a lock held by another one would stay held in

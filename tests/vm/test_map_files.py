@@ -133,24 +133,36 @@ def test_map_file_sniffs_the_format_and_passes_args(shell, tmp_path):
     assert not r.ok and b"nope.fa" in r.message
 
 
-def test_map_file_starts_its_vms_while_finding_shards_and_cleans_up_on_either_failure(shell, tmp_path):
-    # vm.map_file creates its VMs while the shards are found (the two overlap): a file that
-    # cannot be sharded must still leave no VM behind, and say which file.
+def test_map_file_finds_the_shards_first_and_cleans_up_on_either_failure(shell, tmp_path, monkeypatch):
+    # vm.map_file finds the shards before it creates VMs: a file that cannot be sharded
+    # creates none (and the error says which file).
+    from bioxen_shell.vm.manager import Manager
+
+    counts = []
+    create = Manager.create
+
+    def counting_create(self, *args, **kwargs):
+        counts.append(kwargs.get("count"))
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(Manager, "create", counting_create)
     missing = tmp_path / "missing.fa"
     r = shell.eval_line(f"vm.map_file(function() end, {str(missing)!r}, {{vms = 3, format = 'fasta'}})")
     assert not r.ok and b"missing.fa" in r.message and b"No such file" in r.message, r.message
-    assert shell.show("#vm.list()") == "0"
+    assert counts == [] and shell.show("#vm.list()") == "0"
     # A VM that cannot be created fails the map the same way, after the shards were found.
     fa = write_fasta(tmp_path / "g.fa")
     r = shell.eval_line(f"vm.map_file(function() end, {str(fa)!r}, {{vms = 2, profile = 'no-such-profile'}})")
     assert not r.ok and b"no-such-profile" in r.message, r.message
     assert shell.show("#vm.list()") == "0"
-    # More VMs than shards: the spare VMs take nothing and go with the others.
+    # Fewer shards than VMs asked for: no more VMs than shards are made.
+    counts.clear()
     tiny = tmp_path / "tiny.fa"
     tiny.write_text(">a\nACGT\n>b\nGGCC\n")
     shell.show(f"res = vm.map_file(function(s) local n = 0 for r in require('bio.fasta').records(s) do "
                f"n = n + 1 end return n end, {str(tiny)!r}, {{vms = 4, shards = 1}})")
     assert shell.show("#res") == "1" and shell.show("res[1]") == "2"
+    assert counts == [1]
     assert shell.show("#vm.list()") == "0"
 
 
