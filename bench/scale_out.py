@@ -12,9 +12,11 @@ unique ids (``--copies 100``: ~500 MB; ``--orf-copies 4``: ~20 MB), written once
   Printed beside it: the shell's own start-up (``bioxen -e ''``) and the start-up plus
   VM creation (a script that creates N VMs and returns), the fixed costs inside those times,
   and the shell's peak RSS during the map (target ≤ 150 MB; the shell, not its VMs).
-  Floor rows: ``bench/gc_shard.lua`` under plain LuaJIT, one process over the whole file and N
-  processes over 1/N each (no shell, no VMs): what this machine's cores give at best.
-* Six-frame ORFs: ``six_frame_orfs.lua`` vs ``--vms N`` — target ≥ 1.8x with 2 VMs.
+  Floor rows: the same script under plain LuaJIT, one process over the whole file and N
+  processes over one shard each (``--shard K/N``; no shell, no VMs): what this machine's cores
+  give at best.
+* Six-frame ORFs: ``six_frame_orfs.lua`` vs ``--vms N`` — target ≥ 1.8x with 2 VMs — with the
+  same floor rows.
 Every multi-VM output is checked byte for byte against the one-process output.
 """
 from __future__ import annotations
@@ -59,35 +61,23 @@ def genome_copies(copies: int) -> Path:
 
 
 def run(cmd: list[str]) -> tuple[float, bytes, int]:
-    """Wall time, stdout and the peak RSS (KiB, VmHWM) of the command's own process."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=ENV)
-    hwm = 0
-    status = f"/proc/{proc.pid}/status"
-    chunks = []
-    os.set_blocking(proc.stdout.fileno(), False)
-    while proc.poll() is None:
-        try:  # VmHWM only grows: the last reading before the exit is the peak
-            with open(status) as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        hwm = int(line.split()[1])
-        except OSError:
-            pass
-        try:
-            data = proc.stdout.read()
-            if data:
-                chunks.append(data)
-        except BlockingIOError:
-            pass
-        time.sleep(0.002)
-    wall = time.perf_counter() - t
-    os.set_blocking(proc.stdout.fileno(), True)
-    chunks.append(proc.stdout.read())
-    err = proc.stderr.read()
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode(errors='replace')}")
-    return wall, b"".join(chunks), hwm
+    """Wall time, stdout and the peak RSS (KiB) of the command's own process.
+
+    Its output goes to a file, not to a pipe: a pipe that this process drained now and then
+    would hold a command that writes megabytes (the ORF table) to the reader's pace.  wait4
+    gives the exit time exactly and the process's peak RSS (ru_maxrss: the process and the
+    children it waited for; a shell's VMs are the zygote's children, not counted)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=ENV)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.read().decode(errors='replace')}")
+        out.seek(0)
+        return wall, out.read(), usage.ru_maxrss
 
 
 def measure(commands: dict[str, list[str]], runs: int) -> dict[str, dict]:
@@ -103,6 +93,22 @@ def measure(commands: dict[str, list[str]], runs: int) -> dict[str, dict]:
     for r in results.values():
         r["median"] = statistics.median(r["wall"])
     return results
+
+
+def floor_rows(luajit: str, script: str, path: Path, n: int) -> dict[str, list[str]]:
+    """``script`` under plain LuaJIT: one process over the whole file, and n processes at once
+    over one shard each (``--shard K/N``)."""
+    return {
+        "floor: luajit, one process, no shell": [luajit, script, str(path)],
+        f"floor: {n} luajit processes, 1/{n} each": [
+            "sh", "-c", " & ".join(f"{luajit} {script} {path} --shard {k}/{n} >/dev/null" for k in range(1, n + 1))
+            + "; wait"],
+    }
+
+
+def parallelism(res: dict[str, dict], n: int) -> float:
+    """What the floor rows say this machine's cores give: one process's time over n's."""
+    return res["floor: luajit, one process, no shell"]["median"] / res[f"floor: {n} luajit processes, 1/{n} each"]["median"]
 
 
 def fmt(seconds: float) -> str:
@@ -128,10 +134,7 @@ def main() -> None:
     }
     luajit = shutil.which("luajit")
     if luajit:  # the machine's own parallelism, with no shell and no VMs: the floor for the ratio
-        gc["floor: luajit, one process, no shell"] = [luajit, "bench/gc_shard.lua", str(big), "1", "1"]
-        gc[f"floor: {n} luajit processes, 1/{n} each"] = [
-            "sh", "-c", " & ".join(f"{luajit} bench/gc_shard.lua {big} {k} {n} >/dev/null" for k in range(1, n + 1))
-            + "; wait"]
+        gc.update(floor_rows(luajit, "examples/gc_table.lua", big, n))
     seqkit = shutil.which("seqkit")
     if seqkit:
         gc[f"seqkit fx2tab -n -g -j {n}"] = [seqkit, "fx2tab", "-n", "-g", "-j", str(n), str(big)]
@@ -156,10 +159,8 @@ def main() -> None:
           f"({100 * startup / many['median']:.0f}%), VM creation {fmt(created - startup)} "
           f"({100 * (created - startup) / many['median']:.0f}%)")
     if luajit:
-        f1 = res["floor: luajit, one process, no shell"]["median"]
-        fn = res[f"floor: {n} luajit processes, 1/{n} each"]["median"]
         print(f"the machine's own parallelism (plain LuaJIT, no shell, no VMs): {n} processes "
-              f"{f1 / fn:.2f}x one; bioxen {n} VMs vs one process: {one['median'] / many['median']:.2f}x")
+              f"{parallelism(res, n):.2f}x one; bioxen {n} VMs vs one process: {one['median'] / many['median']:.2f}x")
     if seqkit:
         sk = res[f"seqkit fx2tab -n -g -j {n}"]
         print(f"{n} VMs vs seqkit -j {n}: {sk['median'] / many['median']:.2f}x")
@@ -171,14 +172,21 @@ def main() -> None:
         f"{n} VMs: six_frame_orfs.lua --vms {n}": [*BIOXEN, "run", "examples/six_frame_orfs.lua", str(orf_fa),
                                                    "--vms", str(n)],
     }
+    if luajit:
+        orfs.update(floor_rows(luajit, "examples/six_frame_orfs.lua", orf_fa, n))
     res = measure(orfs, max(3, opts.runs // 2))
     one = res["one process: six_frame_orfs.lua"]
     many = res[f"{n} VMs: six_frame_orfs.lua --vms {n}"]
     assert many["out"] == one["out"], "the VMs' ORFs differ from the one-process ORFs"
+    if luajit:
+        assert res["floor: luajit, one process, no shell"]["out"] == one["out"], "the floor script's ORFs differ"
     table(f"Six-frame ORFs over {orf_mb:.0f} MB ({opts.orf_copies} x E. coli), median; target: 2 VMs >= 1.8x",
           ("run", "wall", "min–max", "vs one process"),
           [(name, fmt(r["median"]), f"{min(r['wall']):.3f}–{max(r['wall']):.3f}",
             f"{one['median'] / r['median']:.2f}x") for name, r in res.items()])
+    if luajit:
+        print(f"the machine's own parallelism on this job (plain LuaJIT, no shell, no VMs): {n} processes "
+              f"{parallelism(res, n):.2f}x one; bioxen {n} VMs vs one process: {one['median'] / many['median']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 --   bioxen run examples/six_frame_orfs.lua genome.fa --min 300 --table 11 --start alternative
 --   bioxen run examples/six_frame_orfs.lua genome.fa --fasta > proteins.fa
 --   bioxen run examples/six_frame_orfs.lua genome.fa --vms 2        (same bytes, over 2 VMs)
+--   luajit examples/six_frame_orfs.lua genome.fa --shard 2/8         (only shard 2 of bio.fasta.shards(file, 8):
+--                                                                     shards 1/8 … 8/8 in order make the whole output)
 --   zcat genome.fa.gz | bioxen run examples/six_frame_orfs.lua -   (FILE "-" is standard input; not with --vms)
 --
 -- Coordinates are 1-based and inclusive on the record as given (start <= stop on both
@@ -16,7 +18,7 @@ if script then
 end
 
 local args = { ... }
-local path, nvms
+local path, nvms, shard
 local opts = { min_length = 150, table = 1, start = "ATG" }
 local as_fasta = false
 local i = 1
@@ -27,10 +29,13 @@ while i <= #args do
   elseif a == "--start" then opts.start = args[i + 1]; i = i + 2
   elseif a == "--fasta" then as_fasta = true; i = i + 1
   elseif a == "--vms" then nvms = tonumber(args[i + 1]); i = i + 2
+  elseif a == "--shard" then shard = args[i + 1] or ""; i = i + 2
   else path = a; i = i + 1 end
 end
-if not path then
-  io.stderr:write("usage: six_frame_orfs.lua FILE.fa [--min NT] [--table ID] [--start ATG|alternative|any] [--fasta] [--vms N]\n")
+local k, n = (shard or ""):match("^(%d+)/(%d+)$")
+k, n = tonumber(k), tonumber(n)
+if not path or (shard and (nvms or not (k and k >= 1 and k <= n))) then
+  io.stderr:write("usage: six_frame_orfs.lua FILE.fa [--min NT] [--table ID] [--start ATG|alternative|any] [--fasta] [--vms N | --shard K/N]\n")
   os.exit(2)
 end
 
@@ -54,8 +59,13 @@ local function orfs_text(source, opts, as_fasta)
   return table.concat(out)
 end
 
-if not as_fasta then print("#record\tstrand\tframe\tstart\tstop\tlength_nt\tprotein") end
-if not nvms then
+-- --shard K/N: the K-th of bio.fasta.shards(FILE, N) (nothing if the file makes fewer); the
+-- header comes with the first, so the outputs of 1/N … N/N, in order, are the whole output.
+if not as_fasta and (not shard or k == 1) then print("#record\tstrand\tframe\tstart\tstop\tlength_nt\tprotein") end
+if shard then
+  local source = require("bio.fasta").shards(path, n)[k]
+  if source then io.write(orfs_text(source, opts, as_fasta)) end
+elseif not nvms then
   io.write(orfs_text(path, opts, as_fasta))
 else
   -- Record-aligned shards of the file, each read by a VM itself; text written in order.

@@ -72,6 +72,25 @@ def test_six_frame_orfs(runner):
     assert fa.startswith(">contig_1_orf1 contig_1:301-846(+) frame=1\nMMAGLL")
 
 
+@pytest.mark.parametrize("runner", ["luajit", "lua5.1", "lua5.4", "bioxen"])
+@pytest.mark.parametrize("script", ["gc_table.lua", "six_frame_orfs.lua"])
+def test_shard_k_of_n_outputs_in_order_make_the_whole_output(runner, script):
+    """--shard K/N runs one of bio.fasta.shards(FILE, N): a job split over plain processes (or
+    a job array) and concatenated in order gives the one-process bytes, header once."""
+    whole = run_script(runner, script, str(SAMPLE))
+    for n in (2, 3, 7):
+        parts = [run_script(runner, script, str(SAMPLE), "--shard", f"{k}/{n}") for k in range(1, n + 1)]
+        assert "".join(parts) == whole, f"{n} shards"
+    assert parts[-1] == ""  # sample.fa makes fewer than 7 shards: the last ones are empty
+
+
+@pytest.mark.parametrize("bad", ["0/3", "4/3", "2", "x/y"])
+def test_a_bad_shard_argument_is_a_usage_error(bad):
+    cmd = [require_binary("luajit"), str(EXAMPLES / "gc_table.lua"), str(SAMPLE), "--shard", bad]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 2 and "--shard K/N" in proc.stderr and proc.stdout == ""
+
+
 def test_kmer_spectrum():
     out = run_script("luajit", "kmer_spectrum.lua", str(READS), "--k", "15", "--top", "3")
     counts = Counter()
