@@ -385,8 +385,9 @@ def _prestart_vms_if_used(script: str | None, chunks: list[str]) -> Callable[[],
     the background (bindings.warm_up).  The caller starts it as the engine is built, when the
     shell's own Python start-up is done: the warm-up's Python work then overlaps Lua (the
     engine's, then the user code's, which runs without the GIL: finding a file's shards, say)
-    rather than the shell's own imports, which need the GIL as much.  A wrong guess costs little: a zygote nobody uses exits with
-    the shell.  None: the code does not mention ``vm``."""
+    rather than the shell's own imports, which need the GIL as much.  A wrong guess costs
+    little: a zygote nobody uses exits with the shell.  None: the code does not mention
+    ``vm``."""
     import re
     import stat
 
