@@ -107,7 +107,7 @@ def run_map(manager: Manager, source: str, items: list[bytes], *,
             _define(h, definition, chunkname)
         _Run(pool, items, result, definition=definition, chunkname=chunkname, own=own,
              on_result=on_result, stage=stage, show_progress=progress, interrupted=interrupted,
-             extra_args=extra_args or []).run()
+             extra_args=extra_args or [], release=(lambda h: _release(manager, h)) if own else None).run()
     finally:
         if own:
             manager.destroy_many([h.name for h in pool])
@@ -136,6 +136,15 @@ def _create_options(manager: Manager, create_options: dict[str, Any] | None) -> 
     opts = dict(create_options or {})
     opts.setdefault("name", _map_prefix(manager))
     return opts
+
+
+def _release(manager: Manager, h: VMHandle) -> None:
+    """Destroy one of the map's own VMs that has nothing left to do (the map's end destroys
+    whatever is left, so a failure here changes nothing)."""
+    try:
+        manager.destroy(h.name)
+    except (KeyError, VMError, OSError):
+        pass
 
 
 def _define(h: VMHandle, definition: str, chunkname: str) -> None:
@@ -173,8 +182,12 @@ class _Run:
     def __init__(self, pool: list[VMHandle], items: list[bytes], result: MapResult, *, definition: str,
                  chunkname: str, own: bool, on_result: Callable[[int, bytes], None] | None, stage: bool,
                  show_progress: bool | None, interrupted: Callable[[], bool] | None,
-                 extra_args: list[bytes]) -> None:
+                 extra_args: list[bytes], release: Callable[[VMHandle], None] | None = None) -> None:
         self.pool, self.items, self.result = pool, items, result
+        # The map's own VMs: each is destroyed as soon as nothing is left for it, so that its
+        # process (a few hundred MB after a big shard: ms to tear down) goes while the others
+        # still work, not after the last one.  None: the caller's pool, kept.
+        self.release = release
         self.extra_args = extra_args  # encoded: passed after each item
         self.definition, self.chunkname, self.own = definition, chunkname, own
         self.on_result, self.stage, self.interrupted = on_result, stage, interrupted
@@ -236,6 +249,8 @@ class _Run:
             while True:
                 i = self.take(h)
                 if i is None:
+                    if self.release is not None and not self.stop.is_set():
+                        self.release(h)
                     return
                 try:
                     values = h.request_encoded("call", {"fn": MAP_FN},

@@ -253,3 +253,33 @@ def test_count_is_capped_in_the_shell(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"count: expected a number of VMs from 1 to {MAX_COUNT}, got 1000000000" in proc.stdout and proc.stdout.endswith("\n0\n"), proc.stdout
+
+
+def test_a_maps_own_vm_goes_as_soon_as_nothing_is_left_for_it(manager, tmp_path):
+    """The map destroys each of its own VMs once there is no item left for it, while the
+    others still work (its memory goes back then, not after the last item); a pool the
+    caller passed is kept."""
+    from bioxen_shell.vm import protocol as wire
+    from bioxen_shell.vm.mapper import run_map, split_list
+    from tests.waiting import wait_for
+
+    go = tmp_path / "go"
+    # Item 1 answers at once; item 2 waits until the test creates `go`.
+    fn = ("function(x, go) if x == 2 then while not io.open(go) do os.execute('sleep 0.01') end end "
+          "return x end")
+    seen = []
+
+    def on_result(i, value):
+        seen.append(i)
+        if i == 1:  # item 2 is still running: one VM of the two is left, then we let it end
+            wait_for(lambda: len(manager.list()) == 1, "the idle VM to be destroyed")
+            go.write_text("")
+
+    run_map(manager, fn, split_list(wire.encode([1, 2])), vms=2, progress=False, on_result=on_result,
+            extra_args=[wire.encode(str(go))])
+    assert seen == [1, 2] and manager.list() == []
+    go.unlink()
+    pool = manager.create("keep", count=2)
+    run_map(manager, fn, split_list(wire.encode([1, 2, 3])), vms=pool, progress=False,
+            extra_args=[wire.encode(str(go))], on_result=lambda i, v: go.write_text("") if i == 1 else None)
+    assert [h.name for h in manager.list()] == ["keep1", "keep2"]
