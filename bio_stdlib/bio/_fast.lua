@@ -91,6 +91,22 @@ if ffi then
   if ok_stdio then F.stdio = ffi.C end
 end
 
+--- F.fopen(path) -> fp, close: a FILE* opened for reading ("rb"), closed by close() (which
+-- may be called again) or by the garbage collector if its reader is abandoned; nil when
+-- the file cannot be opened or there is no stdio through the FFI (callers then fall back
+-- to io.open, which names the error).
+function F.fopen(path)
+  local C = F.stdio
+  if not C then return nil end
+  local fp = C.fopen(path, "rb")
+  if fp == nil then return nil end
+  fp = ffi.gc(fp, C.fclose)
+  local open = true
+  return fp, function()
+    if open then open = false; ffi.gc(fp, nil); C.fclose(fp) end
+  end
+end
+
 --- What the library runs on, for bioxen's :info and for bug reports.
 function F.describe()
   return { runtime = F.runtime, kernels = F.kernels }

@@ -103,9 +103,8 @@ local F = require "bio._fast"
 local function ffi_fasta_finder(path, string_find_at)
   local ffi, C, memchr = F.ffi, F.stdio, F.memchr
   if not (ffi and C and memchr) then return nil end
-  local fp = C.fopen(path, "rb")
-  if fp == nil then return nil end
-  fp = ffi.gc(fp, C.fclose)
+  local fp, close = F.fopen(path)
+  if not fp then return nil end
   local SIZE = 262144
   local buf = ffi.new("uint8_t[?]", SIZE)
   local u8p = ffi.typeof("const uint8_t *")
@@ -134,7 +133,6 @@ local function ffi_fasta_finder(path, string_find_at)
       base = base + got
     end
   end
-  local function close() if fp ~= nil then ffi.gc(fp, nil); C.fclose(fp); fp = nil end end
   return find_at, close
 end
 

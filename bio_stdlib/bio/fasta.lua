@@ -322,7 +322,6 @@ local gc_scanner -- LuaJIT + FFI: gc_scanner(chunk_reader, close, name, fname, m
 local fopen_chunks, string_chunks
 if ffi and memchr then
   local C = F.stdio -- fopen, fread, fclose, fseek (nil: no stdio through the FFI)
-  local ok_stdio = C ~= nil
   local cast, floor = ffi.cast, math.floor
   local u8p, u16p = ffi.typeof("const uint8_t *"), ffi.typeof("const uint16_t *")
   local NL, GT = 10, 62
@@ -507,26 +506,21 @@ if ffi and memchr then
   -- `offset`/`length` (a shard's range) read only those bytes.  A gzip file
   -- is left to the decompressing reader of bio._io (nil is returned).
   fopen_chunks = function(path, chunk_size, offset, length)
-    if not ok_stdio then return nil end
-    local fp = C.fopen(path, "rb")
-    if fp == nil then return nil end
-    fp = ffi.gc(fp, C.fclose) -- closed by the GC if a loop is abandoned
+    local fp, close = F.fopen(path) -- closed by the GC if a loop is abandoned
+    if not fp then return nil end
     local size = chunk_size or FAST_CHUNK
     local buf = ffi.new("uint8_t[?]", size)
-    local open = true
-    local function close()
-      if open then open = false; ffi.gc(fp, nil); C.fclose(fp) end
-    end
     if tonumber(C.fread(buf, 1, 2, fp)) == 2 and buf[0] == 31 and buf[1] == 139 then close(); return nil end
     if C.fseek(fp, offset or 0, 0) ~= 0 then close(); return nil end
     local left = length or math.huge
+    local open = true -- a closed FILE* must never be read again
     return function()
       if not open or left <= 0 then return nil end
       local got = tonumber(C.fread(buf, 1, left < size and left or size, fp))
       if got == 0 then return nil end
       left = left - got
       return buf, got, nil
-    end, close
+    end, function() open = false; close() end
   end
 
   -- Over a chunk reader that returns Lua strings (open files, strings).
