@@ -358,10 +358,12 @@ def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
     path = Path(path)
     known = None
     if path.parent == _shipped_dir():  # a shipped profile: tomllib's parse may be kept already
-        from .shipped_profiles import parsed
 
         def known(raw: bytes) -> dict | None:
-            return parsed(path.name, raw)
+            from .shipped_profiles import PROFILES
+
+            entry = PROFILES.get(path.name)
+            return entry[1]() if entry is not None and entry[0] == raw else None
     try:
         data = load_toml(path, known)
     except FileNotFoundError:
