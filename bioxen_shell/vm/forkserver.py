@@ -117,7 +117,7 @@ class Zygote:
                     try:
                         z = cls(adopt=(forked[0], _socket.socket(fileno=forked[1])))
                     except ZygoteError:  # it failed to start: a fresh one below
-                        z = None
+                        pass
                 cls._instance = z = z or cls()
             return z
 

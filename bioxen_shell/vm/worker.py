@@ -67,11 +67,10 @@ class _MemorySwitch:
     functions and frames to ``debug`` (docs/agent.md).
     """
 
-    def __init__(self, runtime, max_memory: int | None) -> None:
+    def __init__(self, runtime) -> None:
         self._runtime = runtime
-        self._limit = 0
+        self._limit = 0        # 0: none (until fix() or configure sets one)
         self._fixed = False
-        self.fix(max_memory)
 
     def fix(self, max_memory: int | None) -> None:
         """The limit the worker was started with (the profile's): configure cannot change it."""
@@ -154,7 +153,7 @@ class PreparedAgent:
         boot = self.lua.execute("return function(...) " + _BOOT + " end")
         # A global, not an argument: no frame of the boot function holds it (the agent takes it
         # into a local and removes the global before user code runs).
-        self._memory = _MemorySwitch(self.lua, None)
+        self._memory = _MemorySwitch(self.lua)
         self.lua.globals()["BIOXEN_HOST_SET_MEMORY"] = self._memory
         # "--defer": the agent returns its main function instead of running it.
         self._start = boot(str(agent_path()), lua_path or lua_search_path(), "--defer")
