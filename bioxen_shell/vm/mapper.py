@@ -211,18 +211,23 @@ class _Run:
     # -- the shared queue ----------------------------------------------------------------
 
     def take(self, h: VMHandle) -> int | None:
-        """The next item for ``h``: an item another VM lost first, then a fresh one."""
+        """The next item for ``h``: an item another VM lost first, then a fresh one.
+
+        ``None`` also takes ``h`` out of the VMs that may run a lost item, in the same step:
+        a VM that lost one waits for another active VM to run it, and a driver that has been
+        told "nothing left" must not count as one while it winds down (destroying its VM
+        takes milliseconds), or the lost item would be run by nobody."""
         with self.lock:
-            if self.stop.is_set():
-                return None
-            for j, (i, lost_on) in enumerate(self.retry):
-                if lost_on != h.name or not (self.active - {h.name}):
-                    del self.retry[j]
+            if not self.stop.is_set():
+                for j, (i, lost_on) in enumerate(self.retry):
+                    if lost_on != h.name or not (self.active - {h.name}):
+                        del self.retry[j]
+                        return i
+                if self.next_index < len(self.items):
+                    i = self.next_index
+                    self.next_index += 1
                     return i
-            if self.next_index < len(self.items):
-                i = self.next_index
-                self.next_index += 1
-                return i
+            self.active.discard(h.name)
             return None
 
     def fail(self, i: int, message: str) -> None:

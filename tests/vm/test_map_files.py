@@ -213,7 +213,7 @@ def test_a_shard_that_kills_every_vm_is_reported_with_its_first_record(shell, tm
     shell.show(f"res, bad = vm.map({killer!r}, shards, {{vms = 2}})")
     assert shell.show("#bad, bad[1].index") == "1\t2"
     for needle in (f"shard 2 (first record {first})", "lost twice"):
-        assert shell.show(f"bad[1].error:find({needle!r}, 1, true) ~= nil") == "true", needle
+        assert shell.show(f"bad[1].error:find({needle!r}, 1, true) ~= nil") == "true", (needle, shell.show("bad[1].error"))
     assert shell.show("res[1], res[2], res[3], res[4], res[5]") == "1\tnil\t3\t4\t5"
     assert shell.show("#vm.list()") == "0"
 
@@ -320,7 +320,7 @@ def test_an_item_over_its_time_limit_in_jit_code_fails_alone_and_the_map_goes_on
     assert shell.show("res[1], res[2], res[3], res[4], res[5]") == "10\tnil\t30\t40\t50"
     assert shell.show("#bad, bad[1].index") == "1\t2"
     for needle in ("cpu_limit 1 s", "state (globals) was lost"):
-        assert shell.show(f"bad[1].error:find({needle!r}, 1, true) ~= nil") == "true", needle
+        assert shell.show(f"bad[1].error:find({needle!r}, 1, true) ~= nil") == "true", (needle, shell.show("bad[1].error"))
 
 
 def test_map_args_keep_their_types_and_a_bad_args_is_refused(shell):
