@@ -117,6 +117,27 @@ def make_session(
     )
 
 
+def _prompt_on_a_fresh_line(session: PromptSession, engine) -> str:  # noqa: ANN001
+    """``session.prompt()``, drawn from the start of a line of its own.
+
+    prompt_toolkit draws the prompt as if the cursor were in column 0.  It may not be: the
+    last output may not end in a newline (``io.write("abc")``), and what the user typed
+    while the line ran was echoed by the terminal (type-ahead, which the prompt then reads
+    and shows again).  Drawn from the middle of a line, the prompt and every later redraw
+    of it land in the wrong columns.  The fix is zsh's (PROMPT_SP): a full line of spaces
+    and a carriage return.  From column 0 the spaces end in the last column, where the
+    terminal holds the wrap until the next character, and the carriage return goes back to
+    column 0 of the same line; from any other column they wrap onto a new line, and the
+    carriage return goes to its start.  Either way nothing written is overwritten.
+
+    The terminal is put in raw mode first, so that no type-ahead is echoed after the spaces;
+    prompt_toolkit's own raw mode then nests inside this one."""
+    with session.input.raw_mode():
+        engine.write(b" " * max(1, session.output.get_size().columns) + b"\r")
+        engine.flush()
+        return session.prompt()
+
+
 def run_repl(
     engine,  # noqa: ANN001
     *,
@@ -141,11 +162,12 @@ def run_repl(
             f"bioxen {__version__} on {engine.runtime}. Type :help for help, Ctrl-D to exit.\n".encode()
         )
         engine.flush()
+    on_terminal = output is None and sys.stdout.isatty()
     while True:
         colours.register(engine)
         _show_notices(session.history)
         try:
-            text = session.prompt()
+            text = _prompt_on_a_fresh_line(session, engine) if on_terminal else session.prompt()
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt clears the input
         except EOFError:  # Ctrl-D: detaches from a VM, else ends the REPL

@@ -1,5 +1,6 @@
-"""Completion and the signature line in a real terminal: bioxen under tmux, whose screen
-(capture-pane) is what a user sees, the bottom toolbar included."""
+"""The REPL in a real terminal: bioxen under tmux, whose screen (capture-pane) is what a
+user sees, the bottom toolbar included.  Completion, the signature line, and where the
+prompt is drawn after output that does not end a line or after type-ahead."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import termios
 
 import pytest
 
@@ -45,7 +47,20 @@ class Screen:
 
     def wait_for(self, text: str, where=None) -> None:  # noqa: ANN001
         where = where or self.text
-        wait_for(lambda: text in where(), f"{text!r} on the screen")
+        try:
+            wait_for(lambda: text in where(), f"{text!r} on the screen")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the screen:\n{self.text()}") from None
+
+    def wait_until_running(self) -> None:
+        """Until the terminal is back in line mode with echo: the prompt has handed over the
+        line and the line runs (prompt_toolkit reads keys in raw mode, without echo)."""
+        tty = self.cmd("display-message", "-p", "-t", "main", "#{pane_tty}").strip()
+        fd = os.open(tty, os.O_RDONLY | os.O_NOCTTY)
+        try:
+            wait_for(lambda: termios.tcgetattr(fd)[3] & termios.ECHO, "the terminal's echo (a line running)")
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         subprocess.run([self.tmux, "-L", self.socket, "kill-server"], capture_output=True)
@@ -86,3 +101,31 @@ def test_lazy_submodules_complete_and_the_call_shows_its_signature(screen):
     screen.send("C-c")
     enter(screen, ":help bio.seq")
     screen.wait_for("bio.seq: nucleotide sequence operations on plain Lua strings.")
+
+
+def lines(screen) -> list[str]:
+    return screen.text().splitlines()
+
+
+def test_the_prompt_starts_a_line_of_its_own_after_output_without_a_newline(screen):
+    enter(screen, "do io.write('abc') end")
+    screen.type("x = 1")
+    wait_for(lambda: any(line.startswith("lua> x = 1") for line in lines(screen)),
+             "the prompt with what was typed, at the start of a line")
+    assert "abc" in [line.rstrip() for line in lines(screen)]  # the output is kept, on its own line
+
+
+def test_type_ahead_while_a_line_runs_is_shown_in_the_next_prompt(screen, tmp_path):
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    enter(screen, f"local line = io.open('{fifo}'):read('*l')")  # runs until the test writes
+    screen.wait_until_running()
+    screen.type("x = 1")
+    screen.wait_for("x = 1")  # echoed by the terminal while the line still runs
+    with open(fifo, "w") as f:
+        f.write("go\n")
+    wait_for(lambda: any(line.startswith("lua> x = 1") for line in lines(screen)),
+             "the type-ahead in the next prompt, at the start of a line")
+    screen.send("Enter")
+    enter(screen, "x + 1")
+    wait_for(lambda: "2" in [line.strip() for line in lines(screen)], "the value of x + 1")
