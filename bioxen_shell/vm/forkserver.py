@@ -21,6 +21,10 @@ Lifetime: no worker, and nothing a VM started, may outlive the shell or its VM.
   * The zygote runs in its own session, so a Ctrl-C typed at the shell's terminal reaches only
     the shell; the shell forwards interrupts to the one VM that should get them.
 
+Spares: the zygote keeps a few workers of the default runtime forked ahead (zygote.SPARES), set
+up as far as they can be without a request; a spawn request that fits one is handed to it over
+its own socket (the request and the two fds), and its pid is the one ``spawned`` reports.
+
 Messages (each one datagram; text, space separated; the spawn request carries two fds):
   shell → zygote   ``spawn <id> <marshal>`` + SCM_RIGHTS [agent stdin read end, agent stdout write end]
   zygote → shell   ``spawned <id> <pid>`` | ``failed <id> <message>`` | ``exit <pid> <wait status>``

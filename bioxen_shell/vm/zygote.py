@@ -28,6 +28,13 @@ _PR_SET_PDEATHSIG = 1
 _MAX_MSG = 64 * 1024
 #: What a worker runs unless a spawn request names another target (tests use this).
 DEFAULT_TARGET = "bioxen_shell.vm.worker:run_worker"
+#: Workers of the default runtime kept forked ahead of need (one per core, at most 4): a new VM
+#: takes one that is waiting, already past the fork and its own set-up, and the zygote forks
+#: its replacement once nothing has asked for anything for SPARE_IDLE seconds (so not while a
+#: map's VMs are starting or working).  They are called ``bxvm:spare`` and end with the zygote.
+SPARES = min(os.cpu_count() or 1, 4)
+SPARE_IDLE = 0.1
+SPARE_NAME = "bxvm:spare"
 
 
 class ZygoteError(RuntimeError):
@@ -76,14 +83,22 @@ class _ZygoteServer:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.targets: dict[str, object] = {}
         self.prepared: dict[str, object] = {}  # runtime -> worker.PreparedAgent
+        # Spare workers of spare_runtime (None: no spares), each with the zygote's end of the
+        # socket its spawn request will come on.  Not in self.children until handed out.
+        self.spare_runtime: str | None = None
+        self.spares: dict[int, socket.socket] = {}
 
     def serve(self) -> None:
         import socket  # imported by zygote_main already (not at this module's top: see there)
 
         while True:
+            short = self.spare_runtime is not None and len(self.spares) < SPARES
             try:
-                ready, _, _ = select.select([self.ctrl, self.wake_r], [], [])
+                ready, _, _ = select.select([self.ctrl, self.wake_r], [], [], SPARE_IDLE if short else None)
             except InterruptedError:
+                continue
+            if not ready:  # idle for SPARE_IDLE s with a spare missing
+                self.add_spare()
                 continue
             if self.wake_r in ready:
                 try:
@@ -112,13 +127,15 @@ class _ZygoteServer:
             if not isinstance(request, dict):
                 raise ZygoteError("bad spawn request")
             target = self.load_target(request)
-            pid = os.fork()
-            if pid == 0:
-                self.become_worker(fds, request, target)  # never returns
-            try:
-                os.setpgid(pid, pid)  # also done in the child: whichever runs first wins
-            except OSError:  # the child got there first (EACCES once it runs), or died
-                pass
+            pid = self.hand_to_spare(request, fds)
+            if pid is None:
+                pid = os.fork()
+                if pid == 0:
+                    self.become_worker(fds, request, target)  # never returns
+                try:
+                    os.setpgid(pid, pid)  # also done in the child: whichever runs first wins
+                except OSError:  # the child got there first (EACCES once it runs), or died
+                    pass
             self.children.add(pid)
             self.send(f"spawned {rid} {pid}")
         except Exception as exc:
@@ -159,8 +176,85 @@ class _ZygoteServer:
             agent = self.prepared[runtime] = PreparedAgent(runtime)
         return agent
 
+    # -- spares ------------------------------------------------------------------------
+
+    def start_spares(self, runtime: str) -> None:
+        """Keep SPARES workers of ``runtime`` (its agent prepared here already) forked ahead."""
+        self.spare_runtime = runtime
+        while len(self.spares) < SPARES:
+            self.add_spare()
+
+    def add_spare(self) -> None:
+        import socket
+
+        target = self.load_target({"target": DEFAULT_TARGET, "runtime": self.spare_runtime, "env": {}})
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Born with its name: a process that lists the zygote's children never sees a spare
+        # under the zygote's own name, not even before the child has run.
+        set_process_name(SPARE_NAME)
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare now (EAGAIN): tried again when next idle
+            set_process_name("bioxen-zygote")
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            self.become_spare(theirs, target)  # never returns
+        set_process_name("bioxen-zygote")
+        theirs.close()
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
+        self.spares[pid] = ours
+
+    def hand_to_spare(self, request: dict, fds: list[int]) -> int | None:
+        """Give the request to a waiting spare, if one fits it; its pid, or None."""
+        if request["runtime"] != self.spare_runtime or request["target"] != DEFAULT_TARGET or \
+                "BIOXEN_PATH" in (request.get("env") or {}):
+            return None
+        import socket
+
+        while self.spares:
+            pid, sock = self.spares.popitem()
+            try:
+                socket.send_fds(sock, [marshal.dumps(request)], fds)
+                return pid
+            except OSError:  # it died meanwhile (reap() collects it): try the next one
+                continue
+            finally:
+                sock.close()
+        return None
+
+    def become_spare(self, sock: socket.socket, target: object) -> None:
+        """A spare: set up as a worker is, then wait for its spawn request (or the zygote's end)."""
+        import socket
+
+        try:
+            self.become_process()
+            keep = sock.fileno()
+            os.closerange(3, keep)  # the control socket, the other spares' sockets
+            os.closerange(keep + 1, _max_fd())
+            msg, fds, _, _ = socket.recv_fds(sock, _MAX_MSG, 2)
+            sock.close()
+            if not msg or len(fds) != 2:
+                os._exit(0)  # the zygote went away
+            request = marshal.loads(msg)
+        except BaseException:
+            os._exit(1)
+        self.run_request(fds, request, target)
+
+    # -- workers -------------------------------------------------------------------------
+
     def become_worker(self, fds: list[int], request: dict, target: object) -> None:
-        status = 1
+        self.become_process()
+        self.run_request(fds, request, target)
+
+    @staticmethod
+    def become_process() -> None:
+        """A forked child's set-up that does not depend on its request."""
         try:
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -169,9 +263,17 @@ class _ZygoteServer:
             # stays in it, and the zygote kills the group when the worker ends (reap()).
             os.setpgid(0, 0)
             set_parent_death_signal(signal.SIGKILL)
-            set_process_name(f"bxvm:{request.get('name') or '?'}")
             if os.getppid() == 1:  # the zygote died between fork and prctl
                 os._exit(1)
+        except BaseException:
+            os._exit(1)
+
+    @staticmethod
+    def run_request(fds: list[int], request: dict, target: object) -> None:
+        """Become the worker ``request`` asks for, on ``fds``; never returns."""
+        status = 1
+        try:
+            set_process_name(f"bxvm:{request.get('name') or '?'}")
             _install_worker_fds(fds)
             os.environ.update(request.get("env") or {})
             try:
@@ -200,7 +302,7 @@ class _ZygoteServer:
         The worker is looked at without being reaped (WNOWAIT): while it is a zombie its pid,
         which is also its group's id, cannot be given to a new process, so killing the group
         can only hit what the VM started (``os.execute("sleep 999 &")``, a pipeline…)."""
-        while self.children:
+        while self.children or self.spares:
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
@@ -218,6 +320,8 @@ class _ZygoteServer:
             if pid in self.children:
                 self.children.discard(pid)
                 self.send(f"exit {pid} {status}")
+            elif pid in self.spares:  # a spare that died unused: replaced when the zygote is idle
+                self.spares.pop(pid).close()
 
     def send(self, text: str) -> None:
         try:
@@ -230,7 +334,7 @@ class _ZygoteServer:
         # group of its own (not yet reaped ones keep their ids), and we lead ours.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            for pid in list(self.children):
+            for pid in [*self.children, *self.spares]:
                 _kill_group(pid)
             os.killpg(0, signal.SIGKILL)
         finally:
@@ -308,11 +412,13 @@ def zygote_main(argv: list[str]) -> None:
     # runtime is imported by the first VM that asks for it.
     from ..runtimes import default_runtime
 
+    spare_runtime = None
     for i, runtime in enumerate([r for r in preload.split(",") if r] or [default_runtime()]):
         try:
             importlib.import_module(LUPA_MODULES[runtime])
             if i == 0:  # the default runtime's agent, loaded before the first VM asks
                 server.prepared_agent(runtime)
+                spare_runtime = runtime
         except ImportError:  # a runtime lupa lacks: reported when a VM asks for it
             pass
         except Exception:  # noqa: BLE001 - the first VM that needs it reports the error
@@ -321,6 +427,8 @@ def zygote_main(argv: list[str]) -> None:
         ctrl.send(b"ready")
     except OSError:  # the shell went away (or gave up on us) while we started
         os._exit(0)
+    if spare_runtime is not None:
+        server.start_spares(spare_runtime)
     server.serve()
 
 

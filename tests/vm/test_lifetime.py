@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bioxen_shell.vm.forkserver import Zygote
+from bioxen_shell.vm.zygote import SPARE_NAME, SPARES
 from tests.system import require_binary
 from tests.waiting import PATIENCE, eventually, lua_touch, wait_for
 
@@ -25,12 +26,22 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])  # state, ppid
 
 
-def children_of(ppid: int) -> list[tuple[int, str]]:
+def _name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def children_of(ppid: int, *, spares: bool = False) -> list[tuple[int, str]]:
+    """The processes whose parent is ``ppid`` (pid, state).  Of the zygote: its workers, and
+    with ``spares=True`` also the spare workers it keeps forked ahead (zygote.SPARES), which
+    belong to no VM."""
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             st = _stat(int(entry))
-            if st and st[1] == ppid:
+            if st and st[1] == ppid and (spares or _name(int(entry)) != SPARE_NAME):
                 out.append((int(entry), st[0]))
     return out
 
@@ -105,13 +116,32 @@ def _zygote_of(pid: int) -> int:
     return st[1]
 
 
+def _spares_of(zygote: int) -> list[int]:
+    """The spare workers of ``zygote``, once it has all of them (it forks them when idle)."""
+    wait_for(lambda: len(children_of(zygote, spares=True)) - len(children_of(zygote)) == SPARES,
+             f"the zygote's {SPARES} spare workers")
+    return sorted({p for p, _ in children_of(zygote, spares=True)} - {p for p, _ in children_of(zygote)})
+
+
 def test_no_worker_outlives_a_normal_exit(tmp_path):
     # The script waits for a line on stdin so the test can find the zygote before the exit.
     proc, pids = _run_shell(tmp_path, "io.read()")
     zygote = _zygote_of(pids[0])
+    spares = _spares_of(zygote)
     proc.stdin.close()
     assert proc.wait(PATIENCE) == 0
-    assert _wait_gone(pids + [zygote]) == []
+    assert _wait_gone(pids + spares + [zygote]) == []
+
+
+def test_a_new_vm_takes_a_spare_worker_and_the_zygote_forks_another_when_idle(manager):
+    manager.create("first").destroy()  # the zygote is running
+    zygote = Zygote.instance().pid
+    spares = _spares_of(zygote)
+    h = manager.create("spare-vm")
+    assert h.pid in spares and h.eval("return 1 + 1") == [2]
+    assert _name(h.pid) == "bxvm:spare-vm"  # named as its VM from then on
+    assert len(_spares_of(zygote)) == SPARES  # the one taken is replaced
+    manager.destroy(h.name)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
@@ -121,17 +151,19 @@ def test_no_worker_outlives_a_killed_shell(tmp_path, sig):
     proc, pids = _run_shell(tmp_path, f"vm.get('w1'):eval([[{lua_touch(looping)}while true do end]])")
     zygote = _zygote_of(pids[0])
     wait_for(looping.exists, "the VM call to run")
+    spares = _spares_of(zygote)
     os.kill(proc.pid, sig)
     proc.wait(PATIENCE)
-    assert _wait_gone(pids + [zygote]) == [], f"left alive after signal {sig}"
+    assert _wait_gone(pids + spares + [zygote]) == [], f"left alive after signal {sig}"
 
 
 def test_killing_the_zygote_takes_its_workers_along(manager):
     h = manager.create("orphan-check")
     zygote = _zygote_of(h.pid)
     pid = h.pid
+    spares = _spares_of(zygote)
     os.kill(zygote, signal.SIGKILL)
-    assert _wait_gone([pid]) == []
+    assert _wait_gone([pid, *spares]) == []
     with pytest.raises(Exception, match="VM crashed"):
         h.eval("return 1")
     # a new zygote is started for the next VM
