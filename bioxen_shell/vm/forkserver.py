@@ -76,6 +76,9 @@ class Zygote:
         self._next_id = 0
         self._pending: dict[int, _Waiter] = {}
         self._exits: dict[int, int] = {}
+        # Workers whose handle is closed before their exit was reported: the report is dropped
+        # when it comes (a closed handle asks for nothing more).
+        self._forgotten: set[int] = set()
         self._exit_cond = threading.Condition()
         self._closed = False
         if adopt is not None:
@@ -199,9 +202,11 @@ class Zygote:
             return self._exits.get(pid)
 
     def forget(self, pid: int) -> None:
-        """Drop the recorded exit status of ``pid`` (its handle is closed)."""
+        """Drop the exit status of ``pid`` (its handle is closed): the recorded one, or the one
+        still to come when it arrives."""
         with self._exit_cond:
-            self._exits.pop(pid, None)
+            if self._exits.pop(pid, None) is None:
+                self._forgotten.add(pid)
 
     def shutdown(self) -> None:
         """Close the control socket: the zygote kills every worker and exits."""
@@ -234,8 +239,11 @@ class Zygote:
             if kind == "exit":
                 pid, status = (int(x) for x in rest.split())
                 with self._exit_cond:
-                    self._exits[pid] = status
-                    self._exit_cond.notify_all()
+                    if pid in self._forgotten:
+                        self._forgotten.discard(pid)
+                    else:
+                        self._exits[pid] = status
+                        self._exit_cond.notify_all()
             elif kind in ("spawned", "failed"):
                 rid_text, _, value = rest.partition(" ")
                 fut = self._pending.pop(int(rid_text), None)

@@ -244,13 +244,16 @@ class VMHandle:
             self._discard_proc()
             return self.start()
 
-    def destroy(self) -> None:
-        """Stop the VM and release everything its backend created.  Idempotent."""
+    def destroy(self, *, wait: bool = True) -> None:
+        """Stop the VM and release everything its backend created.  Idempotent.
+
+        ``wait=False``: an agent process that can be let go without waiting for its end (a
+        local worker, see LocalAgentProcess.abandon) is killed and not waited for."""
         self._take_over("destroyed")
         with _Held(self._lock):
             if self.status == "destroyed":
                 return
-            self._discard_proc()
+            self._discard_proc(wait=wait)
             try:
                 self.backend.destroy()
             finally:
@@ -274,13 +277,14 @@ class VMHandle:
                 self._interrupt_sent = time.monotonic()
             proc.interrupt()
 
-    def _discard_proc(self) -> None:
+    def _discard_proc(self, wait: bool = True) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
             try:
                 proc.kill()
             finally:
-                proc.close()
+                abandon = None if wait else getattr(proc, "abandon", None)  # optional
+                (abandon or proc.close)()
         err = VMCrashed(f"{self.name}: VM stopped while the request was pending", kind="crashed", vm=self.name)
         for p in self._inflight:
             if not p.sync:

@@ -304,14 +304,15 @@ class Manager:
     def names(self) -> list[str]:
         return [h.name for h in self.list()]
 
-    def destroy(self, name: str) -> None:
-        """Destroy one VM and forget it.  Unknown names raise ``KeyError``."""
+    def destroy(self, name: str, *, wait: bool = True) -> None:
+        """Destroy one VM and forget it.  Unknown names raise ``KeyError``.  ``wait=False``: see
+        VMHandle.destroy."""
         with self._lock:
             handle = self._vms.get(name)
             if handle is None:
                 raise KeyError(f"no VM named {name!r}")
         try:
-            handle.destroy()
+            handle.destroy(wait=wait)
         finally:
             with self._lock:
                 if self._vms.get(name) is handle:
@@ -327,11 +328,11 @@ class Manager:
         """Destroy every VM (in parallel); return the errors as messages (empty = all gone)."""
         return self.destroy_many([h.name for h in self.list()])
 
-    def destroy_many(self, names: list[str]) -> list[str]:
+    def destroy_many(self, names: list[str], *, wait: bool = True) -> list[str]:
         """Destroy these VMs in parallel (a VM already gone is skipped); return the errors."""
         def one(name: str) -> None:
             try:
-                self.destroy(name)
+                self.destroy(name, wait=wait)
             except KeyError:
                 pass
 

@@ -109,8 +109,8 @@ def run_map(manager: Manager, source: str, items: list[bytes], *,
              on_result=on_result, stage=stage, show_progress=progress, interrupted=interrupted,
              extra_args=extra_args or [], release=(lambda h: _release(manager, h)) if own else None).run()
     finally:
-        if own:
-            manager.destroy_many([h.name for h in pool])
+        if own:  # killed, not waited for (a big heap takes the kernel ms to tear down)
+            manager.destroy_many([h.name for h in pool], wait=False)
         else:
             for h in pool:
                 try:
@@ -140,9 +140,10 @@ def _create_options(manager: Manager, create_options: dict[str, Any] | None) -> 
 
 def _release(manager: Manager, h: VMHandle) -> None:
     """Destroy one of the map's own VMs that has nothing left to do (the map's end destroys
-    whatever is left, so a failure here changes nothing)."""
+    whatever is left, so a failure here changes nothing).  A local worker is killed and not
+    waited for: the zygote reaps it while the map goes on or ends."""
     try:
-        manager.destroy(h.name)
+        manager.destroy(h.name, wait=False)
     except (KeyError, VMError, OSError):
         pass
 

@@ -293,3 +293,19 @@ def test_processes_a_vm_started_end_with_a_killed_shell(tmp_path, sig):
         assert _wait_gone([worker, kid], timeout=10) == [], f"left alive after signal {sig}"
     finally:
         _reap_leftovers([proc.pid, worker, kid])
+
+
+def test_the_vms_a_map_created_are_gone_soon_after_it_returns(manager):
+    # A map lets its own local VMs go without waiting for their processes' end (a big heap
+    # takes the kernel milliseconds to tear down): they must still all end, and be reaped.
+    from bioxen_shell.vm import protocol
+    from bioxen_shell.vm.mapper import run_map
+
+    own_pid = 'function(x) return tonumber(io.open("/proc/self/stat"):read("*l"):match("^%d+")) end'
+    result = run_map(manager, own_pid, [protocol.encode(i) for i in range(6)], vms=2)
+    pids = set(result.values())
+    assert 1 <= len(pids) <= 2 and manager.list() == []
+    assert _wait_gone(sorted(pids)) == []
+    zygote = Zygote.instance().pid
+    eventually(lambda: not children_of(zygote))
+    assert children_of(zygote) == [], "workers (or zombies) left behind"
