@@ -155,14 +155,14 @@ def run_repl(
     session = make_session(engine, input=input, output=output, history=history, toolbar=input is None,
                            style=colours)
     engine.history_provider = lambda n: last_entries(session.history, n)
+    on_terminal = output is None and sys.stdout.isatty()  # the user's own terminal
     if color is None:  # NO_COLOR: https://no-color.org
-        color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        color = on_terminal and not os.environ.get("NO_COLOR")
     if banner:
         engine.write(
             f"bioxen {__version__} on {engine.runtime}. Type :help for help, Ctrl-D to exit.\n".encode()
         )
         engine.flush()
-    on_terminal = output is None and sys.stdout.isatty()
     while True:
         colours.register(engine)
         _show_notices(session.history)

@@ -152,10 +152,8 @@ class _ZygoteServer:
         worker loads the agent itself, after its environment is set."""
         name = request["target"]
         runtime = request["runtime"]
-        if name == DEFAULT_TARGET and runtime in LUPA_MODULES and \
-                "BIOXEN_PATH" not in (request.get("env") or {}):
-            agent = self.prepared_agent(runtime)
-            return lambda _runtime, **kwargs: agent.run(**kwargs)
+        if _runs_the_prepared_agent(request):
+            return self.prepared_target(runtime)
         fn = self.targets.get(name)
         if fn is None:
             mod_name, _, attr = name.partition(":")
@@ -165,6 +163,11 @@ class _ZygoteServer:
             raise ZygoteError(f"runtime {runtime!r} is not one of {', '.join(LUPA_MODULES)}")
         importlib.import_module(LUPA_MODULES[runtime])
         return fn
+
+    def prepared_target(self, runtime: str) -> object:
+        """The worker function that starts ``runtime``'s prepared agent (see load_target)."""
+        agent = self.prepared_agent(runtime)
+        return lambda _runtime, **kwargs: agent.run(**kwargs)
 
     def prepared_agent(self, runtime: str) -> object:
         """The agent loaded in a ``runtime`` LuaRuntime of this process (made once): each
@@ -187,7 +190,7 @@ class _ZygoteServer:
     def add_spare(self) -> None:
         import socket
 
-        target = self.load_target({"target": DEFAULT_TARGET, "runtime": self.spare_runtime, "env": {}})
+        target = self.prepared_target(self.spare_runtime)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Born with its name: a process that lists the zygote's children never sees a spare
         # under the zygote's own name, not even before the child has run.
@@ -211,9 +214,9 @@ class _ZygoteServer:
         self.spares[pid] = ours
 
     def hand_to_spare(self, request: dict, fds: list[int]) -> int | None:
-        """Give the request to a waiting spare, if one fits it; its pid, or None."""
-        if request["runtime"] != self.spare_runtime or request["target"] != DEFAULT_TARGET or \
-                "BIOXEN_PATH" in (request.get("env") or {}):
+        """Give the request to a waiting spare, if one fits it (a spare runs the prepared agent
+        of spare_runtime); its pid, or None."""
+        if request["runtime"] != self.spare_runtime or not _runs_the_prepared_agent(request):
             return None
         import socket
 
@@ -339,6 +342,14 @@ class _ZygoteServer:
             os.killpg(0, signal.SIGKILL)
         finally:
             os._exit(code)
+
+
+def _runs_the_prepared_agent(request: dict) -> bool:
+    """Whether a spawn request's worker starts the agent the zygote has loaded: the default
+    target, a lupa runtime, and no BIOXEN_PATH in the VM's environment (which changes where
+    the agent's own modules are found: such a worker loads the agent itself)."""
+    return request["target"] == DEFAULT_TARGET and request["runtime"] in LUPA_MODULES and \
+        "BIOXEN_PATH" not in (request.get("env") or {})
 
 
 def _kill_group(pgid: int) -> None:
