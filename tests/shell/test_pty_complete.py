@@ -3,6 +3,7 @@ user sees, the bottom toolbar included.  Completion, the signature line, and whe
 prompt is drawn after output that does not end a line or after type-ahead."""
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import shutil
@@ -66,9 +67,14 @@ class Screen:
         subprocess.run([self.tmux, "-L", self.socket, "kill-server"], capture_output=True)
 
 
+_SCREENS = itertools.count(1)
+
+
 @pytest.fixture
 def screen():
-    s = Screen(require_binary("tmux"), f"bioxen-test-{os.getpid()}")
+    # A tmux server of its own per test: kill-server returns before the old server is gone,
+    # and a new session on the same socket could meet it while it exits.
+    s = Screen(require_binary("tmux"), f"bioxen-test-{os.getpid()}-{next(_SCREENS)}")
     yield s
     s.close()
 
@@ -107,8 +113,17 @@ def lines(screen) -> list[str]:
     return screen.text().splitlines()
 
 
+def _after(screen_lines: list[str], first: str, then: str) -> bool:
+    """A line that is ``first`` and, below it, a line that is ``then`` (trailing blanks aside)."""
+    stripped = [line.rstrip() for line in screen_lines]
+    return first in stripped and then in stripped[stripped.index(first) + 1:]
+
+
 def test_the_prompt_starts_a_line_of_its_own_after_output_without_a_newline(screen):
     enter(screen, "do io.write('abc') end")
+    # Typed only once the next prompt is up: keys typed while the line still runs are echoed
+    # by the terminal wherever the cursor is (the type-ahead test below).
+    wait_for(lambda: _after(lines(screen), "abc", "lua>"), "'abc' and then an empty prompt on a line of its own")
     screen.type("x = 1")
     wait_for(lambda: any(line.startswith("lua> x = 1") for line in lines(screen)),
              "the prompt with what was typed, at the start of a line")
