@@ -227,11 +227,44 @@ end
 -- Sharding
 ---------------------------------------------------------------------------
 
+-- Where the n - 1 cuts of a text aim, as increasing fractions of its size, for
+-- shards that `vms` VMs take in turn, whichever is idle taking the next one:
+-- "factoring" (Hummel, Schonberg & Flynn, 1992).  The shards come in rounds of
+-- `vms`, each round's half the size of the previous round's, so the last ones
+-- are small and no VM waits long for the slowest one's last shard (with equal
+-- shards it waits up to a whole shard).
+local function factoring_aims(n, vms)
+  local sizes, total = {}, 0
+  for i = 1, n do
+    sizes[i] = 0.5 ^ math.min(floor((i - 1) / vms), 30)
+    total = total + sizes[i]
+  end
+  local aims, at = {}, 0
+  for i = 1, n - 1 do
+    at = at + sizes[i]
+    aims[i] = at / total
+  end
+  return aims
+end
+
+-- Equal shards: cut k of n aims at k/n.
+local function equal_aims(n)
+  local aims = {}
+  for k = 1, n - 1 do aims[k] = k / n end
+  return aims
+end
+
 --- Record-aligned shards of `path` in `format` ("fasta" or "fastq"): up to
--- `n` of them.  fname names the public function in errors.
-function M.shards(path, n, format, fname)
+-- `n` of them.  fname names the public function in errors.  Each cut is the
+-- first record start at or after where it aims: k/n of the text, or, given
+-- `vms`, the factoring sizes for that many VMs (smaller shards towards the end),
+-- unless a cut then lands further past its aim than half the next shard's size:
+-- records that big would make factoring's first shards swallow several of them
+-- (4 records cut for 2 VMs: 2, 1, 1), so such a file gets equal shards.
+function M.shards(path, n, format, fname, vms)
   A.check_string(path, fname, 1, "path")
   A.check_int(n, fname, 2, "n", 1, math.huge)
+  if vms ~= nil then A.check_int(vms, fname, 3, "vms", 1, math.huge) end
   local f = IO.open_file(path, fname, 2)
   local magic = f:read(2) or ""
   local gzip = magic == "\31\139"
@@ -263,20 +296,27 @@ function M.shards(path, n, format, fname)
     if fast then find_at, close_fast = fast, close end
   end
   local finder = format == "fasta" and fai_finder(path, find_at) or find_at
-  local bounds, ids = { 0 }, {}
-  local ok, failure = pcall(function()
-    ids[1] = first_id_at_start(reader(0), format)
+  local bounds, ids
+  -- The cuts for `aims`; false if one lands further past its aim than `strict`
+  -- times the size of the shard that follows it (no limit without `strict`).
+  local function cut(aims, strict)
+    bounds, ids = { 0 }, { first_id_at_start(reader(0), format) }
     local found = 0 -- the last boundary found; targets before it are covered
     for k = 1, n - 1 do
-      local target = floor(size * k / n)
+      local target = floor(size * aims[k])
       if target > found and target > 0 then
         local start, header = finder(target - 1)
         if start == nil then break end -- no record starts after target: the rest is one shard
+        if strict and start - target > strict * size * ((aims[k + 1] or 1) - aims[k]) then return false end
         bounds[#bounds + 1] = start
         ids[#bounds] = IO.first_word(IO.rstrip(header or ""))
         found = start
       end
     end
+    return true
+  end
+  local ok, failure = pcall(function()
+    if not (vms and vms > 1 and cut(factoring_aims(n, vms), 0.5)) then cut(equal_aims(n)) end
   end)
   if close_readers then close_readers() else f:close() end
   if close_fast then close_fast() end

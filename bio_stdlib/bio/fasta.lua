@@ -238,10 +238,11 @@ end
 --- Record-aligned shards of a FASTA file (plain or BGZF): up to `n` plain
 -- tables {path, offset, length, ...} that start at record starts and cover
 -- the file exactly once; records(shard) and gc_records(shard) read only that
--- range.  A plain-gzip file is one shard.  See docs/bio/fasta.md.
-function M.shards(path, n)
+-- range.  A plain-gzip file is one shard.  vms (optional): size them for that
+-- many VMs taking them in turn (smaller shards last).  See docs/bio/fasta.md.
+function M.shards(path, n, vms)
   IO.refuse_stdin(path, "bio.fasta.shards")
-  local shards = require("bio._shard").shards(path, n, "fasta", "bio.fasta.shards")
+  local shards = require("bio._shard").shards(path, n, "fasta", "bio.fasta.shards", vms)
   return shards
 end
 

@@ -253,9 +253,9 @@ end
 --- Record-aligned shards of a FASTQ file (plain or BGZF), as fasta.shards:
 -- cuts are made only before a 4-line record ('@' line, sequence, '+' line,
 -- quality of the same length), so a wrapped record is never split.
-function M.shards(path, n)
+function M.shards(path, n, vms)
   IO.refuse_stdin(path, "bio.fastq.shards")
-  local shards = require("bio._shard").shards(path, n, "fastq", "bio.fastq.shards")
+  local shards = require("bio._shard").shards(path, n, "fastq", "bio.fastq.shards", vms)
   return shards
 end
 

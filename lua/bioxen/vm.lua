@@ -264,7 +264,8 @@ function M.bind(host)
   -- of a FASTA or FASTQ file (plain or BGZF; see bio.fasta.shards).  fn(shard) reads its own
   -- range (fasta.records(shard), fasta.gc_records(shard), fastq.records(shard)), so the data
   -- never passes through the shell.  opts: as vm.map, plus format = "fasta"|"fastq" (default:
-  -- from the file's first record), shards = N (default 4 per VM: an idle VM takes the next).
+  -- from the file's first record), shards = N (default 4 per VM: an idle VM takes the next;
+  -- sized for the VMs, see bio.fasta.shards).
   function api.map_file(fn, path, opts)
     if type(path) ~= "string" then
       error("bad argument #2 to 'map_file' (file path expected, got " .. type(path) .. ")", 2)
@@ -281,15 +282,13 @@ function M.bind(host)
     if format ~= "fasta" and format ~= "fastq" then
       error("bad option 'format' to 'map_file' (\"fasta\" or \"fastq\" expected, got " .. tostring(format) .. ")", 2)
     end
-    if nshards == nil then
-      local nvms = type(o.vms) == "number" and o.vms or type(o.vms) == "table" and #o.vms
-        or type(o.pool) == "table" and #o.pool or check(h_cpus())
-      nshards = 4 * math.max(1, nvms)
-    end
+    local nvms = math.max(1, type(o.vms) == "number" and o.vms or type(o.vms) == "table" and #o.vms
+      or type(o.pool) == "table" and #o.pool or check(h_cpus()))
+    if nshards == nil then nshards = 4 * nvms end
     -- The shards are found before the map starts: this is Lua, which runs while the VM layer's
     -- warm-up (Python) finishes importing (bindings.warm_up), and a file cut into fewer shards
-    -- than there are VMs gets no more VMs than shards.
-    local shards = require("bio." .. format).shards(path, nshards)
+    -- than there are VMs gets no more VMs than shards.  Sized for nvms VMs: smaller ones last.
+    local shards = require("bio." .. format).shards(path, nshards, nvms)
     local results, failures = map(fn, shards, o)
     return results, failures
   end

@@ -4,7 +4,9 @@ For every runtime: reading the shards of a file one after another gives exactly 
 (and gc_records rows) of reading the whole file, for 1, 2, 3 and 7 shards, over files with
 records that straddle cut points, CRLF line ends, empty records, no final newline, one huge
 record; the shards cover the file exactly once; errors inside a shard name the line of the
-whole file.  BGZF files are sharded in their decompressed text.
+whole file.  BGZF files are sharded in their decompressed text.  Shards sized for N VMs
+(``shards(path, n, vms)``: "factoring", smaller shards last) obey the same rules, and fall
+back to equal shards where records are as big as the shards.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ end
 local whole = dump(path)
 local result = {whole = whole, runs = {}}
 for _, n in ipairs(%(counts)s) do
-  local shards = mod.shards(path, n)
+  local shards = mod.shards(path, n, %(vms)s)
   local got = {}
   for _, s in ipairs(shards) do
     for _, r in ipairs(dump(s)) do got[#got + 1] = r end
@@ -45,8 +47,9 @@ return result
 """
 
 
-def _compare(runtime: str, path, fmt: str, counts=SHARD_COUNTS):
-    return run_bio(runtime, _COMPARE % {"format": lua(fmt), "path": lua(str(path)), "counts": lua(counts)})
+def _compare(runtime: str, path, fmt: str, counts=SHARD_COUNTS, vms=None):
+    return run_bio(runtime, _COMPARE % {"format": lua(fmt), "path": lua(str(path)), "counts": lua(counts),
+                                        "vms": "nil" if vms is None else str(vms)})
 
 
 def _check_cover(ranges, size: int, n: int) -> None:
@@ -90,20 +93,45 @@ FASTA_CASES = {
 }
 
 
-def _expected_fasta_starts(data: bytes, n: int) -> list[int]:
-    """The shard starts the documented rule gives: for each cut point size*k/n, the first
-    record start ('>' after a newline) at or after it."""
+def _aims(n: int, vms: int | None) -> list[float]:
+    """Where the documented rule aims the n - 1 cuts, as fractions of the file: k/n, or for
+    vms VMs the factoring sizes (rounds of vms shards, each round half the previous one's)."""
+    if not vms or vms < 2:
+        return [k / n for k in range(1, n)]
+    sizes = [0.5 ** min((i - 1) // vms, 30) for i in range(1, n + 1)]
+    total, at, aims = sum(sizes), 0.0, []
+    for size in sizes[:-1]:
+        at += size
+        aims.append(at / total)
+    return aims
+
+
+def _cuts(data: bytes, aims: list[float], strict: float | None):
     starts = [p for p in range(1, len(data)) if data[p] == 0x3E and data[p - 1] == 0x0A]
     bounds, found = [0], 0
-    for k in range(1, n):
-        target = len(data) * k // n
+    for k, aim in enumerate(aims):
+        target = int(len(data) * aim)
         if target > found and target > 0:
             nxt = next((p for p in starts if p >= target), None)
             if nxt is None:
                 break
+            following = (aims[k + 1] if k + 1 < len(aims) else 1) - aim
+            if strict is not None and nxt - target > strict * len(data) * following:
+                return None
             bounds.append(nxt)
             found = nxt
     return bounds
+
+
+def _expected_fasta_starts(data: bytes, n: int, vms: int | None = None) -> list[int]:
+    """The shard starts the documented rule gives: for each cut's aim, the first record start
+    ('>' after a newline) at or after it; sized for vms VMs, equal shards instead if a cut
+    lands further past its aim than half the size of the shard after it."""
+    if vms and vms > 1:
+        bounds = _cuts(data, _aims(n, vms), 0.5)
+        if bounds is not None:
+            return bounds
+    return _cuts(data, _aims(n, None), None)
 
 
 def _header_id(data: bytes, start: int) -> str:
@@ -114,17 +142,18 @@ def _header_id(data: bytes, start: int) -> str:
 
 
 @bio_runtimes()
+@pytest.mark.parametrize("vms", [None, 2])
 @pytest.mark.parametrize("case", sorted(FASTA_CASES))
-def test_fasta_shards_read_back_exactly(runtime, case, tmp_path):
+def test_fasta_shards_read_back_exactly(runtime, case, vms, tmp_path):
     text = FASTA_CASES[case](random.Random(zlib.crc32(case.encode())))
     path = tmp_path / "x.fa"
     path.write_bytes(text.encode())
-    got = _compare(runtime, path, "fasta")
+    got = _compare(runtime, path, "fasta", counts=SHARD_COUNTS + [8, 12] if vms else SHARD_COUNTS, vms=vms)
     for run in got["runs"]:
         assert run["records"] == got["whole"], f"{run['n']} shards"
         _check_cover(run["ranges"], len(text.encode()), run["n"])
         if text:
-            assert [r[0] for r in run["ranges"]] == _expected_fasta_starts(text.encode(), run["n"])
+            assert [r[0] for r in run["ranges"]] == _expected_fasta_starts(text.encode(), run["n"], vms)
             for start, _, first_id, *_ in run["ranges"][1:]:  # each cut names the record it starts
                 assert first_id == _header_id(text.encode(), start), (run["n"], start)
     if case == "one_huge_record":
@@ -155,18 +184,60 @@ FASTQ_CASES = {
 
 
 @bio_runtimes()
+@pytest.mark.parametrize("vms", [None, 2])
 @pytest.mark.parametrize("case", sorted(FASTQ_CASES))
-def test_fastq_shards_read_back_exactly(runtime, case, tmp_path):
+def test_fastq_shards_read_back_exactly(runtime, case, vms, tmp_path):
     text = FASTQ_CASES[case](random.Random(7))
     path = tmp_path / "x.fq"
     path.write_bytes(text.encode())
-    got = _compare(runtime, path, "fastq")
+    got = _compare(runtime, path, "fastq", vms=vms)
     assert len(got["whole"]) > 0
     for run in got["runs"]:
         assert run["records"] == got["whole"], f"{run['n']} shards"
         _check_cover(run["ranges"], len(text.encode()), run["n"])
     if case == "plain":
         assert [len(r["ranges"]) for r in got["runs"]] == SHARD_COUNTS
+
+
+def _many_small_records(n: int = 4000) -> bytes:
+    rng = random.Random(11)
+    return "".join(f">s{i}\n" + "".join(rng.choice("ACGT") for _ in range(rng.randint(50, 150))) + "\n"
+                   for i in range(n)).encode()
+
+
+_LENGTHS = r"""
+local out = {}
+for i, s in ipairs(require("bio.fasta").shards(%(path)s, %(n)d, %(vms)s)) do out[i] = s.length end
+return out
+"""
+
+
+@bio_runtimes()
+def test_shards_sized_for_vms_get_smaller_towards_the_end(runtime, tmp_path):
+    """Two VMs, 8 shards: rounds of two, each about half the size of the round before, so the
+    VM that is idle first takes the small last ones (the map's tail is short)."""
+    data = _many_small_records()
+    path = tmp_path / "small.fa"
+    path.write_bytes(data)
+    lengths = run_bio(runtime, _LENGTHS % {"path": lua(str(path)), "n": 8, "vms": 2})
+    equal = run_bio(runtime, _LENGTHS % {"path": lua(str(path)), "n": 8, "vms": "nil"})
+    assert len(lengths) == 8 and sum(lengths) == len(data) == sum(equal)
+    for first, second in zip(lengths[0:6:2], lengths[2:8:2]):  # round r vs round r + 1
+        assert 0.4 < second / first < 0.6, lengths
+    assert max(lengths[-2:]) < 0.05 * len(data) < min(equal), (lengths, equal)
+
+
+@bio_runtimes()
+def test_records_as_big_as_the_shards_get_equal_shards(runtime, tmp_path):
+    """4 equal records cut for 2 VMs: factoring's first shard would take two records (its cut
+    aims just past the second record's start), so the file gets the equal cuts: one each."""
+    rng = random.Random(12)
+    seq = "".join("".join(rng.choice("ACGT") for _ in range(60)) + "\n" for _ in range(500))
+    data = "".join(f">chr{i}\n{seq}" for i in range(4)).encode()
+    path = tmp_path / "big.fa"
+    path.write_bytes(data)
+    lengths = run_bio(runtime, _LENGTHS % {"path": lua(str(path)), "n": 8, "vms": 2})
+    assert lengths == [len(data) // 4] * 4
 
 
 _GC = r"""
@@ -262,11 +333,13 @@ def test_shard_arguments_are_checked(runtime, tmp_path):
       local s = fastq.shards({lua(str(path))}, 1)[1]
       out[3] = select(2, pcall(function() for _ in fasta.records(s) do end end))
       out[4] = select(2, pcall(function() for _ in fasta.records({{path = {lua(str(path))}, offset = -3, length = 1}}) do end end))
+      out[5] = select(2, pcall(fastq.shards, {lua(str(path))}, 4, 0))
       return out""")
     assert "bio.fasta.shards" in got[0] and "#2 'n'" in got[0]
     assert "missing.fa" in got[1] and "cannot open" in got[1]
     assert "fastq shard" in got[2]
     assert "offset" in got[3]
+    assert "bio.fastq.shards" in got[4] and "#3 'vms'" in got[4]
 
 
 # ---------------------------------------------------------------------------------- BGZF

@@ -133,6 +133,22 @@ def test_map_file_sniffs_the_format_and_passes_args(shell, tmp_path):
     assert not r.ok and b"nope.fa" in r.message
 
 
+def test_map_file_sizes_its_shards_for_its_vms(shell, tmp_path):
+    # 2 VMs, 8 shards by default: rounds of two shards, each round about half the size of the
+    # one before, so the VM that is idle first takes the small last ones.  Same bytes as ever.
+    fa = tmp_path / "many.fa"
+    rng = random.Random(4)
+    fa.write_text("".join(f">r{i}\n" + "".join(rng.choice("ACGT") for _ in range(100)) + "\n" for i in range(3000)))
+    shell.show(f"res = vm.map_file(function(s) local n = 0 for r in require('bio.fasta').records(s) do "
+               f"n = n + 1 end return {{s.length, n}} end, {str(fa)!r}, {{vms = 2}})")
+    got = [tuple(map(int, shell.show(f"res[{i}][1], res[{i}][2]").split("\t"))) for i in range(1, 9)]
+    assert shell.show("#res") == "8"
+    lengths = [length for length, _ in got]
+    assert sum(lengths) == fa.stat().st_size and sum(n for _, n in got) == 3000
+    for first, second in zip(lengths[0:6:2], lengths[2:8:2]):
+        assert 0.4 < second / first < 0.6, lengths
+
+
 def test_map_file_finds_the_shards_first_and_cleans_up_on_either_failure(shell, tmp_path, monkeypatch):
     # vm.map_file finds the shards before it creates VMs: a file that cannot be sharded
     # creates none (and the error says which file).
