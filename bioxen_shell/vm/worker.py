@@ -163,6 +163,10 @@ class PreparedAgent:
         self._reseed = self.lua.eval("_VERSION") not in ("Lua 5.1", "Lua 5.2", "Lua 5.3") and \
             not self.lua.eval("jit ~= nil")
 
+    def collect_garbage(self) -> None:
+        """A full collection of the agent's Lua state (see zygote._own_memory_now)."""
+        self.lua.execute("collectgarbage('collect')")
+
     def run(self, *, in_fd: int, out_fd: int, max_memory: int | None = None,
             interrupt_file: str | None = None) -> int:
         """Serve the protocol on ``in_fd``/``out_fd`` until ``exit`` or end of input (once)."""
