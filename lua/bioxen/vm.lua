@@ -187,8 +187,9 @@ function M.bind(host)
     return values_of(uid, vals, pos, blobs, stop)
   end
 
-  -- items: a list, or (vm.map_file) a function that returns it, run while the VMs start.
-  local function map(fn, items, opts)
+  -- What a map sends, from its function and options (checked here: errors name the caller
+  -- of vm.map / vm.map_file, three levels up).
+  local function prepare_map(fn, opts)
     local source, chunkname, line
     if type(fn) == "function" then
       local funcsource = require("bioxen.funcsource")
@@ -199,7 +200,7 @@ function M.bind(host)
       end
       local why
       source, why = funcsource.source_of(fn)
-      if not source then error("vm.map: cannot send this function to a VM: " .. tostring(why), 2) end
+      if not source then error("vm.map: cannot send this function to a VM: " .. tostring(why), 3) end
       local info = debug and debug.getinfo and debug.getinfo(fn, "S")
       chunkname = info and info.source or "=map"
       if chunkname:sub(1, 1) ~= "=" and chunkname:sub(1, 1) ~= "@" then chunkname = "=map" end
@@ -208,9 +209,6 @@ function M.bind(host)
       source, chunkname, line = fn, "=map", 1
     else
       error("bad argument #1 to 'map' (function or source text expected, got " .. type(fn) .. ")", 3)
-    end
-    if type(items) ~= "table" and type(items) ~= "function" then
-      error("bad argument #2 to 'map' (list of items expected, got " .. type(items) .. ")", 3)
     end
     opts = opts or {}
     if type(opts) ~= "table" then
@@ -230,15 +228,21 @@ function M.bind(host)
     if each ~= nil and type(each) ~= "function" then
       error("bad option 'on_result' to 'map' (function expected, got " .. type(each) .. ")", 3)
     end
-    local deliver = each and function(i, encoded) each(i, (decode(encoded))) end
     -- opts.args travel encoded like the items (split, never decoded, on the host side).
     local args = o.args
     o.args = nil
     if args ~= nil and type(args) ~= "table" then
       error("bad option 'args' to 'map' (list of values expected, got " .. type(args) .. ")", 3)
     end
-    local res, failures = check(h_map(source, chunkname, line, encode(items, "items"), encode(o, "options"),
-      deliver, args and encode(args, "args")))
+    return { source = source, chunkname = chunkname, line = line, options = encode(o, "options"),
+      deliver = each and function(i, encoded) each(i, (decode(encoded))) end,
+      args = args and encode(args, "args") }
+  end
+
+  -- Run a prepared map over `items`.
+  local function run_map(m, items)
+    local res, failures = check(h_map(m.source, m.chunkname, m.line, encode(items, "items"), m.options,
+      m.deliver, m.args))
     local results = res and decode(res) or nil
     if failures ~= nil then failures = (decode(failures)) end
     return results, failures
@@ -256,7 +260,8 @@ function M.bind(host)
     if type(items) ~= "table" then
       error("bad argument #2 to 'map' (list of items expected, got " .. type(items) .. ")", 2)
     end
-    local results, failures = map(fn, items, opts) -- not a tail call: map's errors name our caller
+    local m = prepare_map(fn, opts) -- not a tail call: its errors name our caller
+    local results, failures = run_map(m, items)
     return results, failures
   end
 
@@ -274,22 +279,34 @@ function M.bind(host)
     if type(opts) ~= "table" then
       error("bad argument #3 to 'map_file' (table of options expected, got " .. type(opts) .. ")", 2)
     end
+    local S = require "bio._shard"
     local o = {}
     for k, v in pairs(opts) do o[k] = v end
     local format, nshards = o.format, o.shards
     o.format, o.shards = nil, nil
-    if format == nil then format = require("bio._shard").sniff(path, "vm.map_file") end
+    if nshards ~= nil and (type(nshards) ~= "number" or nshards < 1 or nshards ~= math.floor(nshards)) then
+      error("bad option 'shards' to 'map_file' (whole number >= 1 expected, got " .. tostring(nshards) .. ")", 2)
+    end
+    if path == "-" then
+      error("bad argument #2 to 'map_file' ('-' is standard input, which cannot be cut into shards: "
+        .. "save it to a file first)", 2)
+    end
+    if format == nil then format = S.sniff(path, "vm.map_file") end
     if format ~= "fasta" and format ~= "fastq" then
       error("bad option 'format' to 'map_file' (\"fasta\" or \"fastq\" expected, got " .. tostring(format) .. ")", 2)
     end
     local nvms = math.max(1, type(o.vms) == "number" and o.vms or type(o.vms) == "table" and #o.vms
       or type(o.pool) == "table" and #o.pool or check(h_cpus()))
     if nshards == nil then nshards = 4 * nvms end
-    -- The shards are found before the map starts: this is Lua, which runs while the VM layer's
-    -- warm-up (Python) finishes importing (bindings.warm_up), and a file cut into fewer shards
-    -- than there are VMs gets no more VMs than shards.  Sized for nvms VMs: smaller ones last.
-    local shards = require("bio." .. format).shards(path, nshards, nvms)
-    local results, failures = map(fn, shards, o)
+    local m = prepare_map(fn, o)
+    -- The shards are found before the VMs are made: this is Lua, which runs while the VM
+    -- layer's warm-up (Python) finishes importing (bindings.warm_up), and a file cut into
+    -- fewer shards than there are VMs gets no more VMs than shards.  (Creating the VMs
+    -- meanwhile instead was measured slower on 2 cores: both want the CPU.)  Sized for nvms
+    -- VMs: smaller shards last (bio.fasta.shards).
+    local ok, shards = pcall(S.shards, path, nshards, format, "vm.map_file", nvms)
+    if not ok then error(shards, 2) end
+    local results, failures = run_map(m, shards)
     return results, failures
   end
 

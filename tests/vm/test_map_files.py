@@ -149,6 +149,21 @@ def test_map_file_sizes_its_shards_for_its_vms(shell, tmp_path):
         assert 0.4 < second / first < 0.6, lengths
 
 
+def test_map_file_errors_name_the_callers_line_and_make_no_vm(shell, tmp_path):
+    fa = write_fasta(tmp_path / "g.fa")
+    cases = {
+        f"vm.map_file(function() end, {str(tmp_path / 'nope.fa')!r}, {{vms = 2, format = 'fasta'}})":
+            b"vm.map_file: cannot open '" + str(tmp_path / "nope.fa").encode(),
+        f"vm.map_file(function() end, {str(fa)!r}, {{shards = 0}})": b"bad option 'shards' to 'map_file'",
+        "vm.map_file(function() end, '-')": b"'-' is standard input",
+    }
+    for line, expected in cases.items():
+        r = shell.eval_line(line)
+        assert not r.ok and r.message.startswith(b"repl[") and b"]:1: " in r.message, r.message
+        assert expected in r.message, r.message
+    assert shell.show("#vm.list()") == "0"
+
+
 def test_map_file_finds_the_shards_first_and_cleans_up_on_either_failure(shell, tmp_path, monkeypatch):
     # vm.map_file finds the shards before it creates VMs: a file that cannot be sharded
     # creates none (and the error says which file).
