@@ -14,10 +14,13 @@ Two kinds of location:
 from __future__ import annotations
 
 import os
-from pathlib import Path
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "resource_dir",
+    "resource_path",
     "lua_dir",
     "bio_stdlib_dir",
     "profiles_dir",
@@ -29,19 +32,30 @@ __all__ = [
     "lua_patterns",
 ]
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+# Strings and os.path here, pathlib only where a Path is returned: the zygote imports this
+# module at its start, beside the shell's own start-up, and pathlib (with urllib.parse,
+# ipaddress and re, which it imports) is most of what that import would cost.
+_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
 _APP = "bioxen"
+
+
+def resource_path(name: str) -> str:
+    """The directory of a shipped resource, as a string (resource_dir without pathlib)."""
+    data = os.path.join(_PACKAGE_DIR, "_data")
+    for candidate in (os.path.join(data, name), os.path.join(os.path.dirname(_PACKAGE_DIR), name)):
+        if os.path.isdir(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"bioxen resource directory {name!r} is missing from the installation "
+        f"(looked in {data} and {os.path.dirname(_PACKAGE_DIR)})"
+    )
 
 
 def resource_dir(name: str) -> Path:
     """Return the directory of a shipped resource (``lua``, ``bio_stdlib``, ``profiles``)."""
-    for candidate in (_PACKAGE_DIR / "_data" / name, _PACKAGE_DIR.parent / name):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"bioxen resource directory {name!r} is missing from the installation "
-        f"(looked in {_PACKAGE_DIR / '_data'} and {_PACKAGE_DIR.parent})"
-    )
+    from pathlib import Path
+
+    return Path(resource_path(name))
 
 
 def lua_dir() -> Path:
@@ -60,6 +74,8 @@ def profiles_dir() -> Path:
 
 
 def _user_dir(env_var: str, kind: str) -> Path:
+    from pathlib import Path
+
     override = os.environ.get(env_var)
     if override:
         return Path(override)
@@ -89,7 +105,7 @@ def lua_search_dirs(extra_dirs: list[str] | None = None) -> list[str]:
     """The directories of :func:`lua_search_path`, in order, each once."""
     dirs: list[str] = list(extra_dirs or [])
     dirs += [d for d in os.environ.get("BIOXEN_PATH", "").split(os.pathsep) if d]
-    dirs += [str(bio_stdlib_dir()), str(lua_dir())]
+    dirs += [resource_path("bio_stdlib"), resource_path("lua")]
     return list(dict.fromkeys(dirs))
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from pathlib import Path
 
 __all__ = ["run_worker", "PreparedAgent", "load_runtime_module", "agent_path", "main"]
 
@@ -42,11 +41,11 @@ def load_runtime_module(name: str):
     return load_lupa(name)
 
 
-def agent_path() -> Path:
-    """Where ``agent.lua`` is."""
-    from bioxen_shell.paths import lua_dir
+def agent_path() -> str:
+    """Where ``agent.lua`` is (a string: the zygote imports no pathlib, see paths.py)."""
+    from bioxen_shell.paths import resource_path
 
-    return lua_dir() / "bioxen" / "agent.lua"
+    return os.path.join(resource_path("lua"), "bioxen", "agent.lua")
 
 
 def _deny_attribute(obj, name, is_setting):

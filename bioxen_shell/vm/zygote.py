@@ -442,12 +442,6 @@ def zygote_main(argv: list[str]) -> None:
             importlib.import_module(module)
         except ImportError as exc:  # reported at spawn time, with the real target's error
             sys.stderr.write(f"bioxen zygote: cannot preload {module}: {exc}\n")
-    try:
-        from bioxen_shell import paths
-
-        paths.lua_search_path()  # warms platformdirs' lazy imports
-    except Exception:
-        pass
     # The runtimes to import before the first fork (the first also gets its agent loaded);
     # none named: the default one (lupa's LuaJIT, or Lua 5.4 where lupa has none).  Any other
     # runtime is imported by the first VM that asks for it.
