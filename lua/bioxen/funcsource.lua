@@ -4,6 +4,7 @@
 --   funcsource.remember(chunkname, src)   -- the shell calls this for every chunk it runs
 --   funcsource.source_of(fn)  -> "function(x) return x * 2 end"   or nil, reason
 --   funcsource.upvalues(fn)   -> {"a", "b"}  names the function captures (not _ENV)
+--   funcsource.session_locals(fn, text) -> {"x"}  names it reads from its REPL's locals
 --
 -- The text returned is always an anonymous function *expression*: the name of
 -- `function M.f(x)` / `local function f(x)` is dropped and `function obj:m(x)`
@@ -146,6 +147,75 @@ function M.doc_comment(fn)
   end
   if #doc == 0 then return nil end
   return table.concat(doc, "\n")
+end
+
+-- The table a function reads its globals from: getfenv (5.1, LuaJIT) or its _ENV upvalue.
+local function environment_of(fn)
+  local getfenv = rawget(_G, "getfenv")
+  if getfenv then return getfenv(fn) end
+  local i = 1
+  while true do
+    local name, value = debug.getupvalue(fn, i)
+    if not name then return nil end
+    if name == "_ENV" then return value end
+    i = i + 1
+  end
+end
+
+-- Names a function's text declares itself: parameters, locals, loop variables.
+local function declared_names(toks)
+  local declared = {}
+  local i = 1
+  while i <= #toks do
+    local t = toks[i]
+    if t.type == "keyword" and (t.value == "local" or t.value == "for") then
+      local j = i + 1
+      if toks[j] and toks[j].value == "function" then j = j + 1 end
+      while toks[j] and toks[j].type == "name" do
+        declared[toks[j].value] = true
+        j = j + 1
+        if toks[j] and toks[j].value == "<" then j = j + 3 end -- <const> / <close>
+        if not (toks[j] and toks[j].value == ",") then break end
+        j = j + 1
+      end
+    elseif t.type == "keyword" and t.value == "function" then
+      local j = i + 1
+      while toks[j] and toks[j].value ~= "(" do j = j + 1 end
+      j = j + 1
+      while toks[j] and toks[j].value ~= ")" do
+        if toks[j].type == "name" then declared[toks[j].value] = true end
+        j = j + 1
+      end
+    end
+    i = i + 1
+  end
+  return declared
+end
+
+--- The names a function's `text` reads as globals that its environment holds as
+-- its own fields: a REPL keeps its top-level locals so (bioxen.runner.session),
+-- and, like upvalues, they do not travel with the text.  None for a function whose
+-- globals are the real ones.  A name the function declares anywhere (a local,
+-- a parameter, a loop variable) is not counted, nor a field (`t.x`, `{x = 1}`).
+function M.session_locals(fn, text)
+  local env = environment_of(fn)
+  if type(env) ~= "table" or env == _G or next(env) == nil then return {} end
+  local toks = lex.code_tokens(text)
+  local declared = declared_names(toks)
+  local names, seen = {}, {}
+  for i, t in ipairs(toks) do
+    local name = t.value
+    if t.type == "name" and not declared[name] and not seen[name] and rawget(env, name) ~= nil then
+      local before, after = toks[i - 1], toks[i + 1]
+      local field = before and (before.value == "." or before.value == ":")
+      local key = after and after.value == "=" and before and (before.value == "{" or before.value == "," or before.value == ";")
+      if not field and not key then
+        seen[name] = true
+        names[#names + 1] = name
+      end
+    end
+  end
+  return names
 end
 
 function M.upvalues(fn)

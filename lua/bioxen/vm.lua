@@ -201,6 +201,11 @@ function M.bind(host)
       local why
       source, why = funcsource.source_of(fn)
       if not source then error("vm.map: cannot send this function to a VM: " .. tostring(why), 3) end
+      local locals = funcsource.session_locals(fn, source)
+      if #locals > 0 then
+        error("vm.map: the function uses the REPL's locals (" .. table.concat(locals, ", ") ..
+          "), which stay in the shell; pass them in the items or opts.args, or make them globals in the VMs", 3)
+      end
       local info = debug and debug.getinfo and debug.getinfo(fn, "S")
       chunkname = info and info.source or "=map"
       if chunkname:sub(1, 1) ~= "=" and chunkname:sub(1, 1) ~= "@" then chunkname = "=map" end

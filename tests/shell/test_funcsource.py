@@ -49,3 +49,19 @@ def test_failures_give_reasons(engine):
 def test_upvalues_are_reported(engine):
     engine.show("do local k = 3; function uses_k(x) return x * k end end")
     assert engine.show("require('bioxen.funcsource').upvalues(uses_k)") == '{"k"}'
+
+
+def test_names_read_from_the_repls_locals_are_reported(engine):
+    # A REPL keeps its top-level locals in its own environment, not as upvalues: a function
+    # sent to a VM would find them nil there.  Declared names, fields and keys do not count.
+    engine.show("local k = 3")
+    engine.show("local fasta = {}")
+    engine.show("function uses(x) local y = x * k return fasta, {k = 1}, y.k, string.rep('a', 2) end")
+    engine.show("function shadows(k) for fasta in pairs({}) do end return k end")
+    names = "require('bioxen.funcsource').session_locals"
+    src = "require('bioxen.funcsource').source_of"
+    assert engine.show(f"{names}(uses, {src}(uses))") == '{"k", "fasta"}'
+    assert engine.show(f"{names}(shadows, {src}(shadows))") == "{}"
+    # a function of a script (real globals) has none
+    engine.show("g = 1")
+    assert engine.show(f"{names}(string.rep, 'function() return g end')") == "{}"

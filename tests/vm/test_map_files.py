@@ -164,6 +164,20 @@ def test_map_file_errors_name_the_callers_line_and_make_no_vm(shell, tmp_path):
     assert shell.show("#vm.list()") == "0"
 
 
+def test_a_function_that_reads_the_repls_locals_is_refused(shell, tmp_path):
+    # The REPL keeps `local x` for the next line in its own environment: in a VM x would be
+    # nil, and the map would quietly return nils.
+    fa = write_fasta(tmp_path / "g.fa")
+    shell.show("local k = 7")
+    for line in ("vm.map(function(i) return i * k end, {1, 2}, {vms = 1})",
+                 f"vm.map_file(function(s) return k end, {str(fa)!r}, {{vms = 1}})"):
+        r = shell.eval_line(line)
+        assert not r.ok and b"the function uses the REPL's locals (k)" in r.message, r.message
+    assert shell.show("#vm.list()") == "0"
+    # passed in, it works
+    assert shell.show("vm.map(function(i, k) return i * k end, {1, 2}, {vms = 1, args = {k}})[2]") == "14"
+
+
 def test_map_file_finds_the_shards_first_and_cleans_up_on_either_failure(shell, tmp_path, monkeypatch):
     # vm.map_file finds the shards before it creates VMs: a file that cannot be sharded
     # creates none (and the error says which file).
