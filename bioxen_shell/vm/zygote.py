@@ -186,12 +186,14 @@ class _ZygoteServer:
     # -- spares ------------------------------------------------------------------------
 
     def start_spares(self, runtime: str) -> None:
-        """Keep SPARES workers of ``runtime`` (its agent prepared here already) forked ahead."""
+        """Keep SPARES workers of ``runtime`` (its agent prepared here already) forked ahead.
+        These first ones do not copy their memory ahead (see _own_memory_now): they are made
+        while the shell that forked the zygote is still starting, beside it on the CPU."""
         self.spare_runtime = runtime
         while len(self.spares) < SPARES:
-            self.add_spare()
+            self.add_spare(own_memory=False)
 
-    def add_spare(self) -> None:
+    def add_spare(self, own_memory: bool = True) -> None:
         import socket
 
         target = self.prepared_target(self.spare_runtime)
@@ -208,7 +210,7 @@ class _ZygoteServer:
             return
         if pid == 0:
             ours.close()
-            self.become_spare(theirs, target)  # never returns
+            self.become_spare(theirs, target, own_memory)  # never returns
         set_process_name("bioxen-zygote")
         theirs.close()
         try:
@@ -235,13 +237,14 @@ class _ZygoteServer:
                 sock.close()
         return None
 
-    def become_spare(self, sock: socket.socket, target: object) -> None:
+    def become_spare(self, sock: socket.socket, target: object, own_memory: bool) -> None:
         """A spare: set up as a worker is, then wait for its spawn request (or the zygote's end)."""
         import socket
 
         try:
             self.become_process()
-            _own_memory_now(target)
+            if own_memory:
+                _own_memory_now(target)
             keep = sock.fileno()
             os.closerange(3, keep)  # the control socket, the other spares' sockets
             os.closerange(keep + 1, _max_fd())
