@@ -101,7 +101,7 @@ class _ZygoteServer:
                 ready, _, _ = select.select([self.ctrl, self.wake_r], [], [], idle)
             except InterruptedError:
                 continue
-            if not ready:  # idle for SPARE_IDLE s with a spare missing
+            if not ready:  # idle (SPARE_IDLE or SPARE_IDLE_BUSY s) with a spare missing
                 self.add_spare()
                 continue
             if self.wake_r in ready:
