@@ -102,23 +102,33 @@ def run_map(manager: Manager, source: str, items: list[bytes], *,
         if not pool:
             raise ValueError("vm.map: the pool of VMs is empty")
     definition = _definition(source, first_line)
+    cleared: set[str] = set()  # the caller's VMs whose driver removed the function already
+
+    def clear(h: VMHandle) -> None:
+        _clear_function(h)
+        cleared.add(h.name)
+
     try:
-        for h in pool:
-            _define(h, definition, chunkname)
         _Run(pool, items, result, definition=definition, chunkname=chunkname, own=own,
              on_result=on_result, stage=stage, show_progress=progress, interrupted=interrupted,
-             extra_args=extra_args or [], release=(lambda h: _release(manager, h)) if own else None).run()
+             extra_args=extra_args or [], release=(lambda h: _release(manager, h)) if own else clear).run()
     finally:
         if own:  # killed, not waited for (a big heap takes the kernel ms to tear down)
             manager.destroy_many([h.name for h in pool], wait=False)
-        else:
+        else:  # what a stopped or failed map left defined
             for h in pool:
-                try:
-                    if h.status == "running":
-                        h.set(MAP_FN, None)
-                except VMError:
-                    pass
+                if h.name not in cleared:
+                    _clear_function(h)
     return result
+
+
+def _clear_function(h: VMHandle) -> None:
+    """Remove the map's function from one of the caller's VMs (a VM that went away keeps nothing)."""
+    try:
+        if h.status == "running":
+            h.set(MAP_FN, None)
+    except VMError:
+        pass
 
 
 def _pool_size(vms: Any, n_items: int) -> int:
@@ -185,9 +195,10 @@ class _Run:
                  show_progress: bool | None, interrupted: Callable[[], bool] | None,
                  extra_args: list[bytes], release: Callable[[VMHandle], None] | None = None) -> None:
         self.pool, self.items, self.result = pool, items, result
-        # The map's own VMs: each is destroyed as soon as nothing is left for it, so that its
-        # process (a few hundred MB after a big shard: ms to tear down) goes while the others
-        # still work, not after the last one.  None: the caller's pool, kept.
+        # What a driver does with its VM once nothing is left for it, while the others still
+        # work: the map's own VM is destroyed (a few hundred MB after a big shard: ms to tear
+        # down), a VM of the caller's pool has the function removed (a remote VM's round trip
+        # each, at once rather than one after the other at the end).
         self.release = release
         self.extra_args = extra_args  # encoded: passed after each item
         self.definition, self.chunkname, self.own = definition, chunkname, own
@@ -196,6 +207,11 @@ class _Run:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.abort: list[BaseException] = []
+        # Each driver defines the function in its own VM, all at once (a remote VM's round
+        # trip each, not one after the other), and no item runs until every VM has it: a VM
+        # that cannot define it fails the whole map, before anything ran.
+        self.all_defined = threading.Barrier(len(pool))
+        self.define_errors: list[tuple[int, VMError]] = []   # (position in the pool, error)
         self.next_index = 0
         self.retry: list[tuple[int, str]] = []   # (item index, name of the VM that lost it)
         self.retried: set[int] = set()
@@ -247,11 +263,29 @@ class _Run:
 
     # -- one VM's driver -------------------------------------------------------------------
 
+    def define_first(self, h: VMHandle) -> bool:
+        """Define the function in ``h``, then wait until every VM of the map has it (or has
+        failed to).  False: the map does not go ahead."""
+        try:
+            _define(h, self.definition, self.chunkname)
+        except VMError as exc:
+            with self.lock:
+                self.define_errors.append((self.pool.index(h), exc))
+        except BaseException as exc:  # KeyboardInterrupt when the calling thread drives
+            self.halt(exc)
+        try:
+            self.all_defined.wait()
+        except threading.BrokenBarrierError:  # halted (Ctrl-C) while others still defined
+            pass
+        return not self.define_errors and not self.stop.is_set()
+
     def drive(self, h: VMHandle) -> None:
         with self.lock:
             self.active.add(h.name)
         restarts = 0
         try:
+            if not self.define_first(h):
+                return
             while True:
                 i = self.take(h)
                 if i is None:
@@ -322,6 +356,7 @@ class _Run:
     def halt(self, exc: BaseException) -> None:
         self.abort.append(exc)
         self.stop.set()
+        self.all_defined.abort()  # drivers still waiting for the others' definitions: go
 
     # -- the calling thread ----------------------------------------------------------------
 
@@ -345,6 +380,7 @@ class _Run:
                 self.hand_over(timeout=_POLL)
                 if self.interrupted is not None and self.interrupted() and not self.stop.is_set():
                     self.stop.set()
+                    self.all_defined.abort()
                     for h in self.pool:
                         h.interrupt()
             for t in threads:
@@ -352,6 +388,7 @@ class _Run:
             self.hand_over(timeout=None)
         except BaseException:  # Ctrl-C here, or an error from on_result
             self.stop.set()
+            self.all_defined.abort()
             for h in self.pool:
                 h.interrupt()
             for t in threads:
@@ -378,6 +415,8 @@ class _Run:
 
     def finish(self) -> None:
         result, items = self.result, self.items
+        if self.define_errors and not self.abort:
+            raise min(self.define_errors, key=lambda e: e[0])[1]  # the first VM's, as the pool lists them
         if self.abort:
             exc = self.abort[0]
             if isinstance(exc, VMError):

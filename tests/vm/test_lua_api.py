@@ -177,6 +177,30 @@ def test_map_over_a_pool_and_upvalue_error(shell):
     shell.show("for _, p in ipairs(pool) do p:destroy() end")
 
 
+def test_map_runs_nothing_unless_every_vm_defines_the_function(shell):
+    # The VMs define the function at once, each in its own thread; one VM that cannot (its
+    # source text raises there) fails the whole map before any item runs on the others.
+    shell.show("pool = vm.create{name = 'def', count = 3}")
+    shell.show("pool[2]:set('refuse', true)")
+    source = ("(function() if refuse then error('refused here') end "
+              "return function(x) ran = (ran or 0) + 1 return x end end)()")
+    r = shell.fail(f"vm.map([[{source}]], {{1, 2, 3, 4, 5, 6}}, {{vms = pool}})")
+    assert b"could not be defined in VM def2" in r.message and b"refused here" in r.message
+    assert shell.show("pool[1]:get('ran'), pool[2]:get('ran'), pool[3]:get('ran')") == "nil\tnil\tnil"
+    shell.show("pool[2]:set('refuse', nil)")
+    assert shell.show(f"vm.map([[{source}]], {{1, 2, 3, 4, 5, 6}}, {{vms = pool}})") == \
+        "{1, 2, 3, 4, 5, 6}\tnil"
+    assert shell.show("pool[1]:get('ran') + pool[2]:get('ran') + pool[3]:get('ran')") == "6"
+    # Each VM of the pool has the function removed again (after a failed map too).
+    assert shell.show("local n = 0 for _, p in ipairs(pool) do if p:eval('return __bioxen_map_fn') then "
+                      "n = n + 1 end end return n") == "0"
+    r = shell.fail("vm.map('function(x) return x +', {1, 2}, {vms = 2})")  # a syntax error: no VM left
+    assert b"could not be defined in VM map" in r.message
+    names = shell.show("local t = {} for _, v in ipairs(vm.list()) do t[#t + 1] = v.name end return table.concat(t, ' ')")
+    assert not any(n.startswith("map") for n in names.split()), names
+    shell.show("for _, p in ipairs(pool) do p:destroy() end")
+
+
 def test_attach_detach_complete_and_interrupt(shell, tmp_path):
     shell.show("w:set('answer', 42)")
     assert "attached to w1" in shell.show(":attach w1")
