@@ -269,8 +269,11 @@ class _Run:
         try:
             _define(h, self.definition, self.chunkname)
         except VMError as exc:
-            with self.lock:
-                self.define_errors.append((self.pool.index(h), exc))
+            if exc.kind == "interrupted":  # Ctrl-C while defining: the map was interrupted
+                self.halt(exc)
+            else:
+                with self.lock:
+                    self.define_errors.append((self.pool.index(h), exc))
         except BaseException as exc:  # KeyboardInterrupt when the calling thread drives
             self.halt(exc)
         try:

@@ -190,7 +190,8 @@ def test_map_runs_nothing_unless_every_vm_defines_the_function(shell):
     shell.show("pool[2]:set('refuse', nil)")
     assert shell.show(f"vm.map([[{source}]], {{1, 2, 3, 4, 5, 6}}, {{vms = pool}})") == \
         "{1, 2, 3, 4, 5, 6}\tnil"
-    assert shell.show("pool[1]:get('ran') + pool[2]:get('ran') + pool[3]:get('ran')") == "6"
+    # (a VM that was slow to start may have run none of the 6: whichever is idle takes the next)
+    assert shell.show("local n = 0 for _, p in ipairs(pool) do n = n + (p:get('ran') or 0) end return n") == "6"
     # Each VM of the pool has the function removed again (after a failed map too).
     assert shell.show("local n = 0 for _, p in ipairs(pool) do if p:eval('return __bioxen_map_fn') then "
                       "n = n + 1 end end return n") == "0"
