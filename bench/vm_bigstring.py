@@ -182,6 +182,7 @@ def main() -> None:
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     size = mb * 1024 * 1024
     rows = python_api(mb, repeats, size)
+    rows += lua_side(mb, repeats, size, "luajit")  # the shell's default: blobs leave from the Lua strings
     rows += lua_side(mb, repeats, size)
     rows.append(pipe_floor(mb, repeats, size))
     rows.append(pipe_floor(mb, repeats, size, copies=1))

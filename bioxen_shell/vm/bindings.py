@@ -320,10 +320,22 @@ class Host:
 
 
 def _blob_list(blobs: Any) -> list | None:
-    """A Lua array of big strings (from bioxen.vm) as a list of bytes, or None."""
+    """A Lua array of big strings (from bioxen.vm) as a list of buffers to write, or None.
+
+    On LuaJIT, ``blobs.at`` says where each string's bytes are (address, size): each becomes a
+    view of the Lua string's own memory, written to the VM without being copied (100 MB in:
+    ~0.6 → ~1 GB/s).  The views hold only while the Lua call that passed them runs; the
+    request is written before it returns, and nothing keeps them.  Elsewhere each string is
+    copied into ``bytes``, as lupa converts any Lua string."""
     if blobs is None:
         return None
-    return [blobs[i] for i in range(1, len(blobs) + 1)]
+    at = blobs[b"at"]
+    if at is None:
+        return [blobs[i] for i in range(1, len(blobs) + 1)]
+    import ctypes  # only for a string of at least protocol.BLOB_THRESHOLD, and only on LuaJIT
+
+    return [memoryview((ctypes.c_char * int(at[2 * i])).from_address(int(at[2 * i - 1]))).cast("B")
+            for i in range(1, len(blobs) + 1)]
 
 
 def _lua_info(d: dict[str, Any]) -> dict[str, Any]:

@@ -87,11 +87,31 @@ function M.bind(host)
     return wire_unpack(v)
   end
 
+  -- LuaJIT fast path (elsewhere nil, and the host copies each blob out of Lua, as lupa
+  -- does for any string): blobs.at lists where each blob's bytes are and how many, so the
+  -- host writes them to the VM straight from the Lua strings.  The addresses hold while the
+  -- host function runs: the blobs table is its argument, and LuaJIT never moves a string.
+  local address_blobs
+  do
+    local ok, ffi = pcall(require, "ffi")
+    if ok and type(ffi) == "table" and jit then
+      local char_ptr, uintptr = ffi.typeof("const char *"), ffi.typeof("uintptr_t")
+      address_blobs = function(blobs)
+        local at = {}
+        for i, b in ipairs(blobs) do
+          at[2 * i - 1], at[2 * i] = tonumber(ffi.cast(uintptr, ffi.cast(char_ptr, b))), #b
+        end
+        blobs.at = at
+      end
+    end
+  end
+
   -- Arguments: the encoded value list and its blobs (nil when there are none).
   local function encode_args(n, ...)
     local blobs = {}
     local s = encode_list_blobs(blobs, n, ...)
     if blobs[1] == nil then return s, nil end
+    if address_blobs then address_blobs(blobs) end
     return s, blobs
   end
 
@@ -99,6 +119,7 @@ function M.bind(host)
     local blobs = {}
     local s = encode(v, name, blobs)
     if blobs[1] == nil then return s, nil end
+    if address_blobs then address_blobs(blobs) end
     return s, blobs
   end
 
